@@ -1,0 +1,259 @@
+import { createHash } from 'node:crypto';
+import { crc32c } from './crc32c.js';
+import { FrameTooLargeError, InvalidFrameFieldError } from './errors.js';
+import {
+  CRC_BYTES,
+  DEFAULT_FRAME_BYTES_MAX,
+  DIGEST_SHA1,
+  EVENT_HEADER_BYTES,
+  FORMAT_VERSION,
+  KIND_EVENT,
+  KIND_MARKER,
+  MARKER_BYTES,
+  MARKER_HEADER_BYTES,
+  NAME_BYTES_MAX,
+  SHA1_BYTES,
+  writeU16,
+  writeU32,
+  writeU53,
+} from './layout.js';
+import type { CommitHeaders } from './types.js';
+
+/** Options of a {@link FrameWriter}. */
+export interface FrameWriterOptions {
+  /**
+   * Initial buffer size; the buffer doubles when a batch needs more.
+   * @default 1048576
+   */
+  readonly initialBytes?: number;
+  /**
+   * Largest frame the writer will encode.
+   * @default 4194304
+   */
+  readonly frameBytesMax?: number;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Encodes event frames and commit markers straight into one reused buffer.
+ *
+ * The writer is the hot path of every append: it allocates nothing per event except when
+ * its buffer must grow. Write the frames of one or more commits with {@link appendEvent},
+ * close them with {@link seal}, hand {@link bytes} to storage, then {@link reset}.
+ *
+ * @example
+ * const writer = new FrameWriter();
+ * writer.appendEvent(1, 0, Date.now(), FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST,
+ *   'account-1', 1, 'Opened', { commandIds: ['c1'] }, undefined, payload);
+ * writer.seal(0, Date.now());
+ * await file.write(writer.bytes());
+ */
+export class FrameWriter {
+  readonly frameBytesMax: number;
+  private buffer: Buffer;
+  private position = 0;
+  private sealedPosition = 0;
+  private unsealedFirstSeq = -1;
+  private unsealedLastSeq = -1;
+  private unsealedFrames = 0;
+
+  constructor(options: FrameWriterOptions = {}) {
+    this.frameBytesMax = options.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
+    this.buffer = Buffer.allocUnsafe(Math.max(options.initialBytes ?? 1024 * 1024, 256));
+  }
+
+  /** Bytes written since the last reset. */
+  get byteLength(): number {
+    return this.position;
+  }
+
+  /** Event frames written since the last seal. */
+  get unsealedFrameCount(): number {
+    return this.unsealedFrames;
+  }
+
+  /** A view of everything written since the last reset; valid until the next write or reset. */
+  bytes(): Uint8Array {
+    return this.buffer.subarray(0, this.position);
+  }
+
+  /** Forgets everything written; the buffer is reused. */
+  reset(): void {
+    this.position = 0;
+    this.sealedPosition = 0;
+    this.unsealedFrames = 0;
+    this.unsealedFirstSeq = -1;
+    this.unsealedLastSeq = -1;
+  }
+
+  /** A position to {@link rollback} to, e.g. to drop a commit that failed half-way. */
+  mark(): number {
+    return this.position;
+  }
+
+  /**
+   * Drops frames written after `mark` (taken with {@link mark} since the last seal).
+   * `frames` and `lastSeq` say what remains unsealed.
+   */
+  rollback(mark: number, frames: number, lastSeq: number): void {
+    if (mark < this.sealedPosition || mark > this.position) {
+      throw new RangeError(`[sluice/framing] rollback mark ${mark} outside the unsealed range`);
+    }
+    this.position = mark;
+    this.unsealedFrames = frames;
+    this.unsealedLastSeq = frames === 0 ? -1 : lastSeq;
+    if (frames === 0) this.unsealedFirstSeq = -1;
+  }
+
+  /**
+   * Encodes one event frame. `flags` combines FLAG_COMMIT_FIRST / FLAG_COMMIT_LAST.
+   * Throws {@link FrameTooLargeError} or {@link InvalidFrameFieldError} and writes nothing
+   * when the frame cannot be encoded.
+   */
+  appendEvent(
+    seq: number,
+    epoch: number,
+    timestamp: number,
+    flags: number,
+    streamId: string,
+    streamVersion: number,
+    eventType: string,
+    headers: CommitHeaders | undefined,
+    metadata: Uint8Array | undefined,
+    payload: Uint8Array,
+  ): void {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidFrameFieldError('seq', `${seq} is not a safe non-negative integer`);
+    if (this.unsealedLastSeq >= 0 && seq !== this.unsealedLastSeq + 1) {
+      throw new InvalidFrameFieldError('seq', `${seq} does not follow ${this.unsealedLastSeq}`);
+    }
+    if (!Number.isSafeInteger(streamVersion) || streamVersion < 0) {
+      throw new InvalidFrameFieldError('streamVersion', `${streamVersion} is not a safe non-negative integer`);
+    }
+    const meta = metadata ?? EMPTY;
+    const fixedBytes = EVENT_HEADER_BYTES + meta.length + payload.length + CRC_BYTES;
+    if (fixedBytes > this.frameBytesMax) throw new FrameTooLargeError(fixedBytes, this.frameBytesMax);
+    // Upper bound first (UTF-8 needs at most 3 bytes per UTF-16 unit), exact size after writing.
+    const headersMax = headers === undefined ? 0 : headersBytesMax(headers);
+    const bound =
+      EVENT_HEADER_BYTES + (streamId.length + eventType.length) * 3 + headersMax + meta.length + payload.length + CRC_BYTES;
+    this.ensure(bound);
+    const b = this.buffer;
+    const start = this.position;
+    let o = start + EVENT_HEADER_BYTES;
+    const streamIdBytes = writeString(b, o, streamId);
+    o += streamIdBytes;
+    const eventTypeBytes = writeString(b, o, eventType);
+    o += eventTypeBytes;
+    if (streamIdBytes > NAME_BYTES_MAX) throw new InvalidFrameFieldError('streamId', `longer than ${NAME_BYTES_MAX} bytes`);
+    if (eventTypeBytes > NAME_BYTES_MAX) throw new InvalidFrameFieldError('eventType', `longer than ${NAME_BYTES_MAX} bytes`);
+    const headersBytes = headers === undefined ? 0 : writeHeaders(b, o, headers);
+    o += headersBytes;
+    b.set(meta, o);
+    o += meta.length;
+    b.set(payload, o);
+    o += payload.length;
+    const frameBytes = o + CRC_BYTES - start;
+    if (frameBytes > this.frameBytesMax) throw new FrameTooLargeError(frameBytes, this.frameBytesMax);
+
+    writeU32(b, start, frameBytes);
+    b[start + 4] = FORMAT_VERSION;
+    b[start + 5] = KIND_EVENT;
+    b[start + 6] = flags & 3;
+    b[start + 7] = 0;
+    writeU53(b, start + 8, seq);
+    writeU53(b, start + 16, timestamp);
+    writeU32(b, start + 24, epoch);
+    writeU16(b, start + 28, streamIdBytes);
+    writeU16(b, start + 30, eventTypeBytes);
+    writeU53(b, start + 32, streamVersion);
+    writeU32(b, start + 40, headersBytes);
+    writeU32(b, start + 44, meta.length);
+    writeU32(b, start + 48, payload.length);
+    writeU32(b, o, crc32c(b, start, o));
+    this.position = o + CRC_BYTES;
+    if (this.unsealedFrames === 0) this.unsealedFirstSeq = seq;
+    this.unsealedLastSeq = seq;
+    this.unsealedFrames += 1;
+  }
+
+  /**
+   * Writes a commit marker sealing every event frame since the previous seal, with a
+   * SHA-1 digest of their bytes. Returns false (writing nothing) when nothing is unsealed.
+   */
+  seal(epoch: number, timestamp: number): boolean {
+    if (this.unsealedFrames === 0) return false;
+    this.ensure(MARKER_BYTES);
+    const b = this.buffer;
+    const start = this.position;
+    const digest = createHash('sha1').update(b.subarray(this.sealedPosition, start)).digest();
+    writeU32(b, start, MARKER_BYTES);
+    b[start + 4] = FORMAT_VERSION;
+    b[start + 5] = KIND_MARKER;
+    b[start + 6] = DIGEST_SHA1;
+    b[start + 7] = 0;
+    writeU53(b, start + 8, this.unsealedFirstSeq);
+    writeU53(b, start + 16, timestamp);
+    writeU32(b, start + 24, epoch);
+    writeU32(b, start + 28, this.unsealedFrames);
+    writeU53(b, start + 32, this.unsealedLastSeq);
+    writeU32(b, start + 40, SHA1_BYTES);
+    b.set(digest, start + MARKER_HEADER_BYTES);
+    const end = start + MARKER_HEADER_BYTES + SHA1_BYTES;
+    writeU32(b, end, crc32c(b, start, end));
+    this.position = end + CRC_BYTES;
+    this.sealedPosition = this.position;
+    this.unsealedFrames = 0;
+    this.unsealedFirstSeq = -1;
+    this.unsealedLastSeq = -1;
+    return true;
+  }
+
+  private ensure(extra: number): void {
+    const needed = this.position + extra;
+    if (needed <= this.buffer.length) return;
+    let size = this.buffer.length * 2;
+    while (size < needed) size *= 2;
+    const grown = Buffer.allocUnsafe(size);
+    this.buffer.copy(grown, 0, 0, this.position);
+    this.buffer = grown;
+  }
+}
+
+function headersBytesMax(h: CommitHeaders): number {
+  let n = 6 + 2 * h.commandIds.length;
+  for (const id of h.commandIds) n += id.length * 3;
+  return n + (h.correlationId?.length ?? 0) * 3 + (h.causationId?.length ?? 0) * 3;
+}
+
+function writeHeaders(b: Buffer, start: number, h: CommitHeaders): number {
+  if (h.commandIds.length > 0xffff) throw new InvalidFrameFieldError('commandIds', 'more than 65535 command ids');
+  let o = start;
+  writeU16(b, o, h.commandIds.length);
+  o += 2;
+  for (const id of h.commandIds) o = writeShortString(b, o, id, 'commandId');
+  o = writeShortString(b, o, h.correlationId ?? '', 'correlationId');
+  o = writeShortString(b, o, h.causationId ?? '', 'causationId');
+  return o - start;
+}
+
+function writeShortString(b: Buffer, o: number, s: string, field: string): number {
+  const n = writeString(b, o + 2, s);
+  if (n > 0xffff) throw new InvalidFrameFieldError(field, 'longer than 65535 bytes');
+  writeU16(b, o, n);
+  return o + 2 + n;
+}
+
+/** Writes `s` as UTF-8 at `o`, returning the byte count. ASCII (the common case) stays in JS. */
+function writeString(b: Buffer, o: number, s: string): number {
+  const n = s.length;
+  if (n < 48) {
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) return b.write(s, o, 'utf8');
+      b[o + i] = c;
+    }
+    return n;
+  }
+  return b.write(s, o, 'utf8');
+}

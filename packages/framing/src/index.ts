@@ -1,0 +1,17 @@
+export { crc32c } from './crc32c.js';
+export { FramingError, FrameTooLargeError, InvalidFrameFieldError } from './errors.js';
+export { FrameWriter, type FrameWriterOptions } from './frame-writer.js';
+export {
+  CRC_BYTES,
+  DEFAULT_FRAME_BYTES_MAX,
+  EVENT_HEADER_BYTES,
+  FLAG_COMMIT_FIRST,
+  FLAG_COMMIT_LAST,
+  FORMAT_VERSION,
+  FRAME_BYTES_MIN,
+  MARKER_BYTES,
+  NAME_BYTES_MAX,
+} from './layout.js';
+export { SequenceChecker, type SequenceCheckerOptions, type SequenceVerdict } from './sequence-checker.js';
+export { StreamDecoder, decodeBatches, type StreamDecoderOptions } from './stream-decoder.js';
+export type { CommitHeaders, CommitMarker, DecodeReport, EventFrame, SealedBatch, StopReason } from './types.js';

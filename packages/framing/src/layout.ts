@@ -1,0 +1,110 @@
+/**
+ * The frame format, version 1. Binary, little-endian, self-delimiting, checksummed.
+ *
+ * Every frame starts with its total length and ends with a CRC-32C of everything before
+ * the CRC. Two kinds exist:
+ *
+ * Event frame (kind 1), 52-byte header:
+ *
+ * | offset | size | field |
+ * |---|---|---|
+ * | 0 | 4 | frameBytes: total length, this field and the CRC included |
+ * | 4 | 1 | format version (1) |
+ * | 5 | 1 | kind (1 = event) |
+ * | 6 | 1 | flags: bit 0 first frame of its commit, bit 1 last frame of its commit |
+ * | 7 | 1 | reserved, 0 |
+ * | 8 | 8 | seq |
+ * | 16 | 8 | timestamp, ms since the Unix epoch |
+ * | 24 | 4 | epoch (fencing term of the writer) |
+ * | 28 | 2 | streamIdBytes |
+ * | 30 | 2 | eventTypeBytes |
+ * | 32 | 8 | streamVersion |
+ * | 40 | 4 | headersBytes (commit headers: command ids, correlation, causation) |
+ * | 44 | 4 | metadataBytes (opaque, application-defined) |
+ * | 48 | 4 | payloadBytes (opaque) |
+ * | 52 | … | streamId (UTF-8), eventType (UTF-8), headers, metadata, payload |
+ * | end−4 | 4 | CRC-32C of bytes [0, end−4) |
+ *
+ * Commit marker (kind 2), 44-byte header: seals every event frame written since the
+ * previous marker (one or more whole commits). Readers accept frames only once a marker
+ * whose digest verifies has been read after them.
+ *
+ * | offset | size | field |
+ * |---|---|---|
+ * | 0 | 4 | frameBytes |
+ * | 4 | 1 | format version (1) |
+ * | 5 | 1 | kind (2 = marker) |
+ * | 6 | 1 | digest algorithm (1 = SHA-1) |
+ * | 7 | 1 | reserved, 0 |
+ * | 8 | 8 | firstSeq sealed |
+ * | 16 | 8 | timestamp |
+ * | 24 | 4 | epoch |
+ * | 28 | 4 | frameCount sealed |
+ * | 32 | 8 | lastSeq sealed |
+ * | 40 | 4 | digestBytes |
+ * | 44 | … | digest of the exact bytes of the sealed event frames |
+ * | end−4 | 4 | CRC-32C |
+ *
+ * Commit headers (inside an event frame, normally the first frame of a commit):
+ * u16 commandIdCount, then per id u16 length + UTF-8; u16 length + UTF-8 correlation id;
+ * u16 length + UTF-8 causation id (length 0 = absent).
+ *
+ * 64-bit integers are stored as two u32 halves and must be safe integers (< 2^53).
+ * A length field of 0 at a frame boundary means unwritten (preallocated, zero-filled) space.
+ */
+export const FORMAT_VERSION = 1;
+export const KIND_EVENT = 1;
+export const KIND_MARKER = 2;
+export const FLAG_COMMIT_FIRST = 1;
+export const FLAG_COMMIT_LAST = 2;
+export const DIGEST_SHA1 = 1;
+export const SHA1_BYTES = 20;
+
+export const EVENT_HEADER_BYTES = 52;
+export const MARKER_HEADER_BYTES = 44;
+export const CRC_BYTES = 4;
+/** The smallest possible frame: an event frame with every variable field empty. */
+export const FRAME_BYTES_MIN = EVENT_HEADER_BYTES + CRC_BYTES;
+/** A SHA-1 commit marker's exact size. */
+export const MARKER_BYTES = MARKER_HEADER_BYTES + SHA1_BYTES + CRC_BYTES;
+/** Default largest frame accepted by the encoder and decoder: 4 MiB. */
+export const DEFAULT_FRAME_BYTES_MAX = 4 * 1024 * 1024;
+/** Longest stream id or event type, in UTF-8 bytes. */
+export const NAME_BYTES_MAX = 0xffff;
+
+const TWO_32 = 0x1_0000_0000;
+/** High half of the largest safe integer. */
+const SAFE_HIGH_MAX = 0x1fffff;
+
+export function readU32(b: Uint8Array, o: number): number {
+  return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+}
+
+export function readU16(b: Uint8Array, o: number): number {
+  return b[o] | (b[o + 1] << 8);
+}
+
+/** Reads a u64 stored as two u32 halves; returns -1 when it is not a safe integer. */
+export function readU53(b: Uint8Array, o: number): number {
+  const high = readU32(b, o + 4);
+  if (high > SAFE_HIGH_MAX) return -1;
+  return high * TWO_32 + readU32(b, o);
+}
+
+export function writeU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v;
+  b[o + 1] = v >>> 8;
+  b[o + 2] = v >>> 16;
+  b[o + 3] = v >>> 24;
+}
+
+export function writeU16(b: Uint8Array, o: number, v: number): void {
+  b[o] = v;
+  b[o + 1] = v >>> 8;
+}
+
+export function writeU53(b: Uint8Array, o: number, v: number): void {
+  const low = v % TWO_32;
+  writeU32(b, o, low);
+  writeU32(b, o + 4, (v - low) / TWO_32);
+}

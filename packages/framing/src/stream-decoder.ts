@@ -1,0 +1,437 @@
+import { createHash, type Hash } from 'node:crypto';
+import { crc32c } from './crc32c.js';
+import {
+  CRC_BYTES,
+  DEFAULT_FRAME_BYTES_MAX,
+  DIGEST_SHA1,
+  EVENT_HEADER_BYTES,
+  FLAG_COMMIT_FIRST,
+  FLAG_COMMIT_LAST,
+  FORMAT_VERSION,
+  FRAME_BYTES_MIN,
+  KIND_EVENT,
+  KIND_MARKER,
+  MARKER_HEADER_BYTES,
+  SHA1_BYTES,
+  readU16,
+  readU32,
+  readU53,
+} from './layout.js';
+import type { CommitHeaders, CommitMarker, DecodeReport, EventFrame, SealedBatch, StopReason } from './types.js';
+
+/** Options of a {@link StreamDecoder}. */
+export interface StreamDecoderOptions {
+  /**
+   * Largest frame accepted; a length field above it stops decoding with `frame-too-large`.
+   * @default 4194304
+   */
+  readonly frameBytesMax?: number;
+  /** Seq the first frame must have; when absent, the first frame's seq is taken as given. */
+  readonly firstSeq?: number;
+  /**
+   * Verify each marker's digest (SHA-1 over the sealed frames).
+   * @default true
+   */
+  readonly verifyDigest?: boolean;
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+const latin1 = (b: Uint8Array, s: number, e: number): string => {
+  // Short ASCII names are the common case; TextDecoder's call overhead dominates for them.
+  if (e - s <= 32) {
+    let out = '';
+    for (let i = s; i < e; i++) {
+      const c = b[i];
+      if (c >= 0x80) return decoder.decode(b.subarray(s, e));
+      out += String.fromCharCode(c);
+    }
+    return out;
+  }
+  return decoder.decode(b.subarray(s, e));
+};
+
+/**
+ * Decodes a byte stream of frames into sealed batches, accepting any chunk boundaries.
+ *
+ * It never throws on bad input: at the first torn, corrupt or unsigned data it stops, and
+ * {@link end} (or {@link report}) says where the valid data ends and why. Frames are handed
+ * out only inside a {@link SealedBatch} whose marker verified, so a reader never sees part of
+ * a commit. Decoded payloads are views into the pushed chunks: do not reuse a chunk's memory
+ * after pushing it.
+ *
+ * @example
+ * const decoder = new StreamDecoder();
+ * for await (const chunk of fs.createReadStream(path)) {
+ *   for (const batch of decoder.push(chunk)) handle(batch);
+ * }
+ * const report = decoder.end(); // { validBytes, reason: 'end' | 'torn-frame' | ... }
+ */
+export class StreamDecoder {
+  private readonly frameBytesMax: number;
+  private readonly verifyDigest: boolean;
+  private nextSeq: number | undefined;
+  private consumed = 0; // bytes of the input fully decoded (frames and markers)
+  private validBytes = 0; // end of the last verified marker
+  private pending: EventFrame[] = [];
+  private hash: Hash | undefined;
+  private carry: Uint8Array | undefined;
+  private carryFilled = 0;
+  private inCommit = false;
+  private stopped: { reason: StopReason; offset: number; detail: string } | undefined;
+
+  constructor(options: StreamDecoderOptions = {}) {
+    this.frameBytesMax = options.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
+    this.verifyDigest = options.verifyDigest ?? true;
+    this.nextSeq = options.firstSeq;
+  }
+
+  /** True once decoding has stopped on bad or unwritten data; later input is ignored. */
+  get isStopped(): boolean {
+    return this.stopped !== undefined;
+  }
+
+  /** Decodes `chunk`, returning the batches it completed (often none, sometimes many). */
+  push(chunk: Uint8Array): SealedBatch[] {
+    const out: SealedBatch[] = [];
+    if (this.stopped !== undefined || chunk.length === 0) return out;
+    let offset = 0;
+    if (this.carry !== undefined || this.carryFilled > 0) {
+      offset = this.fillCarry(chunk, out);
+      if (offset < 0) return out;
+    }
+    this.scan(chunk, offset, out);
+    return out;
+  }
+
+  /** Declares the input complete and reports where valid data ends and why. */
+  end(): DecodeReport {
+    if (this.stopped === undefined) {
+      if (this.carryFilled > 0) {
+        const need = this.carry === undefined ? 4 : this.carry.length;
+        this.stop('torn-frame', this.consumed, `input ends inside a frame: ${this.carryFilled} of ${need} bytes present`);
+      } else if (this.pending.length > 0) {
+        this.stop('unsigned-commit', this.consumed, `${this.pending.length} frame(s) after the last marker were never sealed`);
+      } else {
+        this.stop('end', this.consumed, 'input ends after a verified marker');
+      }
+    }
+    return this.report();
+  }
+
+  /** Where valid data ends so far and, once stopped, why. */
+  report(): DecodeReport {
+    const s = this.stopped;
+    const reason: StopReason = s?.reason ?? 'end';
+    return {
+      validBytes: this.validBytes,
+      reason,
+      clean: reason === 'end' || reason === 'zero-fill',
+      offset: s?.offset ?? this.consumed,
+      detail: s?.detail ?? 'decoding',
+      nextSeq: this.pending.length > 0 ? this.pending[0].seq : this.nextSeq,
+      unsealedFrames: this.pending.length,
+    };
+  }
+
+  /** Completes a frame split across pushes. Returns the chunk offset after it, or -1 to wait/stop. */
+  private fillCarry(chunk: Uint8Array, out: SealedBatch[]): number {
+    let offset = 0;
+    if (this.carry === undefined) {
+      // Fewer than 4 bytes of the length field arrived so far; they sit in lengthBytes.
+      const take = Math.min(4 - this.carryFilled, chunk.length);
+      this.lengthBytes.set(chunk.subarray(0, take), this.carryFilled);
+      this.carryFilled += take;
+      offset = take;
+      if (this.carryFilled < 4) return -1;
+      const frameBytes = readU32(this.lengthBytes, 0);
+      if (!this.checkLength(frameBytes, this.consumed)) return -1;
+      this.carry = new Uint8Array(frameBytes);
+      this.carry.set(this.lengthBytes, 0);
+    }
+    const carry = this.carry;
+    const take = Math.min(carry.length - this.carryFilled, chunk.length - offset);
+    carry.set(chunk.subarray(offset, offset + take), this.carryFilled);
+    this.carryFilled += take;
+    offset += take;
+    if (this.carryFilled < carry.length) return -1;
+    this.carry = undefined;
+    this.carryFilled = 0;
+    if (!this.frame(carry, 0, carry.length, -1, out)) return -1;
+    return offset;
+  }
+
+  private readonly lengthBytes = new Uint8Array(4);
+
+  private scan(b: Uint8Array, start: number, out: SealedBatch[]): void {
+    let o = start;
+    const end = b.length;
+    let region = o; // start of this chunk's bytes not yet fed to the digest
+    while (o < end) {
+      if (end - o < 4) {
+        this.hashRegion(b, region, o);
+        this.lengthBytes.set(b.subarray(o, end), 0);
+        this.carryFilled = end - o;
+        return;
+      }
+      const frameBytes = readU32(b, o);
+      if (!this.checkLength(frameBytes, this.consumed)) return;
+      if (end - o < frameBytes) {
+        this.hashRegion(b, region, o);
+        this.carry = new Uint8Array(frameBytes);
+        this.carry.set(b.subarray(o, end), 0);
+        this.carryFilled = end - o;
+        return;
+      }
+      if (!this.frame(b, o, frameBytes, region, out)) return;
+      o += frameBytes;
+      if (this.pending.length === 0) region = o;
+    }
+    this.hashRegion(b, region, end);
+  }
+
+  private hashRegion(b: Uint8Array, from: number, to: number): void {
+    if (!this.verifyDigest || to <= from || this.pending.length === 0) return;
+    this.hash ??= createHash('sha1');
+    this.hash.update(b.subarray(from, to));
+  }
+
+  /** Validates a length field; stops decoding and returns false when it cannot start a frame. */
+  private checkLength(frameBytes: number, at: number): boolean {
+    if (frameBytes === 0) {
+      if (this.pending.length > 0) {
+        this.stop('unsigned-commit', at, `${this.pending.length} frame(s) before unwritten space were never sealed`);
+      } else {
+        this.stop('zero-fill', at, 'reached unwritten (zero-filled) space');
+      }
+      return false;
+    }
+    if (frameBytes > this.frameBytesMax) {
+      this.stop('frame-too-large', at, `length field ${frameBytes} exceeds frameBytesMax ${this.frameBytesMax}`);
+      return false;
+    }
+    if (frameBytes < FRAME_BYTES_MIN) {
+      this.stop('malformed-frame', at, `length field ${frameBytes} is below the minimum frame size ${FRAME_BYTES_MIN}`);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Handles one complete frame at b[o, o+n). `regionStart` is where the current batch's not
+   * yet hashed bytes start in `b`, or -1 when the frame was completed in a carry buffer.
+   */
+  private frame(b: Uint8Array, o: number, n: number, regionStart: number, out: SealedBatch[]): boolean {
+    const at = this.consumed;
+    const crcAt = o + n - CRC_BYTES;
+    if (crc32c(b, o, crcAt) !== readU32(b, crcAt)) {
+      this.stop('bad-checksum', at, `frame of ${n} bytes fails its CRC-32C`);
+      return false;
+    }
+    if (b[o + 4] !== FORMAT_VERSION) {
+      this.stop('unsupported-version', at, `format version ${b[o + 4]} is not supported (this decoder reads version ${FORMAT_VERSION}): upgrade @sluice/framing`);
+      return false;
+    }
+    const kind = b[o + 5];
+    if (kind === KIND_EVENT) {
+      const frame = decodeEvent(b, o, n);
+      if (typeof frame === 'string') {
+        this.stop('malformed-frame', at, frame);
+        return false;
+      }
+      if (this.nextSeq !== undefined && frame.seq !== this.nextSeq) {
+        this.stop('bad-sequence', at, `frame seq ${frame.seq} where ${this.nextSeq} was expected`);
+        return false;
+      }
+      if (frame.commitFirst === this.inCommit) {
+        this.stop(
+          'bad-commit-grouping',
+          at,
+          frame.commitFirst ? `seq ${frame.seq} starts a commit before the previous one ended` : `seq ${frame.seq} continues a commit that never started`,
+        );
+        return false;
+      }
+      this.inCommit = !frame.commitLast;
+      this.nextSeq = frame.seq + 1;
+      this.pending.push(frame);
+      this.consumed += n;
+      if (regionStart < 0) this.hashRegion(b, o, o + n); // a frame completed in a carry buffer
+      return true;
+    }
+    if (kind === KIND_MARKER) {
+      return this.marker(b, o, n, regionStart, at, out);
+    }
+    this.stop('malformed-frame', at, `unknown frame kind ${kind}`);
+    return false;
+  }
+
+  private marker(b: Uint8Array, o: number, n: number, regionStart: number, at: number, out: SealedBatch[]): boolean {
+    const marker = decodeMarker(b, o, n);
+    if (typeof marker === 'string') {
+      this.stop('malformed-frame', at, marker);
+      return false;
+    }
+    const frames = this.pending;
+    if (frames.length === 0 || marker.frameCount !== frames.length || marker.firstSeq !== frames[0].seq || marker.lastSeq !== frames[frames.length - 1].seq) {
+      this.stop('bad-digest', at, `marker for seq ${marker.firstSeq}..${marker.lastSeq} (${marker.frameCount} frames) does not match the ${frames.length} frame(s) before it`);
+      return false;
+    }
+    if (this.inCommit) {
+      this.stop('bad-commit-grouping', at, `marker after seq ${marker.lastSeq} seals a commit that never ended`);
+      return false;
+    }
+    if (this.verifyDigest) {
+      if (regionStart >= 0) this.hashRegion(b, regionStart, o);
+      const digest = (this.hash ?? createHash('sha1')).digest();
+      this.hash = undefined;
+      if (!equalBytes(digest, marker.digest)) {
+        this.stop('bad-digest', at, `SHA-1 of seq ${marker.firstSeq}..${marker.lastSeq} does not match the marker`);
+        return false;
+      }
+    }
+    this.consumed += n;
+    let batchBytes = n;
+    for (const f of frames) batchBytes += f.frameBytes;
+    out.push({
+      firstSeq: marker.firstSeq,
+      lastSeq: marker.lastSeq,
+      frames,
+      marker,
+      byteOffset: this.consumed - batchBytes,
+      byteLength: batchBytes,
+    });
+    this.pending = [];
+    this.validBytes = this.consumed;
+    return true;
+  }
+
+  private stop(reason: StopReason, offset: number, detail: string): void {
+    this.stopped = { reason, offset, detail };
+    this.carry = undefined;
+    this.carryFilled = 0;
+    this.hash = undefined;
+  }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Decodes a checksum-verified event frame, or returns why it is malformed. */
+function decodeEvent(b: Uint8Array, o: number, n: number): EventFrame | string {
+  const seq = readU53(b, o + 8);
+  const timestamp = readU53(b, o + 16);
+  const streamVersion = readU53(b, o + 32);
+  if (seq < 0 || timestamp < 0 || streamVersion < 0) return 'a 64-bit field is not a safe integer';
+  const flags = b[o + 6];
+  if ((flags & ~3) !== 0 || b[o + 7] !== 0) return `reserved bits set (flags ${flags})`;
+  const streamIdBytes = readU16(b, o + 28);
+  const eventTypeBytes = readU16(b, o + 30);
+  const headersBytes = readU32(b, o + 40);
+  const metadataBytes = readU32(b, o + 44);
+  const payloadBytes = readU32(b, o + 48);
+  if (EVENT_HEADER_BYTES + streamIdBytes + eventTypeBytes + headersBytes + metadataBytes + payloadBytes + CRC_BYTES !== n) {
+    return `field lengths do not add up to the frame length ${n}`;
+  }
+  let p = o + EVENT_HEADER_BYTES;
+  let streamId: string;
+  let eventType: string;
+  try {
+    streamId = latin1(b, p, p + streamIdBytes);
+    p += streamIdBytes;
+    eventType = latin1(b, p, p + eventTypeBytes);
+    p += eventTypeBytes;
+  } catch {
+    return 'stream id or event type is not valid UTF-8';
+  }
+  let headers: CommitHeaders | undefined;
+  if (headersBytes > 0) {
+    const h = decodeHeaders(b, p, p + headersBytes);
+    if (typeof h === 'string') return h;
+    headers = h;
+    p += headersBytes;
+  }
+  const metadata = b.subarray(p, p + metadataBytes);
+  p += metadataBytes;
+  const payload = b.subarray(p, p + payloadBytes);
+  return {
+    seq,
+    epoch: readU32(b, o + 24),
+    timestamp,
+    commitFirst: (flags & FLAG_COMMIT_FIRST) !== 0,
+    commitLast: (flags & FLAG_COMMIT_LAST) !== 0,
+    streamId,
+    streamVersion,
+    eventType,
+    headers,
+    metadata,
+    payload,
+    frameBytes: n,
+  };
+}
+
+function decodeHeaders(b: Uint8Array, start: number, end: number): CommitHeaders | string {
+  let p = start;
+  const str = (): string | undefined => {
+    if (p + 2 > end) return undefined;
+    const len = readU16(b, p);
+    p += 2;
+    if (p + len > end) return undefined;
+    const s = decoder.decode(b.subarray(p, p + len));
+    p += len;
+    return s;
+  };
+  try {
+    if (p + 2 > end) return 'commit headers truncated';
+    const count = readU16(b, p);
+    p += 2;
+    const commandIds: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const id = str();
+      if (id === undefined) return 'commit headers truncated';
+      commandIds.push(id);
+    }
+    const correlationId = str();
+    const causationId = str();
+    if (correlationId === undefined || causationId === undefined || p !== end) return 'commit headers malformed';
+    return {
+      commandIds,
+      correlationId: correlationId === '' ? undefined : correlationId,
+      causationId: causationId === '' ? undefined : causationId,
+    };
+  } catch {
+    return 'commit headers are not valid UTF-8';
+  }
+}
+
+function decodeMarker(b: Uint8Array, o: number, n: number): CommitMarker | string {
+  if (b[o + 6] !== DIGEST_SHA1) return `unknown digest algorithm ${b[o + 6]}`;
+  const digestBytes = readU32(b, o + 40);
+  if (digestBytes !== SHA1_BYTES || n !== MARKER_HEADER_BYTES + SHA1_BYTES + CRC_BYTES || b[o + 7] !== 0) {
+    return 'commit marker has the wrong size';
+  }
+  const firstSeq = readU53(b, o + 8);
+  const timestamp = readU53(b, o + 16);
+  const lastSeq = readU53(b, o + 32);
+  if (firstSeq < 0 || timestamp < 0 || lastSeq < 0) return 'a 64-bit marker field is not a safe integer';
+  return {
+    firstSeq,
+    lastSeq,
+    frameCount: readU32(b, o + 28),
+    epoch: readU32(b, o + 24),
+    timestamp,
+    digestAlgorithm: 'sha1',
+    digest: b.subarray(o + MARKER_HEADER_BYTES, o + MARKER_HEADER_BYTES + SHA1_BYTES),
+  };
+}
+
+/**
+ * Decodes a complete buffer: every verified batch and a report of where valid data ends.
+ * Never throws on bad input.
+ */
+export function decodeBatches(bytes: Uint8Array, options: StreamDecoderOptions = {}): { batches: SealedBatch[]; report: DecodeReport } {
+  const d = new StreamDecoder(options);
+  const batches = d.push(bytes);
+  return { batches, report: d.end() };
+}

@@ -1,0 +1,1 @@
+export { describeStorageConformance, type ConformanceLocation, type ConformanceTarget } from './storage-conformance.js';

@@ -1,0 +1,528 @@
+import { FLAG_COMMIT_FIRST, FLAG_COMMIT_LAST, FrameWriter } from '@sluice/framing';
+import {
+  CommandIdConflictError,
+  InvalidRequestError,
+  PartitionClosedError,
+  StorageError,
+  WrongExpectedVersionError,
+  isStorageError,
+  openPartition,
+  type CommitResult,
+  type Partition,
+  type PartitionOptions,
+  type PartitionStorage,
+  type RecordedEvent,
+} from '@sluice/store';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+/** One isolated place a backend stores a partition: a temp folder, an LMDB file, a container. */
+export interface ConformanceLocation {
+  /** A new storage object on this location; calling it again "reopens" the same data. */
+  storage(): PartitionStorage;
+  /**
+   * Appends raw bytes after everything stored, bypassing the engine, as a crash in the middle
+   * of a write would leave them. Called only while no storage of the location is open.
+   */
+  appendRaw(bytes: Uint8Array): Promise<void>;
+  /** Removes everything the location holds. */
+  destroy(): Promise<void>;
+}
+
+/** A backend under test. */
+export interface ConformanceTarget {
+  /** Shown in test names. */
+  readonly name: string;
+  /** A fresh, isolated, empty location for one test. */
+  createLocation(): Promise<ConformanceLocation>;
+  /**
+   * Longest a single test may take, for backends behind a network.
+   * @default 30000
+   */
+  readonly testTimeoutMs?: number;
+}
+
+const te = new TextEncoder();
+const td = new TextDecoder();
+const bytes = (s: string): Uint8Array => te.encode(s);
+const text = (b: Uint8Array): string => td.decode(b);
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+/** Encodes `count` frames (seq from `firstSeq`) as one commit, optionally sealed. */
+function rawCommit(firstSeq: number, count: number, sealed: boolean, streamId = 'raw'): Uint8Array {
+  const writer = new FrameWriter();
+  for (let i = 0; i < count; i++) {
+    const flags = (i === 0 ? FLAG_COMMIT_FIRST : 0) | (i === count - 1 ? FLAG_COMMIT_LAST : 0);
+    writer.appendEvent(firstSeq + i, 0, 1, flags, streamId, i + 1, 'Raw', undefined, undefined, bytes(`raw-${i}`));
+  }
+  if (sealed) writer.seal(0, 1);
+  return Uint8Array.from(writer.bytes());
+}
+
+/** Wraps a storage to count its appends: group commit is visible as fewer appends than commits. */
+function countingStorage(inner: PartitionStorage): { storage: PartitionStorage; appends: () => number } {
+  let appends = 0;
+  const storage: PartitionStorage = {
+    kind: inner.kind,
+    capabilities: inner.capabilities,
+    open: () => inner.open(),
+    append: (b, f, l) => {
+      appends++;
+      return inner.append(b, f, l);
+    },
+    read: (f, t) => inner.read(f, t),
+    lastSeq: () => inner.lastSeq(),
+    openReader: () => inner.openReader(),
+    close: () => inner.close(),
+  };
+  return { storage, appends: () => appends };
+}
+
+/**
+ * Registers the storage conformance suite for a backend. Every `@sluice/store-*` package
+ * calls it unchanged from its own tests; the in-memory backend is the reference.
+ *
+ * @example
+ * // packages/store-lmdb/src/lmdb-storage.test.ts
+ * describeStorageConformance({
+ *   name: 'lmdb',
+ *   createLocation: async () => {
+ *     const dir = await mkdtemp(join(tmpdir(), 'sluice-lmdb-'));
+ *     return {
+ *       storage: () => createLmdbStorage({ path: dir }),
+ *       appendRaw: (b) => appendRawLmdb(dir, b),
+ *       destroy: () => rm(dir, { recursive: true, force: true }),
+ *     };
+ *   },
+ * });
+ */
+export function describeStorageConformance(target: ConformanceTarget): void {
+  describe(`storage conformance: ${target.name}`, { timeout: target.testTimeoutMs ?? 30_000 }, () => {
+    let location: ConformanceLocation;
+    const open: Partition[] = [];
+
+    const openOn = async (options: Partial<PartitionOptions> = {}, storage = location.storage()): Promise<Partition> => {
+      const partition = await openPartition({ name: `conformance-${target.name}`, ...options, storage });
+      open.push(partition);
+      return partition;
+    };
+    const reopen = async (partition: Partition, options: Partial<PartitionOptions> = {}): Promise<Partition> => {
+      await partition.close();
+      return openOn(options);
+    };
+
+    beforeEach(async () => {
+      location = await target.createLocation();
+    });
+
+    afterEach(async () => {
+      for (const p of open.splice(0)) await p.close();
+      await location.destroy();
+    });
+
+    describe('append', () => {
+      it('starts empty', async () => {
+        const p = await openOn();
+        expect(p.lastSeq).toBe(0);
+        expect(await collect(p.read())).toEqual([]);
+        expect(p.streamVersion('none')).toBe(0);
+      });
+
+      it('appends an event and reads it back byte for byte', async () => {
+        const p = await openOn();
+        const data = Uint8Array.from([0, 1, 2, 255, 254]);
+        const r = await p.append({ streamId: 'account-1', expectedVersion: 0, events: [{ type: 'Opened', data, metadata: bytes('m') }] });
+        expect(r).toMatchObject({ firstSeq: 1, lastSeq: 1, duplicate: false, streams: [{ streamId: 'account-1', firstVersion: 1, version: 1 }] });
+        expect(p.lastSeq).toBe(1);
+        const [e] = await collect(p.read());
+        expect(e.seq).toBe(1);
+        expect(e.streamId).toBe('account-1');
+        expect(e.streamVersion).toBe(1);
+        expect(e.eventType).toBe('Opened');
+        expect([...e.payload]).toEqual([...data]);
+        expect(text(e.metadata)).toBe('m');
+        expect(e.commitFirst && e.commitLast).toBe(true);
+        expect(e.timestamp).toBe(r.timestamp);
+      });
+
+      it('numbers frames gaplessly across streams and appends', async () => {
+        const p = await openOn();
+        for (let i = 0; i < 30; i++) {
+          await p.append({ streamId: `s-${i % 4}`, events: Array.from({ length: (i % 3) + 1 }, (_, k) => ({ type: 'E', data: bytes(`${i}.${k}`) })) });
+        }
+        const events = await collect(p.read());
+        expect(events.map((e) => e.seq)).toEqual(Array.from({ length: events.length }, (_, i) => i + 1));
+        expect(p.lastSeq).toBe(events.length);
+        for (let s = 0; s < 4; s++) {
+          const versions = events.filter((e) => e.streamId === `s-${s}`).map((e) => e.streamVersion);
+          expect(versions).toEqual(Array.from({ length: versions.length }, (_, i) => i + 1));
+        }
+      });
+
+      it('checks expected versions', async () => {
+        const p = await openOn();
+        await p.append({ streamId: 'a', expectedVersion: 'no-stream', events: [{ type: 'E', data: bytes('1') }] });
+        await p.append({ streamId: 'a', expectedVersion: 1, events: [{ type: 'E', data: bytes('2') }] });
+        await p.append({ streamId: 'a', expectedVersion: 'exists', events: [{ type: 'E', data: bytes('3') }] });
+        await p.append({ streamId: 'a', expectedVersion: 'any', events: [{ type: 'E', data: bytes('4') }] });
+        const conflict = await p.append({ streamId: 'a', expectedVersion: 2, events: [{ type: 'E', data: bytes('x') }] }).catch((e: unknown) => e);
+        expect(conflict).toBeInstanceOf(WrongExpectedVersionError);
+        expect(conflict).toMatchObject({ streamId: 'a', actualVersion: 4, expectedVersion: 2 });
+        await expect(p.append({ streamId: 'a', expectedVersion: 'no-stream', events: [{ type: 'E', data: bytes('x') }] })).rejects.toBeInstanceOf(WrongExpectedVersionError);
+        await expect(p.append({ streamId: 'b', expectedVersion: 'exists', events: [{ type: 'E', data: bytes('x') }] })).rejects.toBeInstanceOf(WrongExpectedVersionError);
+        expect(p.streamVersion('a')).toBe(4);
+        expect(p.lastSeq).toBe(4);
+      });
+
+      it('refuses malformed requests and keeps serving', async () => {
+        const p = await openOn();
+        const bad = [
+          { streamId: '', events: [{ type: 'E', data: bytes('x') }] },
+          { streamId: 's', events: [] },
+          { streamId: 's', events: [{ type: '', data: bytes('x') }] },
+          { streamId: 's', events: [{ type: 'E', data: 'not bytes' }] },
+          { streamId: 's', expectedVersion: -1, events: [{ type: 'E', data: bytes('x') }] },
+        ];
+        for (const request of bad) {
+          await expect(p.append(request as never)).rejects.toBeInstanceOf(InvalidRequestError);
+        }
+        await expect(p.commit({ changes: [] })).rejects.toBeInstanceOf(InvalidRequestError);
+        await expect(
+          p.commit({ changes: [{ streamId: 'x', events: [{ type: 'E', data: bytes('1') }] }, { streamId: 'x', events: [{ type: 'E', data: bytes('2') }] }] }),
+        ).rejects.toBeInstanceOf(InvalidRequestError);
+        const ok = await p.append({ streamId: 's', events: [{ type: 'E', data: bytes('fine') }] });
+        expect(ok.firstSeq).toBe(1);
+      });
+
+      it('refuses a frame over frameBytesMax without disturbing the commits around it', async () => {
+        const p = await openOn({ frameBytesMax: 4096 });
+        const small = p.append({ streamId: 's', events: [{ type: 'E', data: new Uint8Array(100) }] });
+        const big = p.append({ streamId: 's', events: [{ type: 'E', data: new Uint8Array(1000) }, { type: 'E', data: new Uint8Array(5000) }] });
+        const after = p.append({ streamId: 's', events: [{ type: 'E', data: new Uint8Array(4000) }] });
+        expect((await small).lastSeq).toBe(1);
+        await expect(big).rejects.toBeInstanceOf(InvalidRequestError);
+        expect(await after).toMatchObject({ firstSeq: 2, streams: [{ version: 2 }] });
+        expect((await collect(p.read())).map((e) => e.payload.length)).toEqual([100, 4000]);
+      });
+
+      it('commits a unit of work over several streams atomically', async () => {
+        const p = await openOn();
+        await p.append({ streamId: 'to', events: [{ type: 'Opened', data: bytes('') }] });
+        const r = await p.commit({
+          commandIds: ['transfer-1'],
+          correlationId: 'corr-1',
+          causationId: 'cause-1',
+          changes: [
+            { streamId: 'from', expectedVersion: 0, events: [{ type: 'Opened', data: bytes('') }, { type: 'Debited', data: bytes('10') }] },
+            { streamId: 'to', expectedVersion: 1, events: [{ type: 'Credited', data: bytes('10') }] },
+          ],
+        });
+        expect(r).toMatchObject({
+          firstSeq: 2,
+          lastSeq: 4,
+          streams: [
+            { streamId: 'from', firstVersion: 1, version: 2 },
+            { streamId: 'to', firstVersion: 2, version: 2 },
+          ],
+        });
+        const events = await collect(p.read({ fromSeq: 2 }));
+        expect(events.map((e) => [e.commitFirst, e.commitLast])).toEqual([
+          [true, false],
+          [false, false],
+          [false, true],
+        ]);
+        expect(events[0].headers).toEqual({ commandIds: ['transfer-1'], correlationId: 'corr-1', causationId: 'cause-1' });
+        // One stale change fails the whole unit: nothing of it is written.
+        await expect(
+          p.commit({
+            changes: [
+              { streamId: 'from', expectedVersion: 2, events: [{ type: 'Debited', data: bytes('5') }] },
+              { streamId: 'to', expectedVersion: 1, events: [{ type: 'Credited', data: bytes('5') }] },
+            ],
+          }),
+        ).rejects.toBeInstanceOf(WrongExpectedVersionError);
+        expect(p.lastSeq).toBe(4);
+        expect(p.streamVersion('from')).toBe(2);
+      });
+    });
+
+    describe('read', () => {
+      const seed = async (p: Partition): Promise<void> => {
+        for (let i = 1; i <= 20; i++) await p.append({ streamId: i % 2 === 0 ? 'even' : 'odd', events: [{ type: 'N', data: bytes(String(i)) }] });
+      };
+
+      it('reads by seq range with a count limit', async () => {
+        const p = await openOn();
+        await seed(p);
+        expect((await collect(p.read({ fromSeq: 5, toSeq: 9 }))).map((e) => e.seq)).toEqual([5, 6, 7, 8, 9]);
+        expect((await collect(p.read({ fromSeq: 18 }))).map((e) => text(e.payload))).toEqual(['18', '19', '20']);
+        expect((await collect(p.read({ fromSeq: 3, maxCount: 2 }))).map((e) => e.seq)).toEqual([3, 4]);
+        expect(await collect(p.read({ fromSeq: 21 }))).toEqual([]);
+        expect(await collect(p.read({ fromSeq: 9, toSeq: 5 }))).toEqual([]);
+      });
+
+      it('reads a stream by version', async () => {
+        const p = await openOn();
+        await seed(p);
+        const even = await collect(p.readStream('even'));
+        expect(even.map((e) => text(e.payload))).toEqual(['2', '4', '6', '8', '10', '12', '14', '16', '18', '20']);
+        expect(even.map((e) => e.streamVersion)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        expect((await collect(p.readStream('odd', { fromVersion: 9 }))).map((e) => text(e.payload))).toEqual(['17', '19']);
+        expect((await collect(p.readStream('odd', { fromVersion: 2, maxCount: 2 }))).map((e) => e.streamVersion)).toEqual([2, 3]);
+        expect(await collect(p.readStream('missing'))).toEqual([]);
+      });
+
+      it('reads streams whose events are far apart', async () => {
+        const p = await openOn();
+        for (let i = 0; i < 3; i++) {
+          await p.append({ streamId: 'sparse', events: [{ type: 'S', data: bytes(`s${i}`) }] });
+          await p.append({ streamId: 'bulk', events: Array.from({ length: 400 }, () => ({ type: 'B', data: bytes('b') })) });
+        }
+        expect((await collect(p.readStream('sparse'))).map((e) => text(e.payload))).toEqual(['s0', 's1', 's2']);
+      });
+
+      it('subscribes: catches up in batches, then follows live commits until aborted', async () => {
+        const p = await openOn();
+        await seed(p);
+        const controller = new AbortController();
+        const seen: number[] = [];
+        const done = (async () => {
+          for await (const batch of p.subscribe({ fromSeq: 15, signal: controller.signal })) {
+            expect(batch.length).toBeGreaterThan(0);
+            for (const e of batch) seen.push(e.seq);
+            if (seen.at(-1) === 22) controller.abort();
+          }
+        })();
+        await p.append({ streamId: 'live', events: [{ type: 'L', data: bytes('21') }] });
+        await p.append({ streamId: 'live', events: [{ type: 'L', data: bytes('22') }] });
+        await done;
+        expect(seen).toEqual([15, 16, 17, 18, 19, 20, 21, 22]);
+      });
+
+      it('returns the same events after reopening', async () => {
+        let p = await openOn();
+        await seed(p);
+        const before = (await collect(p.read())).map((e) => [e.seq, e.streamId, e.streamVersion, text(e.payload)]);
+        p = await reopen(p);
+        expect((await collect(p.read())).map((e) => [e.seq, e.streamId, e.streamVersion, text(e.payload)])).toEqual(before);
+      });
+    });
+
+    describe('concurrency', () => {
+      it('group-commits concurrent appends: all acknowledged, gapless, fewer writes than commits', async () => {
+        const counting = countingStorage(location.storage());
+        const p = await openOn({}, counting.storage);
+        const results = await Promise.all(
+          Array.from({ length: 1000 }, (_, i) => p.append({ streamId: `c-${i % 50}`, events: [{ type: 'E', data: bytes(String(i)) }] })),
+        );
+        const seqs = results.map((r) => r.firstSeq).sort((a, b) => a - b);
+        expect(seqs).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+        expect(counting.appends()).toBeLessThan(100);
+        const events = await collect(p.read());
+        expect(events).toHaveLength(1000);
+        for (const r of results) expect(text(events[r.firstSeq - 1].payload)).toBe(String(results.indexOf(r)));
+      });
+
+      it('lets exactly one of several racing writers with the same expected version win', async () => {
+        const p = await openOn();
+        await p.append({ streamId: 'race', events: [{ type: 'E', data: bytes('0') }] });
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: 10 }, (_, i) => p.append({ streamId: 'race', expectedVersion: 1, events: [{ type: 'E', data: bytes(String(i)) }] })),
+        );
+        expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+        for (const o of outcomes) if (o.status === 'rejected') expect(o.reason).toBeInstanceOf(WrongExpectedVersionError);
+        expect(p.streamVersion('race')).toBe(2);
+      });
+
+      it('keeps appends from successive awaits in order', async () => {
+        const p = await openOn();
+        const writers = Array.from({ length: 8 }, async (_, w) => {
+          for (let i = 0; i < 25; i++) await p.append({ streamId: `w-${w}`, expectedVersion: i, events: [{ type: 'E', data: bytes(`${w}:${i}`) }] });
+        });
+        await Promise.all(writers);
+        for (let w = 0; w < 8; w++) {
+          expect((await collect(p.readStream(`w-${w}`))).map((e) => text(e.payload))).toEqual(Array.from({ length: 25 }, (_, i) => `${w}:${i}`));
+        }
+      });
+    });
+
+    describe('idempotency', () => {
+      const deposit = (p: Partition, commandId: string, amount: string): Promise<CommitResult> =>
+        p.append({ streamId: 'account', commandId, events: [{ type: 'Deposited', data: bytes(amount) }] });
+
+      it('applies a command id once and returns the original result to a duplicate', async () => {
+        const p = await openOn();
+        const first = await deposit(p, 'cmd-1', '10');
+        await deposit(p, 'cmd-2', '20');
+        const again = await deposit(p, 'cmd-1', '10');
+        expect(again).toEqual({ ...first, duplicate: true });
+        expect(p.lastSeq).toBe(2);
+        expect(p.streamVersion('account')).toBe(2);
+      });
+
+      it('resolves concurrent duplicates with one commit', async () => {
+        const p = await openOn();
+        const results = await Promise.all([deposit(p, 'twice', '1'), deposit(p, 'twice', '1'), deposit(p, 'twice', '1')]);
+        expect(new Set(results.map((r) => r.firstSeq)).size).toBe(1);
+        expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
+        expect(p.lastSeq).toBe(1);
+      });
+
+      it('remembers command ids across a restart', async () => {
+        let p = await openOn();
+        const first = await p.commit({
+          commandIds: ['a', 'b'],
+          changes: [
+            { streamId: 'x', events: [{ type: 'E', data: bytes('1') }] },
+            { streamId: 'y', events: [{ type: 'E', data: bytes('2') }, { type: 'E', data: bytes('3') }] },
+          ],
+        });
+        p = await reopen(p);
+        const again = await p.commit({ commandIds: ['b', 'a'], changes: [{ streamId: 'x', events: [{ type: 'E', data: bytes('1') }] }] });
+        expect(again).toEqual({ ...first, duplicate: true });
+        expect(p.lastSeq).toBe(3);
+      });
+
+      it('refuses a unit mixing applied and new command ids', async () => {
+        const p = await openOn();
+        await deposit(p, 'old', '1');
+        await expect(p.commit({ commandIds: ['old', 'new'], changes: [{ streamId: 'account', events: [{ type: 'E', data: bytes('2') }] }] })).rejects.toBeInstanceOf(
+          CommandIdConflictError,
+        );
+        expect(p.lastSeq).toBe(1);
+        expect((await deposit(p, 'new', '2')).duplicate).toBe(false);
+      });
+    });
+
+    describe('recovery', () => {
+      const fill = async (p: Partition, n: number): Promise<void> => {
+        for (let i = 0; i < n; i++) await p.append({ streamId: `r-${i % 3}`, commandId: `r-${i}`, events: [{ type: 'E', data: bytes(`v${i}`) }] });
+      };
+
+      for (const [what, tail] of [
+        ['a torn frame', (next: number) => rawCommit(next, 3, true).subarray(0, 70)],
+        ['an unsigned commit', (next: number) => rawCommit(next, 2, false)],
+        ['a commit with a torn marker', (next: number) => { const b = rawCommit(next, 2, true); return b.subarray(0, b.length - 10); }],
+        ['garbage', () => Uint8Array.from({ length: 300 }, (_, i) => (i * 37 + 11) & 0xff)],
+        ['a frame with a bad checksum', (next: number) => { const b = rawCommit(next, 1, true); b[60] ^= 0xff; return b; }],
+      ] as const) {
+        it(`drops ${what} after the last commit and keeps every acknowledged one`, async () => {
+          let p = await openOn();
+          await fill(p, 10);
+          await p.close();
+          await location.appendRaw(tail(11));
+          p = await openOn();
+          expect(p.lastSeq).toBe(10);
+          expect(p.recovery.droppedBytes).toBeGreaterThan(0);
+          expect((await collect(p.read())).map((e) => text(e.payload))).toEqual(Array.from({ length: 10 }, (_, i) => `v${i}`));
+          const next = await p.append({ streamId: 'r-0', events: [{ type: 'E', data: bytes('after') }] });
+          expect(next).toMatchObject({ firstSeq: 11, streams: [{ version: 5 }] });
+          p = await reopen(p);
+          expect(p.recovery.droppedBytes).toBe(0);
+          expect((await collect(p.read({ fromSeq: 11 }))).map((e) => text(e.payload))).toEqual(['after']);
+          expect((await p.append({ streamId: 'r-1', commandId: 'r-1', events: [{ type: 'E', data: bytes('dup') }] })).duplicate).toBe(true);
+        });
+      }
+
+      it('keeps a sealed commit appended outside the engine', async () => {
+        let p = await openOn();
+        await fill(p, 2);
+        await p.close();
+        await location.appendRaw(rawCommit(3, 2, true, 'raw'));
+        p = await openOn();
+        expect(p.lastSeq).toBe(4);
+        expect(p.recovery.droppedBytes).toBe(0);
+        expect(p.streamVersion('raw')).toBe(2);
+      });
+
+      it('allows one writer at a time', async () => {
+        const first = await openOn();
+        await first.append({ streamId: 's', events: [{ type: 'E', data: bytes('1') }] });
+        const second = location.storage();
+        const error = await second.open().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        await second.close();
+        expect(isStorageError(error)).toBe(true);
+        expect(error).toMatchObject({ reason: 'Locked' });
+        expect((error as Error).message).toMatch(/writer/i);
+        await first.close();
+        const third = await openOn();
+        expect(third.lastSeq).toBe(1);
+      });
+
+      it('fences a writer whose epoch is older than the log', async () => {
+        let p = await openOn({ epoch: 3 });
+        await p.append({ streamId: 's', events: [{ type: 'E', data: bytes('1') }] });
+        await p.close();
+        const error = await openOn({ epoch: 2 }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(StorageError);
+        expect(error).toMatchObject({ reason: 'Conflict' });
+        p = await openOn();
+        expect(p.epoch).toBe(3);
+        expect((await collect(p.read()))[0].epoch).toBe(3);
+      });
+    });
+
+    describe('close', () => {
+      it('finishes queued appends before closing, then refuses new ones', async () => {
+        let p = await openOn();
+        const pending = Array.from({ length: 50 }, (_, i) => p.append({ streamId: 's', events: [{ type: 'E', data: bytes(String(i)) }] }));
+        await p.close();
+        expect((await Promise.all(pending)).at(-1)?.lastSeq).toBe(50);
+        await expect(p.append({ streamId: 's', events: [{ type: 'E', data: bytes('late') }] })).rejects.toBeInstanceOf(PartitionClosedError);
+        await expect(collect(p.read())).rejects.toBeInstanceOf(PartitionClosedError);
+        await p.close();
+        p = await openOn();
+        expect(p.lastSeq).toBe(50);
+      });
+
+      it('ends live subscriptions', async () => {
+        const p = await openOn();
+        await p.append({ streamId: 's', events: [{ type: 'E', data: bytes('1') }] });
+        const seen: RecordedEvent[][] = [];
+        const done = (async () => {
+          for await (const batch of p.subscribe()) seen.push(batch);
+        })();
+        await p.append({ streamId: 's', events: [{ type: 'E', data: bytes('2') }] });
+        await p.close();
+        await done;
+        // Whatever was delivered before the close is a gapless prefix of the log.
+        const seqs = seen.flat().map((e) => e.seq);
+        expect(seqs).toEqual([1, 2].slice(0, seqs.length));
+      });
+    });
+
+    describe('capabilities', () => {
+      it('offers a cross-process reader exactly when it says so', async () => {
+        const p = await openOn();
+        await p.append({ streamId: 's', events: [{ type: 'E', data: bytes('1') }, { type: 'E', data: bytes('2') }] });
+        const storage = location.storage();
+        if (!storage.capabilities.crossProcessReaders) {
+          await expect(storage.openReader()).rejects.toMatchObject({ reason: 'Unsupported' });
+          return;
+        }
+        const reader = await storage.openReader();
+        try {
+          expect(await reader.lastSeq()).toBe(2);
+          await p.append({ streamId: 's', events: [{ type: 'E', data: bytes('3') }] });
+          expect(await reader.lastSeq()).toBe(3);
+          const seqs: number[] = [];
+          for await (const batch of reader.read(1, 3)) for (const f of batch.frames) seqs.push(f.seq);
+          expect(seqs).toEqual([1, 2, 3]);
+        } finally {
+          await reader.close();
+        }
+      });
+
+      it('describes its durability', () => {
+        expect(location.storage().capabilities.durability.length).toBeGreaterThan(0);
+      });
+    });
+  });
+}

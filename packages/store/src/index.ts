@@ -1,0 +1,35 @@
+export {
+  CommandIdConflictError,
+  InvalidRequestError,
+  PartitionClosedError,
+  PartitionFaultedError,
+  PartitionOverloadedError,
+  StorageError,
+  StoreError,
+  WrongExpectedVersionError,
+  isStorageError,
+  isWrongExpectedVersionError,
+  type StorageErrorReason,
+} from './errors.js';
+export { MemoryLog, createMemoryStorage, type MemoryStorageOptions } from './memory-storage.js';
+export {
+  Partition,
+  openPartition,
+  partitionDefaults,
+  type PartitionOptions,
+  type ReadOptions,
+  type ReadStreamOptions,
+  type SubscribeOptions,
+} from './partition.js';
+export type { PartitionStorage, StorageCapabilities, StorageReader, StorageRecovery } from './storage.js';
+export type {
+  AppendRequest,
+  CommitHeaders,
+  CommitResult,
+  EventData,
+  ExpectedVersion,
+  RecordedEvent,
+  StreamChange,
+  StreamCommit,
+  UnitOfWork,
+} from './types.js';

@@ -1,0 +1,701 @@
+import {
+  FLAG_COMMIT_FIRST,
+  FLAG_COMMIT_LAST,
+  FrameWriter,
+  FramingError,
+  type CommitHeaders,
+  type EventFrame,
+} from '@sluice/framing';
+import {
+  CommandIdConflictError,
+  InvalidRequestError,
+  PartitionClosedError,
+  PartitionFaultedError,
+  PartitionOverloadedError,
+  StorageError,
+  WrongExpectedVersionError,
+} from './errors.js';
+import type { PartitionStorage, StorageRecovery } from './storage.js';
+import type {
+  AppendRequest,
+  CommitResult,
+  ExpectedVersion,
+  RecordedEvent,
+  StreamChange,
+  StreamCommit,
+  UnitOfWork,
+} from './types.js';
+
+/** Options of {@link openPartition}. */
+export interface PartitionOptions {
+  /** Where the partition's log lives. */
+  readonly storage: PartitionStorage;
+  /**
+   * The partition's name, used in messages.
+   * @default storage.kind
+   */
+  readonly name?: string;
+  /**
+   * Fencing term written into every frame. Must not be lower than the highest epoch in the
+   * log (a stale writer is refused); defaults to that epoch.
+   */
+  readonly epoch?: number;
+  /**
+   * Bytes one group commit may write before the next group starts.
+   * @default 8388608
+   */
+  readonly batchBytesMax?: number;
+  /**
+   * Largest frame (one event with its names, headers and metadata).
+   * @default 4194304
+   */
+  readonly frameBytesMax?: number;
+  /**
+   * Appends that may wait for the writer before new ones are refused with
+   * `PartitionOverloadedError`.
+   * @default 100000
+   */
+  readonly queueMax?: number;
+  /**
+   * Clock for commit timestamps (ms since the Unix epoch).
+   * @default Date.now
+   */
+  readonly clock?: () => number;
+}
+
+/** Defaults of {@link PartitionOptions}, in one place. */
+export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch'>> {
+  return { batchBytesMax: 8 * 1024 * 1024, frameBytesMax: 4 * 1024 * 1024, queueMax: 100_000, clock: Date.now };
+}
+
+/** Options of a read by seq. */
+export interface ReadOptions {
+  /** @default 1 */
+  readonly fromSeq?: number;
+  /** Inclusive; defaults to the last committed seq when the read starts. */
+  readonly toSeq?: number;
+  /** Stop after this many events. */
+  readonly maxCount?: number;
+}
+
+/** Options of a read by stream. */
+export interface ReadStreamOptions {
+  /** @default 1 */
+  readonly fromVersion?: number;
+  /** Stop after this many events. */
+  readonly maxCount?: number;
+}
+
+/** Options of a live subscription. */
+export interface SubscribeOptions {
+  /** @default 1 */
+  readonly fromSeq?: number;
+  /** Ends the subscription. */
+  readonly signal?: AbortSignal;
+}
+
+interface StreamState {
+  version: number;
+  /** seqs[v - 1] is the seq of version v. */
+  readonly seqs: number[];
+}
+
+interface Ack {
+  readonly resolve: (result: CommitResult) => void;
+  readonly reject: (error: unknown) => void;
+  readonly result: CommitResult;
+}
+
+interface Group {
+  readonly writer: FrameWriter;
+  readonly acks: Ack[];
+  /** Command ids first recorded by this group, made durable with it. */
+  readonly records: CommitRecord[];
+  firstSeq: number;
+  lastSeq: number;
+  timestamp: number;
+}
+
+interface CommitRecord {
+  result: CommitResult;
+  /** The group writing it, until it is durable. */
+  group: Group | undefined;
+}
+
+interface Pending {
+  readonly unit: UnitOfWork;
+  readonly resolve: (result: CommitResult) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+const NO_HEADERS: readonly string[] = [];
+
+/**
+ * Opens a partition: takes the storage's writer lock, recovers it, rebuilds the stream and
+ * command-id indexes from the log, and starts the single writer.
+ *
+ * @example
+ * const partition = await openPartition({ storage: createMemoryStorage(), name: 'bank-1' });
+ * const result = await partition.append({
+ *   streamId: 'account-42', expectedVersion: 0, commandId: 'open-42',
+ *   events: [{ type: 'AccountOpened', data: new TextEncoder().encode('{"owner":"Ada"}') }],
+ * });
+ * for await (const event of partition.readStream('account-42')) console.log(event.eventType);
+ * await partition.close();
+ */
+export async function openPartition(options: PartitionOptions): Promise<Partition> {
+  const recovery = await options.storage.open();
+  const partition = new Partition(options, recovery);
+  try {
+    await partition.rebuild();
+  } catch (error) {
+    await options.storage.close().catch(() => undefined);
+    throw error;
+  }
+  return partition;
+}
+
+/**
+ * One partition's single writer and its reads. Create it with {@link openPartition}.
+ *
+ * Appends are queued and written by group commit: every append that arrives while a write is
+ * in flight is encoded into the next group, which is written (and synced, per the storage's
+ * policy) as one batch the moment the previous write completes. An append resolves only once
+ * its whole commit is durable.
+ */
+export class Partition {
+  readonly name: string;
+  /** What storage recovery found and dropped when the partition opened. */
+  readonly recovery: StorageRecovery;
+  private readonly storage: PartitionStorage;
+  private readonly options: Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch'>>;
+  private readonly requestedEpoch: number | undefined;
+  private epochValue = 0;
+  private readonly streams = new Map<string, StreamState>();
+  private readonly commands = new Map<string, CommitRecord>();
+  private nextSeq = 1;
+  private durableSeq = 0;
+  private queue: Pending[] = [];
+  private queueHead = 0;
+  private building: Group;
+  private spare: Group;
+  private inFlight: Group | undefined;
+  private scheduled = false;
+  private state: 'open' | 'closing' | 'closed' | 'faulted' = 'open';
+  private fault: unknown;
+  private commitWaiters: Array<() => void> = [];
+  private drainWaiters: Array<() => void> = [];
+
+  /** @internal use {@link openPartition} */
+  constructor(options: PartitionOptions, recovery: StorageRecovery) {
+    this.storage = options.storage;
+    this.name = options.name ?? options.storage.kind;
+    this.options = { ...partitionDefaults(), ...definedOnly(options) };
+    this.requestedEpoch = options.epoch;
+    this.recovery = recovery;
+    this.building = this.newGroup();
+    this.spare = this.newGroup();
+  }
+
+  /** Seq of the last durable (acknowledged) frame; 0 when the partition is empty. */
+  get lastSeq(): number {
+    return this.durableSeq;
+  }
+
+  /** The fencing term this writer writes. */
+  get epoch(): number {
+    return this.epochValue;
+  }
+
+  /** True until {@link close} is called or a write fails. */
+  get isWritable(): boolean {
+    return this.state === 'open';
+  }
+
+  /** The current version of a stream (0 when it has no events), including appends in flight. */
+  streamVersion(streamId: string): number {
+    return this.streams.get(streamId)?.version ?? 0;
+  }
+
+  /** Number of streams with at least one event. */
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** Appends events to one stream. Resolves when the commit is durable. */
+  append(request: AppendRequest): Promise<CommitResult> {
+    return this.commit({
+      changes: [request],
+      commandIds: request.commandId === undefined ? undefined : [request.commandId],
+      correlationId: request.correlationId,
+      causationId: request.causationId,
+    });
+  }
+
+  /**
+   * Commits a unit of work atomically: every change is written or none is. If its command
+   * ids were applied before, nothing is written and the original result comes back with
+   * `duplicate: true`.
+   */
+  commit(unit: UnitOfWork): Promise<CommitResult> {
+    if (this.state !== 'open') return Promise.reject(this.notWritable());
+    const invalid = validateUnit(unit);
+    if (invalid !== undefined) return Promise.reject(new InvalidRequestError(`[sluice/store] partition "${this.name}": ${invalid}`));
+    if (this.queue.length - this.queueHead >= this.options.queueMax) {
+      return Promise.reject(new PartitionOverloadedError(this.name, this.options.queueMax));
+    }
+    return new Promise<CommitResult>((resolve, reject) => {
+      this.queue.push({ unit, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        queueMicrotask(this.pump);
+      }
+    });
+  }
+
+  /** Events by seq, in order, up to the last committed seq. */
+  async *read(options: ReadOptions = {}): AsyncGenerator<RecordedEvent> {
+    const fromSeq = Math.max(1, options.fromSeq ?? 1);
+    const toSeq = Math.min(options.toSeq ?? this.durableSeq, this.durableSeq);
+    let remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
+    if (fromSeq > toSeq || remaining <= 0) return;
+    this.assertReadable();
+    for await (const batch of this.storage.read(fromSeq, toSeq)) {
+      for (const frame of batch.frames) {
+        if (frame.seq < fromSeq) continue;
+        if (frame.seq > toSeq) return;
+        yield frame;
+        if (--remaining <= 0) return;
+      }
+    }
+  }
+
+  /** A stream's events in version order, up to the last committed one. */
+  async *readStream(streamId: string, options: ReadStreamOptions = {}): AsyncGenerator<RecordedEvent> {
+    this.assertReadable();
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) return;
+    let index = Math.max(1, options.fromVersion ?? 1) - 1;
+    let remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
+    const limit = this.durableSeq;
+    const seqs = stream.seqs;
+    while (index < seqs.length && seqs[index] <= limit && remaining > 0) {
+      // One storage read per run of nearby seqs: a stream's events are usually clustered.
+      const from = seqs[index];
+      let end = index;
+      while (end + 1 < seqs.length && seqs[end + 1] <= limit && seqs[end + 1] - seqs[end] <= 256) end++;
+      const to = seqs[end];
+      for await (const batch of this.storage.read(from, to)) {
+        for (const frame of batch.frames) {
+          if (frame.seq < from || frame.streamId !== streamId) continue;
+          if (frame.seq > to) break;
+          yield frame;
+          if (--remaining <= 0) return;
+        }
+      }
+      index = end + 1;
+    }
+  }
+
+  /**
+   * Committed events from `fromSeq` on, in batches, then live as new commits become durable.
+   * Ends when the signal aborts or the partition closes (events not yet delivered then are
+   * not: resume from your checkpoint after reopening).
+   */
+  async *subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent[]> {
+    let next = Math.max(1, options.fromSeq ?? 1);
+    const signal = options.signal;
+    while (!aborted(signal)) {
+      const head = this.durableSeq;
+      if (this.state === 'closed' || this.state === 'closing') return;
+      if (next <= head) {
+        try {
+          for await (const batch of this.storage.read(next, head)) {
+            const frames = batch.frames.filter((f: EventFrame) => f.seq >= next && f.seq <= head);
+            if (frames.length === 0) continue;
+            next = frames[frames.length - 1].seq + 1;
+            yield frames;
+            if (aborted(signal)) return;
+          }
+        } catch (error) {
+          // Closing the partition ends subscriptions; the reader resumes from its checkpoint.
+          if (this.state === 'closed' || this.state === 'closing') return;
+          throw error;
+        }
+        continue;
+      }
+      await this.nextCommit(signal);
+    }
+  }
+
+  /** Waits for every queued append to settle, then releases the storage. Idempotent. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    const wasFaulted = this.state === 'faulted';
+    this.state = 'closing';
+    if (!wasFaulted) {
+      await new Promise<void>((resolve) => {
+        if (this.idle()) resolve();
+        else this.drainWaiters.push(resolve);
+      });
+    }
+    this.state = 'closed';
+    this.wakeCommitWaiters();
+    await this.storage.close();
+  }
+
+  /** @internal Rebuilds indexes from the log; called once by {@link openPartition}. */
+  async rebuild(): Promise<void> {
+    const lastSeq = this.recovery.lastSeq;
+    let maxEpoch = 0;
+    let expectSeq = 0;
+    let commitFirst = 0;
+    let commitStreams: Map<string, StreamCommit> | undefined;
+    let commitHeaders: CommitHeaders | undefined;
+    if (lastSeq > 0) {
+      for await (const batch of this.storage.read(1, lastSeq)) {
+        for (const frame of batch.frames) {
+          if (expectSeq !== 0 && frame.seq !== expectSeq) {
+            throw new StorageError('Corrupt', `[sluice/store] partition "${this.name}": ${this.storage.kind} storage returned seq ${frame.seq} where ${expectSeq} was expected`);
+          }
+          expectSeq = frame.seq + 1;
+          if (frame.epoch > maxEpoch) maxEpoch = frame.epoch;
+          let stream = this.streams.get(frame.streamId);
+          if (stream === undefined) {
+            stream = { version: 0, seqs: [] };
+            this.streams.set(frame.streamId, stream);
+          }
+          if (frame.streamVersion !== stream.version + 1) {
+            throw new StorageError(
+              'Corrupt',
+              `[sluice/store] partition "${this.name}": stream "${frame.streamId}" jumps from version ${stream.version} to ${frame.streamVersion} at seq ${frame.seq}`,
+            );
+          }
+          stream.version = frame.streamVersion;
+          stream.seqs.push(frame.seq);
+          if (frame.commitFirst) {
+            commitFirst = frame.seq;
+            commitStreams = undefined;
+            commitHeaders = frame.headers;
+          }
+          if (commitHeaders !== undefined && commitHeaders.commandIds.length > 0) {
+            commitStreams ??= new Map();
+            const s = commitStreams.get(frame.streamId);
+            commitStreams.set(frame.streamId, {
+              streamId: frame.streamId,
+              firstVersion: s?.firstVersion ?? frame.streamVersion,
+              version: frame.streamVersion,
+            });
+          }
+          if (frame.commitLast && commitHeaders !== undefined && commitStreams !== undefined) {
+            const record: CommitRecord = {
+              result: {
+                firstSeq: commitFirst,
+                lastSeq: frame.seq,
+                streams: [...commitStreams.values()],
+                timestamp: frame.timestamp,
+                duplicate: false,
+              },
+              group: undefined,
+            };
+            for (const id of commitHeaders.commandIds) this.commands.set(id, record);
+            commitHeaders = undefined;
+          }
+        }
+      }
+      if (expectSeq - 1 !== lastSeq) {
+        throw new StorageError('Corrupt', `[sluice/store] partition "${this.name}": storage reported last seq ${lastSeq} but holds frames up to ${expectSeq - 1}`);
+      }
+    }
+    if (this.requestedEpoch !== undefined && this.requestedEpoch < maxEpoch) {
+      throw new StorageError(
+        'Conflict',
+        `[sluice/store] partition "${this.name}": epoch ${this.requestedEpoch} is older than epoch ${maxEpoch} already in the log: this writer was fenced by a newer one; do not write from it`,
+      );
+    }
+    this.epochValue = this.requestedEpoch ?? maxEpoch;
+    this.nextSeq = lastSeq + 1;
+    this.durableSeq = lastSeq;
+  }
+
+  private newGroup(): Group {
+    return {
+      writer: new FrameWriter({ frameBytesMax: this.options.frameBytesMax, initialBytes: 1024 * 1024 }),
+      acks: [],
+      records: [],
+      firstSeq: 0,
+      lastSeq: 0,
+      timestamp: 0,
+    };
+  }
+
+  private readonly pump = (): void => {
+    this.scheduled = false;
+    if (this.state === 'faulted' || this.state === 'closed') return;
+    const group = this.building;
+    const limit = this.options.batchBytesMax;
+    const queue = this.queue;
+    while (this.queueHead < queue.length && group.writer.byteLength < limit) {
+      const pending = queue[this.queueHead];
+      queue[this.queueHead++] = undefined as unknown as Pending;
+      this.encode(pending, group);
+    }
+    if (this.queueHead === queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (this.queueHead > 4096) {
+      this.queue = queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+    if (this.inFlight === undefined) this.submit();
+  };
+
+  /** Checks and encodes one unit of work into `group`, or settles it at once. */
+  private encode(pending: Pending, group: Group): void {
+    const unit = pending.unit;
+    const commandIds = unit.commandIds ?? NO_HEADERS;
+    if (commandIds.length > 0) {
+      const known = this.duplicateOf(commandIds);
+      if (known === 'conflict') {
+        pending.reject(new CommandIdConflictError(this.name, commandIds));
+        return;
+      }
+      if (known !== undefined) {
+        const result = known.result.duplicate ? known.result : { ...known.result, duplicate: true };
+        if (known.group === undefined) pending.resolve(result);
+        else known.group.acks.push({ resolve: pending.resolve, reject: pending.reject, result });
+        return;
+      }
+    }
+    const changes = unit.changes;
+    for (const change of changes) {
+      const actual = this.streams.get(change.streamId)?.version ?? 0;
+      if (!versionMatches(change.expectedVersion, actual)) {
+        pending.reject(new WrongExpectedVersionError(this.name, change.streamId, change.expectedVersion ?? 'any', actual));
+        return;
+      }
+    }
+    const writer = group.writer;
+    if (group.firstSeq === 0) group.timestamp = this.options.clock();
+    const mark = writer.mark();
+    const framesBefore = writer.unsealedFrameCount;
+    const headers: CommitHeaders | undefined =
+      commandIds.length > 0 || unit.correlationId !== undefined || unit.causationId !== undefined
+        ? { commandIds, correlationId: unit.correlationId, causationId: unit.causationId }
+        : undefined;
+    const firstSeq = this.nextSeq;
+    let seq = firstSeq;
+    const streams: StreamCommit[] = [];
+    const lastChange = changes.length - 1;
+    try {
+      for (let c = 0; c <= lastChange; c++) {
+        const change = changes[c];
+        const events = change.events;
+        const base = this.streams.get(change.streamId)?.version ?? 0;
+        for (let i = 0; i < events.length; i++) {
+          const event = events[i];
+          let flags = 0;
+          if (seq === firstSeq) flags |= FLAG_COMMIT_FIRST;
+          if (c === lastChange && i === events.length - 1) flags |= FLAG_COMMIT_LAST;
+          writer.appendEvent(
+            seq,
+            this.epochValue,
+            group.timestamp,
+            flags,
+            change.streamId,
+            base + i + 1,
+            event.type,
+            seq === firstSeq ? headers : undefined,
+            event.metadata,
+            event.data,
+          );
+          seq++;
+        }
+        streams.push({ streamId: change.streamId, firstVersion: base + 1, version: base + events.length });
+      }
+    } catch (error) {
+      writer.rollback(mark, framesBefore, this.nextSeq - 1);
+      pending.reject(
+        error instanceof FramingError
+          ? new InvalidRequestError(`[sluice/store] partition "${this.name}": ${error.message}`, { cause: error })
+          : error,
+      );
+      return;
+    }
+    // The unit is encoded: only now change the in-memory state.
+    for (const change of changes) {
+      let stream = this.streams.get(change.streamId);
+      if (stream === undefined) {
+        stream = { version: 0, seqs: [] };
+        this.streams.set(change.streamId, stream);
+      }
+      const seqs = stream.seqs;
+      for (let i = 0; i < change.events.length; i++) seqs.push(this.nextSeq++);
+      stream.version += change.events.length;
+    }
+    if (group.firstSeq === 0) group.firstSeq = firstSeq;
+    group.lastSeq = seq - 1;
+    const result: CommitResult = { firstSeq, lastSeq: seq - 1, streams, timestamp: group.timestamp, duplicate: false };
+    group.acks.push({ resolve: pending.resolve, reject: pending.reject, result });
+    if (commandIds.length > 0) {
+      const record: CommitRecord = { result, group };
+      for (const id of commandIds) this.commands.set(id, record);
+      group.records.push(record);
+    }
+  }
+
+  private duplicateOf(commandIds: readonly string[]): CommitRecord | 'conflict' | undefined {
+    const first = this.commands.get(commandIds[0]);
+    for (let i = 1; i < commandIds.length; i++) {
+      if (this.commands.get(commandIds[i]) !== first) return 'conflict';
+    }
+    return first;
+  }
+
+  private submit(): void {
+    const group = this.building;
+    if (group.writer.unsealedFrameCount === 0) {
+      // Only duplicates of durable commits, or nothing: settle without writing.
+      this.settle(group);
+      this.checkDrained();
+      return;
+    }
+    group.writer.seal(this.epochValue, group.timestamp);
+    this.building = this.spare;
+    this.inFlight = group;
+    this.storage.append(group.writer.bytes(), group.firstSeq, group.lastSeq).then(
+      () => this.onDurable(group),
+      (error: unknown) => this.onWriteFailed(group, error),
+    );
+  }
+
+  private onDurable(group: Group): void {
+    this.durableSeq = group.lastSeq;
+    for (const record of group.records) record.group = undefined;
+    this.settle(group);
+    this.spare = group;
+    this.inFlight = undefined;
+    this.wakeCommitWaiters();
+    if (this.queueHead < this.queue.length) this.pump();
+    else if (this.building.acks.length > 0) this.submit();
+    this.checkDrained();
+  }
+
+  private settle(group: Group): void {
+    for (const ack of group.acks) ack.resolve(ack.result);
+    group.acks.length = 0;
+    group.records.length = 0;
+    group.writer.reset();
+    group.firstSeq = 0;
+    group.lastSeq = 0;
+  }
+
+  private onWriteFailed(group: Group, cause: unknown): void {
+    this.state = 'faulted';
+    this.fault = cause;
+    this.inFlight = undefined;
+    const faulted = new PartitionFaultedError(this.name, { cause });
+    for (const ack of group.acks) ack.reject(cause);
+    for (const ack of this.building.acks) ack.reject(faulted);
+    for (let i = this.queueHead; i < this.queue.length; i++) this.queue[i].reject(faulted);
+    this.queue = [];
+    this.queueHead = 0;
+    group.acks.length = 0;
+    this.building.acks.length = 0;
+    this.wakeCommitWaiters();
+    this.checkDrained();
+  }
+
+  private idle(): boolean {
+    return this.inFlight === undefined && this.queueHead === this.queue.length && this.building.acks.length === 0;
+  }
+
+  private checkDrained(): void {
+    if (this.drainWaiters.length === 0 || !this.idle()) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private nextCommit(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (signal?.aborted === true) return resolve();
+      const done = (): void => {
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      signal?.addEventListener('abort', done, { once: true });
+      this.commitWaiters.push(done);
+    });
+  }
+
+  private wakeCommitWaiters(): void {
+    if (this.commitWaiters.length === 0) return;
+    const waiters = this.commitWaiters;
+    this.commitWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private notWritable(): Error {
+    if (this.state === 'faulted') return new PartitionFaultedError(this.name, { cause: this.fault });
+    return new PartitionClosedError(this.name);
+  }
+
+  private assertReadable(): void {
+    if (this.state === 'closed') throw new PartitionClosedError(this.name);
+  }
+}
+
+function aborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+function versionMatches(expected: ExpectedVersion | undefined, actual: number): boolean {
+  if (expected === undefined || expected === 'any') return true;
+  if (expected === 'no-stream') return actual === 0;
+  if (expected === 'exists') return actual > 0;
+  return expected === actual;
+}
+
+/** Returns why a unit of work is malformed, or undefined. Cheap: runs on every append. */
+function validateUnit(unit: UnitOfWork): string | undefined {
+  const changes = unit?.changes;
+  if (!Array.isArray(changes) || changes.length === 0) return 'a unit of work needs at least one change';
+  for (let c = 0; c < changes.length; c++) {
+    const change: StreamChange = changes[c];
+    if (typeof change?.streamId !== 'string' || change.streamId.length === 0) return `change ${c}: streamId must be a non-empty string`;
+    const ev = change.expectedVersion;
+    if (
+      ev !== undefined &&
+      ev !== 'any' &&
+      ev !== 'no-stream' &&
+      ev !== 'exists' &&
+      !(typeof ev === 'number' && Number.isSafeInteger(ev) && ev >= 0)
+    ) {
+      return `stream "${change.streamId}": expectedVersion must be a non-negative integer, 'any', 'no-stream' or 'exists'`;
+    }
+    const events = change.events;
+    if (!Array.isArray(events) || events.length === 0) return `stream "${change.streamId}": at least one event is needed`;
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i];
+      if (typeof e?.type !== 'string' || e.type.length === 0) return `stream "${change.streamId}" event ${i}: type must be a non-empty string`;
+      if (!(e.data instanceof Uint8Array)) return `stream "${change.streamId}" event ${i}: data must be a Uint8Array (serialize it first)`;
+      if (e.metadata !== undefined && !(e.metadata instanceof Uint8Array)) return `stream "${change.streamId}" event ${i}: metadata must be a Uint8Array`;
+    }
+    for (let d = 0; d < c; d++) {
+      if (changes[d].streamId === change.streamId) return `stream "${change.streamId}" appears twice in one unit of work: merge its events into one change`;
+    }
+  }
+  const ids = unit.commandIds;
+  if (ids !== undefined) {
+    if (!Array.isArray(ids)) return 'commandIds must be an array of strings';
+    for (const id of ids) if (typeof id !== 'string' || id.length === 0) return 'each command id must be a non-empty string';
+  }
+  return undefined;
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}

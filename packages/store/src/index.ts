@@ -33,3 +33,4 @@ export type {
   StreamCommit,
   UnitOfWork,
 } from './types.js';
+export { describeFsyncPolicy, parseFsyncPolicy, type FsyncPolicy, type FsyncPolicyInput } from './fsync-policy.js';

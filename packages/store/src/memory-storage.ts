@@ -116,7 +116,7 @@ class MemoryStorage implements PartitionStorage {
 }
 
 /** Index of the first batch whose lastSeq >= seq. */
-export function lowerBound(batches: readonly SealedBatch[], seq: number): number {
+function lowerBound(batches: readonly SealedBatch[], seq: number): number {
   let lo = 0;
   let hi = batches.length;
   while (lo < hi) {

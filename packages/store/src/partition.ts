@@ -307,7 +307,7 @@ export class Partition {
     const signal = options.signal;
     while (!aborted(signal)) {
       const head = this.durableSeq;
-      if (this.state === 'closed' || this.state === 'closing') return;
+      if (this.closingOrClosed()) return;
       if (next <= head) {
         try {
           for await (const batch of this.storage.read(next, head)) {
@@ -319,7 +319,7 @@ export class Partition {
           }
         } catch (error) {
           // Closing the partition ends subscriptions; the reader resumes from its checkpoint.
-          if (this.state === 'closed' || this.state === 'closing') return;
+          if (this.closingOrClosed()) return;
           throw error;
         }
         continue;
@@ -639,6 +639,10 @@ export class Partition {
   private notWritable(): Error {
     if (this.state === 'faulted') return new PartitionFaultedError(this.name, { cause: this.fault });
     return new PartitionClosedError(this.name);
+  }
+
+  private closingOrClosed(): boolean {
+    return this.state === 'closed' || this.state === 'closing';
   }
 
   private assertReadable(): void {

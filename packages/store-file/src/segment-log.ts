@@ -1,0 +1,222 @@
+import { open, readdir, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StreamDecoder, type DecodeReport, type SealedBatch } from '@sluice/framing';
+import { StorageError } from '@sluice/store';
+import { mapFsError } from './writer-lock.js';
+
+/** Segment files are named by their number: `00000001.seg`. */
+export const SEGMENT_SUFFIX = '.seg';
+const SCAN_CHUNK_BYTES = 256 * 1024;
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+export function segmentName(segment: number): string {
+  return `${String(segment).padStart(8, '0')}${SEGMENT_SUFFIX}`;
+}
+
+/** Segment numbers present in `directory`, ascending. */
+export async function listSegments(directory: string): Promise<number[]> {
+  let names: string[];
+  try {
+    names = await readdir(directory);
+  } catch (error) {
+    throw mapFsError(error, directory);
+  }
+  return names
+    .filter((n) => /^\d{8}\.seg$/.test(n))
+    .map((n) => Number(n.slice(0, 8)))
+    .sort((a, b) => a - b);
+}
+
+/** Where a scan of one segment stopped. */
+export interface SegmentScan {
+  readonly segment: number;
+  /** Offset just after the last verified batch. */
+  readonly validEnd: number;
+  readonly report: DecodeReport;
+  readonly batches: number;
+}
+
+/**
+ * The seq → (segment, offset) index of a file partition: one entry per sealed batch, in
+ * parallel number arrays (no object per batch). Shared by the writer and read-only readers.
+ */
+export class SegmentIndex {
+  private readonly firstSeqs: number[] = [];
+  private readonly lastSeqs: number[] = [];
+  private readonly segments: number[] = [];
+  private readonly offsets: number[] = [];
+  private readonly lengths: number[] = [];
+  private readonly handles = new Map<number, FileHandle>();
+  /** Segment and offset the next batch goes to / is looked for at. */
+  endSegment = 1;
+  endOffset = 0;
+
+  constructor(readonly directory: string) {}
+
+  get lastSeq(): number {
+    return this.lastSeqs.length === 0 ? 0 : this.lastSeqs[this.lastSeqs.length - 1];
+  }
+
+  get batchCount(): number {
+    return this.lastSeqs.length;
+  }
+
+  add(firstSeq: number, lastSeq: number, segment: number, offset: number, length: number): void {
+    this.firstSeqs.push(firstSeq);
+    this.lastSeqs.push(lastSeq);
+    this.segments.push(segment);
+    this.offsets.push(offset);
+    this.lengths.push(length);
+    this.endSegment = segment;
+    this.endOffset = offset + length;
+  }
+
+  /** Registers an open handle (the writer's) so reads share it instead of opening another. */
+  adoptHandle(segment: number, handle: FileHandle): void {
+    this.handles.set(segment, handle);
+  }
+
+  /**
+   * Scans forward from the end of the index, adding every verified batch, across segment
+   * boundaries. Stops at unwritten space or at the first torn, unsigned or corrupt data and
+   * returns the scan of the tail: where the next batch goes, and whether garbage lies there.
+   */
+  async scanForward(): Promise<SegmentScan> {
+    let tail: SegmentScan = {
+      segment: this.endSegment,
+      validEnd: this.endOffset,
+      report: emptyReport(this.endOffset, this.lastSeq + 1),
+      batches: 0,
+    };
+    for (const segment of await listSegments(this.directory)) {
+      if (segment < this.endSegment) continue;
+      const current = segment === this.endSegment;
+      const scan = await this.scanSegment(segment, current ? this.endOffset : 0);
+      if (scan.batches === 0 && !current && scan.report.clean) break; // preallocated, not used yet
+      if (!current && !tail.report.clean) {
+        throw new StorageError(
+          'Corrupt',
+          `[sluice/store-file] ${join(this.directory, segmentName(tail.segment))} is damaged at offset ${tail.validEnd} ` +
+            `(${tail.report.reason}: ${tail.report.detail}) but ${segmentName(segment)} follows it with more data: ` +
+            `restore the partition from a copy or a shipped archive`,
+        );
+      }
+      if (scan.batches === 0 && !current) {
+        // A torn first write into a new segment: the writer continues there.
+        this.endSegment = segment;
+        this.endOffset = 0;
+      }
+      tail = scan;
+    }
+    return tail;
+  }
+
+  private async scanSegment(segment: number, start: number): Promise<SegmentScan> {
+    const handle = await this.handle(segment);
+    const decoder = new StreamDecoder({ firstSeq: this.lastSeq + 1 });
+    let position = start;
+    let batches = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(SCAN_CHUNK_BYTES);
+      const { bytesRead } = await readAt(handle, chunk, position, this.directory);
+      if (bytesRead === 0) break;
+      for (const b of decoder.push(chunk.subarray(0, bytesRead))) {
+        this.add(b.firstSeq, b.lastSeq, segment, start + b.byteOffset, b.byteLength);
+        batches++;
+      }
+      position += bytesRead;
+      if (decoder.isStopped) break;
+    }
+    const report = decoder.end();
+    return { segment, validEnd: start + report.validBytes, report, batches };
+  }
+
+  /** Verified batches overlapping [fromSeq, toSeq] among those indexed. */
+  async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
+    let i = this.firstIndex(fromSeq);
+    const count = this.lastSeqs.length;
+    while (i < count && this.firstSeqs[i] <= toSeq) {
+      // Read a run of adjacent batches of one segment with one read, up to the chunk size.
+      const segment = this.segments[i];
+      const start = this.offsets[i];
+      let j = i;
+      let end = start + this.lengths[i];
+      while (
+        j + 1 < count &&
+        this.firstSeqs[j + 1] <= toSeq &&
+        this.segments[j + 1] === segment &&
+        this.offsets[j + 1] === end &&
+        end + this.lengths[j + 1] - start <= READ_CHUNK_BYTES
+      ) {
+        j++;
+        end += this.lengths[j];
+      }
+      const handle = await this.handle(segment);
+      const buffer = Buffer.allocUnsafe(end - start);
+      const { bytesRead } = await readAt(handle, buffer, start, this.directory);
+      const decoder = new StreamDecoder({ firstSeq: this.firstSeqs[i] });
+      const batches = decoder.push(buffer.subarray(0, bytesRead));
+      if (batches.length !== j - i + 1) {
+        const report = decoder.end();
+        throw new StorageError(
+          'Corrupt',
+          `[sluice/store-file] ${join(this.directory, segmentName(segment))} changed under a reader at offset ${start + report.offset} ` +
+            `(${report.reason}: ${report.detail}): committed data was damaged; restore the partition from a copy`,
+        );
+      }
+      for (const batch of batches) yield batch;
+      i = j + 1;
+    }
+  }
+
+  /** Index of the first batch whose lastSeq >= seq. */
+  private firstIndex(seq: number): number {
+    const a = this.lastSeqs;
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (a[mid] < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private async handle(segment: number): Promise<FileHandle> {
+    let h = this.handles.get(segment);
+    if (h === undefined) {
+      try {
+        h = await open(join(this.directory, segmentName(segment)), 'r');
+      } catch (error) {
+        throw mapFsError(error, join(this.directory, segmentName(segment)));
+      }
+      this.handles.set(segment, h);
+    }
+    return h;
+  }
+
+  /** Closes read handles (not adopted ones, which their owner closes). */
+  async close(adopted?: FileHandle): Promise<void> {
+    const all = [...this.handles.values()];
+    this.handles.clear();
+    await Promise.all(all.filter((h) => h !== adopted).map((h) => h.close().catch(() => undefined)));
+  }
+}
+
+function emptyReport(offset: number, nextSeq: number): DecodeReport {
+  return { validBytes: 0, reason: 'end', clean: true, offset, detail: 'no data', nextSeq, unsealedFrames: 0 };
+}
+
+export async function readAt(handle: FileHandle, buffer: Buffer, position: number, where: string): Promise<{ bytesRead: number }> {
+  let total = 0;
+  try {
+    while (total < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, total, buffer.length - total, position + total);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+    }
+  } catch (error) {
+    throw mapFsError(error, where);
+  }
+  return { bytesRead: total };
+}

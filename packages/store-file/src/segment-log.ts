@@ -73,6 +73,8 @@ export class SegmentIndex {
 
   /** Registers an open handle (the writer's) so reads share it instead of opening another. */
   adoptHandle(segment: number, handle: FileHandle): void {
+    const previous = this.handles.get(segment);
+    if (previous !== undefined && previous !== handle) void previous.close().catch(() => undefined);
     this.handles.set(segment, handle);
   }
 

@@ -112,7 +112,6 @@ class FileStorage implements PartitionStorage {
       let droppedBytes = 0;
       if (!tail.report.clean) droppedBytes = await this.cleanTail(this.position);
       this.state = 'open';
-      this.prepareNext();
       if (this.fsync.kind === 'interval') this.startTimer(this.fsync.intervalMs);
       return {
         lastSeq: this.index.lastSeq,
@@ -149,6 +148,8 @@ class FileStorage implements PartitionStorage {
     }
     this.index.add(firstSeq, lastSeq, this.segment, this.position, bytes.length);
     this.position += bytes.length;
+    // Preallocate the next segment in the background once this one is half full.
+    if (this.next === undefined && this.position > this.segmentBytes / 2) this.prepareNext();
   }
 
   read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch> {
@@ -227,13 +228,14 @@ class FileStorage implements PartitionStorage {
         return open(path, 'r+');
       });
       const { size } = await handle.stat();
-      if (size < this.segmentBytes) {
-        // Zeros past the end never touch data; they only make room ahead of the writer.
-        for (let p = size; p < this.segmentBytes; p += ZEROS.length) {
-          await handle.write(ZEROS, 0, Math.min(ZEROS.length, this.segmentBytes - p), p);
-        }
-        await handle.datasync();
+      // Zeros past the end never touch data; they only make room ahead of the writer, so its
+      // fdatasyncs never have to allocate blocks or change the file size. Synced a few MiB at a
+      // time so a background preallocation never holds the writer's syncs up for long.
+      for (let p = size; p < this.segmentBytes; p += ZEROS.length) {
+        await handle.write(ZEROS, 0, Math.min(ZEROS.length, this.segmentBytes - p), p);
+        if ((p / ZEROS.length) % 4 === 3) await handle.datasync();
       }
+      if (size < this.segmentBytes) await handle.datasync();
       await syncDirectory(this.directory);
       return handle;
     } catch (error) {
@@ -241,7 +243,7 @@ class FileStorage implements PartitionStorage {
     }
   }
 
-  /** Preallocates the next segment in the background while the current one fills. */
+  /** Preallocates the next segment in the background while the current one fills up. */
   private prepareNext(): void {
     const segment = this.segment + 1;
     this.next = this.openSegment(segment);
@@ -256,7 +258,7 @@ class FileStorage implements PartitionStorage {
     this.position = 0;
     this.handle = next;
     this.index.adoptHandle(this.segment, next);
-    this.prepareNext();
+    this.next = undefined;
   }
 
   private startTimer(intervalMs: number): void {

@@ -65,7 +65,7 @@ export interface PartitionOptions {
 
 /** Defaults of {@link PartitionOptions}, in one place. */
 export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch'>> {
-  return { batchBytesMax: 8 * 1024 * 1024, frameBytesMax: 4 * 1024 * 1024, queueMax: 100_000, clock: Date.now };
+  return { batchBytesMax: 256 * 1024, frameBytesMax: 4 * 1024 * 1024, queueMax: 100_000, clock: Date.now };
 }
 
 /** Options of a read by seq. */
@@ -431,8 +431,26 @@ export class Partition {
 
   private readonly pump = (): void => {
     this.scheduled = false;
-    if (this.state === 'faulted' || this.state === 'closed') return;
-    const group = this.building;
+    this.drive();
+  };
+
+  /**
+   * Moves queued appends along: encodes them into the building group and, when no write is in
+   * flight, submits it and goes on encoding the rest into the next group, so encoding always
+   * overlaps the write and sync of the previous group.
+   */
+  private drive(): void {
+    for (;;) {
+      if (this.state === 'faulted' || this.state === 'closed') return;
+      this.fill(this.building);
+      if (this.inFlight !== undefined || this.building.acks.length === 0) break;
+      this.submit();
+    }
+    this.checkDrained();
+  }
+
+  /** Encodes queued units into `group` until it holds batchBytesMax bytes or the queue is empty. */
+  private fill(group: Group): void {
     const limit = this.options.batchBytesMax;
     const queue = this.queue;
     while (this.queueHead < queue.length && group.writer.byteLength < limit) {
@@ -441,14 +459,15 @@ export class Partition {
       this.encode(pending, group);
     }
     if (this.queueHead === queue.length) {
-      this.queue = [];
-      this.queueHead = 0;
+      if (queue.length > 0) {
+        this.queue = [];
+        this.queueHead = 0;
+      }
     } else if (this.queueHead > 4096) {
       this.queue = queue.slice(this.queueHead);
       this.queueHead = 0;
     }
-    if (this.inFlight === undefined) this.submit();
-  };
+  }
 
   /** Checks and encodes one unit of work into `group`, or settles it at once. */
   private encode(pending: Pending, group: Group): void {
@@ -555,9 +574,8 @@ export class Partition {
   private submit(): void {
     const group = this.building;
     if (group.writer.unsealedFrameCount === 0) {
-      // Only duplicates of durable commits, or nothing: settle without writing.
+      // Only duplicates of durable commits: settle without writing.
       this.settle(group);
-      this.checkDrained();
       return;
     }
     group.writer.seal(this.epochValue, group.timestamp);
@@ -576,9 +594,7 @@ export class Partition {
     this.spare = group;
     this.inFlight = undefined;
     this.wakeCommitWaiters();
-    if (this.queueHead < this.queue.length) this.pump();
-    else if (this.building.acks.length > 0) this.submit();
-    this.checkDrained();
+    this.drive();
   }
 
   private settle(group: Group): void {

@@ -1,0 +1,179 @@
+/**
+ * Store benchmark: durable appends of 100-byte events on the file store, beside the raw
+ * write+fdatasync rate of pre-encoded bytes measured in the same run.
+ *
+ *   npm run bench:store               full run
+ *   npm run bench:store -- --smoke    seconds-long check that it works (CI)
+ *   --dir PATH   where the files go (default: the OS temp folder)
+ *   --out FILE   also write the rows as JSON
+ */
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { FLAG_COMMIT_FIRST, FLAG_COMMIT_LAST, FrameWriter } from '@sluice/framing';
+import { openPartition, type EventData, type Partition } from '@sluice/store';
+import { createFileStorage } from '@sluice/store-file';
+import { Latencies, formatRate, markdownTable, row, type BenchRow } from './stats.js';
+
+const PAYLOAD_BYTES = 100;
+const STREAMS = 10_000;
+
+export interface StoreBenchOptions {
+  readonly smoke: boolean;
+  readonly directory: string;
+}
+
+function payload(): Uint8Array {
+  const p = new Uint8Array(PAYLOAD_BYTES);
+  for (let i = 0; i < p.length; i++) p[i] = (i * 31) & 0xff;
+  return p;
+}
+
+/** write+fdatasync of pre-encoded frames, `perWrite` events per write: the disk's limit. */
+export async function rawFdatasync(directory: string, perWrite: number, events: number): Promise<BenchRow> {
+  const writer = new FrameWriter({ initialBytes: 4 * 1024 * 1024 });
+  const data = payload();
+  for (let i = 0; i < perWrite; i++) {
+    writer.appendEvent(i + 1, 0, Date.now(), FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, `stream-${i % STREAMS}`, 1, 'BenchEvent', undefined, undefined, data);
+  }
+  writer.seal(0, Date.now());
+  const bytes = writer.bytes();
+  const path = join(directory, `raw-${perWrite}.bin`);
+  const writes = Math.max(1, Math.floor(events / perWrite));
+  const handle = await open(path, 'w+');
+  try {
+    // Preallocate like the file store does, so both pay the same file-system costs.
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (let p = 0; p < bytes.length * writes; p += zeros.length) await handle.write(zeros, 0, zeros.length, p);
+    await handle.datasync();
+    const latencies = new Latencies();
+    const start = performance.now();
+    let position = 0;
+    for (let w = 0; w < writes; w++) {
+      const t = performance.now();
+      await handle.write(bytes, 0, bytes.length, position);
+      await handle.datasync();
+      position += bytes.length;
+      latencies.record(performance.now() - t);
+    }
+    const ms = performance.now() - start;
+    return row(`raw write+fdatasync, ${perWrite} event(s) per write`, writes * perWrite, position, ms, latencies, 'pre-encoded bytes, preallocated file');
+  } finally {
+    await handle.close();
+  }
+}
+
+async function withPartition<T>(directory: string, name: string, run: (p: Partition) => Promise<T>): Promise<T> {
+  const partition = await openPartition({ storage: createFileStorage({ directory: join(directory, name), fsync: 'commit' }), name });
+  try {
+    return await run(partition);
+  } finally {
+    await partition.close();
+  }
+}
+
+/** (a) appends of `batch` events each; `pipeline` appends in flight so encoding overlaps the sync. */
+export async function batchedAppends(directory: string, batch: number, events: number, pipeline: number): Promise<BenchRow> {
+  return withPartition(directory, `batch-${batch}`, async (partition) => {
+    const data = payload();
+    const batches = Math.max(1, Math.floor(events / batch));
+    const templates: EventData[][] = [];
+    for (let t = 0; t < pipeline; t++) templates.push(Array.from({ length: batch }, () => ({ type: 'BenchEvent', data })));
+    const latencies = new Latencies();
+    let next = 0;
+    const start = performance.now();
+    await Promise.all(
+      templates.map(async (events) => {
+        while (next < batches) {
+          const n = next++;
+          const t = performance.now();
+          await partition.append({ streamId: `stream-${n % STREAMS}`, events });
+          latencies.record(performance.now() - t);
+        }
+      }),
+    );
+    const ms = performance.now() - start;
+    const total = batches * batch;
+    return row(`sluice file store, batches of ${batch}`, total, total * PAYLOAD_BYTES, ms, latencies, `${pipeline} appends in flight, fsync per commit`);
+  });
+}
+
+/** (b) `concurrency` appenders, each sending single-event appends one after another. */
+export async function concurrentSingles(directory: string, concurrency: number, events: number): Promise<BenchRow> {
+  return withPartition(directory, `concurrent-${concurrency}`, async (partition) => {
+    const data = payload();
+    const latencies = new Latencies();
+    let next = 0;
+    const start = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < events) {
+          const n = next++;
+          const t = performance.now();
+          await partition.append({ streamId: `stream-${n % STREAMS}`, events: [{ type: 'BenchEvent', data }] });
+          latencies.record(performance.now() - t);
+        }
+      }),
+    );
+    const ms = performance.now() - start;
+    return row(`sluice file store, ${concurrency} concurrent single-event appends`, events, events * PAYLOAD_BYTES, ms, latencies, 'group commit, fsync per group');
+  });
+}
+
+/** (c) one single-event append at a time. */
+export async function sequentialSingles(directory: string, events: number): Promise<BenchRow> {
+  return withPartition(directory, 'sequential', async (partition) => {
+    const data = payload();
+    const latencies = new Latencies();
+    const start = performance.now();
+    for (let n = 0; n < events; n++) {
+      const t = performance.now();
+      await partition.append({ streamId: `stream-${n % STREAMS}`, events: [{ type: 'BenchEvent', data }] });
+      latencies.record(performance.now() - t);
+    }
+    const ms = performance.now() - start;
+    return row('sluice file store, sequential single-event appends', events, events * PAYLOAD_BYTES, ms, latencies, 'fsync per commit');
+  });
+}
+
+export async function runStoreBench(options: StoreBenchOptions): Promise<BenchRow[]> {
+  const scale = options.smoke ? 0.01 : 1;
+  const directory = await mkdtemp(join(options.directory, 'sluice-bench-'));
+  try {
+    const rows: BenchRow[] = [];
+    rows.push(await rawFdatasync(directory, 1000, Math.max(10_000, 3_000_000 * scale)));
+    rows.push(await batchedAppends(directory, 1000, Math.max(10_000, 3_000_000 * scale), 4));
+    rows.push(await rawFdatasync(directory, 1, Math.max(200, 10_000 * scale)));
+    rows.push(await concurrentSingles(directory, 1000, Math.max(10_000, 1_000_000 * scale)));
+    rows.push(await sequentialSingles(directory, Math.max(200, 10_000 * scale)));
+    return rows;
+  } finally {
+    await rm(directory, { recursive: true, force: true });
+  }
+}
+
+export function formatStoreRows(rows: readonly BenchRow[]): string {
+  const rawSingle = rows.find((r) => r.name.startsWith('raw') && r.name.includes(' 1 event'));
+  return markdownTable(
+    ['scenario', 'events/s', 'MB/s (payload)', 'p50 ms', 'p99 ms', 'notes'],
+    rows.map((r) => [
+      r.name,
+      formatRate(r.eventsPerSecond),
+      (r.bytesPerSecond / 1e6).toFixed(1),
+      r.p50Ms.toFixed(3),
+      r.p99Ms.toFixed(3),
+      (r.note ?? '') +
+        (r.name.includes('sequential') && rawSingle !== undefined ? `; ${((r.eventsPerSecond / rawSingle.eventsPerSecond) * 100).toFixed(0)}% of raw single fdatasync` : ''),
+    ]),
+  );
+}
+
+const isMain = import.meta.url === `file://${process.argv[1]}`;
+if (isMain) {
+  const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, dir: { type: 'string' }, out: { type: 'string' } } });
+  const rows = await runStoreBench({ smoke: values.smoke === true, directory: values.dir ?? tmpdir() });
+  console.log(`\nSluice store benchmark (${values.smoke === true ? 'smoke' : 'full'}), ${PAYLOAD_BYTES}-byte payloads, Node ${process.version}\n`);
+  console.log(formatStoreRows(rows));
+  if (values.out !== undefined) await writeFile(values.out, JSON.stringify(rows, null, 2));
+}

@@ -57,6 +57,9 @@ export class FrameWriter {
   private unsealedFirstSeq = -1;
   private unsealedLastSeq = -1;
   private unsealedFrames = 0;
+  // Last seq sealed since the reset: frames of one buffer must stay gapless across seals, or
+  // the buffer would decode only up to the gap ('bad-sequence').
+  private sealedLastSeq = -1;
 
   constructor(options: FrameWriterOptions = {}) {
     this.frameBytesMax = options.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
@@ -85,6 +88,7 @@ export class FrameWriter {
     this.unsealedFrames = 0;
     this.unsealedFirstSeq = -1;
     this.unsealedLastSeq = -1;
+    this.sealedLastSeq = -1;
   }
 
   /** A position to {@link rollback} to, e.g. to drop a commit that failed half-way. */
@@ -94,7 +98,8 @@ export class FrameWriter {
 
   /**
    * Drops frames written after `mark` (taken with {@link mark} since the last seal).
-   * `frames` and `lastSeq` say what remains unsealed.
+   * `frames` and `lastSeq` say what remains unsealed; with `frames` 0 the next frame must
+   * follow the last sealed seq.
    */
   rollback(mark: number, frames: number, lastSeq: number): void {
     if (mark < this.sealedPosition || mark > this.position) {
@@ -109,7 +114,8 @@ export class FrameWriter {
   /**
    * Encodes one event frame. `flags` combines FLAG_COMMIT_FIRST / FLAG_COMMIT_LAST.
    * Throws {@link FrameTooLargeError} or {@link InvalidFrameFieldError} and writes nothing
-   * when the frame cannot be encoded.
+   * when the frame cannot be encoded, or when `seq` does not follow the previous frame
+   * written since the last {@link reset}.
    */
   appendEvent(
     seq: number,
@@ -124,9 +130,11 @@ export class FrameWriter {
     payload: Uint8Array,
   ): void {
     if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidFrameFieldError('seq', `${seq} is not a safe non-negative integer`);
-    if (this.unsealedLastSeq >= 0 && seq !== this.unsealedLastSeq + 1) {
-      throw new InvalidFrameFieldError('seq', `${seq} does not follow ${this.unsealedLastSeq}`);
+    const lastSeq = this.unsealedLastSeq >= 0 ? this.unsealedLastSeq : this.sealedLastSeq;
+    if (lastSeq >= 0 && seq !== lastSeq + 1) {
+      throw new InvalidFrameFieldError('seq', `${seq} does not follow ${lastSeq}`);
     }
+    checkEpochAndTimestamp(epoch, timestamp);
     if (!Number.isSafeInteger(streamVersion) || streamVersion < 0) {
       throw new InvalidFrameFieldError('streamVersion', `${streamVersion} is not a safe non-negative integer`);
     }
@@ -180,9 +188,12 @@ export class FrameWriter {
   /**
    * Writes a commit marker sealing every event frame since the previous seal, with a
    * SHA-1 digest of their bytes. Returns false (writing nothing) when nothing is unsealed.
+   * Throws {@link InvalidFrameFieldError} (writing nothing) for an epoch or timestamp that
+   * cannot be stored.
    */
   seal(epoch: number, timestamp: number): boolean {
     if (this.unsealedFrames === 0) return false;
+    checkEpochAndTimestamp(epoch, timestamp);
     this.ensure(MARKER_BYTES);
     const b = this.buffer;
     const start = this.position;
@@ -203,6 +214,7 @@ export class FrameWriter {
     writeU32(b, end, crc32c(b, start, end));
     this.position = end + CRC_BYTES;
     this.sealedPosition = this.position;
+    this.sealedLastSeq = this.unsealedLastSeq;
     this.unsealedFrames = 0;
     this.unsealedFirstSeq = -1;
     this.unsealedLastSeq = -1;
@@ -217,6 +229,16 @@ export class FrameWriter {
     const grown = Buffer.allocUnsafe(size);
     this.buffer.copy(grown, 0, 0, this.position);
     this.buffer = grown;
+  }
+}
+
+/** Without this check a negative or fractional value would be stored as a different number. */
+function checkEpochAndTimestamp(epoch: number, timestamp: number): void {
+  if (!Number.isInteger(epoch) || epoch < 0 || epoch > 0xffffffff) {
+    throw new InvalidFrameFieldError('epoch', `${epoch} is not an unsigned 32-bit integer`);
+  }
+  if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
+    throw new InvalidFrameFieldError('timestamp', `${timestamp} is not a safe non-negative integer`);
   }
 }
 

@@ -35,10 +35,11 @@ export interface StreamDecoderOptions {
   readonly verifyDigest?: boolean;
 }
 
-const decoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of a name, not a byte-order mark to strip.
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const latin1 = (b: Uint8Array, s: number, e: number): string => {
   // Short ASCII names are the common case; TextDecoder's call overhead dominates for them.
-  if (e - s <= 32) {
+  if (e - s <= 64) {
     let out = '';
     for (let i = s; i < e; i++) {
       const c = b[i];

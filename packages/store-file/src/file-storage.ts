@@ -10,7 +10,7 @@ import {
   type StorageReader,
   type StorageRecovery,
 } from '@sluice/store';
-import type { SealedBatch } from '@sluice/framing';
+import { FORMAT_VERSION, FRAME_BYTES_MIN, decodeBatches, type SealedBatch } from '@sluice/framing';
 import { openFileReader } from './file-reader.js';
 import { SegmentIndex, readAt, segmentName } from './segment-log.js';
 import { WriterLock, mapFsError } from './writer-lock.js';
@@ -210,12 +210,39 @@ class FileStorage implements PartitionStorage {
       dirtyEnd = position + last + 1;
       position += bytesRead;
     }
+    await this.refuseIfCommitsFollow(handle, from, dirtyEnd);
     for (let p = from; p < dirtyEnd; p += ZEROS.length) {
       const n = Math.min(ZEROS.length, dirtyEnd - p);
       await handle.write(ZEROS, 0, n, p);
     }
     await handle.datasync();
     return dirtyEnd - from;
+  }
+
+  /**
+   * A torn append never holds a whole sealed batch (the engine seals each append once, at its
+   * end), so a verified batch after the damage means committed data was damaged, not torn:
+   * refuse to open rather than wipe it.
+   */
+  private async refuseIfCommitsFollow(handle: FileHandle, from: number, to: number): Promise<void> {
+    if (to - from <= FRAME_BYTES_MIN) return;
+    const region = Buffer.allocUnsafe(to - from);
+    const { bytesRead } = await readAt(handle, region, from, this.directory);
+    for (let o = 1; o + FRAME_BYTES_MIN <= bytesRead; o++) {
+      // Cheap filter before a full decode: a frame starts with a plausible length and version.
+      if (region[o + 4] !== FORMAT_VERSION || (region[o + 5] !== 1 && region[o + 5] !== 2)) continue;
+      const length = region.readUInt32LE(o);
+      if (length < FRAME_BYTES_MIN || o + length > bytesRead) continue;
+      const { batches } = decodeBatches(region.subarray(o, bytesRead));
+      const after = batches.find((b) => b.firstSeq > this.index.lastSeq);
+      if (after !== undefined) {
+        throw new StorageError(
+          'Corrupt',
+          `[sluice/store-file] ${join(this.directory, segmentName(this.segment))} is damaged at offset ${from} but holds committed seq ` +
+            `${after.firstSeq}..${after.lastSeq} after the damage: restore the partition from a copy or a shipped archive`,
+        );
+      }
+    }
   }
 
   /** Opens (creating if needed) a segment and zero-fills it up to segmentBytes. */

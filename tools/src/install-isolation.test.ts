@@ -1,0 +1,67 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('../../', import.meta.url));
+let scratch: string;
+const tarballs = new Map<string, string>();
+
+/** Builds and packs a workspace package exactly as it would be published. */
+async function pack(name: string): Promise<string> {
+  const cached = tarballs.get(name);
+  if (cached !== undefined) return cached;
+  const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', scratch, '-w', name], { cwd: root });
+  const [info] = JSON.parse(stdout.slice(stdout.indexOf('['))) as Array<{ filename: string }>;
+  const path = join(scratch, info.filename);
+  tarballs.set(name, path);
+  return path;
+}
+
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'sluice-pack-'));
+  // Packages ship dist/: build what is packed (incremental, fast when already built).
+  await run('npx', ['tsc', '-b', 'packages/store-file/tsconfig.lib.json'], { cwd: root });
+}, 180_000);
+
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+/** Installs tarballs into an empty folder and runs `script` there as an ES module. */
+async function installAndRun(names: string[], script: string): Promise<string> {
+  const app = await mkdtemp(join(scratch, 'app-'));
+  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+  const files = await Promise.all(names.map(pack));
+  await run('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', ...files], { cwd: app });
+  await writeFile(join(app, 'main.js'), script);
+  const { stdout } = await run(process.execPath, ['main.js'], { cwd: app });
+  return stdout.trim();
+}
+
+it('@sluice/store + @sluice/store-file install and work alone, without zeromq, lmdb or the Azure SDK', { timeout: 180_000 }, async () => {
+  const out = await installAndRun(
+    ['@sluice/framing', '@sluice/store', '@sluice/store-file'],
+    `
+    import { openPartition } from '@sluice/store';
+    import { createFileStorage } from '@sluice/store-file';
+    import { mkdtempSync } from 'node:fs';
+    import { createRequire } from 'node:module';
+    const require = createRequire(import.meta.url);
+    const absent = ['zeromq', 'lmdb', '@azure/storage-blob'].filter((m) => { try { require.resolve(m); return false; } catch { return true; } });
+    const p = await openPartition({ storage: createFileStorage({ directory: mkdtempSync('data-') }) });
+    const r = await p.append({ streamId: 's', events: [{ type: 'E', data: new TextEncoder().encode('hi') }] });
+    let read = '';
+    for await (const e of p.read()) read += new TextDecoder().decode(e.payload);
+    await p.close();
+    console.log(JSON.stringify({ absent, seq: r.lastSeq, read }));
+    `,
+  );
+  expect(JSON.parse(out)).toEqual({ absent: ['zeromq', 'lmdb', '@azure/storage-blob'], seq: 1, read: 'hi' });
+  const installed = await readdir(join(scratch));
+  expect(installed.some((f) => f.startsWith('sluice-store-file-'))).toBe(true);
+});

@@ -39,7 +39,7 @@ export interface StreamDecoderOptions {
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const latin1 = (b: Uint8Array, s: number, e: number): string => {
   // Short ASCII names are the common case; TextDecoder's call overhead dominates for them.
-  if (e - s <= 64) {
+  if (e - s <= 32) {
     let out = '';
     for (let i = s; i < e; i++) {
       const c = b[i];

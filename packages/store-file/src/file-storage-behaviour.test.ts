@@ -72,6 +72,32 @@ describe('segments', () => {
     expect((error as Error).message).toMatch(/restore the partition/);
   });
 
+  it('refuses to open a log holding frames of a newer format version, and leaves them alone', async () => {
+    let p = await openFile();
+    await fill(p, 3);
+    await p.close();
+    // Append a sealed commit, then rewrite its first frame's version byte (and CRC) as version 2.
+    const { FrameWriter, crc32c } = await import('@sluice/framing');
+    const writer = new FrameWriter();
+    writer.appendEvent(31, 0, 1, 3, 'future', 1, 'E', undefined, undefined, te.encode('from the future'));
+    writer.seal(0, 1);
+    const bytes = Buffer.from(writer.bytes());
+    const frameBytes = bytes.readUInt32LE(0);
+    bytes[4] = 2;
+    bytes.writeUInt32LE(crc32c(bytes, 0, frameBytes - 4), frameBytes - 4);
+    const { appendRawToFileLog } = await import('./raw-append.fixture.js');
+    await appendRawToFileLog(directory, bytes);
+    const error = await openFile().catch((e: unknown) => e);
+    expect(error).toMatchObject({ reason: 'Unsupported' });
+    expect((error as Error).message).toMatch(/newer @sluice\/store-file/);
+    // Nothing was cut: the frame is still there for a newer reader.
+    const { SegmentIndex } = await import('./segment-log.js');
+    const index = new SegmentIndex(directory);
+    const tail = await index.scanForward();
+    await index.close();
+    expect(tail.report.reason).toBe('unsupported-version');
+  });
+
   it('refuses to open when a commit in the middle of the last segment is damaged, instead of cutting the commits after it', async () => {
     let p = await openFile({ segmentBytes: 1024 * 1024 });
     await fill(p, 30);

@@ -105,6 +105,14 @@ class FileStorage implements PartitionStorage {
       if (this.createDirectory) await mkdir(this.directory, { recursive: true }).catch((e: unknown) => Promise.reject(mapFsError(e, this.directory)));
       this.lock = await WriterLock.acquire(this.directory);
       const tail = await this.index.scanForward();
+      if (tail.report.reason === 'unsupported-version') {
+        // Not a torn tail: data this version cannot read. Never cut it.
+        throw new StorageError(
+          'Unsupported',
+          `[sluice/store-file] ${join(this.directory, segmentName(tail.segment))} holds frames of a newer format at offset ${tail.report.offset} ` +
+            `(${tail.report.detail}): open it with a newer @sluice/store-file`,
+        );
+      }
       this.segment = this.index.endSegment;
       this.position = tail.segment === this.segment ? tail.validEnd : this.index.endOffset;
       this.handle = await this.openSegment(this.segment);

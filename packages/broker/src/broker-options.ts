@@ -1,0 +1,131 @@
+import { MESSAGE_FRAMES_MAX } from './mdp.js';
+import { OptionProblems } from './validate.js';
+
+/** Options of a {@link MajordomoBroker}. Every limit has a default; see {@link brokerDefaults}. */
+export interface BrokerOptions {
+  /**
+   * Endpoint the broker's ROUTER socket binds, clients and workers alike (RFC 7 allows one
+   * socket for both). Port `0` or `*` picks a free port: read it back from `broker.endpoint`.
+   * @example "tcp://127.0.0.1:5555", "tcp://127.0.0.1:*"
+   */
+  readonly endpoint: string;
+  /**
+   * Interval of HEARTBEATs to workers, and of the broker's housekeeping (purging dead workers,
+   * expiring queued requests). Workers must use the same value (RFC 7: "agreed-upon").
+   * @default 2500
+   */
+  readonly heartbeatIntervalMs?: number;
+  /**
+   * A worker that sends nothing for `heartbeatIntervalMs × heartbeatLiveness` is dead: it is
+   * purged and its request, if any, goes back to the queue (see `deliveriesMax`).
+   * @default 3
+   */
+  readonly heartbeatLiveness?: number;
+  /**
+   * Requests queued per service while no worker is free. One more is rejected (see the README's
+   * "queue policy").
+   * @default 1000
+   */
+  readonly serviceQueueMax?: number;
+  /**
+   * Requests queued over all services together.
+   * @default 10000
+   */
+  readonly queuedRequestsMax?: number;
+  /**
+   * A request no worker has taken within this time is expired (RFC 7: "SHOULD expire these
+   * requests after a reasonable and configurable time").
+   * @default 10000
+   */
+  readonly requestExpiryMs?: number;
+  /**
+   * Distinct services known at once (with workers or queued requests). A request for one more
+   * unknown service is rejected, so clients cannot grow the registry without bound.
+   * @default 1000
+   */
+  readonly servicesMax?: number;
+  /**
+   * Registered workers at once; a READY beyond it is answered with DISCONNECT.
+   * @default 10000
+   */
+  readonly workersMax?: number;
+  /**
+   * Times one request may be handed to a worker. A request whose worker dies or disconnects is
+   * delivered again until this count is reached (RFC 7 assumes idempotent workers), then
+   * rejected with status 502.
+   * @default 2
+   */
+  readonly deliveriesMax?: number;
+  /**
+   * Largest message part accepted (ZMQ_MAXMSGSIZE); a peer sending a larger one is
+   * disconnected by ZeroMQ.
+   * @default 16777216
+   */
+  readonly frameBytesMax?: number;
+  /**
+   * Most frames in one message; longer messages are malformed.
+   * @default 1024
+   */
+  readonly messageFramesMax?: number;
+  /**
+   * Messages waiting to be handed to the socket; beyond it, messages are dropped and counted
+   * (`stats().droppedSends`).
+   * @default 10000
+   */
+  readonly sendQueueMax?: number;
+}
+
+/** Broker options with every default filled in. */
+export type ResolvedBrokerOptions = Required<BrokerOptions>;
+
+/** The broker's defaults, in one place. */
+export function brokerDefaults(): Omit<ResolvedBrokerOptions, 'endpoint'> {
+  return {
+    heartbeatIntervalMs: 2500,
+    heartbeatLiveness: 3,
+    serviceQueueMax: 1000,
+    queuedRequestsMax: 10_000,
+    requestExpiryMs: 10_000,
+    servicesMax: 1000,
+    workersMax: 10_000,
+    deliveriesMax: 2,
+    frameBytesMax: 16 * 1024 * 1024,
+    messageFramesMax: MESSAGE_FRAMES_MAX,
+    sendQueueMax: 10_000,
+  };
+}
+
+/**
+ * Fills in defaults and validates; throws `InvalidBrokerOptionsError` listing every problem.
+ */
+export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOptions {
+  const resolved: ResolvedBrokerOptions = {
+    ...brokerDefaults(),
+    ...stripUndefined(options),
+    endpoint: options.endpoint,
+  };
+  const check = new OptionProblems('broker');
+  check.endpoint('endpoint', resolved.endpoint);
+  check.integer('heartbeatIntervalMs', resolved.heartbeatIntervalMs, 1);
+  check.integer('heartbeatLiveness', resolved.heartbeatLiveness, 1);
+  check.integer('serviceQueueMax', resolved.serviceQueueMax, 0);
+  check.integer('queuedRequestsMax', resolved.queuedRequestsMax, 0);
+  check.integer('requestExpiryMs', resolved.requestExpiryMs, 1);
+  check.integer('servicesMax', resolved.servicesMax, 1);
+  check.integer('workersMax', resolved.workersMax, 1);
+  check.integer('deliveriesMax', resolved.deliveriesMax, 1);
+  check.integer('frameBytesMax', resolved.frameBytesMax, 1, 2 ** 31 - 1);
+  check.integer('messageFramesMax', resolved.messageFramesMax, 4);
+  check.integer('sendQueueMax', resolved.sendQueueMax, 1);
+  check.throwIfAny();
+  return resolved;
+}
+
+/** `{ a: undefined }` must not override a default. */
+export function stripUndefined<T extends object>(value: T): Partial<T> {
+  const result: Partial<T> = {};
+  for (const [key, entry] of Object.entries(value)) {
+    if (entry !== undefined) (result as Record<string, unknown>)[key] = entry;
+  }
+  return result;
+}

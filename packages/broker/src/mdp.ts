@@ -1,0 +1,300 @@
+/**
+ * MDP/0.1 (ZeroMQ RFC 7/MDP) and MMI (RFC 8/MMI): constants, frame builders and parsers.
+ *
+ * Every parser takes frames exactly as a socket delivers them and never throws: it returns
+ * `{ ok: true, value }` or `{ ok: false, reason }`. Builders return the frames to hand to
+ * `socket.send` (a ROUTER socket additionally needs the peer's routing id in front).
+ *
+ * Wire formats, frame 0 first (RFC 7):
+ *
+ * | message | frames |
+ * |---|---|
+ * | client REQUEST / REPLY | `""`, `"MDPC01"`, service, body 1+ |
+ * | worker READY | `""`, `"MDPW01"`, `0x01`, service |
+ * | worker REQUEST | `""`, `"MDPW01"`, `0x02`, client address, `""`, body 1+ |
+ * | worker REPLY | `""`, `"MDPW01"`, `0x03`, client address, `""`, body 1+ |
+ * | worker HEARTBEAT | `""`, `"MDPW01"`, `0x04` |
+ * | worker DISCONNECT | `""`, `"MDPW01"`, `0x05` |
+ */
+
+/** Protocol header of MDP/Client 0.1. */
+export const MDPC01: Buffer = Buffer.from('MDPC01', 'latin1');
+/** Protocol header of MDP/Worker 0.1. */
+export const MDPW01: Buffer = Buffer.from('MDPW01', 'latin1');
+
+/** MDP/Worker command bytes. */
+export const MDPW_READY = 0x01;
+export const MDPW_REQUEST = 0x02;
+export const MDPW_REPLY = 0x03;
+export const MDPW_HEARTBEAT = 0x04;
+export const MDPW_DISCONNECT = 0x05;
+
+/** Services in this namespace are handled by the broker itself (RFC 8/MMI). */
+export const MMI_PREFIX = 'mmi.';
+/** The one MMI service every MMI broker implements. */
+export const MMI_SERVICE = 'mmi.service';
+/** MMI status codes. */
+export const MMI_FOUND = '200';
+export const MMI_NOT_FOUND = '404';
+export const MMI_NOT_IMPLEMENTED = '501';
+
+/** Longest service name or client address accepted (ZeroMQ routing ids are 1-255 bytes). */
+export const NAME_BYTES_MAX = 255;
+/** Default limit on the number of frames of one message. */
+export const MESSAGE_FRAMES_MAX = 1024;
+
+const EMPTY = Buffer.alloc(0);
+const COMMAND_FRAMES: readonly Buffer[] = [0, 1, 2, 3, 4, 5].map((byte) => Buffer.from([byte]));
+
+/** Why a message was not valid MDP. */
+export type MalformedReason =
+  /** Fewer frames than the smallest message of its protocol. */
+  | 'too-few-frames'
+  /** More frames than the configured limit. */
+  | 'too-many-frames'
+  /** Frame 0 is not the empty delimiter (or, on a ROUTER, the routing id is missing). */
+  | 'missing-delimiter'
+  /** Frame 1 is neither "MDPC01" nor "MDPW01". */
+  | 'unknown-protocol'
+  /** Empty, longer than 255 bytes, or containing control characters. */
+  | 'invalid-service-name'
+  /** A client request without a single body frame (RFC 7 asks for 4 or more frames). */
+  | 'missing-body'
+  /** The worker command frame is not exactly one byte. */
+  | 'invalid-command-frame'
+  /** A worker command byte outside 0x01-0x05. */
+  | 'unknown-command'
+  /** READY, HEARTBEAT or DISCONNECT with frames beyond the RFC's. */
+  | 'unexpected-frames'
+  /** A worker REQUEST or REPLY without "one client address frame followed by an empty frame". */
+  | 'missing-envelope';
+
+/** Every {@link MalformedReason}, for counters. */
+export const MALFORMED_REASONS: readonly MalformedReason[] = [
+  'too-few-frames',
+  'too-many-frames',
+  'missing-delimiter',
+  'unknown-protocol',
+  'invalid-service-name',
+  'missing-body',
+  'invalid-command-frame',
+  'unknown-command',
+  'unexpected-frames',
+  'missing-envelope',
+];
+
+/** Result of a parser: a value, or why there is none. */
+export type ParseResult<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly reason: MalformedReason };
+
+/** An MDP/Client REQUEST or REPLY (they share one format). */
+export interface ClientMessage {
+  readonly service: Buffer;
+  readonly body: readonly Buffer[];
+}
+
+/** An MDP/Worker command. */
+export type WorkerMessage =
+  | { readonly command: 'ready'; readonly service: Buffer }
+  | { readonly command: 'request'; readonly client: Buffer; readonly body: readonly Buffer[] }
+  | { readonly command: 'reply'; readonly client: Buffer; readonly body: readonly Buffer[] }
+  | { readonly command: 'heartbeat' }
+  | { readonly command: 'disconnect' };
+
+/** A message received on the broker's ROUTER socket, routing id split off. */
+export type RouterMessage =
+  | { readonly protocol: 'client'; readonly sender: Buffer; readonly message: ClientMessage }
+  | { readonly protocol: 'worker'; readonly sender: Buffer; readonly message: WorkerMessage };
+
+/** Parse options. */
+export interface ParseOptions {
+  /** @default 1024 */
+  readonly framesMax?: number;
+}
+
+function fail(reason: MalformedReason): { readonly ok: false; readonly reason: MalformedReason } {
+  return { ok: false, reason };
+}
+
+/** True when `frame` is a usable service name: 1-255 bytes, no ASCII control characters. */
+export function isValidServiceName(frame: Uint8Array): boolean {
+  if (frame.length === 0 || frame.length > NAME_BYTES_MAX) return false;
+  for (const byte of frame) if (byte < 0x20 || byte === 0x7f) return false;
+  return true;
+}
+
+function isValidAddress(frame: Uint8Array): boolean {
+  return frame.length > 0 && frame.length <= NAME_BYTES_MAX;
+}
+
+/** True when the service name is in the MMI namespace ("mmi." prefix). */
+export function isMmiService(service: Uint8Array): boolean {
+  return (
+    service.length >= 4 &&
+    service[0] === 0x6d &&
+    service[1] === 0x6d &&
+    service[2] === 0x69 &&
+    service[3] === 0x2e
+  );
+}
+
+function frameCount(frames: readonly Buffer[], options: ParseOptions | undefined): MalformedReason | undefined {
+  if (frames.length > (options?.framesMax ?? MESSAGE_FRAMES_MAX)) return 'too-many-frames';
+  return undefined;
+}
+
+/**
+ * Parses an MDP/Client message: `""`, `"MDPC01"`, service, body 1+ (what a client sends and
+ * what it receives back, without any routing id).
+ */
+export function parseClientMessage(
+  frames: readonly Buffer[],
+  options?: ParseOptions,
+): ParseResult<ClientMessage> {
+  const tooMany = frameCount(frames, options);
+  if (tooMany) return fail(tooMany);
+  if (frames.length < 3) return fail('too-few-frames');
+  if (frames[0].length !== 0) return fail('missing-delimiter');
+  if (!frames[1].equals(MDPC01)) return fail('unknown-protocol');
+  return parseClientTail(frames, 2);
+}
+
+function parseClientTail(frames: readonly Buffer[], at: number): ParseResult<ClientMessage> {
+  const service = frames[at];
+  if (!isValidServiceName(service)) return fail('invalid-service-name');
+  if (frames.length < at + 2) return fail('missing-body');
+  return { ok: true, value: { service, body: frames.slice(at + 1) } };
+}
+
+/** Parses an MDP/Worker message: `""`, `"MDPW01"`, command, ... (without any routing id). */
+export function parseWorkerMessage(
+  frames: readonly Buffer[],
+  options?: ParseOptions,
+): ParseResult<WorkerMessage> {
+  const tooMany = frameCount(frames, options);
+  if (tooMany) return fail(tooMany);
+  if (frames.length < 3) return fail('too-few-frames');
+  if (frames[0].length !== 0) return fail('missing-delimiter');
+  if (!frames[1].equals(MDPW01)) return fail('unknown-protocol');
+  return parseWorkerTail(frames, 2);
+}
+
+function parseWorkerTail(frames: readonly Buffer[], at: number): ParseResult<WorkerMessage> {
+  const commandFrame = frames[at];
+  if (commandFrame.length !== 1) return fail('invalid-command-frame');
+  const rest = frames.length - at - 1;
+  switch (commandFrame[0]) {
+    case MDPW_READY: {
+      if (rest < 1) return fail('too-few-frames');
+      if (rest > 1) return fail('unexpected-frames');
+      const service = frames[at + 1];
+      if (!isValidServiceName(service)) return fail('invalid-service-name');
+      return { ok: true, value: { command: 'ready', service } };
+    }
+    case MDPW_REQUEST:
+    case MDPW_REPLY: {
+      // Precisely one client address frame, then an empty frame, then at least one body frame.
+      if (rest < 2) return fail('missing-envelope');
+      const client = frames[at + 1];
+      if (!isValidAddress(client) || frames[at + 2].length !== 0) return fail('missing-envelope');
+      if (rest < 3) return fail('missing-body');
+      const body = frames.slice(at + 3);
+      const command = commandFrame[0] === MDPW_REQUEST ? 'request' : 'reply';
+      return { ok: true, value: { command, client, body } };
+    }
+    case MDPW_HEARTBEAT:
+      if (rest > 0) return fail('unexpected-frames');
+      return { ok: true, value: { command: 'heartbeat' } };
+    case MDPW_DISCONNECT:
+      if (rest > 0) return fail('unexpected-frames');
+      return { ok: true, value: { command: 'disconnect' } };
+    default:
+      return fail('unknown-command');
+  }
+}
+
+/** Why a ROUTER message could not be parsed, with its sender when there was one. */
+export interface RouterParseFailure {
+  readonly ok: false;
+  readonly reason: MalformedReason;
+  /** The routing id, when the message had one. */
+  readonly sender: Buffer | undefined;
+  /** The protocol named by the header, when it named a known one. */
+  readonly protocol: 'client' | 'worker' | undefined;
+}
+
+/**
+ * Parses a message as received by the broker's ROUTER socket: routing id, then a client or
+ * worker message. Never throws.
+ */
+export function parseRouterMessage(
+  frames: readonly Buffer[],
+  options?: ParseOptions,
+): { readonly ok: true; readonly value: RouterMessage } | RouterParseFailure {
+  const sender = frames.length > 0 && frames[0].length > 0 ? frames[0] : undefined;
+  const failure = (reason: MalformedReason, protocol?: 'client' | 'worker'): RouterParseFailure => ({
+    ok: false,
+    reason,
+    sender,
+    protocol,
+  });
+  const framesMax = options?.framesMax ?? MESSAGE_FRAMES_MAX;
+  if (frames.length > framesMax + 1) return failure('too-many-frames');
+  if (sender === undefined) return failure('missing-delimiter');
+  if (frames.length < 4) return failure('too-few-frames');
+  if (frames[1].length !== 0) return failure('missing-delimiter');
+  const header = frames[2];
+  if (header.equals(MDPC01)) {
+    const parsed = parseClientTail(frames, 3);
+    if (!parsed.ok) return failure(parsed.reason, 'client');
+    return { ok: true, value: { protocol: 'client', sender, message: parsed.value } };
+  }
+  if (header.equals(MDPW01)) {
+    const parsed = parseWorkerTail(frames, 3);
+    if (!parsed.ok) return failure(parsed.reason, 'worker');
+    return { ok: true, value: { protocol: 'worker', sender, message: parsed.value } };
+  }
+  return failure('unknown-protocol');
+}
+
+function toFrame(value: Buffer | string): Buffer {
+  return typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
+}
+
+/** Client REQUEST as sent on a DEALER: `""`, `"MDPC01"`, service, body... */
+export function clientRequestFrames(service: Buffer | string, body: readonly Buffer[]): Buffer[] {
+  return [EMPTY, MDPC01, toFrame(service), ...body];
+}
+
+/** Client REPLY as the broker's ROUTER sends it: client address, `""`, `"MDPC01"`, service, body... */
+export function clientReplyFrames(client: Buffer, service: Buffer, body: readonly Buffer[]): Buffer[] {
+  return [client, EMPTY, MDPC01, service, ...body];
+}
+
+/** Worker READY as sent on the worker's DEALER. */
+export function workerReadyFrames(service: Buffer | string): Buffer[] {
+  return [EMPTY, MDPW01, COMMAND_FRAMES[MDPW_READY], toFrame(service)];
+}
+
+/** Worker REQUEST as the broker's ROUTER sends it (routing id of the worker first). */
+export function workerRequestFrames(worker: Buffer, client: Buffer, body: readonly Buffer[]): Buffer[] {
+  return [worker, EMPTY, MDPW01, COMMAND_FRAMES[MDPW_REQUEST], client, EMPTY, ...body];
+}
+
+/** Worker REPLY as sent on the worker's DEALER. */
+export function workerReplyFrames(client: Buffer, body: readonly Buffer[]): Buffer[] {
+  return [EMPTY, MDPW01, COMMAND_FRAMES[MDPW_REPLY], client, EMPTY, ...body];
+}
+
+/** Worker HEARTBEAT; pass the worker's routing id when sending from the broker's ROUTER. */
+export function workerHeartbeatFrames(worker?: Buffer): Buffer[] {
+  const frames = [EMPTY, MDPW01, COMMAND_FRAMES[MDPW_HEARTBEAT]];
+  return worker ? [worker, ...frames] : frames;
+}
+
+/** Worker DISCONNECT; pass the worker's routing id when sending from the broker's ROUTER. */
+export function workerDisconnectFrames(worker?: Buffer): Buffer[] {
+  const frames = [EMPTY, MDPW01, COMMAND_FRAMES[MDPW_DISCONNECT]];
+  return worker ? [worker, ...frames] : frames;
+}

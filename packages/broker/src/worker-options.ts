@@ -1,0 +1,83 @@
+import { stripUndefined } from './broker-options.js';
+import { OptionProblems } from './validate.js';
+
+/**
+ * Handles one request: body frames in, reply body frames out. Correlation frames are already
+ * stripped and will be added back. Throwing is reported to the client as a failure (see the
+ * README); expected failures are better encoded in the reply frames.
+ */
+export type WorkerHandler = (request: Buffer[]) => Promise<Buffer[]>;
+
+/** Options of a {@link MajordomoWorker}. */
+export interface WorkerOptions {
+  /** Broker endpoint. RFC 7: one worker connects to exactly one broker. */
+  readonly endpoint: string;
+  /** Service to register (not in the reserved "mmi." namespace). */
+  readonly service: string;
+  readonly handler: WorkerHandler;
+  /**
+   * Requests handled at once. RFC 7 hands a worker one request at a time, so this many
+   * independent worker connections are opened, each registering with the broker.
+   * @default 1
+   */
+  readonly concurrency?: number;
+  /**
+   * Interval of HEARTBEATs to the broker; must match the broker's (RFC 7: "agreed-upon").
+   * @default 2500
+   */
+  readonly heartbeatIntervalMs?: number;
+  /**
+   * When nothing arrives from the broker for `heartbeatIntervalMs × heartbeatLiveness`, the
+   * broker is taken as dead and the worker reconnects on a new socket.
+   * @default 3
+   */
+  readonly heartbeatLiveness?: number;
+  /**
+   * Wait before reconnecting after the broker went silent, or after a DISCONNECT that came
+   * before the broker ever accepted this connection (a refused READY): no hot reconnect loop.
+   * A DISCONNECT on an accepted connection reconnects at once.
+   * @default 2500
+   */
+  readonly reconnectDelayMs?: number;
+  /**
+   * Messages waiting to be handed to each socket.
+   * @default 1000
+   */
+  readonly sendQueueMax?: number;
+}
+
+/** Worker options with every default filled in. */
+export type ResolvedWorkerOptions = Required<WorkerOptions>;
+
+/** The worker's defaults, in one place. */
+export function workerDefaults(): Omit<ResolvedWorkerOptions, 'endpoint' | 'service' | 'handler'> {
+  return {
+    concurrency: 1,
+    heartbeatIntervalMs: 2500,
+    heartbeatLiveness: 3,
+    reconnectDelayMs: 2500,
+    sendQueueMax: 1000,
+  };
+}
+
+/** Fills in defaults and validates; throws `InvalidBrokerOptionsError` listing every problem. */
+export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOptions {
+  const resolved: ResolvedWorkerOptions = {
+    ...workerDefaults(),
+    ...stripUndefined(options),
+    endpoint: options.endpoint,
+    service: options.service,
+    handler: options.handler,
+  };
+  const check = new OptionProblems('worker');
+  check.endpoint('endpoint', resolved.endpoint);
+  check.serviceName('service', resolved.service, false);
+  check.check(typeof resolved.handler === 'function', 'handler must be a function (request) => Promise<Buffer[]>');
+  check.integer('concurrency', resolved.concurrency, 1, 1024);
+  check.integer('heartbeatIntervalMs', resolved.heartbeatIntervalMs, 1);
+  check.integer('heartbeatLiveness', resolved.heartbeatLiveness, 1);
+  check.integer('reconnectDelayMs', resolved.reconnectDelayMs, 0);
+  check.integer('sendQueueMax', resolved.sendQueueMax, 1);
+  check.throwIfAny();
+  return resolved;
+}

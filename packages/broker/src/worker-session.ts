@@ -1,0 +1,225 @@
+import * as zmq from 'zeromq';
+import { decodeCorrelation, withCorrelationKind } from './correlation.js';
+import {
+  parseWorkerMessage,
+  workerDisconnectFrames,
+  workerHeartbeatFrames,
+  workerReadyFrames,
+  workerReplyFrames,
+} from './mdp.js';
+import { Outbox } from './outbox.js';
+import type { ResolvedWorkerOptions } from './worker-options.js';
+
+/** Why a worker connection was dropped and opened again. */
+export type WorkerReconnectReason =
+  /** Nothing from the broker for `heartbeatIntervalMs × heartbeatLiveness`. */
+  | 'broker-silent'
+  /** The broker sent DISCONNECT. */
+  | 'broker-disconnect';
+
+/** What a session reports to the worker that owns it. */
+export interface SessionHost {
+  connected(session: number): void;
+  reconnecting(session: number, reason: WorkerReconnectReason): void;
+  handlerFailed(session: number, error: unknown): void;
+}
+
+/** Counters of one session (summed by the worker). */
+export interface SessionCounters {
+  requestsHandled: number;
+  handlerErrors: number;
+  reconnects: number;
+  malformedMessages: number;
+  /** Valid commands a broker should not send (READY, REPLY, or a REQUEST while busy). */
+  unexpectedCommands: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+/** Linger after the final DISCONNECT, so it can reach the broker without holding exit long. */
+const CLOSE_LINGER_MS = 100;
+
+/**
+ * One MDP/Worker conversation at a time on one DEALER socket: READY, then REQUEST / REPLY,
+ * heartbeats both ways, a new socket after DISCONNECT or a silent broker. Internal to
+ * {@link MajordomoWorker}, which runs `concurrency` of these.
+ */
+export class WorkerSession {
+  readonly counters: SessionCounters = {
+    requestsHandled: 0,
+    handlerErrors: 0,
+    reconnects: 0,
+    malformedMessages: 0,
+    unexpectedCommands: 0,
+  };
+  private socket: zmq.Dealer | undefined;
+  private outbox: Outbox | undefined;
+  private loop: Promise<void> | undefined;
+  /** Bumped per connection: work finishing for an older connection is discarded. */
+  private epoch = 0;
+  private busy = false;
+  /** The broker sent something other than DISCONNECT on this connection. */
+  private accepted = false;
+  private lastReceivedAt = 0;
+  private lastSentAt = 0;
+  private ticker: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly index: number,
+    private readonly options: ResolvedWorkerOptions,
+    private readonly host: SessionHost,
+  ) {}
+
+  start(): void {
+    this.connect();
+    this.ticker = setInterval(() => this.tick(), this.options.heartbeatIntervalMs);
+    this.ticker.unref();
+  }
+
+  /** Sends DISCONNECT (RFC 7: the worker MAY at any time) and closes the socket. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ticker) clearInterval(this.ticker);
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const { socket, outbox } = this;
+    this.socket = undefined;
+    this.outbox = undefined;
+    if (socket === undefined || outbox === undefined) return;
+    outbox.push(workerDisconnectFrames());
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      outbox.idle(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, CLOSE_LINGER_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    socket.linger = CLOSE_LINGER_MS;
+    socket.close();
+    await this.loop;
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    this.epoch += 1;
+    this.busy = false;
+    this.accepted = false;
+    const socket = new zmq.Dealer({ linger: 0 });
+    socket.connect(this.options.endpoint);
+    this.socket = socket;
+    this.outbox = new Outbox(socket, this.options.sendQueueMax);
+    const now = Date.now();
+    this.lastReceivedAt = now;
+    this.send(workerReadyFrames(this.options.service));
+    this.loop = this.receiveLoop(socket, this.epoch);
+    this.host.connected(this.index);
+  }
+
+  /** RFC 7: on DISCONNECT "it MUST close its socket, and reconnect to the broker on a new socket". */
+  private reconnect(reason: WorkerReconnectReason, delayMs: number): void {
+    this.counters.reconnects += 1;
+    this.socket?.close();
+    this.socket = undefined;
+    this.outbox = undefined;
+    this.epoch += 1; // discard replies of work in progress
+    this.host.reconnecting(this.index, reason);
+    if (delayMs <= 0) {
+      this.connect();
+      return;
+    }
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect();
+    }, delayMs);
+  }
+
+  private tick(): void {
+    if (this.closed || this.socket === undefined) return;
+    const now = Date.now();
+    const { heartbeatIntervalMs, heartbeatLiveness } = this.options;
+    if (now - this.lastReceivedAt >= heartbeatIntervalMs * heartbeatLiveness) {
+      this.reconnect('broker-silent', this.options.reconnectDelayMs);
+      return;
+    }
+    // Heartbeats flow while a request is being handled too (RFC 7: both peers MUST send them
+    // at regular intervals); skipped only while replies keep the broker informed.
+    if (now - this.lastSentAt >= heartbeatIntervalMs / 2) this.send(workerHeartbeatFrames());
+  }
+
+  private async receiveLoop(socket: zmq.Dealer, epoch: number): Promise<void> {
+    try {
+      for await (const frames of socket) {
+        if (epoch !== this.epoch) return;
+        this.onMessage(frames);
+      }
+    } catch {
+      // Closed during a receive.
+    }
+  }
+
+  private onMessage(frames: Buffer[]): void {
+    const parsed = parseWorkerMessage(frames);
+    if (!parsed.ok) {
+      this.counters.malformedMessages += 1;
+      return;
+    }
+    this.lastReceivedAt = Date.now();
+    const message = parsed.value;
+    switch (message.command) {
+      case 'heartbeat':
+        this.accepted = true;
+        return;
+      case 'disconnect':
+        this.reconnect('broker-disconnect', this.accepted ? 0 : this.options.reconnectDelayMs);
+        return;
+      case 'request':
+        this.accepted = true;
+        if (this.busy) {
+          // RFC 7 brokers send one request at a time; a second one is the broker's bug, and
+          // taking it would break the one-request-per-worker contract. Its client retries.
+          this.counters.unexpectedCommands += 1;
+          return;
+        }
+        void this.handle(message.client, message.body);
+        return;
+      default:
+        this.counters.unexpectedCommands += 1;
+    }
+  }
+
+  private async handle(client: Buffer, body: readonly Buffer[]): Promise<void> {
+    this.busy = true;
+    const epoch = this.epoch;
+    const correlation = decodeCorrelation(body[0]);
+    const correlated = correlation !== undefined && correlation.kind === 'message';
+    const request = correlated ? body.slice(1) : [...body];
+    let reply: Buffer[];
+    try {
+      const result: unknown = await this.options.handler(request);
+      if (!Array.isArray(result) || !result.every((frame) => frame instanceof Uint8Array)) {
+        throw new TypeError('the handler must resolve with an array of Buffer frames');
+      }
+      const frames = result.map((frame) => (Buffer.isBuffer(frame) ? frame : Buffer.from(frame)));
+      // RFC 7: a REPLY has at least one body frame.
+      reply = correlated ? [body[0], ...frames] : frames.length > 0 ? frames : [EMPTY];
+      this.counters.requestsHandled += 1;
+    } catch (error) {
+      this.counters.handlerErrors += 1;
+      this.host.handlerFailed(this.index, error);
+      const detail = Buffer.from(error instanceof Error ? error.message : String(error), 'utf8');
+      const status = Buffer.from('500', 'latin1');
+      reply = correlated ? [withCorrelationKind(body[0], 'worker-failed'), status, detail] : [status, detail];
+    }
+    if (epoch !== this.epoch || this.closed) return; // the connection it came on is gone
+    this.busy = false;
+    this.send(workerReplyFrames(client, reply));
+  }
+
+  private send(frames: Buffer[]): void {
+    if (this.outbox === undefined) return;
+    this.lastSentAt = Date.now();
+    this.outbox.push(frames);
+  }
+}

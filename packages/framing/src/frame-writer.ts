@@ -60,6 +60,8 @@ export class FrameWriter {
   // Last seq sealed since the reset: frames of one buffer must stay gapless across seals, or
   // the buffer would decode only up to the gap ('bad-sequence').
   private sealedLastSeq = -1;
+  // Offset of a marker written by beginSeal() whose digest is still to come, or -1.
+  private pendingMarker = -1;
 
   constructor(options: FrameWriterOptions = {}) {
     this.frameBytesMax = options.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
@@ -89,6 +91,7 @@ export class FrameWriter {
     this.unsealedFirstSeq = -1;
     this.unsealedLastSeq = -1;
     this.sealedLastSeq = -1;
+    this.pendingMarker = -1;
   }
 
   /** A position to {@link rollback} to, e.g. to drop a commit that failed half-way. */
@@ -129,6 +132,7 @@ export class FrameWriter {
     metadata: Uint8Array | undefined,
     payload: Uint8Array,
   ): void {
+    if (this.pendingMarker >= 0) throw new RangeError('[sluice/framing] appendEvent() between beginSeal() and completeSeal()');
     if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidFrameFieldError('seq', `${seq} is not a safe non-negative integer`);
     const lastSeq = this.unsealedLastSeq >= 0 ? this.unsealedLastSeq : this.sealedLastSeq;
     if (lastSeq >= 0 && seq !== lastSeq + 1) {
@@ -192,12 +196,26 @@ export class FrameWriter {
    * cannot be stored.
    */
   seal(epoch: number, timestamp: number): boolean {
-    if (this.unsealedFrames === 0) return false;
+    const sealed = this.beginSeal(epoch, timestamp);
+    if (sealed === undefined) return false;
+    this.completeSeal(createHash('sha1').update(sealed).digest());
+    return true;
+  }
+
+  /**
+   * First half of {@link seal} for callers that compute the digest elsewhere (e.g. off the
+   * main thread with `crypto.subtle.digest('SHA-1', bytes)`): writes the marker without its
+   * digest and returns the exact bytes to digest, or undefined when nothing is unsealed. Call
+   * {@link completeSeal} with their SHA-1 before reading {@link bytes}; write nothing in
+   * between, and keep the returned bytes unchanged until then.
+   */
+  beginSeal(epoch: number, timestamp: number): Uint8Array | undefined {
+    if (this.unsealedFrames === 0) return undefined;
+    if (this.pendingMarker >= 0) throw new RangeError('[sluice/framing] beginSeal() called twice without completeSeal()');
     checkEpochAndTimestamp(epoch, timestamp);
     this.ensure(MARKER_BYTES);
     const b = this.buffer;
     const start = this.position;
-    const digest = createHash('sha1').update(b.subarray(this.sealedPosition, start)).digest();
     writeU32(b, start, MARKER_BYTES);
     b[start + 4] = FORMAT_VERSION;
     b[start + 5] = KIND_MARKER;
@@ -209,16 +227,26 @@ export class FrameWriter {
     writeU32(b, start + 28, this.unsealedFrames);
     writeU53(b, start + 32, this.unsealedLastSeq);
     writeU32(b, start + 40, SHA1_BYTES);
-    b.set(digest, start + MARKER_HEADER_BYTES);
-    const end = start + MARKER_HEADER_BYTES + SHA1_BYTES;
-    writeU32(b, end, crc32c(b, start, end));
-    this.position = end + CRC_BYTES;
-    this.sealedPosition = this.position;
+    this.pendingMarker = start;
+    this.position = start + MARKER_BYTES;
     this.sealedLastSeq = this.unsealedLastSeq;
     this.unsealedFrames = 0;
     this.unsealedFirstSeq = -1;
     this.unsealedLastSeq = -1;
-    return true;
+    return b.subarray(this.sealedPosition, start);
+  }
+
+  /** Second half of a deferred seal: stores the SHA-1 of the bytes {@link beginSeal} returned. */
+  completeSeal(digest: Uint8Array): void {
+    const start = this.pendingMarker;
+    if (start < 0) throw new RangeError('[sluice/framing] completeSeal() without beginSeal()');
+    if (digest.length !== SHA1_BYTES) throw new InvalidFrameFieldError('digest', `a SHA-1 digest has ${SHA1_BYTES} bytes, got ${digest.length}`);
+    const b = this.buffer;
+    b.set(digest, start + MARKER_HEADER_BYTES);
+    const end = start + MARKER_HEADER_BYTES + SHA1_BYTES;
+    writeU32(b, end, crc32c(b, start, end));
+    this.sealedPosition = this.position;
+    this.pendingMarker = -1;
   }
 
   private ensure(extra: number): void {

@@ -1,3 +1,4 @@
+import { createHash, webcrypto } from 'node:crypto';
 import {
   FLAG_COMMIT_FIRST,
   FLAG_COMMIT_LAST,
@@ -129,6 +130,8 @@ interface Pending {
 }
 
 const NO_HEADERS: readonly string[] = [];
+/** Groups at least this large are digested off the main thread (a thread-pool round trip costs more for small ones). */
+const ASYNC_DIGEST_BYTES = 64 * 1024;
 
 /**
  * Opens a partition: takes the storage's writer lock, recovers it, rebuilds the stream and
@@ -578,10 +581,23 @@ export class Partition {
       this.settle(group);
       return;
     }
-    group.writer.seal(this.epochValue, group.timestamp);
     this.building = this.spare;
     this.inFlight = group;
-    this.storage.append(group.writer.bytes(), group.firstSeq, group.lastSeq).then(
+    const writer = group.writer;
+    const sealed = writer.beginSeal(this.epochValue, group.timestamp) as Uint8Array;
+    const write = (): Promise<void> => this.storage.append(writer.bytes(), group.firstSeq, group.lastSeq);
+    let written: Promise<void>;
+    if (sealed.length < ASYNC_DIGEST_BYTES) {
+      writer.completeSeal(createHash('sha1').update(sealed).digest());
+      written = write();
+    } else {
+      // Large groups: hash on the thread pool while this thread encodes the next group.
+      written = webcrypto.subtle.digest('SHA-1', sealed).then((digest) => {
+        writer.completeSeal(new Uint8Array(digest));
+        return write();
+      });
+    }
+    written.then(
       () => this.onDurable(group),
       (error: unknown) => this.onWriteFailed(group, error),
     );

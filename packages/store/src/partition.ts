@@ -176,6 +176,7 @@ export class Partition {
   private epochValue = 0;
   private readonly streams = new Map<string, StreamState>();
   private readonly commands = new Map<string, CommitRecord>();
+  private readonly changeStates: Array<StreamState | undefined> = [];
   private nextSeq = 1;
   private durableSeq = 0;
   private queue: Pending[] = [];
@@ -490,12 +491,17 @@ export class Partition {
       }
     }
     const changes = unit.changes;
+    // One index lookup per change, reused by the check, the encoding and the update below.
+    const states = this.changeStates;
+    states.length = 0;
     for (const change of changes) {
-      const actual = this.streams.get(change.streamId)?.version ?? 0;
+      const state = this.streams.get(change.streamId);
+      const actual = state === undefined ? 0 : state.version;
       if (!versionMatches(change.expectedVersion, actual)) {
         pending.reject(new WrongExpectedVersionError(this.name, change.streamId, change.expectedVersion ?? 'any', actual));
         return;
       }
+      states.push(state);
     }
     const writer = group.writer;
     if (group.firstSeq === 0) group.timestamp = this.options.clock();
@@ -513,7 +519,8 @@ export class Partition {
       for (let c = 0; c <= lastChange; c++) {
         const change = changes[c];
         const events = change.events;
-        const base = this.streams.get(change.streamId)?.version ?? 0;
+        const state = states[c];
+        const base = state === undefined ? 0 : state.version;
         for (let i = 0; i < events.length; i++) {
           const event = events[i];
           let flags = 0;
@@ -545,8 +552,9 @@ export class Partition {
       return;
     }
     // The unit is encoded: only now change the in-memory state.
-    for (const change of changes) {
-      let stream = this.streams.get(change.streamId);
+    for (let c = 0; c < changes.length; c++) {
+      const change = changes[c];
+      let stream = states[c];
       if (stream === undefined) {
         stream = { version: 0, seqs: [] };
         this.streams.set(change.streamId, stream);

@@ -1,3 +1,4 @@
+import { checkBrokerCurve, type BrokerCurveOptions, type ResolvedBrokerCurve } from './curve.js';
 import { MESSAGE_FRAMES_MAX } from './mdp.js';
 import { OptionProblems } from './validate.js';
 
@@ -73,14 +74,38 @@ export interface BrokerOptions {
    * @default 10000
    */
   readonly sendQueueMax?: number;
+  /**
+   * A second endpoint, for workers only. Without it clients and workers share `endpoint` (as
+   * in RFC 7). With it, the broker binds a second ROUTER socket: workers must connect there
+   * and clients to `endpoint`; worker commands on `endpoint` are answered with DISCONNECT and
+   * client requests on `workerEndpoint` are dropped (both counted in `stats().misdirected`).
+   * With `curve`, each socket has its own allow-list, so a client's key cannot register a
+   * worker. Port `0` or `*` picks a free port: read it back from `broker.workerEndpoint`.
+   * @default undefined (workers use `endpoint`)
+   */
+  readonly workerEndpoint?: string;
+  /**
+   * CURVE security (ZeroMQ RFC 26) with a ZAP allow-list (RFC 27) of peer public keys. Off
+   * by default: plain TCP, anyone who reaches the port can send. See the README's "Security".
+   * @default undefined (no encryption, no authentication)
+   */
+  readonly curve?: BrokerCurveOptions;
 }
 
-/** Broker options with every default filled in. */
-export type ResolvedBrokerOptions = Required<BrokerOptions>;
+/**
+ * Broker options with every default filled in. `curve` is kept without its secret key, so
+ * printing the options never shows it.
+ */
+export type ResolvedBrokerOptions = Required<Omit<BrokerOptions, 'workerEndpoint' | 'curve'>> & {
+  readonly workerEndpoint: string | undefined;
+  readonly curve: ResolvedBrokerCurve | undefined;
+};
 
 /** The broker's defaults, in one place. */
 export function brokerDefaults(): Omit<ResolvedBrokerOptions, 'endpoint'> {
   return {
+    workerEndpoint: undefined,
+    curve: undefined,
     heartbeatIntervalMs: 2500,
     heartbeatLiveness: 3,
     serviceQueueMax: 1000,
@@ -99,13 +124,26 @@ export function brokerDefaults(): Omit<ResolvedBrokerOptions, 'endpoint'> {
  * Fills in defaults and validates; throws `InvalidBrokerOptionsError` listing every problem.
  */
 export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOptions {
+  const check = new OptionProblems('broker');
+  const curve = checkBrokerCurve(check, options.curve, {
+    endpoint: options.endpoint,
+    workerEndpoint: options.workerEndpoint,
+  });
   const resolved: ResolvedBrokerOptions = {
     ...brokerDefaults(),
     ...stripUndefined(options),
     endpoint: options.endpoint,
+    curve,
   };
-  const check = new OptionProblems('broker');
   check.endpoint('endpoint', resolved.endpoint);
+  if (resolved.workerEndpoint !== undefined) {
+    check.endpoint('workerEndpoint', resolved.workerEndpoint);
+    const anyPort = /:(\*|0)$/;
+    check.check(
+      resolved.workerEndpoint !== resolved.endpoint || anyPort.test(resolved.endpoint),
+      'workerEndpoint must differ from endpoint (leave it out to share one endpoint)',
+    );
+  }
   check.integer('heartbeatIntervalMs', resolved.heartbeatIntervalMs, 1);
   check.integer('heartbeatLiveness', resolved.heartbeatLiveness, 1);
   check.integer('serviceQueueMax', resolved.serviceQueueMax, 0);

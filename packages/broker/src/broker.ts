@@ -27,6 +27,11 @@ import {
   type ServiceEntry,
   type WorkerEntry,
 } from './service-registry.js';
+import { registerZapDomains, secureContext, uniqueZapDomain, type ZapLease } from './secure-context.js';
+import { ZAP_ENDPOINT, type ZapDecision, type ZapDomain } from './zap-handler.js';
+
+/** Which socket a message came in on: the only one, or one of the two when workers have their own. */
+type Origin = 'shared' | 'clients' | 'workers';
 
 /** Why the broker stopped talking to a worker. */
 export type WorkerRemovalReason =
@@ -71,8 +76,29 @@ export interface BrokerRejectedEvent {
   readonly answered: boolean;
 }
 
+/**
+ * A peer's CURVE handshake was answered by the broker's ZAP handler. Public keys are not
+ * secret; secret keys never appear in events.
+ */
+export interface BrokerPeerEvent {
+  /** The broker endpoint the peer connected to (`endpoint` or `workerEndpoint`). */
+  readonly endpoint: string;
+  /** The peer's IP address. */
+  readonly address: string;
+  /** The peer's CURVE public key (Z85). */
+  readonly publicKey: string | undefined;
+  /** The ZAP status sent: 200 accepted, 400 refused, 500 the key policy failed (`error`). */
+  readonly status: '200' | '400' | '500';
+  /** What the key policy function threw, when it did. */
+  readonly error?: unknown;
+}
+
 /** Events of a {@link MajordomoBroker}. */
 export type BrokerEvents = {
+  /** A CURVE peer's public key was allowed (broker with `curve` only). */
+  'peer-accepted': [BrokerPeerEvent];
+  /** A CURVE peer's public key was refused: its connection is closed before any message. */
+  'peer-refused': [BrokerPeerEvent];
   'worker-ready': [BrokerWorkerEvent];
   'worker-removed': [BrokerWorkerRemovedEvent];
   /** A READY the broker refused (mmi.* service, workersMax or servicesMax reached). */
@@ -106,6 +132,16 @@ export interface BrokerStats {
   readonly redeliveredRequests: number;
   readonly droppedSends: number;
   readonly internalErrors: number;
+  /** CURVE handshakes allowed by the allow-list (broker with `curve` only). */
+  readonly peersAccepted: number;
+  /** CURVE handshakes refused by the allow-list or a failing key policy. */
+  readonly peersRefused: number;
+  /**
+   * Messages on the wrong socket when workers have their own `workerEndpoint`: worker
+   * commands on `endpoint` (answered with DISCONNECT) and client requests on `workerEndpoint`
+   * (dropped).
+   */
+  readonly misdirected: number;
 }
 
 /** The plain counters of {@link BrokerStats}; the rest are computed when asked. */
@@ -123,6 +159,10 @@ type Counter = Exclude<
  * dead ones, answers `mmi.*` itself, and drops malformed input without ever stopping: every
  * drop is counted in {@link stats}.
  *
+ * With `curve` it encrypts every connection (CURVE, RFC 26) and admits only peers whose public
+ * keys its allow-list holds (ZAP, RFC 27); with `workerEndpoint` workers connect to a socket
+ * of their own, with their own allow-list.
+ *
  * @example
  * const broker = await createBroker({ endpoint: 'tcp://127.0.0.1:*' });
  * console.log(broker.endpoint); // tcp://127.0.0.1:39217
@@ -132,8 +172,15 @@ type Counter = Exclude<
 export class MajordomoBroker extends EventEmitter<BrokerEvents> {
   /** Options with defaults filled in. */
   readonly options: ResolvedBrokerOptions;
+  /** The socket at `endpoint`: clients, and workers too unless they have their own. */
   private readonly socket: zmq.Router;
   private readonly outbox: Outbox;
+  /** The socket workers use: `socket` itself, or the one at `workerEndpoint`. */
+  private readonly workerSocket: zmq.Router;
+  private readonly workerOutbox: Outbox;
+  /** With `curve`: the ZAP domains of this broker's sockets, answered once started. */
+  private readonly zapDomains: readonly ZapDomain[];
+  private zapLease: ZapLease | undefined;
   private readonly registry: ServiceRegistry;
   private readonly counters: Record<Counter, number> = {
     messagesReceived: 0,
@@ -148,22 +195,62 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
     expiredRequests: 0,
     redeliveredRequests: 0,
     internalErrors: 0,
+    peersAccepted: 0,
+    peersRefused: 0,
+    misdirected: 0,
   };
   private readonly malformed: Record<MalformedReason, number>;
   private state: 'new' | 'starting' | 'running' | 'closed' = 'new';
   private boundEndpoint: string | undefined;
+  private boundWorkerEndpoint: string | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private loop: Promise<void> | undefined;
+  private loops: Promise<void>[] = [];
 
   /** Validates the options; call {@link start} (or use {@link createBroker}) to bind. */
   constructor(options: BrokerOptions) {
     super();
     this.options = resolveBrokerOptions(options);
-    this.socket = new zmq.Router({
+    const curve = this.options.curve;
+    // The secret goes straight from the caller's options into the sockets: it is kept in no
+    // field of the broker, so neither `options` nor an inspected broker shows it.
+    const secretKey = options.curve?.secretKey;
+    // CURVE sockets live in this package's own ZeroMQ context, whose one ZAP handler answers
+    // by domain: each broker's sockets have domains of their own (see secure-context.ts).
+    const context = curve === undefined ? undefined : secureContext();
+    const clientDomain = uniqueZapDomain('clients');
+    const workerDomain = uniqueZapDomain('workers');
+    const routerOptions = (zapDomain: string) => ({
       linger: 0,
       maxMessageSize: this.options.frameBytesMax,
+      ...(context === undefined
+        ? {}
+        : { context, curveServer: true, curveSecretKey: secretKey ?? null, zapDomain, zapEnforceDomain: true }),
     });
+    this.socket = new zmq.Router(routerOptions(clientDomain));
     this.outbox = new Outbox(this.socket, this.options.sendQueueMax);
+    if (this.options.workerEndpoint === undefined) {
+      this.workerSocket = this.socket;
+      this.workerOutbox = this.outbox;
+    } else {
+      this.workerSocket = new zmq.Router(routerOptions(workerDomain));
+      this.workerOutbox = new Outbox(this.workerSocket, this.options.sendQueueMax);
+    }
+    const domains: ZapDomain[] = [];
+    if (curve !== undefined) {
+      domains.push({
+        domain: clientDomain,
+        policy: curve.allowedClientKeys,
+        decided: (decision) => this.onZapDecision(decision, () => this.boundEndpoint ?? this.options.endpoint),
+      });
+      if (this.separateWorkers) {
+        domains.push({
+          domain: workerDomain,
+          policy: curve.allowedWorkerKeys,
+          decided: (decision) => this.onZapDecision(decision, () => this.boundWorkerEndpoint ?? this.options.workerEndpoint ?? ''),
+        });
+      }
+    }
+    this.zapDomains = domains;
     this.registry = new ServiceRegistry(this.options.servicesMax);
     this.malformed = Object.fromEntries(MALFORMED_REASONS.map((reason) => [reason, 0])) as Record<
       MalformedReason,
@@ -175,20 +262,27 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
   async start(): Promise<this> {
     if (this.state !== 'new') throw new BrokerClosedError('broker (start() was already called)');
     this.state = 'starting';
-    const endpoint = this.options.endpoint.replace(/^tcp:\/\/(.+):0$/, 'tcp://$1:*');
     try {
-      await this.socket.bind(endpoint);
+      // The ZAP handler first: a CURVE socket enforcing its domain refuses every peer until
+      // a handler answers, so no connection is ever let in unchecked.
+      if (this.zapDomains.length > 0) {
+        this.zapLease = await this.bindOrThrow(ZAP_ENDPOINT, () => registerZapDomains(this.zapDomains));
+      }
+      this.boundEndpoint = await this.bindOrThrow(this.options.endpoint, () => this.bind(this.socket, this.options.endpoint));
+      const workerEndpoint = this.options.workerEndpoint;
+      if (workerEndpoint !== undefined) {
+        this.boundWorkerEndpoint = await this.bindOrThrow(workerEndpoint, () => this.bind(this.workerSocket, workerEndpoint));
+      }
     } catch (error) {
-      this.state = 'closed';
-      this.socket.close();
-      throw new BrokerBindError(this.options.endpoint, { cause: error });
+      await this.shutDownSockets();
+      throw error;
     }
     if (this.state !== 'starting') throw new BrokerClosedError('broker');
-    this.boundEndpoint = this.socket.lastEndpoint ?? endpoint;
     this.state = 'running';
     this.timer = setInterval(() => this.housekeeping(), this.options.heartbeatIntervalMs);
     this.timer.unref();
-    this.loop = this.receiveLoop();
+    this.loops.push(this.receiveLoop(this.socket, this.separateWorkers ? 'clients' : 'shared'));
+    if (this.separateWorkers) this.loops.push(this.receiveLoop(this.workerSocket, 'workers'));
     return this;
   }
 
@@ -198,6 +292,20 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       throw new BrokerClosedError('broker (not started: await broker.start() first)');
     }
     return this.boundEndpoint;
+  }
+
+  /** Where workers connect: the bound `workerEndpoint`, or {@link endpoint} when they share it. */
+  get workerEndpoint(): string {
+    if (!this.separateWorkers) return this.endpoint;
+    if (this.boundWorkerEndpoint === undefined) {
+      throw new BrokerClosedError('broker (not started: await broker.start() first)');
+    }
+    return this.boundWorkerEndpoint;
+  }
+
+  /** The broker's CURVE public key (Z85) to give clients and workers, when `curve` is set. */
+  get curvePublicKey(): string | undefined {
+    return this.options.curve?.publicKey;
   }
 
   /** Counters and sizes, for tests and monitoring. */
@@ -214,7 +322,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       queuedRequests: this.registry.queuedRequests,
       malformed: { ...this.malformed },
       malformedTotal,
-      droppedSends: this.outbox.dropped,
+      droppedSends: this.outbox.dropped + (this.separateWorkers ? this.workerOutbox.dropped : 0),
     };
   }
 
@@ -232,54 +340,124 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
     if (this.state === 'closed') return;
     this.state = 'closed';
     if (this.timer) clearInterval(this.timer);
-    this.socket.close();
-    await this.loop;
+    await this.shutDownSockets();
+    await Promise.all(this.loops);
     for (const worker of [...this.registry.workers.values()]) {
       this.registry.removeWorker(worker);
       this.emitWorkerRemoved(worker, 'broker-closed');
     }
   }
 
-  private async receiveLoop(): Promise<void> {
+  private get separateWorkers(): boolean {
+    return this.workerSocket !== this.socket;
+  }
+
+  /** Binds `endpoint` (port 0 taken as `*`) and returns the endpoint actually bound. */
+  private async bind(socket: zmq.Router, endpoint: string): Promise<string> {
+    const wanted = endpoint.replace(/^tcp:\/\/(.+):0$/, 'tcp://$1:*');
+    await socket.bind(wanted);
+    return socket.lastEndpoint ?? wanted;
+  }
+
+  private async bindOrThrow<T>(endpoint: string, bind: () => Promise<T>): Promise<T> {
     try {
-      for await (const frames of this.socket) {
+      return await bind();
+    } catch (error) {
+      throw new BrokerBindError(endpoint, { cause: error });
+    }
+  }
+
+  private async shutDownSockets(): Promise<void> {
+    this.socket.close();
+    if (this.separateWorkers) this.workerSocket.close();
+    const lease = this.zapLease;
+    this.zapLease = undefined;
+    await lease?.release();
+  }
+
+  private async receiveLoop(socket: zmq.Router, origin: Origin): Promise<void> {
+    try {
+      for await (const frames of socket) {
         try {
-          this.onMessage(frames);
+          this.onMessage(frames, origin);
         } catch (error) {
           this.counters.internalErrors += 1;
           this.emit('internal-error', error);
         }
       }
     } catch (error) {
-      if (!this.socket.closed) {
+      if (!socket.closed) {
         this.counters.internalErrors += 1;
         this.emit('internal-error', error);
       }
     }
   }
 
-  private onMessage(frames: Buffer[]): void {
+  private onMessage(frames: Buffer[], origin: Origin): void {
     this.counters.messagesReceived += 1;
     const parsed = parseRouterMessage(frames, { framesMax: this.options.messageFramesMax });
     if (!parsed.ok) {
-      this.onMalformed(parsed.reason, parsed.sender);
+      this.onMalformed(parsed.reason, parsed.sender, origin);
       return;
     }
     const { value } = parsed;
-    if (value.protocol === 'client') this.onClientRequest(value.sender, value.message);
-    else this.onWorkerMessage(value.sender, value.message);
+    if (value.protocol === 'client') {
+      if (origin === 'workers') this.counters.misdirected += 1; // dropped: clients belong on `endpoint`
+      else this.onClientRequest(value.sender, value.message);
+    } else if (origin === 'clients') {
+      this.onMisdirectedWorker(value.sender, value.message);
+    } else {
+      this.onWorkerMessage(value.sender, value.message);
+    }
   }
 
-  private onMalformed(reason: MalformedReason, sender: Buffer | undefined): void {
+  private onMalformed(reason: MalformedReason, sender: Buffer | undefined, origin: Origin): void {
     this.malformed[reason] += 1;
     if (this.listenerCount('malformed') > 0) {
       this.emit('malformed', { reason, sender: sender?.toString('hex') });
     }
     // RFC 7: "SHOULD respond to invalid messages by dropping them and treating that peer as
     // invalid". A registered worker that sends garbage is disconnected so it starts afresh.
-    if (sender === undefined) return;
+    // Routing ids are per socket: one from the clients' socket never names a worker.
+    if (sender === undefined || origin === 'clients') return;
     const worker = this.registry.workers.get(frameKey(sender));
     if (worker) this.removeWorker(worker, 'invalid-message', true);
+  }
+
+  // ---- security --------------------------------------------------------------------------
+
+  private onZapDecision(decision: ZapDecision, endpoint: () => string): void {
+    if (this.state === 'closed') return;
+    const event: BrokerPeerEvent = {
+      endpoint: endpoint(),
+      address: decision.address,
+      publicKey: decision.publicKey,
+      status: decision.status,
+      ...(decision.error === undefined ? {} : { error: decision.error }),
+    };
+    if (decision.allowed) {
+      this.counters.peersAccepted += 1;
+      this.emit('peer-accepted', event);
+    } else {
+      this.counters.peersRefused += 1;
+      this.emit('peer-refused', event);
+    }
+  }
+
+  /**
+   * A worker command on the clients' socket while workers have their own: never registered
+   * (its key was checked against the clients' list, not the workers'); told to go with
+   * DISCONNECT, as RFC 7 answers any unexpected command.
+   */
+  private onMisdirectedWorker(sender: Buffer, message: WorkerMessage): void {
+    this.counters.misdirected += 1;
+    if (message.command === 'disconnect') return;
+    this.counters.disconnectsSent += 1;
+    this.outbox.push(workerDisconnectFrames(sender));
+    if (message.command === 'ready') {
+      this.counters.workersRefused += 1;
+      this.emit('worker-refused', { identity: sender.toString('hex'), service: message.service.toString('utf8') });
+    }
   }
 
   // ---- MDP/Worker ----------------------------------------------------------------------
@@ -304,7 +482,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
           return;
         }
         worker.request = undefined;
-        this.send(clientReplyFrames(message.client, worker.service.name, message.body));
+        this.sendToClient(clientReplyFrames(message.client, worker.service.name, message.body));
         this.counters.repliesRouted += 1;
         worker.service.idle.add(worker);
         this.dispatch(worker.service);
@@ -360,7 +538,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
 
   private sendDisconnect(identity: Buffer): void {
     this.counters.disconnectsSent += 1;
-    this.send(workerDisconnectFrames(identity));
+    this.sendToWorker(workerDisconnectFrames(identity));
   }
 
   /** Unregisters a worker, redelivers its request, and dispatches what can be. */
@@ -452,7 +630,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       status = asked !== undefined && asked.workers > 0 ? MMI_FOUND : MMI_NOT_FOUND;
     }
     const reply = [...body.slice(0, -1), Buffer.from(status, 'latin1')];
-    this.send(clientReplyFrames(sender, service, reply));
+    this.sendToClient(clientReplyFrames(sender, service, reply));
   }
 
   /**
@@ -471,7 +649,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
     const correlation = decodeCorrelation(body[0]);
     const answered = correlation !== undefined && correlation.kind === 'message';
     if (answered) {
-      this.send(
+      this.sendToClient(
         clientReplyFrames(client, service, [
           withCorrelationKind(body[0], 'broker-rejected'),
           Buffer.from(status, 'latin1'),
@@ -501,7 +679,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       worker.request = request;
       worker.lastSentAt = now;
       this.counters.requestsDispatched += 1;
-      this.send(workerRequestFrames(worker.identity, request.client, request.body));
+      this.sendToWorker(workerRequestFrames(worker.identity, request.client, request.body));
     }
   }
 
@@ -522,7 +700,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       for (const worker of this.registry.workers.values()) {
         if (now - worker.lastSentAt >= quietMs) {
           worker.lastSentAt = now;
-          this.send(workerHeartbeatFrames(worker.identity));
+          this.sendToWorker(workerHeartbeatFrames(worker.identity));
         }
       }
       for (const service of this.registry.services.values()) {
@@ -551,8 +729,12 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
     }
   }
 
-  private send(frames: Buffer[]): void {
+  private sendToClient(frames: Buffer[]): void {
     this.outbox.push(frames);
+  }
+
+  private sendToWorker(frames: Buffer[]): void {
+    this.workerOutbox.push(frames);
   }
 }
 

@@ -1,4 +1,5 @@
 import { stripUndefined } from './broker-options.js';
+import { checkPeerCurve, type CurveOptions, type ResolvedCurve } from './curve.js';
 import { OptionProblems } from './validate.js';
 
 /**
@@ -47,14 +48,24 @@ export interface ClientOptions {
    * @default 10000
    */
   readonly sendQueueMax?: number;
+  /**
+   * CURVE security for a broker started with `curve`: the broker's public key and this
+   * client's key pair (its public key must be on the broker's allow-list). The same keys are
+   * used for every endpoint in `endpoints`.
+   * @default undefined (plain TCP)
+   */
+  readonly curve?: CurveOptions;
 }
 
-/** Client options with every default filled in. */
-export type ResolvedClientOptions = Required<ClientOptions>;
+/** Client options with every default filled in; `curve` is kept without its secret key. */
+export type ResolvedClientOptions = Required<Omit<ClientOptions, 'curve'>> & {
+  readonly curve: ResolvedCurve | undefined;
+};
 
 /** The client's defaults, in one place. */
 export function clientDefaults(): Omit<ResolvedClientOptions, 'endpoints'> {
   return {
+    curve: undefined,
     mode: 'correlated',
     timeoutMs: 2500,
     attemptsMax: 3,
@@ -65,12 +76,13 @@ export function clientDefaults(): Omit<ResolvedClientOptions, 'endpoints'> {
 
 /** Fills in defaults and validates; throws `InvalidBrokerOptionsError` listing every problem. */
 export function resolveClientOptions(options: ClientOptions): ResolvedClientOptions {
+  const check = new OptionProblems('client');
   const resolved: ResolvedClientOptions = {
     ...clientDefaults(),
     ...stripUndefined(options),
     endpoints: options.endpoints,
+    curve: checkPeerCurve(check, options.curve),
   };
-  const check = new OptionProblems('client');
   if (!Array.isArray(resolved.endpoints) || resolved.endpoints.length === 0) {
     check.check(false, 'endpoints must be a non-empty array of broker endpoints');
   } else {

@@ -2,7 +2,9 @@ import { EventEmitter } from 'node:events';
 import * as zmq from 'zeromq';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './client-options.js';
 import { decodeCorrelation, encodeCorrelation } from './correlation.js';
+import { clientSocketCurve, type CurveSocketOptions } from './curve.js';
 import {
+  BrokerAuthenticationError,
   BrokerClosedError,
   BrokerError,
   BrokerRejectedError,
@@ -13,6 +15,7 @@ import {
   WorkerFailedError,
 } from './errors.js';
 import { Fifo } from './fifo.js';
+import { watchHandshakes, type HandshakeFailure } from './handshake-watch.js';
 import {
   MMI_FOUND,
   MMI_NOT_FOUND,
@@ -39,9 +42,16 @@ export interface ClientFailoverEvent {
   readonly reason: string;
 }
 
+/** A security handshake with a broker failed (see {@link HandshakeFailure}). */
+export interface ClientHandshakeFailedEvent {
+  readonly endpoint: string;
+  readonly failure: HandshakeFailure;
+}
+
 /** Events of a {@link MajordomoClient}. */
 export type ClientEvents = {
   failover: [ClientFailoverEvent];
+  'handshake-failed': [ClientHandshakeFailedEvent];
 };
 
 /** Counters of a client. */
@@ -57,6 +67,8 @@ export interface ClientStats {
   readonly staleReplies: number;
   /** Replies that were not valid MDP/Client (or lacked the correlation frame). */
   readonly malformedReplies: number;
+  /** Security handshakes that failed (refused key, CURVE on one side only, wrong server key). */
+  readonly handshakeFailures: number;
 }
 
 interface Pending {
@@ -108,6 +120,12 @@ interface Lane {
  * Requests may thus be processed more than once: RFC 7 assumes idempotent workers (the store
  * service deduplicates by command id).
  *
+ * **Security.** With `curve` the connection is encrypted and both sides authenticate (see the
+ * README's "Security"). A broker that refuses this client's key, or a CURVE mismatch between
+ * the two sides, counts as a dead broker at once (no need to wait for `timeoutMs`): the client
+ * fails over, and requests that run out of attempts that way reject with
+ * `BrokerAuthenticationError`.
+ *
  * @example
  * const client = new MajordomoClient({ endpoints: ['tcp://10.0.0.1:5555', 'tcp://10.0.0.2:5555'] });
  * const [reply] = await client.request('echo', [Buffer.from('hello')], { timeoutMs: 1000 });
@@ -118,6 +136,11 @@ export class MajordomoClient extends EventEmitter<ClientEvents> {
   readonly options: ResolvedClientOptions;
   private socket: zmq.Dealer;
   private outbox: Outbox;
+  /** CURVE socket options, secret key included: an ES private field, so inspecting the client never shows it. */
+  readonly #curveSocket: CurveSocketOptions | undefined;
+  private stopWatching: () => void = () => undefined;
+  /** How the last security handshake on the current socket failed, until one succeeds. */
+  private handshakeFailure: HandshakeFailure | undefined;
   private endpointIndex = 0;
   private readonly inFlight = new Map<bigint, Pending>();
   private readonly lanes = new Map<string, Lane>();
@@ -131,12 +154,14 @@ export class MajordomoClient extends EventEmitter<ClientEvents> {
     repliesReceived: 0,
     staleReplies: 0,
     malformedReplies: 0,
+    handshakeFailures: 0,
   };
 
   /** Validates the options and connects to the first endpoint. */
   constructor(options: ClientOptions) {
     super();
     this.options = resolveClientOptions(options);
+    this.#curveSocket = clientSocketCurve(options.curve, this.options.curve);
     [this.socket, this.outbox] = this.connect();
   }
 
@@ -202,6 +227,11 @@ export class MajordomoClient extends EventEmitter<ClientEvents> {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.outstanding += 1;
+      // The broker refused this socket before anything was outstanding: move on now rather
+      // than wait out a timeout on a connection that will not come back.
+      if (this.handshakeFailure === 'refused' || this.handshakeFailure === 'mechanism-mismatch') {
+        queueMicrotask(() => this.retryRefusedConnection());
+      }
       if (this.options.mode === 'correlated') {
         this.inFlight.set(id, pending);
         this.transmit(pending);
@@ -258,12 +288,23 @@ export class MajordomoClient extends EventEmitter<ClientEvents> {
     }
     this.inFlight.clear();
     this.lanes.clear();
+    this.stopWatching();
     this.socket.close();
     await Promise.all(this.loops);
   }
 
   private connect(): [zmq.Dealer, Outbox] {
-    const socket = new zmq.Dealer({ linger: 0 });
+    const socket = new zmq.Dealer({ linger: 0, ...this.#curveSocket });
+    if (this.#curveSocket !== undefined) {
+      this.stopWatching = watchHandshakes(socket, {
+        succeeded: () => {
+          if (socket === this.socket) this.handshakeFailure = undefined;
+        },
+        failed: (failure) => {
+          if (socket === this.socket && !this.closed) this.onHandshakeFailed(failure);
+        },
+      });
+    }
     socket.connect(this.endpoint);
     const outbox = new Outbox(socket, this.options.sendQueueMax);
     const loop = this.receiveLoop(socket);
@@ -290,6 +331,27 @@ export class MajordomoClient extends EventEmitter<ClientEvents> {
     pending.timer = setTimeout(() => this.onTimeout(pending), pending.timeoutMs);
   }
 
+  /**
+   * (CURVE clients only: plain sockets are not watched.) A refused key or a CURVE mismatch
+   * will not heal by waiting: fail over at once, when there
+   * is something to send (else libzmq's own reconnects just keep trying, slowly). A broken-off
+   * handshake (`failed`) may also be a broker going away, so it only colours the timeout.
+   */
+  private onHandshakeFailed(failure: HandshakeFailure): void {
+    this.counters.handshakeFailures += 1;
+    this.emit('handshake-failed', { endpoint: this.endpoint, failure });
+    this.handshakeFailure = failure;
+    if (failure !== 'failed' && this.outstanding > 0) {
+      this.failover(`security handshake with ${this.endpoint} failed (${failure})`);
+    }
+  }
+
+  private retryRefusedConnection(): void {
+    const failure = this.handshakeFailure;
+    if (failure === undefined || failure === 'failed' || this.outstanding === 0) return;
+    this.failover(`security handshake with ${this.endpoint} failed (${failure})`);
+  }
+
   private onTimeout(pending: Pending): void {
     pending.timer = undefined;
     this.counters.timeouts += 1;
@@ -300,6 +362,9 @@ export class MajordomoClient extends EventEmitter<ClientEvents> {
   private failover(reason: string): void {
     if (this.closed) return;
     const from = this.endpoint;
+    const handshakeFailure = this.handshakeFailure;
+    this.handshakeFailure = undefined;
+    this.stopWatching();
     this.socket.close();
     this.endpointIndex = (this.endpointIndex + 1) % this.options.endpoints.length;
     [this.socket, this.outbox] = this.connect();
@@ -312,7 +377,14 @@ export class MajordomoClient extends EventEmitter<ClientEvents> {
       if (pending.attempts >= this.options.attemptsMax) {
         this.fail(
           pending,
-          new BrokerTimeoutError(pending.service, pending.attempts, pending.timeoutMs, this.options.endpoints),
+          handshakeFailure === undefined
+            ? new BrokerTimeoutError(pending.service, pending.attempts, pending.timeoutMs, this.options.endpoints)
+            : new BrokerAuthenticationError(
+                pending.service,
+                handshakeFailure,
+                this.options.endpoints,
+                this.options.curve?.publicKey,
+              ),
         );
       } else {
         this.transmit(pending);

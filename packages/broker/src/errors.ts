@@ -135,6 +135,50 @@ export class BrokerClosedError extends BrokerError {
 }
 
 /**
+ * The security handshake with the broker failed on every attempt, so the request was never
+ * delivered. `failure` says how: `refused` (the broker's allow-list does not hold this
+ * client's public key), `mechanism-mismatch` (one side uses CURVE, the other does not) or
+ * `failed` (the handshake broke off: usually a wrong `serverPublicKey`). Not retryable: fix
+ * the keys. Messages name public keys only, never secret ones.
+ */
+export class BrokerAuthenticationError extends BrokerError {
+  override readonly name = 'BrokerAuthenticationError';
+  override readonly code = 'SLUICE_BROKER_AUTHENTICATION';
+  constructor(
+    readonly service: string,
+    readonly failure: 'refused' | 'mechanism-mismatch' | 'failed',
+    readonly endpoints: readonly string[],
+    readonly publicKey: string | undefined,
+  ) {
+    super(`[sluice/broker] request to "${service}" not delivered: ${authenticationAdvice(failure, endpoints, publicKey)}`);
+  }
+}
+
+function authenticationAdvice(
+  failure: 'refused' | 'mechanism-mismatch' | 'failed',
+  endpoints: readonly string[],
+  publicKey: string | undefined,
+): string {
+  const where = endpoints.join(', ');
+  switch (failure) {
+    case 'refused':
+      return (
+        `the broker at ${where} refused this client's CURVE public key ${publicKey ?? ''}: ` +
+        "add it to the broker's curve.allowedClientKeys"
+      );
+    case 'mechanism-mismatch':
+      return publicKey === undefined
+        ? `the broker at ${where} requires CURVE: set curve { serverPublicKey, secretKey } on the client`
+        : `the broker at ${where} does not use CURVE: remove curve from the client or enable it on the broker`;
+    case 'failed':
+      return (
+        `the security handshake with the broker at ${where} failed: check that curve.serverPublicKey is ` +
+        "the broker's public key and that the broker uses CURVE"
+      );
+  }
+}
+
+/**
  * True when `error` comes from `@sluice/broker` (any copy of it), optionally with one `code`.
  *
  * @example

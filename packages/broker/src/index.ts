@@ -77,3 +77,92 @@ export type { WorkerEvents, WorkerStats } from './worker.js';
 export { resolveWorkerOptions, workerDefaults } from './worker-options.js';
 export type { ResolvedWorkerOptions, WorkerHandler, WorkerOptions } from './worker-options.js';
 export type { WorkerReconnectReason } from './worker-session.js';
+// Security: CURVE encryption and ZAP allow-lists.
+export { BrokerAuthenticationError } from './errors.js';
+export { deriveCurvePublicKey, generateCurveKeyPair, isCurveKey } from './curve.js';
+export type {
+  BrokerCurveOptions,
+  CurveKeyPair,
+  CurveKeyPolicy,
+  CurveOptions,
+  ResolvedBrokerCurve,
+  ResolvedCurve,
+} from './curve.js';
+export { decodeZ85, encodeZ85 } from './z85.js';
+export type { HandshakeFailure } from './handshake-watch.js';
+export type { BrokerPeerEvent } from './broker.js';
+export type { ClientHandshakeFailedEvent } from './client.js';
+// Store service: protocol, node config, node and client SDK.
+export { ConfigError } from './config-error.js';
+export type { ConfigIssue } from './config-error.js';
+export { loadNodeConfig, parseNodeConfig, partitionsOfNode } from './node-config.js';
+export type {
+  FileLocationConfig,
+  LocationConfig,
+  MemoryLocationConfig,
+  NodeConfig,
+  NodeHostConfig,
+  ParseNodeConfigOptions,
+  PartitionConfig,
+  PluginLocationConfig,
+  ReliabilityLevelConfig,
+  StorageFactory,
+} from './node-config.js';
+export { StoreNode, nodeDefaults, startNode } from './node.js';
+export type { NodeStats, StartNodeOptions } from './node.js';
+export { PartitionHandler } from './partition-handler.js';
+export type { PartitionHandlerLimits, PartitionHandlerStats } from './partition-handler.js';
+export {
+  PARTITION_NAME_PATTERN,
+  PARTITION_SERVICE_PREFIX,
+  isValidPartitionName,
+  partitionServiceName,
+} from './partition-service.js';
+export { StoreClient, createStoreClient, createStoreClientFromConfig, storeClientDefaults } from './store-client.js';
+export type {
+  RemoteReadOptions,
+  RemoteReadStreamOptions,
+  StoreCallOptions,
+  StoreClientOptions,
+  StoreClientStats,
+} from './store-client.js';
+export {
+  MalformedStoreReplyError,
+  MalformedStoreRequestError,
+  NodeStartError,
+  PartitionUnavailableError,
+  StoreServiceError,
+  UnknownPartitionError,
+  UnroutableStreamError,
+  UnsupportedStoreProtocolError,
+  errorFromStoreReply,
+  storeErrorInfo,
+} from './store-errors.js';
+export {
+  EventsPageBuilder,
+  STORE_PROTOCOL_VERSION,
+  STORE_PROTOCOL_VERSION_MIN,
+  decodeStoreReply,
+  decodeStoreRequest,
+  encodeCommittedReply,
+  encodeErrorReply,
+  encodeEventsReply,
+  encodeHeadReply,
+  encodeStoreRequest,
+} from './store-protocol.js';
+export type {
+  AppendStoreRequest,
+  DecodedStoreReply,
+  DecodedStoreRequest,
+  EventsPage,
+  HeadStoreRequest,
+  PartitionHead,
+  ReadStoreRequest,
+  ReadStreamStoreRequest,
+  StoreErrorCode,
+  StoreErrorInfo,
+  StoreReply,
+  StoreRequest,
+} from './store-protocol.js';
+export { StreamRouter, jumpHash, streamHash } from './stream-router.js';
+export type { RoutingConfig } from './stream-router.js';

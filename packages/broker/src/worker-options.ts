@@ -1,4 +1,5 @@
 import { stripUndefined } from './broker-options.js';
+import { checkPeerCurve, type CurveOptions, type ResolvedCurve } from './curve.js';
 import { OptionProblems } from './validate.js';
 
 /**
@@ -44,14 +45,25 @@ export interface WorkerOptions {
    * @default 1000
    */
   readonly sendQueueMax?: number;
+  /**
+   * CURVE security for a broker started with `curve`: the broker's public key and this
+   * worker's key pair. Its public key must be allowed where the worker connects: in the
+   * broker's `allowedClientKeys`, or `allowedWorkerKeys` when the broker has a separate
+   * `workerEndpoint`.
+   * @default undefined (plain TCP)
+   */
+  readonly curve?: CurveOptions;
 }
 
-/** Worker options with every default filled in. */
-export type ResolvedWorkerOptions = Required<WorkerOptions>;
+/** Worker options with every default filled in; `curve` is kept without its secret key. */
+export type ResolvedWorkerOptions = Required<Omit<WorkerOptions, 'curve'>> & {
+  readonly curve: ResolvedCurve | undefined;
+};
 
 /** The worker's defaults, in one place. */
 export function workerDefaults(): Omit<ResolvedWorkerOptions, 'endpoint' | 'service' | 'handler'> {
   return {
+    curve: undefined,
     concurrency: 1,
     heartbeatIntervalMs: 2500,
     heartbeatLiveness: 3,
@@ -68,6 +80,7 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     endpoint: options.endpoint,
     service: options.service,
     handler: options.handler,
+    curve: undefined,
   };
   const check = new OptionProblems('worker');
   check.endpoint('endpoint', resolved.endpoint);
@@ -78,6 +91,7 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
   check.integer('heartbeatLiveness', resolved.heartbeatLiveness, 1);
   check.integer('reconnectDelayMs', resolved.reconnectDelayMs, 0);
   check.integer('sendQueueMax', resolved.sendQueueMax, 1);
+  const curve = checkPeerCurve(check, options.curve);
   check.throwIfAny();
-  return resolved;
+  return { ...resolved, curve };
 }

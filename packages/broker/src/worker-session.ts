@@ -1,5 +1,7 @@
 import * as zmq from 'zeromq';
 import { decodeCorrelation, withCorrelationKind } from './correlation.js';
+import type { CurveSocketOptions } from './curve.js';
+import { watchHandshakes, type HandshakeFailure } from './handshake-watch.js';
 import {
   parseWorkerMessage,
   workerDisconnectFrames,
@@ -22,6 +24,7 @@ export interface SessionHost {
   connected(session: number): void;
   reconnecting(session: number, reason: WorkerReconnectReason): void;
   handlerFailed(session: number, error: unknown): void;
+  handshakeFailed(session: number, failure: HandshakeFailure): void;
 }
 
 /** Counters of one session (summed by the worker). */
@@ -32,6 +35,8 @@ export interface SessionCounters {
   malformedMessages: number;
   /** Valid commands a broker should not send (READY, REPLY, or a REQUEST while busy). */
   unexpectedCommands: number;
+  /** Security handshakes that failed (key refused, CURVE on one side only, wrong server key). */
+  handshakeFailures: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -50,6 +55,7 @@ export class WorkerSession {
     reconnects: 0,
     malformedMessages: 0,
     unexpectedCommands: 0,
+    handshakeFailures: 0,
   };
   private socket: zmq.Dealer | undefined;
   private outbox: Outbox | undefined;
@@ -64,12 +70,18 @@ export class WorkerSession {
   private ticker: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private stopWatching: () => void = () => undefined;
+  /** CURVE socket options, secret key included: an ES private field, never shown by inspection. */
+  readonly #curveSocket: CurveSocketOptions | undefined;
 
   constructor(
     private readonly index: number,
     private readonly options: ResolvedWorkerOptions,
     private readonly host: SessionHost,
-  ) {}
+    curveSocket: CurveSocketOptions | undefined,
+  ) {
+    this.#curveSocket = curveSocket;
+  }
 
   start(): void {
     this.connect();
@@ -86,6 +98,7 @@ export class WorkerSession {
     const { socket, outbox } = this;
     this.socket = undefined;
     this.outbox = undefined;
+    this.stopWatching();
     if (socket === undefined || outbox === undefined) return;
     outbox.push(workerDisconnectFrames());
     let timer: NodeJS.Timeout | undefined;
@@ -106,7 +119,20 @@ export class WorkerSession {
     this.epoch += 1;
     this.busy = false;
     this.accepted = false;
-    const socket = new zmq.Dealer({ linger: 0 });
+    const socket = new zmq.Dealer({ linger: 0, ...this.#curveSocket });
+    // A refused key or a CURVE mismatch is reported, not acted on: libzmq keeps reconnecting
+    // and the heartbeat timeout opens a new socket, so the worker gets in once its key is
+    // allowed, without a restart.
+    if (this.#curveSocket !== undefined) {
+      this.stopWatching = watchHandshakes(socket, {
+        succeeded: () => undefined,
+        failed: (failure) => {
+          if (socket !== this.socket || this.closed) return;
+          this.counters.handshakeFailures += 1;
+          this.host.handshakeFailed(this.index, failure);
+        },
+      });
+    }
     socket.connect(this.options.endpoint);
     this.socket = socket;
     this.outbox = new Outbox(socket, this.options.sendQueueMax);
@@ -120,6 +146,7 @@ export class WorkerSession {
   /** RFC 7: on DISCONNECT "it MUST close its socket, and reconnect to the broker on a new socket". */
   private reconnect(reason: WorkerReconnectReason, delayMs: number): void {
     this.counters.reconnects += 1;
+    this.stopWatching();
     this.socket?.close();
     this.socket = undefined;
     this.outbox = undefined;

@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
+import { clientSocketCurve, type CurveSocketOptions } from './curve.js';
 import { BrokerClosedError } from './errors.js';
+import type { HandshakeFailure } from './handshake-watch.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.js';
 import { WorkerSession, type SessionCounters, type WorkerReconnectReason } from './worker-session.js';
 
@@ -11,6 +13,12 @@ export type WorkerEvents = {
   reconnecting: [{ readonly session: number; readonly reason: WorkerReconnectReason }];
   /** The handler threw or resolved with something other than Buffer frames. */
   'handler-error': [{ readonly session: number; readonly error: unknown }];
+  /**
+   * A security handshake failed: the broker refused this worker's CURVE key (`refused`), one
+   * side uses CURVE and the other not (`mechanism-mismatch`), or the handshake broke off
+   * (`failed`: usually a wrong `serverPublicKey`). The worker keeps trying.
+   */
+  'handshake-failed': [{ readonly session: number; readonly endpoint: string; readonly failure: HandshakeFailure }];
 };
 
 /** Counters of a worker, summed over its connections. */
@@ -29,6 +37,9 @@ export type WorkerStats = Readonly<SessionCounters> & { readonly sessions: numbe
  * handler and put back first in the reply, so one worker serves correlated (Sluice) and plain
  * (RFC 7 reference) clients alike.
  *
+ * With `curve` every connection is encrypted and the worker authenticates with its key pair;
+ * its public key must be on the broker's allow-list (see the README's "Security").
+ *
  * @example
  * const worker = createWorker({
  *   endpoint: 'tcp://127.0.0.1:5555',
@@ -43,11 +54,14 @@ export class MajordomoWorker extends EventEmitter<WorkerEvents> {
   readonly options: ResolvedWorkerOptions;
   private readonly sessions: WorkerSession[] = [];
   private state: 'new' | 'running' | 'closed' = 'new';
+  /** CURVE socket options, secret key included: an ES private field, never shown by inspection. */
+  readonly #curveSocket: CurveSocketOptions | undefined;
 
   /** Validates the options; call {@link start} (or use {@link createWorker}) to connect. */
   constructor(options: WorkerOptions) {
     super();
     this.options = resolveWorkerOptions(options);
+    this.#curveSocket = clientSocketCurve(options.curve, this.options.curve);
   }
 
   /** Opens `concurrency` connections to the broker. */
@@ -59,9 +73,11 @@ export class MajordomoWorker extends EventEmitter<WorkerEvents> {
       reconnecting: (session: number, reason: WorkerReconnectReason) =>
         this.emit('reconnecting', { session, reason }),
       handlerFailed: (session: number, error: unknown) => this.emit('handler-error', { session, error }),
+      handshakeFailed: (session: number, failure: HandshakeFailure) =>
+        this.emit('handshake-failed', { session, endpoint: this.options.endpoint, failure }),
     };
     for (let index = 0; index < this.options.concurrency; index += 1) {
-      const session = new WorkerSession(index, this.options, host);
+      const session = new WorkerSession(index, this.options, host, this.#curveSocket);
       this.sessions.push(session);
       session.start();
     }
@@ -76,6 +92,7 @@ export class MajordomoWorker extends EventEmitter<WorkerEvents> {
       reconnects: 0,
       malformedMessages: 0,
       unexpectedCommands: 0,
+      handshakeFailures: 0,
     };
     for (const session of this.sessions) {
       for (const key of Object.keys(total) as (keyof SessionCounters)[]) total[key] += session.counters[key];

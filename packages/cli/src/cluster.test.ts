@@ -1,0 +1,200 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ExitCode } from './exit-codes.js';
+import { jsonLines, sluice, startSluice, tempFolder, type RunningCli } from './testing/cli-harness.js';
+
+/**
+ * The commands against a cluster: `sluice broker` and `sluice node` started in-process on a
+ * free port, then append / read / head / tail through `--config` and `--broker`.
+ * Invariants: a cluster answers like a local partition (same output, same exit codes); a
+ * CURVE broker serves only allowed keys.
+ */
+
+interface Cluster {
+  readonly folder: string;
+  readonly config: string;
+  readonly endpoint: string;
+  readonly broker: RunningCli;
+  readonly node: RunningCli;
+}
+
+async function startCluster(options: { brokerArgs?: string[]; nodeArgs?: string[]; folder?: string } = {}): Promise<Cluster> {
+  const folder = options.folder ?? (await tempFolder());
+  const broker = startSluice(['broker', '--endpoint', 'tcp://127.0.0.1:0', ...(options.brokerArgs ?? [])], { cwd: folder });
+  const [endpoint] = await broker.stdout.waitForLines(1);
+  expect(endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+  const config = join(folder, 'sluice.json');
+  await writeFile(
+    config,
+    JSON.stringify({
+      brokers: [endpoint],
+      levels: { standard: { locations: [{ file: './data/{partition}' }], fsync: 'commit' } },
+      partitions: { p1: 'standard', p2: 'standard' },
+      routing: { prefixes: { 'a-': 'p1', 'b-': 'p2' } },
+    }),
+  );
+  const node = startSluice(['node', '--config', config, '--node', 'node-a', ...(options.nodeArgs ?? [])], { cwd: folder });
+  const [started] = await node.stdout.waitForLines(1);
+  expect(started).toBe('node node-a: p1, p2');
+  return { folder, config, endpoint, broker, node };
+}
+
+describe('sluice broker and node', () => {
+  it('serve appends and reads through --config and --broker, and stop cleanly with exit 0', async () => {
+    const cluster = await startCluster();
+    const appended = await sluice(['append', '--config', cluster.config, '--stream', 'a-1', '--type', 'Opened', '--data', '{"n":1}', '--expected-version', '0']);
+    expect(appended).toMatchObject({ code: ExitCode.Ok, lines: ['appended #1 a-1@1'] });
+    const batch = await sluice(['append', '--config', cluster.config, '--json'], {
+      stdin: ['{"stream":"a-1","type":"Deposited","data":{"n":2},"expectedVersion":1}', '{"stream":"b-7","type":"Opened","data":"b"}'],
+    });
+    expect(batch.code).toBe(ExitCode.Ok);
+    expect(jsonLines(batch.stdout).map((line) => [line.line, line.firstSeq])).toEqual([
+      [1, 2],
+      [2, 1], // b-7 routes to p2
+    ]);
+
+    const read = await sluice(['read', '--config', cluster.config, '--partition', 'p1', '--json']);
+    expect(jsonLines(read.stdout)).toMatchObject([
+      { seq: 1, stream: 'a-1', version: 1, type: 'Opened', data: { n: 1 } },
+      { seq: 2, stream: 'a-1', version: 2, type: 'Deposited', data: { n: 2 } },
+    ]);
+    const byBroker = await sluice(['read', '--broker', cluster.endpoint, '--partition', 'p2']);
+    expect(byBroker.lines).toEqual(['#1 b-7@1 Opened "b"']);
+    const byStream = await sluice(['read', '--config', cluster.config, '--partition', 'p1', '--stream', 'a-1', '--from-seq', '2']);
+    expect(byStream.lines).toEqual(['#2 a-1@2 Deposited {"n":2}']);
+
+    const head = await sluice(['head', '--broker', cluster.endpoint, '--partition', 'p1', '--stream', 'a-1', '--json']);
+    expect(JSON.parse(head.lines[0])).toMatchObject({ lastSeq: 2, streamCount: 1, streamVersion: 2, writable: true, epoch: 0 });
+
+    expect(await cluster.node.stop()).toBe(ExitCode.Ok);
+    expect(cluster.node.stderr.text).toContain('stopped; its partitions are closed');
+    expect(await cluster.broker.stop()).toBe(ExitCode.Ok);
+    expect(cluster.broker.stderr.text).toContain('sluice broker: stopped');
+    // The node closed its partitions: the folder is readable (and writable) locally now.
+    expect((await sluice(['read', '--path', join(cluster.folder, 'data', 'p1')])).lines).toHaveLength(2);
+  });
+
+  it('maps cluster failures to the same exit codes as local ones', async () => {
+    const cluster = await startCluster();
+    const args = ['append', '--config', cluster.config, '--stream', 'a-9', '--type', 'T', '--data', '1', '--expected-version', 'no-stream'];
+    expect((await sluice(args)).code).toBe(ExitCode.Ok);
+    const conflict = await sluice(args);
+    expect(conflict.code).toBe(ExitCode.Conflict);
+    expect(conflict.stderr).toContain('expected no-stream');
+
+    const unknown = await sluice(['head', '--config', cluster.config, '--partition', 'p9']);
+    expect(unknown.code).toBe(ExitCode.NotFound);
+    expect(unknown.stderr).toContain('unknown partition "p9"');
+    const unroutable = await sluice(['append', '--config', cluster.config, '--stream', 'c-1', '--type', 'T', '--data', '1']);
+    expect(unroutable.code).toBe(ExitCode.NotFound);
+    const wrongPartition = await sluice(['append', '--config', cluster.config, '--partition', 'p2', '--stream', 'a-1', '--type', 'T', '--data', '1']);
+    expect(wrongPartition.code).toBe(ExitCode.Usage);
+    expect(wrongPartition.stderr).toContain('routes to partition "p1", not "p2"');
+    expect((await sluice(['read', '--broker', cluster.endpoint])).code).toBe(ExitCode.Usage);
+  });
+
+  it('follows a partition through the broker with tail', async () => {
+    const cluster = await startCluster();
+    const tail = startSluice(['tail', '--broker', cluster.endpoint, '--partition', 'p1', '--from-seq', '1', '--poll-ms', '50', '--json']);
+    for (const n of [1, 2]) {
+      await sluice(['append', '--config', cluster.config, '--stream', 'a-1', '--type', 'Tick', '--data', String(n)]);
+    }
+    const lines = await tail.stdout.waitForLines(2);
+    expect(lines.map((line) => JSON.parse(line))).toMatchObject([
+      { seq: 1, data: 1 },
+      { seq: 2, data: 2 },
+    ]);
+    expect(await tail.stop()).toBe(ExitCode.Ok);
+  });
+
+  it('exits 4 when no broker answers', async () => {
+    const result = await sluice(['head', '--broker', 'tcp://127.0.0.1:9', '--partition', 'p1', '--timeout-ms', '50']);
+    expect(result.code).toBe(ExitCode.Unavailable);
+    expect(result.stderr).toContain('did not answer');
+    expect(result.stderr).toContain('hint:');
+  });
+
+  it('prints the broker as JSON and reports workers with --verbose', async () => {
+    const folder = await tempFolder();
+    const broker = startSluice(['broker', '--endpoint', 'tcp://127.0.0.1:*', '--worker-endpoint', 'tcp://127.0.0.1:0', '--json', '--verbose']);
+    const [first] = await broker.stdout.waitForLines(1);
+    const listening = JSON.parse(first) as { event: string; endpoint: string; workerEndpoint: string };
+    expect(listening).toMatchObject({ event: 'listening' });
+    expect(listening.workerEndpoint).not.toBe(listening.endpoint);
+    const config = join(folder, 'sluice.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        brokers: [listening.workerEndpoint],
+        levels: { mem: { locations: [{ memory: {} }] } },
+        partitions: { p1: 'mem' },
+        routing: { hash: ['p1'] },
+      }),
+    );
+    const node = startSluice(['node', '--config', config]);
+    await node.stdout.waitForLines(1);
+    const events = await broker.stdout.waitForLines(2);
+    expect(JSON.parse(events[1])).toMatchObject({ event: 'worker-ready', service: 'sluice.partition.p1' });
+    const appended = await sluice(['append', '--broker', listening.endpoint, '--partition', 'p1', '--stream', 's', '--type', 'T', '--data', '1']);
+    expect(appended.code).toBe(ExitCode.Ok);
+    await node.stop();
+    expect(await broker.stop()).toBe(ExitCode.Ok);
+    expect(jsonLines(broker.stdout.text).at(-1)).toMatchObject({ event: 'stopped', stats: { repliesRouted: 1 } });
+  });
+});
+
+describe('sluice broker with CURVE', () => {
+  it('serves allowed client and node keys and refuses others with exit 5', async () => {
+    const folder = await tempFolder();
+    const key = async (name: string): Promise<string> => {
+      const result = await sluice(['keygen', '--out', name], { cwd: folder });
+      expect(result.code).toBe(ExitCode.Ok);
+      return result.lines[0];
+    };
+    await key('broker');
+    const app = await key('app');
+    const node = await key('node');
+    await key('stranger');
+    await writeFile(join(folder, 'allowed.txt'), `# who may connect\n${app} app\n${node} node-a\n`);
+
+    const cluster = await startCluster({
+      folder,
+      brokerArgs: ['--curve-secret-key-file', 'broker.key', '--allow-client-keys-file', 'allowed.txt'],
+      nodeArgs: ['--curve-server-key', './broker.pub', '--curve-secret-key-file', 'node.key'],
+    });
+    expect(cluster.broker.stderr.text).toContain('2 client key(s) allowed');
+    const secure = ['--curve-server-key', './broker.pub'];
+    const appended = await sluice(
+      ['append', '--config', 'sluice.json', ...secure, '--curve-secret-key-file', 'app.key', '--stream', 'a-1', '--type', 'T', '--data', '1'],
+      { cwd: folder },
+    );
+    expect(appended).toMatchObject({ code: ExitCode.Ok, lines: ['appended #1 a-1@1'] });
+
+    const refused = await sluice(
+      ['read', '--config', 'sluice.json', '--partition', 'p1', ...secure, '--curve-secret-key-file', 'stranger.key'],
+      { cwd: folder },
+    );
+    expect(refused.code).toBe(ExitCode.Refused);
+    expect(refused.stderr).toContain("refused this client's CURVE public key");
+
+    const plain = await sluice(['head', '--config', 'sluice.json', '--partition', 'p1', '--timeout-ms', '100'], { cwd: folder });
+    expect(plain.code).toBe(ExitCode.Unavailable);
+
+    const halfCurve = await sluice(['head', '--config', 'sluice.json', '--partition', 'p1', ...secure], { cwd: folder });
+    expect(halfCurve.code).toBe(ExitCode.Usage);
+    const badList = join(folder, 'bad.txt');
+    await writeFile(badList, 'not-a-key\n');
+    const badBroker = await sluice(['broker', '--endpoint', 'tcp://127.0.0.1:0', '--curve-secret-key-file', 'broker.key', '--allow-client-keys-file', badList], {
+      cwd: folder,
+    });
+    expect(badBroker.code).toBe(ExitCode.Usage);
+    expect(badBroker.stderr).toContain('line(s) 1');
+    // Nothing the commands printed holds a secret key.
+    const { readFile } = await import('node:fs/promises');
+    const secret = (await readFile(join(folder, 'broker.key'), 'utf8')).trim().split('\n').at(-1) as string;
+    for (const output of [cluster.broker.stdout.text, cluster.broker.stderr.text, refused.stderr, badBroker.stderr]) {
+      expect(output).not.toContain(secret);
+    }
+  });
+});

@@ -1,0 +1,113 @@
+import { resolve } from 'node:path';
+import { createBroker, type BrokerCurveOptions, type MajordomoBroker } from '@sluice/broker';
+import { UsageError } from '../cli-errors.js';
+import { LineWriter, untilAborted, type CliIo } from '../io.js';
+import { readKeyListFile, readSecretKeyFile } from '../key-files.js';
+
+/** Options of `sluice broker`. */
+export interface BrokerFlags {
+  readonly endpoint: string;
+  readonly workerEndpoint?: string;
+  readonly heartbeatMs?: number;
+  readonly curveSecretKeyFile?: string;
+  readonly allowClientKeysFile?: string;
+  readonly allowWorkerKeysFile?: string;
+  readonly verbose: boolean;
+  readonly json: boolean;
+}
+
+/**
+ * `sluice broker`: runs a Majordomo broker until SIGINT / SIGTERM, then closes it and returns
+ * (exit 0). The first stdout line is the bound endpoint (the real port when 0 or `*` was
+ * asked for); with `--worker-endpoint`, the second is the workers' endpoint.
+ */
+export async function brokerCommand(flags: BrokerFlags, io: CliIo): Promise<void> {
+  const cwd = io.cwd ?? process.cwd();
+  const stdout = new LineWriter(io.stdout);
+  const stderr = new LineWriter(io.stderr);
+  if (flags.curveSecretKeyFile === undefined && (flags.allowClientKeysFile !== undefined || flags.allowWorkerKeysFile !== undefined)) {
+    throw new UsageError('allow-lists need CURVE: give --curve-secret-key-file too');
+  }
+  if (flags.allowWorkerKeysFile !== undefined && flags.workerEndpoint === undefined) {
+    throw new UsageError(
+      '--allow-worker-keys-file needs --worker-endpoint: on one endpoint the broker cannot tell workers from clients',
+    );
+  }
+  let curve: BrokerCurveOptions | undefined;
+  if (flags.curveSecretKeyFile !== undefined) {
+    const pair = await readSecretKeyFile(resolve(cwd, flags.curveSecretKeyFile));
+    if (pair.warning !== undefined) await stderr.line(pair.warning);
+    curve = {
+      secretKey: pair.secretKey,
+      ...(flags.allowClientKeysFile === undefined
+        ? {}
+        : { allowedClientKeys: await readKeyListFile(resolve(cwd, flags.allowClientKeysFile)) }),
+      ...(flags.allowWorkerKeysFile === undefined
+        ? {}
+        : { allowedWorkerKeys: await readKeyListFile(resolve(cwd, flags.allowWorkerKeysFile)) }),
+    };
+  }
+  const broker = await createBroker({
+    endpoint: flags.endpoint,
+    ...(flags.workerEndpoint === undefined ? {} : { workerEndpoint: flags.workerEndpoint }),
+    ...(flags.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: flags.heartbeatMs }),
+    ...(curve === undefined ? {} : { curve }),
+  });
+  try {
+    const workerEndpoint = flags.workerEndpoint === undefined ? undefined : broker.workerEndpoint;
+    if (flags.json) {
+      await stdout.json({ event: 'listening', endpoint: broker.endpoint, workerEndpoint, curvePublicKey: broker.curvePublicKey });
+    } else {
+      await stdout.line(broker.endpoint);
+      if (workerEndpoint !== undefined) await stdout.line(workerEndpoint);
+    }
+    await stderr.line(describeBroker(broker, curve));
+    if (flags.verbose) followEvents(broker, flags.json ? stdout : stderr, flags.json);
+    await untilAborted(io.signal);
+  } finally {
+    await broker.close();
+  }
+  const stats = broker.stats();
+  if (flags.json) await stdout.json({ event: 'stopped', stats });
+  await stderr.line(
+    `sluice broker: stopped (${stats.repliesRouted} replies routed, ${stats.rejectedRequests} requests rejected, ` +
+      `${stats.malformedTotal} malformed messages dropped${curve === undefined ? '' : `, ${stats.peersRefused} peers refused`})`,
+  );
+}
+
+/** One line for people: where it listens and how it is secured. Public keys only. */
+function describeBroker(broker: MajordomoBroker, curve: BrokerCurveOptions | undefined): string {
+  const parts = [`sluice broker: listening on ${broker.endpoint}`];
+  if (broker.options.workerEndpoint !== undefined) parts.push(`workers on ${broker.workerEndpoint}`);
+  if (curve === undefined) {
+    parts.push('no encryption (plain TCP): use --curve-secret-key-file beyond a trusted network');
+  } else {
+    parts.push(`CURVE public key ${broker.curvePublicKey ?? ''}`);
+    const clients = curve.allowedClientKeys;
+    parts.push(
+      Array.isArray(clients)
+        ? `${clients.length} client key(s) allowed`
+        : 'any client key allowed (give --allow-client-keys-file to restrict)',
+    );
+    if (Array.isArray(curve.allowedWorkerKeys)) parts.push(`${curve.allowedWorkerKeys.length} worker key(s) allowed`);
+  }
+  return `${parts.join('; ')}. Stop with Ctrl-C.`;
+}
+
+/** `--verbose`: workers coming and going, peers refused; JSON lines on stdout with `--json`. */
+function followEvents(broker: MajordomoBroker, out: LineWriter, json: boolean): void {
+  const say = (event: string, detail: Record<string, unknown>, text: string): void => {
+    void (json ? out.json({ event, ...detail }) : out.line(`sluice broker: ${text}`));
+  };
+  broker.on('worker-ready', (e) => say('worker-ready', { ...e }, `worker ${e.identity} ready for "${e.service}"`));
+  broker.on('worker-removed', (e) => say('worker-removed', { ...e }, `worker ${e.identity} of "${e.service}" removed (${e.reason})`));
+  broker.on('worker-refused', (e) => say('worker-refused', { ...e }, `worker ${e.identity} refused for "${e.service}"`));
+  broker.on('peer-refused', (e) =>
+    say(
+      'peer-refused',
+      { endpoint: e.endpoint, address: e.address, publicKey: e.publicKey, status: e.status },
+      `refused ${e.address} with key ${e.publicKey ?? '(none)'} on ${e.endpoint} (${e.status})`,
+    ),
+  );
+  broker.on('request-rejected', (e) => say('request-rejected', { ...e }, `request to "${e.service}" rejected (${e.status})`));
+}

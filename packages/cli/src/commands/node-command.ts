@@ -1,0 +1,60 @@
+import { resolve } from 'node:path';
+import { loadNodeConfig, startNode, type CurveOptions } from '@sluice/broker';
+import { UsageError } from '../cli-errors.js';
+import { LineWriter, untilAborted, type CliIo } from '../io.js';
+import { readPublicKey, readSecretKeyFile } from '../key-files.js';
+
+/** Options of `sluice node`. */
+export interface NodeFlags {
+  readonly config: string;
+  readonly node?: string;
+  readonly concurrency?: number;
+  readonly heartbeatMs?: number;
+  readonly curveServerKey?: string;
+  readonly curveSecretKeyFile?: string;
+  readonly json: boolean;
+}
+
+/**
+ * `sluice node`: opens the partitions the config gives this node and serves them through the
+ * config's brokers until SIGINT / SIGTERM; then drains, closes the partitions and returns
+ * (exit 0). The first stdout line names the node and its partitions.
+ */
+export async function nodeCommand(flags: NodeFlags, io: CliIo): Promise<void> {
+  const cwd = io.cwd ?? process.cwd();
+  const stdout = new LineWriter(io.stdout);
+  const stderr = new LineWriter(io.stderr);
+  if ((flags.curveServerKey === undefined) !== (flags.curveSecretKeyFile === undefined)) {
+    throw new UsageError('CURVE needs both --curve-server-key and --curve-secret-key-file');
+  }
+  let curve: CurveOptions | undefined;
+  if (flags.curveServerKey !== undefined && flags.curveSecretKeyFile !== undefined) {
+    const pair = await readSecretKeyFile(resolve(cwd, flags.curveSecretKeyFile));
+    if (pair.warning !== undefined) await stderr.line(pair.warning);
+    curve = { serverPublicKey: await readPublicKey(flags.curveServerKey, cwd), secretKey: pair.secretKey, publicKey: pair.publicKey };
+  }
+  const config = await loadNodeConfig(resolve(cwd, flags.config));
+  const node = await startNode({
+    config,
+    ...(flags.node === undefined ? {} : { nodeName: flags.node }),
+    ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency }),
+    ...(flags.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: flags.heartbeatMs }),
+    ...(curve === undefined ? {} : { worker: { curve } }),
+  });
+  try {
+    const partitions = [...node.partitions.keys()];
+    if (flags.json) {
+      await stdout.json({ event: 'started', node: node.name, partitions, brokers: config.brokers });
+    } else {
+      await stdout.line(`node ${node.name}: ${partitions.join(', ')}`);
+    }
+    await stderr.line(
+      `sluice node: "${node.name}" serves ${partitions.length} partition(s) via ${config.brokers.join(', ')}. Stop with Ctrl-C.`,
+    );
+    await untilAborted(io.signal);
+  } finally {
+    await node.close();
+  }
+  if (flags.json) await stdout.json({ event: 'stopped', node: node.name });
+  await stderr.line(`sluice node: "${node.name}" stopped; its partitions are closed`);
+}

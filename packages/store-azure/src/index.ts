@@ -1,0 +1,13 @@
+export { createAzureStorage } from './azure-storage.js';
+export { openAzureReader } from './azure-reader.js';
+export {
+  APPEND_BLOB_BLOCKS_LIMIT,
+  APPEND_BLOB_BYTES_LIMIT,
+  azureStorageDefaults,
+  type AzureConnectionOptions,
+  type AzureReaderOptions,
+  type AzureStorageOptions,
+} from './azure-storage-options.js';
+export type { AzureAppendBlobClient, AzureBlobItem, AzureContainerClient, AzureLeaseClient, AzureServiceClient, ClientSource } from './azure-client.js';
+export { azureErrorCode, azureStatus, mapAzureError, redactSecrets } from './azure-errors.js';
+export { LOG_BLOB_SUFFIX, METADATA_FIRST_SEQ, METADATA_SEALED_BYTES, logBlobName } from './log-blobs.js';

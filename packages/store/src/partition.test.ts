@@ -92,6 +92,13 @@ describe('limits', () => {
   });
 });
 
+describe('options', () => {
+  it('reports every invalid option at once', async () => {
+    const error = await openPartition({ storage: createMemoryStorage(), frameBytesMax: 8 * 1024 * 1024, queueMax: 0, epoch: -1 }).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/frameBytesMax must be an integer from 56 to 4194304.*queueMax.*epoch/);
+  });
+});
+
 describe('errors', () => {
   it('recognises errors across package copies by code', () => {
     const foreign = Object.assign(new Error('x'), { code: 'SLUICE_WRONG_EXPECTED_VERSION' });

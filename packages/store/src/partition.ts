@@ -1,7 +1,9 @@
 import { createHash, webcrypto } from 'node:crypto';
 import {
+  DEFAULT_FRAME_BYTES_MAX,
   FLAG_COMMIT_FIRST,
   FLAG_COMMIT_LAST,
+  FRAME_BYTES_MIN,
   FrameWriter,
   FramingError,
   type CommitHeaders,
@@ -47,7 +49,8 @@ export interface PartitionOptions {
    */
   readonly batchBytesMax?: number;
   /**
-   * Largest frame (one event with its names, headers and metadata).
+   * Largest frame (one event with its names, headers and metadata), at most 4 MiB (the
+   * limit storage backends verify frames with).
    * @default 4194304
    */
   readonly frameBytesMax?: number;
@@ -147,6 +150,8 @@ const ASYNC_DIGEST_BYTES = 64 * 1024;
  * await partition.close();
  */
 export async function openPartition(options: PartitionOptions): Promise<Partition> {
+  const problems = checkOptions(options);
+  if (problems.length > 0) throw new InvalidRequestError(`[sluice/store] invalid partition options: ${problems.join('; ')}`);
   const recovery = await options.storage.open();
   const partition = new Partition(options, recovery);
   try {
@@ -688,6 +693,21 @@ export class Partition {
   private assertReadable(): void {
     if (this.state === 'closed') throw new PartitionClosedError(this.name);
   }
+}
+
+/** Every problem with the options at once. */
+function checkOptions(options: PartitionOptions): string[] {
+  const problems: string[] = [];
+  if (options?.storage === undefined || typeof options.storage.append !== 'function') problems.push('storage must be a PartitionStorage (e.g. createMemoryStorage())');
+  const { frameBytesMax, batchBytesMax, queueMax, epoch } = options ?? {};
+  // Storage backends verify frames with the format's default limit; a larger frame would look torn to them.
+  if (frameBytesMax !== undefined && !(Number.isSafeInteger(frameBytesMax) && frameBytesMax >= FRAME_BYTES_MIN && frameBytesMax <= DEFAULT_FRAME_BYTES_MAX)) {
+    problems.push(`frameBytesMax must be an integer from ${FRAME_BYTES_MIN} to ${DEFAULT_FRAME_BYTES_MAX}, got ${frameBytesMax}`);
+  }
+  if (batchBytesMax !== undefined && !(Number.isSafeInteger(batchBytesMax) && batchBytesMax >= 1024)) problems.push(`batchBytesMax must be an integer of at least 1024, got ${batchBytesMax}`);
+  if (queueMax !== undefined && !(Number.isSafeInteger(queueMax) && queueMax >= 1)) problems.push(`queueMax must be a positive integer, got ${queueMax}`);
+  if (epoch !== undefined && !(Number.isSafeInteger(epoch) && epoch >= 0 && epoch <= 0xffffffff)) problems.push(`epoch must be an integer from 0 to 4294967295, got ${epoch}`);
+  return problems;
 }
 
 function aborted(signal: AbortSignal | undefined): boolean {

@@ -135,6 +135,8 @@ interface Pending {
 const NO_HEADERS: readonly string[] = [];
 /** Groups at least this large are digested off the main thread (a thread-pool round trip costs more for small ones). */
 const ASYNC_DIGEST_BYTES = 64 * 1024;
+/** Bytes encoded between yields to the event loop while a write is in flight. */
+const ENCODE_SLICE_BYTES = 64 * 1024;
 
 /**
  * Opens a partition: takes the storage's writer lock, recovers it, rebuilds the stream and
@@ -190,6 +192,7 @@ export class Partition {
   private spare: Group;
   private inFlight: Group | undefined;
   private scheduled = false;
+  private sliceScheduled = false;
   private state: 'open' | 'closing' | 'closed' | 'faulted' = 'open';
   private fault: unknown;
   private commitWaiters: Array<() => void> = [];
@@ -451,16 +454,33 @@ export class Partition {
   private drive(): void {
     for (;;) {
       if (this.state === 'faulted' || this.state === 'closed') return;
-      this.fill(this.building);
-      if (this.inFlight !== undefined || this.building.acks.length === 0) break;
-      this.submit();
+      if (this.inFlight === undefined) {
+        this.fill(this.building, this.options.batchBytesMax);
+        if (this.building.acks.length === 0) break;
+        this.submit();
+        continue;
+      }
+      // A write is in flight: encode the next group in slices and yield between them, so the
+      // write's completions (digest, write, sync) are handled promptly instead of waiting for
+      // a whole group to be encoded.
+      const group = this.building;
+      this.fill(group, Math.min(this.options.batchBytesMax, group.writer.byteLength + ENCODE_SLICE_BYTES));
+      if (this.queueHead < this.queue.length && group.writer.byteLength < this.options.batchBytesMax && !this.sliceScheduled) {
+        this.sliceScheduled = true;
+        setImmediate(this.continueSlices);
+      }
+      break;
     }
     this.checkDrained();
   }
 
-  /** Encodes queued units into `group` until it holds batchBytesMax bytes or the queue is empty. */
-  private fill(group: Group): void {
-    const limit = this.options.batchBytesMax;
+  private readonly continueSlices = (): void => {
+    this.sliceScheduled = false;
+    this.drive();
+  };
+
+  /** Encodes queued units into `group` until it holds `limit` bytes or the queue is empty. */
+  private fill(group: Group, limit: number): void {
     const queue = this.queue;
     while (this.queueHead < queue.length && group.writer.byteLength < limit) {
       const pending = queue[this.queueHead];

@@ -179,11 +179,11 @@ describe('node config', () => {
       },
     );
     expect(imported.sort()).toEqual(['@sluice/store-azure', '@sluice/store-lmdb']); // each loaded once
-    expect(config.partitions['bank-2'].location).toMatchObject({ kind: 'lmdb', packageName: '@sluice/store-lmdb', options: { path: '/etc/sluice/lmdb/bank-2' } });
+    expect(config.partitions['bank-2'].location).toMatchObject({ kind: 'lmdb', packageName: '@sluice/store-lmdb', options: { directory: '/etc/sluice/lmdb/bank-2' } });
     expect(config.partitions['bank-2'].createStorage()).toBe(fakeStorage);
     expect(config.partitions.analytics.createStorage()).toBe(fakeStorage);
     expect(made).toEqual([
-      { path: '/etc/sluice/lmdb/bank-2', fsync: { kind: 'commit' } },
+      { directory: '/etc/sluice/lmdb/bank-2', fsync: { kind: 'commit' } },
       { container: 'logs', connectionString: 'UseDevelopmentStorage=true', prefix: 'analytics' },
     ]);
   });
@@ -209,5 +209,28 @@ describe('node config', () => {
     await expect(loadNodeConfig(join(directory, 'none.json'))).rejects.toThrow(/none\.json, 1 problem:\n {2}- \(file\): cannot read it \(no such file\)/);
     await writeFile(join(directory, 'bad.json'), '{ "brokers": [,] }');
     await expect(loadNodeConfig(join(directory, 'bad.json'))).rejects.toThrow(/is not valid JSON/);
+  });
+});
+
+describe('real backend packages', () => {
+  it('opens an "lmdb" location from @sluice/store-lmdb with the level\'s fsync policy', async () => {
+    const base = await tempDir();
+    const config = await parseNodeConfig(
+      {
+        brokers: ['tcp://127.0.0.1:5555'],
+        levels: { durable: { locations: [{ lmdb: './lmdb/{partition}' }], fsync: 'commit' } },
+        partitions: { 'ledger-1': 'durable' },
+        routing: { hash: ['ledger-1'] },
+      },
+      base,
+    );
+    const storage = config.partitions['ledger-1'].createStorage();
+    expect(storage.kind).toBe('lmdb');
+    const partition = await openPartition({ storage, name: 'ledger-1' });
+    try {
+      expect((await partition.append({ streamId: 's', events: [{ type: 'E', data: new Uint8Array([1]) }] })).lastSeq).toBe(1);
+    } finally {
+      await partition.close();
+    }
   });
 });

@@ -101,7 +101,7 @@ export interface ParseNodeConfigOptions {
 
 /** Backend packages loaded on demand, and the factory each must export. */
 const PLUGINS = {
-  lmdb: { packageName: '@sluice/store-lmdb', factoryName: 'createLmdbStorage', pathKey: 'path' },
+  lmdb: { packageName: '@sluice/store-lmdb', factoryName: 'createLmdbStorage', pathKey: 'directory' },
   azure: { packageName: '@sluice/store-azure', factoryName: 'createAzureStorage', pathKey: undefined },
 } as const;
 type PluginKind = keyof typeof PLUGINS;

@@ -25,7 +25,7 @@ async function pack(name: string): Promise<string> {
 beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'sluice-pack-'));
   // Packages ship dist/: build what is packed (incremental, fast when already built).
-  await run('npx', ['tsc', '-b', 'packages/store-file/tsconfig.lib.json'], { cwd: root });
+  for (const pkg of ['store-file', 'store-lmdb', 'store-azure']) await run('npx', ['tsc', '-b', `packages/${pkg}/tsconfig.lib.json`], { cwd: root });
 }, 180_000);
 
 afterAll(async () => {
@@ -37,7 +37,8 @@ async function installAndRun(names: string[], script: string): Promise<string> {
   const app = await mkdtemp(join(scratch, 'app-'));
   await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
   const files = await Promise.all(names.map(pack));
-  await run('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', ...files], { cwd: app });
+  // Registry packages (lmdb, the Azure SDK) come from npm's cache when `npm ci` already fetched them.
+  await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', ...files], { cwd: app });
   await writeFile(join(app, 'main.js'), script);
   const { stdout } = await run(process.execPath, ['main.js'], { cwd: app });
   return stdout.trim();
@@ -64,4 +65,38 @@ it('@sluice/store + @sluice/store-file install and work alone, without zeromq, l
   expect(JSON.parse(out)).toEqual({ absent: ['zeromq', 'lmdb', '@azure/storage-blob'], seq: 1, read: 'hi' });
   const installed = await readdir(join(scratch));
   expect(installed.some((f) => f.startsWith('sluice-store-file-'))).toBe(true);
+});
+
+const absentCheck = (modules: string[]): string => `
+    import { createRequire } from 'node:module';
+    const require = createRequire(import.meta.url);
+    const absent = ${JSON.stringify(modules)}.filter((m) => { try { require.resolve(m); return false; } catch { return true; } });`;
+
+it('@sluice/store-lmdb installs with only lmdb beside the core, and works', { timeout: 180_000 }, async () => {
+  const out = await installAndRun(
+    ['@sluice/framing', '@sluice/store', '@sluice/store-lmdb'],
+    `${absentCheck(['zeromq', '@azure/storage-blob', '@sluice/store-file'])}
+    import { openPartition } from '@sluice/store';
+    import { createLmdbStorage } from '@sluice/store-lmdb';
+    import { mkdtempSync } from 'node:fs';
+    const p = await openPartition({ storage: createLmdbStorage({ directory: mkdtempSync('lmdb-') }) });
+    const r = await p.append({ streamId: 's', events: [{ type: 'E', data: new TextEncoder().encode('hi') }] });
+    await p.close();
+    console.log(JSON.stringify({ absent, seq: r.lastSeq, lmdb: typeof require.resolve('lmdb') }));
+    `,
+  );
+  expect(JSON.parse(out)).toEqual({ absent: ['zeromq', '@azure/storage-blob', '@sluice/store-file'], seq: 1, lmdb: 'string' });
+});
+
+it('@sluice/store-azure installs with only the Azure SDK beside the core, and loads', { timeout: 180_000 }, async () => {
+  const out = await installAndRun(
+    ['@sluice/framing', '@sluice/store', '@sluice/store-azure'],
+    `${absentCheck(['zeromq', 'lmdb', '@sluice/store-file'])}
+    import { createAzureStorage } from '@sluice/store-azure';
+    let message = '';
+    try { createAzureStorage({ prefix: 'p' }); } catch (e) { message = e.message; }
+    console.log(JSON.stringify({ absent, sdk: typeof require.resolve('@azure/storage-blob'), refusesMissingCredentials: /connectionString/.test(message) }));
+    `,
+  );
+  expect(JSON.parse(out)).toEqual({ absent: ['zeromq', 'lmdb', '@sluice/store-file'], sdk: 'string', refusesMissingCredentials: true });
 });

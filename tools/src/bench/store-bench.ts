@@ -24,22 +24,25 @@ export interface StoreBenchOptions {
   readonly directory: string;
 }
 
-function payload(): Uint8Array {
-  const p = new Uint8Array(PAYLOAD_BYTES);
+function payload(bytes = PAYLOAD_BYTES): Uint8Array {
+  const p = new Uint8Array(bytes);
   for (let i = 0; i < p.length; i++) p[i] = (i * 31) & 0xff;
   return p;
 }
 
-/** write+fdatasync of pre-encoded frames, `perWrite` events per write: the disk's limit. */
-export async function rawFdatasync(directory: string, perWrite: number, events: number): Promise<BenchRow> {
+/**
+ * write+fdatasync of pre-encoded frames, `perWrite` events per write: the disk's limit.
+ * The row's bytes are the encoded frames written (payload plus frame overhead).
+ */
+export async function rawFdatasync(directory: string, perWrite: number, events: number, payloadBytes = PAYLOAD_BYTES): Promise<BenchRow> {
   const writer = new FrameWriter({ initialBytes: 4 * 1024 * 1024 });
-  const data = payload();
+  const data = payload(payloadBytes);
   for (let i = 0; i < perWrite; i++) {
     writer.appendEvent(i + 1, 0, Date.now(), FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, `stream-${i % STREAMS}`, 1, 'BenchEvent', undefined, undefined, data);
   }
   writer.seal(0, Date.now());
   const bytes = writer.bytes();
-  const path = join(directory, `raw-${perWrite}.bin`);
+  const path = join(directory, `raw-${perWrite}-${payloadBytes}.bin`);
   const writes = Math.max(1, Math.floor(events / perWrite));
   const handle = await open(path, 'w+');
   try {

@@ -1,0 +1,145 @@
+/**
+ * Azure store benchmark: durable batched appends of 100-byte events on the Azure Blob store,
+ * against an Azurite started for the run (in memory, on loopback). Each engine batch (many
+ * frames) goes to Azure as one append block.
+ *
+ *   npm run bench:azure               full run
+ *   npm run bench:azure -- --smoke    seconds-long check that it works (CI)
+ *   --out FILE                        also write the rows as JSON
+ *
+ * Azurite is a single Node process sharing the machine with the benchmark: the figures measure
+ * the engine and this backend's request path, not Azure's service limits.
+ */
+import { writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { openPartition, type EventData, type Partition } from '@sluice/store';
+import { createAzureStorage } from '@sluice/store-azure';
+import { startAzurite, type AzuriteInstance } from '@sluice/store-azure/testing';
+import { Latencies, formatRate, markdownTable, row, type BenchRow } from './stats.js';
+
+const PAYLOAD_BYTES = 100;
+const STREAMS = 10_000;
+const CONTAINER = 'sluice-bench';
+
+export interface AzureBenchOptions {
+  readonly smoke: boolean;
+}
+
+/** One configuration of {@link azureBatchedAppends}. */
+export interface AzureBatchedAppendsOptions {
+  /** Connection string of the Azure Storage account or Azurite to write to. */
+  readonly connectionString: string;
+  /** Events per append. */
+  readonly batch: number;
+  /** Events in total (rounded down to whole batches). */
+  readonly events: number;
+  /** Appends in flight, so encoding overlaps the write. */
+  readonly pipeline: number;
+  /**
+   * The partition's group-commit size: one engine batch is one append block (up to the
+   * storage's 4 MiB blockBytesMax).
+   * @default 262144 (the engine's default)
+   */
+  readonly batchBytesMax?: number;
+}
+
+function payload(): Uint8Array {
+  const p = new Uint8Array(PAYLOAD_BYTES);
+  for (let i = 0; i < p.length; i++) p[i] = (i * 31) & 0xff;
+  return p;
+}
+
+/** Starts an in-memory Azurite on a free loopback port for `run`, and stops it after. */
+export async function withAzurite<T>(run: (azurite: AzuriteInstance) => Promise<T>): Promise<T> {
+  const azurite = await startAzurite();
+  try {
+    return await run(azurite);
+  } finally {
+    await azurite.stop();
+  }
+}
+
+async function withAzurePartition<T>(connectionString: string, prefix: string, batchBytesMax: number, run: (p: Partition) => Promise<T>): Promise<T> {
+  const storage = createAzureStorage({ connectionString, container: CONTAINER, prefix, createContainer: true });
+  const partition = await openPartition({ storage, name: prefix, batchBytesMax });
+  try {
+    return await run(partition);
+  } finally {
+    await partition.close();
+  }
+}
+
+let runs = 0;
+
+/**
+ * Durable appends of `batch` 100-byte events each, `pipeline` appends in flight: the Azure
+ * counterpart of `batchedAppends` in store-bench.ts. Each append resolves once Azure (here
+ * Azurite) has committed its block.
+ */
+export async function azureBatchedAppends(options: AzureBatchedAppendsOptions): Promise<BenchRow> {
+  const { connectionString, batch, events, pipeline } = options;
+  const batchBytesMax = options.batchBytesMax ?? 256 * 1024;
+  runs += 1;
+  return withAzurePartition(connectionString, `batch-${batch}-${batchBytesMax}-${runs}`, batchBytesMax, async (partition) => {
+    const data = payload();
+    const batches = Math.max(1, Math.floor(events / batch));
+    const templates: EventData[][] = [];
+    for (let t = 0; t < pipeline; t++) templates.push(Array.from({ length: batch }, () => ({ type: 'BenchEvent', data })));
+    const latencies = new Latencies();
+    let next = 0;
+    const start = performance.now();
+    await Promise.all(
+      templates.map(async (events) => {
+        while (next < batches) {
+          const n = next++;
+          const t = performance.now();
+          await partition.append({ streamId: `stream-${n % STREAMS}`, events });
+          latencies.record(performance.now() - t);
+        }
+      }),
+    );
+    const ms = performance.now() - start;
+    const total = batches * batch;
+    return row(
+      `sluice azure store (Azurite), batches of ${batch}`,
+      total,
+      total * PAYLOAD_BYTES,
+      ms,
+      latencies,
+      `${pipeline} appends in flight, engine batches up to ${batchBytesMax / 1024} KiB, one append block each`,
+    );
+  });
+}
+
+/**
+ * Every Azure scenario, each against a fresh Azurite (an in-memory Azurite keeps every byte
+ * written; a fresh one keeps one scenario's garbage collection out of the next one's figures).
+ */
+export async function runAzureBench(options: AzureBenchOptions): Promise<BenchRow[]> {
+  const scale = options.smoke ? 0.01 : 1;
+  const events = Math.max(10_000, 3_000_000 * scale);
+  const scenarios: Omit<AzureBatchedAppendsOptions, 'connectionString'>[] = [
+    { batch: 1000, events, pipeline: 4 },
+    { batch: 1000, events, pipeline: 16, batchBytesMax: 2 * 1024 * 1024 },
+    { batch: 1000, events, pipeline: 16, batchBytesMax: 4 * 1024 * 1024 },
+  ];
+  const rows: BenchRow[] = [];
+  for (const scenario of scenarios) rows.push(await withAzurite(({ connectionString }) => azureBatchedAppends({ connectionString, ...scenario })));
+  return rows;
+}
+
+export function formatAzureRows(rows: readonly BenchRow[]): string {
+  return markdownTable(
+    ['scenario', 'events/s', 'MB/s (payload)', 'p50 ms', 'p99 ms', 'notes'],
+    rows.map((r) => [r.name, formatRate(r.eventsPerSecond), (r.bytesPerSecond / 1e6).toFixed(1), r.p50Ms.toFixed(3), r.p99Ms.toFixed(3), r.note ?? '']),
+  );
+}
+
+const isMain = import.meta.url === `file://${process.argv[1]}`;
+if (isMain) {
+  const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, out: { type: 'string' } } });
+  const rows = await runAzureBench({ smoke: values.smoke === true });
+  console.log(`\nSluice Azure store benchmark (${values.smoke === true ? 'smoke' : 'full'}), ${PAYLOAD_BYTES}-byte payloads, Azurite in memory, Node ${process.version}\n`);
+  console.log(formatAzureRows(rows));
+  if (values.out !== undefined) await writeFile(values.out, JSON.stringify(rows, null, 2));
+}

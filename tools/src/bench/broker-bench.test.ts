@@ -1,0 +1,23 @@
+import { tmpdir } from 'node:os';
+import { expect, it } from 'vitest';
+import { formatBrokerRows, runBrokerBench } from './broker-bench.js';
+
+// Smoke mode only, servers inline: proves the benchmark runs end to end. No timing assertions.
+it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, async () => {
+  const rows = await runBrokerBench({ smoke: true, directory: tmpdir(), placement: 'inline' });
+  expect(rows.map((r) => r.name)).toEqual([
+    'direct: DEALER ↔ echo ROUTER',
+    'via broker: DEALER speaking MDP → broker → MajordomoWorker',
+    'via broker: MajordomoClient → broker → MajordomoWorker',
+    'in-process partition (no broker), file store',
+    'via broker: store client → broker → node, file store',
+  ]);
+  for (const r of rows) {
+    expect(r.events).toBeGreaterThan(0);
+    expect(r.eventsPerSecond).toBeGreaterThan(0);
+    expect(r.p99Ms).toBeGreaterThanOrEqual(r.p50Ms);
+  }
+  const table = formatBrokerRows(rows);
+  expect(table.split('\n')).toHaveLength(rows.length + 2);
+  expect(table).toMatch(/direct is [\d.]+× this/);
+});

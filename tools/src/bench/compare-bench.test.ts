@@ -1,0 +1,84 @@
+import { tmpdir } from 'node:os';
+import { expect, it } from 'vitest';
+import { SystemSkippedError, type BenchSystem } from './bench-system.js';
+import { formatCompareReport, runCompareBench } from './compare-bench.js';
+import { BENCH_SYSTEMS } from './systems/registry.js';
+import { workload } from './workload.js';
+
+// Smoke mode only: proves the comparative bench runs end to end and reports every system.
+// Peers that are not installed here are skipped (installMissing: false: no apt-get in tests).
+// No timing assertions anywhere.
+it('runs every system through the smoke workload and reports each one', { timeout: 180_000 }, async () => {
+  const result = await runCompareBench({ mode: 'smoke', directory: tmpdir(), installMissing: false });
+  const scenarios = workload('smoke');
+
+  // The Sluice file store ran every scenario: it is the baseline of every ratio.
+  const file = result.rows.filter((r) => r.systemId === 'sluice-file');
+  expect(file.map((r) => r.scenarioId)).toEqual(scenarios.map((s) => s.id));
+  for (const r of file) {
+    expect(r.status, `${r.scenarioId}: ${r.reason ?? ''}`).toBe('ok');
+    expect(r.events).toBeGreaterThan(0);
+    expect(r.eventsPerSecond).toBeGreaterThan(0);
+    expect(r.fileStoreRatio).toBe(1);
+  }
+
+  // Every registered system is reported: measured per scenario, or skipped as a whole with a
+  // reason. Nothing is silently dropped, and nothing failed.
+  for (const system of BENCH_SYSTEMS) {
+    const rows = result.rows.filter((r) => r.systemId === system.id);
+    if (rows.length === 1 && rows[0].status === 'skipped') {
+      expect(rows[0].reason).toMatch(/\w/);
+      continue;
+    }
+    expect(rows.map((r) => r.scenarioId), system.id).toEqual(scenarios.map((s) => s.id));
+    for (const r of rows) {
+      expect(['ok', 'not-applicable'], `${system.id} ${r.scenarioId}: ${r.reason ?? ''}`).toContain(r.status);
+      if (r.status === 'ok') {
+        expect(r.events).toBeGreaterThan(0);
+        expect(r.fileStoreRatio).toBeGreaterThan(0);
+      } else expect(r.reason).toMatch(/\w/);
+    }
+  }
+  // A catch-up read sees every event the batches-of-1000 scenario appended.
+  for (const r of result.rows.filter((row) => row.status === 'ok' && row.scenarioId?.endsWith('catch-up'))) {
+    const written = result.rows.find((w) => w.systemId === r.systemId && w.scenarioId === r.scenarioId?.replace('catch-up', 'batch-1000'));
+    expect(r.events, r.systemId).toBe(written?.events);
+  }
+
+  // The JSON written by --out holds the same rows; the report has one table line per row.
+  const json = JSON.parse(JSON.stringify(result)) as typeof result;
+  expect(json.rows).toHaveLength(result.rows.length);
+  expect(json.meta.mode).toBe('smoke');
+  expect(json.targets).toHaveLength(10);
+  const report = formatCompareReport(result);
+  const tableLines = report.split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| target'));
+  // results: header, separator, rows; targets: separator, rows (its header is filtered out above).
+  expect(tableLines).toHaveLength(result.rows.length + 2 + 1 + result.targets.length);
+  expect(report).toMatch(/\| workload \| system \| configuration \| durability \| events\/s \| MB\/s \(payload\) \| p50 ms \| p99 ms \| file store ÷ this \| notes \|/);
+});
+
+it('reports a system that cannot run as skipped, and one whose scenarios throw as failed', { timeout: 60_000 }, async () => {
+  const notHere: BenchSystem = {
+    id: 'not-here',
+    label: 'Not here',
+    group: 'peer',
+    configuration: 'none',
+    durability: 'none',
+    setup: () => Promise.reject(new SystemSkippedError('not installed: install it')),
+  };
+  const broken: BenchSystem = {
+    id: 'broken',
+    label: 'Broken',
+    group: 'peer',
+    configuration: 'none',
+    durability: 'none',
+    setup: async () => ({ run: () => Promise.reject(new Error('lost its connection')), teardown: async () => undefined }),
+  };
+  const result = await runCompareBench({ mode: 'smoke', directory: tmpdir(), installMissing: false, systems: [notHere, broken] });
+  expect(result.rows.filter((r) => r.systemId === 'not-here')).toEqual([expect.objectContaining({ status: 'skipped', reason: 'not installed: install it', workload: 'all' })]);
+  const failed = result.rows.filter((r) => r.systemId === 'broken');
+  expect(failed).toHaveLength(workload('smoke').length);
+  for (const r of failed) expect(r).toMatchObject({ status: 'failed', reason: 'lost its connection' });
+  // Without the file store in the run no target can be checked, and each says why.
+  for (const t of result.targets) expect(t).toMatchObject({ met: null, measured: null, reason: 'Sluice file store not in this run' });
+});

@@ -1,0 +1,45 @@
+import { openPartition, type EventData, type Partition, type PartitionStorage } from '@sluice/store';
+import { EVENT_TYPE, type EventLog, type ReadTotals } from '../event-log-session.js';
+
+/**
+ * A Sluice partition on `storage` as an {@link EventLog}: appends with an exact expected
+ * version (optimistic concurrency), the catch-up read as a subscriber from seq 1 to the head.
+ * Any `PartitionStorage` (file, LMDB, Azure, ...) becomes a benchmark row through this.
+ */
+export async function openPartitionEventLog(storage: PartitionStorage, name: string): Promise<EventLog> {
+  const partition = await openPartition({ storage, name });
+  return new PartitionEventLog(partition);
+}
+
+class PartitionEventLog implements EventLog {
+  /** The workload reuses one payload array per scenario: build its events once. */
+  private readonly events = new WeakMap<readonly Uint8Array[], EventData[]>();
+
+  constructor(private readonly partition: Partition) {}
+
+  async append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<void> {
+    let events = this.events.get(payloads);
+    if (events === undefined) {
+      events = payloads.map((data) => ({ type: EVENT_TYPE, data }));
+      this.events.set(payloads, events);
+    }
+    await this.partition.append({ streamId, expectedVersion, events });
+  }
+
+  async readAll(): Promise<ReadTotals> {
+    const head = this.partition.lastSeq;
+    let events = 0;
+    let payloadBytes = 0;
+    if (head === 0) return { events, payloadBytes };
+    for await (const batch of this.partition.subscribe({ fromSeq: 1 })) {
+      for (const frame of batch) payloadBytes += frame.payload.length;
+      events += batch.length;
+      if (batch[batch.length - 1].seq >= head) break;
+    }
+    return { events, payloadBytes };
+  }
+
+  close(): Promise<void> {
+    return this.partition.close();
+  }
+}

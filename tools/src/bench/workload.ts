@@ -1,0 +1,69 @@
+import type { AppendScenario, BenchMode, Scenario } from './bench-system.js';
+
+/** Payload sizes of the workload. */
+export const PAYLOAD_SIZES: readonly number[] = [100, 1024];
+/** Appends in flight for batched appends, where the system allows concurrent writers. */
+export const BATCH_APPENDERS = 4;
+/** Appenders of the concurrent single-event scenario. */
+export const CONCURRENT_APPENDERS = 1000;
+
+interface ModeSizes {
+  /** Events per scenario, by batch size; `concurrent` for the concurrent singles. */
+  readonly events: { readonly 1: number; readonly 100: number; readonly 1000: number; readonly concurrent: number };
+  readonly timeLimitMs: number;
+}
+
+/**
+ * Event counts and the per-scenario time limit of each mode. A slow system stops at the time
+ * limit and its rate is measured over what it did (the row's note says so); a fast one stops
+ * at the event count.
+ */
+export const MODE_SIZES: Readonly<Record<BenchMode, ModeSizes>> = {
+  smoke: { events: { 1: 50, 100: 1_000, 1000: 4_000, concurrent: 2_000 }, timeLimitMs: 1_000 },
+  quick: { events: { 1: 5_000, 100: 200_000, 1000: 1_000_000, concurrent: 200_000 }, timeLimitMs: 2_000 },
+  full: { events: { 1: 30_000, 100: 2_000_000, 1000: 5_000_000, concurrent: 2_000_000 }, timeLimitMs: 30_000 },
+};
+
+/** `100B`, `1KiB`. */
+export function sizeLabel(bytes: number): string {
+  return bytes % 1024 === 0 ? `${bytes / 1024}KiB` : `${bytes}B`;
+}
+
+/**
+ * The workload, in the order every system runs it: for each payload size, sequential
+ * single-event appends, batches of 100 and of 1000 (4 in flight where the system allows it),
+ * 1000 concurrent single-event appenders, then a full catch-up read of the batches-of-1000 log.
+ * Every append is one commit to one of 10,000 streams.
+ */
+export function workload(mode: BenchMode): Scenario[] {
+  const sizes = MODE_SIZES[mode];
+  const scenarios: Scenario[] = [];
+  for (const payloadBytes of PAYLOAD_SIZES) {
+    const size = sizeLabel(payloadBytes);
+    const append = (id: string, batch: number, appenders: number, events: number): AppendScenario => ({
+      kind: 'append',
+      id: `${size}-${id}`,
+      payloadBytes,
+      batch,
+      appenders,
+      concurrent: appenders === CONCURRENT_APPENDERS,
+      events,
+      timeLimitMs: sizes.timeLimitMs,
+    });
+    scenarios.push(append('batch-1', 1, 1, sizes.events[1]));
+    scenarios.push(append('batch-100', 100, BATCH_APPENDERS, sizes.events[100]));
+    scenarios.push(append(`concurrent-${CONCURRENT_APPENDERS}`, 1, CONCURRENT_APPENDERS, sizes.events.concurrent));
+    scenarios.push(append('batch-1000', 1000, BATCH_APPENDERS, sizes.events[1000]));
+    scenarios.push({ kind: 'catch-up', id: `${size}-catch-up`, payloadBytes, of: `${size}-batch-1000` });
+  }
+  return scenarios;
+}
+
+/** The scenario's name in the table, e.g. `100 B, batches of 1000 (4 in flight)`. */
+export function describeScenario(scenario: Scenario): string {
+  const size = scenario.payloadBytes % 1024 === 0 ? `${scenario.payloadBytes / 1024} KiB` : `${scenario.payloadBytes} B`;
+  if (scenario.kind === 'catch-up') return `${size}, full catch-up read`;
+  if (scenario.concurrent) return `${size}, ${scenario.appenders} concurrent single-event appenders`;
+  if (scenario.batch === 1) return `${size}, sequential single-event appends`;
+  return `${size}, batches of ${scenario.batch} (${scenario.appenders} in flight)`;
+}

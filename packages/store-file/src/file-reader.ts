@@ -65,7 +65,7 @@ class SegmentReader implements FileReader {
 
   /** Picks up batches written since the last look. Concurrent callers share one scan. */
   refresh(): Promise<void> {
-    this.refreshing ??= this.index.scanForward().then(
+    this.refreshing ??= this.index.scanForward('reader').then(
       () => {
         this.refreshing = undefined;
       },

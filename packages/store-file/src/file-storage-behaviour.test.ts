@@ -98,6 +98,36 @@ describe('segments', () => {
     expect(tail.report.reason).toBe('unsupported-version');
   });
 
+  it('refuses to open when a zeroed length field hides the commits after it, instead of overwriting them', async () => {
+    let p = await openFile();
+    for (let i = 1; i <= 3; i++) await p.append({ streamId: 's', commandId: `c${i}`, events: [{ type: 'E', data: te.encode(`event-${i}`) }] });
+    await p.close();
+    const handle = await open(join(directory, segmentName(1)), 'r+');
+    const head = Buffer.alloc(4096);
+    await handle.read(head, 0, head.length, 0);
+    const starts: number[] = [];
+    for (let o = 0; head.readUInt32LE(o) !== 0; o += head.readUInt32LE(o)) starts.push(o);
+    await handle.write(Buffer.alloc(4), 0, 4, starts[2]); // commit 2's first frame: event, marker, *event*
+    await handle.close();
+    const error = await openFile().catch((e: unknown) => e);
+    expect(error).toMatchObject({ reason: 'Corrupt' });
+    expect((error as Error).message).toMatch(/holds committed seq 3\.\.3/);
+  });
+
+  it('drops a large torn, unsigned tail', async () => {
+    let p = await openFile({ segmentBytes: 1024 * 1024 });
+    await fill(p, 1);
+    await p.close();
+    const { FrameWriter } = await import('@sluice/framing');
+    const writer = new FrameWriter();
+    for (let i = 0; i < 4000; i++) writer.appendEvent(11 + i, 0, 1, i === 0 ? 1 : i === 3999 ? 2 : 0, 'torn', i + 1, 'E', undefined, undefined, te.encode('x'));
+    const { appendRawToFileLog } = await import('./raw-append.fixture.js');
+    await appendRawToFileLog(directory, writer.bytes());
+    p = await openFile({ segmentBytes: 1024 * 1024 });
+    expect(p.lastSeq).toBe(10);
+    expect(p.recovery.droppedBytes).toBe(writer.bytes().length);
+  });
+
   it('refuses to open when a commit in the middle of the last segment is damaged, instead of cutting the commits after it', async () => {
     let p = await openFile({ segmentBytes: 1024 * 1024 });
     await fill(p, 30);

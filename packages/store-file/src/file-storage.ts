@@ -10,9 +10,9 @@ import {
   type StorageReader,
   type StorageRecovery,
 } from '@sluice/store';
-import { FORMAT_VERSION, FRAME_BYTES_MIN, decodeBatches, type SealedBatch } from '@sluice/framing';
+import { FORMAT_VERSION, FRAME_BYTES_MIN, MARKER_BYTES, crc32c, decodeBatches, type SealedBatch } from '@sluice/framing';
 import { openFileReader } from './file-reader.js';
-import { SegmentIndex, readAt, segmentName } from './segment-log.js';
+import { SegmentIndex, listSegments, readAt, segmentName } from './segment-log.js';
 import { WriterLock, mapFsError } from './writer-lock.js';
 
 /** Options of {@link createFileStorage}. */
@@ -117,14 +117,19 @@ class FileStorage implements PartitionStorage {
       this.position = tail.segment === this.segment ? tail.validEnd : this.index.endOffset;
       this.handle = await this.openSegment(this.segment);
       this.index.adoptHandle(this.segment, this.handle);
-      let droppedBytes = 0;
-      if (!tail.report.clean) droppedBytes = await this.cleanTail(this.position);
+      // Always checked, not only after an unclean stop: a zeroed length field looks like a clean end.
+      const droppedBytes = await this.cleanTail(this.position);
+      // What recovery found may have reached only the page cache before a crash: make it
+      // durable before anything (a duplicate's result, a reader) relies on it.
+      await this.handle.datasync();
+      if (this.segment > 1) await this.index.syncSegment(this.segment - 1);
+      await syncDirectory(this.directory);
       this.state = 'open';
       if (this.fsync.kind === 'interval') this.startTimer(this.fsync.intervalMs);
       return {
         lastSeq: this.index.lastSeq,
         droppedBytes,
-        droppedReason: tail.report.clean ? undefined : `${tail.report.reason}: ${tail.report.detail}`,
+        droppedReason: droppedBytes === 0 ? undefined : `${tail.report.reason}: ${tail.report.detail}`,
       };
     } catch (error) {
       await this.release();
@@ -203,53 +208,41 @@ class FileStorage implements PartitionStorage {
     return new StorageError('Closed', `[sluice/store-file] ${this.directory} is ${this.state === 'new' ? 'not open: call open() first' : 'closed'}`);
   }
 
-  /** Zero-fills the torn tail after `from` so no reader ever decodes it again. */
+  /**
+   * Zero-fills whatever lies after the last verified batch (`from`) in the current segment, so
+   * no reader decodes it again, after checking it holds no committed data: a torn append never
+   * holds a whole sealed batch (the engine seals each append once, at its end), so a verified
+   * batch past `from` means committed data was damaged (or hidden by a zeroed length field),
+   * and opening is refused rather than wiping it. Later segments get the same check.
+   */
   private async cleanTail(from: number): Promise<number> {
     const handle = this.handle as FileHandle;
-    const probe = Buffer.allocUnsafe(ZEROS.length);
-    let position = from;
-    let dirtyEnd = from;
-    for (;;) {
-      const { bytesRead } = await readAt(handle, probe, position, this.directory);
-      if (bytesRead === 0) break;
-      let last = bytesRead - 1;
-      while (last >= 0 && probe[last] === 0) last--;
-      if (last < 0) break; // a whole chunk of zeros: unwritten space
-      dirtyEnd = position + last + 1;
-      position += bytesRead;
+    const region = await nonZeroRegion(handle, from, this.directory);
+    this.refuseIfCommitted(region, this.segment, from);
+    for (let p = 0; p < region.length; p += ZEROS.length) {
+      await handle.write(ZEROS, 0, Math.min(ZEROS.length, region.length - p), from + p);
     }
-    await this.refuseIfCommitsFollow(handle, from, dirtyEnd);
-    for (let p = from; p < dirtyEnd; p += ZEROS.length) {
-      const n = Math.min(ZEROS.length, dirtyEnd - p);
-      await handle.write(ZEROS, 0, n, p);
+    for (const later of await listSegments(this.directory)) {
+      if (later <= this.segment) continue;
+      const h = await open(join(this.directory, segmentName(later)), 'r');
+      try {
+        this.refuseIfCommitted(await nonZeroRegion(h, 0, this.directory), later, 0);
+      } finally {
+        await h.close();
+      }
     }
-    await handle.datasync();
-    return dirtyEnd - from;
+    return region.length;
   }
 
-  /**
-   * A torn append never holds a whole sealed batch (the engine seals each append once, at its
-   * end), so a verified batch after the damage means committed data was damaged, not torn:
-   * refuse to open rather than wipe it.
-   */
-  private async refuseIfCommitsFollow(handle: FileHandle, from: number, to: number): Promise<void> {
-    if (to - from <= FRAME_BYTES_MIN) return;
-    const region = Buffer.allocUnsafe(to - from);
-    const { bytesRead } = await readAt(handle, region, from, this.directory);
-    for (let o = 1; o + FRAME_BYTES_MIN <= bytesRead; o++) {
-      // Cheap filter before a full decode: a frame starts with a plausible length and version.
-      if (region[o + 4] !== FORMAT_VERSION || (region[o + 5] !== 1 && region[o + 5] !== 2)) continue;
-      const length = region.readUInt32LE(o);
-      if (length < FRAME_BYTES_MIN || o + length > bytesRead) continue;
-      const { batches } = decodeBatches(region.subarray(o, bytesRead));
-      const after = batches.find((b) => b.firstSeq > this.index.lastSeq);
-      if (after !== undefined) {
-        throw new StorageError(
-          'Corrupt',
-          `[sluice/store-file] ${join(this.directory, segmentName(this.segment))} is damaged at offset ${from} but holds committed seq ` +
-            `${after.firstSeq}..${after.lastSeq} after the damage: restore the partition from a copy or a shipped archive`,
-        );
-      }
+  private refuseIfCommitted(region: Buffer, segment: number, offset: number): void {
+    const found = findSealedBatch(region, this.index.lastSeq);
+    if (found !== undefined) {
+      throw new StorageError(
+        'Corrupt',
+        `[sluice/store-file] ${join(this.directory, segmentName(segment))} holds committed seq ${found.firstSeq}..${found.lastSeq} ` +
+          `at offset ${offset + found.offset}, after data that does not verify (the log ends at seq ${this.index.lastSeq}): ` +
+          `committed data was damaged; restore the partition from a copy or a shipped archive`,
+      );
     }
   }
 
@@ -321,4 +314,47 @@ async function syncDirectory(directory: string): Promise<void> {
   } finally {
     await dir.close();
   }
+}
+
+/** The bytes from `from` up to the last non-zero byte before a whole MiB of zeros (unwritten space). */
+async function nonZeroRegion(handle: FileHandle, from: number, where: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let position = from;
+  let length = 0;
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(ZEROS.length);
+    const { bytesRead } = await readAt(handle, chunk, position, where);
+    let last = bytesRead - 1;
+    while (last >= 0 && chunk[last] === 0) last--;
+    if (last < 0) break;
+    chunks.push(chunk.subarray(0, bytesRead));
+    length = position - from + last + 1;
+    position += bytesRead;
+    if (bytesRead < chunk.length) break;
+  }
+  return Buffer.concat(chunks).subarray(0, length);
+}
+
+const TWO_32 = 0x1_0000_0000;
+
+/**
+ * Finds a sealed batch with seqs after `afterSeq` anywhere in `region`, in linear time: looks
+ * for markers whose CRC verifies, then for the event frame that would start their batch, and
+ * decodes only those candidates.
+ */
+function findSealedBatch(region: Buffer, afterSeq: number): { firstSeq: number; lastSeq: number; offset: number } | undefined {
+  for (let o = 0; o + MARKER_BYTES <= region.length; o++) {
+    if (region[o + 4] !== FORMAT_VERSION || region[o + 5] !== 2 || region.readUInt32LE(o) !== MARKER_BYTES) continue;
+    if (crc32c(region, o, o + MARKER_BYTES - 4) !== region.readUInt32LE(o + MARKER_BYTES - 4)) continue;
+    const firstSeq = region.readUInt32LE(o + 8) + region.readUInt32LE(o + 12) * TWO_32;
+    const lastSeq = region.readUInt32LE(o + 32) + region.readUInt32LE(o + 36) * TWO_32;
+    if (lastSeq <= afterSeq) continue;
+    for (let start = o - FRAME_BYTES_MIN; start >= 0; start--) {
+      if (region[start + 4] !== FORMAT_VERSION || region[start + 5] !== 1) continue;
+      if (region.readUInt32LE(start + 8) + region.readUInt32LE(start + 12) * TWO_32 !== firstSeq) continue;
+      const { batches } = decodeBatches(region.subarray(start, o + MARKER_BYTES));
+      if (batches.length === 1 && batches[0].lastSeq === lastSeq) return { firstSeq, lastSeq, offset: start };
+    }
+  }
+  return undefined;
 }

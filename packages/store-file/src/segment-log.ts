@@ -80,10 +80,14 @@ export class SegmentIndex {
 
   /**
    * Scans forward from the end of the index, adding every verified batch, across segment
-   * boundaries. Stops at unwritten space or at the first torn, unsigned or corrupt data and
-   * returns the scan of the tail: where the next batch goes, and whether garbage lies there.
+   * boundaries, and returns the scan of the tail: where the next batch goes and what lies there.
+   *
+   * `writer` mode (the lock is held, nothing changes underneath): a torn first write into a new
+   * segment becomes the tail; a later segment that does not continue the log is corruption.
+   * `reader` mode (the writer may be mid-write): never move to the next segment until it starts
+   * with the next seq; a torn or unfinished tail is just "not yet", retried on the next scan.
    */
-  async scanForward(): Promise<SegmentScan> {
+  async scanForward(mode: 'writer' | 'reader' = 'writer'): Promise<SegmentScan> {
     let tail: SegmentScan = {
       segment: this.endSegment,
       validEnd: this.endOffset,
@@ -93,24 +97,37 @@ export class SegmentIndex {
     for (const segment of await listSegments(this.directory)) {
       if (segment < this.endSegment) continue;
       const current = segment === this.endSegment;
+      if (!current && mode === 'reader' && !tail.report.clean) break; // the writer may still be finishing it
       const scan = await this.scanSegment(segment, current ? this.endOffset : 0);
-      if (scan.batches === 0 && !current && scan.report.clean) break; // preallocated, not used yet
-      if (!current && !tail.report.clean) {
-        throw new StorageError(
-          'Corrupt',
-          `[sluice/store-file] ${join(this.directory, segmentName(tail.segment))} is damaged at offset ${tail.validEnd} ` +
-            `(${tail.report.reason}: ${tail.report.detail}) but ${segmentName(segment)} follows it with more data: ` +
-            `restore the partition from a copy or a shipped archive`,
-        );
+      if (current) {
+        tail = scan;
+        continue;
       }
-      if (scan.batches === 0 && !current) {
+      if (scan.batches === 0) {
+        if (scan.report.clean) break; // preallocated, not used yet
+        if (mode === 'reader') break; // being written, or not yet continuing the log: look again later
+        if (scan.report.reason === 'bad-sequence' || !tail.report.clean) {
+          throw this.gapError(tail, segment, scan);
+        }
         // A torn first write into a new segment: the writer continues there.
         this.endSegment = segment;
         this.endOffset = 0;
+        tail = scan;
+        continue;
       }
+      if (!tail.report.clean) throw this.gapError(tail, segment, scan);
       tail = scan;
     }
     return tail;
+  }
+
+  private gapError(tail: SegmentScan, segment: number, scan: SegmentScan): StorageError {
+    return new StorageError(
+      'Corrupt',
+      `[sluice/store-file] ${join(this.directory, segmentName(tail.segment))} ends at offset ${tail.validEnd} after seq ${this.lastSeq} ` +
+        `(${tail.report.reason}: ${tail.report.detail}) but ${segmentName(segment)} follows with more data (${scan.report.reason}: ${scan.report.detail}): ` +
+        `committed data is missing or damaged; restore the partition from a copy or a shipped archive`,
+    );
   }
 
   private async scanSegment(segment: number, start: number): Promise<SegmentScan> {
@@ -195,6 +212,12 @@ export class SegmentIndex {
       this.handles.set(segment, h);
     }
     return h;
+  }
+
+  /** fdatasyncs a segment through a read handle (recovery makes what it found durable). */
+  async syncSegment(segment: number): Promise<void> {
+    const handle = await this.handle(segment).catch(() => undefined);
+    await handle?.datasync().catch(() => undefined);
   }
 
   /** Closes read handles (not adopted ones, which their owner closes). */

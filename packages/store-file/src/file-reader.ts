@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import type { SealedBatch } from '@sluice/framing';
 import { StorageError, type StorageReader } from '@sluice/store';
 import { SegmentIndex } from './segment-log.js';
-import { mapFsError } from './writer-lock.js';
+import { mapFsError } from './fs-errors.js';
 
 /** Options of {@link openFileReader}. */
 export interface FileReaderOptions {

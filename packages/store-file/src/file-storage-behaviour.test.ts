@@ -173,6 +173,15 @@ describe('options', () => {
 });
 
 describe('writer lock', () => {
+  it('takes over a lock left with this very PID by an earlier life (a restarted container reuses PIDs)', async () => {
+    const { hostname } = await import('node:os');
+    await writeFile(join(directory, LOCK_FILE), `${process.pid}\n${hostname()}\nearlier-life\n`);
+    const p = await openFile();
+    expect(p.lastSeq).toBe(0);
+    const second = await openFile().catch((e: unknown) => e);
+    expect(second).toMatchObject({ reason: 'Locked' });
+  });
+
   it('takes over the lock of a writer process that is gone', async () => {
     await writeFile(join(directory, LOCK_FILE), '999999999\n\nstale\n');
     const p = await openFile();

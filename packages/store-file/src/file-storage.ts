@@ -2,6 +2,7 @@ import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   StorageError,
+  WriterLock,
   describeFsyncPolicy,
   parseFsyncPolicy,
   type FsyncPolicy,
@@ -13,7 +14,7 @@ import {
 import { FORMAT_VERSION, FRAME_BYTES_MIN, MARKER_BYTES, crc32c, decodeBatches, type SealedBatch } from '@sluice/framing';
 import { openFileReader } from './file-reader.js';
 import { SegmentIndex, listSegments, readAt, segmentName } from './segment-log.js';
-import { WriterLock, mapFsError } from './writer-lock.js';
+import { mapFsError } from './fs-errors.js';
 
 /** Options of {@link createFileStorage}. */
 export interface FileStorageOptions {
@@ -103,7 +104,7 @@ class FileStorage implements PartitionStorage {
     this.state = 'opening';
     try {
       if (this.createDirectory) await mkdir(this.directory, { recursive: true }).catch((e: unknown) => Promise.reject(mapFsError(e, this.directory)));
-      this.lock = await WriterLock.acquire(this.directory);
+      this.lock = await WriterLock.acquire(this.directory, 'store-file', 'openFileReader()');
       const tail = await this.index.scanForward();
       if (tail.report.reason === 'unsupported-version') {
         // Not a torn tail: data this version cannot read. Never cut it.

@@ -2,7 +2,7 @@ import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StreamDecoder, type DecodeReport, type SealedBatch } from '@sluice/framing';
 import { StorageError } from '@sluice/store';
-import { mapFsError } from './writer-lock.js';
+import { mapFsError } from './fs-errors.js';
 
 /** Segment files are named by their number: `00000001.seg`. */
 export const SEGMENT_SUFFIX = '.seg';

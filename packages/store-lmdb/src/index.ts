@@ -1,3 +1,3 @@
 export { createLmdbStorage, lmdbStorageDefaults, type LmdbStorageOptions } from './lmdb-storage.js';
 export { openLmdbReader, type LmdbReaderOptions } from './lmdb-reader.js';
-export { LOCK_FILE } from './writer-lock.js';
+export { LOCK_FILE } from '@sluice/store';

@@ -2,6 +2,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import type { SealedBatch } from '@sluice/framing';
 import {
   StorageError,
+  WriterLock,
   parseFsyncPolicy,
   type FsyncPolicy,
   type FsyncPolicyInput,
@@ -15,7 +16,6 @@ import { openWriterEnv, type LmdbHandle } from './lmdb-env.js';
 import { mapLmdbError, mapLmdbWriteError } from './lmdb-errors.js';
 import { openLmdbReader } from './lmdb-reader.js';
 import { MapSizeLimit } from './map-size-limit.js';
-import { WriterLock } from './writer-lock.js';
 
 /** Options of {@link createLmdbStorage}. */
 export interface LmdbStorageOptions {
@@ -111,7 +111,7 @@ class LmdbStorage implements PartitionStorage {
     this.state = 'opening';
     try {
       await this.prepareDirectory();
-      this.lock = await WriterLock.acquire(this.directory);
+      this.lock = await WriterLock.acquire(this.directory, 'store-lmdb', 'openLmdbReader()');
       const env = openWriterEnv(this.directory, this.fsync, Math.min(this.mapSize, INITIAL_MAP_BYTES_MAX));
       this.env = env;
       this.checkLayout(env);

@@ -34,3 +34,4 @@ export type {
   UnitOfWork,
 } from './types.js';
 export { describeFsyncPolicy, parseFsyncPolicy, type FsyncPolicy, type FsyncPolicyInput } from './fsync-policy.js';
+export { LOCK_FILE, WriterLock } from './writer-lock.js';

@@ -92,6 +92,49 @@ describe('limits', () => {
   });
 });
 
+describe('input that could not round-trip', () => {
+  it('refuses lone surrogates in stream ids, types and command ids, and non-string trace ids', async () => {
+    const p = await openPartition({ storage: createMemoryStorage() });
+    const bad = [
+      { changes: [{ streamId: 'acct-\uD800', events: [{ type: 'E', data }] }] },
+      { changes: [{ streamId: 's', events: [{ type: 'E\uDC00', data }] }] },
+      { commandIds: ['cmd-\uD800'], changes: [{ streamId: 's', events: [{ type: 'E', data }] }] },
+      { correlationId: 42, changes: [{ streamId: 's', events: [{ type: 'E', data }] }] },
+    ];
+    for (const unit of bad) await expect(p.commit(unit as never)).rejects.toThrow(/well-formed|surrogate/);
+    expect((await p.append({ streamId: 'acct-\uD83D\uDE00', events: [{ type: 'E', data }] })).lastSeq).toBe(1);
+    await p.close();
+  });
+});
+
+describe('close and subscriptions', () => {
+  it('returns the same close to every caller, resolved only when storage is released', async () => {
+    const log = new MemoryLog();
+    const p = await openPartition({ storage: createMemoryStorage({ log }) });
+    const first = p.close();
+    await p.close();
+    expect(log.writer).toBeUndefined();
+    await first;
+  });
+
+  it('ends a caught-up subscription with PartitionFaultedError when the writer fails', async () => {
+    const faulty = faultyStorage(new MemoryLog());
+    const p = await openPartition({ storage: faulty.storage });
+    await p.append({ streamId: 's', events: [{ type: 'E', data }] });
+    const seen: number[] = [];
+    const sub = (async () => {
+      for await (const batch of p.subscribe()) for (const e of batch) seen.push(e.seq);
+    })().catch((e: unknown) => e);
+    const release = faulty.failNext(new StorageError('Unavailable', 'EIO'));
+    const failed = p.append({ streamId: 's', events: [{ type: 'E', data }] }).catch((e: unknown) => e);
+    release();
+    await failed;
+    expect(await sub).toBeInstanceOf(PartitionFaultedError);
+    expect(seen).toEqual([1]);
+    await p.close();
+  });
+});
+
 describe('options', () => {
   it('reports every invalid option at once', async () => {
     const error = await openPartition({ storage: createMemoryStorage(), frameBytesMax: 8 * 1024 * 1024, queueMax: 0, epoch: -1 }).catch((e: unknown) => e);

@@ -45,7 +45,7 @@ export interface PartitionOptions {
   readonly epoch?: number;
   /**
    * Bytes one group commit may write before the next group starts.
-   * @default 8388608
+   * @default 262144
    */
   readonly batchBytesMax?: number;
   /**
@@ -196,6 +196,7 @@ export class Partition {
   private state: 'open' | 'closing' | 'closed' | 'faulted' = 'open';
   private fault: unknown;
   private commitWaiters: Array<() => void> = [];
+  private closing: Promise<void> | undefined;
   private drainWaiters: Array<() => void> = [];
 
   /** @internal use {@link openPartition} */
@@ -336,13 +337,19 @@ export class Partition {
         }
         continue;
       }
+      // Caught up: nothing more will come from a partition whose writer failed.
+      if (this.state === 'faulted') throw new PartitionFaultedError(this.name, { cause: this.fault });
       await this.nextCommit(signal);
     }
   }
 
   /** Waits for every queued append to settle, then releases the storage. Idempotent. */
-  async close(): Promise<void> {
-    if (this.state === 'closed') return;
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     const wasFaulted = this.state === 'faulted';
     this.state = 'closing';
     if (!wasFaulted) {
@@ -686,10 +693,15 @@ export class Partition {
     return new Promise<void>((resolve) => {
       if (signal?.aborted === true) return resolve();
       const done = (): void => {
-        signal?.removeEventListener('abort', done);
+        signal?.removeEventListener('abort', onAbort);
         resolve();
       };
-      signal?.addEventListener('abort', done, { once: true });
+      const onAbort = (): void => {
+        const i = this.commitWaiters.indexOf(done);
+        if (i >= 0) this.commitWaiters.splice(i, 1);
+        resolve();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.commitWaiters.push(done);
     });
   }
@@ -741,6 +753,14 @@ function versionMatches(expected: ExpectedVersion | undefined, actual: number): 
   return expected === actual;
 }
 
+/**
+ * False for strings with a lone UTF-16 surrogate: UTF-8 would store U+FFFD instead, so the
+ * stream or command id on disk would differ from the one in memory.
+ */
+function wellFormed(s: string): boolean {
+  return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+}
+
 /** Returns why a unit of work is malformed, or undefined. Cheap: runs on every append. */
 function validateUnit(unit: UnitOfWork): string | undefined {
   const changes = unit?.changes;
@@ -748,6 +768,7 @@ function validateUnit(unit: UnitOfWork): string | undefined {
   for (let c = 0; c < changes.length; c++) {
     const change: StreamChange = changes[c];
     if (typeof change?.streamId !== 'string' || change.streamId.length === 0) return `change ${c}: streamId must be a non-empty string`;
+    if (!wellFormed(change.streamId)) return `change ${c}: streamId holds a lone UTF-16 surrogate, which UTF-8 cannot store`;
     const ev = change.expectedVersion;
     if (
       ev !== undefined &&
@@ -762,7 +783,9 @@ function validateUnit(unit: UnitOfWork): string | undefined {
     if (!Array.isArray(events) || events.length === 0) return `stream "${change.streamId}": at least one event is needed`;
     for (let i = 0; i < events.length; i++) {
       const e = events[i];
-      if (typeof e?.type !== 'string' || e.type.length === 0) return `stream "${change.streamId}" event ${i}: type must be a non-empty string`;
+      if (typeof e?.type !== 'string' || e.type.length === 0 || !wellFormed(e.type)) {
+        return `stream "${change.streamId}" event ${i}: type must be a non-empty, well-formed string`;
+      }
       if (!(e.data instanceof Uint8Array)) return `stream "${change.streamId}" event ${i}: data must be a Uint8Array (serialize it first)`;
       if (e.metadata !== undefined && !(e.metadata instanceof Uint8Array)) return `stream "${change.streamId}" event ${i}: metadata must be a Uint8Array`;
     }
@@ -773,7 +796,10 @@ function validateUnit(unit: UnitOfWork): string | undefined {
   const ids = unit.commandIds;
   if (ids !== undefined) {
     if (!Array.isArray(ids)) return 'commandIds must be an array of strings';
-    for (const id of ids) if (typeof id !== 'string' || id.length === 0) return 'each command id must be a non-empty string';
+    for (const id of ids) if (typeof id !== 'string' || id.length === 0 || !wellFormed(id)) return 'each command id must be a non-empty, well-formed string';
+  }
+  for (const [name, value] of [['correlationId', unit.correlationId], ['causationId', unit.causationId]] as const) {
+    if (value !== undefined && (typeof value !== 'string' || !wellFormed(value))) return `${name} must be a well-formed string`;
   }
   return undefined;
 }

@@ -78,6 +78,7 @@ class FileStorage implements PartitionStorage {
   private timer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | undefined;
   private failure: StorageError | undefined;
+  private closing: Promise<void> | undefined;
 
   constructor(options: FileStorageOptions) {
     const defaults = fileStorageDefaults();
@@ -184,8 +185,12 @@ class FileStorage implements PartitionStorage {
     return openFileReader({ directory: this.directory });
   }
 
-  async close(): Promise<void> {
-    if (this.state === 'closed') return;
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
     if (this.timer !== undefined) clearInterval(this.timer);

@@ -8,6 +8,8 @@ import { mapFsError } from './fs-errors.js';
 export const SEGMENT_SUFFIX = '.seg';
 const SCAN_CHUNK_BYTES = 256 * 1024;
 const READ_CHUNK_BYTES = 1024 * 1024;
+/** Read handles kept open at most (beyond those in use). */
+const HANDLES_MAX = 32;
 
 export function segmentName(segment: number): string {
   return `${String(segment).padStart(8, '0')}${SEGMENT_SUFFIX}`;
@@ -46,7 +48,8 @@ export class SegmentIndex {
   private readonly segments: number[] = [];
   private readonly offsets: number[] = [];
   private readonly lengths: number[] = [];
-  private readonly handles = new Map<number, FileHandle>();
+  private readonly handles = new Map<number, { handle: FileHandle; users: number; pinned: boolean }>();
+  private closed = false;
   /** Segment and offset the next batch goes to / is looked for at. */
   endSegment = 1;
   endOffset = 0;
@@ -74,8 +77,10 @@ export class SegmentIndex {
   /** Registers an open handle (the writer's) so reads share it instead of opening another. */
   adoptHandle(segment: number, handle: FileHandle): void {
     const previous = this.handles.get(segment);
-    if (previous !== undefined && previous !== handle) void previous.close().catch(() => undefined);
-    this.handles.set(segment, handle);
+    if (previous !== undefined && previous.handle !== handle) void previous.handle.close().catch(() => undefined);
+    // The writer's segment stays open; earlier adopted ones become ordinary, evictable handles.
+    for (const entry of this.handles.values()) entry.pinned = false;
+    this.handles.set(segment, { handle, users: previous?.users ?? 0, pinned: true });
   }
 
   /**
@@ -132,6 +137,14 @@ export class SegmentIndex {
 
   private async scanSegment(segment: number, start: number): Promise<SegmentScan> {
     const handle = await this.handle(segment);
+    try {
+      return await this.scanWith(handle, segment, start);
+    } finally {
+      this.releaseHandle(segment);
+    }
+  }
+
+  private async scanWith(handle: FileHandle, segment: number, start: number): Promise<SegmentScan> {
     const decoder = new StreamDecoder({ firstSeq: this.lastSeq + 1 });
     let position = start;
     let batches = 0;
@@ -172,7 +185,12 @@ export class SegmentIndex {
       }
       const handle = await this.handle(segment);
       const buffer = Buffer.allocUnsafe(end - start);
-      const { bytesRead } = await readAt(handle, buffer, start, this.directory);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await readAt(handle, buffer, start, this.directory));
+      } finally {
+        this.releaseHandle(segment);
+      }
       const decoder = new StreamDecoder({ firstSeq: this.firstSeqs[i] });
       const batches = decoder.push(buffer.subarray(0, bytesRead));
       if (batches.length !== j - i + 1) {
@@ -201,30 +219,69 @@ export class SegmentIndex {
     return lo;
   }
 
+  /** A read handle of `segment`, held until {@link releaseHandle}; the least recently used idle ones are closed beyond HANDLES_MAX. */
   private async handle(segment: number): Promise<FileHandle> {
-    let h = this.handles.get(segment);
-    if (h === undefined) {
+    if (this.closed) throw new StorageError('Closed', `[sluice/store-file] ${this.directory} is closed`);
+    let entry = this.handles.get(segment);
+    if (entry === undefined) {
+      let h: FileHandle;
       try {
         h = await open(join(this.directory, segmentName(segment)), 'r');
       } catch (error) {
         throw mapFsError(error, join(this.directory, segmentName(segment)));
       }
-      this.handles.set(segment, h);
+      if (this.closed) {
+        await h.close();
+        throw new StorageError('Closed', `[sluice/store-file] ${this.directory} is closed`);
+      }
+      const raced = this.handles.get(segment);
+      if (raced !== undefined) {
+        await h.close();
+        entry = raced;
+      } else {
+        entry = { handle: h, users: 0, pinned: false };
+      }
     }
-    return h;
+    // Most recently used last.
+    this.handles.delete(segment);
+    this.handles.set(segment, entry);
+    entry.users++;
+    this.evictIdle();
+    return entry.handle;
+  }
+
+  private releaseHandle(segment: number): void {
+    const entry = this.handles.get(segment);
+    if (entry !== undefined && entry.users > 0) entry.users--;
+  }
+
+  private evictIdle(): void {
+    if (this.handles.size <= HANDLES_MAX) return;
+    for (const [segment, entry] of this.handles) {
+      if (this.handles.size <= HANDLES_MAX) break;
+      if (entry.users > 0 || entry.pinned) continue;
+      this.handles.delete(segment);
+      void entry.handle.close().catch(() => undefined);
+    }
   }
 
   /** fdatasyncs a segment through a read handle (recovery makes what it found durable). */
   async syncSegment(segment: number): Promise<void> {
     const handle = await this.handle(segment).catch(() => undefined);
-    await handle?.datasync().catch(() => undefined);
+    if (handle === undefined) return;
+    try {
+      await handle.datasync().catch(() => undefined);
+    } finally {
+      this.releaseHandle(segment);
+    }
   }
 
-  /** Closes read handles (not adopted ones, which their owner closes). */
+  /** Closes read handles (not `adopted`, the writer's current one, which its owner closes). */
   async close(adopted?: FileHandle): Promise<void> {
+    this.closed = true;
     const all = [...this.handles.values()];
     this.handles.clear();
-    await Promise.all(all.filter((h) => h !== adopted).map((h) => h.close().catch(() => undefined)));
+    await Promise.all(all.filter((e) => e.handle !== adopted).map((e) => e.handle.close().catch(() => undefined)));
   }
 }
 

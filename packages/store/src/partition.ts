@@ -45,7 +45,7 @@ export interface PartitionOptions {
   readonly epoch?: number;
   /**
    * Bytes one group commit may write before the next group starts.
-   * @default 262144
+   * @default 1048576
    */
   readonly batchBytesMax?: number;
   /**
@@ -69,7 +69,7 @@ export interface PartitionOptions {
 
 /** Defaults of {@link PartitionOptions}, in one place. */
 export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch'>> {
-  return { batchBytesMax: 256 * 1024, frameBytesMax: 4 * 1024 * 1024, queueMax: 100_000, clock: Date.now };
+  return { batchBytesMax: 1024 * 1024, frameBytesMax: 4 * 1024 * 1024, queueMax: 100_000, clock: Date.now };
 }
 
 /** Options of a read by seq. */

@@ -146,7 +146,7 @@ export async function runStoreBench(options: StoreBenchOptions): Promise<BenchRo
   try {
     const rows: BenchRow[] = [];
     rows.push(await rawFdatasync(directory, 1000, Math.max(10_000, 3_000_000 * scale)));
-    rows.push(await batchedAppends(directory, 1000, Math.max(10_000, 3_000_000 * scale), 4));
+    rows.push(await batchedAppends(directory, 1000, Math.max(10_000, 3_000_000 * scale), 8));
     rows.push(await rawFdatasync(directory, 1, Math.max(200, 10_000 * scale)));
     rows.push(await concurrentSingles(directory, 1000, Math.max(10_000, 1_000_000 * scale)));
     rows.push(await sequentialSingles(directory, Math.max(200, 10_000 * scale)));

@@ -198,3 +198,47 @@ describe('sluice broker with CURVE', () => {
     }
   });
 });
+
+describe('a cluster of one broker and two nodes', () => {
+  it('serves different partitions from two `sluice node` processes to the CLI and the client SDK', async () => {
+    const { createStoreClientFromConfig, loadNodeConfig } = await import('@sluice/broker');
+    const folder = await tempFolder();
+    const broker = startSluice(['broker', '--endpoint', 'tcp://127.0.0.1:0'], { cwd: folder });
+    const [endpoint] = await broker.stdout.waitForLines(1);
+    const config = join(folder, 'sluice.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        brokers: [endpoint],
+        levels: { standard: { locations: [{ file: './data/{partition}' }], fsync: 'commit' } },
+        partitions: { p1: 'standard', p2: 'standard' },
+        routing: { prefixes: { 'a-': 'p1', 'b-': 'p2' } },
+        nodes: { 'node-a': { partitions: ['p1'] }, 'node-b': { partitions: ['p2'] } },
+      }),
+    );
+    const nodeA = startSluice(['node', '--config', config, '--node', 'node-a'], { cwd: folder });
+    const nodeB = startSluice(['node', '--config', config, '--node', 'node-b'], { cwd: folder });
+    expect(await nodeA.stdout.waitForLines(1)).toEqual(['node node-a: p1']);
+    expect(await nodeB.stdout.waitForLines(1)).toEqual(['node node-b: p2']);
+
+    // The CLI appends to both partitions through the broker.
+    expect((await sluice(['append', '--config', config, '--stream', 'a-1', '--type', 'Opened', '--data', '"A"'])).lines).toEqual(['appended #1 a-1@1']);
+    expect((await sluice(['append', '--config', config, '--stream', 'b-1', '--type', 'Opened', '--data', '"B"'])).lines).toEqual(['appended #1 b-1@1']);
+
+    // The client SDK, from the same config, sees each node's partition and appends through it.
+    const client = createStoreClientFromConfig(await loadNodeConfig(config), { timeoutMs: 5000 });
+    try {
+      const result = await client.append({ streamId: 'b-1', expectedVersion: 1, events: [{ type: 'Renamed', data: new TextEncoder().encode('"B2"') }] });
+      expect(result).toMatchObject({ firstSeq: 2, streams: [{ streamId: 'b-1', version: 2 }] });
+      expect((await client.head('p1')).lastSeq).toBe(1);
+      expect((await client.head('p2')).lastSeq).toBe(2);
+    } finally {
+      await client.close();
+    }
+    expect((await sluice(['read', '--config', config, '--partition', 'p2'])).lines).toEqual(['#1 b-1@1 Opened "B"', '#2 b-1@2 Renamed "B2"']);
+
+    expect(await nodeA.stop()).toBe(ExitCode.Ok);
+    expect(await nodeB.stop()).toBe(ExitCode.Ok);
+    expect(await broker.stop()).toBe(ExitCode.Ok);
+  });
+});

@@ -12,13 +12,12 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { openPartition, type EventData, type Partition } from '@sluice/store';
+import { openPartition, type Partition } from '@sluice/store';
 import { createAzureStorage } from '@sluice/store-azure';
 import { startAzurite, type AzuriteInstance } from '@sluice/store-azure/testing';
-import { Latencies, formatRate, markdownTable, row, type BenchRow } from './stats.js';
+import { formatRate, markdownTable, type BenchRow } from './stats.js';
+import { pipelinedBatches } from './store-bench.js';
 
-const PAYLOAD_BYTES = 100;
-const STREAMS = 10_000;
 const CONTAINER = 'sluice-bench';
 
 export interface AzureBenchOptions {
@@ -38,15 +37,9 @@ export interface AzureBatchedAppendsOptions {
   /**
    * The partition's group-commit size: one engine batch is one append block (up to the
    * storage's 4 MiB blockBytesMax).
-   * @default 262144 (the engine's default)
+   * @default 262144
    */
   readonly batchBytesMax?: number;
-}
-
-function payload(): Uint8Array {
-  const p = new Uint8Array(PAYLOAD_BYTES);
-  for (let i = 0; i < p.length; i++) p[i] = (i * 31) & 0xff;
-  return p;
 }
 
 /** Starts an in-memory Azurite on a free loopback port for `run`, and stops it after. */
@@ -81,31 +74,12 @@ export async function azureBatchedAppends(options: AzureBatchedAppendsOptions): 
   const batchBytesMax = options.batchBytesMax ?? 256 * 1024;
   runs += 1;
   return withAzurePartition(connectionString, `batch-${batch}-${batchBytesMax}-${runs}`, batchBytesMax, async (partition) => {
-    const data = payload();
-    const batches = Math.max(1, Math.floor(events / batch));
-    const templates: EventData[][] = [];
-    for (let t = 0; t < pipeline; t++) templates.push(Array.from({ length: batch }, () => ({ type: 'BenchEvent', data })));
-    const latencies = new Latencies();
-    let next = 0;
-    const start = performance.now();
-    await Promise.all(
-      templates.map(async (events) => {
-        while (next < batches) {
-          const n = next++;
-          const t = performance.now();
-          await partition.append({ streamId: `stream-${n % STREAMS}`, events });
-          latencies.record(performance.now() - t);
-        }
-      }),
-    );
-    const ms = performance.now() - start;
-    const total = batches * batch;
-    return row(
+    return pipelinedBatches(
+      partition,
+      batch,
+      events,
+      pipeline,
       `sluice azure store (Azurite), batches of ${batch}`,
-      total,
-      total * PAYLOAD_BYTES,
-      ms,
-      latencies,
       `${pipeline} appends in flight, engine batches up to ${batchBytesMax / 1024} KiB, one append block each`,
     );
   });
@@ -139,7 +113,7 @@ const isMain = import.meta.url === `file://${process.argv[1]}`;
 if (isMain) {
   const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, out: { type: 'string' } } });
   const rows = await runAzureBench({ smoke: values.smoke === true });
-  console.log(`\nSluice Azure store benchmark (${values.smoke === true ? 'smoke' : 'full'}), ${PAYLOAD_BYTES}-byte payloads, Azurite in memory, Node ${process.version}\n`);
+  console.log(`\nSluice Azure store benchmark (${values.smoke === true ? 'smoke' : 'full'}), 100-byte payloads, Azurite in memory, Node ${process.version}\n`);
   console.log(formatAzureRows(rows));
   if (values.out !== undefined) await writeFile(values.out, JSON.stringify(rows, null, 2));
 }

@@ -8,10 +8,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { openPartition, type EventData } from '@sluice/store';
+import { openPartition } from '@sluice/store';
 import { createLmdbStorage } from '@sluice/store-lmdb';
 import { open } from 'lmdb';
 import { Latencies, formatRate, markdownTable, row, type BenchRow } from './stats.js';
+import { pipelinedBatches } from './store-bench.js';
 
 const PAYLOAD_BYTES = 100;
 const STREAMS = 10_000;
@@ -54,26 +55,7 @@ export async function rawLmdb(directory: string, batch: number, events: number):
 export async function lmdbBatchedAppends(directory: string, batch: number, events: number, pipeline: number): Promise<BenchRow> {
   const partition = await openPartition({ storage: createLmdbStorage({ directory: join(directory, `lmdb-batch-${batch}`), fsync: 'commit' }), name: 'bench' });
   try {
-    const data = payload();
-    const batches = Math.max(1, Math.floor(events / batch));
-    const templates: EventData[][] = [];
-    for (let t = 0; t < pipeline; t++) templates.push(Array.from({ length: batch }, () => ({ type: 'BenchEvent', data })));
-    const latencies = new Latencies();
-    let next = 0;
-    const start = performance.now();
-    await Promise.all(
-      templates.map(async (events) => {
-        while (next < batches) {
-          const n = next++;
-          const t = performance.now();
-          await partition.append({ streamId: `stream-${n % STREAMS}`, events });
-          latencies.record(performance.now() - t);
-        }
-      }),
-    );
-    const ms = performance.now() - start;
-    const total = batches * batch;
-    return row(`sluice lmdb store, batches of ${batch}`, total, total * PAYLOAD_BYTES, ms, latencies, `${pipeline} appends in flight, fsync per commit`);
+    return await pipelinedBatches(partition, batch, events, pipeline, `sluice lmdb store, batches of ${batch}`, `${pipeline} appends in flight, fsync per commit`);
   } finally {
     await partition.close();
   }

@@ -76,30 +76,39 @@ async function withPartition<T>(directory: string, name: string, run: (p: Partit
   }
 }
 
-/** (a) appends of `batch` events each; `pipeline` appends in flight so encoding overlaps the sync. */
+/**
+ * Appends of `batch` 100-byte events each on `partition`, `pipeline` appends in flight so
+ * encoding overlaps the write; one stream per append, round-robin over 10,000 streams. Every
+ * backend's batched row runs this same loop.
+ */
+export async function pipelinedBatches(partition: Partition, batch: number, events: number, pipeline: number, name: string, note: string): Promise<BenchRow> {
+  const data = payload();
+  const batches = Math.max(1, Math.floor(events / batch));
+  const templates: EventData[][] = [];
+  for (let t = 0; t < pipeline; t++) templates.push(Array.from({ length: batch }, () => ({ type: 'BenchEvent', data })));
+  const latencies = new Latencies();
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    templates.map(async (events) => {
+      while (next < batches) {
+        const n = next++;
+        const t = performance.now();
+        await partition.append({ streamId: `stream-${n % STREAMS}`, events });
+        latencies.record(performance.now() - t);
+      }
+    }),
+  );
+  const ms = performance.now() - start;
+  const total = batches * batch;
+  return row(name, total, total * PAYLOAD_BYTES, ms, latencies, note);
+}
+
+/** (a) appends of `batch` events each on the file store. */
 export async function batchedAppends(directory: string, batch: number, events: number, pipeline: number): Promise<BenchRow> {
-  return withPartition(directory, `batch-${batch}`, async (partition) => {
-    const data = payload();
-    const batches = Math.max(1, Math.floor(events / batch));
-    const templates: EventData[][] = [];
-    for (let t = 0; t < pipeline; t++) templates.push(Array.from({ length: batch }, () => ({ type: 'BenchEvent', data })));
-    const latencies = new Latencies();
-    let next = 0;
-    const start = performance.now();
-    await Promise.all(
-      templates.map(async (events) => {
-        while (next < batches) {
-          const n = next++;
-          const t = performance.now();
-          await partition.append({ streamId: `stream-${n % STREAMS}`, events });
-          latencies.record(performance.now() - t);
-        }
-      }),
-    );
-    const ms = performance.now() - start;
-    const total = batches * batch;
-    return row(`sluice file store, batches of ${batch}`, total, total * PAYLOAD_BYTES, ms, latencies, `${pipeline} appends in flight, fsync per commit`);
-  });
+  return withPartition(directory, `batch-${batch}`, (partition) =>
+    pipelinedBatches(partition, batch, events, pipeline, `sluice file store, batches of ${batch}`, `${pipeline} appends in flight, fsync per commit`),
+  );
 }
 
 /** (b) `concurrency` appenders, each sending single-event appends one after another. */

@@ -1,5 +1,5 @@
 import { StreamDecoder, type DecodeReport, type SealedBatch } from '@sluice/framing';
-import { StorageError } from '@sluice/store';
+import { StorageError, firstBatchEndingAtOrAfter } from '@sluice/store';
 import { SOURCE } from './azure-errors.js';
 import type { LogBlob, LogBlobs } from './log-blobs.js';
 
@@ -175,7 +175,7 @@ export class BlobLogIndex {
    * `readAheadMax` downloads run ahead of the consumer.
    */
   async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
-    let i = this.firstIndex(fromSeq);
+    let i = firstBatchEndingAtOrAfter(this.lastSeqs, fromSeq);
     const ahead: { first: number; last: number; blob: number; start: number; bytes: Promise<Buffer> }[] = [];
     const plan = (): boolean => {
       if (i >= this.lastSeqs.length || this.firstSeqs[i] > toSeq) return false;
@@ -219,18 +219,6 @@ export class BlobLogIndex {
     }
   }
 
-  /** Index of the first batch whose lastSeq >= seq. */
-  private firstIndex(seq: number): number {
-    const a = this.lastSeqs;
-    let lo = 0;
-    let hi = a.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (a[mid] < seq) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
 }
 
 function cleanReport(offset: number, nextSeq: number): DecodeReport {

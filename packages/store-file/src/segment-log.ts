@@ -1,7 +1,7 @@
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StreamDecoder, type DecodeReport, type SealedBatch } from '@sluice/framing';
-import { StorageError } from '@sluice/store';
+import { StorageError, firstBatchEndingAtOrAfter } from '@sluice/store';
 import { mapFsError } from './fs-errors.js';
 
 /** Segment files are named by their number: `00000001.seg`. */
@@ -165,7 +165,7 @@ export class SegmentIndex {
 
   /** Verified batches overlapping [fromSeq, toSeq] among those indexed. */
   async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
-    let i = this.firstIndex(fromSeq);
+    let i = firstBatchEndingAtOrAfter(this.lastSeqs, fromSeq);
     const count = this.lastSeqs.length;
     while (i < count && this.firstSeqs[i] <= toSeq) {
       // Read a run of adjacent batches of one segment with one read, up to the chunk size.
@@ -206,18 +206,6 @@ export class SegmentIndex {
     }
   }
 
-  /** Index of the first batch whose lastSeq >= seq. */
-  private firstIndex(seq: number): number {
-    const a = this.lastSeqs;
-    let lo = 0;
-    let hi = a.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (a[mid] < seq) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
 
   /** A read handle of `segment`, held until {@link releaseHandle}; the least recently used idle ones are closed beyond HANDLES_MAX. */
   private async handle(segment: number): Promise<FileHandle> {

@@ -35,3 +35,4 @@ export type {
 } from './types.js';
 export { describeFsyncPolicy, parseFsyncPolicy, type FsyncPolicy, type FsyncPolicyInput } from './fsync-policy.js';
 export { LOCK_FILE, WriterLock } from './writer-lock.js';
+export { firstBatchEndingAtOrAfter } from './seq-search.js';

@@ -1,5 +1,6 @@
 import { StreamDecoder, type SealedBatch } from '@sluice/framing';
 import { StorageError } from './errors.js';
+import { firstBatchEndingAtOrAfter } from './seq-search.js';
 import type { PartitionStorage, StorageReader, StorageRecovery } from './storage.js';
 
 /**
@@ -9,6 +10,8 @@ import type { PartitionStorage, StorageReader, StorageRecovery } from './storage
 export class MemoryLog {
   /** Stored batches in seq order. */
   readonly batches: SealedBatch[] = [];
+  /** lastSeqs[i] is batches[i].lastSeq: the search key of reads. */
+  readonly lastSeqs: number[] = [];
   /** Raw bytes appended after the last verified batch (a torn tail, for recovery tests). */
   tail: Uint8Array = new Uint8Array(0);
   /** @internal */
@@ -59,7 +62,7 @@ class MemoryStorage implements PartitionStorage {
       const copy = Uint8Array.from(this.log.tail);
       const recovered = decoder.push(copy);
       const report = decoder.end();
-      this.log.batches.push(...recovered);
+      this.keep(recovered);
       droppedBytes = copy.length - report.validBytes;
       droppedReason = report.clean ? undefined : `${report.reason}: ${report.detail}`;
       this.log.tail = new Uint8Array(0);
@@ -80,15 +83,16 @@ class MemoryStorage implements PartitionStorage {
     if (report.reason !== 'end' || batches.at(-1)?.lastSeq !== lastSeq) {
       throw new StorageError('Corrupt', `[sluice/store] memory storage: appended bytes do not decode to seq ${firstSeq}..${lastSeq} (${report.reason}: ${report.detail})`);
     }
-    this.log.batches.push(...batches);
+    this.keep(batches);
   }
 
   read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch> {
     const batches = this.log.batches;
+    const lastSeqs = this.log.lastSeqs;
     const assertOpen = (): void => this.assertOpen();
     return (async function* () {
       assertOpen();
-      let i = lowerBound(batches, fromSeq);
+      let i = firstBatchEndingAtOrAfter(lastSeqs, fromSeq);
       for (; i < batches.length && batches[i].firstSeq <= toSeq; i++) yield batches[i];
     })();
   }
@@ -106,6 +110,13 @@ class MemoryStorage implements PartitionStorage {
     this.state = 'closed';
   }
 
+  private keep(batches: readonly SealedBatch[]): void {
+    for (const b of batches) {
+      this.log.batches.push(b);
+      this.log.lastSeqs.push(b.lastSeq);
+    }
+  }
+
   private lastSeqNow(): number {
     return this.log.batches.at(-1)?.lastSeq ?? 0;
   }
@@ -113,16 +124,4 @@ class MemoryStorage implements PartitionStorage {
   private assertOpen(): void {
     if (this.state !== 'open') throw new StorageError('Closed', `[sluice/store] memory storage is ${this.state === 'new' ? 'not open yet: call open() first' : 'closed'}`);
   }
-}
-
-/** Index of the first batch whose lastSeq >= seq. */
-function lowerBound(batches: readonly SealedBatch[], seq: number): number {
-  let lo = 0;
-  let hi = batches.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (batches[mid].lastSeq < seq) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { openPartition, type Partition } from '@sluice/store';
 import { createAzureStorage } from '@sluice/store-azure';
 import { startAzurite, type AzuriteInstance } from '@sluice/store-azure/testing';
-import { formatRate, markdownTable, type BenchRow } from './stats.js';
+import { formatBenchRows, type BenchRow } from './stats.js';
 import { pipelinedBatches } from './store-bench.js';
 
 const CONTAINER = 'sluice-bench';
@@ -103,10 +103,7 @@ export async function runAzureBench(options: AzureBenchOptions): Promise<BenchRo
 }
 
 export function formatAzureRows(rows: readonly BenchRow[]): string {
-  return markdownTable(
-    ['scenario', 'events/s', 'MB/s (payload)', 'p50 ms', 'p99 ms', 'notes'],
-    rows.map((r) => [r.name, formatRate(r.eventsPerSecond), (r.bytesPerSecond / 1e6).toFixed(1), r.p50Ms.toFixed(3), r.p99Ms.toFixed(3), r.note ?? '']),
-  );
+  return formatBenchRows(rows);
 }
 
 const isMain = import.meta.url === `file://${process.argv[1]}`;

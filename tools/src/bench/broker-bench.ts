@@ -51,7 +51,7 @@ import {
 import { openPartition, type EventData } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
 import * as zmq from 'zeromq';
-import { Latencies, formatRate, markdownTable, row, type BenchRow } from './stats.js';
+import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
 
 const PAYLOAD_BYTES = 100;
 const ECHO_SERVICE = 'echo';
@@ -376,21 +376,10 @@ export async function runBrokerBench(options: BrokerBenchOptions): Promise<Bench
 
 export function formatBrokerRows(rows: readonly BenchRow[]): string {
   const direct = rows.find((r) => r.name.startsWith('direct'));
-  return markdownTable(
-    ['scenario', 'events/s', 'MB/s (payload)', 'p50 ms', 'p99 ms', 'notes'],
-    rows.map((r) => [
-      r.name,
-      formatRate(r.eventsPerSecond),
-      (r.bytesPerSecond / 1e6).toFixed(1),
-      r.p50Ms.toFixed(3),
-      r.p99Ms.toFixed(3),
-      (r.note ?? '') +
-        (r.name.startsWith('via broker: D') || r.name.startsWith('via broker: M')
-          ? direct === undefined
-            ? ''
-            : `; direct is ${(direct.eventsPerSecond / r.eventsPerSecond).toFixed(2)}× this`
-          : ''),
-    ]),
+  return formatBenchRows(rows, (r) =>
+    (r.name.startsWith('via broker: D') || r.name.startsWith('via broker: M')) && direct !== undefined
+      ? `; direct is ${(direct.eventsPerSecond / r.eventsPerSecond).toFixed(2)}× this`
+      : '',
   );
 }
 

@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { openPartition } from '@sluice/store';
 import { createLmdbStorage } from '@sluice/store-lmdb';
 import { open } from 'lmdb';
-import { Latencies, formatRate, markdownTable, row, type BenchRow } from './stats.js';
+import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
 import { pipelinedBatches } from './store-bench.js';
 
 const PAYLOAD_BYTES = 100;
@@ -77,10 +77,5 @@ if (isMain) {
   const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, dir: { type: 'string' } } });
   const rows = await runLmdbBench({ smoke: values.smoke === true, directory: values.dir ?? tmpdir() });
   console.log(`\nSluice LMDB benchmark, ${PAYLOAD_BYTES}-byte payloads, Node ${process.version}\n`);
-  console.log(
-    markdownTable(
-      ['scenario', 'events/s', 'MB/s (payload)', 'p50 ms', 'p99 ms', 'notes'],
-      rows.map((r) => [r.name, formatRate(r.eventsPerSecond), (r.bytesPerSecond / 1e6).toFixed(1), r.p50Ms.toFixed(3), r.p99Ms.toFixed(3), r.note ?? '']),
-    ),
-  );
+  console.log(formatBenchRows(rows));
 }

@@ -52,3 +52,14 @@ export function markdownTable(headers: string[], rows: string[][]): string {
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
   return [line(headers), line(headers.map(() => '---')), ...rows.map(line)].join('\n');
 }
+
+/**
+ * The standard benchmark table: one line per row, `extraNote` appending a comparison to a
+ * row's notes (e.g. its ratio to a reference row).
+ */
+export function formatBenchRows(rows: readonly BenchRow[], extraNote: (r: BenchRow) => string = () => ''): string {
+  return markdownTable(
+    ['scenario', 'events/s', 'MB/s (payload)', 'p50 ms', 'p99 ms', 'notes'],
+    rows.map((r) => [r.name, formatRate(r.eventsPerSecond), (r.bytesPerSecond / 1e6).toFixed(1), r.p50Ms.toFixed(3), r.p99Ms.toFixed(3), (r.note ?? '') + extraNote(r)]),
+  );
+}

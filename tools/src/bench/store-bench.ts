@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { FLAG_COMMIT_FIRST, FLAG_COMMIT_LAST, FrameWriter } from '@sluice/framing';
 import { openPartition, type EventData, type Partition } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
-import { Latencies, formatRate, markdownTable, row, type BenchRow } from './stats.js';
+import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
 
 const PAYLOAD_BYTES = 100;
 const STREAMS = 10_000;
@@ -167,17 +167,8 @@ export async function runStoreBench(options: StoreBenchOptions): Promise<BenchRo
 
 export function formatStoreRows(rows: readonly BenchRow[]): string {
   const rawSingle = rows.find((r) => r.name.startsWith('raw') && r.name.includes(' 1 event'));
-  return markdownTable(
-    ['scenario', 'events/s', 'MB/s (payload)', 'p50 ms', 'p99 ms', 'notes'],
-    rows.map((r) => [
-      r.name,
-      formatRate(r.eventsPerSecond),
-      (r.bytesPerSecond / 1e6).toFixed(1),
-      r.p50Ms.toFixed(3),
-      r.p99Ms.toFixed(3),
-      (r.note ?? '') +
-        (r.name.includes('sequential') && rawSingle !== undefined ? `; ${((r.eventsPerSecond / rawSingle.eventsPerSecond) * 100).toFixed(0)}% of raw single fdatasync` : ''),
-    ]),
+  return formatBenchRows(rows, (r) =>
+    r.name.includes('sequential') && rawSingle !== undefined ? `; ${((r.eventsPerSecond / rawSingle.eventsPerSecond) * 100).toFixed(0)}% of raw single fdatasync` : '',
   );
 }
 

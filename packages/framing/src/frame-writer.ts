@@ -10,9 +10,11 @@ import {
   KIND_EVENT,
   KIND_MARKER,
   MARKER_BYTES,
-  MARKER_HEADER_BYTES,
+  MARKER_DIGEST_OFFSET,
+  MARKER_PREV_DIGEST_OFFSET,
   NAME_BYTES_MAX,
   SHA1_BYTES,
+  ZERO_DIGEST,
   writeU16,
   writeU32,
   writeU53,
@@ -46,7 +48,7 @@ const EMPTY = new Uint8Array(0);
  * const writer = new FrameWriter();
  * writer.appendEvent(1, 0, Date.now(), FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST,
  *   'account-1', 1, 'Opened', { commandIds: ['c1'] }, undefined, payload);
- * writer.seal(0, Date.now());
+ * writer.seal(0, Date.now()); // chains to the previous batch this writer sealed
  * await file.write(writer.bytes());
  */
 export class FrameWriter {
@@ -62,6 +64,9 @@ export class FrameWriter {
   private sealedLastSeq = -1;
   // Offset of a marker written by beginSeal() whose digest is still to come, or -1.
   private pendingMarker = -1;
+  // Digest of the last batch this writer sealed (kept across resets): the default previous
+  // digest of the next seal, so one writer's consecutive batches chain by themselves.
+  private chain: Uint8Array = ZERO_DIGEST;
 
   constructor(options: FrameWriterOptions = {}) {
     this.frameBytesMax = options.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
@@ -190,13 +195,15 @@ export class FrameWriter {
   }
 
   /**
-   * Writes a commit marker sealing every event frame since the previous seal, with a
-   * SHA-1 digest of their bytes. Returns false (writing nothing) when nothing is unsealed.
-   * Throws {@link InvalidFrameFieldError} (writing nothing) for an epoch or timestamp that
-   * cannot be stored.
+   * Writes a commit marker sealing every event frame since the previous seal, with the SHA-1
+   * digest that chains this batch to `prevDigest` (the digest of the batch before it; by
+   * default the last batch this writer sealed, or 20 zero bytes for a log's first batch).
+   * Returns false (writing nothing) when nothing is unsealed. Throws
+   * {@link InvalidFrameFieldError} (writing nothing) for an epoch or timestamp that cannot be
+   * stored.
    */
-  seal(epoch: number, timestamp: number): boolean {
-    const sealed = this.beginSeal(epoch, timestamp);
+  seal(epoch: number, timestamp: number, prevDigest: Uint8Array = this.chain): boolean {
+    const sealed = this.beginSeal(epoch, timestamp, prevDigest);
     if (sealed === undefined) return false;
     this.completeSeal(createHash('sha1').update(sealed).digest());
     return true;
@@ -209,10 +216,11 @@ export class FrameWriter {
    * {@link completeSeal} with their SHA-1 before reading {@link bytes}; write nothing in
    * between, and keep the returned bytes unchanged until then.
    */
-  beginSeal(epoch: number, timestamp: number): Uint8Array | undefined {
+  beginSeal(epoch: number, timestamp: number, prevDigest: Uint8Array = this.chain): Uint8Array | undefined {
     if (this.unsealedFrames === 0) return undefined;
     if (this.pendingMarker >= 0) throw new RangeError('[sluice/framing] beginSeal() called twice without completeSeal()');
     checkEpochAndTimestamp(epoch, timestamp);
+    if (prevDigest.length !== SHA1_BYTES) throw new InvalidFrameFieldError('prevDigest', `a SHA-1 digest has ${SHA1_BYTES} bytes, got ${prevDigest.length}`);
     this.ensure(MARKER_BYTES);
     const b = this.buffer;
     const start = this.position;
@@ -227,13 +235,14 @@ export class FrameWriter {
     writeU32(b, start + 28, this.unsealedFrames);
     writeU53(b, start + 32, this.unsealedLastSeq);
     writeU32(b, start + 40, SHA1_BYTES);
+    b.set(prevDigest, start + MARKER_PREV_DIGEST_OFFSET);
     this.pendingMarker = start;
     this.position = start + MARKER_BYTES;
     this.sealedLastSeq = this.unsealedLastSeq;
     this.unsealedFrames = 0;
     this.unsealedFirstSeq = -1;
     this.unsealedLastSeq = -1;
-    return b.subarray(this.sealedPosition, start);
+    return b.subarray(this.sealedPosition, start + MARKER_DIGEST_OFFSET);
   }
 
   /** Second half of a deferred seal: stores the SHA-1 of the bytes {@link beginSeal} returned. */
@@ -242,11 +251,17 @@ export class FrameWriter {
     if (start < 0) throw new RangeError('[sluice/framing] completeSeal() without beginSeal()');
     if (digest.length !== SHA1_BYTES) throw new InvalidFrameFieldError('digest', `a SHA-1 digest has ${SHA1_BYTES} bytes, got ${digest.length}`);
     const b = this.buffer;
-    b.set(digest, start + MARKER_HEADER_BYTES);
-    const end = start + MARKER_HEADER_BYTES + SHA1_BYTES;
+    b.set(digest, start + MARKER_DIGEST_OFFSET);
+    const end = start + MARKER_DIGEST_OFFSET + SHA1_BYTES;
     writeU32(b, end, crc32c(b, start, end));
+    this.chain = Uint8Array.from(digest);
     this.sealedPosition = this.position;
     this.pendingMarker = -1;
+  }
+
+  /** Digest of the last batch this writer sealed (20 zero bytes before the first). */
+  get lastDigest(): Uint8Array {
+    return this.chain;
   }
 
   private ensure(extra: number): void {

@@ -8,8 +8,18 @@ export {
   FLAG_COMMIT_FIRST,
   FLAG_COMMIT_LAST,
   FORMAT_VERSION,
+  FORMAT_VERSION_MIN,
   FRAME_BYTES_MIN,
+  KIND_EVENT,
+  KIND_MARKER,
   MARKER_BYTES,
+  MARKER_DIGEST_OFFSET,
+  MARKER_PREV_DIGEST_OFFSET,
+  MARKER_V1_BYTES,
+  SHA1_BYTES,
+  ZERO_DIGEST,
+  readU32,
+  readU53,
   NAME_BYTES_MAX,
 } from './layout.js';
 export { SequenceChecker, type SequenceCheckerOptions, type SequenceVerdict } from './sequence-checker.js';

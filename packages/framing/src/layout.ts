@@ -1,5 +1,6 @@
 /**
- * The frame format, version 1. Binary, little-endian, self-delimiting, checksummed.
+ * The frame format, version 2 (version 1 logs still decode). Binary, little-endian,
+ * self-delimiting, checksummed.
  *
  * Every frame starts with its total length and ends with a CRC-32C of everything before
  * the CRC. Two kinds exist:
@@ -9,7 +10,7 @@
  * | offset | size | field |
  * |---|---|---|
  * | 0 | 4 | frameBytes: total length, this field and the CRC included |
- * | 4 | 1 | format version (1) |
+ * | 4 | 1 | format version (2; 1 in older logs, same layout) |
  * | 5 | 1 | kind (1 = event) |
  * | 6 | 1 | flags: bit 0 first frame of its commit, bit 1 last frame of its commit |
  * | 7 | 1 | reserved, 0 |
@@ -25,14 +26,16 @@
  * | 52 | … | streamId (UTF-8), eventType (UTF-8), headers, metadata, payload |
  * | end−4 | 4 | CRC-32C of bytes [0, end−4) |
  *
- * Commit marker (kind 2), 44-byte header: seals every event frame written since the
- * previous marker (one or more whole commits). Readers accept frames only once a marker
- * whose digest verifies has been read after them.
+ * Commit marker (kind 2), version 2, 88 bytes: seals every event frame written since the
+ * previous marker (one or more whole commits: a batch). Readers accept frames only once a
+ * marker whose digest verifies has been read after them. The marker names the digest of the
+ * previous batch, so the log is a hash chain: two copies whose markers match at a seq hold the
+ * same history up to it.
  *
  * | offset | size | field |
  * |---|---|---|
- * | 0 | 4 | frameBytes |
- * | 4 | 1 | format version (1) |
+ * | 0 | 4 | frameBytes (88) |
+ * | 4 | 1 | format version (2) |
  * | 5 | 1 | kind (2 = marker) |
  * | 6 | 1 | digest algorithm (1 = SHA-1) |
  * | 7 | 1 | reserved, 0 |
@@ -41,9 +44,14 @@
  * | 24 | 4 | epoch |
  * | 28 | 4 | frameCount sealed |
  * | 32 | 8 | lastSeq sealed |
- * | 40 | 4 | digestBytes |
- * | 44 | … | digest of the exact bytes of the sealed event frames |
- * | end−4 | 4 | CRC-32C |
+ * | 40 | 4 | digestBytes (20) |
+ * | 44 | 20 | prevDigest: the previous batch's digest (20 zero bytes before the first batch) |
+ * | 64 | 20 | digest: SHA-1 of the sealed event frames' exact bytes followed by bytes [0, 64) of this marker |
+ * | 84 | 4 | CRC-32C |
+ *
+ * A version 1 marker (68 bytes) has no prevDigest: its digest (offset 44) covers the sealed
+ * event frames only. A version 2 marker may follow a version 1 batch (its prevDigest is then
+ * the version 1 digest), which is how a version 1 log continues under version 2.
  *
  * Commit headers (inside an event frame, normally the first frame of a commit):
  * u16 commandIdCount, then per id u16 length + UTF-8; u16 length + UTF-8 correlation id;
@@ -52,7 +60,9 @@
  * 64-bit integers are stored as two u32 halves and must be safe integers (< 2^53).
  * A length field of 0 at a frame boundary means unwritten (preallocated, zero-filled) space.
  */
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
+/** Oldest format version decoders still read. */
+export const FORMAT_VERSION_MIN = 1;
 export const KIND_EVENT = 1;
 export const KIND_MARKER = 2;
 export const FLAG_COMMIT_FIRST = 1;
@@ -62,11 +72,19 @@ export const SHA1_BYTES = 20;
 
 export const EVENT_HEADER_BYTES = 52;
 export const MARKER_HEADER_BYTES = 44;
+/** Offset of the previous batch's digest in a version 2 marker. */
+export const MARKER_PREV_DIGEST_OFFSET = 44;
+/** Offset of the batch digest in a version 2 marker; the bytes before it are digested with the frames. */
+export const MARKER_DIGEST_OFFSET = 64;
 export const CRC_BYTES = 4;
 /** The smallest possible frame: an event frame with every variable field empty. */
 export const FRAME_BYTES_MIN = EVENT_HEADER_BYTES + CRC_BYTES;
-/** A SHA-1 commit marker's exact size. */
-export const MARKER_BYTES = MARKER_HEADER_BYTES + SHA1_BYTES + CRC_BYTES;
+/** A version 2 SHA-1 commit marker's exact size. */
+export const MARKER_BYTES = MARKER_DIGEST_OFFSET + SHA1_BYTES + CRC_BYTES;
+/** A version 1 SHA-1 commit marker's exact size. */
+export const MARKER_V1_BYTES = MARKER_HEADER_BYTES + SHA1_BYTES + CRC_BYTES;
+/** The previous digest of the first batch of a log. */
+export const ZERO_DIGEST: Uint8Array = new Uint8Array(SHA1_BYTES);
 /** Default largest frame accepted by the encoder and decoder: 4 MiB. */
 export const DEFAULT_FRAME_BYTES_MAX = 4 * 1024 * 1024;
 /** Longest stream id or event type, in UTF-8 bytes. */

@@ -8,10 +8,15 @@ import {
   FLAG_COMMIT_FIRST,
   FLAG_COMMIT_LAST,
   FORMAT_VERSION,
+  FORMAT_VERSION_MIN,
   FRAME_BYTES_MIN,
   KIND_EVENT,
   KIND_MARKER,
+  MARKER_BYTES,
+  MARKER_DIGEST_OFFSET,
   MARKER_HEADER_BYTES,
+  MARKER_PREV_DIGEST_OFFSET,
+  MARKER_V1_BYTES,
   SHA1_BYTES,
   readU16,
   readU32,
@@ -29,10 +34,16 @@ export interface StreamDecoderOptions {
   /** Seq the first frame must have; when absent, the first frame's seq is taken as given. */
   readonly firstSeq?: number;
   /**
-   * Verify each marker's digest (SHA-1 over the sealed frames).
+   * Verify each marker's digest (SHA-1 over the sealed frames and the marker's header).
    * @default true
    */
   readonly verifyDigest?: boolean;
+  /**
+   * Digest of the batch before the input (20 zero bytes at the start of a log). When given,
+   * the first batch must name it as its previous digest; later batches must always chain to
+   * the one before them. Decoding stops with `broken-chain` where they do not.
+   */
+  readonly prevDigest?: Uint8Array;
 }
 
 // ignoreBOM: a leading U+FEFF is part of a name, not a byte-order mark to strip.
@@ -75,6 +86,9 @@ export class StreamDecoder {
   private validBytes = 0; // end of the last verified marker
   private pending: EventFrame[] = [];
   private hash: Hash | undefined;
+  // Views of the current batch's bytes seen so far (one, unless the batch spans pushes).
+  private pieces: Uint8Array[] = [];
+  private chain: Uint8Array | undefined;
   private carry: Uint8Array | undefined;
   private carryFilled = 0;
   private inCommit = false;
@@ -84,6 +98,12 @@ export class StreamDecoder {
     this.frameBytesMax = options.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
     this.verifyDigest = options.verifyDigest ?? true;
     this.nextSeq = options.firstSeq;
+    this.chain = options.prevDigest;
+  }
+
+  /** Digest of the last verified batch (or the `prevDigest` option before any). */
+  get lastDigest(): Uint8Array | undefined {
+    return this.chain;
   }
 
   /** True once decoding has stopped on bad or unwritten data; later input is ignored. */
@@ -190,10 +210,14 @@ export class StreamDecoder {
     this.hashRegion(b, region, end);
   }
 
+  /** Takes `b[from, to)` as bytes of the current batch: kept as a view, and digested. */
   private hashRegion(b: Uint8Array, from: number, to: number): void {
-    if (!this.verifyDigest || to <= from || this.pending.length === 0) return;
+    if (to <= from || this.pending.length === 0) return;
+    const piece = b.subarray(from, to);
+    this.pieces.push(piece);
+    if (!this.verifyDigest) return;
     this.hash ??= createHash('sha1');
-    this.hash.update(b.subarray(from, to));
+    this.hash.update(piece);
   }
 
   /** Validates a length field; stops decoding and returns false when it cannot start a frame. */
@@ -228,8 +252,13 @@ export class StreamDecoder {
       this.stop('bad-checksum', at, `frame of ${n} bytes fails its CRC-32C`);
       return false;
     }
-    if (b[o + 4] !== FORMAT_VERSION) {
-      this.stop('unsupported-version', at, `format version ${b[o + 4]} is not supported (this decoder reads version ${FORMAT_VERSION}): upgrade @sluice/framing`);
+    const version = b[o + 4];
+    if (version > FORMAT_VERSION) {
+      this.stop('unsupported-version', at, `format version ${version} is not supported (this decoder reads versions ${FORMAT_VERSION_MIN} to ${FORMAT_VERSION}): upgrade @sluice/framing`);
+      return false;
+    }
+    if (version < FORMAT_VERSION_MIN) {
+      this.stop('malformed-frame', at, `format version ${version} does not exist`);
       return false;
     }
     const kind = b[o + 5];
@@ -280,9 +309,16 @@ export class StreamDecoder {
       this.stop('bad-commit-grouping', at, `marker after seq ${marker.lastSeq} seals a commit that never ended`);
       return false;
     }
+    if (regionStart >= 0) this.hashRegion(b, regionStart, o);
+    const chained = marker.prevDigest !== undefined;
+    if (chained && this.chain !== undefined && !equalBytes(marker.prevDigest, this.chain)) {
+      this.stop('broken-chain', at, `batch seq ${marker.firstSeq}..${marker.lastSeq} names a previous batch digest that differs from the batch before it`);
+      return false;
+    }
     if (this.verifyDigest) {
-      if (regionStart >= 0) this.hashRegion(b, regionStart, o);
-      const digest = (this.hash ?? createHash('sha1')).digest();
+      const hash = this.hash ?? createHash('sha1');
+      if (chained) hash.update(b.subarray(o, o + MARKER_DIGEST_OFFSET));
+      const digest = hash.digest();
       this.hash = undefined;
       if (!equalBytes(digest, marker.digest)) {
         this.stop('bad-digest', at, `SHA-1 of seq ${marker.firstSeq}..${marker.lastSeq} does not match the marker`);
@@ -299,10 +335,30 @@ export class StreamDecoder {
       marker,
       byteOffset: this.consumed - batchBytes,
       byteLength: batchBytes,
+      bytes: this.batchBytes(b, o, n, batchBytes),
     });
     this.pending = [];
+    this.pieces = [];
+    this.chain = marker.digest;
     this.validBytes = this.consumed;
     return true;
+  }
+
+  /** The batch's exact bytes: a view when it arrived in one piece, a copy otherwise. */
+  private batchBytes(b: Uint8Array, o: number, n: number, total: number): Uint8Array {
+    const pieces = this.pieces;
+    if (pieces.length === 1) {
+      const p = pieces[0];
+      if (p.buffer === b.buffer && p.byteOffset + p.length === b.byteOffset + o) return b.subarray(o - p.length, o + n);
+    }
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const p of pieces) {
+      out.set(p, at);
+      at += p.length;
+    }
+    out.set(b.subarray(o, o + n), at);
+    return out;
   }
 
   private stop(reason: StopReason, offset: number, detail: string): void {
@@ -310,6 +366,7 @@ export class StreamDecoder {
     this.carry = undefined;
     this.carryFilled = 0;
     this.hash = undefined;
+    this.pieces = [];
   }
 }
 
@@ -408,22 +465,26 @@ function decodeHeaders(b: Uint8Array, start: number, end: number): CommitHeaders
 
 function decodeMarker(b: Uint8Array, o: number, n: number): CommitMarker | string {
   if (b[o + 6] !== DIGEST_SHA1) return `unknown digest algorithm ${b[o + 6]}`;
+  const version = b[o + 4];
   const digestBytes = readU32(b, o + 40);
-  if (digestBytes !== SHA1_BYTES || n !== MARKER_HEADER_BYTES + SHA1_BYTES + CRC_BYTES || b[o + 7] !== 0) {
+  if (digestBytes !== SHA1_BYTES || n !== (version === 1 ? MARKER_V1_BYTES : MARKER_BYTES) || b[o + 7] !== 0) {
     return 'commit marker has the wrong size';
   }
   const firstSeq = readU53(b, o + 8);
   const timestamp = readU53(b, o + 16);
   const lastSeq = readU53(b, o + 32);
   if (firstSeq < 0 || timestamp < 0 || lastSeq < 0) return 'a 64-bit marker field is not a safe integer';
+  const digestAt = version === 1 ? MARKER_HEADER_BYTES : MARKER_DIGEST_OFFSET;
   return {
     firstSeq,
     lastSeq,
     frameCount: readU32(b, o + 28),
     epoch: readU32(b, o + 24),
     timestamp,
+    formatVersion: version,
     digestAlgorithm: 'sha1',
-    digest: b.subarray(o + MARKER_HEADER_BYTES, o + MARKER_HEADER_BYTES + SHA1_BYTES),
+    digest: b.subarray(o + digestAt, o + digestAt + SHA1_BYTES),
+    prevDigest: version === 1 ? undefined : b.subarray(o + MARKER_PREV_DIGEST_OFFSET, o + MARKER_PREV_DIGEST_OFFSET + SHA1_BYTES),
   };
 }
 

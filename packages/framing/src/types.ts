@@ -34,8 +34,13 @@ export interface CommitMarker {
   readonly frameCount: number;
   readonly epoch: number;
   readonly timestamp: number;
+  /** Format version of the marker: 2 chains batches; 1 (older logs) does not. */
+  readonly formatVersion: number;
   readonly digestAlgorithm: 'sha1';
+  /** The batch digest: SHA-1 of the sealed frames and (version 2) the marker up to this field. */
   readonly digest: Uint8Array;
+  /** Digest of the batch before this one (20 zero bytes for a log's first); undefined in version 1. */
+  readonly prevDigest: Uint8Array | undefined;
 }
 
 /** Event frames sealed by one verified marker: one or more whole commits. */
@@ -48,6 +53,12 @@ export interface SealedBatch {
   readonly byteOffset: number;
   /** Bytes of the batch, marker included. */
   readonly byteLength: number;
+  /**
+   * The batch's exact stored bytes (frames and marker): appending them to another location
+   * reproduces the log byte for byte. A view into the decoded input when the batch arrived in
+   * one chunk.
+   */
+  readonly bytes: Uint8Array;
 }
 
 /**
@@ -65,6 +76,7 @@ export type StopReason =
   | 'malformed-frame'
   | 'unsigned-commit'
   | 'bad-digest'
+  | 'broken-chain'
   | 'bad-sequence'
   | 'bad-commit-grouping';
 

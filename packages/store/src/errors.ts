@@ -117,12 +117,14 @@ export class PartitionFaultedError extends StoreError {
   override readonly code = 'SLUICE_PARTITION_FAULTED';
   constructor(
     readonly partition: string,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { durableSeq?: number },
   ) {
     const why = options?.cause instanceof Error ? `: ${options.cause.message}` : '';
+    const durable = options?.durableSeq === undefined ? 'the last successful sync' : `seq ${options.durableSeq}, the last durable seq`;
     super(
-      `[sluice/store] partition "${partition}" stopped accepting appends after a failed write${why}. ` +
-        `Nothing unacknowledged was kept; fix the cause, then close and reopen the partition`,
+      `[sluice/store] partition "${partition}" stopped accepting appends after a failed write or sync${why}. ` +
+        `Nothing after ${durable} was acknowledged or is committed: fix the cause, close and reopen the partition ` +
+        `(recovery cuts what was never durable), then retry the failed commands with the same command ids`,
       options,
     );
   }

@@ -21,7 +21,17 @@ export {
   type ReadStreamOptions,
   type SubscribeOptions,
 } from './partition.js';
-export type { PartitionStorage, StorageCapabilities, StorageReader, StorageRecovery } from './storage.js';
+export type {
+  BatchIdentity,
+  PartitionStorage,
+  StorageCapabilities,
+  StorageReader,
+  StorageRecovery,
+  TailOptions,
+  TruncateOptions,
+} from './storage.js';
+export { EMPTY_IDENTITY, checkWrite, describeIdentity, identityOf, sameIdentity } from './batch-identity.js';
+export { DurableSignal, pollWait, tailBatches, type WaitForDurable } from './tail.js';
 export type {
   AppendRequest,
   CommitHeaders,

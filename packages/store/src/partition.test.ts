@@ -14,28 +14,25 @@ import {
 
 const data = new TextEncoder().encode('x');
 
-/** Memory storage whose appends can be made to fail: a disk error on demand. */
+/** Memory storage whose writes can be held in flight and made to fail: a disk error on demand. */
 function faultyStorage(log: MemoryLog): { storage: PartitionStorage; failNext: (error: Error) => () => void } {
   const inner = createMemoryStorage({ log });
-  let failure: Error | undefined;
   let gate: Promise<void> = Promise.resolve();
-  const storage: PartitionStorage = {
-    kind: 'faulty',
-    capabilities: inner.capabilities,
-    open: () => inner.open(),
-    append: async (bytes, first, last) => {
-      await gate;
-      if (failure !== undefined) throw failure;
-      return inner.append(bytes, first, last);
-    },
-    read: (f, t) => inner.read(f, t),
-    lastSeq: () => inner.lastSeq(),
-    openReader: () => inner.openReader(),
-    close: () => inner.close(),
+  const write = async (bytes: Uint8Array, first: number, last: number): Promise<void> => {
+    const held = Uint8Array.from(bytes);
+    await gate;
+    return inner.write(held, first, last);
   };
-  // Fails every later append once `release` is called; until then the write hangs in flight.
+  const storage = new Proxy(inner, {
+    get: (target, key) => {
+      if (key === 'write') return write;
+      const value = Reflect.get(target, key) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  // Fails the next write once `release` is called; until then the write hangs in flight.
   const failNext = (error: Error): (() => void) => {
-    failure = error;
+    log.failNext('write', error);
     let release!: () => void;
     gate = new Promise((resolve) => (release = resolve));
     return release;
@@ -56,14 +53,14 @@ describe('a failed write', () => {
     const second = p.append({ streamId: 's', events: [{ type: 'E', data }] }).catch((e: unknown) => e);
     await new Promise((resolve) => setImmediate(resolve)); // the second is encoded, waiting
     release();
-    expect(await first).toBe(eio);
+    expect(await first).toMatchObject({ reason: 'Unavailable', cause: eio });
     expect(await second).toBeInstanceOf(PartitionFaultedError);
     expect(p.isWritable).toBe(false);
     expect(p.lastSeq).toBe(1);
     const later = await p.append({ streamId: 's', events: [{ type: 'E', data }] }).catch((e: unknown) => e);
     expect(later).toBeInstanceOf(PartitionFaultedError);
     expect((later as Error).message).toMatch(/close and reopen/);
-    expect((later as Error).cause).toBe(eio);
+    expect(((later as Error).cause as Error).cause).toBe(eio);
     await p.close();
     const reopened = await openPartition({ storage: createMemoryStorage({ log }) });
     expect(reopened.lastSeq).toBe(1);

@@ -18,7 +18,8 @@ import {
   StorageError,
   WrongExpectedVersionError,
 } from './errors.js';
-import type { PartitionStorage, StorageRecovery } from './storage.js';
+import { EMPTY_IDENTITY } from './batch-identity.js';
+import type { BatchIdentity, PartitionStorage, StorageRecovery } from './storage.js';
 import type {
   AppendRequest,
   CommitResult,
@@ -61,6 +62,12 @@ export interface PartitionOptions {
    */
   readonly queueMax?: number;
   /**
+   * Groups handed to storage and not yet durable (one being written, the others written and
+   * waiting for or covered by a sync). 2 lets group N+1 be written while group N syncs.
+   * @default 4
+   */
+  readonly groupsInFlightMax?: number;
+  /**
    * Clock for commit timestamps (ms since the Unix epoch).
    * @default Date.now
    */
@@ -69,7 +76,7 @@ export interface PartitionOptions {
 
 /** Defaults of {@link PartitionOptions}, in one place. */
 export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch'>> {
-  return { batchBytesMax: 1024 * 1024, frameBytesMax: 4 * 1024 * 1024, queueMax: 100_000, clock: Date.now };
+  return { batchBytesMax: 1024 * 1024, frameBytesMax: 4 * 1024 * 1024, queueMax: 100_000, groupsInFlightMax: 4, clock: Date.now };
 }
 
 /** Options of a read by seq. */
@@ -169,9 +176,10 @@ export async function openPartition(options: PartitionOptions): Promise<Partitio
  * One partition's single writer and its reads. Create it with {@link openPartition}.
  *
  * Appends are queued and written by group commit: every append that arrives while a write is
- * in flight is encoded into the next group, which is written (and synced, per the storage's
- * policy) as one batch the moment the previous write completes. An append resolves only once
- * its whole commit is durable.
+ * in flight is encoded into the next group, which is written as one batch the moment the
+ * previous write completes, while the groups before it are synced (several groups in flight,
+ * `groupsInFlightMax`). An append resolves only once its whole commit is durable per the
+ * storage's policy, and acknowledgements go out strictly in seq order.
  */
 export class Partition {
   readonly name: string;
@@ -186,11 +194,20 @@ export class Partition {
   private readonly changeStates: Array<StreamState | undefined> = [];
   private nextSeq = 1;
   private durableSeq = 0;
+  private durable: BatchIdentity = EMPTY_IDENTITY;
+  /** Digest of the last batch handed to storage: the next batch chains to it. */
+  private headDigest: Uint8Array = EMPTY_IDENTITY.digest;
   private queue: Pending[] = [];
   private queueHead = 0;
   private building: Group;
-  private spare: Group;
-  private inFlight: Group | undefined;
+  private readonly free: Group[] = [];
+  /** The group whose write is in flight. */
+  private writing: Group | undefined;
+  /** Groups written and not yet covered by a sync. */
+  private written: Group[] = [];
+  /** Groups covered by the sync in flight. */
+  private syncing: Group[] | undefined;
+  private groupsInFlight = 0;
   private scheduled = false;
   private sliceScheduled = false;
   private state: 'open' | 'closing' | 'closed' | 'faulted' = 'open';
@@ -207,12 +224,16 @@ export class Partition {
     this.requestedEpoch = options.epoch;
     this.recovery = recovery;
     this.building = this.newGroup();
-    this.spare = this.newGroup();
   }
 
   /** Seq of the last durable (acknowledged) frame; 0 when the partition is empty. */
   get lastSeq(): number {
     return this.durableSeq;
+  }
+
+  /** Identity of the last durable batch: what the partition has acknowledged, as storage holds it. */
+  get head(): BatchIdentity {
+    return this.durable;
   }
 
   /** The fencing term this writer writes. */
@@ -426,6 +447,7 @@ export class Partition {
         throw new StorageError('Corrupt', `[sluice/store] partition "${this.name}": storage reported last seq ${lastSeq} but holds frames up to ${expectSeq - 1}`);
       }
     }
+    if (this.recovery.head.epoch > maxEpoch) maxEpoch = this.recovery.head.epoch;
     if (this.requestedEpoch !== undefined && this.requestedEpoch < maxEpoch) {
       throw new StorageError(
         'Conflict',
@@ -435,6 +457,8 @@ export class Partition {
     this.epochValue = this.requestedEpoch ?? maxEpoch;
     this.nextSeq = lastSeq + 1;
     this.durableSeq = lastSeq;
+    this.durable = this.recovery.head;
+    this.headDigest = this.recovery.head.digest;
   }
 
   private newGroup(): Group {
@@ -461,15 +485,15 @@ export class Partition {
   private drive(): void {
     for (;;) {
       if (this.state === 'faulted' || this.state === 'closed') return;
-      if (this.inFlight === undefined) {
+      if (this.writing === undefined && this.groupsInFlight < this.options.groupsInFlightMax) {
         this.fill(this.building, this.options.batchBytesMax);
         if (this.building.acks.length === 0) break;
         this.submit();
         continue;
       }
-      // A write is in flight: encode the next group in slices and yield between them, so the
-      // write's completions (digest, write, sync) are handled promptly instead of waiting for
-      // a whole group to be encoded.
+      // I/O is in flight: encode the next group in slices and yield between them, so the
+      // completions of writes and syncs are handled promptly instead of waiting for a whole
+      // group to be encoded.
       const group = this.building;
       this.fill(group, Math.min(this.options.batchBytesMax, group.writer.byteLength + ENCODE_SLICE_BYTES));
       if (this.queueHead < this.queue.length && group.writer.byteLength < this.options.batchBytesMax && !this.sliceScheduled) {
@@ -614,6 +638,7 @@ export class Partition {
     return first;
   }
 
+  /** Seals the building group, chained to the previous batch, and hands it to storage.write. */
   private submit(): void {
     const group = this.building;
     if (group.writer.unsealedFrameCount === 0) {
@@ -621,11 +646,15 @@ export class Partition {
       this.settle(group);
       return;
     }
-    this.building = this.spare;
-    this.inFlight = group;
+    this.building = this.free.pop() ?? this.newGroup();
+    this.writing = group;
+    this.groupsInFlight++;
     const writer = group.writer;
-    const sealed = writer.beginSeal(this.epochValue, group.timestamp) as Uint8Array;
-    const write = (): Promise<void> => this.storage.append(writer.bytes(), group.firstSeq, group.lastSeq);
+    const sealed = writer.beginSeal(this.epochValue, group.timestamp, this.headDigest) as Uint8Array;
+    const write = (): Promise<void> => {
+      this.headDigest = writer.lastDigest;
+      return this.storage.write(writer.bytes(), group.firstSeq, group.lastSeq);
+    };
     let written: Promise<void>;
     if (sealed.length < ASYNC_DIGEST_BYTES) {
       writer.completeSeal(createHash('sha1').update(sealed).digest());
@@ -638,18 +667,49 @@ export class Partition {
       });
     }
     written.then(
-      () => this.onDurable(group),
-      (error: unknown) => this.onWriteFailed(group, error),
+      () => this.onWritten(group),
+      (error: unknown) => this.onWriteFailed(error),
     );
   }
 
-  private onDurable(group: Group): void {
-    this.durableSeq = group.lastSeq;
-    for (const record of group.records) record.group = undefined;
-    this.settle(group);
-    this.spare = group;
-    this.inFlight = undefined;
+  private onWritten(group: Group): void {
+    if (this.state === 'faulted') return;
+    this.writing = undefined;
+    this.written.push(group);
+    this.startSync();
+    this.drive();
+  }
+
+  /** Syncs every written group at once, unless a sync is already in flight (it starts when that one ends). */
+  private startSync(): void {
+    if (this.syncing !== undefined || this.written.length === 0) return;
+    const covered = this.written;
+    this.written = [];
+    this.syncing = covered;
+    this.storage.sync().then(
+      (head) => this.onDurable(covered, head),
+      (error: unknown) => this.onWriteFailed(error),
+    );
+  }
+
+  private onDurable(covered: Group[], head: BatchIdentity): void {
+    if (this.state === 'faulted') return;
+    const last = covered[covered.length - 1];
+    if (head.lastSeq < last.lastSeq) {
+      this.onWriteFailed(new StorageError('Corrupt', `[sluice/store] partition "${this.name}": ${this.storage.kind} storage synced up to seq ${head.lastSeq}, not ${last.lastSeq} as written`));
+      return;
+    }
+    this.syncing = undefined;
+    this.durableSeq = last.lastSeq;
+    this.durable = head;
+    for (const group of covered) {
+      for (const record of group.records) record.group = undefined;
+      this.settle(group);
+      this.free.push(group);
+      this.groupsInFlight--;
+    }
     this.wakeCommitWaiters();
+    this.startSync();
     this.drive();
   }
 
@@ -662,24 +722,32 @@ export class Partition {
     group.lastSeq = 0;
   }
 
-  private onWriteFailed(group: Group, cause: unknown): void {
+  /** A write or sync failed: nothing in flight is acknowledged, and the partition stops. */
+  private onWriteFailed(cause: unknown): void {
+    if (this.state === 'faulted') return;
     this.state = 'faulted';
     this.fault = cause;
-    this.inFlight = undefined;
-    const faulted = new PartitionFaultedError(this.name, { cause });
-    for (const ack of group.acks) ack.reject(cause);
+    const faulted = new PartitionFaultedError(this.name, { cause, durableSeq: this.durableSeq });
+    const inFlight = [...(this.writing === undefined ? [] : [this.writing]), ...this.written, ...(this.syncing ?? [])];
+    this.writing = undefined;
+    this.written = [];
+    this.syncing = undefined;
+    this.groupsInFlight = 0;
+    for (const group of inFlight) {
+      for (const ack of group.acks) ack.reject(cause);
+      group.acks.length = 0;
+    }
     for (const ack of this.building.acks) ack.reject(faulted);
     for (let i = this.queueHead; i < this.queue.length; i++) this.queue[i].reject(faulted);
     this.queue = [];
     this.queueHead = 0;
-    group.acks.length = 0;
     this.building.acks.length = 0;
     this.wakeCommitWaiters();
     this.checkDrained();
   }
 
   private idle(): boolean {
-    return this.inFlight === undefined && this.queueHead === this.queue.length && this.building.acks.length === 0;
+    return this.groupsInFlight === 0 && this.queueHead === this.queue.length && this.building.acks.length === 0;
   }
 
   private checkDrained(): void {
@@ -714,7 +782,7 @@ export class Partition {
   }
 
   private notWritable(): Error {
-    if (this.state === 'faulted') return new PartitionFaultedError(this.name, { cause: this.fault });
+    if (this.state === 'faulted') return new PartitionFaultedError(this.name, { cause: this.fault, durableSeq: this.durableSeq });
     return new PartitionClosedError(this.name);
   }
 
@@ -730,14 +798,17 @@ export class Partition {
 /** Every problem with the options at once. */
 function checkOptions(options: PartitionOptions): string[] {
   const problems: string[] = [];
-  if (options?.storage === undefined || typeof options.storage.append !== 'function') problems.push('storage must be a PartitionStorage (e.g. createMemoryStorage())');
-  const { frameBytesMax, batchBytesMax, queueMax, epoch } = options ?? {};
+  if (options?.storage === undefined || typeof options.storage.write !== 'function') problems.push('storage must be a PartitionStorage (e.g. createMemoryStorage())');
+  const { frameBytesMax, batchBytesMax, queueMax, epoch, groupsInFlightMax } = options ?? {};
   // Storage backends verify frames with the format's default limit; a larger frame would look torn to them.
   if (frameBytesMax !== undefined && !(Number.isSafeInteger(frameBytesMax) && frameBytesMax >= FRAME_BYTES_MIN && frameBytesMax <= DEFAULT_FRAME_BYTES_MAX)) {
     problems.push(`frameBytesMax must be an integer from ${FRAME_BYTES_MIN} to ${DEFAULT_FRAME_BYTES_MAX}, got ${frameBytesMax}`);
   }
   if (batchBytesMax !== undefined && !(Number.isSafeInteger(batchBytesMax) && batchBytesMax >= 1024)) problems.push(`batchBytesMax must be an integer of at least 1024, got ${batchBytesMax}`);
   if (queueMax !== undefined && !(Number.isSafeInteger(queueMax) && queueMax >= 1)) problems.push(`queueMax must be a positive integer, got ${queueMax}`);
+  if (groupsInFlightMax !== undefined && !(Number.isSafeInteger(groupsInFlightMax) && groupsInFlightMax >= 1 && groupsInFlightMax <= 64)) {
+    problems.push(`groupsInFlightMax must be an integer from 1 to 64, got ${groupsInFlightMax}`);
+  }
   if (epoch !== undefined && !(Number.isSafeInteger(epoch) && epoch >= 0 && epoch <= 0xffffffff)) problems.push(`epoch must be an integer from 0 to 4294967295, got ${epoch}`);
   return problems;
 }

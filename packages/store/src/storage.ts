@@ -1,4 +1,17 @@
 import type { SealedBatch } from '@sluice/framing';
+import type { FsyncPolicy } from './fsync-policy.js';
+
+/**
+ * Who a batch is: its last seq, the epoch of the writer that sealed it and its digest. The
+ * digest chains every batch to the one before it, so two copies of a log hold the same
+ * history up to a seq exactly when their identities there are equal.
+ */
+export interface BatchIdentity {
+  readonly lastSeq: number;
+  readonly epoch: number;
+  /** SHA-1 batch digest (20 zero bytes for the empty log). */
+  readonly digest: Uint8Array;
+}
 
 /**
  * What a backend can do. The engine and the conformance suite read these; they never probe.
@@ -7,43 +20,106 @@ export interface StorageCapabilities {
   /** Other processes can open a read-only {@link StorageReader} while the writer runs. */
   readonly crossProcessReaders: boolean;
   /**
-   * What is durable when `append` resolves, in words, for documentation and `sluice stats`:
-   * e.g. "fdatasync on every commit".
+   * When written data becomes durable: `commit` (sync() forces it to stable storage),
+   * `interval` (sync() resolves once the OS has it; a timer forces it every `intervalMs`),
+   * `none` (never forced). Describe it with `describeFsyncPolicy`.
    */
-  readonly durability: string;
+  readonly durability: FsyncPolicy;
+  /**
+   * How `truncate` removes a tail: `in-place` (the bytes are cut or zeroed) or `seal-and-roll`
+   * (the location cannot shrink, e.g. an append blob: the valid length is recorded and writing
+   * goes on in a new object).
+   */
+  readonly truncate: 'in-place' | 'seal-and-roll';
 }
 
 /** What storage reports after opening and recovering. */
 export interface StorageRecovery {
-  /** Seq of the last frame stored, 0 when empty. */
+  /** Seq of the last frame stored, 0 when empty (equals `head.lastSeq`). */
   readonly lastSeq: number;
+  /** Identity of the last batch stored after recovery. */
+  readonly head: BatchIdentity;
   /** Bytes of torn, unsigned or corrupt tail dropped during recovery (0 when clean). */
   readonly droppedBytes: number;
-  /** Why the tail was dropped, when it was. */
+  /**
+   * Whole verified batches recovery cut because they were never durable per the policy: data
+   * written after the last successful sync of a writer whose write or sync failed, or batches
+   * after a hole in the unsynced window of an `interval` / `none` policy. Their seqs.
+   */
+  readonly droppedSeqs: number;
+  /** Why something was dropped, when it was. */
   readonly droppedReason?: string | undefined;
 }
 
-/** Read-only access to a partition's committed batches. */
-export interface StorageReader {
-  /**
-   * Verified batches overlapping the seq range `[fromSeq, toSeq]`, in seq order. A batch may
-   * hold frames outside the range; callers filter. Only batches whose marker verified are
-   * yielded, and never past the last durable batch.
-   */
-  read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch>;
-  /** Seq of the last committed frame visible to this reader (0 when empty). */
-  lastSeq(): Promise<number>;
-  close(): Promise<void>;
+/** Options of {@link StorageReader.tail}. */
+export interface TailOptions {
+  /** Ends the tail (the iterator returns). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /**
- * The storage plugin contract: a durable, append-only sequence of sealed batches for one
- * partition, written by one writer.
+ * Read-only access to a partition's durable batches: in the writer's process (the
+ * {@link PartitionStorage} itself) or in another one (`openReader()`).
+ *
+ * Readers never see a batch above the durable watermark: what is written but not yet durable
+ * per the policy is not committed.
+ */
+export interface StorageReader {
+  /**
+   * Verified batches overlapping the seq range `[fromSeq, toSeq]`, in seq order, never past
+   * the durable head. A batch may hold frames outside the range; callers filter. Each batch
+   * carries its exact stored `bytes`. Damage below the durable head rejects with a
+   * `StorageError` of reason `Corrupt` (never a silent end).
+   */
+  read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch>;
+  /** Identity of the last durable batch visible to this reader (lastSeq 0 when empty). */
+  head(): Promise<BatchIdentity>;
+  /** Seq of the last durable frame visible to this reader (0 when empty). */
+  lastSeq(): Promise<number>;
+  /**
+   * Identity of the batch holding `seq` (its firstSeq ≤ seq ≤ lastSeq), or undefined when
+   * `seq` is below 1 or above the durable head. Two copies hold the same history up to a
+   * batch boundary exactly when these match there.
+   */
+  identityAt(seq: number): Promise<BatchIdentity | undefined>;
+  /**
+   * Durable batches from the one holding `fromSeq` on, then each new one as it becomes
+   * durable, until the signal aborts or the reader closes. Backends without notifications
+   * poll with backoff.
+   */
+  tail(fromSeq: number, options?: TailOptions): AsyncIterable<SealedBatch>;
+  close(): Promise<void>;
+}
+
+/** Options of {@link PartitionStorage.truncate}. */
+export interface TruncateOptions {
+  /**
+   * Cutting below the durable watermark removes acknowledged commits: only an operator may,
+   * and it is refused (reason `Invalid`) unless this names who and why, e.g.
+   * `"ops: restore from archive 2026-12-05"`. The backend records it with the cut.
+   */
+  readonly operatorReason?: string | undefined;
+}
+
+/**
+ * The storage plugin contract (version 2): a durable, append-only, hash-chained sequence of
+ * sealed batches for one partition, written by one writer.
  *
  * The engine encodes frames and markers (`@sluice/framing`) and hands storage whole sealed
- * batches; storage keeps the bytes exactly, makes them durable per its fsync policy before
- * `append` resolves, and gives them back verified. Batches never overlap in seq and arrive
- * in order.
+ * batches with {@link write}; {@link sync} makes everything written durable per the policy
+ * and returns the new durable head. Writes and syncs overlap: batch N+1 is written while
+ * batch N syncs, and the engine acknowledges strictly in seq order as the durable head
+ * passes each commit.
+ *
+ * **Concurrency rule** (enforced: a violation rejects with reason `Invalid`): at most one
+ * `write` and at most one `sync` are in flight at a time; a `write` may overlap a `sync`. A
+ * `sync` covers every write that resolved before it was called. `truncate` needs both idle.
+ * Reads, `head`, `identityAt` and `tail` may be called at any time.
+ *
+ * **Failure rule**: once a `write` or `sync` rejects, the storage is failed: every later
+ * `write` and `sync` rejects with the same reason, readers stay at the durable head, and no
+ * reopening ever serves as committed (or as a duplicate's result) anything written after the
+ * last successful sync; recovery cuts it and reports it in `droppedSeqs`.
  *
  * A backend implements these primitives; the engine derives streams, versions, idempotency,
  * reads and live tail from them. `@sluice/store-conformance` checks a backend.
@@ -53,19 +129,33 @@ export interface PartitionStorage extends StorageReader {
   readonly kind: string;
   readonly capabilities: StorageCapabilities;
   /**
-   * Takes the single-writer lock, recovers (drops a torn or unsigned tail; never a verified
-   * batch) and reports what it found. Rejects with a `StorageError` of reason `Locked` when
-   * another writer holds the partition.
+   * Takes the single-writer lock, recovers (drops a torn or unsigned tail and whatever was
+   * never durable; never a durable batch: damage below the recorded durable watermark is
+   * refused with reason `Corrupt`) and reports what it found. Rejects with reason `Locked`
+   * when another writer holds the partition.
    */
   open(): Promise<StorageRecovery>;
   /**
-   * Appends `bytes`: one or more sealed batches (frames and markers) covering
-   * `firstSeq..lastSeq`, following the previous append without a gap. Resolves when they are
-   * durable per the backend's policy. `bytes` is reused by the caller after the promise
-   * settles: copy it if you keep it. On rejection nothing of `bytes` may be reported as
-   * committed until recovery decides.
+   * Writes `bytes`: one or more whole sealed batches covering `firstSeq..lastSeq`, following
+   * the head without a gap (else `Conflict`), chained to the head's digest (else `Conflict`),
+   * sealed with an epoch not lower than the highest the storage holds (else `Conflict`: a
+   * fenced writer). Resolves when the backend has the bytes (not necessarily durable).
+   * `bytes` is reused by the caller after the promise settles: copy it if you keep it.
    */
-  append(bytes: Uint8Array, firstSeq: number, lastSeq: number): Promise<void>;
+  write(bytes: Uint8Array, firstSeq: number, lastSeq: number): Promise<void>;
+  /**
+   * Makes every write that resolved before this call durable per the policy, and resolves with
+   * the new durable head (the identity of the last batch written before the call).
+   */
+  sync(): Promise<BatchIdentity>;
+  /** The durable watermark: identity of the last durable batch, now. */
+  durableHead(): BatchIdentity;
+  /**
+   * Removes every batch after the one ending at `afterSeq` (which must be a batch boundary,
+   * else `Invalid`), e.g. an unacknowledged tail on one copy. Below the durable watermark only
+   * with {@link TruncateOptions.operatorReason}. Resolves with the new head.
+   */
+  truncate(afterSeq: number, options?: TruncateOptions): Promise<BatchIdentity>;
   /**
    * A read-only reader that other processes could open on the same location.
    * Rejects with reason `Unsupported` when `capabilities.crossProcessReaders` is false.

@@ -7,7 +7,7 @@ describeStorageConformance({
   createLocation: async () => {
     const log = new MemoryLog();
     return {
-      storage: () => createMemoryStorage({ log }),
+      storage: (options) => createMemoryStorage({ log, fsync: options?.fsync }),
       appendRaw: async (bytes) => {
         const joined = new Uint8Array(log.tail.length + bytes.length);
         joined.set(log.tail);

@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryLog, PartitionFaultedError, createMemoryStorage, openPartition, sameIdentity, type PartitionStorage } from './index.js';
+
+const data = new TextEncoder().encode('x');
+
+/** Memory storage whose syncs wait for `release()`, counting writes and syncs. */
+function gatedSyncs(log: MemoryLog): { storage: PartitionStorage; writes: () => number; syncs: () => number; release: () => void } {
+  const inner = createMemoryStorage({ log });
+  let writes = 0;
+  let syncs = 0;
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const storage = new Proxy(inner, {
+    get: (target, key) => {
+      const value = Reflect.get(target, key) as unknown;
+      if (typeof value !== 'function') return value;
+      const bound = (value as (...a: unknown[]) => Promise<unknown>).bind(target);
+      if (key === 'write') {
+        return (...args: unknown[]) => {
+          writes++;
+          return bound(...args);
+        };
+      }
+      if (key === 'sync') {
+        return async () => {
+          syncs++;
+          await gate;
+          return bound();
+        };
+      }
+      return bound;
+    },
+  });
+  return { storage, writes: () => writes, syncs: () => syncs, release: open };
+}
+
+describe('several groups in flight', () => {
+  it('writes group N+1 while group N syncs, and acknowledges strictly in seq order', async () => {
+    const log = new MemoryLog();
+    const gated = gatedSyncs(log);
+    const p = await openPartition({ storage: gated.storage, batchBytesMax: 4096 });
+    const order: number[] = [];
+    const appends = Array.from({ length: 400 }, (_, i) =>
+      p.append({ streamId: `s${i % 7}`, events: [{ type: 'E', data: new Uint8Array(100) }] }).then((r) => {
+        order.push(r.firstSeq);
+        return r;
+      }),
+    );
+    // Wait until the writer has filled its pipeline: the first sync hangs, later groups are still written.
+    while (gated.writes() < 3) await new Promise((resolve) => setImmediate(resolve));
+    expect(gated.syncs()).toBe(1);
+    expect(order).toEqual([]);
+    expect(p.lastSeq).toBe(0);
+    gated.release();
+    const results = await Promise.all(appends);
+    expect(order).toEqual(results.map((r) => r.firstSeq).sort((a, b) => a - b));
+    expect(order).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
+    expect(gated.syncs()).toBeLessThan(gated.writes());
+    await p.close();
+  });
+
+  it('chains every batch to the one before it, across reopening', async () => {
+    const log = new MemoryLog();
+    let p = await openPartition({ storage: createMemoryStorage({ log }), batchBytesMax: 2048 });
+    await Promise.all(Array.from({ length: 100 }, (_, i) => p.append({ streamId: `s${i}`, events: [{ type: 'E', data: new Uint8Array(50) }] })));
+    p = await reopen(p, log);
+    await Promise.all(Array.from({ length: 100 }, (_, i) => p.append({ streamId: `s${i}`, events: [{ type: 'E', data: new Uint8Array(50) }] })));
+    expect(log.batches.length).toBeGreaterThan(4);
+    expect(Array.from(log.batches[0].marker.prevDigest ?? [1])).toEqual(new Array(20).fill(0));
+    for (let i = 1; i < log.batches.length; i++) {
+      expect(Array.from(log.batches[i].marker.prevDigest ?? [])).toEqual(Array.from(log.batches[i - 1].marker.digest));
+    }
+    expect(sameIdentity(p.head, { lastSeq: 200, epoch: 0, digest: log.batches.at(-1)?.marker.digest as Uint8Array })).toBe(true);
+    await p.close();
+  });
+});
+
+describe('after a failed write or sync (invariant 9)', () => {
+  for (const op of ['write', 'sync'] as const) {
+    it(`a failed ${op} is never acknowledged, never served as committed or as a duplicate after reopening, and its retry applies once`, async () => {
+      const log = new MemoryLog();
+      let p = await openPartition({ storage: createMemoryStorage({ log }), name: 'disk' });
+      await p.append({ streamId: 'acct', commandId: 'deposit-1', events: [{ type: 'Deposited', data }] });
+      log.failNext(op, new Error('EIO: fdatasync failed'));
+      const failed = await p.append({ streamId: 'acct', commandId: 'deposit-2', events: [{ type: 'Deposited', data }] }).catch((e: unknown) => e);
+      expect(failed).toMatchObject({ reason: 'Unavailable' });
+      const refused = await p.append({ streamId: 'acct', commandId: 'deposit-3', events: [{ type: 'Deposited', data }] }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(PartitionFaultedError);
+      expect((refused as Error).message).toMatch(/seq 1, the last durable seq/);
+      expect(p.lastSeq).toBe(1);
+      p = await reopen(p, log);
+      expect(p.lastSeq).toBe(1);
+      expect(p.recovery.droppedSeqs).toBe(op === 'sync' ? 1 : 0);
+      const retry = await p.append({ streamId: 'acct', commandId: 'deposit-2', events: [{ type: 'Deposited', data }] });
+      expect(retry).toMatchObject({ duplicate: false, firstSeq: 2 });
+      expect((await p.append({ streamId: 'acct', commandId: 'deposit-2', events: [{ type: 'Deposited', data }] })).duplicate).toBe(true);
+      expect(p.streamVersion('acct')).toBe(2);
+      await p.close();
+    });
+  }
+});
+
+describe('power loss (memory simulation of a disk)', () => {
+  it('under commit, keeps every acknowledged commit', async () => {
+    const log = new MemoryLog();
+    const p = await openPartition({ storage: createMemoryStorage({ log, fsync: 'commit' }) });
+    const acked = await Promise.all(Array.from({ length: 300 }, (_, i) => p.append({ streamId: `s${i % 5}`, commandId: `c${i}`, events: [{ type: 'E', data }] })));
+    log.powerLoss();
+    const after = await openPartition({ storage: createMemoryStorage({ log, fsync: 'commit' }) });
+    expect(after.lastSeq).toBe(Math.max(...acked.map((r) => r.lastSeq)));
+    await after.close();
+  });
+
+  it('under none, opens with a gapless prefix', async () => {
+    const log = new MemoryLog();
+    const p = await openPartition({ storage: createMemoryStorage({ log, fsync: 'none' }) });
+    await Promise.all(Array.from({ length: 50 }, (_, i) => p.append({ streamId: 's', events: [{ type: 'E', data: new Uint8Array([i]) }] })));
+    log.powerLoss();
+    const after = await openPartition({ storage: createMemoryStorage({ log, fsync: 'none' }) });
+    expect(after.lastSeq).toBe(0);
+    expect((await after.append({ streamId: 's', expectedVersion: 0, events: [{ type: 'E', data }] })).firstSeq).toBe(1);
+    await after.close();
+  });
+});
+
+async function reopen(p: Awaited<ReturnType<typeof openPartition>>, log: MemoryLog) {
+  await p.close();
+  return openPartition({ storage: createMemoryStorage({ log }), name: p.name });
+}

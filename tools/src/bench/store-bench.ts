@@ -7,6 +7,7 @@
  *   --dir PATH   where the files go (default: the OS temp folder)
  *   --out FILE   also write the rows as JSON
  */
+import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,8 +68,43 @@ export async function rawFdatasync(directory: string, perWrite: number, events: 
   }
 }
 
-async function withPartition<T>(directory: string, name: string, run: (p: Partition) => Promise<T>): Promise<T> {
-  const partition = await openPartition({ storage: createFileStorage({ directory: join(directory, name), fsync: 'commit' }), name });
+/**
+ * Synchronous writeSync + fdatasyncSync of pre-encoded frames into a preallocated file, `perWrite`
+ * events per write: no event loop, no thread pool hop. The highest honest limit of the disk.
+ */
+export async function rawFdatasyncSync(directory: string, perWrite: number, events: number, payloadBytes = PAYLOAD_BYTES): Promise<BenchRow> {
+  const writer = new FrameWriter({ initialBytes: 4 * 1024 * 1024 });
+  const data = payload(payloadBytes);
+  for (let i = 0; i < perWrite; i++) {
+    writer.appendEvent(i + 1, 0, Date.now(), FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, `stream-${i % STREAMS}`, 1, 'BenchEvent', undefined, undefined, data);
+  }
+  writer.seal(0, Date.now());
+  const bytes = writer.bytes();
+  const writes = Math.max(1, Math.floor(events / perWrite));
+  const fd = openSync(join(directory, `raw-sync-${perWrite}-${payloadBytes}.bin`), 'w+');
+  try {
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (let p = 0; p < bytes.length * writes; p += zeros.length) writeSync(fd, zeros, 0, zeros.length, p);
+    fdatasyncSync(fd);
+    const latencies = new Latencies();
+    const start = performance.now();
+    let position = 0;
+    for (let w = 0; w < writes; w++) {
+      const t = performance.now();
+      writeSync(fd, bytes, 0, bytes.length, position);
+      fdatasyncSync(fd);
+      position += bytes.length;
+      latencies.record(performance.now() - t);
+    }
+    const ms = performance.now() - start;
+    return row(`raw writeSync+fdatasyncSync, ${perWrite} event(s) per write`, writes * perWrite, position, ms, latencies, 'synchronous loop, pre-encoded bytes, preallocated file: the disk limit');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function withPartition<T>(directory: string, name: string, run: (p: Partition) => Promise<T>, groupsInFlightMax?: number): Promise<T> {
+  const partition = await openPartition({ storage: createFileStorage({ directory: join(directory, name), fsync: 'commit' }), name, groupsInFlightMax });
   try {
     return await run(partition);
   } finally {
@@ -104,10 +140,25 @@ export async function pipelinedBatches(partition: Partition, batch: number, even
   return row(name, total, total * PAYLOAD_BYTES, ms, latencies, note);
 }
 
-/** (a) appends of `batch` events each on the file store. */
-export async function batchedAppends(directory: string, batch: number, events: number, pipeline: number): Promise<BenchRow> {
-  return withPartition(directory, `batch-${batch}`, (partition) =>
-    pipelinedBatches(partition, batch, events, pipeline, `sluice file store, batches of ${batch}`, `${pipeline} appends in flight, fsync per commit`),
+/**
+ * (a) appends of `batch` events each on the file store. `groupsInFlightMax` 1 turns the
+ * engine's write/sync pipelining off (one group written and synced at a time), for comparison.
+ */
+export async function batchedAppends(directory: string, batch: number, events: number, pipeline: number, groupsInFlightMax?: number): Promise<BenchRow> {
+  const serial = groupsInFlightMax === 1;
+  return withPartition(
+    directory,
+    `batch-${batch}${serial ? '-serial' : ''}`,
+    (partition) =>
+      pipelinedBatches(
+        partition,
+        batch,
+        events,
+        pipeline,
+        `sluice file store, batches of ${batch}${serial ? ', one group in flight' : ''}`,
+        `${pipeline} appends in flight, fsync per commit, ${serial ? 'write and sync of one group at a time' : 'group N+1 written while group N syncs'}`,
+      ),
+    groupsInFlightMax,
   );
 }
 
@@ -154,8 +205,10 @@ export async function runStoreBench(options: StoreBenchOptions): Promise<BenchRo
   const directory = await mkdtemp(join(options.directory, 'sluice-bench-'));
   try {
     const rows: BenchRow[] = [];
+    rows.push(await rawFdatasyncSync(directory, 1000, Math.max(10_000, 3_000_000 * scale)));
     rows.push(await rawFdatasync(directory, 1000, Math.max(10_000, 3_000_000 * scale)));
     rows.push(await batchedAppends(directory, 1000, Math.max(10_000, 3_000_000 * scale), 8));
+    rows.push(await batchedAppends(directory, 1000, Math.max(10_000, 3_000_000 * scale), 8, 1));
     rows.push(await rawFdatasync(directory, 1, Math.max(200, 10_000 * scale)));
     rows.push(await concurrentSingles(directory, 1000, Math.max(10_000, 1_000_000 * scale)));
     rows.push(await sequentialSingles(directory, Math.max(200, 10_000 * scale)));
@@ -167,9 +220,12 @@ export async function runStoreBench(options: StoreBenchOptions): Promise<BenchRo
 
 export function formatStoreRows(rows: readonly BenchRow[]): string {
   const rawSingle = rows.find((r) => r.name.startsWith('raw') && r.name.includes(' 1 event'));
-  return formatBenchRows(rows, (r) =>
-    r.name.includes('sequential') && rawSingle !== undefined ? `; ${((r.eventsPerSecond / rawSingle.eventsPerSecond) * 100).toFixed(0)}% of raw single fdatasync` : '',
-  );
+  const rawSync = rows.find((r) => r.name.startsWith('raw writeSync') && r.name.includes(' 1000 event'));
+  return formatBenchRows(rows, (r) => {
+    if (r.name.includes('sequential') && rawSingle !== undefined) return `; ${((r.eventsPerSecond / rawSingle.eventsPerSecond) * 100).toFixed(0)}% of raw single fdatasync`;
+    if (r.name.includes('batches of 1000') && rawSync !== undefined) return `; ${((r.eventsPerSecond / rawSync.eventsPerSecond) * 100).toFixed(0)}% of the synchronous raw limit`;
+    return '';
+  });
 }
 
 const isMain = import.meta.url === `file://${process.argv[1]}`;

@@ -137,10 +137,11 @@ export class PartitionOverloadedError extends StoreError {
   constructor(
     readonly partition: string,
     readonly queueMax: number,
+    readonly queueBytesMax?: number,
   ) {
     super(
-      `[sluice/store] partition "${partition}" has ${queueMax} appends waiting (queueMax): ` +
-        `wait for earlier appends to resolve before sending more, or raise queueMax`,
+      `[sluice/store] partition "${partition}" has ${queueMax} appends${queueBytesMax === undefined ? '' : ` or ${queueBytesMax} bytes`} waiting (queueMax${queueBytesMax === undefined ? '' : ', queueBytesMax'}): ` +
+        `wait for earlier appends to resolve before sending more, or raise the limit`,
     );
   }
 }

@@ -79,6 +79,21 @@ describe('limits', () => {
     await p.close();
   });
 
+  it('bounds the queue in bytes, and refuses a unit over unitBytesMax or unitEventsMax naming the option', async () => {
+    const p = await openPartition({ storage: createMemoryStorage(), queueBytesMax: 4096, unitBytesMax: 3000, unitEventsMax: 5 });
+    const big = new Uint8Array(1500);
+    const accepted = [p.append({ streamId: 's', events: [{ type: 'E', data: big }] }), p.append({ streamId: 's', events: [{ type: 'E', data: big }] })];
+    const refused = await p.append({ streamId: 's', events: [{ type: 'E', data: big }] }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(PartitionOverloadedError);
+    expect((refused as Error).message).toMatch(/4096 bytes/);
+    await Promise.all(accepted);
+    expect((await p.append({ streamId: 's', events: [{ type: 'E', data: big }] })).lastSeq).toBe(3);
+    await expect(p.append({ streamId: 's', events: [{ type: 'E', data: new Uint8Array(3001) }] })).rejects.toThrow(/unitBytesMax \(3000\)/);
+    await expect(p.append({ streamId: 's', events: Array.from({ length: 6 }, () => ({ type: 'E', data })) })).rejects.toThrow(/unitEventsMax \(5\)/);
+    expect((await p.append({ streamId: 's', events: Array.from({ length: 5 }, () => ({ type: 'E', data })) })).lastSeq).toBe(8);
+    await p.close();
+  });
+
   it('splits a burst into groups of at most batchBytesMax', async () => {
     const log = new MemoryLog();
     const p = await openPartition({ storage: createMemoryStorage({ log }), batchBytesMax: 4096 });

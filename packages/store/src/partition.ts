@@ -68,6 +68,23 @@ export interface PartitionOptions {
    */
   readonly groupsInFlightMax?: number;
   /**
+   * Bytes of event data and metadata that may wait for the writer before new appends are
+   * refused with `PartitionOverloadedError` (the queue is bounded in bytes as well as count).
+   * @default 268435456 (256 MiB)
+   */
+  readonly queueBytesMax?: number;
+  /**
+   * Largest unit of work, in bytes of event data and metadata; a larger one is refused with
+   * `InvalidRequestError` before anything is queued.
+   * @default 67108864 (64 MiB)
+   */
+  readonly unitBytesMax?: number;
+  /**
+   * Most events in one unit of work.
+   * @default 100000
+   */
+  readonly unitEventsMax?: number;
+  /**
    * Clock for commit timestamps (ms since the Unix epoch).
    * @default Date.now
    */
@@ -76,7 +93,16 @@ export interface PartitionOptions {
 
 /** Defaults of {@link PartitionOptions}, in one place. */
 export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch'>> {
-  return { batchBytesMax: 1024 * 1024, frameBytesMax: 4 * 1024 * 1024, queueMax: 100_000, groupsInFlightMax: 4, clock: Date.now };
+  return {
+    batchBytesMax: 1024 * 1024,
+    frameBytesMax: 4 * 1024 * 1024,
+    queueMax: 100_000,
+    groupsInFlightMax: 4,
+    queueBytesMax: 256 * 1024 * 1024,
+    unitBytesMax: 64 * 1024 * 1024,
+    unitEventsMax: 100_000,
+    clock: Date.now,
+  };
 }
 
 /** Options of a read by seq. */
@@ -135,6 +161,8 @@ interface CommitRecord {
 
 interface Pending {
   readonly unit: UnitOfWork;
+  /** Bytes of event data and metadata, counted against queueBytesMax. */
+  readonly bytes: number;
   readonly resolve: (result: CommitResult) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -199,6 +227,7 @@ export class Partition {
   private headDigest: Uint8Array = EMPTY_IDENTITY.digest;
   private queue: Pending[] = [];
   private queueHead = 0;
+  private queuedBytes = 0;
   private building: Group;
   private readonly free: Group[] = [];
   /** The group whose write is in flight. */
@@ -258,6 +287,8 @@ export class Partition {
 
   /** Appends events to one stream. Resolves when the commit is durable. */
   append(request: AppendRequest): Promise<CommitResult> {
+    // Refuse an overload before building anything for it.
+    if (this.state === 'open' && this.queue.length - this.queueHead >= this.options.queueMax) return this.overloaded();
     return this.commit({
       changes: [request],
       commandIds: request.commandId === undefined ? undefined : [request.commandId],
@@ -273,18 +304,40 @@ export class Partition {
    */
   commit(unit: UnitOfWork): Promise<CommitResult> {
     if (this.state !== 'open') return Promise.reject(this.notWritable());
-    const invalid = validateUnit(unit);
-    if (invalid !== undefined) return Promise.reject(new InvalidRequestError(`[sluice/store] partition "${this.name}": ${invalid}`));
-    if (this.queue.length - this.queueHead >= this.options.queueMax) {
-      return Promise.reject(new PartitionOverloadedError(this.name, this.options.queueMax));
+    if (this.queue.length - this.queueHead >= this.options.queueMax) return this.overloaded();
+    const checked = validateUnit(unit, this.options.unitEventsMax);
+    if (typeof checked === 'string') return Promise.reject(new InvalidRequestError(`[sluice/store] partition "${this.name}": ${checked}`));
+    if (checked > this.options.unitBytesMax) {
+      return Promise.reject(
+        new InvalidRequestError(
+          `[sluice/store] partition "${this.name}": a unit of work of ${checked} bytes exceeds unitBytesMax (${this.options.unitBytesMax}): split it into smaller units or raise unitBytesMax`,
+        ),
+      );
     }
+    if (this.queuedBytes + checked > this.options.queueBytesMax && this.queue.length > this.queueHead) return this.overloaded();
     return new Promise<CommitResult>((resolve, reject) => {
-      this.queue.push({ unit, resolve, reject });
+      this.queue.push({ unit, bytes: checked, resolve, reject });
+      this.queuedBytes += checked;
       if (!this.scheduled) {
         this.scheduled = true;
         queueMicrotask(this.pump);
       }
     });
+  }
+
+  /**
+   * Refuses an append cheaply: an overloaded caller may send millions, so the refusal carries
+   * no stack trace (where it came from is always `append`/`commit`) and allocates only the
+   * error and its rejected promise.
+   */
+  private overloaded(): Promise<never> {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      return Promise.reject(new PartitionOverloadedError(this.name, this.options.queueMax, this.options.queueBytesMax));
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
   }
 
   /** Events by seq, in order, up to the last committed seq. */
@@ -516,6 +569,7 @@ export class Partition {
     while (this.queueHead < queue.length && group.writer.byteLength < limit) {
       const pending = queue[this.queueHead];
       queue[this.queueHead++] = undefined as unknown as Pending;
+      this.queuedBytes -= pending.bytes;
       this.encode(pending, group);
     }
     if (this.queueHead === queue.length) {
@@ -741,6 +795,7 @@ export class Partition {
     for (let i = this.queueHead; i < this.queue.length; i++) this.queue[i].reject(faulted);
     this.queue = [];
     this.queueHead = 0;
+    this.queuedBytes = 0;
     this.building.acks.length = 0;
     this.wakeCommitWaiters();
     this.checkDrained();
@@ -799,7 +854,14 @@ export class Partition {
 function checkOptions(options: PartitionOptions): string[] {
   const problems: string[] = [];
   if (options?.storage === undefined || typeof options.storage.write !== 'function') problems.push('storage must be a PartitionStorage (e.g. createMemoryStorage())');
-  const { frameBytesMax, batchBytesMax, queueMax, epoch, groupsInFlightMax } = options ?? {};
+  const { frameBytesMax, batchBytesMax, queueMax, epoch, groupsInFlightMax, queueBytesMax, unitBytesMax, unitEventsMax } = options ?? {};
+  for (const [name, value, min] of [
+    ['queueBytesMax', queueBytesMax, 1024],
+    ['unitBytesMax', unitBytesMax, 1],
+    ['unitEventsMax', unitEventsMax, 1],
+  ] as const) {
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= min)) problems.push(`${name} must be an integer of at least ${min}, got ${value}`);
+  }
   // Storage backends verify frames with the format's default limit; a larger frame would look torn to them.
   if (frameBytesMax !== undefined && !(Number.isSafeInteger(frameBytesMax) && frameBytesMax >= FRAME_BYTES_MIN && frameBytesMax <= DEFAULT_FRAME_BYTES_MAX)) {
     problems.push(`frameBytesMax must be an integer from ${FRAME_BYTES_MIN} to ${DEFAULT_FRAME_BYTES_MAX}, got ${frameBytesMax}`);
@@ -832,8 +894,13 @@ function wellFormed(s: string): boolean {
   return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
 
-/** Returns why a unit of work is malformed, or undefined. Cheap: runs on every append. */
-function validateUnit(unit: UnitOfWork): string | undefined {
+/**
+ * Returns why a unit of work is malformed, or its bytes of event data and metadata. Cheap:
+ * runs on every append.
+ */
+function validateUnit(unit: UnitOfWork, eventsMax: number): string | number {
+  let bytes = 0;
+  let count = 0;
   const changes = unit?.changes;
   if (!Array.isArray(changes) || changes.length === 0) return 'a unit of work needs at least one change';
   for (let c = 0; c < changes.length; c++) {
@@ -852,6 +919,8 @@ function validateUnit(unit: UnitOfWork): string | undefined {
     }
     const events = change.events;
     if (!Array.isArray(events) || events.length === 0) return `stream "${change.streamId}": at least one event is needed`;
+    count += events.length;
+    if (count > eventsMax) return `a unit of work holds more than unitEventsMax (${eventsMax}) events: split it into smaller units or raise unitEventsMax`;
     for (let i = 0; i < events.length; i++) {
       const e = events[i];
       if (typeof e?.type !== 'string' || e.type.length === 0 || !wellFormed(e.type)) {
@@ -859,6 +928,7 @@ function validateUnit(unit: UnitOfWork): string | undefined {
       }
       if (!(e.data instanceof Uint8Array)) return `stream "${change.streamId}" event ${i}: data must be a Uint8Array (serialize it first)`;
       if (e.metadata !== undefined && !(e.metadata instanceof Uint8Array)) return `stream "${change.streamId}" event ${i}: metadata must be a Uint8Array`;
+      bytes += e.data.length + (e.metadata?.length ?? 0);
     }
     for (let d = 0; d < c; d++) {
       if (changes[d].streamId === change.streamId) return `stream "${change.streamId}" appears twice in one unit of work: merge its events into one change`;
@@ -872,7 +942,7 @@ function validateUnit(unit: UnitOfWork): string | undefined {
   for (const [name, value] of [['correlationId', unit.correlationId], ['causationId', unit.causationId]] as const) {
     if (value !== undefined && (typeof value !== 'string' || !wellFormed(value))) return `${name} must be a well-formed string`;
   }
-  return undefined;
+  return bytes;
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -93,7 +93,8 @@ function startRacer(): { child: ChildProcess; line: () => Promise<string>; exite
   return { child, line, exited };
 }
 
-it('never lets two writers started at one moment both open the partition (30 rounds)', async () => {
+// 60 process starts (~0.3 s each on a loaded machine): more than the default 30 s.
+it('never lets two writers started at one moment both open the partition (30 rounds)', { timeout: 180_000 }, async () => {
   for (let round = 0; round < 30; round++) {
     const racers = [startRacer(), startRacer()];
     expect(await Promise.all(racers.map((r) => r.line()))).toEqual(['ready', 'ready']);

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CommitResult } from '@sluice/store';
@@ -26,7 +25,10 @@ let bundleDir: string;
 let childScript: string;
 
 beforeAll(async () => {
-  bundleDir = await mkdtemp(join(tmpdir(), 'sluice-node-crash-'));
+  // Inside the workspace: the writer lock loads its native addon from node_modules at run time.
+  const cache = fileURLToPath(new URL('../../../node_modules/.cache/', import.meta.url));
+  await mkdir(cache, { recursive: true });
+  bundleDir = await mkdtemp(join(cache, 'sluice-node-crash-'));
   childScript = join(bundleDir, 'node-child.mjs');
   // zeromq is a native addon: keep it out of the bundle and load it from the workspace by path.
   const zeromq = createRequire(import.meta.url).resolve('zeromq');

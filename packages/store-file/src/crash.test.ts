@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,12 +17,17 @@ import { createFileStorage } from './index.js';
  */
 const CYCLES = Number(process.env.SLUICE_CRASH_CYCLES ?? 100);
 let directory: string;
+let bundleDirectory: string;
 let childScript: string;
 
 beforeAll(async () => {
   directory = await mkdtemp(join(tmpdir(), 'sluice-crash-'));
   // Bundle the child once so each restart is a plain `node` start (~50 ms), not a TS compile.
-  childScript = join(directory, 'child.mjs');
+  // Inside the workspace: the writer lock loads its native addon from node_modules at run time.
+  const cache = fileURLToPath(new URL('../../../node_modules/.cache/', import.meta.url));
+  await mkdir(cache, { recursive: true });
+  bundleDirectory = await mkdtemp(join(cache, 'sluice-crash-child-'));
+  childScript = join(bundleDirectory, 'child.mjs');
   await build({
     entryPoints: [fileURLToPath(new URL('./crash-child.fixture.ts', import.meta.url))],
     outfile: childScript,
@@ -37,6 +42,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await rm(directory, { recursive: true, force: true });
+  await rm(bundleDirectory, { recursive: true, force: true });
 });
 
 interface CycleOutcome {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -192,7 +192,10 @@ describe('writer lock', () => {
 describe('other processes', () => {
   let script: string;
   beforeAll(async () => {
-    script = join(tmpdir(), `sluice-file-child-${process.pid}.mjs`);
+    // Inside the workspace: the writer lock loads its native addon from node_modules at run time.
+    const cache = fileURLToPath(new URL('../../../node_modules/.cache/', import.meta.url));
+    await mkdir(cache, { recursive: true });
+    script = join(cache, `sluice-file-child-${process.pid}.mjs`);
     await build({
       stdin: {
         contents: `

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -14,7 +14,10 @@ let childScript: string;
 let directory: string;
 
 beforeAll(async () => {
-  bundleDirectory = await mkdtemp(join(tmpdir(), 'sluice-lmdb-child-'));
+  // Inside the workspace: the writer lock loads its native addon from node_modules at run time.
+  const cache = fileURLToPath(new URL('../../../node_modules/.cache/', import.meta.url));
+  await mkdir(cache, { recursive: true });
+  bundleDirectory = await mkdtemp(join(cache, 'sluice-lmdb-child-'));
   childScript = join(bundleDirectory, 'child.mjs');
   // lmdb is a native module: keep it out of the bundle and import it by absolute path, so the
   // bundle runs from a temp folder with plain `node`.

@@ -44,5 +44,5 @@ export type {
   UnitOfWork,
 } from './types.js';
 export { describeFsyncPolicy, parseFsyncPolicy, type FsyncPolicy, type FsyncPolicyInput } from './fsync-policy.js';
-export { LOCK_FILE, WriterLock } from './writer-lock.js';
+export { LOCK_FILE, WriterLock, locationIdentity, type LocationIdentity } from './writer-lock.js';
 export { firstBatchEndingAtOrAfter } from './seq-search.js';

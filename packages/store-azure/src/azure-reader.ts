@@ -1,19 +1,26 @@
 import type { SealedBatch } from '@sluice/framing';
-import { StorageError, type StorageReader } from '@sluice/store';
+import { StorageError, pollWait, tailBatches, type BatchIdentity, type StorageReader, type TailOptions, type WaitForDurable } from '@sluice/store';
 import { SOURCE } from './azure-errors.js';
 import { resolveConnectionOptions, type AzureReaderOptions, type ResolvedConnection } from './azure-storage-options.js';
 import { BlobLogIndex } from './blob-log-index.js';
 import { LogBlobs } from './log-blobs.js';
 
+/** Shortest and longest wait between two looks for new batches in `tail` (it backs off while idle). */
+export const TAIL_POLL_MIN_MS = 20;
+export const TAIL_POLL_MAX_MS = 1000;
+
 /**
  * Opens a read-only reader of a partition's Azure log, in any process, while its writer runs.
- * It takes no lease. It sees verified batches only, never past the last one durably
- * committed, and never bytes after a blob's sealed length; `lastSeq()` looks for new batches
- * (a listing plus a download of what was appended since).
+ * It takes no lease. It sees verified, chained batches only, and never bytes after a blob's
+ * sealed length; `head()` and `lastSeq()` look for new batches (a listing plus a download of
+ * what was appended since). Every block in Azure was durable once appended, so its head is
+ * the last verified batch stored. `tail()` polls, backing off from 20 ms to 1 s while idle.
+ * If the log is cut below what it has seen (a truncate), it rejects with reason `Conflict`:
+ * open a new reader.
  *
  * @example
  * const reader = await openAzureReader({ connectionString, container: 'sluice', prefix: 'payments' });
- * for await (const batch of reader.read(1, await reader.lastSeq())) for (const frame of batch.frames) handle(frame);
+ * for await (const batch of reader.tail(1, { signal })) for (const frame of batch.frames) handle(frame);
  * await reader.close();
  */
 export async function openAzureReader(options: AzureReaderOptions): Promise<StorageReader> {
@@ -32,11 +39,21 @@ export async function openReaderOn(connection: ResolvedConnection): Promise<Stor
 class AzureReader implements StorageReader {
   private closed = false;
   private refreshing: Promise<void> | undefined;
+  private readonly closing = new AbortController();
+  private readonly wait: WaitForDurable;
 
   constructor(
     private readonly index: BlobLogIndex,
     private readonly log: LogBlobs,
-  ) {}
+  ) {
+    const poll = pollWait(this, TAIL_POLL_MIN_MS, TAIL_POLL_MAX_MS);
+    // Ends the tail when the reader closes (pollWait alone would only see an aborted signal).
+    this.wait = async (afterSeq, signal) => {
+      const both = signal === undefined ? this.closing.signal : AbortSignal.any([signal, this.closing.signal]);
+      await poll(afterSeq, both);
+      return !this.closed;
+    };
+  }
 
   /** Indexes what was appended since the last look (one refresh at a time). */
   refresh(): Promise<void> {
@@ -58,14 +75,29 @@ class AzureReader implements StorageReader {
     })(this);
   }
 
-  async lastSeq(): Promise<number> {
+  async head(): Promise<BatchIdentity> {
     this.assertOpen();
     await this.refresh();
-    return this.index.lastSeq;
+    return this.index.head;
+  }
+
+  async lastSeq(): Promise<number> {
+    return (await this.head()).lastSeq;
+  }
+
+  async identityAt(seq: number): Promise<BatchIdentity | undefined> {
+    this.assertOpen();
+    if (seq > this.index.lastSeq) await this.refresh();
+    return this.index.identityAt(seq, this.index.lastSeq);
+  }
+
+  tail(fromSeq: number, options: TailOptions = {}): AsyncIterable<SealedBatch> {
+    return tailBatches(this, fromSeq, this.wait, options.signal);
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     await this.refreshing?.catch(() => undefined);
   }
 

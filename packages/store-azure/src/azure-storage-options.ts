@@ -1,4 +1,4 @@
-import { StorageError } from '@sluice/store';
+import { StorageError, parseFsyncPolicy, type FsyncPolicyInput } from '@sluice/store';
 import { connectContainer, type AzureContainerClient, type AzureServiceClient, type ClientSource } from './azure-client.js';
 import { SOURCE } from './azure-errors.js';
 import type { RetryPolicy } from './retry-policy.js';
@@ -106,6 +106,14 @@ export interface AzureStorageOptions extends AzureConnectionOptions {
    * @default 60
    */
   readonly leaseDurationSeconds?: number;
+  /**
+   * The reliability level's fsync policy. Accepted (and validated) so one config can name it
+   * for every location, but Azure has one durability: `appendBlock` is acknowledged only once
+   * the block is stored per the account's redundancy, so every policy behaves as `commit`, which
+   * is at least as strong (`capabilities.durability` says `commit` whatever is given here).
+   * @default "commit"
+   */
+  readonly fsync?: FsyncPolicyInput;
 }
 
 /** Options of `openAzureReader`: where the log is and how to reach it. */
@@ -268,6 +276,13 @@ export function resolveStorageOptions(options: AzureStorageOptions): ResolvedSto
   const lease = options.leaseDurationSeconds;
   if (lease !== undefined && lease !== -1 && !(Number.isSafeInteger(lease) && lease >= 15 && lease <= 60)) {
     problems.push(`leaseDurationSeconds must be from 15 to 60, or -1 for an infinite lease, got ${lease}`);
+  }
+  if (options.fsync !== undefined) {
+    try {
+      parseFsyncPolicy(options.fsync);
+    } catch {
+      problems.push(`fsync ${JSON.stringify(options.fsync)} is not a policy: use "commit", "none" or "interval:<ms>ms" (Azure stores every policy as "commit")`);
+    }
   }
   if (problems.length > 0) throw invalid(problems);
   return {

@@ -12,6 +12,14 @@ export const METADATA_FIRST_SEQ = 'sluicefirstseq';
  * for the next one. Anything after them (a torn tail found by recovery) is never read.
  */
 export const METADATA_SEALED_BYTES = 'sluicesealedbytes';
+/**
+ * Blob metadata: why the blob was sealed where it was, when that was not an ordinary roll (a
+ * torn tail found by recovery, a failed write, a truncate with the operator's reason),
+ * URI-encoded (metadata values are ASCII).
+ */
+export const METADATA_SEAL_REASON = 'sluicesealreason';
+/** Longest seal reason kept in metadata, in characters before encoding (Azure allows 8 KiB of metadata). */
+export const SEAL_REASON_LENGTH_MAX = 1024;
 
 /** The name of log blob number `blob` under `prefix`. */
 export function logBlobName(prefix: string, blob: number): string {
@@ -29,17 +37,42 @@ export interface LogBlob {
   readonly firstSeq: number | undefined;
   /** `sluicesealedbytes` metadata, when the writer has left this blob. */
   readonly sealedBytes: number | undefined;
+  /** `sluicesealreason` metadata (decoded), when the seal was not an ordinary roll. */
+  readonly sealReason?: string | undefined;
   /** Committed blocks, when known (from properties, not from listings). */
   readonly blockCount?: number | undefined;
 }
 
-function metadataNumber(metadata: Record<string, string> | undefined, key: string): number | undefined {
+function metadataValue(metadata: Record<string, string> | undefined, key: string): string | undefined {
   if (metadata === undefined) return undefined;
   // Metadata names are case-insensitive; some services return them in another case.
-  const found = Object.entries(metadata).find(([k]) => k.toLowerCase() === key);
-  if (found === undefined) return undefined;
-  const n = Number(found[1]);
+  return Object.entries(metadata).find(([k]) => k.toLowerCase() === key)?.[1];
+}
+
+function metadataNumber(metadata: Record<string, string> | undefined, key: string): number | undefined {
+  const value = metadataValue(metadata, key);
+  if (value === undefined) return undefined;
+  const n = Number(value);
   return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+function metadataReason(metadata: Record<string, string> | undefined): string | undefined {
+  const value = metadataValue(metadata, METADATA_SEAL_REASON);
+  if (value === undefined) return undefined;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+/** What a blob's metadata says, as a {@link LogBlob} without length. */
+function fromMetadata(metadata: Record<string, string> | undefined): Pick<LogBlob, 'firstSeq' | 'sealedBytes' | 'sealReason'> {
+  return {
+    firstSeq: metadataNumber(metadata, METADATA_FIRST_SEQ),
+    sealedBytes: metadataNumber(metadata, METADATA_SEALED_BYTES),
+    sealReason: metadataReason(metadata),
+  };
 }
 
 /**
@@ -97,8 +130,7 @@ export class LogBlobs {
         out.push({
           blob: Number(m[1]),
           contentLength: item.properties.contentLength ?? 0,
-          firstSeq: metadataNumber(item.metadata, METADATA_FIRST_SEQ),
-          sealedBytes: metadataNumber(item.metadata, METADATA_SEALED_BYTES),
+          ...fromMetadata(item.metadata),
         });
       }
       return out;
@@ -122,8 +154,7 @@ export class LogBlobs {
     return {
       blob,
       contentLength: p.contentLength ?? 0,
-      firstSeq: metadataNumber(p.metadata, METADATA_FIRST_SEQ),
-      sealedBytes: metadataNumber(p.metadata, METADATA_SEALED_BYTES),
+      ...fromMetadata(p.metadata),
       blockCount: p.blobCommittedBlockCount ?? 0,
     };
   }
@@ -154,10 +185,16 @@ export class LogBlobs {
     }
   }
 
-  /** Records on `blob` that its log ends at `sealedBytes` (the writer is leaving it). */
-  async seal(blob: number, firstSeq: number, sealedBytes: number, leaseId: string): Promise<void> {
+  /**
+   * Records on `blob` that its log ends at `sealedBytes` (the writer is leaving it, or cutting
+   * the log there), and why when it is not an ordinary roll. Conditional on `leaseId` when given:
+   * the writer's own (leased) blob; earlier blobs are no longer leased.
+   */
+  async seal(blob: number, firstSeq: number, sealedBytes: number, leaseId: string | undefined, reason?: string): Promise<void> {
+    const metadata: Record<string, string> = { [METADATA_FIRST_SEQ]: String(firstSeq), [METADATA_SEALED_BYTES]: String(sealedBytes) };
+    if (reason !== undefined) metadata[METADATA_SEAL_REASON] = encodeURIComponent(reason.slice(0, SEAL_REASON_LENGTH_MAX));
     await this.call(`seal ${this.describe(blob)} at ${sealedBytes} bytes`, (abortSignal) =>
-      this.client(blob).setMetadata({ [METADATA_FIRST_SEQ]: String(firstSeq), [METADATA_SEALED_BYTES]: String(sealedBytes) }, { conditions: { leaseId }, abortSignal }),
+      this.client(blob).setMetadata(metadata, { conditions: leaseId === undefined ? {} : { leaseId }, abortSignal }),
     );
   }
 }

@@ -26,7 +26,7 @@ describe('fsync policies on LMDB', () => {
     expect(durabilityFlags({ kind: 'commit' })).toEqual({ overlappingSync: false, noSync: false });
     expect(durabilityFlags({ kind: 'interval', intervalMs: 100 })).toEqual({ overlappingSync: true, noSync: false });
     expect(durabilityFlags({ kind: 'none' })).toEqual({ overlappingSync: false, noSync: true });
-    expect(describeLmdbDurability({ kind: 'commit' })).toMatch(/fdatasynced before every append resolves/);
+    expect(describeLmdbDurability({ kind: 'commit' })).toMatch(/fdatasynced before sync\(\) resolves/);
     expect(describeLmdbDurability({ kind: 'interval', intervalMs: 100 })).toMatch(/forced every 100 ms/);
     expect(describeLmdbDurability({ kind: 'none' })).toMatch(/never forced/);
   });

@@ -13,7 +13,8 @@ export interface DurabilityFlags {
  * How each fsync policy maps onto LMDB:
  * - `commit`: plain LMDB commits (no `noSync`, no `overlappingSync`): the commit writes the
  *   data pages, fdatasyncs, writes the meta page and fdatasyncs again before lmdb-js resolves
- *   the put, so `append` resolves only once the batch is on disk.
+ *   the put, so `sync()` (which waits for the last write's transaction) resolves only once
+ *   the batches are on disk; `write()` resolves as soon as the transaction is queued.
  * - `interval`: `overlappingSync`: the put resolves once the commit is written to the OS
  *   (visible to every process; a process crash loses nothing); lmdb-js flushes it on a
  *   background thread, keeping the last flushed snapshot to fall back to after a power
@@ -32,18 +33,18 @@ export function durabilityFlags(policy: FsyncPolicy): DurabilityFlags {
   }
 }
 
-/** What is durable when `append` resolves, in words (`capabilities.durability`). */
+/** What is durable when `sync()` resolves, in words (for messages and the README). */
 export function describeLmdbDurability(policy: FsyncPolicy): string {
   switch (policy.kind) {
     case 'commit':
-      return 'LMDB synchronous commit: data and meta pages fdatasynced before every append resolves';
+      return 'LMDB synchronous commit: data and meta pages fdatasynced before sync() resolves';
     case 'interval':
       return (
-        `LMDB commit written to the OS when an append resolves (survives a process crash); flushed on a background thread ` +
+        `LMDB commit written to the OS when write() resolves (survives a process crash); flushed on a background thread ` +
         `(overlappingSync) and forced every ${policy.intervalMs} ms`
       );
     case 'none':
-      return 'LMDB commit written to the OS when an append resolves (survives a process crash); never forced to disk (MDB_NOSYNC)';
+      return 'LMDB commit written to the OS when write() resolves (survives a process crash); never forced to disk (MDB_NOSYNC)';
   }
 }
 
@@ -52,7 +53,7 @@ export class Durability {
   private timer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | undefined;
   private dirty = false;
-  /** An error from a background sync; appends refuse to continue once set. */
+  /** An error from a background sync; writes and syncs refuse to continue once set. */
   failure: unknown;
 
   constructor(
@@ -68,7 +69,7 @@ export class Durability {
     }
   }
 
-  /** Called once a put resolved (the commit is visible); resolves when the append may be acknowledged. */
+  /** Called once a write transaction committed; resolves when it counts as durable per the policy. */
   async afterCommit(): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
     if (this.policy.kind === 'commit') {

@@ -16,6 +16,10 @@ export interface BatchDatabase {
   getKeys(options: { start?: number; end?: number; reverse?: boolean; limit?: number }): Iterable<number>;
   put(key: number, value: Uint8Array, options?: { append?: boolean }): Promise<boolean>;
   remove(key: number): Promise<boolean>;
+  /** Inside a transaction callback: writes now, false when an `append` key does not sort last. */
+  putSync(key: number, value: Uint8Array, options?: { append?: boolean }): boolean;
+  /** Inside a transaction callback: removes now. */
+  removeSync(key: number): boolean;
   /** Resolves once every earlier write is committed and flushed to disk. */
   readonly flushed: PromiseLike<unknown>;
 }
@@ -29,6 +33,11 @@ export interface MetaDatabase {
 /** The part of an lmdb-js root database (the environment) used here. */
 export interface LmdbRoot {
   transactionSync<T>(action: () => T): T;
+  /**
+   * Runs `action` inside the next write transaction (on lmdb-js's write thread's turn) and
+   * resolves once that transaction has committed, per the environment's sync flags.
+   */
+  transaction<T>(action: () => T): Promise<T>;
   resetReadTxn(): void;
   getStats(): { pageSize: number; lastPageNumber: number; treeDepth?: number };
   /** mdb_env_sync(force) on a worker thread; the callback gets its error. */

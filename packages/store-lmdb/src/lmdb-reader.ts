@@ -1,24 +1,31 @@
 import type { SealedBatch } from '@sluice/framing';
-import { StorageError, type StorageReader } from '@sluice/store';
-import { LAYOUT, decodeValue, floorKey, isWhole, lastKey, readBatches } from './batch-log.js';
+import { EMPTY_IDENTITY, StorageError, identityOf, pollWait, tailBatches, type BatchIdentity, type StorageReader, type TailOptions } from '@sluice/store';
+import { LAYOUT, LAYOUT_KEY, LAYOUT_V1, decodeValue, floorKey, identityInLog, isWhole, lastKey, readBatches, readHead } from './batch-log.js';
 import { openReaderEnv, type LmdbHandle } from './lmdb-env.js';
 
 /** Options of {@link openLmdbReader}. */
 export interface LmdbReaderOptions {
   /** The partition's directory, as given to the writer's `createLmdbStorage`. */
   readonly directory: string;
+  /**
+   * Shortest and longest wait between two looks for new batches while `tail` has caught up
+   * (another process's commits come with no notification).
+   * @default [5, 200]
+   */
+  readonly tailPollMs?: readonly [number, number];
 }
 
 /**
  * Opens a read-only reader on an LMDB partition, from any process, while its writer runs.
  * It opens the environment read-only (`MDB_RDONLY`: it never writes the data file and takes
- * no Sluice lock), sees each commit once LMDB has committed it, and yields only batches that
- * verify. In the writer's own process, open readers after the writer (lmdb-js shares one
- * environment per file per process and keeps the first opener's flags).
+ * no Sluice lock), reads up to the `head` record LMDB committed with the last batch (what
+ * LMDB has committed is durable per the writer's policy, see the README), and yields only
+ * batches that verify. In the writer's own process, open readers after the writer (lmdb-js
+ * shares one environment per file per process and keeps the first opener's flags).
  *
  * @example
  * const reader = await openLmdbReader({ directory: './data/payments' });
- * for await (const batch of reader.read(checkpoint + 1, await reader.lastSeq())) project(batch.frames);
+ * for await (const batch of reader.tail(checkpoint + 1, { signal })) project(batch.frames);
  * await reader.close();
  */
 export async function openLmdbReader(options: LmdbReaderOptions): Promise<StorageReader> {
@@ -26,68 +33,85 @@ export async function openLmdbReader(options: LmdbReaderOptions): Promise<Storag
     throw new StorageError('Invalid', '[sluice/store-lmdb] options.directory must be a non-empty path');
   }
   const env = openReaderEnv(options.directory);
-  const found = env.meta.getBinary('layout');
-  if (found !== undefined && new TextDecoder().decode(found) !== LAYOUT) {
+  const found = env.meta.getBinary(LAYOUT_KEY);
+  const layout = found === undefined ? undefined : new TextDecoder().decode(found);
+  if (layout !== undefined && layout !== LAYOUT && layout !== LAYOUT_V1) {
     await env.close();
     throw new StorageError(
       'Invalid',
-      `[sluice/store-lmdb] ${options.directory} was written with layout "${new TextDecoder().decode(found)}", this version reads "${LAYOUT}": ` +
+      `[sluice/store-lmdb] ${options.directory} was written with layout "${layout}", this version reads "${LAYOUT}": ` +
         `read it with the @sluice/store-lmdb version that wrote it`,
     );
   }
-  return new LmdbReader(options.directory, env);
+  return new LmdbReader(options.directory, env, options.tailPollMs ?? [5, 200]);
 }
 
 class LmdbReader implements StorageReader {
   private closed = false;
-  /** The last entry's key and size and the seq it ends at: decoded once, not on every call. */
-  private last: { key: number; bytes: number; lastSeq: number } | undefined;
+  /** Aborts every tail when the reader closes. */
+  private readonly closing = new AbortController();
+  /** A version 1 partition's head, found by decoding its last entry: cached by key and size. */
+  private legacy: { key: number; bytes: number; head: BatchIdentity } | undefined;
 
   constructor(
     private readonly directory: string,
     private readonly env: LmdbHandle,
+    private readonly pollMs: readonly [number, number],
   ) {}
 
   async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
+    const head = await this.head();
+    yield* readBatches(this.env.batches, this.directory, fromSeq, Math.min(toSeq, head.lastSeq), 'corrupt', () => this.assertOpen());
+  }
+
+  /** The `head` record of a fresh snapshot: the last batch LMDB committed. */
+  async head(): Promise<BatchIdentity> {
     this.assertOpen();
-    // Up to the last entry that verifies: a tail the writer's recovery has not removed yet is never read.
-    const lastSeq = this.lastVerifiedSeq();
-    yield* readBatches(this.env.batches, this.directory, fromSeq, Math.min(toSeq, lastSeq), 'stop', () => this.assertOpen());
+    this.env.root.resetReadTxn(); // see commits made since this reader last looked
+    return readHead(this.env.meta, this.directory) ?? this.legacyHead();
   }
 
   async lastSeq(): Promise<number> {
-    this.assertOpen();
-    return this.lastVerifiedSeq();
+    return (await this.head()).lastSeq;
+  }
+
+  async identityAt(seq: number): Promise<BatchIdentity | undefined> {
+    const head = await this.head();
+    if (!(seq >= 1) || seq > head.lastSeq) return undefined;
+    return identityInLog(this.env.batches, this.directory, seq);
+  }
+
+  /** Polls (`tailPollMs`): another process's commits come with no notification. Ends when the reader closes. */
+  tail(fromSeq: number, options: TailOptions = {}): AsyncIterable<SealedBatch> {
+    const signal = options.signal === undefined ? this.closing.signal : AbortSignal.any([options.signal, this.closing.signal]);
+    return tailBatches(this, fromSeq, pollWait(this, this.pollMs[0], this.pollMs[1]), signal);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.closing.abort();
     await this.env.close();
   }
 
   /**
-   * The seq the last entry that verifies ends at, from a fresh snapshot. Steps back over a
-   * last entry that does not verify: a tail the writer has not recovered yet.
+   * A version 1 partition (no head record, until its writer reopens it): the last entry that
+   * verifies. A tail its writer has not recovered yet is stepped over.
    */
-  private lastVerifiedSeq(): number {
+  private legacyHead(): BatchIdentity {
     const db = this.env.batches;
-    this.env.root.resetReadTxn(); // see commits made since this reader last looked
-    let key = lastKey(db);
-    while (key !== undefined) {
+    for (let key = lastKey(db); key !== undefined; key = floorKey(db, key - 1)) {
       const fast = db.getBinaryFast(key);
-      if (fast !== undefined) {
-        if (this.last?.key === key && this.last.bytes === fast.length) return this.last.lastSeq;
-        const value = decodeValue(fast, key); // in place: only numbers escape
-        if (isWhole(value)) {
-          const lastSeq = value.batches[value.batches.length - 1].lastSeq;
-          this.last = { key, bytes: fast.length, lastSeq };
-          return lastSeq;
-        }
+      if (fast === undefined) continue;
+      if (this.legacy?.key === key && this.legacy.bytes === fast.length) return this.legacy.head;
+      const value = decodeValue(fast, key); // in place: only the copied identity escapes
+      if (isWhole(value)) {
+        const head = identityOf(value.batches[value.batches.length - 1]);
+        this.legacy = { key, bytes: fast.length, head };
+        return head;
       }
-      key = floorKey(db, key - 1);
     }
-    return 0;
+    return EMPTY_IDENTITY;
   }
 
   private assertOpen(): void {

@@ -10,7 +10,7 @@ describeStorageConformance({
   createLocation: async () => {
     const directory = await mkdtemp(join(tmpdir(), 'sluice-lmdb-'));
     return {
-      storage: () => createLmdbStorage({ directory }),
+      storage: (options) => createLmdbStorage({ directory, fsync: options?.fsync }),
       appendRaw: (bytes) => appendRawToLmdbLog(directory, bytes),
       destroy: () => rm(directory, { recursive: true, force: true }),
     };

@@ -31,20 +31,34 @@ const children = new Set<Child>();
 const EIO = 5;
 const ENOSPC = 28;
 
+/**
+ * Set-up problems (a missing tool, no root, no loop device) fail every test with the reason,
+ * rather than failing beforeAll: a failed beforeAll reports the tests as skipped, and a fault
+ * test must never look skipped or passed when it could not run.
+ */
+let setupError: unknown;
+function ready(): void {
+  if (setupError !== undefined) throw setupError;
+}
+
 beforeAll(async () => {
-  await requireTools(['fiu-run', 'fiu-ctrl'], 'the I/O-fault test');
-  scratch = await mkdtemp('/var/tmp/sluice-io-fault-');
-  childScript = join(scratch, 'child.mjs');
-  await build({
-    entryPoints: [fileURLToPath(new URL('./io-fault-child.fixture.ts', import.meta.url))],
-    outfile: childScript,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    conditions: ['@sluice/source'],
-    logLevel: 'silent',
-  });
+  try {
+    await requireTools(['fiu-run', 'fiu-ctrl'], 'the I/O-fault test');
+    scratch = await mkdtemp('/var/tmp/sluice-io-fault-');
+    childScript = join(scratch, 'child.mjs');
+    await build({
+      entryPoints: [fileURLToPath(new URL('./io-fault-child.fixture.ts', import.meta.url))],
+      outfile: childScript,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      conditions: ['@sluice/source'],
+      logLevel: 'silent',
+    });
+  } catch (error) {
+    setupError = error;
+  }
 });
 
 afterEach(() => {
@@ -224,19 +238,23 @@ async function failedAppendScenario(name: string, failpoint: string, errno: numb
 describe('file store under injected I/O errors (libfiu)', () => {
   for (const reopenIn of ['the same process', 'a new process'] as const) {
     it(`(a) fdatasync fails (EIO): the append is refused, the partition stops, and after reopening in ${reopenIn} the failed commit is neither served nor a duplicate`, async () => {
+      ready();
       await failedAppendScenario(`sync-eio-${reopenIn.replace(/ /g, '-')}`, 'posix/io/sync/fdatasync', EIO, reopenIn, 'Unavailable');
     });
   }
 
   it('(b) write fails with EIO: the append is refused, the partition stops, and after reopening the failed commit is neither served nor a duplicate', async () => {
+    ready();
     await failedAppendScenario('write-eio', 'posix/io/rw/pwrite', EIO, 'the same process', 'Unavailable');
   });
 
   it('(b) write fails with ENOSPC: the append is refused as Full, the partition stops, and after reopening the failed commit is neither served nor a duplicate', async () => {
+    ready();
     await failedAppendScenario('write-enospc', 'posix/io/rw/pwrite', ENOSPC, 'a new process', 'Full');
   });
 
   it('(c) interval:100ms: a failed background fdatasync stops the partition from acknowledging', async () => {
+    ready();
     const child = await Child.start(join(scratch, 'interval-sync-eio'), 'interval:100ms', true);
     expect((await child.send('open')).ok).toBe(true);
     expect(await child.send('append i-1')).toMatchObject({ ok: true });

@@ -39,22 +39,36 @@ let scratch: string;
 let writerScript: string;
 let disk: LoopFilesystem;
 
+/**
+ * Set-up problems (a missing tool, no root, no loop device) fail every test with the reason,
+ * rather than failing beforeAll: a failed beforeAll reports the tests as skipped, and a fault
+ * test must never look skipped or passed when it could not run.
+ */
+let setupError: unknown;
+function ready(): void {
+  if (setupError !== undefined) throw setupError;
+}
+
 beforeAll(async () => {
-  await requireTools(['losetup', 'mkfs.ext4', 'e2fsck', 'mount', 'umount', 'cp'], 'the power-loss test');
-  // On the real disk, not a tmpfs: the image's size is mostly holes.
-  scratch = await mkdtemp('/var/tmp/sluice-power-');
-  writerScript = join(scratch, 'writer.mjs');
-  await build({
-    entryPoints: [fileURLToPath(new URL('./power-loss-writer.fixture.ts', import.meta.url))],
-    outfile: writerScript,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    conditions: ['@sluice/source'],
-    logLevel: 'silent',
-  });
-  disk = await createLoopFilesystem(join(scratch, 'disk.img'), join(scratch, 'disk'), IMAGE_BYTES);
+  try {
+    await requireTools(['losetup', 'mkfs.ext4', 'e2fsck', 'mount', 'umount', 'cp'], 'the power-loss test');
+    // On the real disk, not a tmpfs: the image's size is mostly holes.
+    scratch = await mkdtemp('/var/tmp/sluice-power-');
+    writerScript = join(scratch, 'writer.mjs');
+    await build({
+      entryPoints: [fileURLToPath(new URL('./power-loss-writer.fixture.ts', import.meta.url))],
+      outfile: writerScript,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      conditions: ['@sluice/source'],
+      logLevel: 'silent',
+    });
+    disk = await createLoopFilesystem(join(scratch, 'disk.img'), join(scratch, 'disk'), IMAGE_BYTES);
+  } catch (error) {
+    setupError = error;
+  }
 });
 
 afterAll(async () => {
@@ -242,6 +256,7 @@ async function report(fsync: string, run: PolicyRun): Promise<void> {
 
 describe('file store on ext4 survives power loss', () => {
   it(`commit: every acknowledged commit survives ${COMMIT_CYCLES} power losses`, { timeout: 60_000 + COMMIT_CYCLES * 6_000 }, async () => {
+    ready();
     const run = await powerCycles('commit', COMMIT_CYCLES, 4242);
     await report('commit', run);
     expect(run.problems.slice(0, 15), summary('commit', run)).toEqual([]);
@@ -250,6 +265,7 @@ describe('file store on ext4 survives power loss', () => {
 
   for (const fsync of ['interval:100ms', 'none'] as const) {
     it(`${fsync}: every copy opens and holds a gapless prefix of the acknowledged history (${LOSSY_CYCLES} power losses)`, { timeout: 60_000 + LOSSY_CYCLES * 6_000 }, async () => {
+      ready();
       const run = await powerCycles(fsync, LOSSY_CYCLES, fsync === 'none' ? 777 : 99);
       await report(fsync, run);
       expect(run.problems.slice(0, 15), summary(fsync, run)).toEqual([]);

@@ -38,6 +38,8 @@ const SEGMENT_BYTES = 1024 * 1024;
 let scratch: string;
 let writerScript: string;
 let disk: LoopFilesystem;
+/** Writers still running (a timed-out test): killed before the disk is unmounted. */
+const writers = new Set<ReturnType<typeof spawn>>();
 
 /**
  * Set-up problems (a missing tool, no root, no loop device) fail every test with the reason,
@@ -72,6 +74,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await Promise.all(
+    [...writers].map((writer) => {
+      const gone = new Promise((resolve) => writer.once('close', resolve));
+      writer.kill('SIGKILL');
+      return gone;
+    }),
+  );
   if (scratch !== undefined) await releaseAll(scratch);
 });
 
@@ -86,6 +95,7 @@ type Range = readonly [number, number];
 function killWriterAndCopy(directory: string, fsync: string, first: number, ackTarget: number, copy: string): Promise<Map<string, Range>> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [writerScript, directory, fsync, String(SEGMENT_BYTES), String(first)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    writers.add(child);
     const acked = new Map<string, Range>();
     let buffered = '';
     let stderr = '';
@@ -112,6 +122,7 @@ function killWriterAndCopy(directory: string, fsync: string, first: number, ackT
       if (signal === 'SIGKILL') copied = snapshotImage(disk.image, copy);
     });
     child.on('close', (code, signal) => {
+      writers.delete(child);
       if (copied === undefined) reject(new Error(`writer exited with ${code ?? signal} before being killed: ${stderr}`));
       else copied.then(() => resolve(acked), reject);
     });

@@ -77,18 +77,18 @@ export async function createLoopFilesystem(image: string, mountPoint: string, si
  */
 export async function attachImage(image: string, mountPoint: string, options: { fsck: boolean }): Promise<LoopFilesystem & { fsckStatus: number }> {
   const device = (await sh('losetup', ['--find', '--show', image])).trim();
-  const fs: LoopFilesystem = { image, device, mountPoint };
+  // The very object recorded in `attached` is returned: detach() finds it by identity.
+  const fs = { image, device, mountPoint, fsckStatus: 0 };
   attached.add(fs);
-  let fsckStatus = 0;
   try {
     if (options.fsck) {
       try {
         await run('e2fsck', ['-fy', device]);
       } catch (error) {
         const e = error as { code?: number; stdout?: string; stderr?: string };
-        fsckStatus = typeof e.code === 'number' ? e.code : -1;
+        fs.fsckStatus = typeof e.code === 'number' ? e.code : -1;
         // 1 = errors corrected (a replayed journal counts), 2 = corrected, reboot advised: both usable.
-        if (fsckStatus !== 1 && fsckStatus !== 2) throw new Error(`e2fsck -fy ${image} exited ${fsckStatus}: ${e.stdout ?? ''}${e.stderr ?? ''}`);
+        if (fs.fsckStatus !== 1 && fs.fsckStatus !== 2) throw new Error(`e2fsck -fy ${image} exited ${fs.fsckStatus}: ${e.stdout ?? ''}${e.stderr ?? ''}`);
       }
     }
     await mkdir(mountPoint, { recursive: true });
@@ -97,7 +97,7 @@ export async function attachImage(image: string, mountPoint: string, options: { 
     await detach(fs);
     throw error;
   }
-  return { ...fs, fsckStatus };
+  return fs;
 }
 
 /**

@@ -296,10 +296,9 @@ class LmdbStorage implements PartitionStorage {
         const remove = Array.from(env.batches.getKeys({ start: cut.key + 1 }));
         for (const key of remove) env.batches.removeSync(key);
         if (cut.keepBytes > 0 && cut.keepBytes < cut.entryBytes) {
+          // The cut falls inside one write's entry (several batches): keep its first batches.
           const value = ownedCopy(env.batches.getBinaryFast(cut.key) as Uint8Array);
           env.batches.putSync(cut.key, value.slice(0, cut.keepBytes));
-        } else if (cut.keepBytes === 0 && afterSeq === 0) {
-          for (const key of Array.from(env.batches.getKeys({}))) env.batches.removeSync(key);
         }
         env.meta.putSync(HEAD_KEY, encodeIdentity(cut.head));
         if (record !== undefined) {
@@ -407,9 +406,13 @@ class LmdbStorage implements PartitionStorage {
         throw error;
       },
     );
+    // A sync waits for the last transaction queued before it; chaining makes that wait fail if any
+    // earlier one failed, even if lmdb-js went on to commit a later one.
+    const previous = this.pending;
+    const chained = previous === undefined ? committed : Promise.all([previous, committed]).then(() => undefined);
     // Failures are reported by the sync (or write) that waits for this transaction.
-    committed.catch(() => undefined);
-    this.pending = committed;
+    chained.catch(() => undefined);
+    this.pending = chained;
     return committed;
   }
 
@@ -523,7 +526,8 @@ class LmdbStorage implements PartitionStorage {
     let droppedReason: string | undefined;
     const writes: Array<[number, Uint8Array]> = [];
     const removals: number[] = [];
-    if (failed !== undefined && failed.durableSeq < head.lastSeq) {
+    const cutting = failed !== undefined && failed.durableSeq < head.lastSeq;
+    if (cutting) {
       const cut = failed.durableSeq === 0 ? EMPTY_IDENTITY : identityInLog(db, this.directory, failed.durableSeq, true);
       if (cut === undefined) {
         throw new StorageError('Corrupt', `${this.where}: the log has no batch ending at seq ${failed.durableSeq}, the durable head recorded when a write failed: restore the partition from a copy`);
@@ -538,10 +542,11 @@ class LmdbStorage implements PartitionStorage {
     // Everything after the head: cut (after a failure) or a raw tail to verify.
     let prevDigest = head.digest;
     let expected = head.lastSeq + 1;
-    let keeping = failed === undefined || failed.durableSeq >= head.lastSeq;
+    let keeping = !cutting;
     for (const key of Array.from(db.getKeys({ start: head.lastSeq + 1 }))) {
       const fast = db.getBinaryFast(key) as Uint8Array;
       if (!keeping) {
+        if (!cutting) droppedBytes += fast.length; // after a broken raw tail
         removals.push(key);
         continue;
       }

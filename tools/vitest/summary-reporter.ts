@@ -21,15 +21,18 @@ export class SummaryReporter implements Reporter {
     let anchored = false;
     for (const testModule of testModules) {
       if (testModule.moduleId.replaceAll('\\', '/').endsWith(COVERAGE_ANCHOR)) anchored = true;
+      let failedHere = 0;
       for (const testCase of testModule.children.allTests()) {
         const state = testCase.result().state;
         if (state === 'passed') passed += 1;
-        else if (state === 'failed') failed += 1;
+        else if (state === 'failed') failedHere += 1;
         else skipped += 1;
         tests.push({ moduleId: testModule.moduleId, fullName: testCase.fullName, state });
       }
-      // A file that failed to load has no test cases but must still count as a failure.
-      if (testModule.state() === 'failed' && testModule.children.size === 0) failed += 1;
+      // A file that failed to load, or whose beforeAll/afterAll hook threw (its tests then show
+      // as skipped), must still count as a failure.
+      if (testModule.state() === 'failed' && failedHere === 0) failedHere = 1;
+      failed += failedHere;
     }
     failed += unhandledErrors.length;
     if (anchored) {

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isStorageError, openPartition, type Partition } from '@sluice/store';
+import { isStorageError, openPartition, sameIdentity, type BatchIdentity, type Partition } from '@sluice/store';
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLmdbStorage } from './index.js';
@@ -119,8 +119,9 @@ function startWriter(fsync: string): ChildWriter {
 
 describe('readers in other processes', () => {
   for (const fsync of POLICIES) {
-    it(`see every acknowledged commit, verified, while the writer runs (fsync ${fsync})`, async () => {
-      const partition = await openPartition({ storage: createLmdbStorage({ directory, fsync }) });
+    it(`tail every acknowledged commit, verified, while the writer runs, and agree with it on head and identityAt (fsync ${fsync})`, async () => {
+      const storage = createLmdbStorage({ directory, fsync });
+      const partition = await openPartition({ storage });
       try {
         for (let i = 1; i <= 5; i++) await partition.append({ streamId: 's', events: [{ type: 'E', data: bytes(`v${i}`) }] });
         // The child opens the environment read-only now and must also see what comes after.
@@ -128,8 +129,16 @@ describe('readers in other processes', () => {
         for (let i = 6; i <= 10; i++) await partition.append({ streamId: 's', events: [{ type: 'E', data: bytes(`v${i}`) }] });
         await partition.append({ streamId: 't', events: [{ type: 'E', data: bytes('v11') }, { type: 'E', data: bytes('v12') }] });
         const lines = (await reading).trim().split('\n');
-        expect(lines.at(-1)).toBe('done 12');
-        expect(lines.slice(0, -1)).toEqual(Array.from({ length: 12 }, (_, i) => `event ${i + 1} v${i + 1}`));
+        const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+        const identity = (await storage.identityAt(12)) as BatchIdentity;
+        expect(lines.slice(-4)).toEqual([
+          `head 12 0 ${hex(identity.digest)}`,
+          `identity 12 0 ${hex(identity.digest)}`,
+          'beyond none',
+          'done 12',
+        ]);
+        expect(sameIdentity(identity, storage.durableHead())).toBe(true);
+        expect(lines.slice(0, -4)).toEqual(Array.from({ length: 12 }, (_, i) => `event ${i + 1} v${i + 1}`));
       } finally {
         await partition.close();
       }

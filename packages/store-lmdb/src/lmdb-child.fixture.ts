@@ -1,8 +1,10 @@
 /**
  * Child process of the cross-process tests, bundled with esbuild and run with plain `node`.
  *
- *   reader <directory> <untilSeq>   opens a read-only reader, waits until it sees untilSeq,
- *                                   prints every event ("event <seq> <payload>") and "done"
+ *   reader <directory> <untilSeq>   opens a read-only reader, tails from seq 1 until it has seen
+ *                                   untilSeq, prints every event ("event <seq> <payload>"), then
+ *                                   "head <lastSeq> <epoch> <digest>", "identity …" of untilSeq,
+ *                                   "beyond none|some" (identityAt past the head) and "done <lastSeq>"
  *   writer <directory> <fsync>      opens the partition as its writer, prints "open <lastSeq>",
  *                                   then appends commands cmd-<pid>-<n> as fast as it can,
  *                                   printing "ack <id> <firstSeq> <lastSeq>" for each, until killed
@@ -12,26 +14,28 @@ import { createLmdbStorage, openLmdbReader } from './index.js';
 
 const [mode, directory, arg] = process.argv.slice(2);
 const text = new TextDecoder();
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 if (mode === 'reader') {
   const until = Number(arg);
-  const reader = await openLmdbReader({ directory });
-  const deadline = Date.now() + 20_000;
-  let lastSeq = await reader.lastSeq();
-  while (lastSeq < until) {
-    if (Date.now() > deadline) {
-      process.stderr.write(`reader saw seq ${lastSeq}, never ${until}\n`);
-      process.exit(2);
-    }
-    // Another process's commits have no event to wait on here: poll.
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    lastSeq = await reader.lastSeq();
-  }
+  const reader = await openLmdbReader({ directory, tailPollMs: [2, 20] });
+  const timer = setTimeout(() => {
+    process.stderr.write(`reader never saw seq ${until}\n`);
+    process.exit(2);
+  }, 20_000);
   let out = '';
-  for await (const batch of reader.read(1, lastSeq)) {
+  // Another process's commits have no event to wait on: the reader's tail polls.
+  for await (const batch of reader.tail(1)) {
     for (const frame of batch.frames) out += `event ${frame.seq} ${text.decode(frame.payload)}\n`;
+    if (batch.lastSeq >= until) break;
   }
-  process.stdout.write(`${out}done ${lastSeq}\n`);
+  clearTimeout(timer);
+  const head = await reader.head();
+  const identity = await reader.identityAt(until);
+  out += `head ${head.lastSeq} ${head.epoch} ${hex(head.digest)}\n`;
+  out += `identity ${identity?.lastSeq} ${identity?.epoch} ${identity === undefined ? '-' : hex(identity.digest)}\n`;
+  out += `beyond ${(await reader.identityAt(head.lastSeq + 1)) === undefined ? 'none' : 'some'}\n`;
+  process.stdout.write(`${out}done ${head.lastSeq}\n`);
   await reader.close();
 } else if (mode === 'writer') {
   const partition = await openPartition({ storage: createLmdbStorage({ directory, fsync: arg as 'commit' }), name: 'child' });

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openPartition, type StorageReader } from '@sluice/store';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLmdbStorage, openLmdbReader } from './index.js';
 import { openWriterEnv } from './lmdb-env.js';
 import { appendRawToLmdbLog } from './raw-tail.fixture.js';
@@ -105,6 +105,27 @@ describe('openLmdbReader', () => {
       await reader.close();
     }
     await expect(openPartition({ storage: createLmdbStorage({ directory }) })).rejects.toMatchObject({ reason: 'Corrupt' });
+  });
+
+  it('tails: catches up from the batch holding fromSeq, follows new commits by polling, and ends when the reader closes', async () => {
+    const partition = await openPartition({ storage: createLmdbStorage({ directory }) });
+    try {
+      for (let i = 1; i <= 2; i++) await partition.append({ streamId: 's', events: [{ type: 'E', data: bytes(`${i}`) }] });
+      const reader = await openLmdbReader({ directory, tailPollMs: [1, 10] });
+      const seen: number[] = [];
+      const tailing = (async () => {
+        for await (const batch of reader.tail(2)) for (const frame of batch.frames) seen.push(frame.seq);
+      })();
+      await vi.waitFor(() => expect(seen).toEqual([2]));
+      await partition.append({ streamId: 's', events: [{ type: 'E', data: bytes('3') }, { type: 'E', data: bytes('4') }] });
+      await vi.waitFor(() => expect(seen).toEqual([2, 3, 4]));
+      expect(await reader.identityAt(3)).toMatchObject({ lastSeq: 4 });
+      expect(await reader.identityAt(5)).toBeUndefined();
+      await reader.close();
+      await tailing;
+    } finally {
+      await partition.close();
+    }
   });
 
   it('refuses reads once closed with reason Closed', async () => {

@@ -84,7 +84,9 @@ class LmdbReader implements StorageReader {
   /** Polls (`tailPollMs`): another process's commits come with no notification. Ends when the reader closes. */
   tail(fromSeq: number, options: TailOptions = {}): AsyncIterable<SealedBatch> {
     const signal = options.signal === undefined ? this.closing.signal : AbortSignal.any([options.signal, this.closing.signal]);
-    return tailBatches(this, fromSeq, pollWait(this, this.pollMs[0], this.pollMs[1]), signal);
+    // Closing aborts `signal`; the poll must not look at a closed environment meanwhile.
+    const polled = { head: async (): Promise<BatchIdentity> => (this.closed ? EMPTY_IDENTITY : this.head()) };
+    return tailBatches(this, fromSeq, pollWait(polled, this.pollMs[0], this.pollMs[1]), signal);
   }
 
   async close(): Promise<void> {

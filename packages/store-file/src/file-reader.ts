@@ -1,42 +1,44 @@
-import { watch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { SealedBatch } from '@sluice/framing';
-import { StorageError, type StorageReader } from '@sluice/store';
-import { SegmentIndex } from './segment-log.js';
+import { StorageError, pollWait, tailBatches, type BatchIdentity, type StorageReader, type TailOptions } from '@sluice/store';
 import { mapFsError } from './fs-errors.js';
+import { SegmentIndex, listSegments, readHeaderPage, segmentName } from './segment-log.js';
 
 /** Options of {@link openFileReader}. */
 export interface FileReaderOptions {
   /** The partition's directory, as given to the writer's `createFileStorage`. */
   readonly directory: string;
   /**
-   * How often `tail` looks for new commits when the file system sends no change event.
+   * Longest wait between two looks for new durable batches while tailing (the wait starts at
+   * 5 ms and doubles while nothing new comes).
    * @default 250
    */
   readonly pollIntervalMs?: number;
 }
 
-/** Options of {@link FileReader.tail}. */
-export interface TailOptions {
+/** The older options form of {@link FileReader.tail}. */
+export interface FileTailOptions extends TailOptions {
   /** @default 1 */
   readonly fromSeq?: number;
-  /** Ends the tail. */
-  readonly signal?: AbortSignal;
 }
 
 /** A read-only view of a file partition, usable from any process while the writer runs. */
 export interface FileReader extends StorageReader {
-  /** Committed batches from `fromSeq` on, then new ones as the writer adds them, until aborted or closed. */
-  tail(options?: TailOptions): AsyncIterable<SealedBatch>;
+  tail(fromSeq: number, options?: TailOptions): AsyncIterable<SealedBatch>;
+  /** @deprecated use `tail(fromSeq, { signal })`. */
+  tail(options?: FileTailOptions): AsyncIterable<SealedBatch>;
 }
 
 /**
- * Opens a read-only reader on a file partition. It takes no lock, never writes, and sees a
- * batch once the writer has written it whole with its marker.
+ * Opens a read-only reader on a file partition. It takes no lock and never writes. It serves
+ * batches only up to the durable watermark the writer records in the last segment's header:
+ * what is written but not durable per the partition's policy is never returned. Damage below
+ * the watermark (a deleted or truncated segment, a changed batch) makes reads reject with
+ * reason `Corrupt`, never end early.
  *
  * @example
  * const reader = await openFileReader({ directory: './data/payments' });
- * for await (const batch of reader.tail({ fromSeq: checkpoint + 1, signal })) project(batch.frames);
+ * for await (const batch of reader.tail(checkpoint + 1, { signal })) project(batch.frames);
  */
 export async function openFileReader(options: FileReaderOptions): Promise<FileReader> {
   try {
@@ -52,9 +54,10 @@ export async function openFileReader(options: FileReaderOptions): Promise<FileRe
 
 class SegmentReader implements FileReader {
   private readonly index: SegmentIndex;
-  private closed = false;
+  private readonly closeController = new AbortController();
   private refreshing: Promise<void> | undefined;
-  private readonly wakers = new Set<() => void>();
+  /** Highest durable watermark read from the headers (batches above it are never indexed). */
+  private watermark = 0;
 
   constructor(
     private readonly directory: string,
@@ -63,78 +66,96 @@ class SegmentReader implements FileReader {
     this.index = new SegmentIndex(directory);
   }
 
-  /** Picks up batches written since the last look. Concurrent callers share one scan. */
+  private get closed(): boolean {
+    return this.closeController.signal.aborted;
+  }
+
+  /** Picks up batches made durable since the last look. Concurrent callers share one scan. */
   refresh(): Promise<void> {
-    this.refreshing ??= this.index.scanForward('reader').then(
-      () => {
-        this.refreshing = undefined;
-      },
-      (error: unknown) => {
-        this.refreshing = undefined;
-        throw error;
-      },
-    );
+    this.refreshing ??= this.look().finally(() => {
+      this.refreshing = undefined;
+    });
     return this.refreshing;
   }
 
-  async lastSeq(): Promise<number> {
+  private async look(): Promise<void> {
+    // The watermark first: the writer records it only after the data it covers is written, so a
+    // scan after reading it must reach it.
+    const { watermark, versioned, successorMissing } = await this.readWatermark();
+    if (watermark > this.watermark) this.watermark = watermark;
+    const limit = versioned ? this.watermark : Number.MAX_SAFE_INTEGER;
+    const stop = await this.index.scanForward(limit);
+    if (this.index.lastSeq < this.watermark) {
+      throw new StorageError(
+        'Corrupt',
+        `[sluice/store-file] ${this.directory} holds seq 1..${this.index.lastSeq} (${stop.detail}) but the writer had made seq ${this.watermark} durable: ` +
+          `acknowledged commits are missing or damaged; restore the partition from a copy or a shipped archive`,
+      );
+    }
+    if (successorMissing !== undefined) {
+      throw new StorageError(
+        'Corrupt',
+        `[sluice/store-file] ${this.directory}/${segmentName(successorMissing)} records that a later segment followed it, but there is none: ` +
+          `a segment holding acknowledged commits was deleted; restore the partition from a copy or a shipped archive`,
+      );
+    }
+  }
+
+  /** The highest durable watermark in the headers of the last segments. */
+  private async readWatermark(): Promise<{ watermark: number; versioned: boolean; successorMissing: number | undefined }> {
+    let segments = await listSegments(this.directory);
+    for (let attempt = 0; ; attempt++) {
+      let watermark = 0;
+      let versioned = this.index.incarnation !== undefined;
+      let successorMissing: number | undefined;
+      // The last segment with a header holds the newest watermark; one before it may too (a roll in progress).
+      let seen = 0;
+      for (let i = segments.length - 1; i >= 0 && seen < 2; i--) {
+        const page = await readHeaderPage(this.directory, segments[i]).catch(() => undefined);
+        if (page?.kind !== 'v2') continue;
+        versioned = true;
+        if (seen === 0 && page.slot?.successor === true) successorMissing = segments[i];
+        seen++;
+        if (page.slot !== undefined && page.slot.acked.lastSeq > watermark) watermark = page.slot.acked.lastSeq;
+      }
+      if (successorMissing === undefined || attempt > 0) return { watermark, versioned, successorMissing };
+      // The writer may have just rolled: the new segment exists before the flag is set.
+      segments = await listSegments(this.directory);
+    }
+  }
+
+  async head(): Promise<BatchIdentity> {
     this.assertOpen();
     await this.refresh();
-    return this.index.lastSeq;
+    return this.index.head;
+  }
+
+  async lastSeq(): Promise<number> {
+    return (await this.head()).lastSeq;
+  }
+
+  async identityAt(seq: number): Promise<BatchIdentity | undefined> {
+    this.assertOpen();
+    if (seq > this.index.lastSeq) await this.refresh();
+    return this.index.identityAt(seq);
   }
 
   async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
     this.assertOpen();
     if (toSeq > this.index.lastSeq) await this.refresh();
-    yield* this.index.read(fromSeq, toSeq);
+    yield* this.index.read(fromSeq, Math.min(toSeq, this.index.lastSeq));
   }
 
-  async *tail(options: TailOptions = {}): AsyncGenerator<SealedBatch> {
-    let next = Math.max(1, options.fromSeq ?? 1);
-    const signal = options.signal;
-    let watcher: FSWatcher | undefined;
-    let wake: (() => void) | undefined;
-    const poke = (): void => wake?.();
-    try {
-      watcher = watch(this.directory, { persistent: false }, poke);
-      watcher.on('error', () => undefined); // polling still covers it
-    } catch {
-      watcher = undefined;
-    }
-    signal?.addEventListener('abort', poke);
-    try {
-      while (!this.closed && !isAborted(signal)) {
-        await this.refresh();
-        if (next <= this.index.lastSeq) {
-          for await (const batch of this.index.read(next, this.index.lastSeq)) {
-            next = batch.lastSeq + 1;
-            yield batch;
-            if (this.closed || isAborted(signal)) return;
-          }
-          continue;
-        }
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, this.pollIntervalMs);
-          function done(): void {
-            clearTimeout(timer);
-            resolve();
-          }
-          wake = done;
-          this.wakers.add(done);
-        });
-        if (wake !== undefined) this.wakers.delete(wake);
-        wake = undefined;
-      }
-    } finally {
-      watcher?.close();
-      signal?.removeEventListener('abort', poke);
-    }
+  tail(from?: number | FileTailOptions, options: TailOptions = {}): AsyncIterable<SealedBatch> {
+    const fromSeq = typeof from === 'number' ? from : (from?.fromSeq ?? 1);
+    const signal = typeof from === 'number' || from === undefined ? options.signal : from.signal;
+    const ended = signal === undefined ? this.closeController.signal : AbortSignal.any([signal, this.closeController.signal]);
+    return tailBatches(this, fromSeq, pollWait(this, 5, this.pollIntervalMs), ended);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    for (const w of this.wakers) w();
+    this.closeController.abort();
     await this.refreshing?.catch(() => undefined);
     await this.index.close();
   }
@@ -144,6 +165,3 @@ class SegmentReader implements FileReader {
   }
 }
 
-function isAborted(signal: AbortSignal | undefined): boolean {
-  return signal?.aborted === true;
-}

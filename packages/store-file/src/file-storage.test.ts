@@ -10,7 +10,7 @@ describeStorageConformance({
   createLocation: async () => {
     const directory = await mkdtemp(join(tmpdir(), 'sluice-file-'));
     return {
-      storage: () => createFileStorage({ directory, segmentBytes: 64 * 1024 }),
+      storage: (options) => createFileStorage({ directory, segmentBytes: 64 * 1024, fsync: options?.fsync }),
       appendRaw: (bytes) => appendRawToFileLog(directory, bytes),
       destroy: () => rm(directory, { recursive: true, force: true }),
     };

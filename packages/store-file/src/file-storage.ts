@@ -1,47 +1,98 @@
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { appendFile, mkdir, open, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import {
+  DurableSignal,
+  EMPTY_IDENTITY,
   StorageError,
   WriterLock,
-  describeFsyncPolicy,
+  checkWrite,
+  describeIdentity,
+  identityOf,
   parseFsyncPolicy,
+  sameIdentity,
+  tailBatches,
+  type BatchIdentity,
   type FsyncPolicy,
   type FsyncPolicyInput,
   type PartitionStorage,
+  type StorageCapabilities,
   type StorageReader,
   type StorageRecovery,
+  type TailOptions,
+  type TruncateOptions,
 } from '@sluice/store';
-import { FORMAT_VERSION, FRAME_BYTES_MIN, MARKER_BYTES, crc32c, decodeBatches, type SealedBatch } from '@sluice/framing';
+import { MARKER_BYTES, decodeBatches, readU32, readU53, type SealedBatch } from '@sluice/framing';
 import { openFileReader } from './file-reader.js';
-import { SegmentIndex, listSegments, readAt, segmentName } from './segment-log.js';
 import { mapFsError } from './fs-errors.js';
+import { findSealedBatches, readNonZero, zeroRange } from './recovery-scan.js';
+import {
+  INCARNATION_BYTES,
+  PARTITION_NAME_BYTES_MAX,
+  SEGMENT_HEADER_BYTES,
+  encodeHeaderPage,
+  encodeSlot,
+  slotOffset,
+  type CutRecord,
+  type HeaderPage,
+  type SegmentHeader,
+} from './segment-header.js';
+import { SegmentIndex, listSegments, readHeaderPage, segmentName } from './segment-log.js';
+
+/** Largest `segmentBytes` accepted: 1 GiB. */
+export const SEGMENT_BYTES_MAX = 1024 * 1024 * 1024;
+/** Smallest `segmentBytes` accepted: the 4 KiB header plus 4 KiB of data. */
+export const SEGMENT_BYTES_MIN = 8192;
+/** The file an operator's truncate below the durable watermark is recorded in. */
+export const OPERATOR_LOG = 'operator.log';
 
 /** Options of {@link createFileStorage}. */
 export interface FileStorageOptions {
   /** The partition's directory: its segments and lock file live here. */
   readonly directory: string;
   /**
-   * Create the directory if it is missing.
+   * Create the directory if it is missing (its parent is fsynced so the new entry survives a
+   * power cut).
    * @default true
    */
   readonly createDirectory?: boolean;
   /**
-   * Size each segment file is preallocated to (zero-filled ahead of use, so appends never
-   * grow the file and fdatasync has no size change to flush). A batch larger than this gets a
-   * segment of its own.
+   * Size each segment file is preallocated to (zero-filled ahead of use, so writes never grow
+   * the file and fdatasync has no size change to flush), header included. A batch larger than
+   * a segment gets a segment of its own. At least 8192, at most 1 GiB ({@link SEGMENT_BYTES_MAX}).
    * @default 67108864 (64 MiB)
    */
   readonly segmentBytes?: number;
   /**
-   * When appends are forced to disk: `"commit"`, `"interval:100ms"` or `"none"`.
+   * When writes are forced to disk: `"commit"` (every sync() is an fdatasync), `"interval:100ms"`
+   * (sync() acknowledges what the OS has; a timer fdatasyncs) or `"none"` (only at a segment
+   * roll and at close).
    * @default "commit"
    */
   readonly fsync?: FsyncPolicyInput;
+  /**
+   * The partition's name, recorded in every segment header when the partition is created. When
+   * given for an existing partition it must match what the segments record.
+   * @default the directory's base name
+   */
+  readonly partition?: string;
+  /**
+   * How long the writer waits, once idle after a commit sync, before persisting the durable
+   * watermark with an fdatasync of its own (while busy it rides along with the next sync).
+   * @default 5
+   */
+  readonly watermarkFlushMs?: number;
+  /**
+   * Interrupts `open()` (its scan and the first segment's preallocation) and any background
+   * preallocation; what was half made is removed. An interrupted `open()` rejects with reason
+   * `Closed`.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** Defaults of {@link FileStorageOptions}. */
-export function fileStorageDefaults(): { createDirectory: boolean; segmentBytes: number; fsync: FsyncPolicy } {
-  return { createDirectory: true, segmentBytes: 64 * 1024 * 1024, fsync: { kind: 'commit' } };
+export function fileStorageDefaults(): { createDirectory: boolean; segmentBytes: number; fsync: FsyncPolicy; watermarkFlushMs: number } {
+  return { createDirectory: true, segmentBytes: 64 * 1024 * 1024, fsync: { kind: 'commit' }, watermarkFlushMs: 5 };
 }
 
 const ZEROS = Buffer.alloc(1024 * 1024);
@@ -60,24 +111,60 @@ export function createFileStorage(options: FileStorageOptions): PartitionStorage
   return new FileStorage(options);
 }
 
+interface SlotState {
+  counter: number;
+  successor: boolean;
+  cut: CutRecord | undefined;
+}
+
+interface Current {
+  readonly segment: number;
+  readonly handle: FileHandle;
+}
+
 class FileStorage implements PartitionStorage {
   readonly kind = 'file';
-  readonly capabilities: PartitionStorage['capabilities'];
+  readonly capabilities: StorageCapabilities;
   private readonly directory: string;
+  private readonly where: string;
   private readonly segmentBytes: number;
   private readonly fsync: FsyncPolicy;
   private readonly createDirectory: boolean;
+  private readonly partitionOption: string | undefined;
+  private readonly watermarkFlushMs: number;
+  private readonly userSignal: AbortSignal | undefined;
+  /** Aborted at close: stops background preallocation. */
+  private readonly closeController = new AbortController();
   private state: 'new' | 'opening' | 'open' | 'closed' = 'new';
   private lock: WriterLock | undefined;
-  private index: SegmentIndex;
-  private handle: FileHandle | undefined;
-  private segment = 1;
+  private readonly index: SegmentIndex;
+  private current: Current | undefined;
   private position = 0;
   private next: Promise<FileHandle> | undefined;
-  private dirty = false;
-  private timer: NodeJS.Timeout | undefined;
-  private syncing: Promise<void> | undefined;
+  /** Handles of earlier segments not closed yet (a sync in flight may still use them). */
+  private retired: FileHandle[] = [];
+  private writing: Promise<void> | undefined;
+  private syncing: Promise<BatchIdentity> | undefined;
   private failure: StorageError | undefined;
+  private faultRecorded: Promise<void> = Promise.resolve();
+  /** Identity of the last batch written. */
+  private written: BatchIdentity = EMPTY_IDENTITY;
+  /** The durable head per the policy: what sync() acknowledged. */
+  private durable: BatchIdentity = EMPTY_IDENTITY;
+  /** The last batch a successful fdatasync confirmed. */
+  private synced: BatchIdentity = EMPTY_IDENTITY;
+  /** Handles with written data not yet fdatasynced. */
+  private readonly dirty = new Set<FileHandle>();
+  /** Handles whose watermark slot was written since their last fdatasync. */
+  private readonly slotDirty = new Set<FileHandle>();
+  private readonly slots = new Map<number, SlotState>();
+  private slotLock: Promise<void> = Promise.resolve();
+  private slotQueued = false;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private intervalTimer: NodeJS.Timeout | undefined;
+  private intervalSync: Promise<void> | undefined;
+  private readonly signal = new DurableSignal();
   private closing: Promise<void> | undefined;
 
   constructor(options: FileStorageOptions) {
@@ -86,53 +173,48 @@ class FileStorage implements PartitionStorage {
       throw new StorageError('Invalid', '[sluice/store-file] options.directory must be a non-empty path');
     }
     this.directory = options.directory;
+    this.where = `[sluice/store-file] ${this.directory}`;
     this.segmentBytes = options.segmentBytes ?? defaults.segmentBytes;
-    if (!Number.isSafeInteger(this.segmentBytes) || this.segmentBytes < 4096) {
-      throw new StorageError('Invalid', `[sluice/store-file] segmentBytes must be an integer of at least 4096, got ${options.segmentBytes}`);
+    if (!Number.isSafeInteger(this.segmentBytes) || this.segmentBytes < SEGMENT_BYTES_MIN || this.segmentBytes > SEGMENT_BYTES_MAX) {
+      throw new StorageError(
+        'Invalid',
+        `[sluice/store-file] options.segmentBytes must be an integer from ${SEGMENT_BYTES_MIN} to ${SEGMENT_BYTES_MAX} (1 GiB), got ${options.segmentBytes}: ` +
+          `larger segments make preallocation and recovery scans slow; a batch larger than a segment gets a segment of its own anyway`,
+      );
     }
     try {
       this.fsync = options.fsync === undefined ? defaults.fsync : parseFsyncPolicy(options.fsync);
     } catch (error) {
       throw new StorageError('Invalid', (error as Error).message, { cause: error });
     }
+    this.watermarkFlushMs = options.watermarkFlushMs ?? defaults.watermarkFlushMs;
+    if (!Number.isSafeInteger(this.watermarkFlushMs) || this.watermarkFlushMs < 0 || this.watermarkFlushMs > 60_000) {
+      throw new StorageError('Invalid', `[sluice/store-file] options.watermarkFlushMs must be an integer from 0 to 60000, got ${options.watermarkFlushMs}`);
+    }
+    if (options.partition !== undefined && (typeof options.partition !== 'string' || options.partition === '' || Buffer.byteLength(options.partition) > PARTITION_NAME_BYTES_MAX)) {
+      throw new StorageError('Invalid', `[sluice/store-file] options.partition must be a non-empty name of at most ${PARTITION_NAME_BYTES_MAX} UTF-8 bytes`);
+    }
+    this.partitionOption = options.partition;
     this.createDirectory = options.createDirectory ?? defaults.createDirectory;
-    this.capabilities = { crossProcessReaders: true, durability: describeFsyncPolicy(this.fsync) };
+    this.userSignal = options.signal;
+    this.capabilities = { crossProcessReaders: true, durability: this.fsync, truncate: 'in-place' };
     this.index = new SegmentIndex(this.directory);
   }
 
+  // ── open and recovery ──────────────────────────────────────────────────────────────────
+
   async open(): Promise<StorageRecovery> {
-    if (this.state !== 'new') throw new StorageError('Invalid', '[sluice/store-file] open() was already called: create a new storage to reopen');
+    if (this.state !== 'new') throw new StorageError('Invalid', `${this.where}: open() was already called: create a new storage to reopen`);
     this.state = 'opening';
     try {
-      if (this.createDirectory) await mkdir(this.directory, { recursive: true }).catch((e: unknown) => Promise.reject(mapFsError(e, this.directory)));
+      this.checkAborted('open');
+      await this.makeDirectory();
       this.lock = await WriterLock.acquire(this.directory, 'store-file', 'openFileReader()');
-      const tail = await this.index.scanForward();
-      if (tail.report.reason === 'unsupported-version') {
-        // Not a torn tail: data this version cannot read. Never cut it.
-        throw new StorageError(
-          'Unsupported',
-          `[sluice/store-file] ${join(this.directory, segmentName(tail.segment))} holds frames of a newer format at offset ${tail.report.offset} ` +
-            `(${tail.report.detail}): open it with a newer @sluice/store-file`,
-        );
-      }
-      this.segment = this.index.endSegment;
-      this.position = tail.segment === this.segment ? tail.validEnd : this.index.endOffset;
-      this.handle = await this.openSegment(this.segment);
-      this.index.adoptHandle(this.segment, this.handle);
-      // Always checked, not only after an unclean stop: a zeroed length field looks like a clean end.
-      const droppedBytes = await this.cleanTail(this.position);
-      // What recovery found may have reached only the page cache before a crash: make it
-      // durable before anything (a duplicate's result, a reader) relies on it.
-      await this.handle.datasync();
-      if (this.segment > 1) await this.index.syncSegment(this.segment - 1);
-      await syncDirectory(this.directory);
+      this.checkAborted('open');
+      const recovery = await this.recover();
       this.state = 'open';
-      if (this.fsync.kind === 'interval') this.startTimer(this.fsync.intervalMs);
-      return {
-        lastSeq: this.index.lastSeq,
-        droppedBytes,
-        droppedReason: droppedBytes === 0 ? undefined : `${tail.report.reason}: ${tail.report.detail}`,
-      };
+      if (this.fsync.kind === 'interval') this.startIntervalSync(this.fsync.intervalMs);
+      return recovery;
     } catch (error) {
       await this.release();
       this.state = 'closed';
@@ -140,32 +222,658 @@ class FileStorage implements PartitionStorage {
     }
   }
 
-  async append(bytes: Uint8Array, firstSeq: number, lastSeq: number): Promise<void> {
-    if (this.state !== 'open') throw this.closedError();
-    if (this.failure !== undefined) throw this.failure;
-    if (firstSeq !== this.index.lastSeq + 1) {
-      throw new StorageError('Conflict', `[sluice/store-file] append of seq ${firstSeq}..${lastSeq} does not follow seq ${this.index.lastSeq}`);
+  private async makeDirectory(): Promise<void> {
+    if (!this.createDirectory) {
+      const s = await stat(this.directory).catch((e: unknown) => Promise.reject(mapFsError(e, this.directory)));
+      if (!s.isDirectory()) throw new StorageError('NotFound', `${this.where} is not a directory`);
+      return;
     }
-    try {
-      if (this.position > 0 && this.position + bytes.length > this.segmentBytes) await this.roll();
-      const handle = this.handle as FileHandle;
-      let written = 0;
-      while (written < bytes.length) {
-        const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, this.position + written);
-        written += bytesWritten;
+    const made = await mkdir(this.directory, { recursive: true }).catch((e: unknown) => Promise.reject(mapFsError(e, this.directory)));
+    if (made === undefined) return;
+    // New directory entries are durable only once their parent directory is synced.
+    for (let p = this.directory; p !== dirname(made); ) {
+      p = dirname(p);
+      await syncDirectory(p);
+    }
+  }
+
+  /**
+   * Scans the log, decides what recovery keeps (see the README's recovery rules), cuts the
+   * rest, makes what it kept durable and leaves the writer at the end of the log.
+   */
+  private async recover(): Promise<StorageRecovery> {
+    const index = this.index;
+    const stop = await index.scanForward();
+    this.checkAborted('open');
+    if (stop.kind === 'damage' && stop.report?.reason === 'unsupported-version') {
+      // Not a torn tail: data this version cannot read. Never cut it.
+      throw new StorageError(
+        'Unsupported',
+        `${this.where}/${segmentName(stop.segment)} holds frames of a newer format at offset ${stop.report.offset} (${stop.report.detail}): open it with a newer @sluice/store-file`,
+      );
+    }
+    const listed = await listSegments(this.directory);
+    const pages = new Map<number, HeaderPage>();
+    for (const segment of listed) {
+      const page = await readHeaderPage(this.directory, segment);
+      pages.set(segment, page);
+      if (page.kind === 'damaged') {
+        throw new StorageError(
+          'Corrupt',
+          `${this.where}/${segmentName(segment)}: ${page.detail}; the log's structure is damaged: restore the partition from a copy or a shipped archive`,
+        );
       }
-      if (this.fsync.kind === 'commit') await handle.datasync();
-      else this.dirty = true;
-    } catch (error) {
-      // What reached the file is unknown now: refuse further appends until reopened.
-      this.failure = error instanceof StorageError ? error : mapFsError(error, join(this.directory, segmentName(this.segment)));
-      throw this.failure;
+      if (page.kind !== 'v2') continue;
+      if (index.incarnation === undefined) {
+        index.incarnation = page.header.incarnation;
+        index.partitionName = page.header.partition;
+      }
+      index.checkHeader(segment, page.header);
+      if (page.slot === undefined) {
+        throw new StorageError(
+          'Corrupt',
+          `${this.where}/${segmentName(segment)}: both watermark slots of the segment header fail their checks, so what was durable is unknown: restore the partition from a copy or a shipped archive`,
+        );
+      }
     }
-    this.index.add(firstSeq, lastSeq, this.segment, this.position, bytes.length);
+    if (this.partitionOption !== undefined && index.partitionName !== undefined && index.partitionName !== this.partitionOption) {
+      throw new StorageError('Invalid', `${this.where} holds partition "${index.partitionName}", not "${this.partitionOption}": check the directory or the partition option`);
+    }
+    // What the partition had made durable, and any cut it must finish.
+    let watermark: BatchIdentity = EMPTY_IDENTITY;
+    let cut: CutRecord | undefined;
+    for (const page of pages.values()) {
+      if (page.kind !== 'v2' || page.slot === undefined) continue;
+      if (page.slot.synced.lastSeq > watermark.lastSeq) watermark = page.slot.synced;
+      const c = page.slot.cut;
+      if (c !== undefined && (cut === undefined || c.after.lastSeq < cut.after.lastSeq)) cut = c;
+    }
+    const versioned = index.incarnation !== undefined;
+    const found = index.head;
+    // Everything after the verified end: the rest of the end segment and every later segment.
+    const endSegment = index.entered ? index.endSegment : undefined;
+    const tails: Array<{ segment: number; from: number; bytes: Buffer }> = [];
+    for (const segment of listed) {
+      if (endSegment !== undefined && segment < endSegment) continue;
+      const page = pages.get(segment);
+      if (segment !== endSegment && page?.kind === 'zero') continue; // never rolled into: holds no batch
+      const from = segment === endSegment ? index.endOffset : page?.kind === 'v2' ? SEGMENT_HEADER_BYTES : 0;
+      const handle = await openFile(join(this.directory, segmentName(segment)), 'r');
+      try {
+        tails.push({ segment, from, bytes: await readNonZero(handle, from, this.path(segment)) });
+      } finally {
+        await handle.close();
+      }
+      this.checkAborted('open');
+    }
+    let after = found.lastSeq;
+    for (const t of tails) for (const b of findSealedBatches(t.bytes, found.lastSeq)) after = Math.max(after, b.lastSeq);
+    const lost = (durable: BatchIdentity, what: string): StorageError =>
+      new StorageError(
+        'Corrupt',
+        `${this.where} holds seq 1..${found.lastSeq} (${stop.detail}) but the partition had made seq ${durable.lastSeq} durable${what}: ` +
+          `acknowledged commits are missing or damaged; restore the partition from a copy or a shipped archive (the log is left as it is)`,
+      );
+    let head = found;
+    let droppedSeqs = 0;
+    let droppedReason: string | undefined;
+    if (cut !== undefined) {
+      if (cut.after.lastSeq > found.lastSeq) throw lost(cut.after, '');
+      const at = cut.after.lastSeq === 0 ? EMPTY_IDENTITY : await index.identityAt(cut.after.lastSeq);
+      if (at === undefined || at.lastSeq !== cut.after.lastSeq || !sameIdentity(at, cut.after)) {
+        throw lost(cut.after, ` (the batch there is ${at === undefined ? 'not a batch boundary' : describeIdentity(at)}, not ${describeIdentity(cut.after)})`);
+      }
+      head = cut.after;
+      droppedSeqs = after - head.lastSeq;
+      droppedReason =
+        cut.kind === 'fault'
+          ? `a write or sync failed after seq ${head.lastSeq}: what was written after it was never durable and was cut`
+          : `a truncate after seq ${head.lastSeq} had not finished: it was completed`;
+    } else {
+      if (watermark.lastSeq > found.lastSeq) throw lost(watermark, '');
+      if (watermark.lastSeq > 0) {
+        const at = await index.identityAt(watermark.lastSeq);
+        if (at === undefined || !sameIdentity(at, watermark)) throw lost(watermark, ` (the batch there is ${at === undefined ? 'missing' : describeIdentity(at)}, not ${describeIdentity(watermark)})`);
+      }
+      const endPage = endSegment === undefined ? undefined : pages.get(endSegment);
+      if (endPage?.kind === 'v2' && endPage.slot?.successor === true) {
+        throw new StorageError(
+          'Corrupt',
+          `${this.where}: ${segmentName(endSegment as number)} records that ${segmentName((endSegment as number) + 1)} followed it, but the log cannot continue there (${stop.detail}): ` +
+            `a segment holding acknowledged commits was deleted or damaged; restore the partition from a copy or a shipped archive`,
+        );
+      }
+      if (after > found.lastSeq) {
+        if (!versioned) {
+          throw new StorageError(
+            'Corrupt',
+            `${this.where} holds committed seq up to ${after} after data that does not verify (the log ends at seq ${found.lastSeq}: ${stop.detail}): ` +
+              `committed data was damaged; restore the partition from a copy or a shipped archive`,
+          );
+        }
+        droppedSeqs = after - found.lastSeq;
+        droppedReason =
+          `data after seq ${found.lastSeq} was never made durable (the durable watermark is seq ${watermark.lastSeq}) and has a hole (${stop.detail}): ` +
+          `${droppedSeqs} seqs written after it were cut`;
+      }
+    }
+    // Cut: forget what goes, zero the end segment's tail to its end, remove later segments.
+    let droppedBytes = tails.reduce((n, t) => n + t.bytes.length, 0);
+    const endTail = tails.find((t) => t.segment === endSegment);
+    // The end segment's bytes that must become zero: [from, to).
+    let zeroFrom = index.endOffset;
+    let zeroTo = index.endOffset + (endTail?.bytes.length ?? 0);
+    if (head.lastSeq < found.lastSeq) {
+      droppedBytes += index.bytesAfter(head.lastSeq);
+      index.truncateAfter(head.lastSeq, head);
+      zeroFrom = index.endOffset;
+      if (index.endSegment !== endSegment) zeroTo = Number.MAX_SAFE_INTEGER;
+    }
+    const keepLast = index.entered ? index.endSegment : pages.get(index.endSegment)?.kind === 'zero' ? index.endSegment : index.endSegment - 1;
+    const removed = listed.filter((s) => s > keepLast);
+    for (const segment of removed.reverse()) {
+      index.forget(segment);
+      await unlink(this.path(segment)).catch((e: unknown) => Promise.reject(mapFsError(e, this.path(segment))));
+    }
+    if (removed.length > 0) await syncDirectory(this.directory);
+    if (droppedBytes > 0 && droppedReason === undefined) droppedReason = stop.detail;
+
+    // Continue in the end segment, or start a version 2 one (a new partition, or after version 1 history).
+    this.written = head;
+    this.durable = head;
+    this.synced = head;
+    const endInfo = index.entered ? index.infos.get(index.endSegment) : undefined;
+    if (endInfo === undefined || endInfo.format === 1) {
+      const segment = endInfo === undefined ? index.endSegment : endInfo.segment + 1;
+      if (endInfo !== undefined) {
+        const handle = await openFile(this.path(endInfo.segment), 'r+');
+        try {
+          await zeroRange(handle, zeroFrom, Math.min(zeroTo, await fileSize(handle)), this.path(endInfo.segment));
+          await handle.datasync();
+        } finally {
+          await handle.close();
+        }
+      }
+      index.incarnation ??= randomBytes(INCARNATION_BYTES);
+      index.partitionName ??= this.partitionOption ?? basename(this.directory);
+      const handle = await this.preallocate(segment, this.segmentBytes, this.userSignal);
+      await this.startSegment(segment, handle, head);
+    } else {
+      const path = this.path(endInfo.segment);
+      const handle = await openFile(path, 'r+');
+      this.current = { segment: endInfo.segment, handle };
+      this.position = index.endOffset;
+      const page = pages.get(endInfo.segment);
+      this.slots.set(endInfo.segment, { counter: page?.kind === 'v2' ? (page.slot?.counter ?? 1) : 1, successor: false, cut: undefined });
+      await zeroRange(handle, zeroFrom, Math.min(zeroTo, await fileSize(handle)), path);
+      await this.extend(handle, endInfo.segment, Math.max(this.segmentBytes, endInfo.header?.allocatedBytes ?? 0), this.userSignal);
+      // What recovery found may have reached only the page cache before a crash: make it
+      // durable before anything (a duplicate's result, a reader) relies on it.
+      await handle.datasync();
+      const previous = pages.get(endInfo.segment - 1);
+      if (previous?.kind === 'v2' && previous.slot?.successor === false) await this.markSuccessor(endInfo.segment - 1);
+      await this.writeSlot(this.current);
+      await handle.datasync();
+      this.slotDirty.delete(handle);
+    }
+    await syncDirectory(this.directory);
+    return { lastSeq: head.lastSeq, head, droppedBytes, droppedSeqs, droppedReason };
+  }
+
+  /** Writes a new segment's header (base seq after `previous`) and makes it the current one. */
+  private async startSegment(segment: number, handle: FileHandle, previous: BatchIdentity): Promise<void> {
+    const header: SegmentHeader = {
+      incarnation: this.index.incarnation as Uint8Array,
+      partition: this.index.partitionName as string,
+      segment,
+      baseSeq: previous.lastSeq + 1,
+      previous,
+      allocatedBytes: this.segmentBytes,
+    };
+    const page = encodeHeaderPage(header, { synced: this.synced, acked: this.durable, successor: false, cut: undefined });
+    const path = this.path(segment);
+    try {
+      await writeFully(handle, page, 0);
+      await handle.datasync();
+    } catch (error) {
+      throw mapFsError(error, path, 'write');
+    }
+    this.slots.set(segment, { counter: 1, successor: false, cut: undefined });
+    this.index.enter({ segment, format: 2, dataOffset: SEGMENT_HEADER_BYTES, header });
+    this.current = { segment, handle };
+    this.position = SEGMENT_HEADER_BYTES;
+  }
+
+  // ── write and sync ─────────────────────────────────────────────────────────────────────
+
+  async write(bytes: Uint8Array, firstSeq: number, lastSeq: number): Promise<void> {
+    this.assertWritable();
+    if (this.writing !== undefined) throw new StorageError('Invalid', `${this.where}: write() called while another write is in flight: one write at a time`);
+    const next = checkWrite(bytes, firstSeq, lastSeq, this.written, this.where);
+    const done = this.writeChecked(bytes, firstSeq, lastSeq, next);
+    this.writing = done;
+    try {
+      await done;
+    } finally {
+      this.writing = undefined;
+    }
+  }
+
+  private async writeChecked(bytes: Uint8Array, firstSeq: number, lastSeq: number, next: BatchIdentity): Promise<void> {
+    let current = this.current as Current;
+    try {
+      if (this.position > SEGMENT_HEADER_BYTES && this.position + bytes.length > this.segmentBytes) {
+        await this.roll();
+        current = this.current as Current;
+      }
+      await writeFully(current.handle, bytes, this.position);
+    } catch (error) {
+      throw this.fail(error, 'write', this.path(current.segment));
+    }
+    if (this.failure !== undefined) throw this.failure;
+    this.dirty.add(current.handle);
+    this.indexWritten(bytes, firstSeq, lastSeq, next, current.segment, this.position);
     this.position += bytes.length;
+    this.written = next;
     // Preallocate the next segment in the background once this one is half full.
     if (this.next === undefined && this.position > this.segmentBytes / 2) this.prepareNext();
   }
+
+  /** One index entry per batch: a write may carry several (a raw copy from another location). */
+  private indexWritten(bytes: Uint8Array, firstSeq: number, lastSeq: number, head: BatchIdentity, segment: number, offset: number): void {
+    const m = bytes.length - MARKER_BYTES;
+    if (m >= 0 && readU32(bytes, m) === MARKER_BYTES && readU53(bytes, m + 8) === firstSeq) {
+      this.index.addWritten(firstSeq, lastSeq, head, segment, offset, bytes.length);
+      return;
+    }
+    // checkWrite verified them; only the boundaries are needed here.
+    for (const batch of decodeBatches(bytes, { firstSeq, verifyDigest: false }).batches) {
+      this.index.addWritten(batch.firstSeq, batch.lastSeq, batch.lastSeq === lastSeq ? head : identityOf(batch), segment, offset + batch.byteOffset, batch.byteLength);
+    }
+  }
+
+  async sync(): Promise<BatchIdentity> {
+    this.assertWritable();
+    if (this.syncing !== undefined) throw new StorageError('Invalid', `${this.where}: sync() called while another sync is in flight: one sync at a time`);
+    const done = this.syncWritten();
+    this.syncing = done;
+    try {
+      return await done;
+    } finally {
+      this.syncing = undefined;
+      this.closeRetired();
+    }
+  }
+
+  private async syncWritten(): Promise<BatchIdentity> {
+    const covered = this.written;
+    if (this.fsync.kind === 'commit') {
+      const handles = new Set([...this.dirty, ...this.slotDirty]);
+      this.dirty.clear();
+      this.slotDirty.clear();
+      try {
+        await Promise.all([...handles].map((h) => h.datasync()));
+      } catch (error) {
+        throw this.fail(error, 'sync', this.path(this.current?.segment ?? 0));
+      }
+      if (this.failure !== undefined) throw this.failure;
+      if (covered.lastSeq > this.synced.lastSeq) this.synced = covered;
+    }
+    this.advance(covered);
+    return this.durable;
+  }
+
+  /** The durable head moved: tell tails, record the watermark (in place, unsynced) and plan its flush. */
+  private advance(covered: BatchIdentity): void {
+    if (covered.lastSeq > this.durable.lastSeq) {
+      this.durable = covered;
+      this.signal.advance(covered.lastSeq);
+    }
+    void this.queueSlotWrite();
+    if (this.fsync.kind === 'commit') this.armFlush();
+  }
+
+  /** Writes the current segment's watermark slot; writes asked for while one waits are coalesced. */
+  private queueSlotWrite(): Promise<void> {
+    if (this.slotQueued) return this.slotLock;
+    this.slotQueued = true;
+    return this.withSlotLock(async () => {
+      this.slotQueued = false;
+      if (this.current === undefined || this.state === 'closed' || this.failure !== undefined) return;
+      try {
+        await this.writeSlot(this.current);
+      } catch (error) {
+        this.fail(error, 'write', this.path(this.current.segment));
+      }
+    });
+  }
+
+  private withSlotLock(run: () => Promise<void>): Promise<void> {
+    const done = this.slotLock.then(run);
+    this.slotLock = done.catch(() => undefined);
+    return done;
+  }
+
+  /** Writes the next watermark slot of `target` (not synced: it rides along with the next fdatasync). */
+  private async writeSlot(target: Current): Promise<void> {
+    const state = this.slots.get(target.segment) ?? { counter: 0, successor: false, cut: undefined };
+    this.slots.set(target.segment, state);
+    state.counter++;
+    const slot = encodeSlot({ counter: state.counter, synced: this.synced, acked: this.durable, successor: state.successor, cut: state.cut });
+    await writeFully(target.handle, slot, slotOffset(state.counter));
+    this.slotDirty.add(target.handle);
+  }
+
+  /** After watermarkFlushMs without a new sync, persists the watermark with an fdatasync of its own. */
+  private armFlush(): void {
+    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      if (this.state !== 'open' || this.failure !== undefined || this.syncing !== undefined || this.flushing !== undefined) return;
+      this.flushing = this.flushWatermark().finally(() => {
+        this.flushing = undefined;
+      });
+    }, this.watermarkFlushMs);
+    this.flushTimer.unref();
+  }
+
+  private async flushWatermark(): Promise<void> {
+    await this.slotLock;
+    const handles = [...this.slotDirty];
+    this.slotDirty.clear();
+    try {
+      await Promise.all(handles.map((h) => h.datasync()));
+    } catch (error) {
+      this.fail(error, 'sync', this.path(this.current?.segment ?? 0));
+    }
+  }
+
+  /** `interval`: every intervalMs, fdatasync what was written (and the watermark written since). */
+  private startIntervalSync(intervalMs: number): void {
+    this.intervalTimer = setInterval(() => {
+      if (this.state !== 'open' || this.failure !== undefined || this.intervalSync !== undefined) return;
+      if (this.dirty.size === 0 && this.slotDirty.size === 0) return;
+      const covered = this.written;
+      const handles = new Set([...this.dirty, ...this.slotDirty]);
+      this.dirty.clear();
+      this.slotDirty.clear();
+      this.intervalSync = Promise.all([...handles].map((h) => h.datasync())).then(
+        () => {
+          this.intervalSync = undefined;
+          if (covered.lastSeq > this.synced.lastSeq) {
+            this.synced = covered;
+            void this.queueSlotWrite();
+          }
+        },
+        (error: unknown) => {
+          this.intervalSync = undefined;
+          this.fail(error, 'sync', this.path(this.current?.segment ?? 0));
+        },
+      );
+    }, intervalMs);
+    this.intervalTimer.unref();
+  }
+
+  /**
+   * The failure rule: after a failed write or sync nothing written since the last fdatasync is
+   * known to be on disk. Refuse everything from now on and record, best effort, that recovery
+   * must cut back to the last synced batch.
+   */
+  private fail(error: unknown, during: 'write' | 'sync', where: string): StorageError {
+    if (this.failure !== undefined) return this.failure;
+    this.failure = mapFsError(error, where, during);
+    const current = this.current;
+    if (current !== undefined) {
+      this.faultRecorded = this.slotLock.then(async () => {
+        const state = this.slots.get(current.segment);
+        if (state === undefined) return;
+        state.cut = { after: this.synced, kind: 'fault' };
+        await this.writeSlot(current);
+        await current.handle.datasync();
+      }).catch(() => undefined);
+    }
+    return this.failure;
+  }
+
+  durableHead(): BatchIdentity {
+    return this.durable;
+  }
+
+  // ── segments ───────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Creates (or extends a zero-filled) segment file to `bytes`, zero-filled, synced, with its
+   * directory entry synced. Never leaves a partial file behind: on failure or abort the file
+   * it created is removed (and the directory synced).
+   */
+  private async preallocate(segment: number, bytes: number, signal: AbortSignal | undefined): Promise<FileHandle> {
+    const path = this.path(segment);
+    let handle: FileHandle;
+    let created = true;
+    try {
+      handle = await open(path, 'wx+');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw mapFsError(error, path);
+      created = false;
+      handle = await openFile(path, 'r+');
+    }
+    try {
+      await this.extend(handle, segment, bytes, signal);
+      if (created) await syncDirectory(this.directory);
+      return handle;
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      if (created) {
+        await unlink(path).catch(() => undefined);
+        await syncDirectory(this.directory).catch(() => undefined);
+      }
+      throw error;
+    }
+  }
+
+  /** Zero-fills `handle` from its size up to `bytes`; on failure shrinks it back. */
+  private async extend(handle: FileHandle, segment: number, bytes: number, signal: AbortSignal | undefined): Promise<void> {
+    const path = this.path(segment);
+    const size = await fileSize(handle);
+    if (size >= bytes) return;
+    try {
+      // Zeros past the end never touch data; they only make room ahead of the writer, so its
+      // fdatasyncs never have to allocate blocks or change the file size. Synced a few MiB at a
+      // time so a background preallocation never holds the writer's syncs up for long.
+      for (let p = size; p < bytes; p += ZEROS.length) {
+        if (signal?.aborted === true || this.closeController.signal.aborted) throw new AbortedError();
+        await handle.write(ZEROS, 0, Math.min(ZEROS.length, bytes - p), p);
+        if ((p / ZEROS.length) % 4 === 3) await handle.datasync();
+      }
+      await handle.datasync();
+    } catch (error) {
+      await handle.truncate(size).catch(() => undefined);
+      await handle.datasync().catch(() => undefined);
+      if (error instanceof AbortedError) {
+        throw new StorageError('Closed', `${this.where}: preallocating ${segmentName(segment)} was interrupted (the signal aborted or the storage closed); the partial segment was removed`, {
+          cause: signal?.reason,
+        });
+      }
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        const free = await statfs(this.directory).then((s) => s.bavail * s.bsize).catch(() => undefined);
+        throw new StorageError(
+          'Full',
+          `[sluice/store-file] ${path}: out of space preallocating a segment of ${bytes} bytes (${free === undefined ? 'free space unknown' : `${free} bytes free`}): ` +
+            `free at least ${bytes - size} bytes on that file system, or lower segmentBytes; the partial segment was removed`,
+          { cause: error },
+        );
+      }
+      throw mapFsError(error, path);
+    }
+  }
+
+  /** Preallocates the next segment in the background while the current one fills up. */
+  private prepareNext(): void {
+    const segment = (this.current as Current).segment + 1;
+    this.next = this.preallocate(segment, this.segmentBytes, this.userSignal);
+    this.next.catch(() => undefined); // awaited, and reported, by roll()
+  }
+
+  /**
+   * Moves the writer to the next segment: its header is written and synced, then the old
+   * segment is marked as having a successor (and synced, so all its data is durable), so a
+   * deleted last segment is detected on the next open.
+   */
+  private async roll(): Promise<void> {
+    const old = this.current as Current;
+    const pending = this.next;
+    this.next = undefined;
+    let handle = await pending?.catch(() => undefined);
+    handle ??= await this.preallocate(old.segment + 1, this.segmentBytes, undefined);
+    await this.startSegment(old.segment + 1, handle, this.written);
+    await this.markSuccessor(old.segment, old.handle);
+    this.dirty.delete(old.handle);
+    this.retired.push(old.handle);
+    if (this.syncing === undefined) this.closeRetired();
+  }
+
+  private async markSuccessor(segment: number, handle?: FileHandle): Promise<void> {
+    const own = handle === undefined ? await openFile(this.path(segment), 'r+') : handle;
+    try {
+      const state = this.slots.get(segment) ?? { counter: (await this.slotCounter(segment)) ?? 0, successor: false, cut: undefined };
+      this.slots.set(segment, state);
+      state.successor = true;
+      await this.withSlotLock(() => this.writeSlot({ segment, handle: own }));
+      await own.datasync();
+      this.slotDirty.delete(own);
+    } finally {
+      if (handle === undefined) await own.close();
+    }
+  }
+
+  private async slotCounter(segment: number): Promise<number | undefined> {
+    const page = await readHeaderPage(this.directory, segment);
+    return page.kind === 'v2' ? page.slot?.counter : undefined;
+  }
+
+  private closeRetired(): void {
+    if (this.retired.length === 0 || this.syncing !== undefined || this.intervalSync !== undefined || this.flushing !== undefined) return;
+    const retired = this.retired;
+    this.retired = [];
+    for (const h of retired) {
+      this.dirty.delete(h);
+      this.slotDirty.delete(h);
+      void h.close().catch(() => undefined);
+    }
+  }
+
+  // ── truncate ───────────────────────────────────────────────────────────────────────────
+
+  async truncate(afterSeq: number, options: TruncateOptions = {}): Promise<BatchIdentity> {
+    this.assertWritable();
+    if (this.writing !== undefined || this.syncing !== undefined) {
+      throw new StorageError('Invalid', `${this.where}: truncate() while a write or sync is in flight: wait for them first`);
+    }
+    if (!Number.isSafeInteger(afterSeq) || afterSeq < 0 || afterSeq > this.written.lastSeq || !this.index.isBoundary(afterSeq)) {
+      throw new StorageError('Invalid', `${this.where}: cannot truncate after seq ${afterSeq}: it is not the end of a stored batch (head is ${describeIdentity(this.written)})`);
+    }
+    const reason = options.operatorReason?.trim();
+    if (afterSeq < this.durable.lastSeq && (reason === undefined || reason === '')) {
+      throw new StorageError(
+        'Invalid',
+        `${this.where}: truncating after seq ${afterSeq} would remove durable (acknowledged) seqs up to ${this.durable.lastSeq}: pass operatorReason to do it deliberately`,
+      );
+    }
+    if (afterSeq === this.written.lastSeq) return this.written;
+    const target = afterSeq === 0 ? EMPTY_IDENTITY : ((await this.index.identityAt(afterSeq)) as BatchIdentity);
+    // Where the log will end: a version 2 segment starting right after afterSeq, or the end of its batch.
+    let segment: number | undefined;
+    let offset = 0;
+    for (const info of this.index.infos.values()) {
+      if (info.header !== undefined && info.header.baseSeq === afterSeq + 1) {
+        segment = info.segment;
+        offset = SEGMENT_HEADER_BYTES;
+        break;
+      }
+    }
+    if (segment === undefined) {
+      const at = this.index.locate(afterSeq);
+      if (at !== undefined) {
+        segment = at.segment;
+        offset = at.offset + at.length;
+      }
+    }
+    if (segment === undefined || this.index.infos.get(segment)?.format !== 2) {
+      throw new StorageError('Unsupported', `${this.where}: truncating after seq ${afterSeq} would cut into version 1 segments, which are read-only history: copy the log instead`);
+    }
+    if (reason !== undefined && reason !== '' && afterSeq < this.durable.lastSeq) {
+      const line = `${new Date().toISOString()} truncate after seq ${afterSeq}: removes seq ${afterSeq + 1}..${this.written.lastSeq} (durable up to ${this.durable.lastSeq}): ${reason.replace(/\s+/g, ' ')}\n`;
+      await this.recordOperatorAction(line);
+    }
+    try {
+      await this.cutAfter(target, segment, offset);
+    } catch (error) {
+      throw this.fail(error, 'write', this.path(segment));
+    }
+    return this.written;
+  }
+
+  private async recordOperatorAction(line: string): Promise<void> {
+    const path = join(this.directory, OPERATOR_LOG);
+    const existed = await stat(path).then(() => true, () => false);
+    try {
+      await appendFile(path, line);
+      const h = await open(path, 'r');
+      try {
+        await h.sync();
+      } finally {
+        await h.close();
+      }
+      if (!existed) await syncDirectory(this.directory);
+    } catch (error) {
+      throw mapFsError(error, path);
+    }
+  }
+
+  /**
+   * Cuts every batch after `target`, keeping the log recoverable at every step: first a cut
+   * record in the segment that stays (recovery finishes the cut after a crash), then later
+   * segments go (last first), then the tail is zeroed, then the record is cleared.
+   */
+  private async cutAfter(target: BatchIdentity, segment: number, offset: number): Promise<void> {
+    await this.next?.then((h) => h.close(), () => undefined);
+    this.next = undefined;
+    const current = this.current as Current;
+    const handle = segment === current.segment ? current.handle : await openFile(this.path(segment), 'r+');
+    const keep: Current = { segment, handle };
+    if (this.synced.lastSeq > target.lastSeq) this.synced = target;
+    if (this.durable.lastSeq > target.lastSeq) this.durable = target;
+    const state = this.slots.get(segment) ?? { counter: (await this.slotCounter(segment)) ?? 0, successor: false, cut: undefined };
+    this.slots.set(segment, state);
+    state.cut = { after: target, kind: 'truncate' };
+    state.successor = false;
+    await this.withSlotLock(() => this.writeSlot(keep));
+    await handle.datasync();
+    const later = (await listSegments(this.directory)).filter((s) => s > segment).reverse();
+    for (const s of later) {
+      if (s === current.segment) this.retired.push(current.handle);
+      this.index.forget(s);
+      this.slots.delete(s);
+      await unlink(this.path(s));
+    }
+    if (later.length > 0) await syncDirectory(this.directory);
+    await zeroRange(handle, offset, await fileSize(handle), this.path(segment));
+    state.cut = undefined;
+    await this.withSlotLock(() => this.writeSlot(keep));
+    await handle.datasync();
+    this.slotDirty.delete(handle);
+    this.dirty.delete(handle);
+    this.index.truncateAfter(target.lastSeq, target);
+    this.index.endSegment = segment;
+    this.index.endOffset = offset;
+    this.current = keep;
+    this.position = offset;
+    this.written = target;
+    this.closeRetired();
+  }
+
+  // ── reads ──────────────────────────────────────────────────────────────────────────────
 
   read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch> {
     if (this.state !== 'open') {
@@ -174,16 +882,34 @@ class FileStorage implements PartitionStorage {
         throw error;
       })();
     }
-    return this.index.read(fromSeq, toSeq);
+    return this.index.read(fromSeq, Math.min(toSeq, this.durable.lastSeq));
+  }
+
+  async head(): Promise<BatchIdentity> {
+    this.assertOpen();
+    return this.durable;
   }
 
   async lastSeq(): Promise<number> {
-    return this.index.lastSeq;
+    this.assertOpen();
+    return this.durable.lastSeq;
+  }
+
+  async identityAt(seq: number): Promise<BatchIdentity | undefined> {
+    this.assertOpen();
+    if (seq < 1 || seq > this.durable.lastSeq) return undefined;
+    return this.index.identityAt(seq);
+  }
+
+  tail(fromSeq: number, options: TailOptions = {}): AsyncIterable<SealedBatch> {
+    return tailBatches(this, fromSeq, this.signal.wait, options.signal);
   }
 
   openReader(): Promise<StorageReader> {
     return openFileReader({ directory: this.directory });
   }
+
+  // ── close ──────────────────────────────────────────────────────────────────────────────
 
   close(): Promise<void> {
     this.closing ??= this.closeOnce();
@@ -193,174 +919,100 @@ class FileStorage implements PartitionStorage {
   private async closeOnce(): Promise<void> {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
-    if (this.timer !== undefined) clearInterval(this.timer);
-    await this.syncing;
-    if (wasOpen && this.dirty && this.failure === undefined) await this.handle?.datasync().catch(() => undefined);
+    this.closeController.abort();
+    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
+    if (this.intervalTimer !== undefined) clearInterval(this.intervalTimer);
+    await this.writing?.catch(() => undefined);
+    await this.syncing?.catch(() => undefined);
+    await this.flushing;
+    await this.intervalSync;
+    const current = this.current;
+    if (wasOpen && this.failure === undefined && current !== undefined) {
+      // A clean close makes what was written durable and records it exactly.
+      try {
+        const handles = new Set([...this.dirty, ...this.slotDirty]);
+        this.dirty.clear();
+        await Promise.all([...handles].map((h) => h.datasync()));
+        this.synced = this.written;
+        this.durable = this.written;
+        await this.withSlotLock(() => this.writeSlot(current));
+        await current.handle.datasync();
+        this.slotDirty.clear();
+      } catch (error) {
+        this.fail(error, 'sync', this.path(current.segment));
+      }
+    }
+    await this.slotLock;
+    await this.faultRecorded;
     await this.release();
+    this.signal.close();
   }
 
   private async release(): Promise<void> {
     const next = await this.next?.catch(() => undefined);
     this.next = undefined;
     await next?.close().catch(() => undefined);
-    await this.index.close(this.handle);
-    await this.handle?.close().catch(() => undefined);
-    this.handle = undefined;
+    await this.index.close();
+    for (const h of [...this.retired, ...(this.current === undefined ? [] : [this.current.handle])]) await h.close().catch(() => undefined);
+    this.retired = [];
+    this.current = undefined;
     await this.lock?.release();
     this.lock = undefined;
   }
 
+  // ── helpers ────────────────────────────────────────────────────────────────────────────
+
+  private path(segment: number): string {
+    return join(this.directory, segmentName(segment));
+  }
+
+  private checkAborted(what: string): void {
+    if (this.userSignal?.aborted === true) {
+      throw new StorageError('Closed', `${this.where}: ${what} was interrupted (the signal aborted); nothing half-made was left behind`, { cause: this.userSignal.reason });
+    }
+  }
+
+  private assertWritable(): void {
+    this.assertOpen();
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  private assertOpen(): void {
+    if (this.state !== 'open') throw this.closedError();
+  }
+
   private closedError(): StorageError {
-    return new StorageError('Closed', `[sluice/store-file] ${this.directory} is ${this.state === 'new' ? 'not open: call open() first' : 'closed'}`);
-  }
-
-  /**
-   * Zero-fills whatever lies after the last verified batch (`from`) in the current segment, so
-   * no reader decodes it again, after checking it holds no committed data: a torn append never
-   * holds a whole sealed batch (the engine seals each append once, at its end), so a verified
-   * batch past `from` means committed data was damaged (or hidden by a zeroed length field),
-   * and opening is refused rather than wiping it. Later segments get the same check.
-   */
-  private async cleanTail(from: number): Promise<number> {
-    const handle = this.handle as FileHandle;
-    const region = await nonZeroRegion(handle, from, this.directory);
-    this.refuseIfCommitted(region, this.segment, from);
-    for (let p = 0; p < region.length; p += ZEROS.length) {
-      await handle.write(ZEROS, 0, Math.min(ZEROS.length, region.length - p), from + p);
-    }
-    for (const later of await listSegments(this.directory)) {
-      if (later <= this.segment) continue;
-      const h = await open(join(this.directory, segmentName(later)), 'r');
-      try {
-        this.refuseIfCommitted(await nonZeroRegion(h, 0, this.directory), later, 0);
-      } finally {
-        await h.close();
-      }
-    }
-    return region.length;
-  }
-
-  private refuseIfCommitted(region: Buffer, segment: number, offset: number): void {
-    const found = findSealedBatch(region, this.index.lastSeq);
-    if (found !== undefined) {
-      throw new StorageError(
-        'Corrupt',
-        `[sluice/store-file] ${join(this.directory, segmentName(segment))} holds committed seq ${found.firstSeq}..${found.lastSeq} ` +
-          `at offset ${offset + found.offset}, after data that does not verify (the log ends at seq ${this.index.lastSeq}): ` +
-          `committed data was damaged; restore the partition from a copy or a shipped archive`,
-      );
-    }
-  }
-
-  /** Opens (creating if needed) a segment and zero-fills it up to segmentBytes. */
-  private async openSegment(segment: number): Promise<FileHandle> {
-    const path = join(this.directory, segmentName(segment));
-    try {
-      const handle = await open(path, 'a+').then(async (h) => {
-        // 'a+' creates it; reopen for positional writes ('a' would force appends to the end).
-        await h.close();
-        return open(path, 'r+');
-      });
-      const { size } = await handle.stat();
-      // Zeros past the end never touch data; they only make room ahead of the writer, so its
-      // fdatasyncs never have to allocate blocks or change the file size. Synced a few MiB at a
-      // time so a background preallocation never holds the writer's syncs up for long.
-      for (let p = size; p < this.segmentBytes; p += ZEROS.length) {
-        await handle.write(ZEROS, 0, Math.min(ZEROS.length, this.segmentBytes - p), p);
-        if ((p / ZEROS.length) % 4 === 3) await handle.datasync();
-      }
-      if (size < this.segmentBytes) await handle.datasync();
-      await syncDirectory(this.directory);
-      return handle;
-    } catch (error) {
-      throw mapFsError(error, path);
-    }
-  }
-
-  /** Preallocates the next segment in the background while the current one fills up. */
-  private prepareNext(): void {
-    const segment = this.segment + 1;
-    this.next = this.openSegment(segment);
-    this.next.catch(() => undefined); // awaited, and reported, by roll()
-  }
-
-  private async roll(): Promise<void> {
-    const next = await (this.next ?? this.openSegment(this.segment + 1));
-    const previous = this.handle as FileHandle;
-    if (this.dirty) await previous.datasync();
-    this.segment += 1;
-    this.position = 0;
-    this.handle = next;
-    this.index.adoptHandle(this.segment, next);
-    this.next = undefined;
-  }
-
-  private startTimer(intervalMs: number): void {
-    this.timer = setInterval(() => {
-      if (!this.dirty || this.syncing !== undefined || this.handle === undefined) return;
-      this.dirty = false;
-      this.syncing = this.handle.datasync().then(
-        () => {
-          this.syncing = undefined;
-        },
-        (error: unknown) => {
-          this.syncing = undefined;
-          this.failure = mapFsError(error, join(this.directory, segmentName(this.segment)));
-        },
-      );
-    }, intervalMs);
-    this.timer.unref();
+    return new StorageError('Closed', `${this.where} is ${this.state === 'new' || this.state === 'opening' ? 'not open: call open() first' : 'closed'}`);
   }
 }
 
-async function syncDirectory(directory: string): Promise<void> {
+class AbortedError extends Error {}
+
+async function openFile(path: string, flags: 'r' | 'r+'): Promise<FileHandle> {
+  try {
+    return await open(path, flags);
+  } catch (error) {
+    throw mapFsError(error, path);
+  }
+}
+
+async function fileSize(handle: FileHandle): Promise<number> {
+  return (await handle.stat()).size;
+}
+
+async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, position + written);
+    written += bytesWritten;
+  }
+}
+
+export async function syncDirectory(directory: string): Promise<void> {
   const dir = await open(directory, 'r');
   try {
     await dir.sync();
   } finally {
     await dir.close();
   }
-}
-
-/** The bytes from `from` up to the last non-zero byte before a whole MiB of zeros (unwritten space). */
-async function nonZeroRegion(handle: FileHandle, from: number, where: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let position = from;
-  let length = 0;
-  for (;;) {
-    const chunk = Buffer.allocUnsafe(ZEROS.length);
-    const { bytesRead } = await readAt(handle, chunk, position, where);
-    let last = bytesRead - 1;
-    while (last >= 0 && chunk[last] === 0) last--;
-    if (last < 0) break;
-    chunks.push(chunk.subarray(0, bytesRead));
-    length = position - from + last + 1;
-    position += bytesRead;
-    if (bytesRead < chunk.length) break;
-  }
-  return Buffer.concat(chunks).subarray(0, length);
-}
-
-const TWO_32 = 0x1_0000_0000;
-
-/**
- * Finds a sealed batch with seqs after `afterSeq` anywhere in `region`, in linear time: looks
- * for markers whose CRC verifies, then for the event frame that would start their batch, and
- * decodes only those candidates.
- */
-function findSealedBatch(region: Buffer, afterSeq: number): { firstSeq: number; lastSeq: number; offset: number } | undefined {
-  for (let o = 0; o + MARKER_BYTES <= region.length; o++) {
-    if (region[o + 4] !== FORMAT_VERSION || region[o + 5] !== 2 || region.readUInt32LE(o) !== MARKER_BYTES) continue;
-    if (crc32c(region, o, o + MARKER_BYTES - 4) !== region.readUInt32LE(o + MARKER_BYTES - 4)) continue;
-    const firstSeq = region.readUInt32LE(o + 8) + region.readUInt32LE(o + 12) * TWO_32;
-    const lastSeq = region.readUInt32LE(o + 32) + region.readUInt32LE(o + 36) * TWO_32;
-    if (lastSeq <= afterSeq) continue;
-    for (let start = o - FRAME_BYTES_MIN; start >= 0; start--) {
-      if (region[start + 4] !== FORMAT_VERSION || region[start + 5] !== 1) continue;
-      if (region.readUInt32LE(start + 8) + region.readUInt32LE(start + 12) * TWO_32 !== firstSeq) continue;
-      const { batches } = decodeBatches(region.subarray(start, o + MARKER_BYTES));
-      if (batches.length === 1 && batches[0].lastSeq === lastSeq) return { firstSeq, lastSeq, offset: start };
-    }
-  }
-  return undefined;
 }

@@ -1,3 +1,11 @@
-export { createFileStorage, fileStorageDefaults, type FileStorageOptions } from './file-storage.js';
-export { openFileReader, type FileReader, type FileReaderOptions, type TailOptions } from './file-reader.js';
+export {
+  OPERATOR_LOG,
+  SEGMENT_BYTES_MAX,
+  SEGMENT_BYTES_MIN,
+  createFileStorage,
+  fileStorageDefaults,
+  type FileStorageOptions,
+} from './file-storage.js';
+export { openFileReader, type FileReader, type FileReaderOptions, type FileTailOptions } from './file-reader.js';
+export { SEGMENT_HEADER_BYTES } from './segment-header.js';
 export { LOCK_FILE } from '@sluice/store';

@@ -13,7 +13,11 @@ import {
   FramingError,
   InvalidFrameFieldError,
   MARKER_BYTES,
+  MARKER_DIGEST_OFFSET,
+  MARKER_PREV_DIGEST_OFFSET,
   NAME_BYTES_MAX,
+  SHA1_BYTES,
+  ZERO_DIGEST,
   crc32c,
   decodeBatches,
   type CommitHeaders,
@@ -46,7 +50,7 @@ describe('FrameWriter golden frames', () => {
   const GOLDEN =
     // event frame, 87 bytes
     '57000000' + // 0  frameBytes = 87
-    '01' + // 4  format version 1
+    '02' + // 4  format version 2
     '01' + // 5  kind 1 = event
     '03' + // 6  flags: first | last
     '00' + // 7  reserved
@@ -64,10 +68,10 @@ describe('FrameWriter golden frames', () => {
     '0100' + '0200' + '6331' + '0100' + '6b' + '0000' + // 64 headers: 1 id "c1", correlation "k", no causation
     'aa' + // 75 metadata
     '7b2261223a317d' + // 76 payload {"a":1}
-    '8c364243' + // 83 CRC-32C of [0, 83)
-    // commit marker, 68 bytes
-    '44000000' + // 0  frameBytes = 68
-    '01' + // 4  format version 1
+    '14da557c' + // 83 CRC-32C of [0, 83)
+    // commit marker, 88 bytes
+    '58000000' + // 0  frameBytes = 88
+    '02' + // 4  format version 2
     '02' + // 5  kind 2 = marker
     '01' + // 6  digest algorithm 1 = SHA-1
     '00' + // 7  reserved
@@ -77,8 +81,9 @@ describe('FrameWriter golden frames', () => {
     '01000000' + // 28 frameCount = 1
     '0700000000000000' + // 32 lastSeq = 7
     '14000000' + // 40 digestBytes = 20
-    'c54416ff0c89475cc19887e12acd72d907937dd7' + // 44 SHA-1 of the event frame's 87 bytes
-    'beff8ecf'; // 64 CRC-32C of [0, 64)
+    '0000000000000000000000000000000000000000' + // 44 prevDigest: 20 zero bytes (a log's first batch)
+    '18425617a2f9d88a26a2384a660c2bf253a9d4c4' + // 64 SHA-1 of the event frame's 87 bytes ‖ marker bytes [0, 64)
+    '2cd893c9'; // 84 CRC-32C of [0, 84)
 
   function writeGolden(w = new FrameWriter()): Uint8Array {
     w.appendEvent(
@@ -133,11 +138,14 @@ describe('FrameWriter golden frames', () => {
     expect(u32(b, n - 4)).toBe(crc32c(b, 0, n - 4));
   });
 
-  it('puts the marker fields at the documented offsets, with the SHA-1 of the sealed frame bytes', () => {
+  it('puts the marker fields at the documented offsets, with the SHA-1 of the sealed frame bytes and the marker header', () => {
     const b = writeGolden();
     const m = b.subarray(87);
     expect(m.length).toBe(MARKER_BYTES);
-    expect(u32(m, 0)).toBe(68);
+    expect(MARKER_BYTES).toBe(88);
+    expect(MARKER_PREV_DIGEST_OFFSET).toBe(44);
+    expect(MARKER_DIGEST_OFFSET).toBe(64);
+    expect(u32(m, 0)).toBe(88);
     expect(m[4]).toBe(FORMAT_VERSION);
     expect(m[5]).toBe(2);
     expect(m[6]).toBe(1);
@@ -148,17 +156,21 @@ describe('FrameWriter golden frames', () => {
     expect(u32(m, 28)).toBe(1);
     expect(u64(m, 32)).toBe(7);
     expect(u32(m, 40)).toBe(20);
-    expect(hex(m.subarray(44, 64))).toBe(sha1(b.subarray(0, 87)));
-    expect(u32(m, 64)).toBe(crc32c(m, 0, 64));
+    expect(hex(m.subarray(44, 64))).toBe('00'.repeat(20));
+    expect(hex(m.subarray(64, 84))).toBe(sha1(b.subarray(0, 87 + 64)));
+    expect(u32(m, 84)).toBe(crc32c(m, 0, 84));
   });
 
   it('decodes the golden bytes back to the fields written', () => {
     const { batches, report } = decodeBatches(Buffer.from(GOLDEN, 'hex'));
-    expect(report).toMatchObject({ reason: 'end', clean: true, validBytes: 155 });
+    expect(report).toMatchObject({ reason: 'end', clean: true, validBytes: 175 });
     expect(batches).toHaveLength(1);
     const [batch] = batches;
-    expect(batch).toMatchObject({ firstSeq: 7, lastSeq: 7, byteOffset: 0, byteLength: 155 });
-    expect(batch.marker).toMatchObject({ firstSeq: 7, lastSeq: 7, frameCount: 1, epoch: 3, timestamp: 1_700_000_000_001, digestAlgorithm: 'sha1' });
+    expect(batch).toMatchObject({ firstSeq: 7, lastSeq: 7, byteOffset: 0, byteLength: 175 });
+    expect(hex(batch.bytes)).toBe(GOLDEN);
+    expect(batch.marker).toMatchObject({ firstSeq: 7, lastSeq: 7, frameCount: 1, epoch: 3, timestamp: 1_700_000_000_001, formatVersion: 2, digestAlgorithm: 'sha1' });
+    expect(hex(batch.marker.prevDigest!)).toBe('00'.repeat(20));
+    expect(hex(batch.marker.digest)).toBe(GOLDEN.slice(2 * (87 + 64), 2 * (87 + 84)));
     expect(plain(batch.frames)).toEqual([
       {
         seq: 7,
@@ -222,7 +234,9 @@ describe('FrameWriter markers', () => {
     expect(u64(marker, 8)).toBe(2);
     expect(u32(marker, 28)).toBe(4);
     expect(u64(marker, 32)).toBe(5);
-    expect(hex(marker.subarray(44, 64))).toBe(sha1(b.subarray(firstEnd, framesEnd)));
+    // prevDigest: the first batch's digest; digest: SHA-1 of exactly the four frames and the marker header.
+    expect(hex(marker.subarray(44, 64))).toBe(hex(b.subarray(firstEnd - 24, firstEnd - 4)));
+    expect(hex(marker.subarray(64, 84))).toBe(sha1(b.subarray(firstEnd, framesEnd + 64)));
   });
 
   it('writes nothing and returns false when nothing is unsealed', () => {
@@ -234,6 +248,85 @@ describe('FrameWriter markers', () => {
     const length = w.byteLength;
     expect(w.seal(0, 0)).toBe(false);
     expect(w.byteLength).toBe(length);
+  });
+});
+
+describe('FrameWriter hash chain', () => {
+  const markerOf = (b: Uint8Array, end: number): Uint8Array => b.subarray(end - MARKER_BYTES, end);
+
+  it('chains each batch to the last one it sealed, starting from 20 zero bytes', () => {
+    const w = new FrameWriter();
+    expect(hex(w.lastDigest)).toBe(hex(ZERO_DIGEST));
+    expect(ZERO_DIGEST).toEqual(new Uint8Array(SHA1_BYTES));
+    const ends: number[] = [];
+    for (let seq = 1; seq <= 3; seq++) {
+      appendSimple(w, seq);
+      w.seal(1, seq);
+      ends.push(w.byteLength);
+    }
+    const b = w.bytes();
+    let prev = hex(ZERO_DIGEST);
+    let start = 0;
+    for (const end of ends) {
+      const m = markerOf(b, end);
+      expect(hex(m.subarray(MARKER_PREV_DIGEST_OFFSET, MARKER_PREV_DIGEST_OFFSET + SHA1_BYTES))).toBe(prev);
+      const digest = hex(m.subarray(MARKER_DIGEST_OFFSET, MARKER_DIGEST_OFFSET + SHA1_BYTES));
+      expect(digest).toBe(sha1(b.subarray(start, end - MARKER_BYTES + MARKER_DIGEST_OFFSET)));
+      prev = digest;
+      start = end;
+    }
+    expect(hex(w.lastDigest)).toBe(prev);
+  });
+
+  it('stores an explicit prevDigest, and chains later seals to its own batch', () => {
+    const w = new FrameWriter();
+    const given = Uint8Array.from({ length: SHA1_BYTES }, (_, i) => i + 1);
+    appendSimple(w, 1);
+    w.seal(1, 1, given);
+    const first = markerOf(w.bytes(), w.byteLength);
+    expect(hex(first.subarray(44, 64))).toBe(hex(given));
+    const firstDigest = hex(first.subarray(64, 84));
+    expect(hex(w.lastDigest)).toBe(firstDigest);
+    appendSimple(w, 2);
+    w.seal(1, 2);
+    expect(hex(markerOf(w.bytes(), w.byteLength).subarray(44, 64))).toBe(firstDigest);
+    const { batches, report } = decodeBatches(w.bytes(), { prevDigest: given });
+    expect(report.reason).toBe('end');
+    expect(batches.map((x) => hex(x.marker.prevDigest!))).toEqual([hex(given), firstDigest]);
+  });
+
+  it('refuses a prevDigest that is not 20 bytes, writing nothing', () => {
+    const w = new FrameWriter();
+    appendSimple(w, 1);
+    const length = w.byteLength;
+    for (const bad of [new Uint8Array(0), new Uint8Array(19), new Uint8Array(32)]) {
+      expect(() => w.seal(1, 1, bad)).toThrow(expect.objectContaining({ field: 'prevDigest' }));
+      expect(() => w.beginSeal(1, 1, bad)).toThrow(InvalidFrameFieldError);
+    }
+    expect(w.byteLength).toBe(length);
+    expect(w.unsealedFrameCount).toBe(1);
+    expect(hex(w.lastDigest)).toBe(hex(ZERO_DIGEST));
+  });
+
+  it('beginSeal returns the frames and the marker header up to the digest; completeSeal with their SHA-1 equals seal', () => {
+    const deferred = new FrameWriter();
+    const direct = new FrameWriter();
+    let firstEnd = 0;
+    for (const w of [deferred, direct]) {
+      appendSimple(w, 1);
+      w.seal(1, 1);
+      firstEnd = w.byteLength;
+      appendSimple(w, 2);
+      appendSimple(w, 3);
+    }
+    const start = deferred.byteLength;
+    const toDigest = deferred.beginSeal(1, 2)!;
+    expect(hex(toDigest)).toBe(hex(deferred.bytes().subarray(firstEnd, start + MARKER_DIGEST_OFFSET)));
+    deferred.completeSeal(createHash('sha1').update(toDigest).digest());
+    direct.seal(1, 2);
+    expect(hex(deferred.bytes())).toBe(hex(direct.bytes()));
+    expect(hex(deferred.lastDigest)).toBe(hex(direct.lastDigest));
+    expect(decodeBatches(deferred.bytes()).report.reason).toBe('end');
   });
 });
 
@@ -292,11 +385,12 @@ describe('FrameWriter mark and rollback', () => {
 });
 
 describe('FrameWriter reset', () => {
-  it('reuses its buffer: after reset it writes exactly what a fresh writer writes', () => {
+  it('reuses its buffer: after reset it writes exactly what a fresh writer writes (given the same previous digest)', () => {
     const w = new FrameWriter({ initialBytes: 256 });
     appendSimple(w, 1);
     appendSimple(w, 2);
     w.seal(1, 1);
+    const chained = Uint8Array.from(w.lastDigest);
     appendSimple(w, 3);
     w.reset();
     expect(w.byteLength).toBe(0);
@@ -306,11 +400,14 @@ describe('FrameWriter reset', () => {
     appendSimple(w, 100);
     appendSimple(w, 101);
     w.seal(1, 2);
+    // The chain survives reset: the next batch names the last batch sealed before it.
+    expect(hex(w.bytes().subarray(w.byteLength - MARKER_BYTES + 44, w.byteLength - MARKER_BYTES + 64))).toBe(hex(chained));
     const fresh = new FrameWriter();
     appendSimple(fresh, 100);
     appendSimple(fresh, 101);
-    fresh.seal(1, 2);
+    fresh.seal(1, 2, chained);
     expect(hex(w.bytes())).toBe(hex(fresh.bytes()));
+    expect(hex(w.lastDigest)).toBe(hex(fresh.lastDigest));
   });
 });
 

@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   FLAG_COMMIT_FIRST,
   FLAG_COMMIT_LAST,
   FrameWriter,
+  MARKER_BYTES,
   StreamDecoder,
   crc32c,
   decodeBatches,
@@ -12,6 +14,10 @@ import {
   type SealedBatch,
   type StreamDecoderOptions,
 } from './index.js';
+
+// A failing property can take many minutes to shrink (the log arbitraries are large): cap a
+// property's whole run, shrinking included, and report what was found by then as a failure.
+fc.configureGlobal({ interruptAfterTimeLimit: 30_000, markInterruptAsFailure: true });
 
 // ---------------------------------------------------------------------------------------
 // Model: a log is batches (one marker each) of commits of events.
@@ -39,6 +45,8 @@ interface EncodedLog {
   readonly batchEnds: number[];
   /** [start, end) of every event frame. */
   readonly events: [number, number][];
+  /** Digest of the last batch. */
+  readonly lastDigest: Uint8Array;
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
@@ -75,7 +83,8 @@ const logArb: fc.Arbitrary<LogSpec> = fc.record({
   batches: fc.array(fc.array(commitArb, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 4 }),
 });
 
-function encodeLog(log: LogSpec): EncodedLog {
+/** Encodes `log`; its first batch names `prevDigest` (20 zero bytes: the start of a log). */
+function encodeLog(log: LogSpec, prevDigest: Uint8Array = new Uint8Array(20)): EncodedLog {
   const w = new FrameWriter({ initialBytes: 256 });
   const expected: unknown[] = [];
   const batchEnds: number[] = [];
@@ -114,21 +123,24 @@ function encodeLog(log: LogSpec): EncodedLog {
         seq += 1;
       });
     }
-    w.seal(log.epoch, log.timestamp + (seq - log.firstSeq));
+    w.seal(log.epoch, log.timestamp + (seq - log.firstSeq), batchEnds.length === 0 ? prevDigest : w.lastDigest);
     batchEnds.push(w.byteLength);
-    expected.push({ firstSeq: batchFirstSeq, lastSeq: seq - 1, byteOffset: batchStart, byteLength: w.byteLength - batchStart, frames });
+    const bytes = hex(w.bytes().subarray(batchStart, w.byteLength));
+    expected.push({ firstSeq: batchFirstSeq, lastSeq: seq - 1, byteOffset: batchStart, byteLength: w.byteLength - batchStart, bytes, frames });
   }
-  return { bytes: Uint8Array.from(w.bytes()), expected, batchEnds, events };
+  return { bytes: Uint8Array.from(w.bytes()), expected, batchEnds, events, lastDigest: Uint8Array.from(w.lastDigest) };
 }
 
 /** A decoded batch as plain values; the marker is checked against the batch's own range. */
 function plainBatch(b: SealedBatch): unknown {
-  expect(b.marker).toMatchObject({ firstSeq: b.firstSeq, lastSeq: b.lastSeq, frameCount: b.frames.length, digestAlgorithm: 'sha1' });
+  expect(b.marker).toMatchObject({ firstSeq: b.firstSeq, lastSeq: b.lastSeq, frameCount: b.frames.length, formatVersion: 2, digestAlgorithm: 'sha1' });
+  expect(b.marker.prevDigest).toHaveLength(20);
   return {
     firstSeq: b.firstSeq,
     lastSeq: b.lastSeq,
     byteOffset: b.byteOffset,
     byteLength: b.byteLength,
+    bytes: hex(b.bytes),
     frames: b.frames.map((f) => ({ ...f, metadata: hex(f.metadata), payload: hex(f.payload) })),
   };
 }
@@ -167,6 +179,10 @@ describe('properties: round trip', () => {
         expect(batches).toEqual(encoded.expected);
         expect(report).toMatchObject({ reason: 'end', clean: true, validBytes: encoded.bytes.length, unsealedFrames: 0 });
         expect(decodeBatches(encoded.bytes).batches.map(plainBatch)).toEqual(encoded.expected);
+        // The batches chain: each names the digest of the one before it, the first 20 zero bytes.
+        const decoded = decodeBatches(encoded.bytes, { prevDigest: new Uint8Array(20) }).batches;
+        expect(decoded.map((b) => hex(b.marker.prevDigest!))).toEqual([hex(new Uint8Array(20)), ...decoded.slice(0, -1).map((b) => hex(b.marker.digest))]);
+        expect(hex(decoded[decoded.length - 1].marker.digest)).toBe(hex(encoded.lastDigest));
       }),
       { numRuns: 150 },
     );
@@ -205,12 +221,12 @@ describe('properties: no garbage input is ever decoded as a valid commit', () =>
 
   it('garbage shaped like frames (plausible length, version and kind) never yields a batch', () => {
     const frameLike = fc
-      .tuple(fc.integer({ min: 1, max: 400 }), fc.constantFrom(1, 2), fc.integer({ min: 0, max: 3 }), bytesArb(400))
-      .map(([length, kind, flags, rest]) => {
+      .tuple(fc.integer({ min: 1, max: 400 }), fc.constantFrom(1, 2), fc.integer({ min: 0, max: 3 }), bytesArb(400), fc.constantFrom(1, 2))
+      .map(([length, kind, flags, rest, version]) => {
         const b = new Uint8Array(Math.max(length, 8));
         b.set(rest.subarray(0, b.length - 8), 8);
         new DataView(b.buffer).setUint32(0, length, true);
-        b[4] = 1;
+        b[4] = version;
         b[5] = kind;
         b[6] = flags;
         return b;
@@ -229,8 +245,8 @@ describe('properties: no garbage input is ever decoded as a valid commit', () =>
     fc.assert(
       fc.property(logArb, bytesArb(600), fc.boolean(), cutsArb, (log, garbage, thenValid, cuts) => {
         const prefix = encodeLog(log);
-        // A continuation with the right next seq, so only the garbage can stop it.
-        const continuation = encodeLog({ ...log, firstSeq: log.firstSeq + prefix.events.length });
+        // A continuation with the right next seq and previous digest, so only the garbage can stop it.
+        const continuation = encodeLog({ ...log, firstSeq: log.firstSeq + prefix.events.length }, prefix.lastDigest);
         const input = thenValid ? concat(prefix.bytes, garbage, continuation.bytes) : concat(prefix.bytes, garbage);
         const { batches, report } = decodeChunks(chunk(input, cuts));
         if (garbage.length > 0 || !thenValid) {
@@ -238,6 +254,7 @@ describe('properties: no garbage input is ever decoded as a valid commit', () =>
           expect(report.validBytes).toBe(prefix.bytes.length);
         } else {
           expect(batches).toHaveLength(prefix.expected.length + continuation.expected.length);
+          expect(report).toMatchObject({ reason: 'end', validBytes: input.length });
         }
         if (garbage.length > 0 && garbage.some((b) => b !== 0)) expect(report.reason).not.toBe('end');
       }),
@@ -278,6 +295,43 @@ describe('properties: no garbage input is ever decoded as a valid commit', () =>
         expect(report.clean).toBe(false);
       }),
       { numRuns: 200 },
+    );
+  });
+
+  it("a flipped bit in a marker's prevDigest never verifies, whether or not the CRC and digest were recomputed", () => {
+    fc.assert(
+      fc.property(logArb, fc.nat(), fc.integer({ min: 0, max: 159 }), fc.constantFrom('flip', 'crc', 'reseal'), fc.boolean(), cutsArb, (log, which, bit, how, withOption, cuts) => {
+        const encoded = encodeLog(log);
+        const k = which % encoded.batchEnds.length;
+        const batchStart = k === 0 ? 0 : encoded.batchEnds[k - 1];
+        const markerStart = encoded.batchEnds[k] - MARKER_BYTES;
+        const damaged = encoded.bytes.slice();
+        damaged[markerStart + 44 + (bit >> 3)] ^= 1 << (bit & 7);
+        const view = new DataView(damaged.buffer);
+        if (how === 'reseal') damaged.set(createHash('sha1').update(damaged.subarray(batchStart, markerStart + 64)).digest(), markerStart + 64);
+        if (how !== 'flip') view.setUint32(markerStart + 84, crc32c(damaged, markerStart, markerStart + 84), true);
+        const { batches, report } = decodeChunks(chunk(damaged, cuts), withOption ? { prevDigest: new Uint8Array(20) } : {});
+        if (how === 'reseal' && k === 0 && !withOption) {
+          // Nothing says what precedes a log's first batch, so the resealed batch is self-consistent and
+          // decodes (naming the altered prevDigest); but its digest changed, so the next batch breaks the chain.
+          const decoded = decodeBatches(damaged).batches;
+          expect(hex(decoded[0].marker.prevDigest!)).not.toBe(hex(new Uint8Array(20)));
+          if (encoded.batchEnds.length > 1) {
+            expect(batches).toHaveLength(1);
+            expect(report).toMatchObject({ reason: 'broken-chain', validBytes: encoded.batchEnds[0], offset: encoded.batchEnds[1] - MARKER_BYTES });
+          } else {
+            expect(report.reason).toBe('end');
+          }
+          return;
+        }
+        expect(batches).toEqual(encoded.expected.slice(0, k));
+        expect(report).toMatchObject({ validBytes: batchStart, offset: markerStart, clean: false });
+        // Without recomputing, the CRC catches it; with the CRC recomputed, the chain (or, for a log's first
+        // batch with nothing said about what precedes it, the digest, which covers prevDigest); resealed, the chain.
+        const expectedReason = how === 'flip' ? 'bad-checksum' : how === 'crc' ? (k > 0 || withOption ? 'broken-chain' : 'bad-digest') : 'broken-chain';
+        expect(report.reason).toBe(expectedReason);
+      }),
+      { numRuns: 300 },
     );
   });
 

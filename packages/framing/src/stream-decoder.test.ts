@@ -9,6 +9,7 @@ import {
   FRAME_BYTES_MIN,
   FrameWriter,
   MARKER_BYTES,
+  MARKER_V1_BYTES,
   StreamDecoder,
   crc32c,
   decodeBatches,
@@ -51,7 +52,14 @@ const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byt
 const timestampOf = (seq: number): number => 1_700_000_000_000 + seq * 10;
 const EPOCH = 4;
 
-function encodeLog(batches: readonly Batch[], firstSeq = 1, writer = new FrameWriter({ initialBytes: 256 })): EncodedLog {
+const ZEROS_HEX = '00'.repeat(20);
+
+/**
+ * Encodes `batches` with `writer`; its first batch names `prevDigest` as the previous batch's digest
+ * (20 zero bytes by default: the start of a log), later ones chain by themselves.
+ */
+function encodeLog(batches: readonly Batch[], firstSeq = 1, writer = new FrameWriter({ initialBytes: 256 }), prevDigest: Uint8Array = new Uint8Array(20)): EncodedLog {
+  let prev = hex(prevDigest);
   const expected: unknown[] = [];
   const batchEnds: number[] = [];
   const eventEnds: number[] = [];
@@ -95,14 +103,18 @@ function encodeLog(batches: readonly Batch[], firstSeq = 1, writer = new FrameWr
     }
     const markerStart = writer.byteLength;
     frameStarts.push(markerStart);
-    writer.seal(EPOCH + 1, timestampOf(seq));
+    if (expected.length === 0) writer.seal(EPOCH + 1, timestampOf(seq), prevDigest);
+    else writer.seal(EPOCH + 1, timestampOf(seq));
     batchEnds.push(writer.byteLength);
     const bytes = writer.bytes();
+    // Version 2: the digest covers the sealed frames and the marker's first 64 bytes.
+    const digest = createHash('sha1').update(bytes.subarray(batchStart, markerStart + 64)).digest('hex');
     expected.push({
       firstSeq: seq - frames.length,
       lastSeq: seq - 1,
       byteOffset: batchStart,
       byteLength: writer.byteLength - batchStart,
+      bytes: hex(bytes.subarray(batchStart, writer.byteLength)),
       frames,
       marker: {
         firstSeq: seq - frames.length,
@@ -110,10 +122,13 @@ function encodeLog(batches: readonly Batch[], firstSeq = 1, writer = new FrameWr
         frameCount: frames.length,
         epoch: EPOCH + 1,
         timestamp: timestampOf(seq),
+        formatVersion: 2,
         digestAlgorithm: 'sha1',
-        digest: createHash('sha1').update(bytes.subarray(batchStart, markerStart)).digest('hex'),
+        digest,
+        prevDigest: prev,
       },
     });
+    prev = digest;
   }
   return { bytes: Uint8Array.from(writer.bytes()), expected, batchEnds, eventEnds, frameStarts, lastSeq: seq - 1 };
 }
@@ -125,8 +140,9 @@ function plainBatch(b: SealedBatch): unknown {
     lastSeq: b.lastSeq,
     byteOffset: b.byteOffset,
     byteLength: b.byteLength,
+    bytes: hex(b.bytes),
     frames: b.frames.map((f) => ({ ...f, metadata: hex(f.metadata), payload: hex(f.payload) })),
-    marker: { ...b.marker, digest: hex(b.marker.digest) },
+    marker: { ...b.marker, digest: hex(b.marker.digest), prevDigest: b.marker.prevDigest === undefined ? undefined : hex(b.marker.prevDigest) },
   };
 }
 
@@ -476,11 +492,13 @@ describe('corrupt input', () => {
     ['marker', 6],
   ])("stops with 'unsupported-version' on a %s of another format version", (_name, frameIndex) => {
     const start = LOG.frameStarts[frameIndex];
-    const damaged = patchFrame(LOG.bytes, start, (f) => f.setUint8(4, 2));
-    const { batches, report } = decodeAll(damaged);
-    expect(batches).toEqual(LOG.expected.slice(0, 1));
-    expect(report).toMatchObject({ reason: 'unsupported-version', offset: start, validBytes: LOG.batchEnds[0] });
-    expect(report.detail).toMatch(/version 2/);
+    for (const version of [3, 255]) {
+      const damaged = patchFrame(LOG.bytes, start, (f) => f.setUint8(4, version));
+      const { batches, report } = decodeAll(damaged);
+      expect(batches).toEqual(LOG.expected.slice(0, 1));
+      expect(report).toMatchObject({ reason: 'unsupported-version', offset: start, validBytes: LOG.batchEnds[0] });
+      expect(report.detail).toMatch(new RegExp(`version ${version}`));
+    }
   });
 
   it("stops with 'malformed-frame' on an unknown frame kind", () => {
@@ -571,7 +589,7 @@ describe('commit markers', () => {
   it("stops with 'bad-digest' when the marker's digest does not match the frames", () => {
     const start = LOG.frameStarts[6]; // marker of batch 2
     const damaged = patchFrame(LOG.bytes, start, (_f, raw) => {
-      raw[44] ^= 1;
+      raw[64] ^= 1; // the digest (offset 64), not prevDigest (offset 44)
     });
     expect(decodeAll(damaged)).toEqual({
       batches: LOG.expected.slice(0, 1),
@@ -710,3 +728,374 @@ describe('commit grouping', () => {
     expect(report).toMatchObject({ reason: 'bad-commit-grouping', offset: first.bytes.length });
   });
 });
+
+// ---------------------------------------------------------------------------------------
+// Format version 2: hash chain, batch bytes, version 1 compatibility.
+
+const sha1 = (b: Uint8Array): Uint8Array => Uint8Array.from(createHash('sha1').update(b).digest());
+
+/** Start offset of batch `i` of an encoded log. */
+const batchStartOf = (log: EncodedLog, i: number): number => (i === 0 ? 0 : log.batchEnds[i - 1]);
+
+/**
+ * A copy of `bytes` whose version 2 marker ending at `batchEnd` (batch starting at `batchStart`) was changed by
+ * `mutate`, then resealed: digest and CRC recomputed, so only a check the digest does not cover can catch it.
+ */
+function reseal(bytes: Uint8Array, batchStart: number, batchEnd: number, mutate: (marker: Uint8Array) => void): Uint8Array {
+  const out = bytes.slice();
+  const markerStart = batchEnd - MARKER_BYTES;
+  const marker = out.subarray(markerStart, batchEnd);
+  mutate(marker);
+  marker.set(sha1(out.subarray(batchStart, markerStart + 64)), 64);
+  new DataView(out.buffer).setUint32(markerStart + 84, crc32c(marker, 0, 84), true);
+  return out;
+}
+
+/** Pushes `chunks` and returns the decoded SealedBatch objects themselves and the report. */
+function decodeRaw(chunks: readonly Uint8Array[], options?: StreamDecoderOptions): { batches: SealedBatch[]; report: DecodeReport } {
+  const d = new StreamDecoder(options);
+  const batches: SealedBatch[] = [];
+  for (const c of chunks) batches.push(...d.push(c));
+  return { batches, report: d.end() };
+}
+
+/** `bytes` cut into chunks of `size`; copies (each in its own buffer) or views of `bytes`. */
+function chunksOf(bytes: Uint8Array, size: number, copy: boolean): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < bytes.length; i += size) out.push(copy ? bytes.slice(i, i + size) : bytes.subarray(i, i + size));
+  return out;
+}
+
+describe('hash chain (format version 2)', () => {
+  it('decodes a chain of batches whose markers each name the previous digest, the first naming 20 zero bytes', () => {
+    for (const log of [LOG, manyCommits(40, 5)]) {
+      const d = new StreamDecoder();
+      const batches = d.push(log.bytes);
+      expect(d.end()).toMatchObject({ reason: 'end', validBytes: log.bytes.length });
+      expect(batches).toHaveLength(log.batchEnds.length);
+      let prev = new Uint8Array(20);
+      for (const [i, b] of batches.entries()) {
+        expect(b.marker.formatVersion).toBe(2);
+        expect(hex(b.marker.prevDigest!), `batch ${i}`).toBe(hex(prev));
+        // The digest covers the frames and the marker's first 64 bytes (prevDigest included).
+        expect(hex(b.marker.digest), `batch ${i}`).toBe(hex(sha1(log.bytes.subarray(batchStartOf(log, i), log.batchEnds[i] - MARKER_BYTES + 64))));
+        prev = Uint8Array.from(b.marker.digest);
+      }
+      expect(hex(d.lastDigest!)).toBe(hex(prev));
+    }
+  });
+
+  it("stops with 'broken-chain' at a batch whose prevDigest was altered (digest and CRC recomputed), validBytes at its start", () => {
+    for (const i of [1, 2]) {
+      const start = batchStartOf(LOG, i);
+      const markerStart = LOG.batchEnds[i] - MARKER_BYTES;
+      const altered = reseal(LOG.bytes, start, LOG.batchEnds[i], (m) => {
+        m[44 + i] ^= 0x40;
+      });
+      // Only the chain is wrong: alone, the altered batch decodes (nothing tells it what came before).
+      const alone = decodeAll(altered.subarray(start, LOG.batchEnds[i]));
+      expect(alone.report.reason, `batch ${i} alone`).toBe('end');
+      expect(alone.batches).toHaveLength(1);
+      const expected = {
+        batches: LOG.expected.slice(0, i),
+        report: expect.objectContaining({ reason: 'broken-chain', clean: false, offset: markerStart, validBytes: start }),
+      };
+      expect(decodeAll(altered), `batch ${i}`).toEqual(expected);
+      expect(decodeChunks(chunksOf(altered, 1, false)), `batch ${i}, byte at a time`).toEqual(expected);
+      expect(decodeChunks([altered.subarray(0, markerStart + 50), altered.subarray(markerStart + 50)]), `batch ${i}, split in the marker`).toEqual(expected);
+      // The chain is checked even with digest verification off.
+      expect(decodeAll(altered, { verifyDigest: false }).report).toMatchObject({ reason: 'broken-chain', offset: markerStart, validBytes: start });
+    }
+  });
+
+  it("stops with 'broken-chain' at a whole batch spliced in from another log (its own digest verifies)", () => {
+    const other = encodeLog([[[{ streamId: 'x', streamVersion: 0, eventType: 'Other', payload: utf8('o') }]]], LOG.lastSeq + 1);
+    expect(decodeAll(other.bytes, { firstSeq: LOG.lastSeq + 1 }).report.reason).toBe('end');
+    const { batches, report } = decodeAll(concat(LOG.bytes, other.bytes));
+    expect(batches).toEqual(LOG.expected);
+    expect(report).toMatchObject({ reason: 'broken-chain', offset: LOG.bytes.length + other.frameStarts[1], validBytes: LOG.bytes.length });
+  });
+
+  it('enforces the prevDigest option on the first batch', () => {
+    const zeros = new Uint8Array(20);
+    expect(decodeAll(LOG.bytes, { prevDigest: zeros })).toEqual({ batches: LOG.expected, report: LOG_END });
+    for (const wrong of [Uint8Array.from({ length: 20 }, (_, i) => i), Uint8Array.of(1, ...new Uint8Array(19))]) {
+      const d = new StreamDecoder({ prevDigest: wrong });
+      expect(hex(d.lastDigest!)).toBe(hex(wrong));
+      expect(d.push(LOG.bytes)).toEqual([]);
+      expect(d.end()).toMatchObject({ reason: 'broken-chain', clean: false, offset: LOG.frameStarts[4], validBytes: 0 });
+    }
+    // A log that starts mid-chain: decodes with the digest of the batch before it, not with zeros.
+    const given = sha1(utf8('the batch before'));
+    const log = encodeLog(FIXTURE, 1, new FrameWriter({ initialBytes: 256 }), given);
+    expect((log.expected[0] as { marker: { prevDigest: string } }).marker.prevDigest).toBe(hex(given));
+    expect(decodeAll(log.bytes, { prevDigest: given })).toEqual({ batches: log.expected, report: expect.objectContaining({ reason: 'end' }) });
+    expect(decodeAll(log.bytes)).toEqual({ batches: log.expected, report: expect.objectContaining({ reason: 'end' }) });
+    expect(decodeAll(log.bytes, { prevDigest: zeros })).toEqual({
+      batches: [],
+      report: expect.objectContaining({ reason: 'broken-chain', offset: log.frameStarts[4], validBytes: 0 }),
+    });
+  });
+
+  it('resumes decoding mid-log with prevDigest set to the digest of the batch before', () => {
+    const { batches } = decodeBatches(LOG.bytes);
+    const from = LOG.batchEnds[0];
+    const rest = LOG.bytes.subarray(from);
+    const resumed = decodeAll(rest, { prevDigest: Uint8Array.from(batches[0].marker.digest), firstSeq: 5 });
+    expect(resumed.report).toMatchObject({ reason: 'end', validBytes: rest.length });
+    expect(resumed.batches).toEqual(
+      LOG.expected.slice(1).map((b) => ({ ...(b as object), byteOffset: (b as { byteOffset: number }).byteOffset - from })),
+    );
+    expect(decodeAll(rest, { prevDigest: Uint8Array.from(batches[1].marker.digest) }).report).toMatchObject({ reason: 'broken-chain', validBytes: 0 });
+  });
+});
+
+describe('batch bytes', () => {
+  const logs: [string, EncodedLog][] = [
+    ['fixture', LOG],
+    ['many commits', manyCommits(10, 4)],
+  ];
+  const joined = (batches: readonly SealedBatch[]): string => hex(concat(...batches.map((b) => b.bytes)));
+
+  it('are, concatenated, the whole input byte for byte; each is input[byteOffset, byteOffset + byteLength)', () => {
+    for (const [name, log] of logs) {
+      const { batches, report } = decodeRaw([log.bytes]);
+      expect(report.reason).toBe('end');
+      expect(joined(batches), name).toBe(hex(log.bytes));
+      for (const b of batches) {
+        expect(b.bytes.length).toBe(b.byteLength);
+        expect(hex(b.bytes)).toBe(hex(log.bytes.subarray(b.byteOffset, b.byteOffset + b.byteLength)));
+      }
+    }
+  });
+
+  it('are views into the input when the batch arrived in one chunk', () => {
+    const { batches } = decodeRaw([LOG.bytes]);
+    for (const b of batches) {
+      expect(b.bytes.buffer).toBe(LOG.bytes.buffer);
+      expect(b.bytes.byteOffset).toBe(LOG.bytes.byteOffset + b.byteOffset);
+    }
+  });
+
+  it('are the input byte for byte one byte at a time and in fixed chunks (each chunk its own buffer)', () => {
+    for (const [name, log] of logs) {
+      for (const size of [1, 2, 3, 4, 5, 7, 13, 64, 67, 87, 88, 89, 100, 1000]) {
+        const { batches, report } = decodeRaw(chunksOf(log.bytes, size, true));
+        expect(report.reason, `${name}, chunks of ${size}`).toBe('end');
+        expect(joined(batches), `${name}, chunks of ${size}`).toBe(hex(log.bytes));
+      }
+    }
+  });
+
+  it('are the input byte for byte one byte at a time and in fixed chunks (chunks are views of one buffer)', () => {
+    for (const [name, log] of logs) {
+      for (const size of [1, 2, 3, 4, 5, 7, 13, 64, 67, 87, 88, 89, 100, 1000]) {
+        const { batches, report } = decodeRaw(chunksOf(log.bytes, size, false));
+        expect(report.reason, `${name}, chunks of ${size}`).toBe('end');
+        expect(joined(batches), `${name}, chunks of ${size}`).toBe(hex(log.bytes));
+      }
+    }
+  });
+
+  it('are the input byte for byte at every split point into two chunks, copied or views of one buffer', () => {
+    for (const copy of [true, false]) {
+      for (let split = 0; split <= LOG.bytes.length; split++) {
+        const chunks = copy ? [LOG.bytes.slice(0, split), LOG.bytes.slice(split)] : [LOG.bytes.subarray(0, split), LOG.bytes.subarray(split)];
+        const { batches } = decodeRaw(chunks);
+        expect(joined(batches), `${copy ? 'copies' : 'views'}, split at ${split}`).toBe(hex(LOG.bytes));
+      }
+    }
+  });
+
+  it('stay correct after the decoder has moved on (the marker and frames are not overwritten)', () => {
+    const d = new StreamDecoder();
+    const kept: SealedBatch[] = [];
+    for (const c of chunksOf(LOG.bytes, 5, true)) kept.push(...d.push(c));
+    expect(kept.map((b) => hex(b.bytes))).toEqual(LOG.expected.map((b) => (b as { bytes: string }).bytes));
+  });
+});
+
+// Version 1 frames built by hand, independently of FrameWriter: event frames with version
+// byte 1 (same layout as version 2) and 68-byte markers whose digest covers the frames only.
+
+interface V1Event {
+  readonly seq: number;
+  readonly flags: number;
+  readonly streamId: string;
+  readonly eventType: string;
+  readonly payload: Uint8Array;
+}
+
+function v1EventFrame(e: V1Event, version = 1): Uint8Array {
+  const id = utf8(e.streamId);
+  const type = utf8(e.eventType);
+  const n = EVENT_HEADER_BYTES + id.length + type.length + e.payload.length + CRC_BYTES;
+  const b = new Uint8Array(n);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, n, true);
+  b[4] = version;
+  b[5] = 1; // event
+  b[6] = e.flags;
+  v.setUint32(8, e.seq, true); // seq (high half 0)
+  v.setUint32(16, 1_000 + e.seq, true); // timestamp
+  v.setUint32(24, 2, true); // epoch
+  v.setUint16(28, id.length, true);
+  v.setUint16(30, type.length, true);
+  v.setUint32(32, e.seq * 10, true); // streamVersion
+  v.setUint32(40, 0, true); // no headers
+  v.setUint32(44, 0, true); // no metadata
+  v.setUint32(48, e.payload.length, true);
+  b.set(id, 52);
+  b.set(type, 52 + id.length);
+  b.set(e.payload, 52 + id.length + type.length);
+  v.setUint32(n - 4, crc32c(b, 0, n - 4), true);
+  return b;
+}
+
+function v1Marker(frames: Uint8Array, firstSeq: number, lastSeq: number, frameCount: number): Uint8Array {
+  const b = new Uint8Array(68);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, 68, true);
+  b[4] = 1; // version 1
+  b[5] = 2; // marker
+  b[6] = 1; // SHA-1
+  v.setUint32(8, firstSeq, true);
+  v.setUint32(16, 5_000 + lastSeq, true); // timestamp
+  v.setUint32(24, 2, true); // epoch
+  v.setUint32(28, frameCount, true);
+  v.setUint32(32, lastSeq, true);
+  v.setUint32(40, 20, true);
+  b.set(sha1(frames), 44); // over the frames only
+  v.setUint32(64, crc32c(b, 0, 64), true);
+  return b;
+}
+
+/** A version 1 batch of single-frame commits `firstSeq`..`lastSeq`. */
+function v1Batch(firstSeq: number, lastSeq: number): { bytes: Uint8Array; digest: Uint8Array; events: V1Event[] } {
+  const events: V1Event[] = [];
+  for (let seq = firstSeq; seq <= lastSeq; seq++) {
+    events.push({ seq, flags: FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, streamId: `v1-${seq % 2}`, eventType: 'Old', payload: utf8(`old ${seq}`) });
+  }
+  const frames = concat(...events.map((e) => v1EventFrame(e)));
+  const marker = v1Marker(frames, firstSeq, lastSeq, events.length);
+  return { bytes: concat(frames, marker), digest: marker.slice(44, 64), events };
+}
+
+describe('version 1 logs', () => {
+  const first = v1Batch(1, 3);
+  const second = v1Batch(4, 5);
+  const V1_LOG = concat(first.bytes, second.bytes);
+
+  it('decodes a version-1 log: 68-byte markers, digest over the frames only, no prevDigest', () => {
+    expect(MARKER_V1_BYTES).toBe(68);
+    for (const chunks of [[V1_LOG], chunksOf(V1_LOG, 1, true), chunksOf(V1_LOG, 7, false), chunksOf(V1_LOG, 68, true)]) {
+      const { batches, report } = decodeRaw(chunks);
+      expect(report).toMatchObject({ reason: 'end', clean: true, validBytes: V1_LOG.length, nextSeq: 6 });
+      expect(batches).toHaveLength(2);
+      for (const [i, batch] of [first, second].entries()) {
+        const b = batches[i];
+        expect(b).toMatchObject({ firstSeq: batch.events[0].seq, lastSeq: batch.events[batch.events.length - 1].seq, byteOffset: i === 0 ? 0 : first.bytes.length, byteLength: batch.bytes.length });
+        expect(hex(b.bytes)).toBe(hex(batch.bytes));
+        expect(b.marker).toMatchObject({ formatVersion: 1, digestAlgorithm: 'sha1', prevDigest: undefined, frameCount: batch.events.length, epoch: 2 });
+        expect(hex(b.marker.digest)).toBe(hex(batch.digest));
+        expect(b.frames.map((f) => [f.seq, f.streamId, f.eventType, f.streamVersion, Buffer.from(f.payload).toString()])).toEqual(
+          batch.events.map((e) => [e.seq, e.streamId, e.eventType, e.seq * 10, `old ${e.seq}`]),
+        );
+      }
+    }
+  });
+
+  it("stops with 'bad-digest' on a version-1 batch whose frame changed (CRC recomputed)", () => {
+    const damaged = patchFrame(V1_LOG, first.bytes.length, (f) => f.setUint32(24, 3, true));
+    expect(decodeAll(damaged).report).toMatchObject({ reason: 'bad-digest', validBytes: first.bytes.length, offset: V1_LOG.length - 68 });
+  });
+
+  function continuation(prevDigest: Uint8Array): Uint8Array {
+    const w = new FrameWriter();
+    w.appendEvent(6, 3, 2_000, FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, 'v2', 0, 'New', undefined, undefined, utf8('new 6'));
+    w.appendEvent(7, 3, 2_001, FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, 'v2', 1, 'New', undefined, undefined, utf8('new 7'));
+    w.seal(3, 2_002, prevDigest);
+    w.appendEvent(8, 3, 2_003, FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, 'v2', 2, 'New', undefined, undefined, utf8('new 8'));
+    w.seal(3, 2_004);
+    return Uint8Array.from(w.bytes());
+  }
+
+  it('continues a version-1 log with version-2 batches whose first prevDigest is the last version-1 digest', () => {
+    const v2 = continuation(second.digest);
+    const input = concat(V1_LOG, v2);
+    for (const chunks of [[input], chunksOf(input, 1, true), chunksOf(input, 13, true)]) {
+      const { batches, report } = decodeRaw(chunks, { firstSeq: 1 });
+      expect(report).toMatchObject({ reason: 'end', validBytes: input.length, nextSeq: 9 });
+      expect(batches.map((b) => [b.firstSeq, b.lastSeq, b.marker.formatVersion])).toEqual([
+        [1, 3, 1],
+        [4, 5, 1],
+        [6, 7, 2],
+        [8, 8, 2],
+      ]);
+      expect(hex(batches[2].marker.prevDigest!)).toBe(hex(second.digest));
+      expect(hex(batches[2].marker.digest)).toBe(hex(sha1(input.subarray(V1_LOG.length, batches[2].byteOffset + batches[2].byteLength - 24))));
+      expect(hex(batches[3].marker.prevDigest!)).toBe(hex(batches[2].marker.digest));
+      expect(joinedHex(batches)).toBe(hex(input));
+    }
+  });
+
+  it("stops with 'broken-chain' where the version-2 continuation does not name the last version-1 digest", () => {
+    for (const wrong of [new Uint8Array(20), first.digest]) {
+      const input = concat(V1_LOG, continuation(wrong));
+      const { batches, report } = decodeRaw([input]);
+      expect(batches).toHaveLength(2);
+      expect(report).toMatchObject({ reason: 'broken-chain', validBytes: V1_LOG.length });
+    }
+  });
+
+  it("stops with 'broken-chain' at a version-1 batch after chained batches (the chain cannot be bypassed)", () => {
+    const v2 = continuation(second.digest);
+    const input = concat(V1_LOG, v2, v1Batch(9, 9).bytes);
+    const { batches, report } = decodeRaw([input], { firstSeq: 1 });
+    expect(batches.map((b) => b.lastSeq)).toEqual([3, 5, 7, 8]);
+    expect(report).toMatchObject({ reason: 'broken-chain', validBytes: V1_LOG.length + v2.length });
+  });
+
+  it("stops with 'malformed-frame' when one batch mixes frames of versions 1 and 2", () => {
+    const w = new FrameWriter();
+    w.appendEvent(7, 2, 1, FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, 's', 2, 'T', undefined, undefined, utf8('y'));
+    const v1Frame = v1EventFrame({ seq: 6, flags: FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, streamId: 's', eventType: 'T', payload: utf8('x') });
+    const input = concat(V1_LOG, v1Frame, Uint8Array.from(w.bytes()));
+    const { report } = decodeRaw([input], { firstSeq: 1 });
+    expect(report).toMatchObject({ reason: 'malformed-frame', validBytes: V1_LOG.length, offset: V1_LOG.length + v1Frame.length });
+    expect(report.detail).toMatch(/version 2 inside a batch of version 1/);
+  });
+
+  it('refuses a prevDigest option that is not 20 bytes', () => {
+    expect(() => new StreamDecoder({ prevDigest: new Uint8Array(19) })).toThrow(/20-byte/);
+  });
+
+  it("stops with 'unsupported-version' on a frame of version 3, and 'malformed-frame' on version 0", () => {
+    const e: V1Event = { seq: 6, flags: FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, streamId: 's', eventType: 'T', payload: utf8('x') };
+    for (const [version, reason] of [
+      [3, 'unsupported-version'],
+      [0, 'malformed-frame'],
+    ] as const) {
+      const { batches, report } = decodeAll(concat(V1_LOG, v1EventFrame(e, version)));
+      expect(batches).toHaveLength(2);
+      expect(report).toMatchObject({ reason, offset: V1_LOG.length, validBytes: V1_LOG.length, clean: false });
+      expect(report.detail).toContain(`version ${version}`);
+    }
+  });
+
+  it("stops with 'malformed-frame' on a version-1 marker of 88 bytes or a version-2 marker of 68 bytes", () => {
+    // A version 1 marker relabelled version 2 (CRC recomputed) has the wrong size for version 2.
+    const relabelled = patchFrame(V1_LOG, first.bytes.length - 68, (f) => f.setUint8(4, 2));
+    expect(decodeAll(relabelled).report).toMatchObject({ reason: 'malformed-frame', offset: first.bytes.length - 68, validBytes: 0 });
+    const w = new FrameWriter();
+    w.appendEvent(1, 0, 0, FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, 's', 0, 'T', undefined, undefined, utf8('x'));
+    w.seal(0, 0);
+    const markerStart = w.byteLength - MARKER_BYTES;
+    const downgraded = patchFrame(w.bytes(), markerStart, (f) => f.setUint8(4, 1));
+    expect(decodeAll(downgraded).report).toMatchObject({ reason: 'malformed-frame', offset: markerStart, validBytes: 0 });
+  });
+});
+
+function joinedHex(batches: readonly SealedBatch[]): string {
+  return hex(concat(...batches.map((b) => b.bytes)));
+}

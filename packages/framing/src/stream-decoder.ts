@@ -89,6 +89,10 @@ export class StreamDecoder {
   // Views of the current batch's bytes seen so far (one, unless the batch spans pushes).
   private pieces: Uint8Array[] = [];
   private chain: Uint8Array | undefined;
+  // Format version of the pending batch's frames (all frames of a batch and its marker share one).
+  private batchVersion = 0;
+  // Once a chained (version 2) batch was read, an unchained one can no longer follow.
+  private chainStarted = false;
   private carry: Uint8Array | undefined;
   private carryFilled = 0;
   private inCommit = false;
@@ -98,7 +102,11 @@ export class StreamDecoder {
     this.frameBytesMax = options.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
     this.verifyDigest = options.verifyDigest ?? true;
     this.nextSeq = options.firstSeq;
-    this.chain = options.prevDigest;
+    if (options.prevDigest !== undefined && options.prevDigest.length !== SHA1_BYTES) {
+      throw new RangeError(`[sluice/framing] prevDigest must be a ${SHA1_BYTES}-byte SHA-1 digest, got ${options.prevDigest.length} bytes`);
+    }
+    this.chain = options.prevDigest === undefined ? undefined : Uint8Array.from(options.prevDigest);
+    this.chainStarted = options.prevDigest !== undefined;
   }
 
   /** Digest of the last verified batch (or the `prevDigest` option before any). */
@@ -282,6 +290,11 @@ export class StreamDecoder {
       }
       this.inCommit = !frame.commitLast;
       this.nextSeq = frame.seq + 1;
+      if (this.pending.length === 0) this.batchVersion = version;
+      else if (version !== this.batchVersion) {
+        this.stop('malformed-frame', at, `seq ${frame.seq} is format version ${version} inside a batch of version ${this.batchVersion}`);
+        return false;
+      }
       this.pending.push(frame);
       this.consumed += n;
       if (regionStart < 0) this.hashRegion(b, o, o + n); // a frame completed in a carry buffer
@@ -311,6 +324,14 @@ export class StreamDecoder {
     }
     if (regionStart >= 0) this.hashRegion(b, regionStart, o);
     const chained = marker.prevDigest !== undefined;
+    if (marker.formatVersion !== this.batchVersion) {
+      this.stop('malformed-frame', at, `marker of format version ${marker.formatVersion} seals frames of version ${this.batchVersion}`);
+      return false;
+    }
+    if (!chained && this.chainStarted) {
+      this.stop('broken-chain', at, `batch seq ${marker.firstSeq}..${marker.lastSeq} has an unchained (version 1) marker after chained batches`);
+      return false;
+    }
     if (chained && this.chain !== undefined && !equalBytes(marker.prevDigest, this.chain)) {
       this.stop('broken-chain', at, `batch seq ${marker.firstSeq}..${marker.lastSeq} names a previous batch digest that differs from the batch before it`);
       return false;
@@ -340,6 +361,7 @@ export class StreamDecoder {
     this.pending = [];
     this.pieces = [];
     this.chain = marker.digest;
+    if (chained) this.chainStarted = true;
     this.validBytes = this.consumed;
     return true;
   }
@@ -349,7 +371,9 @@ export class StreamDecoder {
     const pieces = this.pieces;
     if (pieces.length === 1) {
       const p = pieces[0];
-      if (p.buffer === b.buffer && p.byteOffset + p.length === b.byteOffset + o) return b.subarray(o - p.length, o + n);
+      // A view only when the piece lies in `b` itself, right before the marker (chunks can be
+      // views of one larger buffer, so the same ArrayBuffer is not enough).
+      if (p.buffer === b.buffer && o >= p.length && p.byteOffset === b.byteOffset + o - p.length) return b.subarray(o - p.length, o + n);
     }
     const out = new Uint8Array(total);
     let at = 0;

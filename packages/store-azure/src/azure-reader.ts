@@ -40,19 +40,22 @@ class AzureReader implements StorageReader {
   private closed = false;
   private refreshing: Promise<void> | undefined;
   private readonly closing = new AbortController();
+  /** What `tail` reads through: like the reader, but quiet once closed (the tail then ends). */
+  private readonly tailSource: Pick<StorageReader, 'read' | 'head'>;
   private readonly wait: WaitForDurable;
 
   constructor(
     private readonly index: BlobLogIndex,
     private readonly log: LogBlobs,
   ) {
-    const poll = pollWait(this, TAIL_POLL_MIN_MS, TAIL_POLL_MAX_MS);
-    // Ends the tail when the reader closes (pollWait alone would only see an aborted signal).
-    this.wait = async (afterSeq, signal) => {
-      const both = signal === undefined ? this.closing.signal : AbortSignal.any([signal, this.closing.signal]);
-      await poll(afterSeq, both);
-      return !this.closed;
+    this.tailSource = {
+      head: async () => {
+        if (!this.closed) await this.refresh();
+        return this.index.head;
+      },
+      read: (fromSeq, toSeq) => this.index.read(fromSeq, toSeq),
     };
+    this.wait = pollWait(this.tailSource, TAIL_POLL_MIN_MS, TAIL_POLL_MAX_MS);
   }
 
   /** Indexes what was appended since the last look (one refresh at a time). */
@@ -92,7 +95,12 @@ class AzureReader implements StorageReader {
   }
 
   tail(fromSeq: number, options: TailOptions = {}): AsyncIterable<SealedBatch> {
-    return tailBatches(this, fromSeq, this.wait, options.signal);
+    return (async function* (reader: AzureReader) {
+      reader.assertOpen();
+      // Closing the reader ends its tails as an abort would.
+      const signal = options.signal === undefined ? reader.closing.signal : AbortSignal.any([options.signal, reader.closing.signal]);
+      yield* tailBatches(reader.tailSource, fromSeq, reader.wait, signal);
+    })(this);
   }
 
   async close(): Promise<void> {

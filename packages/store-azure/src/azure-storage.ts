@@ -208,7 +208,7 @@ class AzureStorage implements PartitionStorage {
     const appending = this.appendBytes(bytes).catch((error: unknown) => {
       // What reached the blob is unknown now: refuse further writes and seal the log at the
       // durable head, so no reopening serves what was written after the last sync.
-      throw this.fail(error);
+      throw this.fail(error, bytes.length);
     });
     this.writing = appending;
     try {
@@ -362,22 +362,36 @@ class AzureStorage implements PartitionStorage {
     this.blockCount = 0;
   }
 
-  /** Marks the storage failed after a write failed, and starts sealing the log at the durable head. */
-  private fail(error: unknown): StorageError {
+  /**
+   * Marks the storage failed after a write of `bytes` bytes failed, and starts sealing the log at
+   * the durable head (retried while the service is unreachable; close makes a last try).
+   */
+  private fail(error: unknown, bytes: number): StorageError {
     if (this.failure !== undefined) return this.failure;
     const failure = toStorageError(error, 'write');
     this.failure = failure;
     const durable = this.durable;
+    // The failed write may have landed, wholly or partly, but nothing else may lie after it.
+    const blob = this.blob;
+    const endMax = this.position + bytes;
     const reason = `a write failed after seq ${durable.lastSeq} (${failure.reason}): what was written after it was never acknowledged`;
     this.failSeal = (async () => {
+      let retaken = false;
       for (let attempt = 1; ; attempt++) {
         try {
           await this.cut(durable.lastSeq, reason);
           return;
         } catch (sealError) {
-          // Only a transient failure is worth another try; a lost lease means another writer
-          // took over, and its recovery decides.
           const mapped = toStorageError(sealError, 'seal');
+          if (mapped.reason === 'Conflict' && !retaken) {
+            // The lease ran out while the service was away (or the service lost it). Take it
+            // again, only if nobody else holds it and nothing was appended after the failed write.
+            retaken = true;
+            if (await this.retakeLease(blob, endMax)) continue;
+            return;
+          }
+          // Only a transient failure is worth another try; a lease held by another writer means
+          // it took over, and its recovery decides.
           if (!isTransient(mapped) || this.state !== 'open') return;
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, Math.min(FAIL_SEAL_DELAY_MAX_MS, 100 * 2 ** attempt));
@@ -391,6 +405,22 @@ class AzureStorage implements PartitionStorage {
       }
     })();
     return failure;
+  }
+
+  /** Leases `blob` again after the lease was lost, if it is still the log's end and ends by `endMax`. */
+  private async retakeLease(blob: number, endMax: number): Promise<boolean> {
+    const log = this.log as LogBlobs;
+    const lease = this.lease as WriterLease;
+    try {
+      await lease.acquire(blob);
+      const blobs = await log.list();
+      const last = await log.properties(blob);
+      if (blobs.at(-1)?.blob === blob && last.sealedBytes === undefined && last.contentLength <= endMax) return true;
+      await lease.release();
+      return false;
+    } catch {
+      return false;
+    }
   }
 
   read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch> {

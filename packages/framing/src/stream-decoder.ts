@@ -91,7 +91,8 @@ export class StreamDecoder {
   private chain: Uint8Array | undefined;
   // Format version of the pending batch's frames (all frames of a batch and its marker share one).
   private batchVersion = 0;
-  // Once a chained (version 2) batch was read, an unchained one can no longer follow.
+  // Once a chained (version 2) batch was read, an unchained one can no longer follow. (A
+  // version 1 log has no chain: its batches cannot check the prevDigest option.)
   private chainStarted = false;
   private carry: Uint8Array | undefined;
   private carryFilled = 0;
@@ -106,7 +107,6 @@ export class StreamDecoder {
       throw new RangeError(`[sluice/framing] prevDigest must be a ${SHA1_BYTES}-byte SHA-1 digest, got ${options.prevDigest.length} bytes`);
     }
     this.chain = options.prevDigest === undefined ? undefined : Uint8Array.from(options.prevDigest);
-    this.chainStarted = options.prevDigest !== undefined;
   }
 
   /** Digest of the last verified batch (or the `prevDigest` option before any). */

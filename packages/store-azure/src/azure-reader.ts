@@ -5,8 +5,9 @@ import { resolveConnectionOptions, type AzureReaderOptions, type ResolvedConnect
 import { BlobLogIndex } from './blob-log-index.js';
 import { LogBlobs } from './log-blobs.js';
 
-/** Shortest and longest wait between two looks for new batches in `tail` (it backs off while idle). */
+/** Shortest wait between two looks for new batches in a reader's `tail` (each new batch resets it). */
 export const TAIL_POLL_MIN_MS = 20;
+/** Longest wait between two looks for new batches in a reader's `tail` (it doubles while idle). */
 export const TAIL_POLL_MAX_MS = 1000;
 
 /**

@@ -240,8 +240,8 @@ class LmdbStorage implements PartitionStorage {
         if (this.fsync.kind === 'commit') {
           // Plain LMDB commits fsync before they resolve: the last transaction queued before this
           // call (lmdb-js commits in order) being committed means every covered write is on disk.
+          // Not `flushed`: it would also wait for a write queued after this call.
           await committed;
-          await (this.durability as Durability).afterCommit();
           const fault = this.hooks.syncFault?.();
           if (fault !== undefined) throw fault;
         }

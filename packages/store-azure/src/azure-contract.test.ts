@@ -195,6 +195,21 @@ describe('storage contract v2 on Azure', () => {
     expect(sameIdentity(await fresh.head(), replacement[2].identity)).toBe(true);
   });
 
+  it('refuses truncate while a write is in flight, and a write while truncate runs, with Invalid', async () => {
+    const storage = await open();
+    const [a, b, c] = batchesAfter(EMPTY_IDENTITY, 3);
+    await writeAll(storage, [a]);
+    const writing = storage.write(b.bytes, b.firstSeq, b.lastSeq);
+    expect(await failure(() => storage.truncate(2))).toMatchObject({ reason: 'Invalid', message: expect.stringMatching(/in flight/) });
+    await writing;
+    const truncating = storage.truncate(2);
+    expect(await failure(() => storage.write(c.bytes, 5, 6))).toMatchObject({ reason: 'Invalid', message: expect.stringMatching(/truncate\(\) runs/) });
+    expect(sameIdentity(await truncating, a.identity)).toBe(true);
+    // Neither refusal failed the storage.
+    const [again] = batchesAfter(a.identity, 1, { tag: 'again' });
+    expect(sameIdentity(await writeAll(storage, [again]), again.identity)).toBe(true);
+  });
+
   it('truncates to empty and starts the log again', async () => {
     const storage = await open();
     await writeAll(storage, batchesAfter(EMPTY_IDENTITY, 2));

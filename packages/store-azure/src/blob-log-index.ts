@@ -221,13 +221,15 @@ export class BlobLogIndex {
 
   /**
    * What lies in `blob` between its sealed length and its end, decoded as a continuation of the
-   * log: whole verified batches (a write sealed away after it failed) and other bytes.
+   * log: whole verified batches (a write sealed away after it failed) and other bytes. Batches
+   * are counted in the first 8 MiB only; the rest counts as bytes.
    */
   async pastSeal(blob: LogBlob): Promise<PastSeal> {
     const from = blob.sealedBytes ?? blob.contentLength;
     const count = blob.contentLength - from;
     if (count <= 0) return { seqs: 0, bytes: 0 };
-    const bytes = await this.log.download(blob.blob, from, count);
+    // Only for the report: a truncate may have left gigabytes there; look at the start only.
+    const bytes = await this.log.download(blob.blob, from, Math.min(count, SCAN_CHUNK_BYTES));
     const decoder = new StreamDecoder({ firstSeq: this.lastSeq + 1, prevDigest: this.last.digest });
     let seqs = 0;
     for (const b of decoder.push(bytes)) seqs += b.lastSeq - b.firstSeq + 1;

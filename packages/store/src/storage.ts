@@ -145,7 +145,10 @@ export interface PartitionStorage extends StorageReader {
   write(bytes: Uint8Array, firstSeq: number, lastSeq: number): Promise<void>;
   /**
    * Makes every write that resolved before this call durable per the policy, and resolves with
-   * the new durable head (the identity of the last batch written before the call).
+   * the new durable head (the identity of the last batch written before the call). A backend
+   * whose writes are durable once acknowledged (an Azure append block) does no I/O here; the
+   * durable head still moves only here, so after a failed write exactly what was synced is
+   * known, and what was written after it is cut even if it physically reached the medium.
    */
   sync(): Promise<BatchIdentity>;
   /** The durable watermark: identity of the last durable batch, now. */

@@ -14,7 +14,7 @@ import {
 } from '@sluice/store';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TRUNCATIONS_KEY } from './batch-log.js';
-import { createLmdbStorage } from './index.js';
+import { createLmdbStorage, openLmdbReader } from './index.js';
 import { openWriterEnv } from './lmdb-env.js';
 import { createLmdbStorageWithFaults } from './lmdb-storage.js';
 
@@ -161,6 +161,19 @@ describe('truncate', () => {
     }
   });
 
+  it('refuses a write or sync while a truncate runs with Invalid', async () => {
+    const storage = await openStorage(createLmdbStorage({ directory }));
+    const [b1, b2] = batches(EMPTY_IDENTITY, 2);
+    await storage.write(b1.bytes, 1, 2);
+    await storage.sync();
+    const truncating = storage.truncate(2);
+    await expect(storage.write(b2.bytes, 3, 4)).rejects.toMatchObject({ reason: 'Invalid' });
+    await expect(storage.sync()).rejects.toMatchObject({ reason: 'Invalid' });
+    await truncating;
+    await storage.write(b2.bytes, 3, 4);
+    expect(sameIdentity(await storage.sync(), b2.identity)).toBe(true);
+  });
+
   it('truncates to empty', async () => {
     const storage = await openStorage(createLmdbStorage({ directory }));
     const [b1] = batches(EMPTY_IDENTITY, 1);
@@ -238,6 +251,10 @@ describe('a version 1 partition (no head record)', () => {
     await env.batches.put(3, b2.bytes);
     await env.root.transaction(() => env.meta.putSync('layout', te.encode('sluice-lmdb/1 key=firstSeq value=append-bytes')));
     await env.close();
+    const reader = await openLmdbReader({ directory });
+    expect(sameIdentity(await reader.head(), b2.identity)).toBe(true); // readers find its head by decoding
+    expect(await seqs(reader)).toEqual(range(1, 4));
+    await reader.close();
     const storage = createLmdbStorage({ directory });
     const recovery = await storage.open();
     opened.push(storage);

@@ -135,6 +135,7 @@ class LmdbStorage implements PartitionStorage {
   /** The durable watermark: moved only by a successful sync (or, under interval/none, write). */
   private durable: BatchIdentity = EMPTY_IDENTITY;
   private writing = false;
+  private truncating = false;
   private syncing: Promise<unknown> | undefined;
   /** The last write transaction handed to lmdb-js: resolves once committed, rejects if it (or one before it) failed. */
   private pending: Promise<void> | undefined;
@@ -207,6 +208,7 @@ class LmdbStorage implements PartitionStorage {
     // The concurrency rule is checked before anything awaits, so two calls in one turn are caught.
     this.assertOpen();
     if (this.writing) throw new StorageError('Invalid', `${this.where}: write() called while another write is in flight: one write at a time`);
+    if (this.truncating) throw new StorageError('Invalid', `${this.where}: write() called while truncate() runs: wait for it first`);
     this.writing = true;
     try {
       await this.assertHealthy();
@@ -232,6 +234,7 @@ class LmdbStorage implements PartitionStorage {
   async sync(): Promise<BatchIdentity> {
     this.assertOpen();
     if (this.syncing !== undefined) throw new StorageError('Invalid', `${this.where}: sync() called while another sync is in flight: one sync at a time`);
+    if (this.truncating) throw new StorageError('Invalid', `${this.where}: sync() called while truncate() runs: wait for it first`);
     const covered = this.written;
     const committed = this.pending;
     const run = (async (): Promise<BatchIdentity> => {
@@ -265,9 +268,18 @@ class LmdbStorage implements PartitionStorage {
 
   async truncate(afterSeq: number, options: TruncateOptions = {}): Promise<BatchIdentity> {
     this.assertOpen();
-    if (this.writing || this.syncing !== undefined) {
-      throw new StorageError('Invalid', `${this.where}: truncate() while a write or sync is in flight: wait for them first`);
+    if (this.writing || this.syncing !== undefined || this.truncating) {
+      throw new StorageError('Invalid', `${this.where}: truncate() while a write, sync or truncate is in flight: wait for them first`);
     }
+    this.truncating = true;
+    try {
+      return await this.truncateIdle(afterSeq, options);
+    } finally {
+      this.truncating = false;
+    }
+  }
+
+  private async truncateIdle(afterSeq: number, options: TruncateOptions): Promise<BatchIdentity> {
     await this.assertHealthy();
     try {
       await this.pending;

@@ -403,18 +403,17 @@ class LmdbStorage implements PartitionStorage {
       (outcome) => {
         this.pendingBytes -= value.length;
         if (outcome === 'stored') return;
-        this.broken = true;
-        if (outcome === 'exists') {
-          throw new StorageError(
-            'Conflict',
-            `${this.where}: a batch at or after seq ${firstSeq} is already stored: another process wrote this partition; reopen it`,
-          );
-        }
-        throw new StorageError('Unavailable', `${this.where}: the write of seq ${firstSeq} was not committed because an earlier write failed`);
+        const error =
+          outcome === 'exists'
+            ? new StorageError('Conflict', `${this.where}: a batch at or after seq ${firstSeq} is already stored: another process wrote this partition; reopen it`)
+            : new StorageError('Unavailable', `${this.where}: the write of seq ${firstSeq} was not committed because an earlier write failed`);
+        // The first failure is the one every later call reports.
+        void this.failWith(error);
+        throw error;
       },
       (error: unknown) => {
         this.pendingBytes -= value.length;
-        this.broken = true;
+        void this.failWith(error);
         throw error;
       },
     );

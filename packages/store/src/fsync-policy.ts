@@ -1,7 +1,7 @@
 /**
  * When a storage backend forces appended bytes to stable storage before acknowledging.
- * - `commit`: before every append resolves (no acknowledged commit is lost on power failure).
- * - `interval`: appends resolve once written to the OS; a timer syncs every `intervalMs`
+ * - `commit`: before a commit is acknowledged (no acknowledged commit is lost on power failure).
+ * - `interval`: commits are acknowledged once written to the OS; a timer syncs every `intervalMs`
  *   (a power failure can lose up to that window; a process crash loses nothing).
  * - `none`: never forced; the OS writes back when it likes.
  */
@@ -36,7 +36,7 @@ export function parseFsyncPolicy(input: FsyncPolicyInput | string): FsyncPolicy 
 
 /** The policy in words, for capabilities and logs. */
 export function describeFsyncPolicy(policy: FsyncPolicy): string {
-  if (policy.kind === 'commit') return 'fdatasync before every append resolves';
-  if (policy.kind === 'interval') return `written to the OS when an append resolves; fdatasync every ${policy.intervalMs} ms`;
-  return 'written to the OS when an append resolves; never forced to disk';
+  if (policy.kind === 'commit') return 'fdatasync before a commit is acknowledged';
+  if (policy.kind === 'interval') return `acknowledged once written to the OS; fdatasync every ${policy.intervalMs} ms`;
+  return 'acknowledged once written to the OS; never forced to disk';
 }

@@ -1,4 +1,5 @@
 import type { SealedBatch } from '@sluice/framing';
+import { isStorageError } from './errors.js';
 import type { BatchIdentity, StorageReader } from './storage.js';
 
 /**
@@ -11,6 +12,7 @@ export type WaitForDurable = (afterSeq: number, signal: AbortSignal | undefined)
  * The `tail` of a {@link StorageReader} derived from its `read` and `head`: durable batches
  * from the one holding `fromSeq` on, then new ones as `wait` says they may have arrived.
  * Backends pass {@link DurableSignal.wait} (in process) or {@link pollWait} (other processes).
+ * The tail ends (without an error) when the signal aborts or the reader closes.
  */
 export async function* tailBatches(
   source: Pick<StorageReader, 'read' | 'head'>,
@@ -19,20 +21,29 @@ export async function* tailBatches(
   signal: AbortSignal | undefined,
 ): AsyncGenerator<SealedBatch> {
   let next = Math.max(1, fromSeq);
-  const aborted = (): boolean => signal?.aborted === true;
-  while (!aborted()) {
-    const head: BatchIdentity = await source.head();
-    if (next <= head.lastSeq) {
-      for await (const batch of source.read(next, head.lastSeq)) {
-        if (batch.lastSeq < next) continue;
-        yield batch;
-        next = batch.lastSeq + 1;
-        if (aborted()) return;
+  try {
+    while (!isAborted(signal)) {
+      const head: BatchIdentity = await source.head();
+      if (next <= head.lastSeq) {
+        for await (const batch of source.read(next, head.lastSeq)) {
+          if (batch.lastSeq < next) continue;
+          yield batch;
+          next = batch.lastSeq + 1;
+          if (isAborted(signal)) return;
+        }
+        continue;
       }
-      continue;
+      if (!(await wait(head.lastSeq, signal))) return;
     }
-    if (!(await wait(head.lastSeq, signal))) return;
+  } catch (error) {
+    // A reader closed under a running tail ends it; any other error is the caller's to see.
+    if (isStorageError(error) && error.reason === 'Closed') return;
+    throw error;
   }
+}
+
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
 }
 
 /**
@@ -42,8 +53,9 @@ export async function* tailBatches(
 export function pollWait(source: Pick<StorageReader, 'head'>, minMs = 5, maxMs = 200): WaitForDurable {
   return async (afterSeq, signal) => {
     let delay = minMs;
-    while (signal?.aborted !== true) {
+    while (!isAborted(signal)) {
       await sleep(delay, signal);
+      if (isAborted(signal)) return true;
       if ((await source.head()).lastSeq > afterSeq) return true;
       delay = Math.min(maxMs, delay * 2);
     }

@@ -9,7 +9,7 @@ import { EMPTY_IDENTITY, StorageError, openPartition, type BatchIdentity, type P
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { OPERATOR_LOG, SEGMENT_BYTES_MAX, createFileStorage, openFileReader, type FileStorageOptions } from './index.js';
-import { SEGMENT_HEADER_BYTES, decodeHeaderPage, encodeSlot, slotOffset } from './segment-header.js';
+import { SEGMENT_HEADER_BYTES, decodeHeaderPage, encodeHeaderPage, encodeSlot, slotOffset } from './segment-header.js';
 import { segmentName } from './segment-log.js';
 
 /**
@@ -271,6 +271,41 @@ describe('writers in another process', () => {
     const error = await refusal(() => openFile({ segmentBytes: 1024 * 1024 }));
     expect(error.reason).toBe('Corrupt');
     expect(error.message).toMatch(/holds seq 1\.\.\d+ .* had made seq (29\d|300) durable/);
+  });
+});
+
+describe('a power cut during a roll', () => {
+  it('opens when the last segment has its header but neither watermark slot (the header write was torn), and continues there', async () => {
+    const storage = createFileStorage({ directory, segmentBytes: 64 * 1024 });
+    const p = await openPartition({ storage, name: 'd' });
+    await fill(p, 30);
+    const head = storage.durableHead();
+    await p.close();
+    const page = decodeHeaderPage((await readFile(join(directory, segmentName(1)))).subarray(0, SEGMENT_HEADER_BYTES));
+    if (page.kind !== 'v2') throw new Error('segment 1 has no header');
+    const torn = encodeHeaderPage({ ...page.header, segment: 2, baseSeq: head.lastSeq + 1, previous: head }, { synced: head, acked: head, successor: false, cut: undefined });
+    torn.fill(0, 1024, 2048); // both slots lost
+    const file = Buffer.alloc(64 * 1024);
+    torn.copy(file, 0);
+    await writeFile(join(directory, segmentName(2)), file);
+    const again = await openFile();
+    expect(again.recovery).toMatchObject({ lastSeq: 150, droppedBytes: 0, droppedSeqs: 0 });
+    await fill(again, 1, 30);
+    await again.close();
+    const slots = decodeHeaderPage((await readFile(join(directory, segmentName(2)))).subarray(0, SEGMENT_HEADER_BYTES));
+    expect(slots).toMatchObject({ kind: 'v2', slot: { synced: { lastSeq: 155 }, acked: { lastSeq: 155 } } });
+  });
+
+  it('still refuses a segment before the last whose watermark slots are both damaged', async () => {
+    const p = await openFile();
+    await fill(p, 250);
+    await p.close();
+    const handle = await open(join(directory, segmentName(1)), 'r+');
+    await handle.write(Buffer.alloc(1024, 0xee), 0, 1024, 1024);
+    await handle.close();
+    const error = await refusal(() => openFile());
+    expect(error.reason).toBe('Corrupt');
+    expect(error.message).toMatch(/both watermark slots of the segment header fail their checks/);
   });
 });
 

@@ -475,7 +475,11 @@ describe('truncate', () => {
     const refused = await refusal(() => storage.truncate(4));
     expect(refused.reason).toBe('Invalid');
     expect(refused.message).toMatch(/pass operatorReason/);
-    expect(await storage.truncate(4, { operatorReason: 'ops: restore drill 2026-12-05' })).toEqual(batches[1].identity);
+    const cutting = storage.truncate(4, { operatorReason: 'ops: restore drill 2026-12-05' });
+    const [late] = chained(batches[39].identity, 1);
+    expect((await refusal(() => storage.write(late.bytes, late.firstSeq, late.lastSeq))).message).toMatch(/while a truncate runs/);
+    expect((await refusal(() => storage.sync())).reason).toBe('Invalid');
+    expect(await cutting).toEqual(batches[1].identity);
     expect(await segments()).toEqual([segmentName(1)]);
     expect(await readFile(join(directory, OPERATOR_LOG), 'utf8')).toMatch(/truncate after seq 4: removes seq 5\.\.80 \(durable up to 80\): ops: restore drill 2026-12-05\n$/);
     const [next] = chained(batches[1].identity, 1);

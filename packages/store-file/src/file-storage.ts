@@ -144,6 +144,7 @@ class FileStorage implements PartitionStorage {
   /** Handles of earlier segments not closed yet (a sync in flight may still use them). */
   private retired: FileHandle[] = [];
   private writing: Promise<void> | undefined;
+  private truncating = false;
   private syncing: Promise<BatchIdentity> | undefined;
   private failure: StorageError | undefined;
   private faultRecorded: Promise<void> = Promise.resolve();
@@ -451,6 +452,7 @@ class FileStorage implements PartitionStorage {
   async write(bytes: Uint8Array, firstSeq: number, lastSeq: number): Promise<void> {
     this.assertWritable();
     if (this.writing !== undefined) throw new StorageError('Invalid', `${this.where}: write() called while another write is in flight: one write at a time`);
+    if (this.truncating) throw new StorageError('Invalid', `${this.where}: write() called while a truncate runs: wait for it first`);
     const next = checkWrite(bytes, firstSeq, lastSeq, this.written, this.where);
     const done = this.writeChecked(bytes, firstSeq, lastSeq, next);
     this.writing = done;
@@ -497,6 +499,7 @@ class FileStorage implements PartitionStorage {
   async sync(): Promise<BatchIdentity> {
     this.assertWritable();
     if (this.syncing !== undefined) throw new StorageError('Invalid', `${this.where}: sync() called while another sync is in flight: one sync at a time`);
+    if (this.truncating) throw new StorageError('Invalid', `${this.where}: sync() called while a truncate runs: wait for it first`);
     const done = this.syncWritten();
     this.syncing = done;
     try {
@@ -769,9 +772,18 @@ class FileStorage implements PartitionStorage {
 
   async truncate(afterSeq: number, options: TruncateOptions = {}): Promise<BatchIdentity> {
     this.assertWritable();
-    if (this.writing !== undefined || this.syncing !== undefined) {
-      throw new StorageError('Invalid', `${this.where}: truncate() while a write or sync is in flight: wait for them first`);
+    if (this.writing !== undefined || this.syncing !== undefined || this.truncating) {
+      throw new StorageError('Invalid', `${this.where}: truncate() while a write, sync or truncate is in flight: wait for them first`);
     }
+    this.truncating = true;
+    try {
+      return await this.truncateIdle(afterSeq, options);
+    } finally {
+      this.truncating = false;
+    }
+  }
+
+  private async truncateIdle(afterSeq: number, options: TruncateOptions): Promise<BatchIdentity> {
     if (!Number.isSafeInteger(afterSeq) || afterSeq < 0 || afterSeq > this.written.lastSeq || !this.index.isBoundary(afterSeq)) {
       throw new StorageError('Invalid', `${this.where}: cannot truncate after seq ${afterSeq}: it is not the end of a stored batch (head is ${describeIdentity(this.written)})`);
     }

@@ -274,6 +274,26 @@ describe('writers in another process', () => {
   });
 });
 
+describe('the durable watermark', () => {
+  it('is recorded in the last segment\'s header: at most one sync behind while busy, exact once the writer is idle', async () => {
+    const storage = createFileStorage({ directory, segmentBytes: 1024 * 1024, watermarkFlushMs: 5 });
+    open_.push(storage);
+    await storage.open();
+    const slot = async (): Promise<number> => {
+      const page = decodeHeaderPage((await readFile(join(directory, segmentName(1)))).subarray(0, SEGMENT_HEADER_BYTES));
+      return page.kind === 'v2' ? (page.slot?.synced.lastSeq ?? -1) : -1;
+    };
+    let head = EMPTY_IDENTITY;
+    for (const b of chained(EMPTY_IDENTITY, 50)) {
+      await storage.write(b.bytes, b.firstSeq, b.lastSeq);
+      const before = head.lastSeq;
+      head = await storage.sync();
+      expect(await slot()).toBeGreaterThanOrEqual(before);
+    }
+    await until(async () => (await slot()) === 100);
+  });
+});
+
 describe('a power cut during a roll', () => {
   it('opens when the last segment has its header but neither watermark slot (the header write was torn), and continues there', async () => {
     const storage = createFileStorage({ directory, segmentBytes: 64 * 1024 });

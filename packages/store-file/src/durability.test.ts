@@ -316,6 +316,18 @@ describe('a power cut during a roll', () => {
     expect(slots).toMatchObject({ kind: 'v2', slot: { synced: { lastSeq: 155 }, acked: { lastSeq: 155 } } });
   });
 
+  it('opens when the last segment\'s header is torn (fails its CRC) and nothing follows it', async () => {
+    const p = await openFile();
+    await fill(p, 30);
+    await p.close();
+    const torn = Buffer.alloc(64 * 1024);
+    (await readFile(join(directory, segmentName(1)))).copy(torn, 0, 0, 300); // a header cut short
+    await writeFile(join(directory, segmentName(2)), torn);
+    const again = await openFile();
+    expect(again.recovery).toMatchObject({ lastSeq: 150, droppedSeqs: 0 });
+    expect(await segments()).toEqual([segmentName(1)]);
+  });
+
   it('still refuses a segment before the last whose watermark slots are both damaged', async () => {
     const p = await openFile();
     await fill(p, 250);

@@ -256,7 +256,11 @@ class FileStorage implements PartitionStorage {
     const listed = await listSegments(this.directory);
     const pages = new Map<number, HeaderPage>();
     for (const segment of listed) {
-      const page = await readHeaderPage(this.directory, segment);
+      let page = await readHeaderPage(this.directory, segment);
+      if (page.kind === 'damaged' && segment === listed.at(-1) && (await this.dataIsZero(segment))) {
+        // A power cut tore the header write of a roll: nothing was written after it.
+        page = { kind: 'zero' };
+      }
       pages.set(segment, page);
       if (page.kind === 'damaged') {
         throw new StorageError(
@@ -421,6 +425,16 @@ class FileStorage implements PartitionStorage {
     }
     await syncDirectory(this.directory);
     return { lastSeq: head.lastSeq, head, droppedBytes, droppedSeqs, droppedReason };
+  }
+
+  /** True when nothing but zeros follows the header of `segment`. */
+  private async dataIsZero(segment: number): Promise<boolean> {
+    const handle = await openFile(this.path(segment), 'r');
+    try {
+      return (await readNonZero(handle, SEGMENT_HEADER_BYTES, this.path(segment))).length === 0;
+    } finally {
+      await handle.close();
+    }
   }
 
   /** Writes a new segment's header (base seq after `previous`) and makes it the current one. */

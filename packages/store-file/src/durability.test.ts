@@ -203,7 +203,7 @@ describe('writers in another process', () => {
           import { openPartition } from '@sluice/store';
           import { createFileStorage } from './src/index.ts';
           const [dir, fsync, count] = process.argv.slice(2);
-          const p = await openPartition({ storage: createFileStorage({ directory: dir, segmentBytes: 1024 * 1024, fsync, watermarkFlushMs: 60000 }) });
+          const p = await openPartition({ storage: createFileStorage({ directory: dir, segmentBytes: 1024 * 1024, fsync, watermarkFlushMs: 0 }) });
           for (let i = 0; i < Number(count); i++) {
             await p.append({ streamId: 's', commandId: 'c-' + i, events: [{ type: 'E', data: new TextEncoder().encode(String(i).padEnd(300, '.')) }] });
           }
@@ -275,8 +275,8 @@ describe('writers in another process', () => {
 });
 
 describe('the durable watermark', () => {
-  it('is recorded in the last segment\'s header: at most one sync behind while busy, exact once the writer is idle', async () => {
-    const storage = createFileStorage({ directory, segmentBytes: 1024 * 1024, watermarkFlushMs: 5 });
+  it('is recorded in the last segment\'s header: with watermarkFlushMs 0 at most one sync behind while busy, exact once the writer is idle', async () => {
+    const storage = createFileStorage({ directory, segmentBytes: 1024 * 1024, watermarkFlushMs: 0 });
     open_.push(storage);
     await storage.open();
     const slot = async (): Promise<number> => {
@@ -291,6 +291,29 @@ describe('the durable watermark', () => {
       expect(await slot()).toBeGreaterThanOrEqual(before);
     }
     await until(async () => (await slot()) === 100);
+  });
+});
+
+describe('the durable watermark, rewritten at most every watermarkFlushMs', () => {
+  it('skips rewrites while busy and catches up within watermarkFlushMs; readers in other processes follow', async () => {
+    const storage = createFileStorage({ directory, segmentBytes: 1024 * 1024, watermarkFlushMs: 200 });
+    open_.push(storage);
+    await storage.open();
+    const counter = async (): Promise<{ counter: number; synced: number }> => {
+      const page = decodeHeaderPage((await readFile(join(directory, segmentName(1)))).subarray(0, SEGMENT_HEADER_BYTES));
+      return page.kind === 'v2' ? { counter: page.slot?.counter ?? -1, synced: page.slot?.synced.lastSeq ?? -1 } : { counter: -1, synced: -1 };
+    };
+    const start = await counter();
+    const reader = await openFileReader({ directory, pollIntervalMs: 10 });
+    open_.push(reader);
+    for (const b of chained(EMPTY_IDENTITY, 20)) {
+      await storage.write(b.bytes, b.firstSeq, b.lastSeq);
+      await storage.sync();
+    }
+    const busy = await counter();
+    expect(busy.counter - start.counter, 'twenty syncs within 200 ms rewrite the slot once or twice, not twenty times').toBeLessThanOrEqual(3);
+    await until(async () => (await counter()).synced === 40);
+    await until(async () => (await reader.lastSeq()) === 40);
   });
 });
 

@@ -518,6 +518,29 @@ describe('readers in other processes', () => {
   });
 });
 
+describe('readers when the writer cuts its log', () => {
+  it('start over after an operator\'s truncate instead of serving the removed batches', async () => {
+    const storage = createFileStorage({ directory, segmentBytes: 8192, watermarkFlushMs: 0 });
+    open_.push(storage);
+    await storage.open();
+    const batches = chained(EMPTY_IDENTITY, 40);
+    for (const b of batches) await storage.write(b.bytes, b.firstSeq, b.lastSeq);
+    await storage.sync();
+    const reader = await openFileReader({ directory, pollIntervalMs: 10 });
+    open_.push(reader);
+    await until(async () => (await reader.lastSeq()) === 80);
+    await storage.truncate(10, { operatorReason: 'test: cut and rewrite' });
+    const other = chained(batches[4].identity, 3).map((b, i) => ({ ...b, tag: i }));
+    for (const b of other) await storage.write(b.bytes, b.firstSeq, b.lastSeq);
+    await storage.sync();
+    await until(async () => (await reader.lastSeq()) === 16);
+    const read: Uint8Array[] = [];
+    for await (const b of reader.read(11, 16)) read.push(b.bytes);
+    expect(read.map((b) => Buffer.from(b).toString('hex'))).toEqual(other.map((b) => Buffer.from(b.bytes).toString('hex')));
+    expect(await reader.identityAt(16)).toEqual(other[2].identity);
+  });
+});
+
 describe('truncate', () => {
   it('refuses to cut below the durable watermark without an operator reason, and records the reason when given', async () => {
     const storage = createFileStorage({ directory, segmentBytes: 8192 });

@@ -485,7 +485,7 @@ function chained(head: BatchIdentity, count: number): Array<{ bytes: Uint8Array;
   return out;
 }
 
-async function until(check: () => Promise<boolean>, ms = 3000): Promise<void> {
+async function until(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > end) throw new Error('timed out');

@@ -48,7 +48,12 @@ export async function openFileReader(options: FileReaderOptions): Promise<FileRe
     throw error instanceof StorageError ? error : mapFsError(error, options.directory);
   }
   const reader = new SegmentReader(options.directory, options.pollIntervalMs ?? 250);
-  await reader.refresh();
+  try {
+    await reader.refresh();
+  } catch (error) {
+    await reader.close();
+    throw error;
+  }
   return reader;
 }
 

@@ -201,7 +201,8 @@ describe('sluice broker with CURVE', () => {
 
 describe('a cluster of one broker and two nodes', () => {
   it('serves different partitions from two `sluice node` processes to the CLI and the client SDK', async () => {
-    const { createStoreClientFromConfig, loadNodeConfig } = await import('@sluice/broker');
+    const { createStoreClientFromConfig } = await import('@sluice/client');
+    const { loadSluiceConfig } = await import('@sluice/config');
     const folder = await tempFolder();
     const broker = startSluice(['broker', '--endpoint', 'tcp://127.0.0.1:0'], { cwd: folder });
     const [endpoint] = await broker.stdout.waitForLines(1);
@@ -226,7 +227,7 @@ describe('a cluster of one broker and two nodes', () => {
     expect((await sluice(['append', '--config', config, '--stream', 'b-1', '--type', 'Opened', '--data', '"B"'])).lines).toEqual(['appended #1 b-1@1']);
 
     // The client SDK, from the same config, sees each node's partition and appends through it.
-    const client = createStoreClientFromConfig(await loadNodeConfig(config), { timeoutMs: 5000 });
+    const client = createStoreClientFromConfig(await loadSluiceConfig(config), { timeoutMs: 5000 });
     try {
       const result = await client.append({ streamId: 'b-1', expectedVersion: 1, events: [{ type: 'Renamed', data: new TextEncoder().encode('"B2"') }] });
       expect(result).toMatchObject({ firstSeq: 2, streams: [{ streamId: 'b-1', version: 2 }] });

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { createBroker, type BrokerCurveOptions, type MajordomoBroker } from '@sluice/broker';
+import { createBroker, type BrokerCurveOptions, type MajordomoBroker } from '@sluice/majordomo';
 import { UsageError } from '../cli-errors.js';
 import { LineWriter, untilAborted, type CliIo } from '../io.js';
 import { readKeyListFile, readSecretKeyFile } from '../key-files.js';

@@ -1,5 +1,8 @@
 import { resolve } from 'node:path';
-import { loadNodeConfig, startNode, type CurveOptions } from '@sluice/broker';
+import { loadSluiceConfig } from '@sluice/config';
+import type { CurveOptions } from '@sluice/majordomo';
+import { locationFactory, startNode } from '@sluice/node';
+import { createFileStorage } from '@sluice/store-file';
 import { UsageError } from '../cli-errors.js';
 import { LineWriter, untilAborted, type CliIo } from '../io.js';
 import { readPublicKey, readSecretKeyFile } from '../key-files.js';
@@ -33,9 +36,12 @@ export async function nodeCommand(flags: NodeFlags, io: CliIo): Promise<void> {
     if (pair.warning !== undefined) await stderr.line(pair.warning);
     curve = { serverPublicKey: await readPublicKey(flags.curveServerKey, cwd), secretKey: pair.secretKey, publicKey: pair.publicKey };
   }
-  const config = await loadNodeConfig(resolve(cwd, flags.config));
+  const config = await loadSluiceConfig(resolve(cwd, flags.config));
   const node = await startNode({
     config,
+    // File storage ships with the CLI; lmdb / azure locations load @sluice/store-lmdb /
+    // @sluice/store-azure when installed (optional peer dependencies of @sluice/node).
+    locations: { file: locationFactory('file', createFileStorage) },
     ...(flags.node === undefined ? {} : { nodeName: flags.node }),
     ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency }),
     ...(flags.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: flags.heartbeatMs }),

@@ -1,10 +1,6 @@
-import {
-  createStoreClient,
-  createStoreClientFromConfig,
-  loadNodeConfig,
-  type CurveOptions,
-  type StoreClient,
-} from '@sluice/broker';
+import { createStoreClient, createStoreClientFromConfig, type StoreClient } from '@sluice/client';
+import { loadSluiceConfig } from '@sluice/config';
+import type { CurveOptions } from '@sluice/majordomo';
 import type { AppendRequest, CommitResult, RecordedEvent } from '@sluice/store';
 import { UsageError } from '../cli-errors.js';
 import type { EventSink, EventSource, HeadInfo, ReadRange } from './event-log.js';
@@ -28,7 +24,7 @@ const BATCH_EVENTS = 256;
 export async function openStoreClient(connection: ClusterConnection): Promise<StoreClient> {
   const mdp = connection.curve === undefined ? {} : { mdp: { curve: connection.curve } };
   if (connection.configPath !== undefined) {
-    const config = await loadNodeConfig(connection.configPath);
+    const config = await loadSluiceConfig(connection.configPath);
     return createStoreClientFromConfig(config, {
       ...(connection.brokers === undefined ? {} : { brokers: connection.brokers }),
       timeoutMs: connection.timeoutMs,

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import type { CurveOptions } from '@sluice/broker';
+import type { CurveOptions } from '@sluice/majordomo';
 import { Option, type Command } from 'commander';
 import { UsageError } from '../cli-errors.js';
 import { readPublicKey, readSecretKeyFile } from '../key-files.js';

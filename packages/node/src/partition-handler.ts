@@ -1,0 +1,194 @@
+import type { Partition } from '@sluice/store';
+import {
+  EventsPageBuilder,
+  storeErrorInfo,
+  decodeStoreRequest,
+  encodeCommittedReply,
+  encodeErrorReply,
+  encodeHeadReply,
+  type ReadStoreRequest,
+  type ReadStreamStoreRequest,
+  type StoreErrorInfo,
+  type StoreRequest,
+} from '@sluice/client';
+
+/** Limits of one partition's request handler. */
+export interface PartitionHandlerLimits {
+  /** Largest read reply, in bytes (a single larger event is still sent alone). */
+  readonly pageBytesMax: number;
+  /** Most events in one read reply. */
+  readonly pageEventsMax: number;
+}
+
+/** Counters of a {@link PartitionHandler}. */
+export interface PartitionHandlerStats {
+  readonly appends: number;
+  readonly reads: number;
+  readonly heads: number;
+  /** Requests answered with an error reply, by code. */
+  readonly errors: Readonly<Record<string, number>>;
+  /** Requests being handled now. */
+  readonly inFlight: number;
+}
+
+/**
+ * Serves the store protocol for one partition: decodes a request body, runs it on the
+ * partition, encodes the reply. It never throws and never rejects: a malformed body, a
+ * request for another partition and every store error become typed error replies, so the
+ * worker keeps serving whatever arrives.
+ */
+export class PartitionHandler {
+  private closing = false;
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private readonly counters = { appends: 0, reads: 0, heads: 0 };
+  private readonly errors: Record<string, number> = {};
+
+  constructor(
+    readonly partition: Partition,
+    private readonly limits: PartitionHandlerLimits,
+    /** Names the node in error messages. */
+    private readonly nodeName: string,
+  ) {}
+
+  /** The MDP worker handler: request body frames in, reply body frames out. */
+  readonly handle = async (frames: Buffer[]): Promise<Buffer[]> => {
+    this.inFlight += 1;
+    try {
+      return [await this.reply(frames)];
+    } finally {
+      this.inFlight -= 1;
+      if (this.inFlight === 0 && this.idleWaiters.length > 0) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const resolve of waiters) resolve();
+      }
+    }
+  };
+
+  /**
+   * Stops taking requests: from now on each is answered with a retryable `partition-closed`
+   * error (the client retries; the broker sends the retry to another worker or a restarted
+   * node). Resolves when the requests already being handled have been answered.
+   */
+  drain(): Promise<void> {
+    this.closing = true;
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  stats(): PartitionHandlerStats {
+    return { ...this.counters, errors: { ...this.errors }, inFlight: this.inFlight };
+  }
+
+  private async reply(frames: Buffer[]): Promise<Buffer> {
+    const decoded = decodeStoreRequest(frames);
+    if (!decoded.ok) return this.error(decoded.error);
+    const request = decoded.request;
+    const name = this.partition.name;
+    if (request.partition !== name) {
+      return this.error({
+        code: 'unknown-partition',
+        partition: request.partition,
+        retryable: false,
+        message:
+          `[sluice/node] node "${this.nodeName}" got a request for partition "${request.partition}" on the ` +
+          `service of partition "${name}": send each partition's requests to its service, sluice.partition.<name>`,
+      });
+    }
+    if (this.closing) {
+      return this.error({
+        code: 'partition-closed',
+        partition: name,
+        retryable: true,
+        message:
+          `[sluice/node] node "${this.nodeName}" is closing partition "${name}": the request was not applied; ` +
+          `retry it (the store client does), it reaches the partition once a node serves it again`,
+      });
+    }
+    try {
+      return await this.run(request);
+    } catch (error) {
+      return this.error(storeErrorInfo(error, name));
+    }
+  }
+
+  private async run(request: StoreRequest): Promise<Buffer> {
+    switch (request.op) {
+      case 'append':
+        this.counters.appends += 1;
+        return encodeCommittedReply(await this.partition.commit(request.unit));
+      case 'read':
+        this.counters.reads += 1;
+        return this.read(request);
+      case 'read-stream':
+        this.counters.reads += 1;
+        return this.readStream(request);
+      case 'head': {
+        this.counters.heads += 1;
+        const p = this.partition;
+        return encodeHeadReply({
+          partition: p.name,
+          lastSeq: p.lastSeq,
+          epoch: p.epoch,
+          writable: p.isWritable,
+          streamCount: p.streamCount,
+          streamVersion: request.streamId === undefined ? undefined : p.streamVersion(request.streamId),
+        });
+      }
+    }
+  }
+
+  private async read(request: ReadStoreRequest): Promise<Buffer> {
+    const p = this.partition;
+    const lastSeq = p.lastSeq;
+    const fromSeq = Math.max(1, request.fromSeq);
+    const toSeq = Math.min(request.toSeq ?? lastSeq, lastSeq);
+    const page = this.page(request.pageBytesMax, request.maxCount);
+    let next = fromSeq;
+    let more = false;
+    if (fromSeq <= toSeq) {
+      // One event past the page's budget, to tell whether more follow.
+      for await (const event of p.read({ fromSeq, toSeq, maxCount: page.eventsMax + 1 })) {
+        if (!page.tryAdd(event)) {
+          more = true;
+          break;
+        }
+        next = event.seq + 1;
+      }
+    }
+    if (more && request.maxCount !== undefined && page.count >= request.maxCount) more = false;
+    return page.finish({ next, more, lastSeq });
+  }
+
+  private async readStream(request: ReadStreamStoreRequest): Promise<Buffer> {
+    const p = this.partition;
+    const lastSeq = p.lastSeq;
+    const fromVersion = Math.max(1, request.fromVersion);
+    const page = this.page(request.pageBytesMax, request.maxCount);
+    let next = fromVersion;
+    let more = false;
+    const toVersion = request.toVersion;
+    for await (const event of p.readStream(request.streamId, { fromVersion, maxCount: page.eventsMax + 1 })) {
+      if (toVersion !== undefined && event.streamVersion > toVersion) break;
+      if (!page.tryAdd(event)) {
+        more = true;
+        break;
+      }
+      next = event.streamVersion + 1;
+    }
+    if (more && request.maxCount !== undefined && page.count >= request.maxCount) more = false;
+    return page.finish({ next, more, lastSeq });
+  }
+
+  private page(pageBytesMax: number | undefined, maxCount: number | undefined): EventsPageBuilder {
+    const bytes = Math.min(pageBytesMax ?? this.limits.pageBytesMax, this.limits.pageBytesMax);
+    const events = Math.min(maxCount ?? this.limits.pageEventsMax, this.limits.pageEventsMax);
+    return new EventsPageBuilder(bytes, events);
+  }
+
+  private error(info: StoreErrorInfo): Buffer {
+    this.errors[info.code] = (this.errors[info.code] ?? 0) + 1;
+    return encodeErrorReply(info);
+  }
+}

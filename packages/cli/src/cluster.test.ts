@@ -243,3 +243,42 @@ describe('a cluster of one broker and two nodes', () => {
     expect(await broker.stop()).toBe(ExitCode.Ok);
   });
 });
+
+describe('limits and heartbeats as flags and config keys', () => {
+  it('`sluice broker` takes "heartbeats" and "limits.broker" from --config, and flags win', async () => {
+    const folder = await tempFolder();
+    const config = join(folder, 'sluice.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        brokers: ['tcp://127.0.0.1:5555'],
+        levels: { standard: { locations: [{ memory: {} }] } },
+        partitions: { p1: 'standard' },
+        routing: { hash: ['p1'] },
+        heartbeats: { intervalMs: 1000, liveness: 5, busyTimeoutMs: 90000 },
+        limits: { broker: { serviceQueueMax: 7, clientInFlightMax: 500, requestBytesMax: 1048576 } },
+      }),
+    );
+    const broker = startSluice(['broker', '--endpoint', 'tcp://127.0.0.1:0', '--json', '--config', config, '--heartbeat-ms', '700', '--client-in-flight-max', '900', '--deliveries-max', '4']);
+    const [listening] = jsonLines((await broker.stdout.waitForLines(1)).join('\n'));
+    expect(listening).toMatchObject({
+      event: 'listening',
+      settings: {
+        heartbeatIntervalMs: 700, // flag over config
+        heartbeatLiveness: 5, // config
+        busyTimeoutMs: 90000,
+        serviceQueueMax: 7,
+        clientInFlightMax: 900, // flag over config
+        requestBytesMax: 1048576,
+        deliveriesMax: 4, // flag over default
+        queuedRequestsMax: 1_000_000, // default
+      },
+    });
+  });
+
+  it('refuses a limit flag out of range with a usage error', async () => {
+    const result = await sluice(['broker', '--endpoint', 'tcp://127.0.0.1:0', '--message-frames-max', '2']);
+    expect(result.code).toBe(ExitCode.Usage);
+    expect(result.stderr).toContain('--message-frames-max must be an integer of at least 4');
+  });
+});

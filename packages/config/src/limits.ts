@@ -31,6 +31,7 @@ export interface BrokerLimitsConfig {
   readonly messageFramesMax?: number | undefined;
   readonly sendQueueMax?: number | undefined;
   readonly clientInFlightMax?: number | undefined;
+  readonly requestBytesMax?: number | undefined;
 }
 
 /** Limits of `sluice node`. */
@@ -72,7 +73,8 @@ export const BROKER_LIMIT_KEYS: Readonly<Record<keyof BrokerLimitsConfig, readon
   frameBytesMax: [1, 2 ** 31 - 1],
   messageFramesMax: [4, 1_000_000],
   sendQueueMax: [1, 100_000_000],
-  clientInFlightMax: [1, 100_000_000],
+  clientInFlightMax: [1, 2 ** 30],
+  requestBytesMax: [1, Number.MAX_SAFE_INTEGER],
 };
 export const NODE_LIMIT_KEYS: Readonly<Record<keyof NodeLimitsConfig, readonly [number, number]>> = {
   concurrency: [1, 1024],

@@ -103,7 +103,7 @@ describe('sluice.json', () => {
       'heartbeats.intervalMs: must be at least 1',
       'heartbeats.liveness: must be a number',
       'limits.disk: unknown key: expected one of "broker", "node", "client"',
-      'limits.broker.queueLength: unknown key: expected one of "serviceQueueMax", "queuedRequestsMax", "requestExpiryMs", "servicesMax", "workersMax", "deliveriesMax", "frameBytesMax", "messageFramesMax", "sendQueueMax", "clientInFlightMax"',
+      'limits.broker.queueLength: unknown key: expected one of "serviceQueueMax", "queuedRequestsMax", "requestExpiryMs", "servicesMax", "workersMax", "deliveriesMax", "frameBytesMax", "messageFramesMax", "sendQueueMax", "clientInFlightMax", "requestBytesMax"',
       'limits.broker.serviceQueueMax: must be at least 0',
       'limits.node.concurrency: must be an integer',
     ]);

@@ -23,19 +23,43 @@ export interface BrokerOptions {
    */
   readonly heartbeatLiveness?: number;
   /**
-   * Requests queued per service while no worker is free. One more is rejected (see the README's
-   * "queue policy").
-   * @default 1000
+   * How long a worker that holds a request and has never sent a HEARTBEAT while busy may stay
+   * silent before it is taken as dead and its request redelivered. RFC 7 workers like the
+   * guide's `mdwrkapi` are single-threaded and send nothing while their handler runs, so
+   * heartbeat × liveness would cut off any request slower than that. Workers that heartbeat
+   * while busy (`MajordomoWorker`) are held to heartbeat × liveness as soon as they have.
+   * @default 60000
+   */
+  readonly busyTimeoutMs?: number;
+  /**
+   * Requests queued per service while no worker is free. One more is refused with a `503`
+   * reply (see the README's "queue policy").
+   * @default 200000
    */
   readonly serviceQueueMax?: number;
   /**
    * Requests queued over all services together.
-   * @default 10000
+   * @default 1000000
    */
   readonly queuedRequestsMax?: number;
   /**
-   * A request no worker has taken within this time is expired (RFC 7: "SHOULD expire these
-   * requests after a reasonable and configurable time").
+   * Requests one client may have held by the broker (queued or at a worker) at once; one more
+   * is refused with a `503` reply. It also sizes each connection's reply pipe (twice this), so
+   * replies to a client that sends before it reads are never dropped by a high-water mark.
+   * @default 200000
+   */
+  readonly clientInFlightMax?: number;
+  /**
+   * Bytes of request bodies the broker holds at once (queued or at a worker), over all
+   * clients: the bound on its memory for requests. One more is refused with a `503` reply.
+   * @default 268435456 (256 MiB)
+   */
+  readonly requestBytesMax?: number;
+  /**
+   * A queued request of a service that has no worker is expired after this time, with a
+   * `504` reply (RFC 7: "SHOULD expire these requests after a reasonable and configurable
+   * time"). Requests of a service with workers wait their turn however long the queue: the
+   * queue limits bound it, and clients have their own timeouts.
    * @default 10000
    */
   readonly requestExpiryMs?: number;
@@ -69,9 +93,10 @@ export interface BrokerOptions {
    */
   readonly messageFramesMax?: number;
   /**
-   * Messages waiting to be handed to the socket; beyond it, messages are dropped and counted
-   * (`stats().droppedSends`).
-   * @default 10000
+   * Messages waiting to be handed to the socket (a safety bound: the ROUTER socket never
+   * blocks, and what waits is bounded by the requests held); beyond it, messages are dropped
+   * and counted (`stats().droppedSends`).
+   * @default 1000000
    */
   readonly sendQueueMax?: number;
   /**
@@ -108,15 +133,18 @@ export function brokerDefaults(): Omit<ResolvedBrokerOptions, 'endpoint'> {
     curve: undefined,
     heartbeatIntervalMs: 2500,
     heartbeatLiveness: 3,
-    serviceQueueMax: 1000,
-    queuedRequestsMax: 10_000,
+    busyTimeoutMs: 60_000,
+    serviceQueueMax: 200_000,
+    queuedRequestsMax: 1_000_000,
+    clientInFlightMax: 200_000,
+    requestBytesMax: 256 * 1024 * 1024,
     requestExpiryMs: 10_000,
     servicesMax: 1000,
     workersMax: 10_000,
     deliveriesMax: 2,
     frameBytesMax: 16 * 1024 * 1024,
     messageFramesMax: MESSAGE_FRAMES_MAX,
-    sendQueueMax: 10_000,
+    sendQueueMax: 1_000_000,
   };
 }
 
@@ -146,7 +174,10 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
   }
   check.integer('heartbeatIntervalMs', resolved.heartbeatIntervalMs, 1);
   check.integer('heartbeatLiveness', resolved.heartbeatLiveness, 1);
+  check.integer('busyTimeoutMs', resolved.busyTimeoutMs, 1);
   check.integer('serviceQueueMax', resolved.serviceQueueMax, 0);
+  check.integer('clientInFlightMax', resolved.clientInFlightMax, 1, 2 ** 30);
+  check.integer('requestBytesMax', resolved.requestBytesMax, 1);
   check.integer('queuedRequestsMax', resolved.queuedRequestsMax, 0);
   check.integer('requestExpiryMs', resolved.requestExpiryMs, 1);
   check.integer('servicesMax', resolved.servicesMax, 1);

@@ -119,14 +119,43 @@ describe('MajordomoBroker: queue policy', () => {
     expect(broker.stats()).toMatchObject({ expiredRequests: 1, queuedRequests: 0, services: 0 });
   });
 
-  it('drops a plain (RFC 7) request it cannot queue: MDP/0.1 has no error reply', async () => {
+  it('answers a plain (RFC 7) request it cannot queue with a status reply, never silence', async () => {
     const broker = await startBroker({ serviceQueueMax: 0 });
     const rejected = waitForEvent(broker, 'request-rejected');
     const client = rawDealer(broker.endpoint);
     await client.send(clientRequestFrames('full', [b('x')]));
-    expect(await rejected).toEqual({ service: 'full', status: '503', answered: false });
-    expect(await nothingPending(client)).toBe(true);
+    expect(await rejected).toEqual({ service: 'full', status: '503', answered: true });
+    const reply = await receiveWithin(client);
+    expect(text(reply.slice(0, 3))).toEqual(['', 'MDPC01', 'full']);
+    expect(text(reply.slice(3))).toEqual(['503', '[sluice/majordomo] service queue full (serviceQueueMax 0)']);
     expect(broker.stats().services).toBe(0);
+  });
+
+  it('refuses a client beyond clientInFlightMax with a reply it can act on, and counts nothing after the replies', async () => {
+    const broker = await startBroker({ clientInFlightMax: 2 });
+    const client = startClient({ endpoints: [broker.endpoint], timeoutMs: 10_000 });
+    const held = [client.request('later', [b('1')]), client.request('later', [b('2')])];
+    const error = await client.request('later', [b('3')]).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'SLUICE_BROKER_REJECTED', status: '503' });
+    expect((error as Error).message).toContain('clientInFlightMax');
+    // Another client is not affected by this one's limit.
+    const other = startClient({ endpoints: [broker.endpoint], timeoutMs: 10_000 });
+    const theirs = other.request('later', [b('4')]);
+    await startWorker(broker, { service: 'later', handler: echo });
+    expect((await Promise.all([...held, theirs])).map(text)).toEqual([['1'], ['2'], ['4']]);
+    // Replies released the held requests: the client may send again.
+    expect(text(await client.request('later', [b('5')]))).toEqual(['5']);
+  });
+
+  it('refuses requests beyond requestBytesMax (the broker\'s memory for requests) with 503', async () => {
+    const broker = await startBroker({ requestBytesMax: 100 });
+    const client = startClient({ endpoints: [broker.endpoint], timeoutMs: 10_000 });
+    const held = client.request('later', [Buffer.alloc(60)]);
+    const error = await client.request('later', [Buffer.alloc(60)]).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ status: '503' });
+    expect((error as Error).message).toContain('requestBytesMax 100');
+    await startWorker(broker, { service: 'later', handler: echo });
+    expect((await held)[0].length).toBe(60);
   });
 
   it('bounds the number of services clients can create', async () => {
@@ -292,8 +321,8 @@ describe('MajordomoBroker: RFC 7 MUSTs on the worker side', () => {
     expect(broker.stats()).toMatchObject({ workers: 1, workersPurged: 0 });
   });
 
-  it('redelivers the request of a worker that died to another worker', async () => {
-    const broker = await startBroker(FAST);
+  it('redelivers the request of a worker that died to another worker (busyTimeoutMs for a worker silent while busy)', async () => {
+    const broker = await startBroker({ ...FAST, busyTimeoutMs: 300 });
     const dying = await rawWorker(broker, 'svc');
     const client = startClient({ endpoints: [broker.endpoint], timeoutMs: 10_000 });
     const reply = client.request('svc', [b('important')]);
@@ -303,6 +332,40 @@ describe('MajordomoBroker: RFC 7 MUSTs on the worker side', () => {
     await startWorker(broker, { service: 'svc', handler: echo, ...FAST });
     expect(text(await reply)).toEqual(['important']);
     expect(broker.stats().redeliveredRequests).toBe(1);
+  });
+
+  it('keeps the request of a reference-style worker that is silent while it works longer than heartbeat × liveness', async () => {
+    const broker = await startBroker(FAST); // expiry 150 ms; busyTimeoutMs 60 s
+    const slow = await rawWorker(broker, 'svc');
+    const client = startClient({ endpoints: [broker.endpoint], timeoutMs: 10_000 });
+    const reply = client.request('svc', [b('slow')]);
+    const request = await receiveMatching(slow, isCommand(2));
+    // Like mdwrkapi: single-threaded, nothing sent while the handler runs. Heartbeats from
+    // the broker arrive meanwhile; a purge would show as worker-removed.
+    let removed = false;
+    broker.once('worker-removed', () => {
+      removed = true;
+    });
+    // The handler "runs" while 10 broker heartbeats arrive (>= 10 × 50 ms, over 3 × the expiry).
+    for (let beat = 0; beat < 10; beat++) await receiveMatching(slow, isCommand(4), 5000);
+    expect(removed).toBe(false);
+    const clientAddress = request[3];
+    await slow.send(workerReplyFrames(clientAddress, request.slice(5)));
+    expect(text(await reply)).toEqual(['slow']);
+    expect(broker.stats()).toMatchObject({ workers: 1, redeliveredRequests: 0 });
+  });
+
+  it('still purges a worker that heartbeats while busy and then vanishes, after heartbeat × liveness', async () => {
+    const broker = await startBroker(FAST);
+    const worker = await rawWorker(broker, 'svc');
+    const client = startClient({ endpoints: [broker.endpoint], timeoutMs: 10_000 });
+    void client.request('svc', [b('x')]).catch(() => undefined);
+    await receiveMatching(worker, isCommand(2));
+    const started = Date.now();
+    await worker.send(workerHeartbeatFrames()); // a worker that heartbeats while busy
+    worker.close();
+    await waitForEvent(broker, 'worker-removed', (event) => event.reason === 'expired', 5000);
+    expect(Date.now() - started).toBeLessThan(5000);
   });
 
   it('gives up with 502 after deliveriesMax lost workers', async () => {

@@ -72,7 +72,7 @@ export interface BrokerMalformedEvent {
 export interface BrokerRejectedEvent {
   readonly service: string;
   readonly status: '502' | '503' | '504';
-  /** Whether the client was told (correlated request) or the request was dropped (plain). */
+  /** Whether the client was told: always true (correlated requests get a `broker-rejected` reply, plain ones a status reply). */
   readonly answered: boolean;
 }
 
@@ -222,6 +222,11 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
     const routerOptions = (zapDomain: string) => ({
       linger: 0,
       maxMessageSize: this.options.frameBytesMax,
+      // Replies to one client wait in its pipe until it reads them. A client has at most
+      // clientInFlightMax requests held, so its pipe never needs more room than that for
+      // replies (plus refusals and MMI answers): ZeroMQ's default of 1000 would drop replies
+      // to a client that sends many requests before reading (the guide's async client).
+      sendHighWaterMark: Math.min(2 ** 31 - 1, this.options.clientInFlightMax * 2),
       ...(context === undefined
         ? {}
         : { context, curveServer: true, curveSecretKey: secretKey ?? null, zapDomain, zapEnforceDomain: true }),
@@ -470,7 +475,10 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       return;
     }
     // "Any received command except DISCONNECT acts as a heartbeat."
-    if (message.command !== 'disconnect') worker.expiresAt = now + this.expiryMs;
+    if (message.command !== 'disconnect') {
+      worker.expiresAt = now + this.expiryMs;
+      worker.lastHeardAt = now;
+    }
     switch (message.command) {
       case 'ready':
         this.removeWorker(worker, 'duplicate-ready', true);
@@ -482,6 +490,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
           return;
         }
         worker.request = undefined;
+        this.registry.release(request);
         this.sendToClient(clientReplyFrames(message.client, worker.service.name, message.body));
         this.counters.repliesRouted += 1;
         worker.service.idle.add(worker);
@@ -489,6 +498,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
         return;
       }
       case 'heartbeat':
+        if (worker.request !== undefined) worker.heartbeatsWhileBusy = true;
         return;
       case 'disconnect':
         // "When the broker receives DISCONNECT from a worker it MUST send no further commands
@@ -532,6 +542,18 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
     }
   }
 
+  /**
+   * Dead when silent for heartbeat × liveness; but a worker holding a request that has never
+   * heartbeated while busy (a single-threaded reference worker) gets `busyTimeoutMs` of
+   * silence first, so a slow handler's reply still gets through (issue 10, item 4).
+   */
+  private isExpired(worker: WorkerEntry, now: number): boolean {
+    if (worker.request !== undefined && !worker.heartbeatsWhileBusy) {
+      return now >= Math.max(worker.expiresAt, worker.lastHeardAt + this.options.busyTimeoutMs);
+    }
+    return worker.expiresAt <= now;
+  }
+
   private get expiryMs(): number {
     return this.options.heartbeatIntervalMs * this.options.heartbeatLiveness;
   }
@@ -556,6 +578,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
     this.emitWorkerRemoved(worker, reason);
     if (request === undefined) return;
     if (request.deliveries >= this.options.deliveriesMax) {
+      this.registry.release(request);
       this.reject(
         request.client,
         worker.service.name,
@@ -598,24 +621,38 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       this.registry.releaseIfUnused(service);
       return;
     }
-    if (this.registry.queuedRequests >= this.options.queuedRequestsMax) {
-      this.reject(
-        sender,
-        name,
-        body,
-        '503',
-        `too many queued requests (queuedRequestsMax ${this.options.queuedRequestsMax})`,
-      );
+    const refusal = this.refusal(sender, body);
+    if (refusal !== undefined) {
+      this.reject(sender, name, body, '503', refusal);
       this.registry.releaseIfUnused(service);
       return;
     }
-    this.registry.enqueue(service, {
+    const request: QueuedRequest = {
       client: Buffer.from(sender),
+      clientKey: frameKey(sender),
+      bytes: bodyBytes(body),
       body,
       receivedAt: Date.now(),
       deliveries: 0,
-    });
+    };
+    this.registry.hold(request);
+    this.registry.enqueue(service, request);
     this.dispatch(service);
+  }
+
+  /** Why a request over the limits is refused, or `undefined` when it may be held. */
+  private refusal(sender: Buffer, body: readonly Buffer[]): string | undefined {
+    const { queuedRequestsMax, clientInFlightMax, requestBytesMax } = this.options;
+    if (this.registry.queuedRequests >= queuedRequestsMax) {
+      return `too many queued requests (queuedRequestsMax ${queuedRequestsMax})`;
+    }
+    if (this.registry.inFlightOf(frameKey(sender)) >= clientInFlightMax) {
+      return `this client already has ${clientInFlightMax} requests in flight (clientInFlightMax): wait for replies before sending more`;
+    }
+    if (this.registry.heldBytes + bodyBytes(body) > requestBytesMax) {
+      return `the broker holds ${this.registry.heldBytes} bytes of requests (requestBytesMax ${requestBytesMax})`;
+    }
+    return undefined;
   }
 
   /**
@@ -634,9 +671,11 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
   }
 
   /**
-   * Refuses or gives up a request. MDP/0.1 has no error reply, so a plain request is dropped
-   * (its client times out and retries, as RFC 7 recommends); a correlated request gets an
-   * immediate `broker-rejected` reply with a status and a reason.
+   * Refuses or gives up a request; never silently. A correlated request gets a
+   * `broker-rejected` reply (correlation frame of that kind, status, reason). MDP/0.1 has no
+   * error reply, so a plain request gets a reply whose body is the status and the reason
+   * (`"503"`, `"[sluice/majordomo] ..."`), as MMI answers with a status: a reference client
+   * sees an answer it can check, not a timeout.
    */
   private reject(
     client: Buffer,
@@ -647,16 +686,10 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
   ): void {
     this.counters.rejectedRequests += 1;
     const correlation = decodeCorrelation(body[0]);
-    const answered = correlation !== undefined && correlation.kind === 'message';
-    if (answered) {
-      this.sendToClient(
-        clientReplyFrames(client, service, [
-          withCorrelationKind(body[0], 'broker-rejected'),
-          Buffer.from(status, 'latin1'),
-          Buffer.from(detail, 'utf8'),
-        ]),
-      );
-    }
+    const correlated = correlation !== undefined && correlation.kind === 'message';
+    const answered = true;
+    const error = [Buffer.from(status, 'latin1'), Buffer.from(correlated ? detail : `[sluice/majordomo] ${detail}`, 'utf8')];
+    this.sendToClient(clientReplyFrames(client, service, correlated ? [withCorrelationKind(body[0], 'broker-rejected'), ...error] : error));
     if (this.listenerCount('request-rejected') > 0) {
       this.emit('request-rejected', { service: service.toString('utf8'), status, answered });
     }
@@ -670,7 +703,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
     while (service.requests.length > 0) {
       const worker = this.registry.takeIdleWorker(service);
       if (worker === undefined) return;
-      if (worker.expiresAt <= now) {
+      if (this.isExpired(worker, now)) {
         this.dropWorker(worker, 'expired', false);
         continue;
       }
@@ -689,7 +722,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       const now = Date.now();
       const touched = new Set<ServiceEntry>();
       for (const worker of this.registry.workers.values()) {
-        if (worker.expiresAt <= now) {
+        if (this.isExpired(worker, now)) {
           this.dropWorker(worker, 'expired', false);
           touched.add(worker.service);
         }
@@ -704,9 +737,17 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
         }
       }
       for (const service of this.registry.services.values()) {
+        // Only requests no worker can take expire: while a service has workers its queue
+        // moves (a long queue behind live workers is back-pressure, not a failure; the
+        // queue limits bound it).
+        if (service.workers > 0) {
+          touched.add(service);
+          continue;
+        }
         for (let front = service.requests.peek(); front !== undefined; front = service.requests.peek()) {
           if (now - front.receivedAt < this.options.requestExpiryMs) break;
           this.registry.dequeue(service);
+          this.registry.release(front);
           this.counters.expiredRequests += 1;
           this.reject(
             front.client,
@@ -736,6 +777,13 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
   private sendToWorker(frames: Buffer[]): void {
     this.workerOutbox.push(frames);
   }
+}
+
+/** Bytes of a message body (what the broker holds for a request). */
+function bodyBytes(body: readonly Buffer[]): number {
+  let bytes = 0;
+  for (const frame of body) bytes += frame.length;
+  return bytes;
 }
 
 /**

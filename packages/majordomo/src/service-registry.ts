@@ -4,6 +4,10 @@ import { Fifo } from './fifo.js';
 export interface QueuedRequest {
   /** The client's routing id on the broker's ROUTER socket. */
   readonly client: Buffer;
+  /** `frameKey(client)`: the key of the client's in-flight count. */
+  readonly clientKey: string;
+  /** Bytes of the body, counted against `requestBytesMax` while the broker holds it. */
+  readonly bytes: number;
   readonly body: readonly Buffer[];
   readonly receivedAt: number;
   /** Times handed to a worker so far. */
@@ -27,8 +31,16 @@ export interface WorkerEntry {
   readonly key: string;
   readonly identity: Buffer;
   readonly service: ServiceEntry;
-  /** Dead unless something arrives from it before this time. */
+  /** Dead unless something arrives from it before this time (while idle, or busy and known to heartbeat). */
   expiresAt: number;
+  /** When anything last arrived from it. */
+  lastHeardAt: number;
+  /**
+   * Whether it has sent a HEARTBEAT while holding a request. Reference workers (the guide's
+   * `mdwrkapi`) are single-threaded and silent while they work: such a worker is given
+   * `busyTimeoutMs` for a request instead of heartbeat × liveness.
+   */
+  heartbeatsWhileBusy: boolean;
   /** When the broker last sent it anything; heartbeats are skipped while traffic flows. */
   lastSentAt: number;
   /** The request it is working on; RFC 7 workers take one at a time. */
@@ -51,6 +63,10 @@ export class ServiceRegistry {
   readonly workers = new Map<string, WorkerEntry>();
   /** Requests queued over all services. */
   queuedRequests = 0;
+  /** Requests held (queued or at a worker) per client, by `frameKey(client)`. */
+  readonly inFlightByClient = new Map<string, number>();
+  /** Bytes of the bodies of every request held. */
+  heldBytes = 0;
 
   constructor(private readonly servicesMax: number) {}
 
@@ -79,6 +95,8 @@ export class ServiceRegistry {
       identity: Buffer.from(identity),
       service,
       expiresAt: now + expiryMs,
+      lastHeardAt: now,
+      heartbeatsWhileBusy: false,
       lastSentAt: now,
       request: undefined,
     };
@@ -97,6 +115,25 @@ export class ServiceRegistry {
     const request = worker.request;
     worker.request = undefined;
     return request;
+  }
+
+  /** Requests the broker holds for a client (accepted, not answered yet). */
+  inFlightOf(clientKey: string): number {
+    return this.inFlightByClient.get(clientKey) ?? 0;
+  }
+
+  /** Counts a request accepted from its client, until {@link release}. */
+  hold(request: QueuedRequest): void {
+    this.inFlightByClient.set(request.clientKey, this.inFlightOf(request.clientKey) + 1);
+    this.heldBytes += request.bytes;
+  }
+
+  /** A held request was answered (reply, rejection or expiry): its client may send another. */
+  release(request: QueuedRequest): void {
+    const count = this.inFlightOf(request.clientKey) - 1;
+    if (count <= 0) this.inFlightByClient.delete(request.clientKey);
+    else this.inFlightByClient.set(request.clientKey, count);
+    this.heldBytes -= request.bytes;
   }
 
   enqueue(service: ServiceEntry, request: QueuedRequest): void {

@@ -1,14 +1,20 @@
 import { resolve } from 'node:path';
+import { BROKER_LIMIT_KEYS, HEARTBEAT_KEYS, loadSluiceConfig } from '@sluice/config';
 import { createBroker, type BrokerCurveOptions, type MajordomoBroker } from '@sluice/majordomo';
 import { UsageError } from '../cli-errors.js';
 import { LineWriter, untilAborted, type CliIo } from '../io.js';
 import { readKeyListFile, readSecretKeyFile } from '../key-files.js';
+import { HEARTBEAT_FLAGS, flagName, givenFlags } from '../limit-flags.js';
 
 /** Options of `sluice broker`. */
 export interface BrokerFlags {
   readonly endpoint: string;
   readonly workerEndpoint?: string;
+  /** A sluice.json whose `heartbeats` and `limits.broker` apply (flags win). */
+  readonly config?: string;
   readonly heartbeatMs?: number;
+  /** The limit flags (`--service-queue-max`, ...), by property name. */
+  readonly [limit: string]: unknown;
   readonly curveSecretKeyFile?: string;
   readonly allowClientKeysFile?: string;
   readonly allowWorkerKeysFile?: string;
@@ -47,16 +53,22 @@ export async function brokerCommand(flags: BrokerFlags, io: CliIo): Promise<void
         : { allowedWorkerKeys: await readKeyListFile(resolve(cwd, flags.allowWorkerKeysFile)) }),
     };
   }
+  const config = flags.config === undefined ? undefined : await loadSluiceConfig(resolve(cwd, flags.config));
+  const heartbeats = { ...config?.heartbeats, ...givenFlags(flags, HEARTBEAT_KEYS, (key) => HEARTBEAT_FLAGS[key as keyof typeof HEARTBEAT_FLAGS]) };
+  const limits = { ...config?.limits.broker, ...givenFlags(flags, BROKER_LIMIT_KEYS, flagName) };
   const broker = await createBroker({
+    ...definedOnly(limits),
+    ...definedOnly({ heartbeatIntervalMs: heartbeats.intervalMs, heartbeatLiveness: heartbeats.liveness, busyTimeoutMs: heartbeats.busyTimeoutMs }),
     endpoint: flags.endpoint,
     ...(flags.workerEndpoint === undefined ? {} : { workerEndpoint: flags.workerEndpoint }),
-    ...(flags.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: flags.heartbeatMs }),
     ...(curve === undefined ? {} : { curve }),
   });
   try {
     const workerEndpoint = flags.workerEndpoint === undefined ? undefined : broker.workerEndpoint;
     if (flags.json) {
-      await stdout.json({ event: 'listening', endpoint: broker.endpoint, workerEndpoint, curvePublicKey: broker.curvePublicKey });
+      // The limits and heartbeat settings in force (defaults, then the config, then flags); no keys.
+      const { curve: _curve, endpoint: _endpoint, workerEndpoint: _workerEndpoint, ...settings } = broker.options;
+      await stdout.json({ event: 'listening', endpoint: broker.endpoint, workerEndpoint, curvePublicKey: broker.curvePublicKey, settings });
     } else {
       await stdout.line(broker.endpoint);
       if (workerEndpoint !== undefined) await stdout.line(workerEndpoint);
@@ -110,4 +122,8 @@ function followEvents(broker: MajordomoBroker, out: LineWriter, json: boolean): 
     ),
   );
   broker.on('request-rejected', (e) => say('request-rejected', { ...e }, `request to "${e.service}" rejected (${e.status})`));
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, item]) => item !== undefined)) as Partial<T>;
 }

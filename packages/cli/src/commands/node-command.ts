@@ -1,18 +1,20 @@
 import { resolve } from 'node:path';
-import { loadSluiceConfig } from '@sluice/config';
+import { NODE_LIMIT_KEYS, loadSluiceConfig } from '@sluice/config';
 import type { CurveOptions } from '@sluice/majordomo';
 import { locationFactory, startNode } from '@sluice/node';
 import { createFileStorage } from '@sluice/store-file';
 import { UsageError } from '../cli-errors.js';
 import { LineWriter, untilAborted, type CliIo } from '../io.js';
 import { readPublicKey, readSecretKeyFile } from '../key-files.js';
+import { flagName, givenFlags } from '../limit-flags.js';
 
 /** Options of `sluice node`. */
 export interface NodeFlags {
   readonly config: string;
   readonly node?: string;
-  readonly concurrency?: number;
   readonly heartbeatMs?: number;
+  /** The limit flags (`--concurrency`, `--page-bytes-max`, ...), by property name. */
+  readonly [limit: string]: unknown;
   readonly curveServerKey?: string;
   readonly curveSecretKeyFile?: string;
   readonly json: boolean;
@@ -43,8 +45,10 @@ export async function nodeCommand(flags: NodeFlags, io: CliIo): Promise<void> {
     // @sluice/store-azure when installed (optional peer dependencies of @sluice/node).
     locations: { file: locationFactory('file', createFileStorage) },
     ...(flags.node === undefined ? {} : { nodeName: flags.node }),
-    ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency }),
+    // startNode takes the config's heartbeats and limits.node; flags win.
+    ...givenFlags(flags, NODE_LIMIT_KEYS, flagName),
     ...(flags.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: flags.heartbeatMs }),
+    ...(typeof flags.heartbeatLiveness === 'number' ? { heartbeatLiveness: flags.heartbeatLiveness } : {}),
     ...(curve === undefined ? {} : { worker: { curve } }),
   });
   try {

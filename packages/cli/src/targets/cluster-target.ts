@@ -13,9 +13,13 @@ export interface ClusterConnection {
   readonly brokers?: readonly string[] | undefined;
   /** The partition to read or append to. */
   readonly partition?: string | undefined;
-  readonly timeoutMs: number;
+  /** From `--timeout-ms`; absent: the config's `limits.client.timeoutMs`, else 5000. */
+  readonly timeoutMs?: number | undefined;
   readonly curve?: CurveOptions | undefined;
 }
+
+/** `--timeout-ms` when neither the flag nor the config's `limits.client.timeoutMs` is given. */
+const DEFAULT_TIMEOUT_MS = 5000;
 
 /** Events handed out per batch while reading through a broker. */
 const BATCH_EVENTS = 256;
@@ -25,9 +29,12 @@ export async function openStoreClient(connection: ClusterConnection): Promise<St
   const mdp = connection.curve === undefined ? {} : { mdp: { curve: connection.curve } };
   if (connection.configPath !== undefined) {
     const config = await loadSluiceConfig(connection.configPath);
+    const limits = config.limits.client;
     return createStoreClientFromConfig(config, {
       ...(connection.brokers === undefined ? {} : { brokers: connection.brokers }),
-      timeoutMs: connection.timeoutMs,
+      timeoutMs: connection.timeoutMs ?? limits.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      ...(limits.outstandingMax === undefined ? {} : { outstandingMax: limits.outstandingMax }),
+      ...(limits.retriesMax === undefined ? {} : { retriesMax: limits.retriesMax }),
       ...mdp,
     });
   }
@@ -39,7 +46,7 @@ export async function openStoreClient(connection: ClusterConnection): Promise<St
     brokers: connection.brokers,
     routing: { hash: [partition] },
     partitions: [partition],
-    timeoutMs: connection.timeoutMs,
+    timeoutMs: connection.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     ...mdp,
   });
 }

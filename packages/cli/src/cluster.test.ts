@@ -282,3 +282,46 @@ describe('limits and heartbeats as flags and config keys', () => {
     expect(result.stderr).toContain('--message-frames-max must be an integer of at least 4');
   });
 });
+
+describe('structured logs (pino) of sluice broker and sluice node', () => {
+  it('writes JSON log lines on stderr when it is not a terminal: startup, worker churn, partitions, stop', async () => {
+    const folder = await tempFolder();
+    const broker = startSluice(['broker', '--endpoint', 'tcp://127.0.0.1:0'], { cwd: folder });
+    const [endpoint] = await broker.stdout.waitForLines(1);
+    const config = join(folder, 'sluice.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        brokers: [endpoint],
+        levels: { standard: { locations: [{ file: './data/{partition}' }], fsync: 'none' } },
+        partitions: { p1: 'standard' },
+        routing: { hash: ['p1'] },
+      }),
+    );
+    const node = startSluice(['node', '--config', config, '--node', 'n1', '--concurrency', '1'], { cwd: folder });
+    await node.stdout.waitForLines(1);
+    // The broker logs the node's worker registering (an event: wait for the line).
+    await broker.stderr.waitForLines(2);
+    await node.stop();
+    expect(await broker.stop()).toBe(ExitCode.Ok);
+
+    const brokerLog = jsonLines(broker.stderr.text);
+    expect(brokerLog[0]).toMatchObject({ name: 'sluice broker', level: 30, endpoint, options: { clientInFlightMax: 200_000 } });
+    expect(brokerLog.some((line) => line.event === 'worker-ready' && line.service === 'sluice.partition.p1')).toBe(true);
+    expect(brokerLog.at(-1)).toMatchObject({ msg: expect.stringContaining('sluice broker: stopped'), stats: expect.any(Object) });
+    const nodeLog = jsonLines(node.stderr.text);
+    expect(nodeLog[0]).toMatchObject({ name: 'sluice node', event: 'partition-opened', partition: 'p1', lastSeq: 0, recovery: { droppedBytes: 0 } });
+    expect(nodeLog.at(-1)).toMatchObject({ msg: expect.stringContaining('stopped; its partitions are closed'), stats: { partitions: { p1: { state: 'open' } } } });
+  });
+
+  it('writes readable lines on a terminal', async () => {
+    const broker = startSluice(['broker', '--endpoint', 'tcp://127.0.0.1:0'], { stderrIsTTY: true });
+    await broker.stdout.waitForLines(1);
+    await broker.stderr.waitForLines(1);
+    await broker.stop();
+    const first = broker.stderr.lines[0];
+    expect(() => JSON.parse(first) as unknown).toThrow();
+    expect(first).toContain('sluice broker: listening on tcp://127.0.0.1:');
+    expect(first).toContain('INFO');
+  });
+});

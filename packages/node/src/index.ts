@@ -1,5 +1,5 @@
 export { StoreNode, nodeDefaults, startNode } from './node.js';
-export type { NodeStats, StartNodeOptions } from './node.js';
+export type { NodeEvents, NodePartitionStats, NodeStats, PartitionState, StartNodeOptions } from './node.js';
 export { NodeStartError } from './node-errors.js';
 export {
   UnregisteredLocationError,

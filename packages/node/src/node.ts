@@ -1,5 +1,6 @@
+import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { openPartition, type Partition, type PartitionOptions } from '@sluice/store';
+import { openPartition, type Partition, type PartitionOptions, type StorageRecovery } from '@sluice/store';
 import { loadSluiceConfig, partitionsOfNode, type SluiceConfig } from '@sluice/config';
 import { MajordomoWorker, OptionProblems, type WorkerOptions, type WorkerStats } from '@sluice/majordomo';
 import { createPartitionStorage, resolveLocationFactories, type LocationFactories } from './locations.js';
@@ -64,6 +65,23 @@ export interface StartNodeOptions {
    */
   readonly drainTimeoutMs?: number;
   /**
+   * First wait before reopening a faulted partition (a write or sync failed); doubles per
+   * failed attempt up to `reopenDelayMaxMs`. See the README's "Faulted partitions".
+   * @default 1000
+   */
+  readonly reopenDelayMs?: number;
+  /**
+   * Longest wait between two reopen attempts.
+   * @default 60000
+   */
+  readonly reopenDelayMaxMs?: number;
+  /**
+   * Reopen attempts after one fault before the node gives the partition up (it stays faulted,
+   * reported in `stats()` and `head`, until the node restarts). `0`: never reopen.
+   * @default 10
+   */
+  readonly reopenAttemptsMax?: number;
+  /**
    * Further options for every worker (e.g. security settings); the options above take
    * precedence.
    * @default {}
@@ -81,13 +99,58 @@ export function nodeDefaults(): Required<Omit<StartNodeOptions, 'config' | 'node
     pageBytesMax: 1024 * 1024,
     pageEventsMax: 10_000,
     drainTimeoutMs: 10_000,
+    reopenDelayMs: 1000,
+    reopenDelayMaxMs: 60_000,
+    reopenAttemptsMax: 10,
   };
 }
 
+/** A partition's state on its node. */
+export type PartitionState = 'open' | 'faulted' | 'reopening' | 'given-up';
+
+/** Events of a {@link StoreNode}: what `sluice node` logs. */
+export type NodeEvents = {
+  /**
+   * A faulted partition was opened again: what storage recovery found. (At start, read
+   * `node.partitions.get(name).recovery`: the node exists only once all are open.)
+   */
+  'partition-reopened': [{ readonly partition: string; readonly lastSeq: number; readonly recovery: StorageRecovery; readonly attempt: number }];
+  /** A write or sync failed: the partition refuses appends until it is reopened. */
+  'partition-faulted': [{ readonly partition: string; readonly error: unknown; readonly nextAttemptInMs: number | undefined }];
+  /** A reopen attempt failed; `nextAttemptInMs` is absent when the node gave up. */
+  'partition-reopen-failed': [{ readonly partition: string; readonly attempt: number; readonly error: unknown; readonly nextAttemptInMs: number | undefined }];
+  /** A worker connection to a broker registered (READY sent). */
+  'worker-connected': [{ readonly partition: string; readonly broker: string; readonly session: number }];
+  /** A worker connection was lost and is being reopened. */
+  'worker-reconnecting': [{ readonly partition: string; readonly broker: string; readonly session: number; readonly reason: string }];
+  /** A worker's handler failed (a bug: the handler answers every store error itself). */
+  'worker-error': [{ readonly partition: string; readonly broker: string; readonly error: unknown }];
+};
+
+/** Per-partition supervision state. */
+interface Supervision {
+  state: PartitionState;
+  faults: number;
+  reopens: number;
+  lastFault: string | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** One partition's counters and state on its node. */
+export type NodePartitionStats = PartitionHandlerStats & {
+  readonly lastSeq: number;
+  readonly state: PartitionState;
+  /** Faults since the node started, and successful reopens. */
+  readonly faults: number;
+  readonly reopens: number;
+  /** The message of the last fault, when there was one. */
+  readonly lastFault: string | undefined;
+};
+
 /** Counters of a running node. */
 export interface NodeStats {
-  /** Per partition: requests served, errors by code, requests in flight, last seq. */
-  readonly partitions: Readonly<Record<string, PartitionHandlerStats & { readonly lastSeq: number }>>;
+  /** Per partition: requests served, errors by code, requests in flight, last seq, state and faults. */
+  readonly partitions: Readonly<Record<string, NodePartitionStats>>;
   /** Worker counters summed over every partition and broker. */
   readonly workers: WorkerStats;
 }
@@ -96,36 +159,114 @@ export interface NodeStats {
  * A node: hosts partitions and serves each as the MDP service `sluice.partition.<name>` with
  * every broker of its config. Create it with {@link startNode}.
  */
-export class StoreNode {
+export class StoreNode extends EventEmitter<NodeEvents> {
   /** The MDP service names this node serves, one per partition. */
   readonly services: readonly string[];
   private closing: Promise<void> | undefined;
+  private readonly supervision = new Map<string, Supervision>();
+  private readonly open: Map<string, Partition>;
 
   /** @internal use {@link startNode} */
   constructor(
     /** This node's name. */
     readonly name: string,
     readonly config: SluiceConfig,
-    /** The open partitions, by name. */
-    readonly partitions: ReadonlyMap<string, Partition>,
+    partitions: ReadonlyMap<string, Partition>,
     private readonly handlers: readonly PartitionHandler[],
     /** One worker per partition per broker. */
     readonly workers: readonly MajordomoWorker[],
-    private readonly drainTimeoutMs: number,
+    private readonly settings: ReturnType<typeof nodeDefaults>,
+    private readonly reopen: (name: string) => Promise<Partition>,
   ) {
+    super();
+    this.open = new Map(partitions);
     this.services = [...partitions.keys()].map((partition) => config.partitions[partition].service);
+    for (const name of partitions.keys()) {
+      this.supervision.set(name, { state: 'open', faults: 0, reopens: 0, lastFault: undefined, timer: undefined });
+    }
+  }
+
+  /** The open partitions, by name (a reopened partition replaces its faulted instance). */
+  get partitions(): ReadonlyMap<string, Partition> {
+    return this.open;
   }
 
   stats(): NodeStats {
-    const partitions: Record<string, PartitionHandlerStats & { lastSeq: number }> = {};
+    const partitions: Record<string, NodePartitionStats> = {};
     for (const handler of this.handlers) {
-      partitions[handler.partition.name] = { ...handler.stats(), lastSeq: handler.partition.lastSeq };
+      const name = handler.partition.name;
+      const watch = this.supervision.get(name) as Supervision;
+      partitions[name] = {
+        ...handler.stats(),
+        lastSeq: handler.partition.lastSeq,
+        state: watch.state,
+        faults: watch.faults,
+        reopens: watch.reopens,
+        lastFault: watch.lastFault,
+      };
     }
     const workers: Record<string, number> = {};
     for (const worker of this.workers) {
       for (const [key, value] of Object.entries(worker.stats())) workers[key] = (workers[key] ?? 0) + value;
     }
     return { partitions, workers: workers as unknown as WorkerStats };
+  }
+
+  /**
+   * @internal A handler found its partition faulted. Policy ("Faulted partitions" in the
+   * README): report it, then close the faulted instance and open the partition again after
+   * `reopenDelayMs`, doubling per failed attempt up to `reopenDelayMaxMs`, at most
+   * `reopenAttemptsMax` times; opening runs storage recovery, which drops anything unsynced.
+   * Meanwhile appends are answered `partition-faulted`.
+   */
+  onFault(faulted: Partition, error: unknown): void {
+    const name = faulted.name;
+    const watch = this.supervision.get(name);
+    if (watch === undefined || this.closing !== undefined || this.open.get(name) !== faulted || watch.state !== 'open') return;
+    watch.state = 'faulted';
+    watch.faults += 1;
+    watch.lastFault = error instanceof Error ? error.message : String(error);
+    const next = this.settings.reopenAttemptsMax > 0 ? this.settings.reopenDelayMs : undefined;
+    this.emit('partition-faulted', { partition: name, error, nextAttemptInMs: next });
+    if (next === undefined) {
+      watch.state = 'given-up';
+      return;
+    }
+    this.scheduleReopen(name, 1, next);
+  }
+
+  private scheduleReopen(name: string, attempt: number, delayMs: number): void {
+    const watch = this.supervision.get(name) as Supervision;
+    watch.timer = setTimeout(() => void this.tryReopen(name, attempt, delayMs), delayMs);
+    watch.timer.unref();
+  }
+
+  private async tryReopen(name: string, attempt: number, delayMs: number): Promise<void> {
+    const watch = this.supervision.get(name) as Supervision;
+    watch.timer = undefined;
+    if (this.closing !== undefined) return;
+    watch.state = 'reopening';
+    const old = this.open.get(name) as Partition;
+    await old.close().catch(() => undefined);
+    try {
+      const partition = await this.reopen(name);
+      if (this.closing !== undefined) {
+        await partition.close().catch(() => undefined);
+        return;
+      }
+      this.open.set(name, partition);
+      for (const handler of this.handlers) if (handler.partition === old) handler.replace(partition);
+      watch.state = 'open';
+      watch.reopens += 1;
+      this.emit('partition-reopened', { partition: name, lastSeq: partition.lastSeq, recovery: partition.recovery, attempt });
+    } catch (error) {
+      const more = attempt < this.settings.reopenAttemptsMax;
+      const next = more ? Math.min(delayMs * 2, this.settings.reopenDelayMaxMs) : undefined;
+      watch.state = more ? 'faulted' : 'given-up';
+      watch.lastFault = error instanceof Error ? error.message : String(error);
+      this.emit('partition-reopen-failed', { partition: name, attempt, error, nextAttemptInMs: next });
+      if (next !== undefined) this.scheduleReopen(name, attempt + 1, next);
+    }
   }
 
   /**
@@ -139,17 +280,18 @@ export class StoreNode {
   }
 
   private async shutDown(): Promise<void> {
+    for (const watch of this.supervision.values()) clearTimeout(watch.timer);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.all(this.handlers.map((handler) => handler.drain())),
       new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.drainTimeoutMs);
+        timer = setTimeout(resolve, this.settings.drainTimeoutMs);
       }),
     ]);
     clearTimeout(timer);
     // Replies already handed to a worker are flushed before its DISCONNECT (one send queue).
     await Promise.all(this.workers.map((worker) => worker.close()));
-    await Promise.all([...this.partitions.values()].map((partition) => partition.close()));
+    await Promise.all([...this.open.values()].map((partition) => partition.close().catch(() => undefined)));
   }
 }
 
@@ -184,6 +326,9 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
   check.integer('pageBytesMax', settings.pageBytesMax, 1024, 0xffff_ffff);
   check.integer('pageEventsMax', settings.pageEventsMax, 1, 0xffff_ffff);
   check.integer('drainTimeoutMs', settings.drainTimeoutMs, 0);
+  check.integer('reopenDelayMs', settings.reopenDelayMs, 0);
+  check.integer('reopenDelayMaxMs', settings.reopenDelayMaxMs, 0);
+  check.integer('reopenAttemptsMax', settings.reopenAttemptsMax, 0, 1_000_000);
   check.throwIfAny();
 
   const hosted = partitionsOfNode(config, options.nodeName);
@@ -221,6 +366,11 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
   const partitions = new Map<string, Partition>();
   const handlers: PartitionHandler[] = [];
   const workers: MajordomoWorker[] = [];
+  const open = (name: string): Promise<Partition> =>
+    openPartition({ ...options.partition, storage: createPartitionStorage(config.partitions[name], locations), name });
+  // The node exists only once every partition is open; handlers report faults through this.
+  let node: StoreNode | undefined;
+  const pending: { worker: MajordomoWorker; partition: string; broker: string }[] = [];
   for (const result of opened) {
     const partition = (result as PromiseFulfilledResult<Partition>).value;
     partitions.set(partition.name, partition);
@@ -228,11 +378,11 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
       partition,
       { pageBytesMax: settings.pageBytesMax, pageEventsMax: settings.pageEventsMax },
       nodeName,
+      (faulted, error) => node?.onFault(faulted, error),
     );
     handlers.push(handler);
     for (const endpoint of config.brokers) {
-      workers.push(
-        new MajordomoWorker({
+      const worker = new MajordomoWorker({
           ...options.worker,
           endpoint,
           service: config.partitions[partition.name].service,
@@ -241,11 +391,20 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
           heartbeatIntervalMs: settings.heartbeatIntervalMs,
           heartbeatLiveness: settings.heartbeatLiveness,
           reconnectDelayMs: settings.reconnectDelayMs,
-        }).start(),
-      );
+        });
+      workers.push(worker);
+      pending.push({ worker, partition: partition.name, broker: endpoint });
     }
   }
-  return new StoreNode(nodeName, config, partitions, handlers, workers, settings.drainTimeoutMs);
+  node = new StoreNode(nodeName, config, partitions, handlers, workers, settings, open);
+  const created = node;
+  for (const { worker, partition, broker } of pending) {
+    worker.on('connected', ({ session }) => created.emit('worker-connected', { partition, broker, session }));
+    worker.on('reconnecting', ({ session, reason }) => created.emit('worker-reconnecting', { partition, broker, session, reason }));
+    worker.on('handler-error', ({ error }) => created.emit('worker-error', { partition, broker, error }));
+    worker.start();
+  }
+  return created;
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

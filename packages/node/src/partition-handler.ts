@@ -45,11 +45,19 @@ export class PartitionHandler {
   private readonly errors: Record<string, number> = {};
 
   constructor(
-    readonly partition: Partition,
+    /** The open partition; replaced by {@link replace} when the node reopens a faulted one. */
+    public partition: Partition,
     private readonly limits: PartitionHandlerLimits,
     /** Names the node in error messages. */
     private readonly nodeName: string,
+    /** Called once per faulted partition instance, when a request finds it faulted (a write or sync failed). */
+    private readonly onFault: (partition: Partition, error: unknown) => void = () => undefined,
   ) {}
+
+  /** Serves `partition` from now on (the node reopened a faulted one). */
+  replace(partition: Partition): void {
+    this.partition = partition;
+  }
 
   /** The MDP worker handler: request body frames in, reply body frames out. */
   readonly handle = async (frames: Buffer[]): Promise<Buffer[]> => {
@@ -106,9 +114,13 @@ export class PartitionHandler {
           `retry it (the store client does), it reaches the partition once a node serves it again`,
       });
     }
+    const partition = this.partition;
     try {
       return await this.run(request);
     } catch (error) {
+      // A failed write or sync faults the partition (DESIGN.md invariant 9): tell the node,
+      // which reports it and reopens the partition per its policy.
+      if (!this.closing && !partition.isWritable) this.onFault(partition, error);
       return this.error(storeErrorInfo(error, name));
     }
   }

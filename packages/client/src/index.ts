@@ -30,13 +30,16 @@ export {
   STORE_PROTOCOL_VERSION_MIN,
   decodeStoreReply,
   decodeStoreRequest,
+  encodeCommittedManyReply,
   encodeCommittedReply,
+  estimateUnitBytes,
   encodeErrorReply,
   encodeEventsReply,
   encodeHeadReply,
   encodeStoreRequest,
 } from './store-protocol.js';
 export type {
+  AppendManyStoreRequest,
   AppendStoreRequest,
   DecodedStoreReply,
   DecodedStoreRequest,
@@ -49,6 +52,7 @@ export type {
   StoreErrorInfo,
   StoreReply,
   StoreRequest,
+  UnitOutcome,
 } from './store-protocol.js';
 export { EncodeError } from './protocol-bytes.js';
 export { StreamRouter, jumpHash, streamHash } from './stream-router.js';

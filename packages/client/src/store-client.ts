@@ -24,6 +24,7 @@ import {
 import {
   decodeStoreReply,
   encodeStoreRequest,
+  estimateUnitBytes,
   type EventsPage,
   type PartitionHead,
   type StoreReply,
@@ -93,6 +94,30 @@ export interface StoreClientOptions {
    */
   readonly commandId?: () => string;
   /**
+   * Coalesce concurrent appends to one partition into one `append-many` request (the fast
+   * path): appends issued while earlier ones are on their way are sent together, each unit
+   * still committed on its own with its own expected versions, command ids and result. A
+   * single append goes alone, as a plain `append`. Appends with an abort `signal` are never
+   * coalesced.
+   * @default true
+   */
+  readonly coalesceAppends?: boolean;
+  /**
+   * Most units in one coalesced request.
+   * @default 1000
+   */
+  readonly appendBatchUnitsMax?: number;
+  /**
+   * Largest coalesced request, in (estimated) bytes; a unit larger than this goes alone.
+   * @default 1048576
+   */
+  readonly appendBatchBytesMax?: number;
+  /**
+   * Coalesced requests in flight per partition; further appends wait and go in the next one.
+   * @default 4
+   */
+  readonly appendBatchesInFlightMax?: number;
+  /**
    * Further options for the MDP client it makes (e.g. security settings); the options above
    * take precedence.
    * @default {}
@@ -131,6 +156,26 @@ export interface StoreClientStats {
   readonly requests: number;
   /** Requests sent again after a retryable failure. */
   readonly retries: number;
+  /** Appends that went in a coalesced `append-many` request, and those requests. */
+  readonly coalescedUnits: number;
+  readonly coalescedRequests: number;
+}
+
+/** An append waiting in a partition's coalescer. */
+interface PendingUnit {
+  readonly unit: UnitOfWork & { readonly commandIds: readonly string[] };
+  readonly bytes: number;
+  readonly resolve: (result: CommitResult) => void;
+  readonly reject: (error: unknown) => void;
+  /** Times it was sent again after a retryable error of its own (not of the whole request). */
+  retries: number;
+}
+
+/** One partition's coalescer: appends waiting, and coalesced requests in flight. */
+interface Coalescer {
+  readonly pending: PendingUnit[];
+  inFlight: number;
+  scheduled: boolean;
 }
 
 type Settings = Required<Omit<StoreClientOptions, 'client' | 'routing' | 'partitions' | 'pageBytesMax' | 'mdp'>> & {
@@ -148,6 +193,10 @@ export function storeClientDefaults(): Omit<Settings, 'brokers'> {
     pageBytesMax: undefined,
     outstandingMax: 10_000,
     commandId: randomUUID,
+    coalesceAppends: true,
+    appendBatchUnitsMax: 1000,
+    appendBatchBytesMax: 1024 * 1024,
+    appendBatchesInFlightMax: 4,
   };
 }
 
@@ -179,7 +228,8 @@ export class StoreClient {
   private readonly settings: Settings;
   private readonly known: ReadonlySet<string>;
   private readonly ownsTransport: boolean;
-  private readonly counters = { requests: 0, retries: 0 };
+  private readonly counters = { requests: 0, retries: 0, coalescedUnits: 0, coalescedRequests: 0 };
+  private readonly coalescers = new Map<string, Coalescer>();
 
   /** Validates the options and connects (or uses `options.client`). */
   constructor(options: StoreClientOptions) {
@@ -196,6 +246,9 @@ export class StoreClient {
     check.integer('retryDelayMaxMs', settings.retryDelayMaxMs, 0);
     if (settings.pageBytesMax !== undefined) check.integer('pageBytesMax', settings.pageBytesMax, 1024, 0xffff_ffff);
     check.check(typeof settings.commandId === 'function', 'commandId must be a function returning a string');
+    check.integer('appendBatchUnitsMax', settings.appendBatchUnitsMax, 1, 1_000_000);
+    check.integer('appendBatchBytesMax', settings.appendBatchBytesMax, 1024);
+    check.integer('appendBatchesInFlightMax', settings.appendBatchesInFlightMax, 1, 1024);
     check.throwIfAny();
     this.settings = settings;
     this.router = options.routing instanceof StreamRouter ? options.routing : new StreamRouter(options.routing);
@@ -260,6 +313,9 @@ export class StoreClient {
     }
     const [partition] = partitions.keys();
     const commandIds = unit.commandIds !== undefined && unit.commandIds.length > 0 ? unit.commandIds : [this.settings.commandId()];
+    if (this.settings.coalesceAppends && options.signal === undefined) {
+      return this.coalesce(partition, { ...unit, commandIds });
+    }
     const frame = this.encode({ op: 'append', partition, unit: { ...unit, commandIds } });
     const reply = await this.call(partition, frame, commandIds, options.signal);
     if (reply.kind !== 'committed') throw this.unexpected(partition, reply, 'a commit result');
@@ -357,6 +413,115 @@ export class StoreClient {
     const reply = await this.call(partition, this.encode(request), [], signal);
     if (reply.kind !== 'events') throw this.unexpected(partition, reply, 'a page of events');
     return reply;
+  }
+
+  // ---- coalescing (the fast path) -------------------------------------------------------------
+
+  private coalesce(partition: string, unit: PendingUnit['unit']): Promise<CommitResult> {
+    return new Promise((resolve, reject) => {
+      let coalescer = this.coalescers.get(partition);
+      if (coalescer === undefined) {
+        coalescer = { pending: [], inFlight: 0, scheduled: false };
+        this.coalescers.set(partition, coalescer);
+      }
+      coalescer.pending.push({ unit, bytes: estimateUnitBytes(unit), resolve, reject, retries: 0 });
+      this.scheduleFlush(partition, coalescer);
+    });
+  }
+
+  /** Appends issued in the same tick go out together (a microtask later). */
+  private scheduleFlush(partition: string, coalescer: Coalescer): void {
+    if (coalescer.scheduled) return;
+    coalescer.scheduled = true;
+    queueMicrotask(() => {
+      coalescer.scheduled = false;
+      this.flush(partition, coalescer);
+    });
+  }
+
+  private flush(partition: string, coalescer: Coalescer): void {
+    const { appendBatchUnitsMax, appendBatchBytesMax, appendBatchesInFlightMax } = this.settings;
+    while (coalescer.pending.length > 0 && coalescer.inFlight < appendBatchesInFlightMax) {
+      const batch: PendingUnit[] = [];
+      let bytes = 0;
+      while (coalescer.pending.length > 0 && batch.length < appendBatchUnitsMax) {
+        const next = coalescer.pending[0];
+        if (batch.length > 0 && bytes + next.bytes > appendBatchBytesMax) break;
+        batch.push(next);
+        bytes += next.bytes;
+        coalescer.pending.shift();
+      }
+      coalescer.inFlight += 1;
+      void this.sendBatch(partition, batch).finally(() => {
+        coalescer.inFlight -= 1;
+        if (coalescer.pending.length > 0) this.flush(partition, coalescer);
+        else if (coalescer.inFlight === 0) this.coalescers.delete(partition);
+      });
+    }
+  }
+
+  /** Sends a batch: alone as `append`, several as `append-many`; settles each unit. */
+  private async sendBatch(partition: string, batch: PendingUnit[]): Promise<void> {
+    const commandIds = batch.flatMap((pending) => pending.unit.commandIds);
+    let frame: Buffer;
+    try {
+      frame = batch.length === 1
+        ? this.encode({ op: 'append', partition, unit: batch[0].unit })
+        : this.encode({ op: 'append-many', partition, units: batch.map((pending) => pending.unit) });
+    } catch (error) {
+      // One unit cannot be carried: send each alone, so only that one fails.
+      if (batch.length === 1) batch[0].reject(error);
+      else await Promise.all(batch.map((pending) => this.sendBatch(partition, [pending])));
+      return;
+    }
+    let reply: StoreReply;
+    try {
+      if (batch.length > 1) {
+        this.counters.coalescedRequests += 1;
+        this.counters.coalescedUnits += batch.length;
+      }
+      reply = await this.call(partition, frame, commandIds, undefined);
+    } catch (error) {
+      for (const pending of batch) pending.reject(this.forUnit(error, partition, pending.unit.commandIds));
+      return;
+    }
+    if (batch.length === 1) {
+      if (reply.kind === 'committed') batch[0].resolve(reply.result);
+      else batch[0].reject(this.unexpected(partition, reply, 'a commit result'));
+      return;
+    }
+    if (reply.kind !== 'committed-many' || reply.outcomes.length !== batch.length) {
+      const error = this.unexpected(partition, reply, `${batch.length} unit outcomes`);
+      for (const pending of batch) pending.reject(error);
+      return;
+    }
+    const again: PendingUnit[] = [];
+    reply.outcomes.forEach((outcome, index) => {
+      const pending = batch[index];
+      if (outcome.ok) pending.resolve(outcome.result);
+      else if (outcome.error.retryable && pending.retries < this.settings.retriesMax) again.push(pending);
+      else pending.reject(errorFromStoreReply(outcome.error));
+    });
+    if (again.length > 0) {
+      // Retryable for these units alone (an overloaded or reopening partition): back off,
+      // then coalesce them again, with the same command ids.
+      const retry = Math.max(...again.map((pending) => pending.retries));
+      this.counters.retries += again.length;
+      await delay(Math.min(this.settings.retryDelayMs * 2 ** retry, this.settings.retryDelayMaxMs), undefined);
+      for (const pending of again) pending.retries += 1;
+      const coalescer = this.coalescers.get(partition) ?? { pending: [], inFlight: 0, scheduled: false };
+      this.coalescers.set(partition, coalescer);
+      coalescer.pending.unshift(...again);
+      this.scheduleFlush(partition, coalescer);
+    }
+  }
+
+  /** A batch-wide failure, as each unit's own error (its own command ids when nobody answered). */
+  private forUnit(error: unknown, partition: string, commandIds: readonly string[]): unknown {
+    if (error instanceof PartitionUnavailableError) {
+      return new PartitionUnavailableError(partition, commandIds, { cause: error.cause, endpoints: this.transport.options.endpoints });
+    }
+    return error;
   }
 
   /** Sends one request, retrying retryable failures with the same bytes (same command ids). */

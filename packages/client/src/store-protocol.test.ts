@@ -18,6 +18,7 @@ import {
   STORE_PROTOCOL_VERSION,
   decodeStoreReply,
   decodeStoreRequest,
+  encodeCommittedManyReply,
   encodeCommittedReply,
   encodeErrorReply,
   encodeEventsReply,
@@ -54,6 +55,7 @@ const unit = fc.record({
 
 const request: fc.Arbitrary<StoreRequest> = fc.oneof(
   fc.record({ op: fc.constant('append' as const), partition: text, unit }),
+  fc.record({ op: fc.constant('append-many' as const), partition: text, units: fc.array(unit, { minLength: 1, maxLength: 4 }) }),
   fc.record({
     op: fc.constant('read' as const),
     partition: text,
@@ -123,6 +125,25 @@ const reply: fc.Arbitrary<StoreReply> = fc.oneof(
   }),
   fc.record({ kind: fc.constant('events' as const), events: fc.array(recorded, { maxLength: 5 }), next: safe, more: fc.boolean(), lastSeq: safe }),
   fc.record({ kind: fc.constant('error' as const), error: errorInfo }),
+  fc.record({
+    kind: fc.constant('committed-many' as const),
+    outcomes: fc.array(
+      fc.oneof(
+        fc.record({
+          ok: fc.constant(true as const),
+          result: fc.record({
+            firstSeq: safe,
+            lastSeq: safe,
+            streams: fc.array(fc.record({ streamId: text, firstVersion: safe, version: safe }), { maxLength: 3 }),
+            timestamp: safe,
+            duplicate: fc.boolean(),
+          }),
+        }),
+        fc.record({ ok: fc.constant(false as const), error: errorInfo }),
+      ),
+      { maxLength: 5 },
+    ),
+  }),
 );
 
 function encodeReply(value: StoreReply): Buffer {
@@ -135,6 +156,8 @@ function encodeReply(value: StoreReply): Buffer {
       return encodeEventsReply(value);
     case 'error':
       return encodeErrorReply(value.error);
+    case 'committed-many':
+      return encodeCommittedManyReply(value.outcomes);
   }
 }
 

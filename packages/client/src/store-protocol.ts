@@ -32,10 +32,12 @@ const OP_APPEND = 1;
 const OP_READ = 2;
 const OP_READ_STREAM = 3;
 const OP_HEAD = 4;
+const OP_APPEND_MANY = 5;
 
 const REPLY_COMMITTED = 0x81;
 const REPLY_EVENTS = 0x82;
 const REPLY_HEAD = 0x83;
+const REPLY_COMMITTED_MANY = 0x84;
 const REPLY_ERROR = 0xee;
 
 const EV_ANY = 0;
@@ -91,7 +93,21 @@ export interface HeadStoreRequest {
 }
 
 /** A decoded store protocol request. */
-export type StoreRequest = AppendStoreRequest | ReadStoreRequest | ReadStreamStoreRequest | HeadStoreRequest;
+/**
+ * Several independent units of work for one partition in one request (the client coalesces
+ * concurrent appends): each is committed on its own, with its own expected versions and
+ * command ids, and gets its own outcome in a `committed-many` reply, in order.
+ */
+export interface AppendManyStoreRequest {
+  readonly op: 'append-many';
+  readonly partition: string;
+  readonly units: readonly UnitOfWork[];
+}
+
+export type StoreRequest = AppendStoreRequest | AppendManyStoreRequest | ReadStoreRequest | ReadStreamStoreRequest | HeadStoreRequest;
+
+/** The outcome of one unit of an `append-many` request. */
+export type UnitOutcome = { readonly ok: true; readonly result: CommitResult } | { readonly ok: false; readonly error: StoreErrorInfo };
 
 /** A partition's position, as a head request returns it. */
 export interface PartitionHead {
@@ -168,6 +184,7 @@ export type StoreErrorInfo =
 /** A decoded store protocol reply. */
 export type StoreReply =
   | { readonly kind: 'committed'; readonly result: CommitResult }
+  | { readonly kind: 'committed-many'; readonly outcomes: readonly UnitOutcome[] }
   | ({ readonly kind: 'events' } & EventsPage)
   | { readonly kind: 'head'; readonly head: PartitionHead }
   | { readonly kind: 'error'; readonly error: StoreErrorInfo };
@@ -223,12 +240,19 @@ const STORAGE_REASONS: ReadonlySet<string> = new Set<StorageErrorReason>([
  * await client.request(partitionServiceName('bank-1'), [frame]);
  */
 export function encodeStoreRequest(request: StoreRequest): Buffer {
-  const w = new ByteWriter(request.op === 'append' ? estimateUnitBytes(request.unit) : 64);
+  const w = new ByteWriter(
+    request.op === 'append' ? estimateUnitBytes(request.unit) : request.op === 'append-many' ? estimateUnitsBytes(request.units) : 64,
+  );
   writeHeader(w, opByte(request.op));
   w.string(request.partition);
   switch (request.op) {
     case 'append':
       writeUnit(w, request.unit);
+      break;
+    case 'append-many':
+      if (!Array.isArray(request.units) || request.units.length === 0) throw new EncodeError('append-many needs at least one unit');
+      w.u32(request.units.length);
+      for (const unit of request.units) writeUnit(w, unit);
       break;
     case 'read':
       w.u53(request.fromSeq);
@@ -276,8 +300,8 @@ export function decodeStoreRequest(frames: readonly Uint8Array[]): DecodedStoreR
     r.u8('magic');
     r.u8('version');
     const op = r.u8('operation');
-    if (op < OP_APPEND || op > OP_HEAD) {
-      return malformed(`unknown operation ${op}: this node knows append (1), read (2), read-stream (3) and head (4)`);
+    if (op < OP_APPEND || op > OP_APPEND_MANY) {
+      return malformed(`unknown operation ${op}: this node knows append (1), read (2), read-stream (3), head (4) and append-many (5)`);
     }
     partition = r.string('partition');
     let request: StoreRequest;
@@ -309,6 +333,15 @@ export function decodeStoreRequest(frames: readonly Uint8Array[]): DecodedStoreR
       case OP_HEAD:
         request = { op: 'head', partition, streamId: r.u8('stream flag') === 0 ? undefined : r.string('streamId') };
         break;
+      case OP_APPEND_MANY: {
+        // Each unit takes at least 12 bytes (three counts): the count is bounded by the frame.
+        const count = r.count('unit count', 12);
+        if (count === 0) throw new DecodeFailure('append-many needs at least one unit');
+        const units: UnitOfWork[] = [];
+        for (let i = 0; i < count; i++) units.push(readUnit(r));
+        request = { op: 'append-many', partition, units };
+        break;
+      }
       default:
         throw new DecodeFailure(`unknown operation ${op}`);
     }
@@ -410,6 +443,11 @@ function readExpectedVersion(r: ByteReader): ExpectedVersion {
 export function encodeCommittedReply(result: CommitResult): Buffer {
   const w = new ByteWriter(64 + result.streams.length * 48);
   writeHeader(w, REPLY_COMMITTED);
+  writeCommitResult(w, result);
+  return w.finish();
+}
+
+function writeCommitResult(w: ByteWriter, result: CommitResult): void {
   w.u8(result.duplicate ? 1 : 0);
   w.u53(result.firstSeq);
   w.u53(result.lastSeq);
@@ -419,6 +457,28 @@ export function encodeCommittedReply(result: CommitResult): Buffer {
     w.string(stream.streamId);
     w.u53(stream.firstVersion);
     w.u53(stream.version);
+  }
+}
+
+/**
+ * Encodes the reply to an `append-many` request: one outcome per unit, in request order, each
+ * a commit result or an error (the same bytes as a `committed` or `error` reply's body).
+ */
+export function encodeCommittedManyReply(outcomes: readonly UnitOutcome[]): Buffer {
+  const w = new ByteWriter(16 + outcomes.length * 96);
+  writeHeader(w, REPLY_COMMITTED_MANY);
+  w.u32(outcomes.length);
+  for (const outcome of outcomes) {
+    if (outcome.ok) {
+      w.u8(0);
+      writeCommitResult(w, outcome.result);
+    } else {
+      // Length-prefixed, so a newer revision's error code (unknown details) can be skipped.
+      const error = new ByteWriter(128 + outcome.error.message.length * 3);
+      writeErrorBody(error, outcome.error);
+      w.u8(1);
+      w.bytes(error.finish());
+    }
   }
   return w.finish();
 }
@@ -440,6 +500,11 @@ export function encodeHeadReply(head: PartitionHead): Buffer {
 export function encodeErrorReply(error: StoreErrorInfo): Buffer {
   const w = new ByteWriter(128 + error.message.length * 3);
   writeHeader(w, REPLY_ERROR);
+  writeErrorBody(w, error);
+  return w.finish();
+}
+
+function writeErrorBody(w: ByteWriter, error: StoreErrorInfo): void {
   w.u16(error.code === 'other' ? error.wireCode : (ERROR_WIRE.get(error.code) as number));
   w.string(truncate(error.partition));
   w.string(truncate(error.message));
@@ -467,7 +532,6 @@ export function encodeErrorReply(error: StoreErrorInfo): Buffer {
     default:
       break;
   }
-  return w.finish();
 }
 
 /** Fixed bytes of an events page before its events. */
@@ -561,6 +625,18 @@ export function decodeStoreReply(frames: readonly Uint8Array[]): DecodedStoreRep
       case REPLY_COMMITTED:
         reply = { kind: 'committed', result: readCommitResult(r) };
         break;
+      case REPLY_COMMITTED_MANY: {
+        const count = r.count('outcome count', 2);
+        const outcomes: UnitOutcome[] = [];
+        for (let i = 0; i < count; i++) {
+          const status = r.u8('outcome status');
+          if (status === 0) outcomes.push({ ok: true, result: readCommitResult(r) });
+          else if (status === 1) outcomes.push({ ok: false, error: readOutcomeError(r) });
+          else throw new DecodeFailure(`outcome status ${status} is not 0 (committed) or 1 (error)`);
+        }
+        reply = { kind: 'committed-many', outcomes };
+        break;
+      }
       case REPLY_EVENTS:
         reply = { kind: 'events', ...readEventsPage(r) };
         break;
@@ -649,6 +725,13 @@ function readEventsPage(r: ByteReader): EventsPage {
     });
   }
   return { events, next, more, lastSeq };
+}
+
+function readOutcomeError(r: ByteReader): StoreErrorInfo {
+  const body = new ByteReader(r.bytes('unit error'));
+  const error = readError(body);
+  if (error.code !== 'other') body.end('unit error');
+  return error;
 }
 
 function readError(r: ByteReader): StoreErrorInfo {
@@ -745,6 +828,8 @@ function opByte(op: StoreRequest['op']): number {
       return OP_READ_STREAM;
     case 'head':
       return OP_HEAD;
+    case 'append-many':
+      return OP_APPEND_MANY;
     default:
       throw new EncodeError(`unknown operation ${JSON.stringify(op)}`);
   }
@@ -786,7 +871,14 @@ function eventBytes(event: RecordedEvent): number {
 }
 
 /** A first guess at an append's size, so the writer rarely grows. */
-function estimateUnitBytes(unit: UnitOfWork): number {
+function estimateUnitsBytes(units: readonly UnitOfWork[]): number {
+  let size = 16;
+  if (Array.isArray(units)) for (const unit of units) size += estimateUnitBytes(unit);
+  return size;
+}
+
+/** Bytes a unit takes in a request, roughly (the coalescing client keeps requests under a limit with it). */
+export function estimateUnitBytes(unit: UnitOfWork): number {
   let size = 64;
   const changes = Array.isArray(unit?.changes) ? unit.changes : [];
   for (const change of changes) {

@@ -3,6 +3,7 @@ import {
   EventsPageBuilder,
   storeErrorInfo,
   decodeStoreRequest,
+  encodeCommittedManyReply,
   encodeCommittedReply,
   encodeErrorReply,
   encodeHeadReply,
@@ -10,6 +11,7 @@ import {
   type ReadStreamStoreRequest,
   type StoreErrorInfo,
   type StoreRequest,
+  type UnitOutcome,
 } from '@sluice/client';
 
 /** Limits of one partition's request handler. */
@@ -130,6 +132,26 @@ export class PartitionHandler {
       case 'append':
         this.counters.appends += 1;
         return encodeCommittedReply(await this.partition.commit(request.unit));
+      case 'append-many': {
+        // Each unit is its own commit (own expected versions, command ids, outcome); queued
+        // together, they share the partition's group commits.
+        this.counters.appends += request.units.length;
+        const partition = this.partition;
+        const outcomes = await Promise.all(
+          request.units.map((unit) =>
+            partition.commit(unit).then(
+              (result): UnitOutcome => ({ ok: true, result }),
+              (error: unknown): UnitOutcome => {
+                if (!this.closing && !partition.isWritable) this.onFault(partition, error);
+                const info = storeErrorInfo(error, partition.name);
+                this.errors[info.code] = (this.errors[info.code] ?? 0) + 1;
+                return { ok: false, error: info };
+              },
+            ),
+          ),
+        );
+        return encodeCommittedManyReply(outcomes);
+      }
       case 'read':
         this.counters.reads += 1;
         return this.read(request);

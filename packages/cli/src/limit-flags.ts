@@ -33,6 +33,11 @@ const HELP: Readonly<Record<string, string>> = {
   pageEventsMax: 'most events in one read reply',
   drainTimeoutMs: 'longest wait on stop for requests being handled, in ms',
   reconnectDelayMs: 'ms before reconnecting to a silent broker',
+  subscribeConcurrency: 'worker connections per partition per broker for subscriptions',
+  subscribeWaitMsMax: 'longest a subscribe request waits for a commit, in ms',
+  reopenDelayMs: 'first wait before reopening a faulted partition, in ms (doubles per failed attempt)',
+  reopenDelayMaxMs: 'longest wait between reopen attempts, in ms',
+  reopenAttemptsMax: 'reopen attempts after a fault before giving the partition up (0: never)',
 };
 
 /** The heartbeat flags: `--heartbeat-ms` (the interval, as before), `--heartbeat-liveness`, `--busy-timeout-ms`. */

@@ -220,7 +220,7 @@ Examples:
   addTargetOptions(program.command('tail').description('Print new commits as they are written, until Ctrl-C / SIGTERM.'))
     .addOption(new Option('--from-seq <seq>', 'start here (default: after the last committed seq)').argParser(positiveInteger('--from-seq')))
     .option('--stream <id>', "only this stream's events")
-    .addOption(new Option('--poll-ms <ms>', 'cluster: how often to ask for new commits').argParser(positiveInteger('--poll-ms')).default(250))
+    .addOption(new Option('--poll-ms <ms>', 'ignored (cluster tail is pushed by the node since issue 10); kept for old scripts').argParser(positiveInteger('--poll-ms')).default(250))
     .option('--json', 'one JSON object per event on stdout', false)
     .addHelpText(
       'after',

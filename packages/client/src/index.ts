@@ -1,13 +1,16 @@
 export {
   PARTITION_NAME_PATTERN,
   PARTITION_SERVICE_PREFIX,
+  SUBSCRIBE_SERVICE_PREFIX,
   isValidPartitionName,
   partitionServiceName,
+  subscribeServiceName,
 } from './partition-service.js';
 export { StoreClient, createStoreClient, createStoreClientFromConfig, storeClientDefaults } from './store-client.js';
 export type {
   RemoteReadOptions,
   RemoteReadStreamOptions,
+  RemoteSubscribeOptions,
   StoreCallOptions,
   StoreClientConfig,
   StoreClientOptions,
@@ -52,6 +55,7 @@ export type {
   StoreErrorInfo,
   StoreReply,
   StoreRequest,
+  SubscribeStoreRequest,
   UnitOutcome,
 } from './store-protocol.js';
 export { EncodeError } from './protocol-bytes.js';

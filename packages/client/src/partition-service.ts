@@ -27,3 +27,14 @@ export function isValidPartitionName(name: unknown): name is string {
 export function partitionServiceName(partition: string): string {
   return PARTITION_SERVICE_PREFIX + partition;
 }
+
+/** Prefix of the services nodes serve subscriptions on. */
+export const SUBSCRIBE_SERVICE_PREFIX = 'sluice.subscribe.';
+
+/**
+ * The MDP service a partition's subscriptions are served on, `sluice.subscribe.<name>`: its
+ * own worker connections, so subscribers waiting for commits never hold the ones appends use.
+ */
+export function subscribeServiceName(partition: string): string {
+  return SUBSCRIBE_SERVICE_PREFIX + partition;
+}

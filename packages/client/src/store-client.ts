@@ -13,7 +13,7 @@ import {
   BrokerRejectedError,
   type ClientOptions,
 } from '@sluice/majordomo';
-import { partitionServiceName } from './partition-service.js';
+import { partitionServiceName, subscribeServiceName } from './partition-service.js';
 import { EncodeError } from './protocol-bytes.js';
 import {
   MalformedStoreReplyError,
@@ -149,6 +149,18 @@ export interface RemoteReadStreamOptions extends StoreCallOptions {
   readonly toVersion?: number;
   /** Stop after this many events. */
   readonly maxCount?: number;
+}
+
+/** Options of {@link StoreClient.subscribe}. */
+export interface RemoteSubscribeOptions extends StoreCallOptions {
+  /** Resume from here (your checkpoint + 1). @default 1 */
+  readonly fromSeq?: number;
+  /**
+   * How long the node holds a request open waiting for a commit before it answers with
+   * nothing new (the client then asks again). Must be below `timeoutMs`.
+   * @default half of timeoutMs
+   */
+  readonly waitMs?: number;
 }
 
 /** Counters of a store client. */
@@ -356,6 +368,54 @@ export class StoreClient {
   }
 
   /**
+   * Committed events of a partition from `fromSeq` on, in batches, pushed by the node as
+   * soon as they are committed (a subscribe request waits at the node for the next commit,
+   * on the partition's subscription service), until `signal` aborts. Flow control by credit:
+   * one page is requested ahead of the consumer, never more. Resume after a restart with
+   * `fromSeq: checkpoint + 1`. Rejects like a read (`PartitionUnavailableError`, ...).
+   *
+   * @example
+   * for await (const batch of client.subscribe('bank-1', { fromSeq: checkpoint + 1, signal })) {
+   *   for (const event of batch) project(event);
+   *   checkpoint = batch.at(-1).seq;
+   * }
+   */
+  async *subscribe(partition: string, options: RemoteSubscribeOptions = {}): AsyncGenerator<RecordedEvent[]> {
+    this.assertKnown(partition);
+    const waitMs = options.waitMs ?? Math.floor(this.settings.timeoutMs / 2);
+    const check = new OptionProblems('subscribe');
+    check.integer('waitMs', waitMs, 0, Math.max(0, this.settings.timeoutMs - 1));
+    check.throwIfAny();
+    const signal = options.signal;
+    const ask = (fromSeq: number): Promise<EventsPage> =>
+      prefetch(
+        this.page(
+          partition,
+          { op: 'subscribe', partition, fromSeq, waitMs, pageBytesMax: this.settings.pageBytesMax },
+          signal,
+          subscribeServiceName(partition),
+        ),
+      );
+    // Credit: each request grants the node one page. The next is asked for as soon as a page
+    // arrives (it starts where that page ends), so one page waits ahead of the consumer; a
+    // consumer that stops pulling stops the requests, so nothing piles up anywhere.
+    const aborted = (): boolean => signal?.aborted === true;
+    let pending = ask(Math.max(1, options.fromSeq ?? 1));
+    while (!aborted()) {
+      let page: EventsPage;
+      try {
+        page = await pending;
+      } catch (error) {
+        if (aborted()) return;
+        throw error;
+      }
+      pending = ask(page.next);
+      if (page.events.length > 0) yield page.events;
+    }
+    pending.catch(() => undefined);
+  }
+
+  /**
    * A partition's events by seq, fetched page by page. `toSeq` defaults to the partition's
    * last seq when the read starts. Rejects with `UnknownPartitionError` for a partition this
    * client does not know (see the `partitions` option).
@@ -409,8 +469,8 @@ export class StoreClient {
     if (this.ownsTransport) await this.transport.close();
   }
 
-  private async page(partition: string, request: StoreRequest, signal: AbortSignal | undefined): Promise<EventsPage> {
-    const reply = await this.call(partition, this.encode(request), [], signal);
+  private async page(partition: string, request: StoreRequest, signal: AbortSignal | undefined, service?: string): Promise<EventsPage> {
+    const reply = await this.call(partition, this.encode(request), [], signal, service);
     if (reply.kind !== 'events') throw this.unexpected(partition, reply, 'a page of events');
     return reply;
   }
@@ -525,8 +585,13 @@ export class StoreClient {
   }
 
   /** Sends one request, retrying retryable failures with the same bytes (same command ids). */
-  private async call(partition: string, frame: Buffer, commandIds: readonly string[], signal: AbortSignal | undefined): Promise<StoreReply> {
-    const service = partitionServiceName(partition);
+  private async call(
+    partition: string,
+    frame: Buffer,
+    commandIds: readonly string[],
+    signal: AbortSignal | undefined,
+    service = partitionServiceName(partition),
+  ): Promise<StoreReply> {
     this.counters.requests += 1;
     for (let retry = 0; ; retry++) {
       let failure: unknown;

@@ -33,6 +33,7 @@ const OP_READ = 2;
 const OP_READ_STREAM = 3;
 const OP_HEAD = 4;
 const OP_APPEND_MANY = 5;
+const OP_SUBSCRIBE = 6;
 
 const REPLY_COMMITTED = 0x81;
 const REPLY_EVENTS = 0x82;
@@ -104,7 +105,28 @@ export interface AppendManyStoreRequest {
   readonly units: readonly UnitOfWork[];
 }
 
-export type StoreRequest = AppendStoreRequest | AppendManyStoreRequest | ReadStoreRequest | ReadStreamStoreRequest | HeadStoreRequest;
+/**
+ * Committed events from `fromSeq`, pushed as soon as they are committed: the node answers at
+ * once when events at or after `fromSeq` are committed, otherwise at the next commit, or with
+ * an empty page after `waitMs` (capped by the node). Sent to the partition's subscription
+ * service, `sluice.subscribe.<name>`, so waiting subscribers never hold the workers appends use.
+ */
+export interface SubscribeStoreRequest {
+  readonly op: 'subscribe';
+  readonly partition: string;
+  readonly fromSeq: number;
+  readonly waitMs: number;
+  readonly maxCount?: number | undefined;
+  readonly pageBytesMax?: number | undefined;
+}
+
+export type StoreRequest =
+  | AppendStoreRequest
+  | AppendManyStoreRequest
+  | ReadStoreRequest
+  | ReadStreamStoreRequest
+  | HeadStoreRequest
+  | SubscribeStoreRequest;
 
 /** The outcome of one unit of an `append-many` request. */
 export type UnitOutcome = { readonly ok: true; readonly result: CommitResult } | { readonly ok: false; readonly error: StoreErrorInfo };
@@ -273,6 +295,12 @@ export function encodeStoreRequest(request: StoreRequest): Buffer {
       w.u8(request.streamId === undefined ? 0 : 1);
       if (request.streamId !== undefined) w.string(request.streamId);
       break;
+    case 'subscribe':
+      w.u53(request.fromSeq);
+      w.u32(clampU32(request.waitMs));
+      w.u32(clampU32(request.maxCount));
+      w.u32(clampU32(request.pageBytesMax));
+      break;
     default:
       throw new EncodeError(`unknown operation ${JSON.stringify((request as { op?: unknown }).op)}`);
   }
@@ -300,8 +328,8 @@ export function decodeStoreRequest(frames: readonly Uint8Array[]): DecodedStoreR
     r.u8('magic');
     r.u8('version');
     const op = r.u8('operation');
-    if (op < OP_APPEND || op > OP_APPEND_MANY) {
-      return malformed(`unknown operation ${op}: this node knows append (1), read (2), read-stream (3), head (4) and append-many (5)`);
+    if (op < OP_APPEND || op > OP_SUBSCRIBE) {
+      return malformed(`unknown operation ${op}: this node knows append (1), read (2), read-stream (3), head (4), append-many (5) and subscribe (6)`);
     }
     partition = r.string('partition');
     let request: StoreRequest;
@@ -332,6 +360,16 @@ export function decodeStoreRequest(frames: readonly Uint8Array[]): DecodedStoreR
       }
       case OP_HEAD:
         request = { op: 'head', partition, streamId: r.u8('stream flag') === 0 ? undefined : r.string('streamId') };
+        break;
+      case OP_SUBSCRIBE:
+        request = {
+          op: 'subscribe',
+          partition,
+          fromSeq: r.u53('fromSeq'),
+          waitMs: r.u32('waitMs'),
+          maxCount: orUndefined(r.u32('maxCount')),
+          pageBytesMax: orUndefined(r.u32('pageBytesMax')),
+        };
         break;
       case OP_APPEND_MANY: {
         // Each unit takes at least 12 bytes (three counts): the count is bounded by the frame.
@@ -830,6 +868,8 @@ function opByte(op: StoreRequest['op']): number {
       return OP_HEAD;
     case 'append-many':
       return OP_APPEND_MANY;
+    case 'subscribe':
+      return OP_SUBSCRIBE;
     default:
       throw new EncodeError(`unknown operation ${JSON.stringify(op)}`);
   }

@@ -41,6 +41,11 @@ export interface NodeLimitsConfig {
   readonly pageEventsMax?: number | undefined;
   readonly drainTimeoutMs?: number | undefined;
   readonly reconnectDelayMs?: number | undefined;
+  readonly subscribeConcurrency?: number | undefined;
+  readonly subscribeWaitMsMax?: number | undefined;
+  readonly reopenDelayMs?: number | undefined;
+  readonly reopenDelayMaxMs?: number | undefined;
+  readonly reopenAttemptsMax?: number | undefined;
 }
 
 /** Limits of clients built from the config (the SDK, `sluice append/read/head/tail`). */
@@ -82,6 +87,11 @@ export const NODE_LIMIT_KEYS: Readonly<Record<keyof NodeLimitsConfig, readonly [
   pageEventsMax: [1, 0xffff_ffff],
   drainTimeoutMs: [0, 3_600_000],
   reconnectDelayMs: [0, 3_600_000],
+  subscribeConcurrency: [1, 1024],
+  subscribeWaitMsMax: [1, 3_600_000],
+  reopenDelayMs: [0, 3_600_000],
+  reopenDelayMaxMs: [0, 86_400_000],
+  reopenAttemptsMax: [0, 1_000_000],
 };
 export const CLIENT_LIMIT_KEYS: Readonly<Record<keyof ClientLimitsConfig, readonly [number, number]>> = {
   timeoutMs: [1, 3_600_000],

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { openPartition, type Partition, type PartitionOptions, type StorageRecovery } from '@sluice/store';
 import { loadSluiceConfig, partitionsOfNode, type SluiceConfig } from '@sluice/config';
+import { subscribeServiceName } from '@sluice/client';
 import { MajordomoWorker, OptionProblems, type WorkerOptions, type WorkerStats } from '@sluice/majordomo';
 import { createPartitionStorage, resolveLocationFactories, type LocationFactories } from './locations.js';
 import { NodeStartError } from './node-errors.js';
@@ -65,6 +66,19 @@ export interface StartNodeOptions {
    */
   readonly drainTimeoutMs?: number;
   /**
+   * Worker connections per partition per broker for subscriptions (the service
+   * `sluice.subscribe.<name>`): subscribers waiting for commits beyond this many wait in the
+   * broker's queue, never on the connections appends use.
+   * @default 4
+   */
+  readonly subscribeConcurrency?: number;
+  /**
+   * Longest a subscribe request waits for a commit before it is answered with an empty page
+   * (the subscriber then asks again); caps the subscriber's own `waitMs`.
+   * @default 30000
+   */
+  readonly subscribeWaitMsMax?: number;
+  /**
    * First wait before reopening a faulted partition (a write or sync failed); doubles per
    * failed attempt up to `reopenDelayMaxMs`. See the README's "Faulted partitions".
    * @default 1000
@@ -99,6 +113,8 @@ export function nodeDefaults(): Required<Omit<StartNodeOptions, 'config' | 'node
     pageBytesMax: 1024 * 1024,
     pageEventsMax: 10_000,
     drainTimeoutMs: 10_000,
+    subscribeConcurrency: 4,
+    subscribeWaitMsMax: 30_000,
     reopenDelayMs: 1000,
     reopenDelayMaxMs: 60_000,
     reopenAttemptsMax: 10,
@@ -326,6 +342,8 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
   check.integer('pageBytesMax', settings.pageBytesMax, 1024, 0xffff_ffff);
   check.integer('pageEventsMax', settings.pageEventsMax, 1, 0xffff_ffff);
   check.integer('drainTimeoutMs', settings.drainTimeoutMs, 0);
+  check.integer('subscribeConcurrency', settings.subscribeConcurrency, 1, 1024);
+  check.integer('subscribeWaitMsMax', settings.subscribeWaitMsMax, 1, 3_600_000);
   check.integer('reopenDelayMs', settings.reopenDelayMs, 0);
   check.integer('reopenDelayMaxMs', settings.reopenDelayMaxMs, 0);
   check.integer('reopenAttemptsMax', settings.reopenAttemptsMax, 0, 1_000_000);
@@ -376,24 +394,29 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
     partitions.set(partition.name, partition);
     const handler = new PartitionHandler(
       partition,
-      { pageBytesMax: settings.pageBytesMax, pageEventsMax: settings.pageEventsMax },
+      { pageBytesMax: settings.pageBytesMax, pageEventsMax: settings.pageEventsMax, subscribeWaitMsMax: settings.subscribeWaitMsMax },
       nodeName,
       (faulted, error) => node?.onFault(faulted, error),
     );
     handlers.push(handler);
     for (const endpoint of config.brokers) {
-      const worker = new MajordomoWorker({
+      for (const [service, concurrency] of [
+        [config.partitions[partition.name].service, settings.concurrency],
+        [subscribeServiceName(partition.name), settings.subscribeConcurrency],
+      ] as const) {
+        const worker = new MajordomoWorker({
           ...options.worker,
           endpoint,
-          service: config.partitions[partition.name].service,
+          service,
           handler: handler.handle,
-          concurrency: settings.concurrency,
+          concurrency,
           heartbeatIntervalMs: settings.heartbeatIntervalMs,
           heartbeatLiveness: settings.heartbeatLiveness,
           reconnectDelayMs: settings.reconnectDelayMs,
         });
-      workers.push(worker);
-      pending.push({ worker, partition: partition.name, broker: endpoint });
+        workers.push(worker);
+        pending.push({ worker, partition: partition.name, broker: endpoint });
+      }
     }
   }
   node = new StoreNode(nodeName, config, partitions, handlers, workers, settings, open);

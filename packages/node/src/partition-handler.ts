@@ -11,6 +11,7 @@ import {
   type ReadStreamStoreRequest,
   type StoreErrorInfo,
   type StoreRequest,
+  type SubscribeStoreRequest,
   type UnitOutcome,
 } from '@sluice/client';
 
@@ -20,6 +21,8 @@ export interface PartitionHandlerLimits {
   readonly pageBytesMax: number;
   /** Most events in one read reply. */
   readonly pageEventsMax: number;
+  /** Longest a subscribe request waits for a commit before an empty reply. */
+  readonly subscribeWaitMsMax: number;
 }
 
 /** Counters of a {@link PartitionHandler}. */
@@ -155,6 +158,9 @@ export class PartitionHandler {
       case 'read':
         this.counters.reads += 1;
         return this.read(request);
+      case 'subscribe':
+        this.counters.reads += 1;
+        return this.subscribe(request);
       case 'read-stream':
         this.counters.reads += 1;
         return this.readStream(request);
@@ -192,6 +198,40 @@ export class PartitionHandler {
       }
     }
     if (more && request.maxCount !== undefined && page.count >= request.maxCount) more = false;
+    return page.finish({ next, more, lastSeq });
+  }
+
+  /**
+   * Answers at once with what is committed from `fromSeq`, or at the next commit, or with an
+   * empty page after `waitMs` (at most the node's `subscribeWaitMsMax`): the commit is pushed
+   * to the waiting subscriber as soon as it is durable.
+   */
+  private async subscribe(request: SubscribeStoreRequest): Promise<Buffer> {
+    const p = this.partition;
+    const fromSeq = Math.max(1, request.fromSeq);
+    const page = this.page(request.pageBytesMax, request.maxCount);
+    const stop = new AbortController();
+    const timer = setTimeout(() => stop.abort(), Math.min(request.waitMs, this.limits.subscribeWaitMsMax));
+    let next = fromSeq;
+    let more = false;
+    try {
+      for await (const batch of p.subscribe({ fromSeq, signal: stop.signal })) {
+        for (const event of batch) {
+          if (!page.tryAdd(event)) {
+            more = true;
+            break;
+          }
+          next = event.seq + 1;
+        }
+        // The first batch is the news: answer now (the subscriber asks again for more).
+        if (page.count > 0) break;
+      }
+    } finally {
+      clearTimeout(timer);
+      stop.abort();
+    }
+    const lastSeq = p.lastSeq;
+    if (!more && next <= lastSeq) more = true;
     return page.finish({ next, more, lastSeq });
   }
 

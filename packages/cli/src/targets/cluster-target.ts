@@ -91,7 +91,8 @@ class ClusterSource implements EventSource {
   constructor(
     private readonly client: StoreClient,
     private readonly partition: string,
-    private readonly pollIntervalMs: number,
+    /** Unused since tail is pushed (kept so `--poll-ms` is still accepted). */
+    readonly pollIntervalMs: number,
   ) {
     this.description = describe(client, partition);
   }
@@ -119,21 +120,16 @@ class ClusterSource implements EventSource {
     if (batch.length > 0) yield batch;
   }
 
-  /** Follows the partition by asking for its head every `pollIntervalMs`: the store protocol has no push yet. */
+  /**
+   * Follows the partition with a push subscription: the node answers each subscribe request
+   * as soon as new commits are durable (no polling); one page is requested ahead.
+   */
   async *tail(range: Omit<ReadRange, 'toSeq'>): AsyncGenerator<readonly RecordedEvent[]> {
-    let next = range.fromSeq;
-    while (!range.signal.aborted) {
-      const head = await this.client.head(this.partition, { signal: range.signal }).catch((error: unknown) => {
-        if (range.signal.aborted) return undefined;
-        throw error;
-      });
-      if (head === undefined) return;
-      if (next <= head.lastSeq) {
-        for await (const batch of this.read({ ...range, fromSeq: next, toSeq: head.lastSeq })) yield batch;
-        next = head.lastSeq + 1;
-        continue;
-      }
-      await sleep(this.pollIntervalMs, range.signal);
+    const subscription = this.client.subscribe(this.partition, { fromSeq: range.fromSeq, signal: range.signal });
+    for await (const batch of subscription) {
+      const events = range.streamId === undefined ? batch : batch.filter((event) => event.streamId === range.streamId);
+      if (events.length > 0) yield events;
+      if (range.signal.aborted) return;
     }
   }
 
@@ -162,15 +158,3 @@ class ClusterSource implements EventSource {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}

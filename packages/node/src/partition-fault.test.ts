@@ -10,7 +10,7 @@ import { startStoreClient, startStoreNode, tempDir, writeConfig } from './testin
 const data = (text: string): Uint8Array => new TextEncoder().encode(text);
 
 /**
- * File storage whose next append fails once when `failNext` is set: a real fault that real
+ * File storage whose next append (contract v1) or write (v2) fails once when `failNext` is set: a real fault that real
  * files cannot produce on demand (DESIGN.md "Real parts in tests": mocks for failures only).
  */
 function flakyFileLocation(): { factory: LocationFactory; failNext: () => void; opened: () => number } {
@@ -22,10 +22,11 @@ function flakyFileLocation(): { factory: LocationFactory; failNext: () => void; 
     const storage = file(location, context);
     return new Proxy(storage, {
       get(target, property, receiver) {
-        if (property === 'append' && fail) {
+        // 'append' in storage contract v1, 'write' in v2 (being rewritten on main): fail either.
+        if ((property === 'append' || property === 'write') && fail) {
           fail = false;
           return async () => {
-            throw Object.assign(new Error('injected EIO on append'), { code: 'EIO' });
+            throw Object.assign(new Error('injected EIO on write'), { code: 'EIO' });
           };
         }
         const value = Reflect.get(target, property, receiver) as unknown;

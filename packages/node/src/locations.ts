@@ -54,6 +54,8 @@ export function locationFactory(kind: KnownLocationKind, create: (options: never
       const file = location;
       return make({
         directory: file.directory,
+        // Recorded in segment headers by store-file's format v2 (ignored by v1).
+        partition: context.partition,
         fsync: context.fsync,
         ...(file.segmentBytes === undefined ? {} : { segmentBytes: file.segmentBytes }),
       });

@@ -1,4 +1,5 @@
 export { ConfigError, isConfigError } from './config-error.js';
+export { canonicalFolder, checkLocationFolders, localFolderOf, type CanonicalFolder } from './location-identity.js';
 export type { ConfigIssue } from './config-error.js';
 export {
   BROKER_LIMIT_KEYS,

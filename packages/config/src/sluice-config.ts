@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { checkLocationFolders } from './location-identity.js';
 import { parseFsyncPolicy, type FsyncPolicy } from '@sluice/store';
 import * as v from 'valibot';
 import { ConfigError, type ConfigIssue } from './config-error.js';
@@ -253,8 +254,9 @@ export function parseSluiceConfig(json: unknown, baseDir: string, options: Parse
 
 /**
  * Reads and validates a `sluice.json`; relative paths in it are resolved against the file's
- * folder. Rejects with {@link ConfigError} (unreadable file, invalid JSON, or every problem
- * in the content).
+ * folder, and no two partitions may keep their data in one folder however it is spelled
+ * (`checkLocationFolders`). Rejects with {@link ConfigError} (unreadable file, invalid JSON,
+ * or every problem in the content).
  *
  * @example
  * const config = await loadSluiceConfig('./sluice.json');
@@ -274,7 +276,9 @@ export async function loadSluiceConfig(path: string): Promise<SluiceConfig> {
   } catch (error) {
     throw new ConfigError([{ path: '', message: `is not valid JSON: ${(error as Error).message}` }], absolute);
   }
-  return parseSluiceConfig(json, dirname(absolute), { source: absolute });
+  const config = parseSluiceConfig(json, dirname(absolute), { source: absolute });
+  await checkLocationFolders(config);
+  return config;
 }
 
 /**

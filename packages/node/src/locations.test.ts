@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseSluiceConfig, type SluiceConfig } from '@sluice/config';
@@ -86,5 +86,26 @@ describe('location factories (backends injected by the application)', () => {
   it('refuses to start a partition whose level ships to targets (no shipper in the node yet)', async () => {
     const config = configWith({ memory: {} }, '/etc/sluice', { ship: [{ azure: { container: 'archive' } }] });
     await expect(startNode({ config, nodeName: 'n1' })).rejects.toThrow(/ships to targets, which @sluice\/node does not do yet: remove "ship"/);
+  });
+});
+
+describe('a node stopped while its partitions open (issue 13)', () => {
+  it('stops preallocating at once, leaves no partial segment, and rejects naming the interruption', async () => {
+    const base = await tempDir();
+    // The largest segment allowed: zero-filling it takes seconds, the stop must not wait for it.
+    const config = configWith({ file: { directory: './data/{partition}', segmentBytes: 1024 * 1024 * 1024 } }, base);
+    const controller = new AbortController();
+    const started = performance.now();
+    const starting = startNode({ config, locations: { file: locationFactory('file', createFileStorage) }, signal: controller.signal });
+    setImmediate(() => controller.abort(new Error('SIGTERM')));
+    const error = await starting.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ name: 'NodeStartError' });
+    expect((error as Error).message).toMatch(/interrupted|aborted|closed/i);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    const left = await readdir(join(base, 'data', 'ledger-1')).catch(() => []);
+    expect(left.filter((name) => name.endsWith('.seg'))).toEqual([]);
   });
 });

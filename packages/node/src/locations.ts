@@ -9,6 +9,8 @@ export interface LocationContext {
   readonly fsync: FsyncPolicy;
   /** Whether the level wrote `fsync` explicitly (otherwise a backend may keep its own default). */
   readonly fsyncExplicit: boolean;
+  /** Aborts opening (the node is shutting down while it starts). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /**
@@ -58,6 +60,7 @@ export function locationFactory(kind: KnownLocationKind, create: (options: never
         partition: context.partition,
         fsync: context.fsync,
         ...(file.segmentBytes === undefined ? {} : { segmentBytes: file.segmentBytes }),
+        ...(context.signal === undefined ? {} : { signal: context.signal }),
       });
     };
   }
@@ -129,8 +132,8 @@ export async function resolveLocationFactories(
 }
 
 /** Creates a partition's storage from its location with the registered factories. */
-export function createPartitionStorage(partition: PartitionConfig, locations: LocationFactories): PartitionStorage {
+export function createPartitionStorage(partition: PartitionConfig, locations: LocationFactories, signal?: AbortSignal): PartitionStorage {
   const factory = locations[partition.location.kind];
   if (factory === undefined) throw new UnregisteredLocationError(partition.location.kind, [partition.name], Object.keys(locations));
-  return factory(partition.location, { partition: partition.name, fsync: partition.fsync, fsyncExplicit: partition.fsyncExplicit });
+  return factory(partition.location, { partition: partition.name, fsync: partition.fsync, fsyncExplicit: partition.fsyncExplicit, signal });
 }

@@ -50,6 +50,12 @@ export interface StartNodeOptions {
   /** Partition engine options (queueMax, batchBytesMax, ...) for every partition of the node. */
   readonly partition?: Omit<PartitionOptions, 'storage' | 'name'>;
   /**
+   * Aborting it while the node starts stops opening partitions at once (a file location
+   * stops preallocating and removes what it half-made) and `startNode` rejects; give the
+   * process's shutdown signal so SIGTERM is honoured at any moment.
+   */
+  readonly signal?: AbortSignal;
+  /**
    * Largest read reply, in bytes; a client may ask for less. An event larger than this is
    * still sent, alone in its page.
    * @default 1048576
@@ -104,7 +110,7 @@ export interface StartNodeOptions {
 }
 
 /** The node's defaults, in one place. */
-export function nodeDefaults(): Required<Omit<StartNodeOptions, 'config' | 'nodeName' | 'partition' | 'worker' | 'locations'>> {
+export function nodeDefaults(): Required<Omit<StartNodeOptions, 'config' | 'nodeName' | 'partition' | 'worker' | 'locations' | 'signal'>> {
   return {
     concurrency: 8,
     heartbeatIntervalMs: 2500,
@@ -368,7 +374,7 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
 
   const opened = await Promise.allSettled(
     hosted.map(async (name) =>
-      openPartition({ ...options.partition, storage: createPartitionStorage(config.partitions[name], locations), name }),
+      openPartition({ ...options.partition, storage: createPartitionStorage(config.partitions[name], locations, options.signal), name }),
     ),
   );
   const failures = opened.flatMap((result, index) =>

@@ -53,6 +53,8 @@ export async function nodeCommand(flags: NodeFlags, io: CliIo): Promise<void> {
     ...(flags.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: flags.heartbeatMs }),
     ...(typeof flags.heartbeatLiveness === 'number' ? { heartbeatLiveness: flags.heartbeatLiveness } : {}),
     ...(curve === undefined ? {} : { worker: { curve } }),
+    // SIGINT / SIGTERM while partitions open (or preallocate) stops the start at once.
+    signal: io.signal,
   });
   try {
     const partitions = [...node.partitions.keys()];

@@ -29,6 +29,8 @@ export interface PartitionIndexOptions {
   readonly onError: ((error: Error) => void) | undefined;
   /** @internal tests force hash collisions with it */
   readonly hash?: Hash64 | undefined;
+  /** Discard every index file found on open and rebuild from the log (reindexPartition). */
+  readonly rebuild?: boolean | undefined;
 }
 
 /** What the index did on open and since: for operators and tests. */
@@ -99,6 +101,7 @@ export class PartitionIndex<G> {
   private headSeq = 0;
   private partitionDigest: Uint8Array | undefined;
   private fetchingPartitionDigest = false;
+  private durableHead: BatchIdentity = { lastSeq: 0, epoch: 0, digest: ZERO_DIGEST };
   private maintaining: Promise<void> | undefined;
   private closing = false;
   private replayedFromSeq = 1;
@@ -176,10 +179,15 @@ export class PartitionIndex<G> {
         continue;
       }
       if (!name.endsWith(TABLE_FILE_SUFFIX)) continue;
+      if (this.options.rebuild === true) {
+        await this.discard(path, 'reindex requested');
+        continue;
+      }
       let source: FileSource | undefined;
       try {
         source = new FileSource(path);
         const table = IndexTable.open(source, `${this.where} table ${path}`, true);
+        table.verify();
         found.push({ table, level: table.meta.level, file: path });
       } catch (error) {
         source?.close();
@@ -306,14 +314,16 @@ export class PartitionIndex<G> {
    * checkpoint when the memtable is full.
    */
   afterDurable(head: BatchIdentity): void {
-    if (this.memEvents < this.options.checkpointEvents || head.lastSeq <= this.checkpoint) return;
-    if (this.partitionDigest === undefined) {
+    this.durableHead = head;
+    if (this.partitionDigest === undefined && head.lastSeq > 0) {
+      // The first batch names the partition in every table; learn it once, off the hot path.
       if (!this.fetchingPartitionDigest) {
         this.fetchingPartitionDigest = true;
         this.storage.identityAt(1).then(
           (id) => {
             this.partitionDigest = id?.digest;
             this.fetchingPartitionDigest = false;
+            if (this.partitionDigest !== undefined && !this.closing) this.afterDurable(this.durableHead);
           },
           (error: unknown) => {
             this.fetchingPartitionDigest = false;
@@ -323,6 +333,7 @@ export class PartitionIndex<G> {
       }
       return;
     }
+    if (this.memEvents < this.options.checkpointEvents || head.lastSeq <= this.checkpoint) return;
     this.flush(head);
     this.kick();
   }

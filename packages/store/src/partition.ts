@@ -298,6 +298,7 @@ export class Partition {
       commandIdRetentionSeqs: options.commandIdRetention?.seqs,
       onError: options.onIndexError,
       hash: (options as { indexHash?: (s: string, out: Uint32Array) => void }).indexHash,
+      rebuild: (options as { indexRebuild?: boolean }).indexRebuild,
     });
   }
 

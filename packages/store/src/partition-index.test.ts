@@ -1,4 +1,5 @@
-import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -274,5 +275,55 @@ describe('the persisted index (indexDirectory)', () => {
     expect(counting.reads).toEqual([]);
     expect(await observe(q, 200)).toEqual(before);
     await q.close();
+  });
+});
+
+// Needs root to mount a small tmpfs: the real ENOSPC from a real file system.
+describe.runIf(process.getuid?.() === 0)('a full disk under indexDirectory (tmpfs)', () => {
+  it('keeps the partition working, reports the error, loses nothing acknowledged, and persists the index once space is back', async () => {
+    const base = await tempDir();
+    const mnt = join(base, 'mnt');
+    await mkdir(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt]);
+    try {
+      const dir = join(mnt, 'index');
+      const filler = join(mnt, 'filler');
+      // Leave about one page free: the first table fits, the next ones do not.
+      await writeFile(filler, Buffer.alloc(248 * 1024));
+      const errors: Error[] = [];
+      const log = new MemoryLog();
+      const p = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 32, onIndexError: (e) => errors.push(e), clock });
+      await appendUnits(p, 0, 400);
+      for (let i = 0; i < 200 && errors.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(errors.length).toBeGreaterThan(0);
+      expect(errors[0].message).toMatch(/could not write .*ENOSPC.*free space in/s);
+      expect((errors[0] as { reason?: string }).reason).toBe('Full');
+      expect(p.indexStatus.lastError).toBeDefined();
+      expect(p.indexStatus.persistedSeq).toBeLessThan(p.indexStatus.checkpointSeq);
+      // Appends and duplicates still work from the tables held in memory.
+      await appendUnits(p, 400, 450);
+      expect((await p.commit({ changes: [{ streamId: 'q', events: [{ type: 'X', data }] }], commandIds: ['c-2'] })).duplicate).toBe(true);
+      const before = await observe(p, 450);
+
+      // A crash while the disk is full: open replays from the last table that made it to disk.
+      const persisted = p.indexStatus.persistedSeq;
+      log.powerLoss();
+      const crashed = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 32, onIndexError: (e) => errors.push(e), clock });
+      expect(crashed.indexStatus.replayedFromSeq).toBe(persisted + 1);
+      expect(await observe(crashed, 450)).toEqual(before);
+
+      // Space is back: the next checkpoint (here: close) writes everything held in memory.
+      await unlink(filler);
+      await crashed.close();
+      expect(crashed.indexStatus.persistedSeq).toBe(crashed.lastSeq);
+      const counting = countingStorage(log);
+      const q = await openPartition({ storage: counting.storage, indexDirectory: dir, indexCheckpointEvents: 32, clock });
+      expect(counting.reads).toEqual([]);
+      expect(await observe(q, 450)).toEqual(before);
+      await q.close();
+    } finally {
+      // Lazy: the partition abandoned by the simulated crash still holds its table files open.
+      execFileSync('umount', ['-l', mnt]);
+    }
   });
 });

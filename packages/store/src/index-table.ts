@@ -18,17 +18,24 @@ import type { BatchIdentity } from './storage.js';
  * command entries  M × 16  hashHi u32 · hashLo u32 · seq f64                 sorted by (hash, seq)
  * footer           per stream block: first key (hi u32, lo u32, version f64) · then per block crc32c u32
  *                  per command block: first key (hi u32, lo u32) · then per block crc32c u32
- * trailer          128 bytes, see TRAILER_* below, crc32c over its first 124 bytes
+ * bloom filters    stream hashes, then command hashes (10 bits per entry, 7 probes by double hashing)
+ * trailer          160 bytes (see TableBuilder.finish), crc32c over its first 156 bytes
  * ```
  * The footer is the sparse midpoint array (one key per block, loaded on open); a lookup
- * binary-searches it, then reads and checks one block (or the few holding one hash).
+ * binary-searches it, then reads and checks one block (or the few holding one hash). The
+ * Bloom filters (loaded on open) answer most misses (new streams, new command ids) without a
+ * read.
  */
 export const TABLE_MAGIC = 'SLXINDEX';
 export const TABLE_FORMAT = 1;
 export const TABLE_FILE_SUFFIX = '.sxi';
 export const STREAM_ENTRY_BYTES = 24;
 export const COMMAND_ENTRY_BYTES = 16;
-export const TRAILER_BYTES = 128;
+export const TRAILER_BYTES = 160;
+/** Bloom filter bits per entry (about 1% false positives with 7 probes), and its cap per table and index. */
+export const BLOOM_BITS_PER_ENTRY = 10;
+export const BLOOM_PROBES = 7;
+export const BLOOM_BYTES_MAX = 64 * 1024 * 1024;
 /** Entries per checksummed block: 3 KiB of stream entries, 4 KiB of command entries. */
 export const STREAM_BLOCK_ENTRIES = 128;
 export const COMMAND_BLOCK_ENTRIES = 256;
@@ -126,6 +133,8 @@ export class IndexTable {
   private readonly cHi: Uint32Array;
   private readonly cLo: Uint32Array;
   private readonly cCrc: Uint32Array;
+  private readonly sBloom: Uint32Array;
+  private readonly cBloom: Uint32Array;
 
   private constructor(
     readonly source: TableSource,
@@ -133,8 +142,10 @@ export class IndexTable {
     /** Check block checksums on every read (files: yes; buffers built in this process: no). */
     private readonly verifyBlocks: boolean,
     footer: Uint8Array,
+    blooms: [Uint32Array, Uint32Array],
     readonly where: string,
   ) {
+    [this.sBloom, this.cBloom] = blooms;
     const f = Buffer.from(footer.buffer, footer.byteOffset, footer.length);
     const sb = blocks(meta.streamCount, meta.streamBlockEntries);
     const cb = blocks(meta.commandCount, meta.commandBlockEntries);
@@ -184,6 +195,9 @@ export class IndexTable {
     };
     const footerCrc = t.readUInt32LE(68);
     const footerOffset = t.readDoubleLE(112);
+    const sBloomBytes = t.readUInt32LE(120);
+    const cBloomBytes = t.readUInt32LE(124);
+    const bloomCrc = t.readUInt32LE(128);
     const sb = blocks(meta.streamCount, meta.streamBlockEntries);
     const cb = blocks(meta.commandCount, meta.commandBlockEntries);
     const footerBytes = sb * 20 + cb * 12;
@@ -191,14 +205,22 @@ export class IndexTable {
       meta.streamBlockEntries < 1 ||
       meta.commandBlockEntries < 1 ||
       footerOffset !== meta.streamCount * STREAM_ENTRY_BYTES + meta.commandCount * COMMAND_ENTRY_BYTES ||
-      footerOffset + footerBytes + TRAILER_BYTES !== source.size ||
+      footerOffset + footerBytes + sBloomBytes + cBloomBytes + TRAILER_BYTES !== source.size ||
+      sBloomBytes % 4 !== 0 ||
+      cBloomBytes % 4 !== 0 ||
       !(meta.fromSeq >= 1 && meta.toSeq >= meta.fromSeq - 1)
     ) {
       throw new IndexCorruptError(where, `sizes do not add up (${source.size} bytes for ${meta.streamCount} stream and ${meta.commandCount} command entries): truncated or damaged`);
     }
     const footer = Uint8Array.from(source.read(footerOffset, footerBytes));
     if (crc32c(footer, 0, footer.length) !== footerCrc) throw new IndexCorruptError(where, 'footer checksum mismatch');
-    return new IndexTable(source, meta, verifyBlocks, footer, where);
+    const bloomBytes = Uint8Array.from(source.read(footerOffset + footerBytes, sBloomBytes + cBloomBytes));
+    if (crc32c(bloomBytes, 0, bloomBytes.length) !== bloomCrc) throw new IndexCorruptError(where, 'Bloom filter checksum mismatch');
+    const blooms: [Uint32Array, Uint32Array] = [
+      new Uint32Array(bloomBytes.buffer, bloomBytes.byteOffset, sBloomBytes / 4),
+      new Uint32Array(bloomBytes.buffer, bloomBytes.byteOffset + sBloomBytes, cBloomBytes / 4),
+    ];
+    return new IndexTable(source, meta, verifyBlocks, footer, blooms, where);
   }
 
   close(): void {
@@ -230,7 +252,7 @@ export class IndexTable {
 
   /** Bytes of memory the table holds (its buffer when in memory, else its midpoints). */
   get memoryBytes(): number {
-    return (this.source instanceof BufferSource ? this.source.size : 0) + this.sHi.length * 20 + this.cHi.length * 12;
+    return (this.source instanceof BufferSource ? this.source.size : 0) + this.sHi.length * 20 + this.cHi.length * 12 + this.sBloom.byteLength + this.cBloom.byteLength;
   }
 
   private streamBlock(b: number): Buffer {
@@ -265,6 +287,7 @@ export class IndexTable {
 
   /** The entry with the highest version for a hash (the stream's latest version if no other stream shares the hash). */
   streamLast(hi: number, lo: number): StreamEntry | undefined {
+    if (!bloomHas(this.sBloom, hi, lo)) return undefined;
     const b = this.lastStreamBlockAtOrBefore(hi, lo, Number.MAX_VALUE);
     if (b < 0) return undefined;
     const block = this.streamBlock(b);
@@ -278,6 +301,7 @@ export class IndexTable {
 
   /** Every entry for a hash with version ≥ `fromVersion`, ascending by (version, seq). */
   streamEntries(hi: number, lo: number, fromVersion: number, out: StreamEntry[]): void {
+    if (!bloomHas(this.sBloom, hi, lo)) return;
     // Entries of equal version (a collision) may straddle blocks: start before the version.
     let b = Math.max(0, this.lastStreamBlockAtOrBefore(hi, lo, fromVersion - 0.5));
     for (; b < this.sHi.length; b++) {
@@ -295,6 +319,7 @@ export class IndexTable {
 
   /** Seqs of the commits recorded under a command-id hash (usually none or one). */
   commandSeqs(hi: number, lo: number, out: number[]): void {
+    if (!bloomHas(this.cBloom, hi, lo)) return;
     let l = 0;
     let h = this.cHi.length;
     while (l < h) {
@@ -325,6 +350,36 @@ export class IndexTable {
   }
 }
 
+/** Bloom filter words for `entries` entries (0 words: the filter answers "maybe" to everything). */
+export function bloomWords(entries: number): number {
+  return Math.min(BLOOM_BYTES_MAX / 4, Math.ceil((entries * BLOOM_BITS_PER_ENTRY) / 32));
+}
+
+function bloomAdd(bits: Uint32Array, hi: number, lo: number): void {
+  const m = bits.length * 32;
+  if (m === 0) return;
+  let h = hi;
+  const step = lo | 1;
+  for (let i = 0; i < BLOOM_PROBES; i++) {
+    const bit = h % m;
+    bits[bit >>> 5] |= 1 << (bit & 31);
+    h = (h + step) >>> 0;
+  }
+}
+
+function bloomHas(bits: Uint32Array, hi: number, lo: number): boolean {
+  const m = bits.length * 32;
+  if (m === 0) return true;
+  let h = hi;
+  const step = lo | 1;
+  for (let i = 0; i < BLOOM_PROBES; i++) {
+    const bit = h % m;
+    if ((bits[bit >>> 5] & (1 << (bit & 31))) === 0) return false;
+    h = (h + step) >>> 0;
+  }
+  return true;
+}
+
 function blocks(count: number, per: number): number {
   return per < 1 ? 0 : Math.ceil(count / per);
 }
@@ -350,9 +405,14 @@ export class TableBuilder {
   private lastLo = 0;
   private lastVer = -1;
   private lastSeq = -1;
+  private readonly sBloom: Uint32Array;
+  private readonly cBloom: Uint32Array;
 
-  constructor() {
+  /** `streamsMax` and `commandsMax` (upper bounds of the entries to come) size the Bloom filters. */
+  constructor(streamsMax: number, commandsMax: number) {
     this.block = Buffer.allocUnsafe(STREAM_BLOCK_ENTRIES * STREAM_ENTRY_BYTES);
+    this.sBloom = new Uint32Array(bloomWords(streamsMax));
+    this.cBloom = new Uint32Array(bloomWords(commandsMax));
   }
 
   /** Appends a stream entry; entries must come sorted by (hash, version, seq). */
@@ -360,6 +420,7 @@ export class TableBuilder {
     const c = cmpHash(hi, lo, this.lastHi, this.lastLo) || version - this.lastVer || seq - this.lastSeq;
     if (this.streamCount > 0 && c <= 0) throw new Error(`[sluice/store] index table builder: stream entries out of order (bug)`);
     if (this.blockUsed === 0) this.sMid.push(hi, lo, version);
+    if (hi !== this.lastHi || lo !== this.lastLo || this.streamCount === 0) bloomAdd(this.sBloom, hi, lo);
     const o = this.blockUsed * STREAM_ENTRY_BYTES;
     this.block.writeUInt32LE(hi, o);
     this.block.writeUInt32LE(lo, o + 4);
@@ -385,6 +446,7 @@ export class TableBuilder {
       throw new Error(`[sluice/store] index table builder: command entries out of order (bug)`);
     }
     if (this.blockUsed === 0) this.cMid.push(hi, lo);
+    bloomAdd(this.cBloom, hi, lo);
     const o = this.blockUsed * COMMAND_ENTRY_BYTES;
     this.block.writeUInt32LE(hi, o);
     this.block.writeUInt32LE(lo, o + 4);
@@ -444,7 +506,12 @@ export class TableBuilder {
     t.set(meta.identity.digest.subarray(0, 20), 72);
     t.set(meta.partitionDigest.subarray(0, 20), 92);
     t.writeDoubleLE(this.streamCount * STREAM_ENTRY_BYTES + this.commandCount * COMMAND_ENTRY_BYTES, 112);
+    const sBloom = Buffer.from(this.sBloom.buffer, this.sBloom.byteOffset, this.sBloom.byteLength);
+    const cBloom = Buffer.from(this.cBloom.buffer, this.cBloom.byteOffset, this.cBloom.byteLength);
+    t.writeUInt32LE(sBloom.length, 120);
+    t.writeUInt32LE(cBloom.length, 124);
+    t.writeUInt32LE(crc32c(cBloom, 0, cBloom.length, crc32c(sBloom, 0, sBloom.length)), 128);
     t.writeUInt32LE(crc32c(t, 0, TRAILER_BYTES - 4), TRAILER_BYTES - 4);
-    this.chunks.push(footer, t);
+    this.chunks.push(footer, sBloom, cBloom, t);
   }
 }

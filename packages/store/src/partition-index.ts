@@ -583,7 +583,7 @@ export class PartitionIndex<G> {
     const cOrder = Uint32Array.from({ length: cHiL.length }, (_, i) => i).sort(
       (a, b) => cHiL[a] - cHiL[b] || cLoL[a] - cLoL[b] || cSeqL[a] - cSeqL[b],
     );
-    const builder = new TableBuilder();
+    const builder = new TableBuilder(n, cHiL.length);
     for (const i of sOrder) builder.addStream(sHi[i], sLo[i], sVer[i], sSeq[i]);
     for (const i of cOrder) builder.addCommand(cHiL[i], cLoL[i], cSeqL[i]);
     builder.finish({ level: 0, fromSeq: this.checkpoint + 1, toSeq: limit, identity: cp, partitionDigest: this.partitionDigest ?? ZERO_DIGEST });
@@ -605,7 +605,7 @@ export class PartitionIndex<G> {
       const a = this.tables[n - 2];
       const b = this.tables[n - 1];
       if (a.level !== b.level || a.table.source.size + b.table.source.size > MEMORY_TABLE_BYTES_MAX) return;
-      const builder = new TableBuilder();
+      const builder = new TableBuilder(a.table.meta.streamCount + b.table.meta.streamCount, a.table.meta.commandCount + b.table.meta.commandCount);
       const chunks: Buffer[] = [];
       for (const _ of mergeTables(a.table, b.table, builder, this.retentionFloor())) chunks.push(...builder.takeChunks());
       builder.finish(this.mergedMeta(a, b));
@@ -718,7 +718,7 @@ export class PartitionIndex<G> {
     const meta = this.mergedMeta(a, b);
     const path = this.tablePath(meta.fromSeq, meta.toSeq);
     await this.writeFile(path, async (write) => {
-      const builder = new TableBuilder();
+      const builder = new TableBuilder(a.table.meta.streamCount + b.table.meta.streamCount, a.table.meta.commandCount + b.table.meta.commandCount);
       for (const _ of mergeTables(a.table, b.table, builder, this.retentionFloor())) {
         const chunks = builder.takeChunks();
         if (chunks.length > 0) await write(Buffer.concat(chunks));

@@ -65,7 +65,10 @@ export function checkWrite(bytes: Uint8Array, firstSeq: number, lastSeq: number,
     if (!equalBytes(bytes.subarray(m + MARKER_PREV_DIGEST_OFFSET, m + MARKER_PREV_DIGEST_OFFSET + SHA1_BYTES), head.digest)) {
       throw brokenChain(firstSeq, head, where);
     }
-    return { lastSeq, epoch, digest: bytes.slice(m + MARKER_DIGEST_OFFSET, m + MARKER_DIGEST_OFFSET + SHA1_BYTES) };
+    // Uint8Array.from, not bytes.slice: the engine hands a Node Buffer, whose slice() is a view
+    // into the writer's buffer, which is reused for a later group (the head's digest then changed
+    // under the backend and the next write failed as a broken chain).
+    return { lastSeq, epoch, digest: Uint8Array.from(bytes.subarray(m + MARKER_DIGEST_OFFSET, m + MARKER_DIGEST_OFFSET + SHA1_BYTES)) };
   }
   const { batches, report } = decodeBatches(bytes, { firstSeq, prevDigest: head.digest });
   if (report.reason === 'broken-chain' && batches.length === 0) throw brokenChain(firstSeq, head, where);

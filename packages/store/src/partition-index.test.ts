@@ -78,7 +78,8 @@ async function observe(p: Partition, units: number): Promise<unknown> {
 }
 
 async function waitPersisted(p: Partition): Promise<void> {
-  for (let i = 0; i < 500 && p.indexStatus.persistedSeq < p.indexStatus.checkpointSeq; i++) await new Promise((r) => setTimeout(r, 5));
+  for (let i = 0; i < 1000 && (p.indexStatus.busy || p.indexStatus.persistedSeq < p.indexStatus.checkpointSeq); i++) await new Promise((r) => setTimeout(r, 5));
+  expect(p.indexStatus.busy).toBe(false);
   expect(p.indexStatus.persistedSeq).toBe(p.indexStatus.checkpointSeq);
 }
 

@@ -51,6 +51,8 @@ export interface IndexStatus {
   readonly discarded: readonly string[];
   /** The last index error the partition survived, if any. */
   readonly lastError: Error | undefined;
+  /** True while tables are being written or merged in the background. */
+  readonly busy: boolean;
 }
 
 interface MemStream {
@@ -136,6 +138,7 @@ export class PartitionIndex<G> {
       replayedFrames: this.replayedFrames,
       discarded: [...this.discarded],
       lastError: this.lastError,
+      busy: this.maintaining !== undefined,
     };
   }
 

@@ -90,9 +90,14 @@ const ZERO_DIGEST = new Uint8Array(20);
  * synchronously.
  */
 export class PartitionIndex<G> {
-  private readonly streams = new Map<string, MemStream>();
-  private readonly commands = new Map<string, CommitRecord<G>>();
-  private readonly cache = new Map<string, number>();
+  private streams = new Map<string, MemStream>();
+  private commands = new Map<string, CommitRecord<G>>();
+  /** The memtable's stream entries in seq order, hashed as they come: a checkpoint sorts a prefix. */
+  private memHi = new Uint32Array(1024);
+  private memLo = new Uint32Array(1024);
+  private memVer = new Float64Array(1024);
+  private memSeq = new Float64Array(1024);
+  private readonly cache: VersionCache;
   private tables: Table[] = [];
   private memEvents = 0;
   private memNewStreams = 0;
@@ -119,6 +124,7 @@ export class PartitionIndex<G> {
     private readonly options: PartitionIndexOptions,
   ) {
     this.hash = options.hash ?? hash64;
+    this.cache = new VersionCache(options.streamCacheMax);
     this.where = `[sluice/store] partition "${options.name}" index`;
   }
 
@@ -302,10 +308,34 @@ export class PartitionIndex<G> {
       this.streams.set(streamId, m);
     }
     if (base === 0) this.memNewStreams++;
-    for (let i = 0; i < count; i++) m.seqs.push(firstSeq + i);
+    this.hash(streamId, this.h);
+    const hi = this.h[0];
+    const lo = this.h[1];
+    let at = this.memEvents;
+    if (at + count > this.memSeq.length) this.growMemtable(at + count);
+    for (let i = 0; i < count; i++, at++) {
+      m.seqs.push(firstSeq + i);
+      this.memHi[at] = hi;
+      this.memLo[at] = lo;
+      this.memVer[at] = base + 1 + i;
+      this.memSeq[at] = firstSeq + i;
+    }
     m.version += count;
     this.memEvents += count;
     if (firstSeq + count - 1 > this.headSeq) this.headSeq = firstSeq + count - 1;
+  }
+
+  private growMemtable(needed: number): void {
+    const size = Math.max(needed, this.memSeq.length * 2);
+    const grow = <T extends Uint32Array | Float64Array>(a: T, make: (n: number) => T): T => {
+      const b = make(size);
+      b.set(a);
+      return b;
+    };
+    this.memHi = grow(this.memHi, (n) => new Uint32Array(n));
+    this.memLo = grow(this.memLo, (n) => new Uint32Array(n));
+    this.memVer = grow(this.memVer, (n) => new Float64Array(n));
+    this.memSeq = grow(this.memSeq, (n) => new Float64Array(n));
   }
 
   noteCommand(commandId: string, record: CommitRecord<G>): void {
@@ -356,11 +386,7 @@ export class PartitionIndex<G> {
       if (v !== undefined) return v;
     }
     const cached = this.cache.get(streamId);
-    if (cached !== undefined) {
-      this.cache.delete(streamId);
-      this.cache.set(streamId, cached);
-      return cached;
-    }
+    if (cached !== undefined) return cached;
     if (this.tables.length === 0) return 0;
     this.hash(streamId, this.h);
     const hi = this.h[0];
@@ -493,12 +519,7 @@ export class PartitionIndex<G> {
   }
 
   private cacheSet(streamId: string, version: number): void {
-    this.cache.delete(streamId);
     this.cache.set(streamId, version);
-    if (this.cache.size > this.options.streamCacheMax) {
-      const oldest = this.cache.keys().next().value as string;
-      this.cache.delete(oldest);
-    }
   }
 
   private async frameAt(seq: number): Promise<EventFrame> {
@@ -541,54 +562,59 @@ export class PartitionIndex<G> {
   private flush(cp: BatchIdentity): void {
     const limit = cp.lastSeq;
     if (limit <= this.checkpoint) return;
-    let n = 0;
-    for (const m of this.streams.values()) n += countAtOrBelow(m.seqs, limit);
-    const sHi = new Uint32Array(n);
-    const sLo = new Uint32Array(n);
-    const sVer = new Float64Array(n);
-    const sSeq = new Float64Array(n);
-    let k = 0;
+    // Entries are in seq order: the durable part is a prefix.
+    const n = countAtOrBelow(this.memSeq.subarray(0, this.memEvents), limit);
+    const sHi = this.memHi;
+    const sLo = this.memLo;
+    const sVer = this.memVer;
+    const sSeq = this.memSeq;
     let newStreams = 0;
+    for (let i = 0; i < n; i++) if (sVer[i] === 1) newStreams++;
+    // Rebuild the Maps with what stays instead of deleting from them (cheaper in V8).
+    const streams = new Map<string, MemStream>();
     for (const [id, m] of this.streams) {
       const c = countAtOrBelow(m.seqs, limit);
-      if (c === 0) continue;
-      this.hash(id, this.h);
-      for (let i = 0; i < c; i++, k++) {
-        sHi[k] = this.h[0];
-        sLo[k] = this.h[1];
-        sVer[k] = m.firstVersion + i;
-        sSeq[k] = m.seqs[i];
-      }
-      if (m.firstVersion === 1) newStreams++;
       if (c === m.seqs.length) {
-        this.streams.delete(id);
         this.cacheSet(id, m.version);
       } else {
-        m.seqs = m.seqs.slice(c);
-        m.firstVersion += c;
+        if (c > 0) {
+          m.seqs = m.seqs.slice(c);
+          m.firstVersion += c;
+        }
+        streams.set(id, m);
       }
     }
+    this.streams = streams;
+    const commands = new Map<string, CommitRecord<G>>();
     const cHiL: number[] = [];
     const cLoL: number[] = [];
     const cSeqL: number[] = [];
     for (const [id, r] of this.commands) {
-      if (r.group !== undefined || r.result.firstSeq > limit) continue;
-      this.commands.delete(id);
+      if (r.group !== undefined || r.result.firstSeq > limit) {
+        commands.set(id, r);
+        continue;
+      }
       if (!this.retained(r.result.firstSeq)) continue;
       this.hash(id, this.h);
       cHiL.push(this.h[0]);
       cLoL.push(this.h[1]);
       cSeqL.push(r.result.firstSeq);
     }
-    const sOrder = Uint32Array.from({ length: n }, (_, i) => i).sort(
-      (a, b) => sHi[a] - sHi[b] || sLo[a] - sLo[b] || sVer[a] - sVer[b] || sSeq[a] - sSeq[b],
-    );
+    this.commands = commands;
+    const sOrder = new Uint32Array(n);
+    for (let i = 0; i < n; i++) sOrder[i] = i;
+    sOrder.sort((a, b) => sHi[a] - sHi[b] || sLo[a] - sLo[b] || sVer[a] - sVer[b] || sSeq[a] - sSeq[b]);
     const cOrder = Uint32Array.from({ length: cHiL.length }, (_, i) => i).sort(
       (a, b) => cHiL[a] - cHiL[b] || cLoL[a] - cLoL[b] || cSeqL[a] - cSeqL[b],
     );
     const builder = new TableBuilder(n, cHiL.length);
     for (const i of sOrder) builder.addStream(sHi[i], sLo[i], sVer[i], sSeq[i]);
     for (const i of cOrder) builder.addCommand(cHiL[i], cLoL[i], cSeqL[i]);
+    // Keep the entries above the checkpoint (groups in flight) at the front.
+    sHi.copyWithin(0, n, this.memEvents);
+    sLo.copyWithin(0, n, this.memEvents);
+    sVer.copyWithin(0, n, this.memEvents);
+    sSeq.copyWithin(0, n, this.memEvents);
     builder.finish({ level: 0, fromSeq: this.checkpoint + 1, toSeq: limit, identity: cp, partitionDigest: this.partitionDigest ?? ZERO_DIGEST });
     const table = IndexTable.open(new BufferSource(Buffer.concat(builder.takeChunks())), `${this.where} memory table`, false);
     this.tables.push({ table, level: 0, file: undefined });
@@ -775,7 +801,36 @@ export interface Resolved<G> {
   readonly commands: ReadonlyMap<string, CommitRecord<G> | null>;
 }
 
-function countAtOrBelow(seqs: readonly number[], limit: number): number {
+/**
+ * A bounded cache of stream versions with LRU-like eviction in O(1): two generations of Maps;
+ * writes and hits go to the young one, and when it is full the old one is dropped whole. (A
+ * single Map evicting its first key is quadratic in V8: deleted entries at the front are
+ * skipped again by every new iterator until the table is rehashed.)
+ */
+class VersionCache {
+  private young = new Map<string, number>();
+  private old = new Map<string, number>();
+  private readonly half: number;
+  constructor(max: number) {
+    this.half = Math.max(1, Math.floor(max / 2));
+  }
+  get(key: string): number | undefined {
+    const v = this.young.get(key);
+    if (v !== undefined) return v;
+    const o = this.old.get(key);
+    if (o !== undefined) this.set(key, o);
+    return o;
+  }
+  set(key: string, value: number): void {
+    this.young.set(key, value);
+    if (this.young.size >= this.half) {
+      this.old = this.young;
+      this.young = new Map();
+    }
+  }
+}
+
+function countAtOrBelow(seqs: ArrayLike<number>, limit: number): number {
   let lo = 0;
   let hi = seqs.length;
   while (lo < hi) {

@@ -142,6 +142,31 @@ describe('the index without a directory (in memory)', () => {
   });
 });
 
+describe('stream reads', () => {
+  it("touch only the batches holding the stream's events, found through the index (tables and memtable), never a scan", async () => {
+    const log = new MemoryLog();
+    const counting = countingStorage(log);
+    const p = await openPartition({ storage: counting.storage, indexCheckpointEvents: 64, clock });
+    await appendUnits(p, 0, 400); // stream s-k gets an event every 23 units: in every few batches
+    const holding = (streamId: string): Set<number> => {
+      const batches = new Set<number>();
+      for (const b of log.batches) if (b.frames.some((f) => f.streamId === streamId)) batches.add(b.lastSeq);
+      return batches;
+    };
+    for (const streamId of ['s-4', 't-395', 's-22']) {
+      counting.reads.length = 0;
+      const seen = new Set<number>();
+      const events: number[] = [];
+      for await (const e of p.readStream(streamId)) events.push(e.streamVersion);
+      for (const [from, to] of counting.reads) for (const b of log.batches) if (b.lastSeq >= from && b.firstSeq <= to) seen.add(b.lastSeq);
+      expect(events).toEqual(Array.from({ length: p.streamVersion(streamId) }, (_, i) => i + 1));
+      expect([...seen].sort()).toEqual([...holding(streamId)].sort());
+    }
+    expect(log.batches.length).toBeGreaterThan(50);
+    await p.close();
+  });
+});
+
 describe('the persisted index (indexDirectory)', () => {
   it('survives close and reopen: a clean close checkpoints at the head, so open reads nothing from the log', async () => {
     const dir = await tempDir();

@@ -443,21 +443,28 @@ export class Partition {
     // another stream's seqs, which the stream id check below drops.
     const seqs = this.index.streamSeqs(streamId, fromVersion, limit);
     let index = 0;
-    while (index < seqs.length && seqs[index] <= limit && remaining > 0) {
-      // One storage read per run of nearby seqs: a stream's events are usually clustered.
+    while (index < seqs.length && remaining > 0) {
+      // Only the batches holding the stream's seqs: contiguous seqs are read as one range,
+      // others batch by batch (read(seq, seq) yields the one batch holding seq).
       const from = seqs[index];
       let end = index;
-      while (end + 1 < seqs.length && seqs[end + 1] <= limit && seqs[end + 1] - seqs[end] <= 256) end++;
+      while (end + 1 < seqs.length && seqs[end + 1] === seqs[end] + 1) end++;
       const to = seqs[end];
+      let last = to;
       for await (const batch of this.storage.read(from, to)) {
+        last = Math.max(last, batch.lastSeq);
         for (const frame of batch.frames) {
           if (frame.seq < from || frame.streamId !== streamId || frame.streamVersion < fromVersion) continue;
-          if (frame.seq > to) break;
+          if (frame.seq > last) break;
+          // Frames of the stream after `to` in a batch already read are served from it.
+          while (index < seqs.length && seqs[index] < frame.seq) index++;
+          if (seqs[index] !== frame.seq) continue;
+          index++;
           yield frame;
           if (--remaining <= 0) return;
         }
       }
-      index = end + 1;
+      while (index < seqs.length && seqs[index] <= last) index++;
     }
   }
 

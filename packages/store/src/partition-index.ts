@@ -290,7 +290,7 @@ export class PartitionIndex<G> {
         }
         this.replayedFrames++;
       }
-      if (this.memEvents >= this.options.checkpointEvents && batch.lastSeq <= to && batch.frames.at(-1)?.commitLast !== false) {
+      if (this.memtableFull() && batch.lastSeq <= to) {
         this.flush(identityOf(batch));
       }
     }
@@ -323,6 +323,11 @@ export class PartitionIndex<G> {
     m.version += count;
     this.memEvents += count;
     if (firstSeq + count - 1 > this.headSeq) this.headSeq = firstSeq + count - 1;
+  }
+
+  /** Events and command ids both count: a unit may carry many ids for few events. */
+  private memtableFull(): boolean {
+    return this.memEvents + this.commands.size >= this.options.checkpointEvents;
   }
 
   private growMemtable(needed: number): void {
@@ -366,7 +371,7 @@ export class PartitionIndex<G> {
       }
       return;
     }
-    if (this.memEvents < this.options.checkpointEvents || head.lastSeq <= this.checkpoint) return;
+    if (!this.memtableFull() || head.lastSeq <= this.checkpoint) return;
     this.flush(head);
     this.kick();
   }
@@ -427,8 +432,9 @@ export class PartitionIndex<G> {
     }
     if (collided) {
       // Another stream shares the hash: walk every entry for it, newest version first.
+      // (this.tables, not `tables`: a merge may have replaced and closed those while we read.)
       const entries: StreamEntry[] = [];
-      for (const t of tables) t.table.streamEntries(hi, lo, 1, entries);
+      for (const t of this.tables) t.table.streamEntries(hi, lo, 1, entries);
       entries.sort((a, b) => b.seq - a.seq);
       for (const e of entries) {
         if ((await this.frameAt(e.seq)).streamId === streamId) {

@@ -227,6 +227,17 @@ export class IndexTable {
     this.source.close();
   }
 
+  /** Called once when a block read after open fails its checksum (the owner drops the file). */
+  onCorrupt: ((error: IndexCorruptError) => void) | undefined;
+
+  private corrupt(detail: string): IndexCorruptError {
+    const error = new IndexCorruptError(this.where, detail);
+    const hook = this.onCorrupt;
+    this.onCorrupt = undefined;
+    hook?.(error);
+    return error;
+  }
+
   /**
    * Checks every block's checksum, reading about 1 MiB at a time: what open does before it
    * trusts a table file (a flipped bit in an entry would otherwise name a wrong seq).
@@ -259,7 +270,7 @@ export class IndexTable {
     const per = this.meta.streamBlockEntries;
     const n = Math.min(per, this.meta.streamCount - b * per);
     const bytes = this.source.read(b * per * STREAM_ENTRY_BYTES, n * STREAM_ENTRY_BYTES);
-    if (this.verifyBlocks && crc32c(bytes, 0, bytes.length) !== this.sCrc[b]) throw new IndexCorruptError(this.where, `stream block ${b} checksum mismatch`);
+    if (this.verifyBlocks && crc32c(bytes, 0, bytes.length) !== this.sCrc[b]) throw this.corrupt(`stream block ${b} checksum mismatch`);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   }
 
@@ -268,7 +279,7 @@ export class IndexTable {
     const n = Math.min(per, this.meta.commandCount - b * per);
     const base = this.meta.streamCount * STREAM_ENTRY_BYTES;
     const bytes = this.source.read(base + b * per * COMMAND_ENTRY_BYTES, n * COMMAND_ENTRY_BYTES);
-    if (this.verifyBlocks && crc32c(bytes, 0, bytes.length) !== this.cCrc[b]) throw new IndexCorruptError(this.where, `command block ${b} checksum mismatch`);
+    if (this.verifyBlocks && crc32c(bytes, 0, bytes.length) !== this.cCrc[b]) throw this.corrupt(`command block ${b} checksum mismatch`);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   }
 

@@ -230,13 +230,50 @@ describe('the persisted index (indexDirectory)', () => {
       } else {
         await writeFile(join(dir, '0000000000000001-0000000000000009.sxi'), 'not an index');
       }
-      const q = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64 });
+      const q = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64, indexVerifyOnOpen: 'full' });
       expect(q.indexStatus.discarded.join('\n')).toMatch(/checksum|truncated|sizes|magic/);
       if (damage !== 'garbage') expect(q.indexStatus.replayedFromSeq).toBe(1);
       expect(await observe(q, 300)).toEqual(before);
       await q.close();
       expect(log.batches.map((b) => Buffer.from(b.bytes).toString('hex')).join('')).toBe(logBytes);
     }
+  });
+
+  it('by default open checks footers only; a damaged block found later rejects that lookup, is reported and deleted, and the next open rebuilds', async () => {
+    const dir = await tempDir();
+    const log = new MemoryLog();
+    const p = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64, clock });
+    await appendUnits(p, 0, 300);
+    const before = await observe(p, 300);
+    await p.close();
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.sxi')).sort();
+    const victim = join(dir, files[0]);
+    const bytes = await readFile(victim);
+    bytes[100] ^= 0x40; // an entry in the first stream block
+    await writeFile(victim, bytes);
+
+    const errors: Error[] = [];
+    const q = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64, onIndexError: (e) => errors.push(e), clock });
+    expect(q.indexStatus.discarded).toEqual([]);
+    const streams = [...Array.from({ length: STREAMS }, (_, s) => `s-${s}`), ...Array.from({ length: 60 }, (_, i) => `t-${i * 5}`)];
+    const failures: unknown[] = [];
+    for (const id of streams) {
+      try {
+        for await (const _ of q.readStream(id)) void _;
+      } catch (error) {
+        failures.push(error);
+      }
+    }
+    expect(failures.length).toBeGreaterThan(0);
+    expect(String(failures[0])).toMatch(/checksum mismatch.*reindex/s);
+    expect(errors.length).toBe(1);
+    expect((await readdir(dir)).includes(files[0])).toBe(false);
+    await q.close();
+
+    const r = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64, clock });
+    expect(r.indexStatus.replayedFromSeq).toBe(1);
+    expect(await observe(r, 300)).toEqual(before);
+    await r.close();
   });
 
   it('an index from another partition is discarded and rebuilt', async () => {

@@ -1,3 +1,4 @@
+import { unlinkSync } from 'node:fs';
 import { mkdir, open as openFile, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EventFrame } from '@sluice/framing';
@@ -31,6 +32,8 @@ export interface PartitionIndexOptions {
   readonly hash?: Hash64 | undefined;
   /** Discard every index file found on open and rebuild from the log (reindexPartition). */
   readonly rebuild?: boolean | undefined;
+  /** Check every block's checksum on open (`full`), or only trailers, footers and sizes (`footer`). */
+  readonly verifyOnOpen: 'full' | 'footer';
 }
 
 /** What the index did on open and since: for operators and tests. */
@@ -196,7 +199,7 @@ export class PartitionIndex<G> {
       try {
         source = new FileSource(path);
         const table = IndexTable.open(source, `${this.where} table ${path}`, true);
-        table.verify();
+        if (this.options.verifyOnOpen === 'full') table.verify();
         found.push({ table, level: table.meta.level, file: path });
       } catch (error) {
         source?.close();
@@ -239,8 +242,29 @@ export class PartitionIndex<G> {
             : `checkpoint identity (${describeIdentity(meta.identity)}) does not match the log there, or an earlier table is missing`;
       await this.discard(t.file as string, reason);
     }
-    for (const t of this.tables) this.tableNewStreams += t.table.meta.newStreams;
+    for (const t of this.tables) {
+      this.tableNewStreams += t.table.meta.newStreams;
+      this.watch(t);
+    }
     this.checkpoint = this.tables.at(-1)?.table.meta.toSeq ?? 0;
+  }
+
+  /**
+   * A block that fails its checksum after open: the lookup rejects (IndexCorruptError says to
+   * rebuild), the error is reported, and the file is deleted at once, so the next open replays
+   * the log from the table before it instead of trusting it.
+   */
+  private watch(t: Table): void {
+    t.table.onCorrupt = (error) => {
+      this.report(error);
+      if (t.file !== undefined) {
+        try {
+          unlinkSync(t.file);
+        } catch {
+          // Already gone: nothing to distrust.
+        }
+      }
+    };
   }
 
   private async discard(path: string, reason: string): Promise<void> {
@@ -711,6 +735,7 @@ export class PartitionIndex<G> {
     const old = t.table;
     t.table = table;
     t.file = path;
+    this.watch(t);
     old.close();
   }
 
@@ -759,7 +784,9 @@ export class PartitionIndex<G> {
     });
     const table = IndexTable.open(new FileSource(path), `${this.where} table ${path}`, true);
     // Tables are only ever appended to by checkpoints, so i is still where a and b are.
-    this.tables.splice(i, 2, { table, level: meta.level, file: path });
+    const merged: Table = { table, level: meta.level, file: path };
+    this.watch(merged);
+    this.tables.splice(i, 2, merged);
     this.gen++;
     for (const old of [a, b]) {
       old.table.close();

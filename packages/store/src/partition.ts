@@ -125,6 +125,16 @@ export interface PartitionOptions {
    * written. Also in `partition.indexStatus.lastError`.
    */
   readonly onIndexError?: ((error: Error) => void) | undefined;
+  /**
+   * How much of each index file open checks before trusting it. `footer`: trailer, footer and
+   * Bloom filter checksums, sizes, partition and checkpoint identity (open time independent of
+   * the log's size); every block's checksum is then checked when it is read, and a damaged one
+   * rejects that lookup with `IndexCorruptError`, is reported, and its file is deleted so the
+   * next open rebuilds from the table before it. `full`: also every block now (reads the whole
+   * index: about 0.3 s per 10 M events).
+   * @default 'footer'
+   */
+  readonly indexVerifyOnOpen?: 'full' | 'footer';
 }
 
 type IndexOptionNames = 'indexDirectory' | 'commandIdRetention' | 'onIndexError';
@@ -142,6 +152,7 @@ export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' |
     clock: Date.now,
     indexCheckpointEvents: 262_144,
     streamCacheMax: 100_000,
+    indexVerifyOnOpen: 'footer',
   };
 }
 
@@ -299,6 +310,7 @@ export class Partition {
       onError: options.onIndexError,
       hash: (options as { indexHash?: (s: string, out: Uint32Array) => void }).indexHash,
       rebuild: (options as { indexRebuild?: boolean }).indexRebuild,
+      verifyOnOpen: this.options.indexVerifyOnOpen,
     });
   }
 
@@ -960,6 +972,8 @@ function checkOptions(options: PartitionOptions): string[] {
   const keep = commandIdRetention?.seqs;
   if (keep !== undefined && !(Number.isSafeInteger(keep) && keep >= 1)) problems.push(`commandIdRetention.seqs must be a positive integer, got ${keep}`);
   if (onIndexError !== undefined && typeof onIndexError !== 'function') problems.push('onIndexError must be a function');
+  const verify = options?.indexVerifyOnOpen;
+  if (verify !== undefined && verify !== 'full' && verify !== 'footer') problems.push(`indexVerifyOnOpen must be 'full' or 'footer', got ${String(verify)}`);
   return problems;
 }
 

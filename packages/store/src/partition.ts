@@ -19,6 +19,7 @@ import {
   WrongExpectedVersionError,
 } from './errors.js';
 import { EMPTY_IDENTITY } from './batch-identity.js';
+import { PartitionIndex, type CommitRecord as IndexedCommit, type IndexStatus, type Resolved } from './partition-index.js';
 import type { BatchIdentity, PartitionStorage, StorageRecovery } from './storage.js';
 import type {
   AppendRequest,
@@ -89,10 +90,57 @@ export interface PartitionOptions {
    * @default Date.now
    */
   readonly clock?: () => number;
+  /**
+   * A local directory for this partition's derived index files (stream and command-id index
+   * tables, see the README). With it, open loads the last index checkpoint and replays only
+   * the log after it; without it the index is rebuilt from the whole log on every open and
+   * kept in memory. Use one directory per partition, on a local disk beside the log; for a
+   * remote backend (Azure) it is a local cache folder: losing it costs one full replay.
+   * Index files are never trusted: a missing, stale, corrupt or foreign one is rebuilt from
+   * the log, which index repair never touches.
+   * @default undefined (in-memory index)
+   */
+  readonly indexDirectory?: string | undefined;
+  /**
+   * Events appended since the last index checkpoint that trigger the next one (the memtable's
+   * bound). Also bounds what open replays after a crash.
+   * @default 262144
+   */
+  readonly indexCheckpointEvents?: number;
+  /**
+   * Stream versions kept in an LRU cache beside the memtable (each miss costs an index lookup
+   * and one frame read from the log).
+   * @default 100000
+   */
+  readonly streamCacheMax?: number;
+  /**
+   * Command ids are remembered forever by default. With `seqs`, an id whose commit is more
+   * than that many seqs behind the head is forgotten (a retry after that is applied again).
+   * @default undefined (never forgotten)
+   */
+  readonly commandIdRetention?: { readonly seqs?: number | undefined } | undefined;
+  /**
+   * Called with every index error the partition survives (e.g. the disk holding
+   * `indexDirectory` is full): appends go on, the index stays in memory until it can be
+   * written. Also in `partition.indexStatus.lastError`.
+   */
+  readonly onIndexError?: ((error: Error) => void) | undefined;
+  /**
+   * How much of each index file open checks before trusting it. `footer`: trailer, footer and
+   * Bloom filter checksums, sizes, partition and checkpoint identity (open time independent of
+   * the log's size); every block's checksum is then checked when it is read, and a damaged one
+   * rejects that lookup with `IndexCorruptError`, is reported, and its file is deleted so the
+   * next open rebuilds from the table before it. `full`: also every block now (reads the whole
+   * index: about 0.3 s per 10 M events).
+   * @default 'footer'
+   */
+  readonly indexVerifyOnOpen?: 'full' | 'footer';
 }
 
+type IndexOptionNames = 'indexDirectory' | 'commandIdRetention' | 'onIndexError';
+
 /** Defaults of {@link PartitionOptions}, in one place. */
-export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch'>> {
+export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch' | IndexOptionNames>> {
   return {
     batchBytesMax: 1024 * 1024,
     frameBytesMax: 4 * 1024 * 1024,
@@ -102,6 +150,9 @@ export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' |
     unitBytesMax: 64 * 1024 * 1024,
     unitEventsMax: 100_000,
     clock: Date.now,
+    indexCheckpointEvents: 262_144,
+    streamCacheMax: 100_000,
+    indexVerifyOnOpen: 'footer',
   };
 }
 
@@ -131,12 +182,6 @@ export interface SubscribeOptions {
   readonly signal?: AbortSignal;
 }
 
-interface StreamState {
-  version: number;
-  /** seqs[v - 1] is the seq of version v. */
-  readonly seqs: number[];
-}
-
 interface Ack {
   readonly resolve: (result: CommitResult) => void;
   readonly reject: (error: unknown) => void;
@@ -153,11 +198,8 @@ interface Group {
   timestamp: number;
 }
 
-interface CommitRecord {
-  result: CommitResult;
-  /** The group writing it, until it is durable. */
-  group: Group | undefined;
-}
+/** A commit that recorded command ids; `group` is the group writing it, until it is durable. */
+type CommitRecord = IndexedCommit<Group>;
 
 interface Pending {
   readonly unit: UnitOfWork;
@@ -165,6 +207,10 @@ interface Pending {
   readonly bytes: number;
   readonly resolve: (result: CommitResult) => void;
   readonly reject: (error: unknown) => void;
+  /** Stream versions and command ids confirmed from the log (index hits), when memory could not answer. */
+  resolved?: Resolved<Group> | undefined;
+  resolving?: boolean;
+  resolveError?: unknown;
 }
 
 const NO_HEADERS: readonly string[] = [];
@@ -214,12 +260,14 @@ export class Partition {
   /** What storage recovery found and dropped when the partition opened. */
   readonly recovery: StorageRecovery;
   private readonly storage: PartitionStorage;
-  private readonly options: Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch'>>;
+  private readonly options: Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch' | IndexOptionNames>>;
   private readonly requestedEpoch: number | undefined;
   private epochValue = 0;
-  private readonly streams = new Map<string, StreamState>();
-  private readonly commands = new Map<string, CommitRecord>();
-  private readonly changeStates: Array<StreamState | undefined> = [];
+  /** The stream and command-id indexes (memtable, cache, tables). */
+  private readonly index: PartitionIndex<Group>;
+  /** Filled by {@link ready} for the unit {@link encode} takes next. */
+  private readonly changeVersions: number[] = [];
+  private readonly commandRecords: Array<CommitRecord | null> = [];
   private nextSeq = 1;
   private durableSeq = 0;
   private durable: BatchIdentity = EMPTY_IDENTITY;
@@ -253,6 +301,22 @@ export class Partition {
     this.requestedEpoch = options.epoch;
     this.recovery = recovery;
     this.building = this.newGroup();
+    this.index = new PartitionIndex<Group>(options.storage, {
+      name: this.name,
+      directory: options.indexDirectory,
+      checkpointEvents: this.options.indexCheckpointEvents,
+      streamCacheMax: this.options.streamCacheMax,
+      commandIdRetentionSeqs: options.commandIdRetention?.seqs,
+      onError: options.onIndexError,
+      hash: (options as { indexHash?: (s: string, out: Uint32Array) => void }).indexHash,
+      rebuild: (options as { indexRebuild?: boolean }).indexRebuild,
+      verifyOnOpen: this.options.indexVerifyOnOpen,
+    });
+  }
+
+  /** What the index loaded, replayed and discarded on open, and its checkpoint now. */
+  get indexStatus(): IndexStatus {
+    return this.index.status;
   }
 
   /** Seq of the last durable (acknowledged) frame; 0 when the partition is empty. */
@@ -275,14 +339,38 @@ export class Partition {
     return this.state === 'open';
   }
 
-  /** The current version of a stream (0 when it has no events), including appends in flight. */
+  /**
+   * The current version of a stream (0 when it has no events), including appends in flight.
+   * Synchronous: for a stream found only in an index table it is not confirmed against the log
+   * (a 64-bit hash collision could name another stream's version); {@link currentVersion} is.
+   */
   streamVersion(streamId: string): number {
-    return this.streams.get(streamId)?.version ?? 0;
+    return this.index.versionUnconfirmed(streamId);
+  }
+
+  /** The current version of a stream, confirmed against the log, including appends in flight. */
+  currentVersion(streamId: string): Promise<number> {
+    return this.index.resolveVersion(streamId);
   }
 
   /** Number of streams with at least one event. */
   get streamCount(): number {
-    return this.streams.size;
+    return this.index.streamCount;
+  }
+
+  /**
+   * The result of the commit a command id produced, or undefined when the id was never
+   * applied (or is past `commandIdRetention`): a handler can skip executing a command again.
+   * A commit still in flight is answered once durable.
+   */
+  async commandResult(commandId: string): Promise<CommitResult | undefined> {
+    this.assertReadable();
+    const record = await this.index.resolveCommand(commandId);
+    if (record === null) return undefined;
+    const group = record.group;
+    if (group === undefined) return record.result;
+    if (this.state === 'faulted') throw this.notWritable();
+    return new Promise<CommitResult>((resolve, reject) => group.acks.push({ resolve, reject, result: record.result }));
   }
 
   /** Appends events to one stream. Resolves when the commit is durable. */
@@ -360,27 +448,35 @@ export class Partition {
   /** A stream's events in version order, up to the last committed one. */
   async *readStream(streamId: string, options: ReadStreamOptions = {}): AsyncGenerator<RecordedEvent> {
     this.assertReadable();
-    const stream = this.streams.get(streamId);
-    if (stream === undefined) return;
-    let index = Math.max(1, options.fromVersion ?? 1) - 1;
+    const fromVersion = Math.max(1, options.fromVersion ?? 1);
     let remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
     const limit = this.durableSeq;
-    const seqs = stream.seqs;
-    while (index < seqs.length && seqs[index] <= limit && remaining > 0) {
-      // One storage read per run of nearby seqs: a stream's events are usually clustered.
+    // Found through the index, never by scanning: with a hash collision the list also holds
+    // another stream's seqs, which the stream id check below drops.
+    const seqs = this.index.streamSeqs(streamId, fromVersion, limit);
+    let index = 0;
+    while (index < seqs.length && remaining > 0) {
+      // Only the batches holding the stream's seqs: contiguous seqs are read as one range,
+      // others batch by batch (read(seq, seq) yields the one batch holding seq).
       const from = seqs[index];
       let end = index;
-      while (end + 1 < seqs.length && seqs[end + 1] <= limit && seqs[end + 1] - seqs[end] <= 256) end++;
+      while (end + 1 < seqs.length && seqs[end + 1] === seqs[end] + 1) end++;
       const to = seqs[end];
+      let last = to;
       for await (const batch of this.storage.read(from, to)) {
+        last = Math.max(last, batch.lastSeq);
         for (const frame of batch.frames) {
-          if (frame.seq < from || frame.streamId !== streamId) continue;
-          if (frame.seq > to) break;
+          if (frame.seq < from || frame.streamId !== streamId || frame.streamVersion < fromVersion) continue;
+          if (frame.seq > last) break;
+          // Frames of the stream after `to` in a batch already read are served from it.
+          while (index < seqs.length && seqs[index] < frame.seq) index++;
+          if (seqs[index] !== frame.seq) continue;
+          index++;
           yield frame;
           if (--remaining <= 0) return;
         }
       }
-      index = end + 1;
+      while (index < seqs.length && seqs[index] <= last) index++;
     }
   }
 
@@ -434,72 +530,18 @@ export class Partition {
     }
     this.state = 'closed';
     this.wakeCommitWaiters();
+    // The last index checkpoint, at the durable head: the next open replays nothing.
+    await this.index.close(this.durable);
     await this.storage.close();
   }
 
-  /** @internal Rebuilds indexes from the log; called once by {@link openPartition}. */
+  /**
+   * @internal Loads the index checkpoint (or rebuilds the index from the log) and replays the
+   * log after it; called once by {@link openPartition}.
+   */
   async rebuild(): Promise<void> {
     const lastSeq = this.recovery.lastSeq;
-    let maxEpoch = 0;
-    let expectSeq = 0;
-    let commitFirst = 0;
-    let commitStreams: Map<string, StreamCommit> | undefined;
-    let commitHeaders: CommitHeaders | undefined;
-    if (lastSeq > 0) {
-      for await (const batch of this.storage.read(1, lastSeq)) {
-        for (const frame of batch.frames) {
-          if (expectSeq !== 0 && frame.seq !== expectSeq) {
-            throw new StorageError('Corrupt', `[sluice/store] partition "${this.name}": ${this.storage.kind} storage returned seq ${frame.seq} where ${expectSeq} was expected`);
-          }
-          expectSeq = frame.seq + 1;
-          if (frame.epoch > maxEpoch) maxEpoch = frame.epoch;
-          let stream = this.streams.get(frame.streamId);
-          if (stream === undefined) {
-            stream = { version: 0, seqs: [] };
-            this.streams.set(frame.streamId, stream);
-          }
-          if (frame.streamVersion !== stream.version + 1) {
-            throw new StorageError(
-              'Corrupt',
-              `[sluice/store] partition "${this.name}": stream "${frame.streamId}" jumps from version ${stream.version} to ${frame.streamVersion} at seq ${frame.seq}`,
-            );
-          }
-          stream.version = frame.streamVersion;
-          stream.seqs.push(frame.seq);
-          if (frame.commitFirst) {
-            commitFirst = frame.seq;
-            commitStreams = undefined;
-            commitHeaders = frame.headers;
-          }
-          if (commitHeaders !== undefined && commitHeaders.commandIds.length > 0) {
-            commitStreams ??= new Map();
-            const s = commitStreams.get(frame.streamId);
-            commitStreams.set(frame.streamId, {
-              streamId: frame.streamId,
-              firstVersion: s?.firstVersion ?? frame.streamVersion,
-              version: frame.streamVersion,
-            });
-          }
-          if (frame.commitLast && commitHeaders !== undefined && commitStreams !== undefined) {
-            const record: CommitRecord = {
-              result: {
-                firstSeq: commitFirst,
-                lastSeq: frame.seq,
-                streams: [...commitStreams.values()],
-                timestamp: frame.timestamp,
-                duplicate: false,
-              },
-              group: undefined,
-            };
-            for (const id of commitHeaders.commandIds) this.commands.set(id, record);
-            commitHeaders = undefined;
-          }
-        }
-      }
-      if (expectSeq - 1 !== lastSeq) {
-        throw new StorageError('Corrupt', `[sluice/store] partition "${this.name}": storage reported last seq ${lastSeq} but holds frames up to ${expectSeq - 1}`);
-      }
-    }
+    let maxEpoch = await this.index.open(this.recovery);
     if (this.recovery.head.epoch > maxEpoch) maxEpoch = this.recovery.head.epoch;
     if (this.requestedEpoch !== undefined && this.requestedEpoch < maxEpoch) {
       throw new StorageError(
@@ -549,7 +591,7 @@ export class Partition {
       // group to be encoded.
       const group = this.building;
       this.fill(group, Math.min(this.options.batchBytesMax, group.writer.byteLength + ENCODE_SLICE_BYTES));
-      if (this.queueHead < this.queue.length && group.writer.byteLength < this.options.batchBytesMax && !this.sliceScheduled) {
+      if (this.queueHead < this.queue.length && group.writer.byteLength < this.options.batchBytesMax && !this.sliceScheduled && this.queue[this.queueHead].resolving !== true) {
         this.sliceScheduled = true;
         setImmediate(this.continueSlices);
       }
@@ -568,9 +610,11 @@ export class Partition {
     const queue = this.queue;
     while (this.queueHead < queue.length && group.writer.byteLength < limit) {
       const pending = queue[this.queueHead];
+      if (pending.resolveError === undefined && !this.ready(pending)) break;
       queue[this.queueHead++] = undefined as unknown as Pending;
       this.queuedBytes -= pending.bytes;
-      this.encode(pending, group);
+      if (pending.resolveError !== undefined) pending.reject(pending.resolveError);
+      else this.encode(pending, group);
     }
     if (this.queueHead === queue.length) {
       if (queue.length > 0) {
@@ -583,12 +627,61 @@ export class Partition {
     }
   }
 
-  /** Checks and encodes one unit of work into `group`, or settles it at once. */
+  /**
+   * True when memory (memtable, cache, or a miss in every index table) answers every stream
+   * version and command id of the unit, filling {@link changeVersions} and
+   * {@link commandRecords}. Otherwise an index table holds a hash the log must confirm: starts
+   * that and returns false; the pump stops at this unit (order matters) and resumes once the
+   * answers are in `pending.resolved`.
+   */
+  private ready(pending: Pending): boolean {
+    if (pending.resolving === true) return false;
+    const unit = pending.unit;
+    const resolved = pending.resolved;
+    const versions = this.changeVersions;
+    const records = this.commandRecords;
+    versions.length = 0;
+    records.length = 0;
+    let streams: string[] | undefined;
+    let ids: string[] | undefined;
+    for (const change of unit.changes) {
+      const v = this.index.versionNow(change.streamId, resolved);
+      if (v === undefined) (streams ??= []).push(change.streamId);
+      else versions.push(v);
+    }
+    for (const id of unit.commandIds ?? NO_HEADERS) {
+      const r = this.index.commandNow(id, resolved);
+      if (r === undefined) (ids ??= []).push(id);
+      else records.push(r);
+    }
+    if (streams === undefined && ids === undefined) return true;
+    pending.resolving = true;
+    this.index
+      .resolve(streams ?? NO_HEADERS, ids ?? NO_HEADERS)
+      .then(
+        (r) => {
+          pending.resolved = r;
+        },
+        (error: unknown) => {
+          pending.resolveError = error;
+        },
+      )
+      .finally(() => {
+        pending.resolving = false;
+        if (!this.scheduled) {
+          this.scheduled = true;
+          queueMicrotask(this.pump);
+        }
+      });
+    return false;
+  }
+
+  /** Checks and encodes one unit of work into `group`, or settles it at once. {@link ready} came first. */
   private encode(pending: Pending, group: Group): void {
     const unit = pending.unit;
     const commandIds = unit.commandIds ?? NO_HEADERS;
     if (commandIds.length > 0) {
-      const known = this.duplicateOf(commandIds);
+      const known = this.duplicateOf();
       if (known === 'conflict') {
         pending.reject(new CommandIdConflictError(this.name, commandIds));
         return;
@@ -601,17 +694,14 @@ export class Partition {
       }
     }
     const changes = unit.changes;
-    // One index lookup per change, reused by the check, the encoding and the update below.
-    const states = this.changeStates;
-    states.length = 0;
-    for (const change of changes) {
-      const state = this.streams.get(change.streamId);
-      const actual = state === undefined ? 0 : state.version;
-      if (!versionMatches(change.expectedVersion, actual)) {
-        pending.reject(new WrongExpectedVersionError(this.name, change.streamId, change.expectedVersion ?? 'any', actual));
+    // One index lookup per change (in ready), reused by the check, the encoding and the update below.
+    const versions = this.changeVersions;
+    for (let c = 0; c < changes.length; c++) {
+      const change = changes[c];
+      if (!versionMatches(change.expectedVersion, versions[c])) {
+        pending.reject(new WrongExpectedVersionError(this.name, change.streamId, change.expectedVersion ?? 'any', versions[c]));
         return;
       }
-      states.push(state);
     }
     const writer = group.writer;
     if (group.firstSeq === 0) group.timestamp = this.options.clock();
@@ -629,8 +719,7 @@ export class Partition {
       for (let c = 0; c <= lastChange; c++) {
         const change = changes[c];
         const events = change.events;
-        const state = states[c];
-        const base = state === undefined ? 0 : state.version;
+        const base = versions[c];
         for (let i = 0; i < events.length; i++) {
           const event = events[i];
           let flags = 0;
@@ -663,15 +752,9 @@ export class Partition {
     }
     // The unit is encoded: only now change the in-memory state.
     for (let c = 0; c < changes.length; c++) {
-      const change = changes[c];
-      let stream = states[c];
-      if (stream === undefined) {
-        stream = { version: 0, seqs: [] };
-        this.streams.set(change.streamId, stream);
-      }
-      const seqs = stream.seqs;
-      for (let i = 0; i < change.events.length; i++) seqs.push(this.nextSeq++);
-      stream.version += change.events.length;
+      const count = changes[c].events.length;
+      this.index.noteStream(changes[c].streamId, versions[c], this.nextSeq, count);
+      this.nextSeq += count;
     }
     if (group.firstSeq === 0) group.firstSeq = firstSeq;
     group.lastSeq = seq - 1;
@@ -679,17 +762,20 @@ export class Partition {
     group.acks.push({ resolve: pending.resolve, reject: pending.reject, result });
     if (commandIds.length > 0) {
       const record: CommitRecord = { result, group };
-      for (const id of commandIds) this.commands.set(id, record);
+      for (const id of commandIds) this.index.noteCommand(id, record);
       group.records.push(record);
     }
   }
 
-  private duplicateOf(commandIds: readonly string[]): CommitRecord | 'conflict' | undefined {
-    const first = this.commands.get(commandIds[0]);
-    for (let i = 1; i < commandIds.length; i++) {
-      if (this.commands.get(commandIds[i]) !== first) return 'conflict';
+  /** The commit the unit's command ids name (from {@link ready}): none, one, or a conflict (different commits). */
+  private duplicateOf(): CommitRecord | 'conflict' | undefined {
+    const records = this.commandRecords;
+    const first = records[0];
+    for (let i = 1; i < records.length; i++) {
+      const r = records[i];
+      if (r !== first && (r === null || first === null || r.result.firstSeq !== first.result.firstSeq)) return 'conflict';
     }
-    return first;
+    return first ?? undefined;
   }
 
   /** Seals the building group, chained to the previous batch, and hands it to storage.write. */
@@ -762,6 +848,8 @@ export class Partition {
       this.free.push(group);
       this.groupsInFlight--;
     }
+    // An index checkpoint when the memtable is full (durable entries only).
+    this.index.afterDurable(head);
     this.wakeCommitWaiters();
     this.startSync();
     this.drive();
@@ -872,6 +960,20 @@ function checkOptions(options: PartitionOptions): string[] {
     problems.push(`groupsInFlightMax must be an integer from 1 to 64, got ${groupsInFlightMax}`);
   }
   if (epoch !== undefined && !(Number.isSafeInteger(epoch) && epoch >= 0 && epoch <= 0xffffffff)) problems.push(`epoch must be an integer from 0 to 4294967295, got ${epoch}`);
+  const { indexDirectory, indexCheckpointEvents, streamCacheMax, commandIdRetention, onIndexError } = options ?? {};
+  if (indexDirectory !== undefined && (typeof indexDirectory !== 'string' || indexDirectory.length === 0)) problems.push('indexDirectory must be a non-empty path');
+  // The memtable is made of Maps: a checkpoint keeps it far below V8's 2^24 entries.
+  if (indexCheckpointEvents !== undefined && !(Number.isSafeInteger(indexCheckpointEvents) && indexCheckpointEvents >= 1 && indexCheckpointEvents <= 4_194_304)) {
+    problems.push(`indexCheckpointEvents must be an integer from 1 to 4194304, got ${indexCheckpointEvents}`);
+  }
+  if (streamCacheMax !== undefined && !(Number.isSafeInteger(streamCacheMax) && streamCacheMax >= 0 && streamCacheMax <= 8_388_608)) {
+    problems.push(`streamCacheMax must be an integer from 0 to 8388608, got ${streamCacheMax}`);
+  }
+  const keep = commandIdRetention?.seqs;
+  if (keep !== undefined && !(Number.isSafeInteger(keep) && keep >= 1)) problems.push(`commandIdRetention.seqs must be a positive integer, got ${keep}`);
+  if (onIndexError !== undefined && typeof onIndexError !== 'function') problems.push('onIndexError must be a function');
+  const verify = options?.indexVerifyOnOpen;
+  if (verify !== undefined && verify !== 'full' && verify !== 'footer') problems.push(`indexVerifyOnOpen must be 'full' or 'footer', got ${String(verify)}`);
   return problems;
 }
 

@@ -1,0 +1,392 @@
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  MemoryLog,
+  createMemoryStorage,
+  openPartition,
+  reindexPartition,
+  type Partition,
+  type PartitionOptions,
+  type PartitionStorage,
+} from './index.js';
+
+const data = new TextEncoder().encode('x');
+const clock = (): number => 1_700_000_000_000;
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'sluice-index-'));
+  dirs.push(d);
+  return d;
+}
+
+/** Memory storage that records the seq ranges read from it: what open and lookups touch. */
+function countingStorage(log: MemoryLog): { storage: PartitionStorage; reads: Array<[number, number]> } {
+  const inner = createMemoryStorage({ log });
+  const reads: Array<[number, number]> = [];
+  const read = (from: number, to: number) => {
+    reads.push([from, to]);
+    return inner.read(from, to);
+  };
+  const storage = new Proxy(inner, {
+    get: (target, key) => {
+      if (key === 'read') return read;
+      const value = Reflect.get(target, key) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return { storage, reads };
+}
+
+const STREAMS = 23;
+/** Unit i: command `c-i`, 1..3 events to stream `s-(i mod 23)`, every 5th unit also to `t-i` (a new stream). */
+async function appendUnits(p: Partition, from: number, to: number): Promise<void> {
+  let acks: Array<Promise<unknown>> = [];
+  for (let i = from; i < to; i++) {
+    // Waves of a few concurrent units: many small batches, as a busy partition writes them.
+    if (acks.length === 4) {
+      await Promise.all(acks);
+      acks = [];
+    }
+    const changes = [{ streamId: `s-${i % STREAMS}`, events: Array.from({ length: 1 + (i % 3) }, () => ({ type: `E${i}`, data })) }];
+    if (i % 5 === 0) changes.push({ streamId: `t-${i}`, events: [{ type: `T${i}`, data }] });
+    acks.push(p.commit({ changes, commandIds: [`c-${i}`] }));
+  }
+  await Promise.all(acks);
+}
+
+/** Everything a caller can observe through the index: versions, stream reads, command results. */
+async function observe(p: Partition, units: number): Promise<unknown> {
+  const streams: Record<string, unknown> = {};
+  for (let s = 0; s < STREAMS; s++) {
+    const id = `s-${s}`;
+    const events: string[] = [];
+    for await (const e of p.readStream(id)) events.push(`${e.seq}:${e.streamVersion}:${e.eventType}`);
+    const tail: number[] = [];
+    for await (const e of p.readStream(id, { fromVersion: 7, maxCount: 3 })) tail.push(e.streamVersion);
+    streams[id] = { version: p.streamVersion(id), confirmed: await p.currentVersion(id), events, tail };
+  }
+  const commands: unknown[] = [];
+  for (let i = 0; i < units; i += 7) commands.push(await p.commandResult(`c-${i}`));
+  commands.push(await p.commandResult('never-sent'));
+  return { lastSeq: p.lastSeq, streamCount: p.streamCount, streams, commands };
+}
+
+async function waitPersisted(p: Partition): Promise<void> {
+  for (let i = 0; i < 1000 && (p.indexStatus.busy || p.indexStatus.persistedSeq < p.indexStatus.checkpointSeq); i++) await new Promise((r) => setTimeout(r, 5));
+  expect(p.indexStatus.busy).toBe(false);
+  expect(p.indexStatus.persistedSeq).toBe(p.indexStatus.checkpointSeq);
+}
+
+describe('the index without a directory (in memory)', () => {
+  it('moves the memtable into tables at checkpoints: versions, reads, duplicates and commandResult are the same as from the memtable', async () => {
+    const log = new MemoryLog();
+    const plain = await openPartition({ storage: createMemoryStorage({ log: new MemoryLog() }), indexCheckpointEvents: 1_000_000, clock });
+    const tabled = await openPartition({ storage: createMemoryStorage({ log }), indexCheckpointEvents: 16, clock });
+    await appendUnits(plain, 0, 400);
+    await appendUnits(tabled, 0, 400);
+    expect(tabled.indexStatus.tables).toBeGreaterThan(0);
+    expect(tabled.indexStatus.memtableEvents).toBeLessThan(16 + 8);
+    const expected = await observe(plain, 400);
+    expect(await observe(tabled, 400)).toEqual(expected);
+    // A duplicate from a table: nothing written, the original result.
+    const original = await tabled.commandResult('c-3');
+    const again = await tabled.commit({ changes: [{ streamId: 's-3', events: [{ type: 'X', data }] }], commandIds: ['c-3'] });
+    expect(again).toEqual({ ...original, duplicate: true });
+    expect(tabled.lastSeq).toBe(plain.lastSeq);
+    // Expected versions checked against table answers.
+    await expect(tabled.append({ streamId: 's-1', expectedVersion: 1, events: [{ type: 'X', data }] })).rejects.toThrow(/expected version|version/i);
+    await tabled.close();
+    await plain.close();
+    // Reopen without a directory: rebuilt from the whole log, same answers.
+    const reopened = await openPartition({ storage: createMemoryStorage({ log }), indexCheckpointEvents: 16, clock });
+    expect(reopened.indexStatus.replayedFromSeq).toBe(1);
+    expect(reopened.indexStatus.tables).toBeGreaterThan(0);
+    expect(await observe(reopened, 400)).toEqual(expected);
+    await reopened.close();
+  });
+
+  it('resolves 64-bit hash collisions by reading frames: every id hashing alike still gives exact versions, reads and duplicates', async () => {
+    const collide = (_s: string, out: Uint32Array): void => {
+      out[0] = 7;
+      out[1] = 7;
+    };
+    const plain = await openPartition({ storage: createMemoryStorage(), clock });
+    const colliding = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 8, indexHash: collide, clock } as PartitionOptions);
+    await appendUnits(plain, 0, 120);
+    await appendUnits(colliding, 0, 120);
+    expect(colliding.indexStatus.tables).toBeGreaterThan(0);
+    expect(await observe(colliding, 120)).toEqual(await observe(plain, 120));
+    const dup = await colliding.commit({ changes: [{ streamId: 'new', events: [{ type: 'X', data }] }], commandIds: ['c-5'] });
+    expect(dup.duplicate).toBe(true);
+    const fresh = await colliding.commit({ changes: [{ streamId: 's-0', expectedVersion: plain.streamVersion('s-0'), events: [{ type: 'X', data }] }], commandIds: ['c-new'] });
+    expect(fresh.duplicate).toBe(false);
+    expect(fresh.streams[0].firstVersion).toBe(plain.streamVersion('s-0') + 1);
+    await colliding.close();
+    await plain.close();
+  });
+
+  it('forgets command ids past commandIdRetention.seqs, and never by default', async () => {
+    const p = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 8, commandIdRetention: { seqs: 50 } });
+    await appendUnits(p, 0, 100);
+    expect(await p.commandResult('c-0')).toBeUndefined();
+    expect(await p.commandResult('c-99')).toBeDefined();
+    const again = await p.commit({ changes: [{ streamId: 'z', events: [{ type: 'X', data }] }], commandIds: ['c-0'] });
+    expect(again.duplicate).toBe(false);
+    await p.close();
+  });
+});
+
+describe('stream reads', () => {
+  it("touch only the batches holding the stream's events, found through the index (tables and memtable), never a scan", async () => {
+    const log = new MemoryLog();
+    const counting = countingStorage(log);
+    const p = await openPartition({ storage: counting.storage, indexCheckpointEvents: 64, clock });
+    await appendUnits(p, 0, 400); // stream s-k gets an event every 23 units: in every few batches
+    const holding = (streamId: string): Set<number> => {
+      const batches = new Set<number>();
+      for (const b of log.batches) if (b.frames.some((f) => f.streamId === streamId)) batches.add(b.lastSeq);
+      return batches;
+    };
+    for (const streamId of ['s-4', 't-395', 's-22']) {
+      counting.reads.length = 0;
+      const seen = new Set<number>();
+      const events: number[] = [];
+      for await (const e of p.readStream(streamId)) events.push(e.streamVersion);
+      for (const [from, to] of counting.reads) for (const b of log.batches) if (b.lastSeq >= from && b.firstSeq <= to) seen.add(b.lastSeq);
+      expect(events).toEqual(Array.from({ length: p.streamVersion(streamId) }, (_, i) => i + 1));
+      expect([...seen].sort()).toEqual([...holding(streamId)].sort());
+    }
+    expect(log.batches.length).toBeGreaterThan(50);
+    await p.close();
+  });
+});
+
+describe('the persisted index (indexDirectory)', () => {
+  it('survives close and reopen: a clean close checkpoints at the head, so open reads nothing from the log', async () => {
+    const dir = await tempDir();
+    const log = new MemoryLog();
+    const p = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64 });
+    await appendUnits(p, 0, 600);
+    const before = await observe(p, 600);
+    await p.close();
+    expect(p.indexStatus.persistedSeq).toBe(p.lastSeq);
+
+    const counting = countingStorage(log);
+    const q = await openPartition({ storage: counting.storage, indexDirectory: dir, indexCheckpointEvents: 64 });
+    expect(counting.reads).toEqual([]);
+    expect(q.indexStatus).toMatchObject({ replayedFrames: 0, replayedFromSeq: q.lastSeq + 1, discarded: [] });
+    expect(await observe(q, 600)).toEqual(before);
+    await q.close();
+  });
+
+  it('after a crash, open replays only the log after the last persisted checkpoint', async () => {
+    const dir = await tempDir();
+    const log = new MemoryLog();
+    const p = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64 });
+    await appendUnits(p, 0, 500);
+    await waitPersisted(p);
+    const checkpoint = p.indexStatus.persistedSeq;
+    expect(checkpoint).toBeGreaterThan(p.lastSeq / 2);
+    const before = await observe(p, 500);
+    log.powerLoss(); // kill -9: no close, no last checkpoint (everything acknowledged was synced)
+
+    const counting = countingStorage(log);
+    const q = await openPartition({ storage: counting.storage, indexDirectory: dir, indexCheckpointEvents: 64 });
+    const openReads = [...counting.reads];
+    expect(openReads.length).toBeGreaterThan(0);
+    for (const [from] of openReads) expect(from).toBeGreaterThan(checkpoint);
+    expect(q.indexStatus.replayedFromSeq).toBe(checkpoint + 1);
+    expect(q.indexStatus.replayedFrames).toBe(q.lastSeq - checkpoint);
+    expect(await observe(q, 500)).toEqual(before);
+    // Duplicates from before the crash are still recognised.
+    expect((await q.commit({ changes: [{ streamId: 'q', events: [{ type: 'X', data }] }], commandIds: ['c-1'] })).duplicate).toBe(true);
+    await q.close();
+  });
+
+  it('a corrupt or truncated index file is discarded and rebuilt from the log, with identical results; the log is untouched', async () => {
+    for (const damage of ['flip', 'truncate', 'garbage'] as const) {
+      const dir = await tempDir();
+      const log = new MemoryLog();
+      const p = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64 });
+      await appendUnits(p, 0, 300);
+      const before = await observe(p, 300);
+      await p.close();
+      const logBytes = log.batches.map((b) => Buffer.from(b.bytes).toString('hex')).join('');
+      const files = (await readdir(dir)).filter((f) => f.endsWith('.sxi'));
+      expect(files.length).toBeGreaterThan(0);
+      const victim = join(dir, files[0]);
+      if (damage === 'flip') {
+        const bytes = await readFile(victim);
+        bytes[100] ^= 0x40;
+        await writeFile(victim, bytes);
+      } else if (damage === 'truncate') {
+        await truncate(victim, (await readFile(victim)).length - 50);
+      } else {
+        await writeFile(join(dir, '0000000000000001-0000000000000009.sxi'), 'not an index');
+      }
+      const q = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64, indexVerifyOnOpen: 'full' });
+      expect(q.indexStatus.discarded.join('\n')).toMatch(/checksum|truncated|sizes|magic/);
+      if (damage !== 'garbage') expect(q.indexStatus.replayedFromSeq).toBe(1);
+      expect(await observe(q, 300)).toEqual(before);
+      await q.close();
+      expect(log.batches.map((b) => Buffer.from(b.bytes).toString('hex')).join('')).toBe(logBytes);
+    }
+  });
+
+  it('by default open checks footers only; a damaged block found later rejects that lookup, is reported and deleted, and the next open rebuilds', async () => {
+    const dir = await tempDir();
+    const log = new MemoryLog();
+    const p = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64, clock });
+    await appendUnits(p, 0, 300);
+    const before = await observe(p, 300);
+    await p.close();
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.sxi')).sort();
+    const victim = join(dir, files[0]);
+    const bytes = await readFile(victim);
+    bytes[100] ^= 0x40; // an entry in the first stream block
+    await writeFile(victim, bytes);
+
+    const errors: Error[] = [];
+    const q = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64, onIndexError: (e) => errors.push(e), clock });
+    expect(q.indexStatus.discarded).toEqual([]);
+    const streams = [...Array.from({ length: STREAMS }, (_, s) => `s-${s}`), ...Array.from({ length: 60 }, (_, i) => `t-${i * 5}`)];
+    const failures: unknown[] = [];
+    for (const id of streams) {
+      try {
+        for await (const _ of q.readStream(id)) void _;
+      } catch (error) {
+        failures.push(error);
+      }
+    }
+    expect(failures.length).toBeGreaterThan(0);
+    expect(String(failures[0])).toMatch(/checksum mismatch.*reindex/s);
+    expect(errors.length).toBe(1);
+    expect((await readdir(dir)).includes(files[0])).toBe(false);
+    await q.close();
+
+    const r = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64, clock });
+    expect(r.indexStatus.replayedFromSeq).toBe(1);
+    expect(await observe(r, 300)).toEqual(before);
+    await r.close();
+  });
+
+  it('an index from another partition is discarded and rebuilt', async () => {
+    const dir = await tempDir();
+    const other = await openPartition({ storage: createMemoryStorage(), indexDirectory: dir, indexCheckpointEvents: 64 });
+    await other.append({ streamId: 'elsewhere', events: [{ type: 'X', data }] });
+    await appendUnits(other, 0, 200);
+    await other.close();
+    const log = new MemoryLog();
+    const mine = await openPartition({ storage: createMemoryStorage({ log }) });
+    await appendUnits(mine, 0, 250);
+    const before = await observe(mine, 250);
+    await mine.close();
+    const q = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64 });
+    expect(q.indexStatus.discarded.join('\n')).toMatch(/another partition/);
+    expect(q.indexStatus.replayedFromSeq).toBe(1);
+    expect(await observe(q, 250)).toEqual(before);
+    expect(q.streamVersion('elsewhere')).toBe(0);
+    await q.close();
+  });
+
+  it('a checkpoint whose digest does not match the log (truncated by an operator and rewritten) is discarded and rebuilt', async () => {
+    const dir = await tempDir();
+    const log = new MemoryLog();
+    const p = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64 });
+    await appendUnits(p, 0, 300);
+    await p.close();
+    // The operator cuts the log back to an early batch and new history is written after it.
+    const storage = createMemoryStorage({ log });
+    await storage.open();
+    const cut = log.batches[3].lastSeq;
+    await storage.truncate(cut, { operatorReason: 'test: restore from archive' });
+    await storage.close();
+    const rewrite = await openPartition({ storage: createMemoryStorage({ log }) });
+    await appendUnits(rewrite, 1000, 1300); // same shape, different history, past the old checkpoints
+    const expected = await observe(rewrite, 0);
+    await rewrite.close();
+    expect(log.batches.at(-1)!.lastSeq).toBeGreaterThan(p.lastSeq);
+
+    const q = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64 });
+    expect(q.indexStatus.discarded.join('\n')).toMatch(/does not match the log/);
+    expect(q.indexStatus.replayedFromSeq).toBe(1);
+    expect(await observe(q, 0)).toEqual(expected);
+    expect(await q.commandResult('c-1000')).toBeDefined();
+    expect(await q.commandResult('c-290')).toBeUndefined(); // cut away with its commit
+    await q.close();
+  });
+
+  it('reindexPartition rebuilds the index from the log and checkpoints at the head', async () => {
+    const dir = await tempDir();
+    const log = new MemoryLog();
+    const p = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64 });
+    await appendUnits(p, 0, 200);
+    const before = await observe(p, 200);
+    await p.close();
+    const report = await reindexPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 64 });
+    expect(report.lastSeq).toBe(p.lastSeq);
+    expect(report.discarded.length).toBeGreaterThan(0);
+    expect(report.index.persistedSeq).toBe(p.lastSeq);
+    const counting = countingStorage(log);
+    const q = await openPartition({ storage: counting.storage, indexDirectory: dir, indexCheckpointEvents: 64 });
+    expect(counting.reads).toEqual([]);
+    expect(await observe(q, 200)).toEqual(before);
+    await q.close();
+  });
+});
+
+// Needs root to mount a small tmpfs: the real ENOSPC from a real file system.
+describe.runIf(process.getuid?.() === 0)('a full disk under indexDirectory (tmpfs)', () => {
+  it('keeps the partition working, reports the error, loses nothing acknowledged, and persists the index once space is back', async () => {
+    const base = await tempDir();
+    const mnt = join(base, 'mnt');
+    await mkdir(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt]);
+    try {
+      const dir = join(mnt, 'index');
+      const filler = join(mnt, 'filler');
+      // Leave about one page free: the first table fits, the next ones do not.
+      await writeFile(filler, Buffer.alloc(248 * 1024));
+      const errors: Error[] = [];
+      const log = new MemoryLog();
+      const p = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 32, onIndexError: (e) => errors.push(e), clock });
+      await appendUnits(p, 0, 400);
+      for (let i = 0; i < 200 && errors.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(errors.length).toBeGreaterThan(0);
+      expect(errors[0].message).toMatch(/could not write .*ENOSPC.*free space in/s);
+      expect((errors[0] as { reason?: string }).reason).toBe('Full');
+      expect(p.indexStatus.lastError).toBeDefined();
+      expect(p.indexStatus.persistedSeq).toBeLessThan(p.indexStatus.checkpointSeq);
+      // Appends and duplicates still work from the tables held in memory.
+      await appendUnits(p, 400, 450);
+      expect((await p.commit({ changes: [{ streamId: 'q', events: [{ type: 'X', data }] }], commandIds: ['c-2'] })).duplicate).toBe(true);
+      const before = await observe(p, 450);
+
+      // A crash while the disk is full: open replays from the last table that made it to disk.
+      const persisted = p.indexStatus.persistedSeq;
+      log.powerLoss();
+      const crashed = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 32, onIndexError: (e) => errors.push(e), clock });
+      expect(crashed.indexStatus.replayedFromSeq).toBe(persisted + 1);
+      expect(await observe(crashed, 450)).toEqual(before);
+
+      // Space is back: the next checkpoint (here: close) writes everything held in memory.
+      await unlink(filler);
+      await crashed.close();
+      expect(crashed.indexStatus.persistedSeq).toBe(crashed.lastSeq);
+      const counting = countingStorage(log);
+      const q = await openPartition({ storage: counting.storage, indexDirectory: dir, indexCheckpointEvents: 32, clock });
+      expect(counting.reads).toEqual([]);
+      expect(await observe(q, 450)).toEqual(before);
+      await q.close();
+    } finally {
+      // Lazy: the partition abandoned by the simulated crash still holds its table files open.
+      execFileSync('umount', ['-l', mnt]);
+    }
+  });
+});

@@ -46,3 +46,14 @@ export type {
 export { describeFsyncPolicy, parseFsyncPolicy, type FsyncPolicy, type FsyncPolicyInput } from './fsync-policy.js';
 export { LOCK_FILE, WriterLock, locationIdentity, type LocationIdentity } from './writer-lock.js';
 export { firstBatchEndingAtOrAfter } from './seq-search.js';
+export {
+  createMirroredStorage,
+  type MirrorLocation,
+  type MirrorLocationState,
+  type MirrorRecovery,
+  type MirrorRepair,
+  type MirroredStorage,
+  type MirroredStorageOptions,
+  type UnacknowledgedTailRepair,
+} from './mirrored-storage.js';
+export { scrubPartition, type ScrubCopyReport, type ScrubOptions, type ScrubReport } from './scrub.js';

@@ -1,5 +1,5 @@
 import { MemoryLog, createMemoryStorage, createMirroredStorage } from '@sluice/store';
-import { describeStorageConformance } from './index.js';
+import { describeStorageConformance } from '@sluice/store-conformance';
 
 // A mirror is a storage like any other: the suite runs unchanged against a mirror of two
 // in-memory locations. A torn tail is appended to both copies (as a crash during a mirrored

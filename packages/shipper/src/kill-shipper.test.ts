@@ -4,12 +4,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { openPartition, type PartitionStorage, type SealedBatch } from '@sluice/store';
+import type { SealedBatch } from '@sluice/framing';
+import { openPartition, type PartitionStorage } from '@sluice/store';
 import { createAzureStorage } from '@sluice/store-azure';
 import { azuriteConnectionString } from '@sluice/store-azure/testing';
 import { createFileStorage } from '@sluice/store-file';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Port of the in-memory Azurite started by store-azure's global setup. */
+    azuriteBlobPort: number;
+  }
+}
 
 /**
  * Invariant 7 across crashes of the shipper: a shipper process is SIGKILLed again and again

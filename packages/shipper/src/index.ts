@@ -17,3 +17,4 @@ export {
   type ShipperOptions,
   type TargetLocation,
 } from './shipper-options.js';
+export { createQuorumStorage, type QuorumStorage, type QuorumStorageOptions } from './quorum-storage.js';

@@ -111,7 +111,7 @@ export class Shipper extends EventEmitter<{ alert: [ShipperAlert]; progress: [Ta
   private lagChecking = false;
   private readonly alertSubscribers = new Set<AlertQueue>();
   private progressWaiters: Array<() => void> = [];
-  private wakeSource: Array<() => void> = [];
+  private readonly wakeSource = new Set<() => void>();
   private stopping: Promise<void> | undefined;
 
   /** @internal use {@link createShipper} */
@@ -145,9 +145,7 @@ export class Shipper extends EventEmitter<{ alert: [ShipperAlert]; progress: [Ta
    * it after each sync, so shipping starts at once instead of at the next poll).
    */
   notify(): void {
-    const waiters = this.wakeSource;
-    this.wakeSource = [];
-    for (const w of waiters) w();
+    for (const w of [...this.wakeSource]) w();
   }
 
   /**
@@ -238,8 +236,17 @@ export class Shipper extends EventEmitter<{ alert: [ShipperAlert]; progress: [Ta
   async waitForSource(afterSeq: number, signal: AbortSignal): Promise<void> {
     let delay = 1;
     while (!signal.aborted) {
-      const woken = new Promise<void>((resolve) => this.wakeSource.push(resolve));
-      await Promise.race([woken, sleep(delay, signal)]);
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', done);
+          this.wakeSource.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, delay);
+        signal.addEventListener('abort', done, { once: true });
+        this.wakeSource.add(done);
+      });
       if (signal.aborted) return;
       if ((await this.options.source.head()).lastSeq > afterSeq) return;
       delay = Math.min(this.options.pollMaxMs, delay * 2);

@@ -57,3 +57,4 @@ export {
   type UnacknowledgedTailRepair,
 } from './mirrored-storage.js';
 export { scrubPartition, type ScrubCopyReport, type ScrubOptions, type ScrubReport } from './scrub.js';
+export { createRingStorage, type RingMode, type RingState, type RingStorage, type RingStorageOptions } from './ring-storage.js';

@@ -38,10 +38,14 @@ describe('synchronous remote mode (createQuorumStorage)', () => {
       expect(holding.length).toBeGreaterThanOrEqual(2);
     }
     expect(targets[2].log.batches).toHaveLength(0);
+    const last = await p.append({ streamId: 's', events: [{ type: 'E', data: te.encode('last') }] });
+    expect(last.reliability?.locations).toEqual(['memory']);
+    expect(last.reliability?.targets?.length).toBeGreaterThanOrEqual(2);
+    expect(last.reliability?.targets).not.toContain('east');
     targets[2].down = false;
-    await storage.shipper.waitFor(20, { timeoutMs: 5000 });
+    await storage.shipper.waitFor(21, { timeoutMs: 5000 });
     await p.close();
-    for (const t of targets) expect(t.log.lastSeqs.at(-1)).toBe(20);
+    for (const t of targets) expect(t.log.lastSeqs.at(-1)).toBe(21);
   });
 
   it('fails the commit (and faults the partition) when the quorum is not reached in time', async () => {

@@ -5,6 +5,7 @@ import {
   StorageError,
   tailBatches,
   type BatchIdentity,
+  type CommitReliability,
   type PartitionStorage,
   type StorageCapabilities,
   type StorageReader,
@@ -27,6 +28,8 @@ export interface QuorumStorageOptions extends Omit<ShipperOptions, 'source'> {
    * @default 10000
    */
   readonly quorumTimeoutMs?: number | undefined;
+  /** The reliability level's name, reported with each acknowledged commit. */
+  readonly level?: string | undefined;
 }
 
 /** A storage that acknowledges only what a quorum of remote targets holds. */
@@ -69,14 +72,14 @@ const WHERE = '[sluice/shipper] quorum storage';
  * const partition = await openPartition({ storage, name: 'payments' });
  */
 export function createQuorumStorage(options: QuorumStorageOptions): QuorumStorage {
-  const { storage, quorum, quorumTimeoutMs, ...shipperOptions } = options;
+  const { storage, quorum, quorumTimeoutMs, level, ...shipperOptions } = options;
   const resolved = resolveShipperOptions({ ...shipperOptions, source: storage });
   const problems: string[] = [];
   if (!(Number.isSafeInteger(quorum) && quorum >= 1 && quorum <= resolved.targets.length)) problems.push(`quorum must be an integer from 1 to ${resolved.targets.length} (the number of targets), got ${quorum}`);
   const timeout = quorumTimeoutMs ?? 10_000;
   if (!(timeout > 0)) problems.push(`quorumTimeoutMs must be positive, got ${quorumTimeoutMs}`);
   if (problems.length > 0) throw new StorageError('Invalid', `${WHERE}: ${problems.join('; ')}`);
-  return new Quorum(storage, new Shipper(resolved), quorum, timeout);
+  return new Quorum(storage, new Shipper(resolved), quorum, timeout, level);
 }
 
 class Quorum implements QuorumStorage {
@@ -92,6 +95,7 @@ class Quorum implements QuorumStorage {
     readonly shipper: Shipper,
     private readonly quorum: number,
     private readonly timeoutMs: number,
+    private readonly level: string | undefined,
   ) {
     this.kind = `quorum(${inner.kind})`;
     // A reader in another process would see the local durable head, which runs ahead of what
@@ -139,6 +143,16 @@ class Quorum implements QuorumStorage {
 
   durableHead(): BatchIdentity {
     return this.durable;
+  }
+
+  reliability(seq: number): CommitReliability {
+    const inner = this.inner.reliability?.(seq);
+    return {
+      level: this.level ?? inner?.level,
+      durability: this.capabilities.durability,
+      locations: inner?.locations ?? [this.inner.kind],
+      targets: this.shipper.status().filter((s) => s.head.lastSeq >= seq).map((s) => s.active),
+    };
   }
 
   truncate(afterSeq: number, options?: TruncateOptions): Promise<BatchIdentity> {

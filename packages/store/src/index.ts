@@ -23,6 +23,7 @@ export {
 } from './partition.js';
 export type {
   BatchIdentity,
+  CommitReliability,
   PartitionStorage,
   StorageCapabilities,
   StorageReader,

@@ -73,6 +73,18 @@ describe('mirrored storage: invariant 2, every location holds an acknowledged co
     expect(batchBytes(logs[1])).toEqual(batchBytes(logs[0]));
   });
 
+  it('returns with each acknowledgement the reliability level and the locations holding the commit', async () => {
+    const logs = [new MemoryLog(), new MemoryLog()];
+    const p = await openPartition({ storage: createMirroredStorage({ level: 'critical', locations: logs.map((log, i) => ({ storage: createMemoryStorage({ log }), label: `disk${i + 1}` })) }) });
+    const r = await p.append({ streamId: 's', commandId: 'c', events: [{ type: 'E', data: te.encode('x') }] });
+    expect(r.reliability).toEqual({ level: 'critical', durability: { kind: 'commit' }, locations: ['disk1', 'disk2'] });
+    // A plain storage reports nothing: the field is absent, the result unchanged.
+    const plain = await openPartition({ storage: createMemoryStorage() });
+    expect((await plain.append({ streamId: 's', events: [{ type: 'E', data: te.encode('x') }] })).reliability).toBeUndefined();
+    await plain.close();
+    await p.close();
+  });
+
   it('fails a write on one location the same way', async () => {
     const logs = [new MemoryLog(), new MemoryLog()];
     const p = await openPartition({ storage: mirrorOf(logs) });

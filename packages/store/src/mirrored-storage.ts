@@ -3,7 +3,7 @@ import type { SealedBatch } from '@sluice/framing';
 import { EMPTY_IDENTITY, checkWrite, describeIdentity, sameIdentity } from './batch-identity.js';
 import { StorageError, isStorageError, type StorageErrorReason } from './errors.js';
 import type { FsyncPolicy } from './fsync-policy.js';
-import type { BatchIdentity, PartitionStorage, StorageCapabilities, StorageReader, StorageRecovery, TailOptions, TruncateOptions } from './storage.js';
+import type { BatchIdentity, CommitReliability, PartitionStorage, StorageCapabilities, StorageReader, StorageRecovery, TailOptions, TruncateOptions } from './storage.js';
 import { DurableSignal, pollWait, tailBatches } from './tail.js';
 import { locationIdentity } from './writer-lock.js';
 
@@ -46,6 +46,8 @@ export interface MirroredStorageOptions {
   readonly repairBytesMax?: number;
   /** Called for each repair the mirror makes (at open, at close after a failure, by the scrubber). */
   readonly onRepair?: ((repair: MirrorRepair) => void) | undefined;
+  /** The reliability level's name, reported with each acknowledged commit (`CommitResult.reliability`). */
+  readonly level?: string | undefined;
 }
 
 /** A repair the mirror made to one location. */
@@ -162,7 +164,7 @@ export function createMirroredStorage(options: MirroredStorageOptions): Mirrored
   const tail = options?.unacknowledgedTail ?? 'complete';
   if (tail !== 'complete' && tail !== 'truncate') problems.push(`unacknowledgedTail must be "complete" or "truncate", got ${JSON.stringify(tail)}`);
   if (problems.length > 0) throw new StorageError('Invalid', `${WHERE}: invalid options: ${problems.join('; ')}`);
-  return new Mirror(slots, tail, repairBytesMax, options.onRepair);
+  return new Mirror(slots, tail, repairBytesMax, options.onRepair, options.level);
 }
 
 function isStorage(x: unknown): x is PartitionStorage {
@@ -202,6 +204,7 @@ class Mirror implements MirroredStorage {
     private readonly tailRepair: UnacknowledgedTailRepair,
     private readonly repairBytesMax: number,
     private readonly onRepair: ((repair: MirrorRepair) => void) | undefined,
+    private readonly level: string | undefined,
   ) {
     const caps = slots.map((s) => s.storage.capabilities);
     this.capabilities = {
@@ -426,6 +429,14 @@ class Mirror implements MirroredStorage {
 
   durableHead(): BatchIdentity {
     return this.durable;
+  }
+
+  reliability(seq: number): CommitReliability {
+    return {
+      level: this.level,
+      durability: this.capabilities.durability,
+      locations: this.slots.filter((s) => s.failure === undefined && s.storage.durableHead().lastSeq >= seq).map((s) => s.label),
+    };
   }
 
   async truncate(afterSeq: number, options: TruncateOptions = {}): Promise<BatchIdentity> {

@@ -19,7 +19,7 @@ import {
   WrongExpectedVersionError,
 } from './errors.js';
 import { EMPTY_IDENTITY } from './batch-identity.js';
-import type { BatchIdentity, PartitionStorage, StorageRecovery } from './storage.js';
+import type { BatchIdentity, CommitReliability, PartitionStorage, StorageRecovery } from './storage.js';
 import type {
   AppendRequest,
   CommitResult,
@@ -756,9 +756,10 @@ export class Partition {
     this.syncing = undefined;
     this.durableSeq = last.lastSeq;
     this.durable = head;
+    const reliability = this.storage.reliability?.(last.lastSeq);
     for (const group of covered) {
       for (const record of group.records) record.group = undefined;
-      this.settle(group);
+      this.settle(group, reliability);
       this.free.push(group);
       this.groupsInFlight--;
     }
@@ -767,8 +768,8 @@ export class Partition {
     this.drive();
   }
 
-  private settle(group: Group): void {
-    for (const ack of group.acks) ack.resolve(ack.result);
+  private settle(group: Group, reliability?: CommitReliability): void {
+    for (const ack of group.acks) ack.resolve(reliability === undefined ? ack.result : { ...ack.result, reliability });
     group.acks.length = 0;
     group.records.length = 0;
     group.writer.reset();

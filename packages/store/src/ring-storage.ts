@@ -1,7 +1,7 @@
 import { MARKER_BYTES, decodeBatches, readU53, type SealedBatch } from '@sluice/framing';
 import { EMPTY_IDENTITY, checkWrite, describeIdentity, identityOf } from './batch-identity.js';
 import { StorageError } from './errors.js';
-import type { BatchIdentity, PartitionStorage, StorageCapabilities, StorageReader, StorageRecovery, TailOptions, TruncateOptions } from './storage.js';
+import type { BatchIdentity, CommitReliability, PartitionStorage, StorageCapabilities, StorageReader, StorageRecovery, TailOptions, TruncateOptions } from './storage.js';
 import { DurableSignal, tailBatches } from './tail.js';
 
 /**
@@ -32,6 +32,8 @@ export interface RingStorageOptions {
    * @default 4194304 (4 MiB)
    */
   readonly drainBytesMax?: number;
+  /** The reliability level's name, reported with each acknowledged commit. */
+  readonly level?: string | undefined;
 }
 
 /** What a ring location holds, now. */
@@ -98,7 +100,7 @@ export function createRingStorage(options: RingStorageOptions): RingStorage {
   const drainBytesMax = options?.drainBytesMax ?? 4 * 1024 * 1024;
   if (!(Number.isSafeInteger(drainBytesMax) && drainBytesMax >= 1024)) problems.push(`drainBytesMax must be an integer of at least 1024, got ${options?.drainBytesMax}`);
   if (problems.length > 0) throw new StorageError('Invalid', `${WHERE}: invalid options: ${problems.join('; ')}`);
-  return new Ring(options.durable, options.mode, capacity, drainBytesMax);
+  return new Ring(options.durable, options.mode, capacity, drainBytesMax, options.level);
 }
 
 class Ring implements RingStorage {
@@ -128,6 +130,7 @@ class Ring implements RingStorage {
     private readonly mode: RingMode,
     private readonly capacity: number,
     private readonly drainBytesMax: number,
+    private readonly level: string | undefined,
   ) {
     this.kind = `ring(${inner.kind})`;
     this.buffer = new Uint8Array(capacity);
@@ -212,6 +215,17 @@ class Ring implements RingStorage {
 
   durableHead(): BatchIdentity {
     return this.durable;
+  }
+
+  reliability(seq: number): CommitReliability {
+    const inner = this.inner.reliability?.(seq);
+    const durableThere = this.mode === 'cache' || this.drainedHead.lastSeq >= seq;
+    return {
+      level: this.level ?? inner?.level,
+      durability: this.capabilities.durability,
+      locations: ['ring', ...(durableThere ? (inner?.locations ?? [this.inner.kind]) : [])],
+      targets: inner?.targets,
+    };
   }
 
   /** Resolves once everything acknowledged is durable on the durable location (or the drain failed). */

@@ -595,7 +595,7 @@ export class Partition {
       }
       if (known !== undefined) {
         const result = known.result.duplicate ? known.result : { ...known.result, duplicate: true };
-        if (known.group === undefined) pending.resolve(result);
+        if (known.group === undefined) pending.resolve(this.withReliability(result));
         else known.group.acks.push({ resolve: pending.resolve, reject: pending.reject, result });
         return;
       }
@@ -766,6 +766,12 @@ export class Partition {
     this.wakeCommitWaiters();
     this.startSync();
     this.drive();
+  }
+
+  /** A durable commit's result with where it is held now, when the storage reports it. */
+  private withReliability(result: CommitResult): CommitResult {
+    const reliability = this.storage.reliability?.(result.lastSeq);
+    return reliability === undefined ? result : { ...result, reliability };
   }
 
   private settle(group: Group, reliability?: CommitReliability): void {

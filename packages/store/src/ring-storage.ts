@@ -217,13 +217,17 @@ class Ring implements RingStorage {
     return this.durable;
   }
 
+  /**
+   * In acknowledge mode a commit is acknowledged from the ring alone (`locations: ['ring']`,
+   * durability `none`): the drain that follows is not part of the acknowledgement (see
+   * `ringState()` for it). In cache mode the durable location's report, after the ring.
+   */
   reliability(seq: number): CommitReliability {
-    const inner = this.inner.reliability?.(seq);
-    const durableThere = this.mode === 'cache' || this.drainedHead.lastSeq >= seq;
+    const inner = this.mode === 'cache' ? this.inner.reliability?.(seq) : undefined;
     return {
       level: this.level ?? inner?.level,
       durability: this.capabilities.durability,
-      locations: ['ring', ...(durableThere ? (inner?.locations ?? [this.inner.kind]) : [])],
+      locations: this.mode === 'cache' ? ['ring', ...(inner?.locations ?? [this.inner.kind])] : ['ring'],
       targets: inner?.targets,
     };
   }
@@ -410,12 +414,29 @@ class Ring implements RingStorage {
     });
   }
 
-  /** Writes acknowledged ring batches to the durable location in order, joined, then syncs. */
+  /**
+   * Writes acknowledged ring batches to the durable location in order, joined; the next chunk
+   * is written while the previous one syncs (the contract lets a write overlap a sync).
+   */
   private async drain(): Promise<void> {
+    let syncing: Promise<BatchIdentity> | undefined;
+    const settle = async (): Promise<void> => {
+      if (syncing === undefined) return;
+      const head = await syncing;
+      syncing = undefined;
+      if (head.lastSeq > this.drainedHead.lastSeq) this.drainedHead = head;
+      for (const w of this.spaceWaiters.splice(0)) w();
+    };
     try {
-      while (this.drainedHead.lastSeq < this.durable.lastSeq && this.state !== 'closed') {
-        const from = this.entryIndex(this.drainedHead.lastSeq + 1);
-        if (from < 0) throw new StorageError('Corrupt', `${WHERE}: seq ${this.drainedHead.lastSeq + 1} is acknowledged but not in the ring`);
+      let writtenSeq = this.drainedHead.lastSeq;
+      while (this.state !== 'closed') {
+        if (writtenSeq >= this.durable.lastSeq) {
+          await settle();
+          if (writtenSeq >= this.durable.lastSeq) break;
+          continue;
+        }
+        const from = this.entryIndex(writtenSeq + 1);
+        if (from < 0) throw new StorageError('Corrupt', `${WHERE}: seq ${writtenSeq + 1} is acknowledged but not in the ring`);
         let to = from;
         let bytes = this.entries[from].length;
         const target = this.durable.lastSeq;
@@ -431,10 +452,13 @@ class Ring implements RingStorage {
           at += e.length;
         }
         await this.inner.write(joined, this.entries[from].firstSeq, this.entries[to].lastSeq);
-        this.drainedHead = await this.inner.sync();
-        for (const w of this.spaceWaiters.splice(0)) w();
+        writtenSeq = this.entries[to].lastSeq;
+        await settle();
+        syncing = this.inner.sync();
       }
+      await settle();
     } catch (error) {
+      await syncing?.catch(() => undefined);
       this.fail('drain', error, false);
     } finally {
       for (const w of this.spaceWaiters.splice(0)) w();

@@ -2,7 +2,7 @@
  * Reliability benchmark: commits on mirrored, ring and single locations, and shipping to
  * Azurite. Figures for the reliability report (issue 11), not timed tests.
  *
- *   npx tsx --conditions=@sluice/source tools/src/bench/reliability-bench.ts [--smoke] [--dir PATH] [--out FILE]
+ *   npx tsx --conditions=@sluice/source tools/src/bench/reliability-bench.ts [--smoke] [--only ship] [--dir PATH] [--out FILE]
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,6 +20,7 @@ import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
 
 const STREAMS = 10_000;
 let directRow: BenchRow | undefined;
+let fileRow: BenchRow | undefined;
 
 async function on<T>(storage: PartitionStorage, run: (p: Partition) => Promise<T>): Promise<T> {
   const p = await openPartition({ storage, name: 'bench' });
@@ -61,7 +62,7 @@ async function sequentialCommits(p: Partition, events: number, name: string): Pr
   return row(name, events, events * 100, performance.now() - start, latencies, 'one single-event commit at a time');
 }
 
-export async function runReliabilityBench(smoke: boolean, base: string): Promise<BenchRow[]> {
+export async function runReliabilityBench(smoke: boolean, base: string, only?: string): Promise<BenchRow[]> {
   const scale = smoke ? 0.02 : 1;
   const dir = await mkdtemp(join(base, 'sluice-rel-bench-'));
   let n = 0;
@@ -84,7 +85,7 @@ export async function runReliabilityBench(smoke: boolean, base: string): Promise
       ['mirror(file, lmdb)', async () => createMirroredStorage({ locations: [await file(), await lmdb()] })],
       ['ring(acknowledge) → file', async () => createRingStorage({ mode: 'acknowledge', durable: await file(), capacityBytes: 64 << 20 })],
     ];
-    for (const [name, make] of configs) {
+    for (const [name, make] of only === 'ship' ? [] : configs) {
       rows.push(await on(await make(), (p) => pipelinedBatches(p, 1000, batched, 8, `${name}: batches of 1000`, '8 appends in flight, fsync per commit')));
       rows.push(await on(await make(), (p) => concurrentCommits(p, 1000, commits, `${name}: 1000 concurrent commits`)));
       rows.push(await on(await make(), (p) => concurrentCommits(p, 16, commits / 4, `${name}: 16 concurrent commits`)));
@@ -92,6 +93,7 @@ export async function runReliabilityBench(smoke: boolean, base: string): Promise
     }
     rows.push(await shipToAzurite(await fresh(), smoke));
     if (directRow !== undefined) rows.push(directRow);
+    if (fileRow !== undefined) rows.push(fileRow);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -146,6 +148,16 @@ async function shipToAzurite(directory: string, smoke: boolean): Promise<BenchRo
     const directLatencies = new Latencies();
     directLatencies.record(directMs);
     directRow = row('read source + write to Azure storage directly (no shipper)', events, bytes, directMs, directLatencies, 'the same batches in 4 MiB writes, one sync: the limit of Azurite + the Azure backend here');
+    // The shipper's own rate: to a file target (fsync per round) on this machine.
+    const fileShipper = createShipper({ source, targets: [{ label: 'file', createStorage: () => createFileStorage({ directory: `${directory}-target`, fsync: 'commit' }) }] });
+    const tf = performance.now();
+    fileShipper.start();
+    await fileShipper.waitFor(partition.lastSeq, { timeoutMs: 600_000 });
+    const fileMs = performance.now() - tf;
+    await fileShipper.stop();
+    const fileLatencies = new Latencies();
+    fileLatencies.record(fileMs);
+    fileRow = row('shipper → file target, 1 target', events, bytes, fileMs, fileLatencies, 'same batches, 4 MiB writes, fdatasync per 16 MiB: the shipper itself with a fast target');
     const shipper = createShipper({
       source,
       targets: [{ label: 'azurite', createStorage: () => createAzureStorage({ connectionString: azurite.connectionString, container: 'bench', prefix: 'ship' }) }],
@@ -166,8 +178,8 @@ async function shipToAzurite(directory: string, smoke: boolean): Promise<BenchRo
 
 const isMain = import.meta.url === `file://${process.argv[1]}`;
 if (isMain) {
-  const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, dir: { type: 'string' }, out: { type: 'string' } } });
-  const rows = await runReliabilityBench(values.smoke === true, values.dir ?? tmpdir());
+  const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, dir: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' } } });
+  const rows = await runReliabilityBench(values.smoke === true, values.dir ?? tmpdir(), values.only);
   console.log(`\nSluice reliability benchmark (${values.smoke === true ? 'smoke' : 'full'}), Node ${process.version}\n`);
   console.log(formatBenchRows(rows, () => ''));
   if (values.out !== undefined) await writeFile(values.out, JSON.stringify(rows, null, 2));

@@ -25,7 +25,7 @@ async function pack(name: string): Promise<string> {
 beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'sluice-pack-'));
   // Packages ship dist/: build what is packed (incremental, fast when already built).
-  for (const pkg of ['store-file', 'store-lmdb', 'store-azure']) await run('npx', ['tsc', '-b', `packages/${pkg}/tsconfig.lib.json`], { cwd: root });
+  for (const pkg of ['store-file', 'store-lmdb', 'store-azure', 'majordomo', 'client', 'config', 'node']) await run('npx', ['tsc', '-b', `packages/${pkg}/tsconfig.lib.json`], { cwd: root });
 }, 180_000);
 
 afterAll(async () => {
@@ -99,4 +99,54 @@ it('@sluice/store-azure installs with only the Azure SDK beside the core, and lo
     `,
   );
   expect(JSON.parse(out)).toEqual({ absent: ['zeromq', 'lmdb', '@sluice/store-file'], sdk: 'string', refusesMissingCredentials: true });
+});
+
+it('@sluice/client installs without any storage backend or config parser, and talks to a broker', { timeout: 180_000 }, async () => {
+  const out = await installAndRun(
+    ['@sluice/framing', '@sluice/store', '@sluice/majordomo', '@sluice/client'],
+    `${absentCheck(['@sluice/store-file', '@sluice/store-lmdb', '@sluice/store-azure', 'lmdb', '@azure/storage-blob', 'valibot', '@sluice/config', '@sluice/node'])}
+    import { createBroker } from '@sluice/majordomo';
+    import { createStoreClient } from '@sluice/client';
+    const broker = await createBroker({ endpoint: 'tcp://127.0.0.1:*' });
+    const client = createStoreClient({ brokers: [broker.endpoint], routing: { hash: ['p1'] }, timeoutMs: 300, retriesMax: 0 });
+    let code = '';
+    try { await client.head('p1'); } catch (e) { code = e.code; }
+    await client.close();
+    await broker.close();
+    console.log(JSON.stringify({ absent, code }));
+    `,
+  );
+  // No node serves p1: the client reports the partition unavailable (after its timeout), typed.
+  expect(JSON.parse(out)).toEqual({
+    absent: ['@sluice/store-file', '@sluice/store-lmdb', '@sluice/store-azure', 'lmdb', '@azure/storage-blob', 'valibot', '@sluice/config', '@sluice/node'],
+    code: 'SLUICE_BROKER_PARTITION_UNAVAILABLE',
+  });
+});
+
+it('@sluice/node installs with only the file backend it uses, loads it as an optional peer, and serves a client', { timeout: 180_000 }, async () => {
+  const out = await installAndRun(
+    ['@sluice/framing', '@sluice/store', '@sluice/majordomo', '@sluice/client', '@sluice/config', '@sluice/node', '@sluice/store-file'],
+    `${absentCheck(['@sluice/store-lmdb', '@sluice/store-azure', 'lmdb', '@azure/storage-blob'])}
+    import { mkdtempSync } from 'node:fs';
+    import { createBroker } from '@sluice/majordomo';
+    import { createStoreClientFromConfig } from '@sluice/client';
+    import { parseSluiceConfig } from '@sluice/config';
+    import { startNode } from '@sluice/node';
+    const broker = await createBroker({ endpoint: 'tcp://127.0.0.1:*' });
+    const config = parseSluiceConfig({
+      brokers: [broker.endpoint],
+      levels: { standard: { locations: [{ file: './data/{partition}' }], fsync: 'none' } },
+      partitions: { p1: 'standard' },
+      routing: { hash: ['p1'] },
+    }, mkdtempSync('cluster-'));
+    const node = await startNode({ config, nodeName: 'n1', concurrency: 1 });
+    const client = createStoreClientFromConfig(config, { timeoutMs: 10000 });
+    const r = await client.append({ streamId: 's', events: [{ type: 'E', data: new TextEncoder().encode('hi') }] });
+    await client.close();
+    await node.close();
+    await broker.close();
+    console.log(JSON.stringify({ absent, seq: r.lastSeq }));
+    `,
+  );
+  expect(JSON.parse(out)).toEqual({ absent: ['@sluice/store-lmdb', '@sluice/store-azure', 'lmdb', '@azure/storage-blob'], seq: 1 });
 });

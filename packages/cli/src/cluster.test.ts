@@ -201,7 +201,8 @@ describe('sluice broker with CURVE', () => {
 
 describe('a cluster of one broker and two nodes', () => {
   it('serves different partitions from two `sluice node` processes to the CLI and the client SDK', async () => {
-    const { createStoreClientFromConfig, loadNodeConfig } = await import('@sluice/broker');
+    const { createStoreClientFromConfig } = await import('@sluice/client');
+    const { loadSluiceConfig } = await import('@sluice/config');
     const folder = await tempFolder();
     const broker = startSluice(['broker', '--endpoint', 'tcp://127.0.0.1:0'], { cwd: folder });
     const [endpoint] = await broker.stdout.waitForLines(1);
@@ -226,7 +227,7 @@ describe('a cluster of one broker and two nodes', () => {
     expect((await sluice(['append', '--config', config, '--stream', 'b-1', '--type', 'Opened', '--data', '"B"'])).lines).toEqual(['appended #1 b-1@1']);
 
     // The client SDK, from the same config, sees each node's partition and appends through it.
-    const client = createStoreClientFromConfig(await loadNodeConfig(config), { timeoutMs: 5000 });
+    const client = createStoreClientFromConfig(await loadSluiceConfig(config), { timeoutMs: 5000 });
     try {
       const result = await client.append({ streamId: 'b-1', expectedVersion: 1, events: [{ type: 'Renamed', data: new TextEncoder().encode('"B2"') }] });
       expect(result).toMatchObject({ firstSeq: 2, streams: [{ streamId: 'b-1', version: 2 }] });
@@ -240,5 +241,87 @@ describe('a cluster of one broker and two nodes', () => {
     expect(await nodeA.stop()).toBe(ExitCode.Ok);
     expect(await nodeB.stop()).toBe(ExitCode.Ok);
     expect(await broker.stop()).toBe(ExitCode.Ok);
+  });
+});
+
+describe('limits and heartbeats as flags and config keys', () => {
+  it('`sluice broker` takes "heartbeats" and "limits.broker" from --config, and flags win', async () => {
+    const folder = await tempFolder();
+    const config = join(folder, 'sluice.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        brokers: ['tcp://127.0.0.1:5555'],
+        levels: { standard: { locations: [{ memory: {} }] } },
+        partitions: { p1: 'standard' },
+        routing: { hash: ['p1'] },
+        heartbeats: { intervalMs: 1000, liveness: 5, busyTimeoutMs: 90000 },
+        limits: { broker: { serviceQueueMax: 7, clientInFlightMax: 500, requestBytesMax: 1048576 } },
+      }),
+    );
+    const broker = startSluice(['broker', '--endpoint', 'tcp://127.0.0.1:0', '--json', '--config', config, '--heartbeat-ms', '700', '--client-in-flight-max', '900', '--deliveries-max', '4']);
+    const [listening] = jsonLines((await broker.stdout.waitForLines(1)).join('\n'));
+    expect(listening).toMatchObject({
+      event: 'listening',
+      settings: {
+        heartbeatIntervalMs: 700, // flag over config
+        heartbeatLiveness: 5, // config
+        busyTimeoutMs: 90000,
+        serviceQueueMax: 7,
+        clientInFlightMax: 900, // flag over config
+        requestBytesMax: 1048576,
+        deliveriesMax: 4, // flag over default
+        queuedRequestsMax: 1_000_000, // default
+      },
+    });
+  });
+
+  it('refuses a limit flag out of range with a usage error', async () => {
+    const result = await sluice(['broker', '--endpoint', 'tcp://127.0.0.1:0', '--message-frames-max', '2']);
+    expect(result.code).toBe(ExitCode.Usage);
+    expect(result.stderr).toContain('--message-frames-max must be an integer of at least 4');
+  });
+});
+
+describe('structured logs (pino) of sluice broker and sluice node', () => {
+  it('writes JSON log lines on stderr when it is not a terminal: startup, worker churn, partitions, stop', async () => {
+    const folder = await tempFolder();
+    const broker = startSluice(['broker', '--endpoint', 'tcp://127.0.0.1:0'], { cwd: folder });
+    const [endpoint] = await broker.stdout.waitForLines(1);
+    const config = join(folder, 'sluice.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        brokers: [endpoint],
+        levels: { standard: { locations: [{ file: './data/{partition}' }], fsync: 'none' } },
+        partitions: { p1: 'standard' },
+        routing: { hash: ['p1'] },
+      }),
+    );
+    const node = startSluice(['node', '--config', config, '--node', 'n1', '--concurrency', '1'], { cwd: folder });
+    await node.stdout.waitForLines(1);
+    // The broker logs the node's worker registering (an event: wait for the line).
+    await broker.stderr.waitForLines(2);
+    await node.stop();
+    expect(await broker.stop()).toBe(ExitCode.Ok);
+
+    const brokerLog = jsonLines(broker.stderr.text);
+    expect(brokerLog[0]).toMatchObject({ name: 'sluice broker', level: 30, endpoint, options: { clientInFlightMax: 200_000 } });
+    expect(brokerLog.some((line) => line.event === 'worker-ready' && line.service === 'sluice.partition.p1')).toBe(true);
+    expect(brokerLog.at(-1)).toMatchObject({ msg: expect.stringContaining('sluice broker: stopped'), stats: expect.any(Object) });
+    const nodeLog = jsonLines(node.stderr.text);
+    expect(nodeLog[0]).toMatchObject({ name: 'sluice node', event: 'partition-opened', partition: 'p1', lastSeq: 0, recovery: { droppedBytes: 0 } });
+    expect(nodeLog.at(-1)).toMatchObject({ msg: expect.stringContaining('stopped; its partitions are closed'), stats: { partitions: { p1: { state: 'open' } } } });
+  });
+
+  it('writes readable lines on a terminal', async () => {
+    const broker = startSluice(['broker', '--endpoint', 'tcp://127.0.0.1:0'], { stderrIsTTY: true });
+    await broker.stdout.waitForLines(1);
+    await broker.stderr.waitForLines(1);
+    await broker.stop();
+    const first = broker.stderr.lines[0];
+    expect(() => JSON.parse(first) as unknown).toThrow();
+    expect(first).toContain('sluice broker: listening on tcp://127.0.0.1:');
+    expect(first).toContain('INFO');
   });
 });

@@ -39,8 +39,10 @@ const BY_CODE: Readonly<Record<string, ExitCodeValue>> = {
   SLUICE_PARTITION_CLOSED: ExitCode.Unavailable,
   SLUICE_PARTITION_FAULTED: ExitCode.Unavailable,
   SLUICE_PARTITION_OVERLOADED: ExitCode.Unavailable,
-  // @sluice/broker
-  SLUICE_BROKER_CONFIG: ExitCode.Usage,
+  // @sluice/config, @sluice/node
+  SLUICE_CONFIG: ExitCode.Usage,
+  SLUICE_NODE_UNREGISTERED_LOCATION: ExitCode.Usage,
+  // @sluice/majordomo, @sluice/client
   SLUICE_BROKER_INVALID_OPTIONS: ExitCode.Usage,
   SLUICE_BROKER_INVALID_REQUEST: ExitCode.Usage,
   SLUICE_BROKER_UNKNOWN_PARTITION: ExitCode.NotFound,

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { deriveCurvePublicKey, isCurveKey } from '@sluice/broker';
+import { deriveCurvePublicKey, isCurveKey } from '@sluice/majordomo';
 import { NotFoundError, UsageError } from './cli-errors.js';
 
 /** A CURVE key pair read from a secret key file. The secret is for sockets only: never print it. */

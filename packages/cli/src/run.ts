@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { appendCommand } from './commands/append-command.js';
 import { brokerCommand } from './commands/broker-command.js';
+import { addBrokerLimitFlags, addNodeLimitFlags } from './limit-flags.js';
 import { headCommand } from './commands/head-command.js';
 import { keygenCommand } from './commands/keygen-command.js';
 import { nodeCommand } from './commands/node-command.js';
@@ -119,12 +120,12 @@ function buildProgram(io: CliIo): Command {
     .showSuggestionAfterError(true)
     .addHelpText('after', EXIT_CODES_HELP);
 
-  program
+  addBrokerLimitFlags(program
     .command('broker')
     .description('Run a Majordomo (MDP/0.1) broker until Ctrl-C / SIGTERM. Prints the bound endpoint first.')
     .option('--endpoint <endpoint>', 'where clients (and workers) connect; port 0 or * picks a free port', 'tcp://127.0.0.1:5555')
     .option('--worker-endpoint <endpoint>', 'a separate endpoint for workers (nodes), with its own CURVE allow-list')
-    .addOption(new Option('--heartbeat-ms <ms>', 'heartbeat interval; nodes must use the same').argParser(positiveInteger('--heartbeat-ms')))
+    .option('--config <file>', 'read "heartbeats" and "limits.broker" from this sluice.json (flags win)')
     .option('--curve-secret-key-file <file>', "enable CURVE: the broker's secret key file (from `sluice keygen`)")
     .option('--allow-client-keys-file <file>', 'CURVE: public keys allowed to connect, one per line (clients, and nodes unless --worker-endpoint)')
     .option('--allow-worker-keys-file <file>', 'CURVE with --worker-endpoint: public keys allowed to register workers')
@@ -136,19 +137,18 @@ function buildProgram(io: CliIo): Command {
 Examples:
   sluice broker --endpoint tcp://0.0.0.0:5555
   sluice broker --endpoint tcp://127.0.0.1:0            # prints e.g. tcp://127.0.0.1:41233
+  sluice broker --config sluice.json --client-in-flight-max 500000 --busy-timeout-ms 120000
   sluice keygen --out broker && sluice keygen --out app
   sluice broker --endpoint tcp://0.0.0.0:5555 \\
     --curve-secret-key-file broker.key --allow-client-keys-file clients.txt`,
     )
-    .action((flags) => brokerCommand(flags, io));
+    .action((flags) => brokerCommand(flags, io)));
 
-  program
+  addNodeLimitFlags(program
     .command('node')
     .description("Run a node: serve the config's partitions for this node through its brokers until Ctrl-C / SIGTERM.")
     .requiredOption('--config <file>', 'the cluster config (sluice.json)')
     .option('--node <name>', 'this node\'s name under "nodes" in the config (default: the host name)')
-    .addOption(new Option('--concurrency <n>', 'requests each partition handles at once per broker').argParser(positiveInteger('--concurrency')))
-    .addOption(new Option('--heartbeat-ms <ms>', "heartbeat interval; must match the brokers'").argParser(positiveInteger('--heartbeat-ms')))
     .option('--curve-server-key <key|file>', "brokers with CURVE: the brokers' public key, or a file holding it")
     .option('--curve-secret-key-file <file>', "brokers with CURVE: this node's secret key file")
     .option('--json', 'JSON lines on stdout', false)
@@ -159,7 +159,7 @@ Examples:
   sluice node --config sluice.json --node node-a
   sluice node --config sluice.json --curve-server-key broker.pub --curve-secret-key-file node-a.key`,
     )
-    .action((flags) => nodeCommand(flags, io));
+    .action((flags) => nodeCommand(flags, io)));
 
   addTargetOptions(
     program
@@ -220,7 +220,7 @@ Examples:
   addTargetOptions(program.command('tail').description('Print new commits as they are written, until Ctrl-C / SIGTERM.'))
     .addOption(new Option('--from-seq <seq>', 'start here (default: after the last committed seq)').argParser(positiveInteger('--from-seq')))
     .option('--stream <id>', "only this stream's events")
-    .addOption(new Option('--poll-ms <ms>', 'cluster: how often to ask for new commits').argParser(positiveInteger('--poll-ms')).default(250))
+    .addOption(new Option('--poll-ms <ms>', 'ignored (cluster tail is pushed by the node since issue 10); kept for old scripts').argParser(positiveInteger('--poll-ms')).default(250))
     .option('--json', 'one JSON object per event on stdout', false)
     .addHelpText(
       'after',

@@ -1,12 +1,11 @@
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openPartition } from '@sluice/store';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createFileStorage } from './index.js';
+import { bundleChild, type BundledChild } from './testing/bundle-child.fixture.js';
 
 /**
  * Invariant: after any SIGKILL of the writer, reopening the file store finds every
@@ -17,32 +16,19 @@ import { createFileStorage } from './index.js';
  */
 const CYCLES = Number(process.env.SLUICE_CRASH_CYCLES ?? 100);
 let directory: string;
-let bundleDirectory: string;
+let bundled: BundledChild | undefined;
 let childScript: string;
 
 beforeAll(async () => {
   directory = await mkdtemp(join(tmpdir(), 'sluice-crash-'));
   // Bundle the child once so each restart is a plain `node` start (~50 ms), not a TS compile.
-  // Inside the workspace: the writer lock loads its native addon from node_modules at run time.
-  const cache = fileURLToPath(new URL('../../../node_modules/.cache/', import.meta.url));
-  await mkdir(cache, { recursive: true });
-  bundleDirectory = await mkdtemp(join(cache, 'sluice-crash-child-'));
-  childScript = join(bundleDirectory, 'child.mjs');
-  await build({
-    entryPoints: [fileURLToPath(new URL('./crash-child.fixture.ts', import.meta.url))],
-    outfile: childScript,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    conditions: ['@sluice/source'],
-    logLevel: 'silent',
-  });
+  bundled = await bundleChild(new URL('./crash-child.fixture.ts', import.meta.url), 'crash-child');
+  childScript = bundled.script;
 });
 
 afterAll(async () => {
   await rm(directory, { recursive: true, force: true });
-  await rm(bundleDirectory, { recursive: true, force: true });
+  await bundled?.dispose();
 });
 
 interface CycleOutcome {

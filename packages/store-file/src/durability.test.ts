@@ -9,7 +9,7 @@ import { EMPTY_IDENTITY, StorageError, openPartition, type BatchIdentity, type P
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { OPERATOR_LOG, SEGMENT_BYTES_MAX, createFileStorage, openFileReader, type FileStorageOptions } from './index.js';
-import { SEGMENT_HEADER_BYTES, decodeHeaderPage, encodeSlot, slotOffset } from './segment-header.js';
+import { SEGMENT_HEADER_BYTES, decodeHeaderPage, encodeHeaderPage, encodeSlot, slotOffset } from './segment-header.js';
 import { segmentName } from './segment-log.js';
 
 /**
@@ -203,7 +203,7 @@ describe('writers in another process', () => {
           import { openPartition } from '@sluice/store';
           import { createFileStorage } from './src/index.ts';
           const [dir, fsync, count] = process.argv.slice(2);
-          const p = await openPartition({ storage: createFileStorage({ directory: dir, segmentBytes: 1024 * 1024, fsync, watermarkFlushMs: 60000 }) });
+          const p = await openPartition({ storage: createFileStorage({ directory: dir, segmentBytes: 1024 * 1024, fsync, watermarkFlushMs: 0 }) });
           for (let i = 0; i < Number(count); i++) {
             await p.append({ streamId: 's', commandId: 'c-' + i, events: [{ type: 'E', data: new TextEncoder().encode(String(i).padEnd(300, '.')) }] });
           }
@@ -271,6 +271,96 @@ describe('writers in another process', () => {
     const error = await refusal(() => openFile({ segmentBytes: 1024 * 1024 }));
     expect(error.reason).toBe('Corrupt');
     expect(error.message).toMatch(/holds seq 1\.\.\d+ .* had made seq (29\d|300) durable/);
+  });
+});
+
+describe('the durable watermark', () => {
+  it('is recorded in the last segment\'s header: with watermarkFlushMs 0 at most one sync behind while busy, exact once the writer is idle', async () => {
+    const storage = createFileStorage({ directory, segmentBytes: 1024 * 1024, watermarkFlushMs: 0 });
+    open_.push(storage);
+    await storage.open();
+    const slot = async (): Promise<number> => {
+      const page = decodeHeaderPage((await readFile(join(directory, segmentName(1)))).subarray(0, SEGMENT_HEADER_BYTES));
+      return page.kind === 'v2' ? (page.slot?.synced.lastSeq ?? -1) : -1;
+    };
+    let head = EMPTY_IDENTITY;
+    for (const b of chained(EMPTY_IDENTITY, 50)) {
+      await storage.write(b.bytes, b.firstSeq, b.lastSeq);
+      const before = head.lastSeq;
+      head = await storage.sync();
+      expect(await slot()).toBeGreaterThanOrEqual(before);
+    }
+    await until(async () => (await slot()) === 100);
+  });
+});
+
+describe('the durable watermark, rewritten at most every watermarkFlushMs', () => {
+  it('skips rewrites while busy and catches up within watermarkFlushMs; readers in other processes follow', async () => {
+    const storage = createFileStorage({ directory, segmentBytes: 1024 * 1024, watermarkFlushMs: 200 });
+    open_.push(storage);
+    await storage.open();
+    const counter = async (): Promise<{ counter: number; synced: number }> => {
+      const page = decodeHeaderPage((await readFile(join(directory, segmentName(1)))).subarray(0, SEGMENT_HEADER_BYTES));
+      return page.kind === 'v2' ? { counter: page.slot?.counter ?? -1, synced: page.slot?.synced.lastSeq ?? -1 } : { counter: -1, synced: -1 };
+    };
+    const start = await counter();
+    const reader = await openFileReader({ directory, pollIntervalMs: 10 });
+    open_.push(reader);
+    for (const b of chained(EMPTY_IDENTITY, 20)) {
+      await storage.write(b.bytes, b.firstSeq, b.lastSeq);
+      await storage.sync();
+    }
+    const busy = await counter();
+    expect(busy.counter - start.counter, 'twenty syncs within 200 ms rewrite the slot once or twice, not twenty times').toBeLessThanOrEqual(3);
+    await until(async () => (await counter()).synced === 40);
+    await until(async () => (await reader.lastSeq()) === 40);
+  });
+});
+
+describe('a power cut during a roll', () => {
+  it('opens when the last segment has its header but neither watermark slot (the header write was torn), and continues there', async () => {
+    const storage = createFileStorage({ directory, segmentBytes: 64 * 1024 });
+    const p = await openPartition({ storage, name: 'd' });
+    await fill(p, 30);
+    const head = storage.durableHead();
+    await p.close();
+    const page = decodeHeaderPage((await readFile(join(directory, segmentName(1)))).subarray(0, SEGMENT_HEADER_BYTES));
+    if (page.kind !== 'v2') throw new Error('segment 1 has no header');
+    const torn = encodeHeaderPage({ ...page.header, segment: 2, baseSeq: head.lastSeq + 1, previous: head }, { synced: head, acked: head, successor: false, cut: undefined });
+    torn.fill(0, 1024, 2048); // both slots lost
+    const file = Buffer.alloc(64 * 1024);
+    torn.copy(file, 0);
+    await writeFile(join(directory, segmentName(2)), file);
+    const again = await openFile();
+    expect(again.recovery).toMatchObject({ lastSeq: 150, droppedBytes: 0, droppedSeqs: 0 });
+    await fill(again, 1, 30);
+    await again.close();
+    const slots = decodeHeaderPage((await readFile(join(directory, segmentName(2)))).subarray(0, SEGMENT_HEADER_BYTES));
+    expect(slots).toMatchObject({ kind: 'v2', slot: { synced: { lastSeq: 155 }, acked: { lastSeq: 155 } } });
+  });
+
+  it('opens when the last segment\'s header is torn (fails its CRC) and nothing follows it', async () => {
+    const p = await openFile();
+    await fill(p, 30);
+    await p.close();
+    const torn = Buffer.alloc(64 * 1024);
+    (await readFile(join(directory, segmentName(1)))).copy(torn, 0, 0, 300); // a header cut short
+    await writeFile(join(directory, segmentName(2)), torn);
+    const again = await openFile();
+    expect(again.recovery).toMatchObject({ lastSeq: 150, droppedSeqs: 0 });
+    expect(await segments()).toEqual([segmentName(1)]);
+  });
+
+  it('still refuses a segment before the last whose watermark slots are both damaged', async () => {
+    const p = await openFile();
+    await fill(p, 250);
+    await p.close();
+    const handle = await open(join(directory, segmentName(1)), 'r+');
+    await handle.write(Buffer.alloc(1024, 0xee), 0, 1024, 1024);
+    await handle.close();
+    const error = await refusal(() => openFile());
+    expect(error.reason).toBe('Corrupt');
+    expect(error.message).toMatch(/both watermark slots of the segment header fail their checks/);
   });
 });
 
@@ -395,7 +485,7 @@ function chained(head: BatchIdentity, count: number): Array<{ bytes: Uint8Array;
   return out;
 }
 
-async function until(check: () => Promise<boolean>, ms = 3000): Promise<void> {
+async function until(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > end) throw new Error('timed out');
@@ -428,6 +518,29 @@ describe('readers in other processes', () => {
   });
 });
 
+describe('readers when the writer cuts its log', () => {
+  it('start over after an operator\'s truncate instead of serving the removed batches', async () => {
+    const storage = createFileStorage({ directory, segmentBytes: 8192, watermarkFlushMs: 0 });
+    open_.push(storage);
+    await storage.open();
+    const batches = chained(EMPTY_IDENTITY, 40);
+    for (const b of batches) await storage.write(b.bytes, b.firstSeq, b.lastSeq);
+    await storage.sync();
+    const reader = await openFileReader({ directory, pollIntervalMs: 10 });
+    open_.push(reader);
+    await until(async () => (await reader.lastSeq()) === 80);
+    await storage.truncate(10, { operatorReason: 'test: cut and rewrite' });
+    const other = chained(batches[4].identity, 3).map((b, i) => ({ ...b, tag: i }));
+    for (const b of other) await storage.write(b.bytes, b.firstSeq, b.lastSeq);
+    await storage.sync();
+    await until(async () => (await reader.lastSeq()) === 16);
+    const read: Uint8Array[] = [];
+    for await (const b of reader.read(11, 16)) read.push(b.bytes);
+    expect(read.map((b) => Buffer.from(b).toString('hex'))).toEqual(other.map((b) => Buffer.from(b.bytes).toString('hex')));
+    expect(await reader.identityAt(16)).toEqual(other[2].identity);
+  });
+});
+
 describe('truncate', () => {
   it('refuses to cut below the durable watermark without an operator reason, and records the reason when given', async () => {
     const storage = createFileStorage({ directory, segmentBytes: 8192 });
@@ -440,7 +553,11 @@ describe('truncate', () => {
     const refused = await refusal(() => storage.truncate(4));
     expect(refused.reason).toBe('Invalid');
     expect(refused.message).toMatch(/pass operatorReason/);
-    expect(await storage.truncate(4, { operatorReason: 'ops: restore drill 2026-12-05' })).toEqual(batches[1].identity);
+    const cutting = storage.truncate(4, { operatorReason: 'ops: restore drill 2026-12-05' });
+    const [late] = chained(batches[39].identity, 1);
+    expect((await refusal(() => storage.write(late.bytes, late.firstSeq, late.lastSeq))).message).toMatch(/while a truncate runs/);
+    expect((await refusal(() => storage.sync())).reason).toBe('Invalid');
+    expect(await cutting).toEqual(batches[1].identity);
     expect(await segments()).toEqual([segmentName(1)]);
     expect(await readFile(join(directory, OPERATOR_LOG), 'utf8')).toMatch(/truncate after seq 4: removes seq 5\.\.80 \(durable up to 80\): ops: restore drill 2026-12-05\n$/);
     const [next] = chained(batches[1].identity, 1);

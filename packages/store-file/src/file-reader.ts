@@ -48,15 +48,20 @@ export async function openFileReader(options: FileReaderOptions): Promise<FileRe
     throw error instanceof StorageError ? error : mapFsError(error, options.directory);
   }
   const reader = new SegmentReader(options.directory, options.pollIntervalMs ?? 250);
-  await reader.refresh();
+  try {
+    await reader.refresh();
+  } catch (error) {
+    await reader.close();
+    throw error;
+  }
   return reader;
 }
 
 class SegmentReader implements FileReader {
-  private readonly index: SegmentIndex;
+  private index: SegmentIndex;
   private readonly closeController = new AbortController();
   private refreshing: Promise<void> | undefined;
-  /** Highest durable watermark read from the headers (batches above it are never indexed). */
+  /** Durable watermark last read from the headers (batches above it are never indexed). */
   private watermark = 0;
 
   constructor(
@@ -81,8 +86,17 @@ class SegmentReader implements FileReader {
   private async look(): Promise<void> {
     // The watermark first: the writer records it only after the data it covers is written, so a
     // scan after reading it must reach it.
-    const { watermark, versioned, successorMissing } = await this.readWatermark();
-    if (watermark > this.watermark) this.watermark = watermark;
+    let { watermark, versioned, successorMissing } = await this.readWatermark();
+    // A slot read while the writer rewrites it fails its CRC and the older slot counts: look twice.
+    if (versioned && watermark < this.watermark) ({ watermark, versioned, successorMissing } = await this.readWatermark());
+    if (versioned && watermark < this.watermark && successorMissing === undefined) {
+      // The writer cut its log (an operator's truncate, or recovery after a failed sync): what
+      // this reader indexed above the new watermark is gone. Start over.
+      const old = this.index;
+      this.index = new SegmentIndex(this.directory);
+      await old.close();
+    }
+    this.watermark = watermark;
     const limit = versioned ? this.watermark : Number.MAX_SAFE_INTEGER;
     const stop = await this.index.scanForward(limit);
     if (this.index.lastSeq < this.watermark) {

@@ -142,6 +142,26 @@ describe('segments', () => {
   });
 });
 
+describe('engine-driven writes', () => {
+  it('keeps the chain across large groups written one at a time (the engine reuses its group buffers)', async () => {
+    const p = await openPartition({ storage: createFileStorage({ directory, segmentBytes: 1024 * 1024 }), name: 'b', groupsInFlightMax: 1 });
+    partitions.push(p);
+    const data = new Uint8Array(100);
+    const templates = Array.from({ length: 8 }, () => Array.from({ length: 1000 }, () => ({ type: 'E', data })));
+    let next = 0;
+    await Promise.all(
+      templates.map(async (events) => {
+        while (next < 30) {
+          const n = next++;
+          await p.append({ streamId: `s-${n}`, events });
+        }
+      }),
+    );
+    expect(p.lastSeq).toBe(30_000);
+    expect((await collectSeqs(p)).length).toBe(30_000);
+  });
+});
+
 async function collectSeqs(p: Partition): Promise<number[]> {
   const seqs: number[] = [];
   for await (const e of p.read()) seqs.push(e.seq);

@@ -2,7 +2,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { bundleChild, type BundledChild } from './testing/bundle-child.fixture.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireTools, sh } from './testing/loop-device.fixture.js';
 
@@ -27,6 +27,7 @@ import { requireTools, sh } from './testing/loop-device.fixture.js';
  */
 let scratch: string;
 let childScript: string;
+let bundled: BundledChild | undefined;
 const children = new Set<Child>();
 const EIO = 5;
 const ENOSPC = 28;
@@ -45,17 +46,8 @@ beforeAll(async () => {
   try {
     await requireTools(['fiu-run', 'fiu-ctrl'], 'the I/O-fault test');
     scratch = await mkdtemp('/var/tmp/sluice-io-fault-');
-    childScript = join(scratch, 'child.mjs');
-    await build({
-      entryPoints: [fileURLToPath(new URL('./io-fault-child.fixture.ts', import.meta.url))],
-      outfile: childScript,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      conditions: ['@sluice/source'],
-      logLevel: 'silent',
-    });
+    bundled = await bundleChild(new URL('./io-fault-child.fixture.ts', import.meta.url), 'io-fault-child');
+    childScript = bundled.script;
   } catch (error) {
     setupError = error;
   }
@@ -67,6 +59,7 @@ afterEach(() => {
 
 afterAll(async () => {
   if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+  await bundled?.dispose();
 });
 
 interface Answer {

@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { appendFile, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bundleChild, type BundledChild } from './testing/bundle-child.fixture.js';
 import { openPartition, type Partition } from '@sluice/store';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFileStorage } from './index.js';
 import { attachImage, createLoopFilesystem, detach, releaseAll, requireTools, snapshotImage, type LoopFilesystem } from './testing/loop-device.fixture.js';
@@ -37,6 +37,7 @@ const SEGMENT_BYTES = 1024 * 1024;
 
 let scratch: string;
 let writerScript: string;
+let bundled: BundledChild | undefined;
 let disk: LoopFilesystem;
 /** Writers still running (a timed-out test): killed before the disk is unmounted. */
 const writers = new Set<ReturnType<typeof spawn>>();
@@ -56,17 +57,8 @@ beforeAll(async () => {
     await requireTools(['losetup', 'mkfs.ext4', 'e2fsck', 'mount', 'umount', 'cp'], 'the power-loss test');
     // On the real disk, not a tmpfs: the image's size is mostly holes.
     scratch = await mkdtemp('/var/tmp/sluice-power-');
-    writerScript = join(scratch, 'writer.mjs');
-    await build({
-      entryPoints: [fileURLToPath(new URL('./power-loss-writer.fixture.ts', import.meta.url))],
-      outfile: writerScript,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      conditions: ['@sluice/source'],
-      logLevel: 'silent',
-    });
+    bundled = await bundleChild(new URL('./power-loss-writer.fixture.ts', import.meta.url), 'power-loss-writer');
+    writerScript = bundled.script;
     disk = await createLoopFilesystem(join(scratch, 'disk.img'), join(scratch, 'disk'), IMAGE_BYTES);
   } catch (error) {
     setupError = error;

@@ -18,7 +18,8 @@ export async function readNonZero(handle: FileHandle, from: number, where: strin
   let end = from;
   for (;;) {
     const { bytesRead } = await readAt(handle, chunk, position, where);
-    let last = bytesRead - 1;
+    // memcmp first: almost every chunk of a tail is zero.
+    let last = isZero(chunk, bytesRead) ? -1 : bytesRead - 1;
     while (last >= 0 && chunk[last] === 0) last--;
     if (last >= 0) end = position + last + 1;
     position += bytesRead;
@@ -37,18 +38,15 @@ export async function zeroRange(handle: FileHandle, from: number, to: number, wh
     for (let p = from; p < to; p += CHUNK_BYTES) {
       const n = Math.min(CHUNK_BYTES, to - p);
       const { bytesRead } = await readAt(handle, chunk.subarray(0, n), p, where);
-      let dirty = false;
-      for (let i = 0; i < bytesRead; i++) {
-        if (chunk[i] !== 0) {
-          dirty = true;
-          break;
-        }
-      }
-      if (dirty) await handle.write(ZEROS, 0, n, p);
+      if (!isZero(chunk, bytesRead)) await handle.write(ZEROS, 0, n, p);
     }
   } catch (error) {
     throw mapFsError(error, where);
   }
+}
+
+function isZero(chunk: Buffer, length: number): boolean {
+  return chunk.subarray(0, length).equals(ZEROS.subarray(0, length));
 }
 
 /**

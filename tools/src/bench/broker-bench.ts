@@ -37,17 +37,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import {
-  MajordomoClient,
-  clientRequestFrames,
-  createBroker,
-  createStoreClient,
-  createWorker,
-  encodeCorrelation,
-  loadNodeConfig,
-  startNode,
-  type StoreClient,
-} from '@sluice/broker';
+import { createStoreClient, type StoreClient } from '@sluice/client';
+import { loadSluiceConfig } from '@sluice/config';
+import { MajordomoClient, clientRequestFrames, createBroker, createWorker, encodeCorrelation } from '@sluice/majordomo';
+import { locationFactory, startNode } from '@sluice/node';
 import { openPartition, type EventData } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
 import * as zmq from 'zeromq';
@@ -122,7 +115,7 @@ async function runRole(spec: Role): Promise<RoleHandle> {
       return { endpoint: '', stop: () => worker.close() };
     }
     case 'node': {
-      const node = await startNode({ config: spec.config, concurrency: spec.concurrency });
+      const node = await startNode({ config: spec.config, concurrency: spec.concurrency, locations: { file: locationFactory('file', createFileStorage) } });
       return { endpoint: '', stop: () => node.close() };
     }
   }
@@ -336,7 +329,7 @@ export async function appendRows(directory: string, units: number, unitEvents: n
   let client: StoreClient | undefined;
   let measured: BenchRow | undefined;
   try {
-    const config = await loadNodeConfig(configPath);
+    const config = await loadSluiceConfig(configPath);
     client = createStoreClient({ brokers: config.brokers, routing: config.routing, timeoutMs: 30_000 });
     await client.head('p1'); // the node serves
     const c = client;

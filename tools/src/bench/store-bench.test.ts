@@ -6,8 +6,10 @@ import { formatStoreRows, runStoreBench } from './store-bench.js';
 it('runs every store benchmark scenario in smoke mode', { timeout: 120_000 }, async () => {
   const rows = await runStoreBench({ smoke: true, directory: tmpdir() });
   expect(rows.map((r) => r.name)).toEqual([
+    'raw writeSync+fdatasyncSync, 1000 event(s) per write',
     'raw write+fdatasync, 1000 event(s) per write',
     'sluice file store, batches of 1000',
+    'sluice file store, batches of 1000, one group in flight',
     'raw write+fdatasync, 1 event(s) per write',
     'sluice file store, 1000 concurrent single-event appends',
     'sluice file store, sequential single-event appends',
@@ -20,4 +22,5 @@ it('runs every store benchmark scenario in smoke mode', { timeout: 120_000 }, as
   const table = formatStoreRows(rows);
   expect(table.split('\n')).toHaveLength(rows.length + 2);
   expect(table).toMatch(/% of raw single fdatasync/);
+  expect(table).toMatch(/% of the synchronous raw limit/);
 });

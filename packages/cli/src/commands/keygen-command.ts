@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { generateCurveKeyPair } from '@sluice/broker';
+import { generateCurveKeyPair } from '@sluice/majordomo';
 import { UsageError } from '../cli-errors.js';
 import { LineWriter, type CliIo } from '../io.js';
 

@@ -1,10 +1,6 @@
-import {
-  createStoreClient,
-  createStoreClientFromConfig,
-  loadNodeConfig,
-  type CurveOptions,
-  type StoreClient,
-} from '@sluice/broker';
+import { createStoreClient, createStoreClientFromConfig, type StoreClient } from '@sluice/client';
+import { loadSluiceConfig } from '@sluice/config';
+import type { CurveOptions } from '@sluice/majordomo';
 import type { AppendRequest, CommitResult, RecordedEvent } from '@sluice/store';
 import { UsageError } from '../cli-errors.js';
 import type { EventSink, EventSource, HeadInfo, ReadRange } from './event-log.js';
@@ -17,9 +13,13 @@ export interface ClusterConnection {
   readonly brokers?: readonly string[] | undefined;
   /** The partition to read or append to. */
   readonly partition?: string | undefined;
-  readonly timeoutMs: number;
+  /** From `--timeout-ms`; absent: the config's `limits.client.timeoutMs`, else 5000. */
+  readonly timeoutMs?: number | undefined;
   readonly curve?: CurveOptions | undefined;
 }
+
+/** `--timeout-ms` when neither the flag nor the config's `limits.client.timeoutMs` is given. */
+const DEFAULT_TIMEOUT_MS = 5000;
 
 /** Events handed out per batch while reading through a broker. */
 const BATCH_EVENTS = 256;
@@ -28,10 +28,13 @@ const BATCH_EVENTS = 256;
 export async function openStoreClient(connection: ClusterConnection): Promise<StoreClient> {
   const mdp = connection.curve === undefined ? {} : { mdp: { curve: connection.curve } };
   if (connection.configPath !== undefined) {
-    const config = await loadNodeConfig(connection.configPath);
+    const config = await loadSluiceConfig(connection.configPath);
+    const limits = config.limits.client;
     return createStoreClientFromConfig(config, {
       ...(connection.brokers === undefined ? {} : { brokers: connection.brokers }),
-      timeoutMs: connection.timeoutMs,
+      timeoutMs: connection.timeoutMs ?? limits.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      ...(limits.outstandingMax === undefined ? {} : { outstandingMax: limits.outstandingMax }),
+      ...(limits.retriesMax === undefined ? {} : { retriesMax: limits.retriesMax }),
       ...mdp,
     });
   }
@@ -43,7 +46,7 @@ export async function openStoreClient(connection: ClusterConnection): Promise<St
     brokers: connection.brokers,
     routing: { hash: [partition] },
     partitions: [partition],
-    timeoutMs: connection.timeoutMs,
+    timeoutMs: connection.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     ...mdp,
   });
 }
@@ -88,7 +91,8 @@ class ClusterSource implements EventSource {
   constructor(
     private readonly client: StoreClient,
     private readonly partition: string,
-    private readonly pollIntervalMs: number,
+    /** Unused since tail is pushed (kept so `--poll-ms` is still accepted). */
+    readonly pollIntervalMs: number,
   ) {
     this.description = describe(client, partition);
   }
@@ -116,21 +120,16 @@ class ClusterSource implements EventSource {
     if (batch.length > 0) yield batch;
   }
 
-  /** Follows the partition by asking for its head every `pollIntervalMs`: the store protocol has no push yet. */
+  /**
+   * Follows the partition with a push subscription: the node answers each subscribe request
+   * as soon as new commits are durable (no polling); one page is requested ahead.
+   */
   async *tail(range: Omit<ReadRange, 'toSeq'>): AsyncGenerator<readonly RecordedEvent[]> {
-    let next = range.fromSeq;
-    while (!range.signal.aborted) {
-      const head = await this.client.head(this.partition, { signal: range.signal }).catch((error: unknown) => {
-        if (range.signal.aborted) return undefined;
-        throw error;
-      });
-      if (head === undefined) return;
-      if (next <= head.lastSeq) {
-        for await (const batch of this.read({ ...range, fromSeq: next, toSeq: head.lastSeq })) yield batch;
-        next = head.lastSeq + 1;
-        continue;
-      }
-      await sleep(this.pollIntervalMs, range.signal);
+    const subscription = this.client.subscribe(this.partition, { fromSeq: range.fromSeq, signal: range.signal });
+    for await (const batch of subscription) {
+      const events = range.streamId === undefined ? batch : batch.filter((event) => event.streamId === range.streamId);
+      if (events.length > 0) yield events;
+      if (range.signal.aborted) return;
     }
   }
 
@@ -159,15 +158,3 @@ class ClusterSource implements EventSource {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import type { CurveOptions } from '@sluice/broker';
+import type { CurveOptions } from '@sluice/majordomo';
 import { Option, type Command } from 'commander';
 import { UsageError } from '../cli-errors.js';
 import { readPublicKey, readSecretKeyFile } from '../key-files.js';
@@ -12,7 +12,7 @@ export interface TargetFlags {
   readonly config?: string;
   readonly broker?: string[];
   readonly partition?: string;
-  readonly timeoutMs: number;
+  readonly timeoutMs?: number;
   readonly curveServerKey?: string;
   readonly curveSecretKeyFile?: string;
 }
@@ -32,9 +32,8 @@ export function addTargetOptions(command: Command): Command {
     )
     .option('--partition <name>', 'the partition in the cluster')
     .addOption(
-      new Option('--timeout-ms <ms>', 'cluster: wait this long for each reply before failing over')
-        .argParser(positiveInteger('--timeout-ms'))
-        .default(5000),
+      new Option('--timeout-ms <ms>', 'cluster: wait this long for each reply before failing over (default: the config\'s limits.client.timeoutMs, else 5000)')
+        .argParser(positiveInteger('--timeout-ms')),
     )
     .option('--curve-server-key <key|file>', "cluster over CURVE: the broker's public key, or a file holding it")
     .option('--curve-secret-key-file <file>', "cluster over CURVE: this client's secret key file (see `sluice keygen`)");

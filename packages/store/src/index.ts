@@ -23,6 +23,7 @@ export {
 } from './partition.js';
 export type {
   BatchIdentity,
+  CommitReliability,
   PartitionStorage,
   StorageCapabilities,
   StorageReader,
@@ -49,3 +50,15 @@ export { firstBatchEndingAtOrAfter } from './seq-search.js';
 export type { IndexStatus } from './partition-index.js';
 export { IndexCorruptError } from './index-table.js';
 export { reindexPartition, type ReindexOptions, type ReindexReport } from './reindex.js';
+export {
+  createMirroredStorage,
+  type MirrorLocation,
+  type MirrorLocationState,
+  type MirrorRecovery,
+  type MirrorRepair,
+  type MirroredStorage,
+  type MirroredStorageOptions,
+  type UnacknowledgedTailRepair,
+} from './mirrored-storage.js';
+export { scrubPartition, type ScrubCopyReport, type ScrubOptions, type ScrubReport } from './scrub.js';
+export { createRingStorage, type RingMode, type RingState, type RingStorage, type RingStorageOptions } from './ring-storage.js';

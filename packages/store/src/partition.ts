@@ -20,7 +20,7 @@ import {
 } from './errors.js';
 import { EMPTY_IDENTITY } from './batch-identity.js';
 import { PartitionIndex, type CommitRecord as IndexedCommit, type IndexStatus, type Resolved } from './partition-index.js';
-import type { BatchIdentity, PartitionStorage, StorageRecovery } from './storage.js';
+import type { BatchIdentity, CommitReliability, PartitionStorage, StorageRecovery } from './storage.js';
 import type {
   AppendRequest,
   CommitResult,
@@ -688,7 +688,7 @@ export class Partition {
       }
       if (known !== undefined) {
         const result = known.result.duplicate ? known.result : { ...known.result, duplicate: true };
-        if (known.group === undefined) pending.resolve(result);
+        if (known.group === undefined) pending.resolve(this.withReliability(result));
         else known.group.acks.push({ resolve: pending.resolve, reject: pending.reject, result });
         return;
       }
@@ -842,9 +842,10 @@ export class Partition {
     this.syncing = undefined;
     this.durableSeq = last.lastSeq;
     this.durable = head;
+    const reliability = this.storage.reliability?.(last.lastSeq);
     for (const group of covered) {
       for (const record of group.records) record.group = undefined;
-      this.settle(group);
+      this.settle(group, reliability);
       this.free.push(group);
       this.groupsInFlight--;
     }
@@ -855,8 +856,14 @@ export class Partition {
     this.drive();
   }
 
-  private settle(group: Group): void {
-    for (const ack of group.acks) ack.resolve(ack.result);
+  /** A durable commit's result with where it is held now, when the storage reports it. */
+  private withReliability(result: CommitResult): CommitResult {
+    const reliability = this.storage.reliability?.(result.lastSeq);
+    return reliability === undefined ? result : { ...result, reliability };
+  }
+
+  private settle(group: Group, reliability?: CommitReliability): void {
+    for (const ack of group.acks) ack.resolve(reliability === undefined ? ack.result : { ...ack.result, reliability });
     group.acks.length = 0;
     group.records.length = 0;
     group.writer.reset();

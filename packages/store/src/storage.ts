@@ -91,6 +91,21 @@ export interface StorageReader {
   close(): Promise<void>;
 }
 
+/**
+ * Where a commit is held at the moment it is acknowledged, and under which policy: what a
+ * storage made of several locations or targets reports (see {@link PartitionStorage.reliability}).
+ */
+export interface CommitReliability {
+  /** The reliability level's name, when the storage was configured with one (e.g. `"critical"`). */
+  readonly level?: string | undefined;
+  /** How the commit was made durable (for several locations, the weakest policy among them). */
+  readonly durability: FsyncPolicy;
+  /** Labels of the synchronous locations holding the commit durably. */
+  readonly locations: readonly string[];
+  /** Labels of the shipping targets holding it durably at that moment (may be empty). */
+  readonly targets?: readonly string[] | undefined;
+}
+
 /** Options of {@link PartitionStorage.truncate}. */
 export interface TruncateOptions {
   /**
@@ -164,4 +179,10 @@ export interface PartitionStorage extends StorageReader {
    * Rejects with reason `Unsupported` when `capabilities.crossProcessReaders` is false.
    */
   openReader(): Promise<StorageReader>;
+  /**
+   * Optional: where the batch holding `seq` is held durably now and under which level. The
+   * engine calls it once per sync that acknowledges commits and returns it in each
+   * `CommitResult.reliability`. Backends of one location need not implement it.
+   */
+  reliability?(seq: number): CommitReliability | undefined;
 }

@@ -1,4 +1,5 @@
 import type { CommitHeaders, EventFrame } from '@sluice/framing';
+import type { CommitReliability } from './storage.js';
 
 /** An event to append. The engine never parses `data` or `metadata`: they are the application's bytes. */
 export interface EventData {
@@ -61,6 +62,11 @@ export interface CommitResult {
   readonly timestamp: number;
   /** True when the command ids had been applied before: nothing new was written. */
   readonly duplicate: boolean;
+  /**
+   * Under which reliability level the commit was written and which locations and targets held
+   * it when it was acknowledged; present when the storage reports it (mirror, ring, quorum).
+   */
+  readonly reliability?: CommitReliability | undefined;
 }
 
 /** An event as stored: the decoded frame. `payload` is the event's data (a view, zero-copy). */

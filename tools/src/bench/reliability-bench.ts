@@ -1,0 +1,186 @@
+/**
+ * Reliability benchmark: commits on mirrored, ring and single locations, and shipping to
+ * Azurite. Figures for the reliability report (issue 11), not timed tests.
+ *
+ *   npx tsx --conditions=@sluice/source tools/src/bench/reliability-bench.ts [--smoke] [--only ship] [--dir PATH] [--out FILE]
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { createShipper } from '@sluice/shipper';
+import { createMirroredStorage, createRingStorage, openPartition, type Partition, type PartitionStorage } from '@sluice/store';
+import { createAzureStorage } from '@sluice/store-azure';
+import { startAzurite } from '@sluice/store-azure/testing';
+import { createFileStorage } from '@sluice/store-file';
+import { createLmdbStorage } from '@sluice/store-lmdb';
+import { pipelinedBatches } from './store-bench.js';
+import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
+
+const STREAMS = 10_000;
+let directRow: BenchRow | undefined;
+let fileRow: BenchRow | undefined;
+
+async function on<T>(storage: PartitionStorage, run: (p: Partition) => Promise<T>): Promise<T> {
+  const p = await openPartition({ storage, name: 'bench' });
+  try {
+    return await run(p);
+  } finally {
+    await p.close();
+  }
+}
+
+/** `concurrency` appenders of single-event commits: the commit rate group commit reaches. */
+async function concurrentCommits(p: Partition, concurrency: number, events: number, name: string): Promise<BenchRow> {
+  const data = new Uint8Array(100).fill(7);
+  const latencies = new Latencies();
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < events) {
+        const n = next++;
+        const t = performance.now();
+        await p.append({ streamId: `stream-${n % STREAMS}`, events: [{ type: 'BenchEvent', data }] });
+        latencies.record(performance.now() - t);
+      }
+    }),
+  );
+  return row(name, events, events * 100, performance.now() - start, latencies, `${concurrency} concurrent single-event commits, fsync per group`);
+}
+
+async function sequentialCommits(p: Partition, events: number, name: string): Promise<BenchRow> {
+  const data = new Uint8Array(100).fill(7);
+  const latencies = new Latencies();
+  const start = performance.now();
+  for (let n = 0; n < events; n++) {
+    const t = performance.now();
+    await p.append({ streamId: `stream-${n % STREAMS}`, events: [{ type: 'BenchEvent', data }] });
+    latencies.record(performance.now() - t);
+  }
+  return row(name, events, events * 100, performance.now() - start, latencies, 'one single-event commit at a time');
+}
+
+export async function runReliabilityBench(smoke: boolean, base: string, only?: string): Promise<BenchRow[]> {
+  const scale = smoke ? 0.02 : 1;
+  const dir = await mkdtemp(join(base, 'sluice-rel-bench-'));
+  let n = 0;
+  const fresh = async (): Promise<string> => {
+    const d = join(dir, `d${n++}`);
+    await mkdir(d);
+    return d;
+  };
+  const file = async (): Promise<PartitionStorage> => createFileStorage({ directory: await fresh(), fsync: 'commit' });
+  const lmdb = async (): Promise<PartitionStorage> => createLmdbStorage({ directory: await fresh(), fsync: 'commit' });
+  const rows: BenchRow[] = [];
+  try {
+    const batched = Math.max(20_000, 1_000_000 * scale);
+    const commits = Math.max(5_000, 200_000 * scale);
+    const sequential = Math.max(200, 5_000 * scale);
+    const configs: Array<[string, () => Promise<PartitionStorage>]> = [
+      ['file', file],
+      ['lmdb', lmdb],
+      ['mirror(file, file)', async () => createMirroredStorage({ locations: [await file(), await file()] })],
+      ['mirror(file, lmdb)', async () => createMirroredStorage({ locations: [await file(), await lmdb()] })],
+      ['ring(acknowledge) → file', async () => createRingStorage({ mode: 'acknowledge', durable: await file(), capacityBytes: 64 << 20 })],
+    ];
+    for (const [name, make] of only === 'ship' ? [] : configs) {
+      rows.push(await on(await make(), (p) => pipelinedBatches(p, 1000, batched, 8, `${name}: batches of 1000`, '8 appends in flight, fsync per commit')));
+      rows.push(await on(await make(), (p) => concurrentCommits(p, 1000, commits, `${name}: 1000 concurrent commits`)));
+      rows.push(await on(await make(), (p) => concurrentCommits(p, 16, commits / 4, `${name}: 16 concurrent commits`)));
+      rows.push(await on(await make(), (p) => sequentialCommits(p, sequential, `${name}: sequential commits`)));
+    }
+    rows.push(await shipToAzurite(await fresh(), smoke));
+    if (directRow !== undefined) rows.push(directRow);
+    if (fileRow !== undefined) rows.push(fileRow);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+/** Ships a pre-filled file partition to an in-memory Azurite: MB/s of raw batches. */
+async function shipToAzurite(directory: string, smoke: boolean): Promise<BenchRow> {
+  const events = smoke ? 20_000 : 200_000;
+  const payloadBytes = 1000;
+  const source = createFileStorage({ directory, fsync: 'none' });
+  const partition = await openPartition({ storage: source, name: 'ship' });
+  const data = new Uint8Array(payloadBytes).fill(3);
+  const per = 100;
+  const inFlight: Promise<unknown>[] = [];
+  for (let i = 0; i < events / per; i++) {
+    inFlight.push(partition.append({ streamId: `s-${i % 1000}`, events: Array.from({ length: per }, () => ({ type: 'E', data })) }));
+    if (inFlight.length >= 16) await Promise.all(inFlight.splice(0));
+  }
+  await Promise.all(inFlight);
+  let bytes = 0;
+  for await (const b of source.read(1, partition.lastSeq)) bytes += b.bytes.length;
+  const azurite = await startAzurite();
+  try {
+    await BlobServiceClient.fromConnectionString(azurite.connectionString).getContainerClient('bench').create();
+    // The same bytes written straight to an Azure storage (no shipper): the target's own limit.
+    const direct = createAzureStorage({ connectionString: azurite.connectionString, container: 'bench', prefix: 'direct' });
+    await direct.open();
+    const t0 = performance.now();
+    let chunk: Uint8Array[] = [];
+    let chunkBytes = 0;
+    let first = 1;
+    let lastSeq = 0;
+    const flush = async (): Promise<void> => {
+      if (chunk.length === 0) return;
+      const joined = Buffer.concat(chunk);
+      await direct.write(joined, first, lastSeq);
+      chunk = [];
+      chunkBytes = 0;
+      first = lastSeq + 1;
+    };
+    for await (const b of source.read(1, partition.lastSeq)) {
+      if (chunkBytes + b.bytes.length > 4 * 1024 * 1024) await flush();
+      chunk.push(Uint8Array.from(b.bytes));
+      chunkBytes += b.bytes.length;
+      lastSeq = b.lastSeq;
+    }
+    await flush();
+    await direct.sync();
+    const directMs = performance.now() - t0;
+    await direct.close();
+    const directLatencies = new Latencies();
+    directLatencies.record(directMs);
+    directRow = row('read source + write to Azure storage directly (no shipper)', events, bytes, directMs, directLatencies, 'the same batches in 4 MiB writes, one sync: the limit of Azurite + the Azure backend here');
+    // The shipper's own rate: to a file target (fsync per round) on this machine.
+    const fileShipper = createShipper({ source, targets: [{ label: 'file', createStorage: () => createFileStorage({ directory: `${directory}-target`, fsync: 'commit' }) }] });
+    const tf = performance.now();
+    fileShipper.start();
+    await fileShipper.waitFor(partition.lastSeq, { timeoutMs: 600_000 });
+    const fileMs = performance.now() - tf;
+    await fileShipper.stop();
+    const fileLatencies = new Latencies();
+    fileLatencies.record(fileMs);
+    fileRow = row('shipper → file target, 1 target', events, bytes, fileMs, fileLatencies, 'same batches, 4 MiB writes, fdatasync per 16 MiB: the shipper itself with a fast target');
+    const shipper = createShipper({
+      source,
+      targets: [{ label: 'azurite', createStorage: () => createAzureStorage({ connectionString: azurite.connectionString, container: 'bench', prefix: 'ship' }) }],
+    });
+    const latencies = new Latencies();
+    const start = performance.now();
+    shipper.start();
+    await shipper.waitFor(partition.lastSeq, { timeoutMs: 600_000 });
+    const ms = performance.now() - start;
+    latencies.record(ms);
+    await shipper.stop();
+    return row('shipper → Azurite (in-memory), 1 target', events, bytes, ms, latencies, `raw batches of ${per} × ${payloadBytes}-byte events, 4 MiB writes; bytes = stored batch bytes`);
+  } finally {
+    await partition.close();
+    await azurite.stop();
+  }
+}
+
+const isMain = import.meta.url === `file://${process.argv[1]}`;
+if (isMain) {
+  const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, dir: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' } } });
+  const rows = await runReliabilityBench(values.smoke === true, values.dir ?? tmpdir(), values.only);
+  console.log(`\nSluice reliability benchmark (${values.smoke === true ? 'smoke' : 'full'}), Node ${process.version}\n`);
+  console.log(formatBenchRows(rows, () => ''));
+  if (values.out !== undefined) await writeFile(values.out, JSON.stringify(rows, null, 2));
+}

@@ -65,8 +65,8 @@ export function checkWrite(bytes: Uint8Array, firstSeq: number, lastSeq: number,
     if (!equalBytes(bytes.subarray(m + MARKER_PREV_DIGEST_OFFSET, m + MARKER_PREV_DIGEST_OFFSET + SHA1_BYTES), head.digest)) {
       throw brokenChain(firstSeq, head, where);
     }
-    // A copy: `bytes` may be a Buffer (whose slice() is a view) that the caller reuses.
-    return { lastSeq, epoch, digest: Uint8Array.prototype.slice.call(bytes, m + MARKER_DIGEST_OFFSET, m + MARKER_DIGEST_OFFSET + SHA1_BYTES) };
+    // A plain copy: `bytes` may be a Buffer (whose slice() is a view) that the caller reuses.
+    return { lastSeq, epoch, digest: Uint8Array.from(bytes.subarray(m + MARKER_DIGEST_OFFSET, m + MARKER_DIGEST_OFFSET + SHA1_BYTES)) };
   }
   const { batches, report } = decodeBatches(bytes, { firstSeq, prevDigest: head.digest });
   if (report.reason === 'broken-chain' && batches.length === 0) throw brokenChain(firstSeq, head, where);

@@ -22,7 +22,7 @@ export interface SubscriptionOptions {
   /** Handles one batch of matching events, in seq order. A throw stops the subscription (hosts catch per event and park). */
   readonly handle: (events: RecordedEvent[]) => Promise<void> | void;
   /**
-   * Most events handed to `handle` at once.
+   * Most frames processed between two checkpoint saves (so also most events handed to `handle` at once).
    * @default 1000
    */
   readonly batchSizeMax?: number;
@@ -141,16 +141,18 @@ class SubscriptionRunner implements Subscription {
     for await (const batch of source.subscribe({ fromSeq: from + 1, signal })) {
       const ordered = await this.sequence(checker, batch);
       if (ordered.length === 0) continue;
-      const matching: RecordedEvent[] = [];
-      for (const event of ordered) if (this.matches(event)) matching.push(event);
-      for (let i = 0; i < matching.length; i += this.batchSizeMax) {
-        await this.options.handle(i === 0 && matching.length <= this.batchSizeMax ? matching : matching.slice(i, i + this.batchSizeMax));
+      // Step through the batch in bounded chunks, saving the checkpoint after each handled one.
+      for (let start = 0; start < ordered.length; start += this.batchSizeMax) {
+        const chunk = ordered.length <= this.batchSizeMax ? ordered : ordered.slice(start, start + this.batchSizeMax);
+        const matching: RecordedEvent[] = [];
+        for (const event of chunk) if (this.matches(event)) matching.push(event);
+        if (matching.length > 0) await this.options.handle(matching);
+        this.stats.delivered += matching.length;
+        this.stats.skipped += chunk.length - matching.length;
+        this.positionValue = chunk[chunk.length - 1].seq;
+        if (matching.length > 0 || this.positionValue - this.savedPosition >= this.skippedMax) await this.save();
+        this.wake();
       }
-      this.stats.delivered += matching.length;
-      this.stats.skipped += ordered.length - matching.length;
-      this.positionValue = ordered[ordered.length - 1].seq;
-      if (matching.length > 0 || this.positionValue - this.savedPosition >= this.skippedMax) await this.save();
-      this.wake();
       if (signal.aborted) break;
     }
     if (this.positionValue > this.savedPosition && !(this.failure)) await this.save();

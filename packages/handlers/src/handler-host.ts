@@ -2,7 +2,7 @@ import { isWrongExpectedVersionError, type CommitResult, type Partition, type St
 import type { AddressedCommand, CommandMessage } from '@sluice/subscriptions';
 import { EntityCache, type CachedEntity } from './entity-cache.js';
 import { EntityLocks } from './entity-locks.js';
-import { InvalidMessageError } from './errors.js';
+import { InvalidMessageError, PartitionUnavailableError } from './errors.js';
 import { isRejection, type AnyEntityDefinition, type Message, type StateChange } from './entity.js';
 import { jsonSerializer, type Serializer } from './serializer.js';
 
@@ -142,6 +142,7 @@ export class HandlerHost {
   async execute(message: CommandMessage): Promise<CommandOutcome> {
     const problem = checkMessage(message);
     if (problem !== undefined) throw new InvalidMessageError(`[sluice/handlers] partition "${this.partition.name}": ${problem}`);
+    if (this.closed) throw new PartitionUnavailableError(this.partition.name, message.id);
     const recipients = message.commands.length === 1 ? [message.commands[0].recipient] : [...new Set(message.commands.map((c) => c.recipient))];
     const outcome = await this.locks.run(recipients, () => this.executeLocked(message));
     this.options.afterCommit?.(outcome);

@@ -57,6 +57,11 @@ export interface SagaHostOptions {
    * @default 20
    */
   readonly retryDelayMs?: number;
+  /**
+   * Longest delay between two attempts.
+   * @default 1000
+   */
+  readonly retryDelayMaxMs?: number;
   readonly batchSizeMax?: number;
   readonly onGap?: 'replay' | 'raise';
 }
@@ -88,6 +93,7 @@ export function startSagaHost(options: SagaHostOptions): Subscription {
   const decode = options.decode ?? decodeJson;
   const attemptsMax = options.sendAttemptsMax ?? 5;
   const delayMs = options.retryDelayMs ?? 20;
+  const delayMaxMs = options.retryDelayMaxMs ?? 1000;
 
   const park = (event: RecordedEvent, stage: 'decode' | 'handle' | 'send', error: unknown, command?: unknown): Promise<void> =>
     parking.park({
@@ -104,7 +110,7 @@ export function startSagaHost(options: SagaHostOptions): Subscription {
   const deliver = async (event: RecordedEvent, message: CommandMessage): Promise<void> => {
     let lastError: unknown;
     for (let attempt = 0; attempt < attemptsMax; attempt++) {
-      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, delayMs * 2 ** (attempt - 1)));
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(delayMaxMs, delayMs * 2 ** (attempt - 1))));
       try {
         await sender.send(message);
         return;

@@ -139,6 +139,8 @@ export class Bank {
       name,
     });
     const host = createHandlerHost({ partition, entities: [account], cacheEntitiesMax: 100_000 });
+    // One sequential pass over the log instead of one storage read per event when accounts load on demand.
+    await host.preload(account, 'account-');
     let checkpoints = this.projectionCheckpoints.get(name);
     if (checkpoints === undefined) {
       // The balance projection lives in memory: rebuilt from scratch at every start of the process, kept across partition restarts.

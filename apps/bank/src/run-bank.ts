@@ -89,22 +89,38 @@ export async function runBank(options: RunBankOptions): Promise<RunSummary> {
 
     const next = random(run);
     let sent = 0;
-    const inFlight = new Set<Promise<void>>();
-    while (sent < transfers) {
+    // A counting window (Promise.race over thousands of promises per send would cost O(n) each).
+    let inFlight = 0;
+    let wake: (() => void) | undefined;
+    let failure: unknown;
+    const settleOne = () => {
+      inFlight--;
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    while (sent < transfers && failure === undefined) {
       const from = Math.floor(next() * accounts);
       let to = Math.floor(next() * (accounts - 1));
       if (to >= from) to++;
       const amount = 1 + Math.floor(next() * 100);
       const id = `t-${run}-${sent++}`;
-      const p: Promise<void> = bank.transfer(id, accountId(from), accountId(to), amount).then((outcome) => {
-        if (outcome.status === 'accepted') accepted++;
-        else refused++;
-        inFlight.delete(p);
-      });
-      inFlight.add(p);
-      if (inFlight.size >= concurrency) await Promise.race(inFlight);
+      inFlight++;
+      bank.transfer(id, accountId(from), accountId(to), amount).then(
+        (outcome) => {
+          if (outcome.status === 'accepted') accepted++;
+          else refused++;
+          settleOne();
+        },
+        (error: unknown) => {
+          failure ??= error;
+          settleOne();
+        },
+      );
+      if (inFlight >= concurrency) await new Promise<void>((resolve) => (wake = resolve));
     }
-    await Promise.all(inFlight);
+    while (inFlight > 0) await new Promise<void>((resolve) => (wake = resolve));
+    if (failure !== undefined) throw failure;
     await bank.settle(300_000, bar === undefined ? undefined : tick);
     const seconds = (performance.now() - started) / 1000;
     if (timer !== undefined) clearInterval(timer);

@@ -17,7 +17,7 @@ export type AccountEvent =
 export const account = defineAggregate<AccountState, AccountCommand, AccountEvent>({
   name: 'account',
   commandTypes: ['Open', 'Deposit', 'Withdraw', 'Explode'],
-  snapshotEvery: 10,
+  snapshotEvery: Number(process.env.SNAP ?? 10),
   initialState: () => ({ open: false, balance: 0 }),
   evolve: (state, event) => {
     switch (event.type) {

@@ -147,7 +147,7 @@ export async function runBank(options: RunBankOptions): Promise<RunSummary> {
       transfersPerSecond: transfers / seconds,
       commandsPerSecond: commands / seconds,
       moneyConserved,
-      exactlyOnce: problems.length === 0 || moneyConserved,
+      exactlyOnce: ledger.anomalies().length === 0 && completed + refunded === accepted,
       problems,
     };
     const f = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -155,7 +155,7 @@ export async function runBank(options: RunBankOptions): Promise<RunSummary> {
     print(`  ${f(completed)} completed, ${f(refunded)} compensated (credit refused by a frozen account, refunded), ${f(refused)} refused (insufficient funds)`);
     print(`  ${f(ledger.balances.size)} accounts hold ${f(ledger.total)}: ${moneyConserved ? 'money conserved' : 'MONEY NOT CONSERVED'}; ${f(ledger.transfers.size)} transfers over all runs, ${problems.length === 0 ? 'each completed exactly once' : `${problems.length} PROBLEM(S)`}`);
     for (const problem of problems.slice(0, 10)) print(`  problem: ${problem}`);
-    return { ...summary, exactlyOnce: ledger.anomalies().length === 0 };
+    return summary;
   } finally {
     await bank.close();
   }

@@ -9,7 +9,8 @@ import { startSubscription, type Subscription } from './subscription.js';
 /** A command addressed to an entity: the recipient decides its partition. */
 export interface AddressedCommand {
   readonly recipient: string;
-  readonly command: { readonly type: string };
+  /** The command body: a type name and its fields (a plain, serializable object). */
+  readonly command: { readonly type: string; readonly [field: string]: unknown };
 }
 
 /** A message of one or more commands, delivered as one unit of work under a deterministic id. */

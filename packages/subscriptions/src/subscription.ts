@@ -138,24 +138,35 @@ class SubscriptionRunner implements Subscription {
     this.savedPosition = from;
     const checker = new SequenceChecker({ nextSeq: from + 1 });
     const signal = this.abort.signal;
+    // Small storage batches are gathered while more is already committed (catch-up), up to
+    // batchSizeMax; at the head (live) whatever arrived is handled at once.
+    let pending: RecordedEvent[] = [];
     for await (const batch of source.subscribe({ fromSeq: from + 1, signal })) {
       const ordered = await this.sequence(checker, batch);
-      if (ordered.length === 0) continue;
-      // Step through the batch in bounded chunks, saving the checkpoint after each handled one.
-      for (let start = 0; start < ordered.length; start += this.batchSizeMax) {
-        const chunk = ordered.length <= this.batchSizeMax ? ordered : ordered.slice(start, start + this.batchSizeMax);
-        const matching: RecordedEvent[] = [];
-        for (const event of chunk) if (this.matches(event)) matching.push(event);
-        if (matching.length > 0) await this.options.handle(matching);
-        this.stats.delivered += matching.length;
-        this.stats.skipped += chunk.length - matching.length;
-        this.positionValue = chunk[chunk.length - 1].seq;
-        if (matching.length > 0 || this.positionValue - this.savedPosition >= this.skippedMax) await this.save();
-        this.wake();
-      }
+      for (const event of ordered) pending.push(event);
+      if (pending.length === 0) continue;
+      if (pending.length < this.batchSizeMax && pending[pending.length - 1].seq < source.lastSeq && !signal.aborted) continue;
+      await this.process(pending);
+      pending = [];
       if (signal.aborted) break;
     }
-    if (this.positionValue > this.savedPosition && !(this.failure)) await this.save();
+    if (pending.length > 0 && this.failure === undefined) await this.process(pending);
+    if (this.positionValue > this.savedPosition) await this.save();
+  }
+
+  /** Handles `ordered` in chunks of batchSizeMax frames, saving the checkpoint after each handled chunk. */
+  private async process(ordered: RecordedEvent[]): Promise<void> {
+    for (let start = 0; start < ordered.length; start += this.batchSizeMax) {
+      const chunk = start === 0 && ordered.length <= this.batchSizeMax ? ordered : ordered.slice(start, start + this.batchSizeMax);
+      const matching: RecordedEvent[] = [];
+      for (const event of chunk) if (this.matches(event)) matching.push(event);
+      if (matching.length > 0) await this.options.handle(matching);
+      this.stats.delivered += matching.length;
+      this.stats.skipped += chunk.length - matching.length;
+      this.positionValue = chunk[chunk.length - 1].seq;
+      if (matching.length > 0 || this.positionValue - this.savedPosition >= this.skippedMax) await this.save();
+      this.wake();
+    }
   }
 
   private async save(): Promise<void> {

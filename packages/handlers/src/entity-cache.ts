@@ -29,6 +29,11 @@ export class EntityCache {
     return entry;
   }
 
+  /** The entry without counting a hit or refreshing its recency. */
+  peek(id: string): CachedEntity | undefined {
+    return this.entries.get(id);
+  }
+
   set(id: string, entry: CachedEntity): void {
     if (this.entriesMax <= 0) return;
     this.entries.delete(id);

@@ -81,6 +81,32 @@ describe('HandlerHost: exactly one effect per command id', () => {
   });
 });
 
+describe('HandlerHost: pipelined commands on one entity', () => {
+  it('commands decided on a pending state that turns out a duplicate are decided again on the real state', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await host.execute(cmd('open', 'account-a', { type: 'Open' }));
+    await host.execute(cmd('dep-big', 'account-a', { type: 'Deposit', amount: 100 }));
+    await host.execute(cmd('w-early', 'account-a', { type: 'Withdraw', amount: 100 }));
+    // Redelivered deposit (a duplicate: nothing applies) with two withdrawals queued behind it in the same tick.
+    const [dup, wLate, wLate2, wEarlyAgain] = await Promise.all([
+      host.execute(cmd('dep-big', 'account-a', { type: 'Deposit', amount: 100 })),
+      host.execute(cmd('w-late', 'account-a', { type: 'Withdraw', amount: 50 })),
+      host.execute(cmd('w-late2', 'account-a', { type: 'Withdraw', amount: 150 })),
+      host.execute(cmd('w-early', 'account-a', { type: 'Withdraw', amount: 100 })),
+    ]);
+    expect(dup).toMatchObject({ status: 'accepted', duplicate: true });
+    expect(wLate).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 0, asked 50' });
+    expect(wLate2).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 0, asked 150' });
+    expect(wEarlyAgain).toMatchObject({ status: 'accepted', duplicate: true });
+    expect(await balanceOf(host, p, 'account-a')).toBe(0);
+    // Many commands on one entity in one tick are written in as few commits as the engine groups them.
+    const burst = await Promise.all(Array.from({ length: 200 }, (_, i) => host.execute(cmd(`b-${i}`, 'account-a', { type: 'Deposit', amount: 1 }))));
+    expect(burst.every((o) => o.status === 'accepted' && !o.duplicate)).toBe(true);
+    expect(await balanceOf(host, p, 'account-a')).toBe(200);
+  });
+});
+
 describe('HandlerHost: rejections are remembered', () => {
   it('a rejected command is committed with its reason; a redelivery gets the same answer even after the state changed', async () => {
     const p = await partition();

@@ -85,7 +85,14 @@ export interface HandlerHostStats {
   retries: number;
 }
 
-const RETRIES_MAX = 3;
+const RETRIES_MAX = 16;
+
+/** A command was decided on a pending state that did not become durable: decide again. */
+class StaleStateError extends Error {
+  constructor(readonly entity: string) {
+    super(`[sluice/handlers] the pending state of "${entity}" was not committed`);
+  }
+}
 
 /**
  * Hosts command handlers inside one partition. For each message: load every recipient
@@ -111,6 +118,8 @@ export class HandlerHost {
   private readonly cache: EntityCache;
   private readonly locks = new EntityLocks();
   private readonly pendingSnapshots = new Set<Promise<void>>();
+  /** Per entity: settles when its latest queued commit has settled (never rejects). */
+  private readonly inflight = new Map<string, Promise<void>>();
   private closed = false;
 
   constructor(private readonly options: HandlerHostOptions) {
@@ -144,9 +153,23 @@ export class HandlerHost {
     if (problem !== undefined) throw new InvalidMessageError(`[sluice/handlers] partition "${this.partition.name}": ${problem}`);
     if (this.closed) throw new PartitionUnavailableError(this.partition.name, message.id);
     const recipients = message.commands.length === 1 ? [message.commands[0].recipient] : [...new Set(message.commands.map((c) => c.recipient))];
-    const outcome = await this.locks.run(recipients, () => this.executeLocked(message));
-    this.options.afterCommit?.(outcome);
-    return outcome;
+    const commandIds = commandIdsOf(message);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        // The lock covers load, decide and enqueueing the commit; durability is awaited outside it,
+        // so the next command for the same entity is decided (on the pending state) while this one is written.
+        const durable = await this.locks.run(recipients, () => this.attempt(message, commandIds));
+        const outcome = await durable();
+        this.options.afterCommit?.(outcome);
+        return outcome;
+      } catch (error) {
+        // A command decided on a pending state whose commit turned out a duplicate or failed, or
+        // another writer on the partition: reload and decide again.
+        if (!(error instanceof StaleStateError || isWrongExpectedVersionError(error)) || attempt >= RETRIES_MAX) throw error;
+        this.stats.retries++;
+        for (const id of recipients) this.evict(id);
+      }
+    }
   }
 
   /**
@@ -192,24 +215,13 @@ export class HandlerHost {
     this.cache.clear();
   }
 
-  private async executeLocked(message: CommandMessage): Promise<CommandOutcome> {
-    const commandIds = commandIdsOf(message);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.attempt(message, commandIds);
-      } catch (error) {
-        // Another writer moved a stream under us (only possible with a second host on the partition): reload and decide again.
-        if (!isWrongExpectedVersionError(error) || attempt >= RETRIES_MAX) throw error;
-        this.stats.retries++;
-        for (const c of message.commands) this.cache.delete(c.recipient);
-      }
-    }
-  }
-
-  private async attempt(message: CommandMessage, commandIds: readonly string[]): Promise<CommandOutcome> {
+  /** Under the recipients' locks: loads, decides and enqueues the commit; returns how to await its outcome. */
+  private async attempt(message: CommandMessage, commandIds: readonly string[]): Promise<() => Promise<CommandOutcome>> {
     interface Working {
       readonly definition: AnyEntityDefinition;
       readonly loadedVersion: number;
+      /** The cache entry it was loaded from (undefined: loaded from the partition, durable). */
+      readonly cached: CachedEntity | undefined;
       state: unknown;
       readonly events: Message[];
       changed: boolean;
@@ -229,7 +241,7 @@ export class HandlerHost {
       let entity = working.get(recipient);
       if (entity === undefined) {
         const loaded = await this.load(definition, recipient);
-        entity = { definition, loadedVersion: loaded.version, state: loaded.state, events: [], changed: false };
+        entity = { definition, loadedVersion: loaded.entry.version, cached: loaded.cached ? loaded.entry : undefined, state: loaded.entry.state, events: [], changed: false };
         working.set(recipient, entity);
       } else if (entity.definition !== definition) {
         rejection = `recipient "${recipient}" is addressed as both "${entity.definition.name}" and "${definition.name}"`;
@@ -265,16 +277,27 @@ export class HandlerHost {
 
     const base = { messageId: message.id, partition: this.partition.name };
     if (rejection !== undefined) {
-      const record: RejectionRecord = { messageId: message.id, reason: rejection, commands: message.commands, causationId: message.causationId };
-      const result = await this.partition.commit({
+      // A refusal must rest on durable state: wait for this entity's pending commits, and decide
+      // again if one of them did not apply (its state was never real).
+      for (const [recipient, entity] of working) {
+        const pending = this.inflight.get(recipient);
+        if (pending !== undefined) await pending;
+        if (entity.cached !== undefined && this.cache.peek(recipient) !== entity.cached) throw new StaleStateError(recipient);
+      }
+      const reason = rejection;
+      const record: RejectionRecord = { messageId: message.id, reason, commands: message.commands, causationId: message.causationId };
+      const commit = this.partition.commit({
         changes: [{ streamId: REJECTED_STREAM, events: [{ type: REJECTED_EVENT, data: this.serializer.encode(record) }] }],
         commandIds,
         correlationId: message.correlationId,
         causationId: message.causationId,
       });
-      if (result.duplicate) return this.original(message.id, result);
-      this.stats.rejected++;
-      return { ...base, status: 'rejected', reason: rejection, duplicate: false, firstSeq: result.firstSeq, lastSeq: result.lastSeq };
+      return async () => {
+        const result = await commit;
+        if (result.duplicate) return this.original(message.id, result);
+        this.stats.rejected++;
+        return { ...base, status: 'rejected', reason, duplicate: false, firstSeq: result.firstSeq, lastSeq: result.lastSeq };
+      };
     }
 
     const changes: StreamChange[] = [];
@@ -294,26 +317,51 @@ export class HandlerHost {
     }
     // Accepted without any effect still records the command ids, so a redelivery is recognized.
     if (changes.length === 0) changes.push({ streamId: NOOP_STREAM, events: [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: message.id }) }] });
-    const unitChanges = changes;
-    const result = await this.partition.commit({ changes, commandIds, correlationId: message.correlationId, causationId: message.causationId });
-    if (result.duplicate) {
-      // The cached states already include the original effect (they were loaded after it); ours was not written.
-      return this.original(message.id, result);
-    }
-    this.stats.accepted++;
-    let seq = result.firstSeq;
-    for (const change of unitChanges) {
-      seq += change.events.length;
+    const commit = this.partition.commit({ changes, commandIds, correlationId: message.correlationId, causationId: message.causationId });
+    // The commit is queued in order: later commands for these entities decide on the states it will make.
+    const entries: Array<[string, CachedEntity]> = [];
+    for (const change of changes) {
       const entity = working.get(change.streamId);
       if (entity === undefined) continue;
-      const version = entity.loadedVersion + change.events.length;
-      this.cache.set(change.streamId, { state: entity.state, version });
-      const every = entity.definition.kind === 'aggregate' ? (entity.definition.snapshotEvery ?? 0) : 0;
-      if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) {
-        this.snapshot(change.streamId, version, seq - 1, entity.state);
-      }
+      const entry: CachedEntity = { state: entity.state, version: entity.loadedVersion + change.events.length };
+      this.cache.set(change.streamId, entry);
+      entries.push([change.streamId, entry]);
     }
-    return { ...base, status: 'accepted', duplicate: false, firstSeq: result.firstSeq, lastSeq: result.lastSeq };
+    const settled = commit.then(
+      (result) => {
+        // A duplicate wrote nothing: the pending states are not real.
+        if (result.duplicate) for (const [id] of entries) this.evict(id);
+      },
+      () => {
+        for (const [id] of entries) this.evict(id);
+      },
+    );
+    for (const [id] of entries) this.inflight.set(id, settled);
+    void settled.then(() => {
+      for (const [id] of entries) if (this.inflight.get(id) === settled) this.inflight.delete(id);
+    });
+    return async () => {
+      const result = await commit;
+      if (result.duplicate) return this.original(message.id, result);
+      this.stats.accepted++;
+      let seq = result.firstSeq;
+      for (const change of changes) {
+        seq += change.events.length;
+        const entity = working.get(change.streamId);
+        if (entity === undefined || entity.definition.kind !== 'aggregate') continue;
+        const version = entity.loadedVersion + change.events.length;
+        const every = entity.definition.snapshotEvery ?? 0;
+        if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) {
+          this.snapshot(change.streamId, version, seq - 1, entity.state);
+        }
+      }
+      return { ...base, status: 'accepted', duplicate: false, firstSeq: result.firstSeq, lastSeq: result.lastSeq };
+    };
+  }
+
+  /** Drops an entity's cached state (it will be reloaded from the partition once its pending commits settle). */
+  private evict(id: string): void {
+    this.cache.delete(id);
   }
 
   private event(event: Message): EventData {
@@ -333,9 +381,16 @@ export class HandlerHost {
     return { ...base, status: 'accepted' };
   }
 
-  private async load(definition: AnyEntityDefinition, id: string): Promise<CachedEntity> {
+  private async load(definition: AnyEntityDefinition, id: string): Promise<{ entry: CachedEntity; cached: boolean }> {
     const cached = this.cache.get(id);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) return { entry: cached, cached: true };
+    // The partition serves only durable events: let this entity's pending commits settle first.
+    const pending = this.inflight.get(id);
+    if (pending !== undefined) await pending;
+    return { entry: await this.loadDurable(definition, id), cached: false };
+  }
+
+  private async loadDurable(definition: AnyEntityDefinition, id: string): Promise<CachedEntity> {
     const version = this.partition.streamVersion(id);
     let state = definition.initialState(id);
     if (version === 0) return { state, version };

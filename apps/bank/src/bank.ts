@@ -180,9 +180,12 @@ export class Bank {
   private async stop(name: string): Promise<void> {
     const node = this.nodes.get(name);
     if (node === undefined) return;
+    // The saga host first, while the router still reaches this partition: its batch in hand may
+    // send commands here (transfers inside the partition), which would otherwise wait for a
+    // partition that waits for them.
+    await node.saga.stop();
     this.router.detach(name);
     this.nodes.delete(name);
-    await node.saga.stop();
     await node.projection.stop();
     await node.host.close();
     await node.partition.close();

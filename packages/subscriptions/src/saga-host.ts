@@ -65,6 +65,12 @@ export interface SagaHostOptions {
   readonly retryDelayMaxMs?: number;
   readonly batchSizeMax?: number;
   readonly onGap?: 'replay' | 'raise';
+  /**
+   * Batches whose commands may be in flight at once (the checkpoint passes a batch only when
+   * it and all before it were delivered or parked).
+   * @default 4
+   */
+  readonly handleConcurrencyMax?: number;
 }
 
 /**
@@ -154,6 +160,7 @@ export function startSagaHost(options: SagaHostOptions): Subscription {
     filter: saga.filter,
     batchSizeMax: options.batchSizeMax,
     onGap: options.onGap,
+    handleConcurrencyMax: options.handleConcurrencyMax ?? 4,
     // Events of a batch go out concurrently (targets group-commit them); the checkpoint waits for all.
     handle: async (events) => {
       await Promise.all(events.map(one));

@@ -96,6 +96,51 @@ describe('subscription: catch-up, live, filters, checkpoints', () => {
   });
 });
 
+describe('subscription: batches in flight', () => {
+  it('with handleConcurrencyMax > 1 later batches may finish first, but the checkpoint only passes a batch once all before it finished', async () => {
+    const p = await partition();
+    await fill(p, 200);
+    const saved: number[] = [];
+    const finished: number[] = [];
+    const violations: string[] = [];
+    const memory = createMemoryCheckpointStore();
+    const checkpoints = {
+      ...memory,
+      save: async (subscriber: string, seq: number) => {
+        // Every batch starting at or below the saved seq must have finished.
+        for (let first = 1; first <= seq; first += 10) if (!finished.includes(first)) violations.push(`saved ${seq} before batch ${first} finished`);
+        saved.push(seq);
+        await memory.save(subscriber, seq);
+      },
+    };
+    let inFlight = 0;
+    let inFlightMax = 0;
+    const sub = startSubscription({
+      subscriber: 'c4',
+      source: p,
+      checkpoints,
+      batchSizeMax: 10,
+      handleConcurrencyMax: 4,
+      handle: async (events) => {
+        inFlight++;
+        inFlightMax = Math.max(inFlightMax, inFlight);
+        // Earlier batches take longer: they finish after later ones.
+        await new Promise((resolve) => setTimeout(resolve, 20 - (events[0].seq % 40) / 2));
+        finished.push(events[0].seq);
+        inFlight--;
+      },
+    });
+    await sub.waitFor(200);
+    await sub.stop();
+    expect(inFlightMax).toBeGreaterThan(1);
+    expect(finished).not.toEqual([...finished].sort((a, b) => a - b)); // really out of order
+    expect(violations).toEqual([]);
+    expect(saved).toEqual([...saved].sort((a, b) => a - b));
+    expect(saved.at(-1)).toBe(200);
+    expect(finished.sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i * 10 + 1));
+  });
+});
+
 /** A source that loses, duplicates and reorders frames, as an unreliable transport (UDP fan-out) would. */
 function lossy(p: Partition, drop: Set<number>, duplicate: Set<number>): EventSource {
   return {

@@ -40,6 +40,14 @@ export interface SubscriptionOptions {
    * @default 10000
    */
   readonly skippedFramesBeforeSaveMax?: number;
+  /**
+   * Batches handed to `handle` before the oldest must finish. Above 1, `handle` runs for the
+   * next batch while earlier ones are still in flight (a saga host waiting on other
+   * partitions); the position and checkpoint still pass a batch only once it and every
+   * batch before it finished.
+   * @default 1
+   */
+  readonly handleConcurrencyMax?: number;
 }
 
 /** Counters of a running subscription. */
@@ -96,6 +104,8 @@ class SubscriptionRunner implements Subscription {
   private readonly matches: (event: RecordedEvent) => boolean;
   private readonly batchSizeMax: number;
   private readonly skippedMax: number;
+  private readonly concurrencyMax: number;
+  private handling: Array<{ seq: number; handled: Promise<void>; delivered: boolean }> = [];
   private waiters: Array<{ seq: number; resolve: () => void; reject: (error: unknown) => void }> = [];
   private failure: unknown;
   private ended = false;
@@ -105,6 +115,7 @@ class SubscriptionRunner implements Subscription {
     this.matches = options.predicate ?? compileFilter(options.filter);
     this.batchSizeMax = options.batchSizeMax ?? 1000;
     this.skippedMax = options.skippedFramesBeforeSaveMax ?? 10_000;
+    this.concurrencyMax = Math.max(1, options.handleConcurrencyMax ?? 1);
     this.done = this.run().then(
       () => this.finish(undefined),
       (error: unknown) => {
@@ -148,25 +159,53 @@ class SubscriptionRunner implements Subscription {
       if (pending.length < this.batchSizeMax && pending[pending.length - 1].seq < source.lastSeq && !signal.aborted) continue;
       await this.process(pending);
       pending = [];
+      // Nothing more committed: finish the batches in hand so the position reaches the head.
+      if (this.handling.length > 0 && this.positionValue < source.lastSeq && this.handling[this.handling.length - 1].seq >= source.lastSeq) await this.drainAll();
       if (signal.aborted) break;
     }
-    if (pending.length > 0 && this.failure === undefined) await this.process(pending);
+    if (pending.length > 0) await this.process(pending);
+    await this.drainAll();
     if (this.positionValue > this.savedPosition) await this.save();
   }
 
-  /** Handles `ordered` in chunks of batchSizeMax frames, saving the checkpoint after each handled chunk. */
+  /** Handles `ordered` in chunks of batchSizeMax frames; the checkpoint follows each handled chunk, in order. */
   private async process(ordered: RecordedEvent[]): Promise<void> {
     for (let start = 0; start < ordered.length; start += this.batchSizeMax) {
       const chunk = start === 0 && ordered.length <= this.batchSizeMax ? ordered : ordered.slice(start, start + this.batchSizeMax);
       const matching: RecordedEvent[] = [];
       for (const event of chunk) if (this.matches(event)) matching.push(event);
-      if (matching.length > 0) await this.options.handle(matching);
       this.stats.delivered += matching.length;
       this.stats.skipped += chunk.length - matching.length;
-      this.positionValue = chunk[chunk.length - 1].seq;
-      if (matching.length > 0 || this.positionValue - this.savedPosition >= this.skippedMax) await this.save();
-      this.wake();
+      const seq = chunk[chunk.length - 1].seq;
+      if (matching.length === 0 && this.handling.length === 0) {
+        this.advance(seq);
+        if (this.positionValue - this.savedPosition >= this.skippedMax) await this.save();
+        continue;
+      }
+      const handled = matching.length === 0 ? Promise.resolve() : Promise.resolve(this.options.handle(matching));
+      // Reported in order by drainOne; keep an early failure from being reported as unhandled meanwhile.
+      handled.catch(() => undefined);
+      this.handling.push({ seq, handled, delivered: matching.length > 0 });
+      if (this.handling.length >= this.concurrencyMax) await this.drainOne();
     }
+  }
+
+  /** Waits for the oldest batch in hand; only then does the position (and the checkpoint) pass it. */
+  private async drainOne(): Promise<void> {
+    const head = this.handling[0];
+    await head.handled;
+    this.handling.shift();
+    this.advance(head.seq);
+    if (head.delivered || this.positionValue - this.savedPosition >= this.skippedMax) await this.save();
+  }
+
+  private async drainAll(): Promise<void> {
+    while (this.handling.length > 0) await this.drainOne();
+  }
+
+  private advance(seq: number): void {
+    this.positionValue = seq;
+    this.wake();
   }
 
   private async save(): Promise<void> {

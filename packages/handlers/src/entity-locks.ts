@@ -1,26 +1,29 @@
 /**
- * One command at a time per entity, any number of entities at once. A message takes every
- * recipient's lock in one synchronous step (it queues behind each current holder), so two
- * messages never wait for each other in a cycle.
+ * One command at a time per entity, any number of entities at once. An entity's lock is a
+ * queue of waiters; an uncontended lock costs no promise. A message takes its recipients'
+ * locks in sorted order, so two messages never wait for each other in a cycle.
  */
 export class EntityLocks {
-  private readonly tails = new Map<string, Promise<void>>();
+  /** Held keys → who waits for each, in order. */
+  private readonly held = new Map<string, Array<() => void>>();
 
   async run<T>(keys: readonly string[], work: () => Promise<T>): Promise<T> {
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => (release = resolve));
-    const waits: Promise<void>[] = [];
-    for (const key of keys) {
-      const tail = this.tails.get(key);
-      if (tail !== undefined) waits.push(tail);
-      this.tails.set(key, mine);
+    const sorted = keys.length === 1 ? keys : [...keys].sort();
+    for (const key of sorted) {
+      const waiters = this.held.get(key);
+      if (waiters === undefined) this.held.set(key, []);
+      else await new Promise<void>((resolve) => waiters.push(resolve));
     }
     try {
-      if (waits.length > 0) await Promise.all(waits);
       return await work();
     } finally {
-      release();
-      for (const key of keys) if (this.tails.get(key) === mine) this.tails.delete(key);
+      for (const key of sorted) {
+        const waiters = this.held.get(key)!;
+        // Hand the lock straight to the next waiter (the key stays held), or free it.
+        const next = waiters.shift();
+        if (next !== undefined) next();
+        else this.held.delete(key);
+      }
     }
   }
 }

@@ -118,8 +118,8 @@ export class HandlerHost {
   private readonly cache: EntityCache;
   private readonly locks = new EntityLocks();
   private readonly pendingSnapshots = new Set<Promise<void>>();
-  /** Per entity: settles when its latest queued commit has settled (never rejects). */
-  private readonly inflight = new Map<string, Promise<void>>();
+  /** Per entity: commits queued and not settled yet, and who waits for them to settle. */
+  private readonly pending = new Map<string, { count: number; waiters: Array<() => void> | undefined }>();
   private closed = false;
 
   constructor(private readonly options: HandlerHostOptions) {
@@ -280,8 +280,8 @@ export class HandlerHost {
       // A refusal must rest on durable state: wait for this entity's pending commits, and decide
       // again if one of them did not apply (its state was never real).
       for (const [recipient, entity] of working) {
-        const pending = this.inflight.get(recipient);
-        if (pending !== undefined) await pending;
+        const settled = this.whenSettled(recipient);
+        if (settled !== undefined) await settled;
         if (entity.cached !== undefined && this.cache.peek(recipient) !== entity.cached) throw new StaleStateError(recipient);
       }
       const reason = rejection;
@@ -327,21 +327,17 @@ export class HandlerHost {
       this.cache.set(change.streamId, entry);
       entries.push([change.streamId, entry]);
     }
-    const settled = commit.then(
-      (result) => {
-        // A duplicate wrote nothing: the pending states are not real.
-        if (result.duplicate) for (const [id] of entries) this.evict(id);
-      },
-      () => {
-        for (const [id] of entries) this.evict(id);
-      },
-    );
-    for (const [id] of entries) this.inflight.set(id, settled);
-    void settled.then(() => {
-      for (const [id] of entries) if (this.inflight.get(id) === settled) this.inflight.delete(id);
-    });
+    for (const [id] of entries) this.markPending(id);
     return async () => {
-      const result = await commit;
+      let result: CommitResult;
+      try {
+        result = await commit;
+      } catch (error) {
+        this.settle(entries, true);
+        throw error;
+      }
+      // A duplicate wrote nothing: the pending states are not real.
+      this.settle(entries, result.duplicate);
       if (result.duplicate) return this.original(message.id, result);
       this.stats.accepted++;
       let seq = result.firstSeq;
@@ -357,6 +353,30 @@ export class HandlerHost {
       }
       return { ...base, status: 'accepted', duplicate: false, firstSeq: result.firstSeq, lastSeq: result.lastSeq };
     };
+  }
+
+  private markPending(id: string): void {
+    const pending = this.pending.get(id);
+    if (pending === undefined) this.pending.set(id, { count: 1, waiters: undefined });
+    else pending.count++;
+  }
+
+  /** A commit settled: its pending states are dropped if it did not apply, then whoever waited for the entities is woken. */
+  private settle(entries: ReadonlyArray<readonly [string, CachedEntity]>, failed: boolean): void {
+    for (const [id] of entries) {
+      if (failed) this.evict(id);
+      const pending = this.pending.get(id);
+      if (pending === undefined || --pending.count > 0) continue;
+      this.pending.delete(id);
+      if (pending.waiters !== undefined) for (const wake of pending.waiters) wake();
+    }
+  }
+
+  /** Resolves once the entity's queued commits have settled; undefined when none is queued. */
+  private whenSettled(id: string): Promise<void> | undefined {
+    const pending = this.pending.get(id);
+    if (pending === undefined) return undefined;
+    return new Promise((resolve) => (pending.waiters ??= []).push(resolve));
   }
 
   /** Drops an entity's cached state (it will be reloaded from the partition once its pending commits settle). */
@@ -385,8 +405,8 @@ export class HandlerHost {
     const cached = this.cache.get(id);
     if (cached !== undefined) return { entry: cached, cached: true };
     // The partition serves only durable events: let this entity's pending commits settle first.
-    const pending = this.inflight.get(id);
-    if (pending !== undefined) await pending;
+    const settled = this.whenSettled(id);
+    if (settled !== undefined) await settled;
     return { entry: await this.loadDurable(definition, id), cached: false };
   }
 

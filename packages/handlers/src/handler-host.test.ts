@@ -1,5 +1,5 @@
 import { createMemoryStorage, openPartition, type Partition } from '@sluice/store';
-import { createMemoryCheckpointStore } from '@sluice/subscriptions';
+import { createMemoryCheckpointStore, createMemoryParkingLot, startSagaHost } from '@sluice/subscriptions';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   REJECTED_STREAM,
@@ -228,6 +228,51 @@ describe('state entities, sagas, router and outbox dispatcher', () => {
     // Target partition down: a clear, retryable error, never a silent drop.
     router.detach(partitionOf(target));
     await expect(router.send(cmd('later', target, { type: 'Deposit', amount: 1 }))).rejects.toSatisfy((e) => isHandlerError(e, 'PARTITION_UNAVAILABLE'));
+  });
+});
+
+describe('saga host with the router', () => {
+  it('replaying a saga from an old checkpoint sends the same command ids again: the target partitions apply each once', async () => {
+    const names = ['p-a', 'p-b'];
+    const partitions = new Map<string, Partition>();
+    for (const n of names) partitions.set(n, await partition(n));
+    const hosts = new Map(names.map((n) => [n, createHandlerHost({ partition: partitions.get(n)!, entities: [account] })] as const));
+    const router = createInProcessRouter({ hosts });
+    for (let i = 0; i < 20; i++) await router.send(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }));
+    const source = partitions.get('p-a')!;
+    // Every deposit in p-a is mirrored as a deposit to the "next" account, wherever it lives.
+    const saga = {
+      name: 'mirror',
+      filter: { eventTypes: ['Deposited'] },
+      handle: (e: { streamId: string; data: unknown }) => {
+        const n = Number(e.streamId.split('-')[1]);
+        // Mirrors only original deposits (1000), not its own (1): no chain reaction.
+        if ((e.data as { amount: number }).amount !== 1000) return [];
+        return [{ recipient: `account-${(n + 1) % 20}`, command: { type: 'Deposit', amount: 1 } }];
+      },
+    };
+    const local = [...Array(20).keys()].filter((i) => router.partitionOf(`account-${i}`) === 'p-a');
+    for (const i of local) await router.send(cmd(`dep-${i}`, `account-${i}`, { type: 'Deposit', amount: 1000 }));
+    const checkpoints = createMemoryCheckpointStore();
+    const parking = createMemoryParkingLot();
+    const run = async () => {
+      const host = startSagaHost({ saga, source, checkpoints, sender: router, parking });
+      await host.waitFor(source.lastSeq);
+      await host.stop();
+    };
+    await run();
+    const deposited = async () => {
+      let total = 0;
+      for (const p of partitions.values()) for await (const e of p.read()) if (e.eventType === 'Deposited') total += 1;
+      return total;
+    };
+    const afterFirst = await deposited();
+    await checkpoints.reset('mirror', 0); // redeliver everything
+    const duplicatesBefore = [...hosts.values()].reduce((n, h) => n + h.stats.duplicates, 0);
+    await run();
+    expect(await deposited()).toBe(afterFirst);
+    expect([...hosts.values()].reduce((n, h) => n + h.stats.duplicates, 0) - duplicatesBefore).toBeGreaterThanOrEqual(local.length);
+    expect(parking.parked).toEqual([]);
   });
 });
 

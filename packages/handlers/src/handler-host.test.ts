@@ -1,5 +1,5 @@
 import { createMemoryStorage, openPartition, type Partition } from '@sluice/store';
-import { createMemoryCheckpointStore, createMemoryParkingLot, startSagaHost } from '@sluice/subscriptions';
+import { createMemoryCheckpointStore, createMemoryParkingLot, createStreamParkingLot, redriveParked, startSagaHost } from '@sluice/subscriptions';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   REJECTED_STREAM,
@@ -273,6 +273,44 @@ describe('saga host with the router', () => {
     expect(await deposited()).toBe(afterFirst);
     expect([...hosts.values()].reduce((n, h) => n + h.stats.duplicates, 0) - duplicatesBefore).toBeGreaterThanOrEqual(local.length);
     expect(parking.parked).toEqual([]);
+  });
+});
+
+describe('saga host: target partition down', () => {
+  it('commands for a partition that is down are parked durably with the reason; the rest goes on; re-driving them later applies each once', async () => {
+    const names = ['q-a', 'q-b'];
+    const partitions = new Map<string, Partition>();
+    for (const n of names) partitions.set(n, await partition(n));
+    const hosts = new Map(names.map((n) => [n, createHandlerHost({ partition: partitions.get(n)!, entities: [account] })] as const));
+    const router = createInProcessRouter({ hosts });
+    for (let i = 0; i < 20; i++) await router.send(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }));
+    const source = partitions.get('q-a')!;
+    const local = [...Array(20).keys()].filter((i) => router.partitionOf(`account-${i}`) === 'q-a');
+    for (const i of local) await router.send(cmd(`dep-${i}`, `account-${i}`, { type: 'Deposit', amount: 1000 }));
+    router.detach('q-b'); // q-b is down
+    const saga = {
+      name: 'mirror',
+      filter: { eventTypes: ['Deposited'] },
+      handle: (e: { streamId: string; data: unknown }) =>
+        (e.data as { amount: number }).amount === 1000 ? [{ recipient: `account-${(Number(e.streamId.split('-')[1]) + 1) % 20}`, command: { type: 'Deposit', amount: 1 } }] : [],
+    };
+    const host = startSagaHost({ saga, source, checkpoints: createMemoryCheckpointStore(), sender: router, parking: createStreamParkingLot(source), sendAttemptsMax: 2, retryDelayMs: 1 });
+    await host.waitFor(source.lastSeq);
+    await host.stop();
+    const toB = local.filter((i) => router.partitionOf(`account-${(i + 1) % 20}`) === 'q-b').length;
+    expect(toB).toBeGreaterThan(0);
+    expect(source.streamVersion('$parked-mirror')).toBe(toB);
+    let reason = '';
+    for await (const e of source.readStream('$parked-mirror', { maxCount: 1 })) reason = (JSON.parse(new TextDecoder().decode(e.payload)) as { reason: string }).reason;
+    expect(reason).toMatch(/2 attempts to deliver q-a:\d+:mirror failed: PartitionUnavailableError: \[sluice\/handlers\] partition "q-b" is not available/);
+    router.attach('q-b', hosts.get('q-b')!);
+    const first = await redriveParked({ partition: source, subscriber: 'mirror', sender: router });
+    expect(first).toEqual({ delivered: toB, failed: [], skipped: 0 });
+    const again = await redriveParked({ partition: source, subscriber: 'mirror', sender: router });
+    expect(again.delivered).toBe(toB);
+    let mirrored = 0;
+    for await (const e of partitions.get('q-b')!.read()) if (e.eventType === 'Deposited') mirrored++;
+    expect(mirrored).toBe(toB); // re-driven twice, applied once
   });
 });
 

@@ -1,7 +1,7 @@
 export { CheckpointConflictError, CorruptCheckpointError, SequenceGapError, SubscriptionError, isSubscriptionError } from './errors.js';
 export type { EventSource, Replayer, StreamWriter } from './event-source.js';
 export { checkpointStreamId, createMemoryCheckpointStore, createStreamCheckpointStore, type CheckpointStore } from './checkpoint-store.js';
-export { createMemoryParkingLot, createStreamParkingLot, parkedStreamId, type ParkedMessage, type ParkingLot } from './parking-lot.js';
+export { createMemoryParkingLot, createStreamParkingLot, parkedStreamId, redriveParked, type ParkedMessage, type ParkingLot, type RedriveReport } from './parking-lot.js';
 export { compileFilter, type EventFilter } from './filter.js';
 export { decodeEvent, decodeJson, type DecodedEvent, type PayloadDecoder } from './decoded-event.js';
 export { startSubscription, type Subscription, type SubscriptionOptions, type SubscriptionStats } from './subscription.js';

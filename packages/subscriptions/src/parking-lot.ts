@@ -48,3 +48,46 @@ export function createStreamParkingLot(partition: StreamWriter): ParkingLot {
     },
   };
 }
+
+/** What {@link redriveParked} did. */
+export interface RedriveReport {
+  /** Parked `send` messages delivered now (or recognized as already applied by their target). */
+  readonly delivered: number;
+  /** Still undeliverable, with the reason. */
+  readonly failed: ReadonlyArray<{ readonly seq: number; readonly reason: string }>;
+  /** Parked for another reason (decode, handle): they need a fix in code or data, not a resend. */
+  readonly skipped: number;
+}
+
+/**
+ * Sends the commands a saga host parked (stage `send`) again, under their original ids: a
+ * target that applied one meanwhile answers with the original outcome, so re-driving is safe
+ * to repeat. Run it once the target partition is back.
+ *
+ * @example
+ * const report = await redriveParked({ partition, subscriber: 'transfers', sender: router });
+ */
+export async function redriveParked(options: {
+  readonly partition: StreamWriter;
+  readonly subscriber: string;
+  readonly sender: { send(message: never): Promise<unknown> };
+}): Promise<RedriveReport> {
+  const decoder = new TextDecoder();
+  let delivered = 0;
+  let skipped = 0;
+  const failed: Array<{ seq: number; reason: string }> = [];
+  for await (const event of options.partition.readStream(parkedStreamId(options.subscriber))) {
+    const parked = JSON.parse(decoder.decode(event.payload)) as ParkedMessage;
+    if (parked.stage !== 'send' || parked.command === undefined) {
+      skipped++;
+      continue;
+    }
+    try {
+      await options.sender.send(parked.command as never);
+      delivered++;
+    } catch (error) {
+      failed.push({ seq: parked.seq, reason: error instanceof Error ? error.message : String(error) });
+    }
+  }
+  return { delivered, failed, skipped };
+}

@@ -28,9 +28,11 @@ export class CrossPartitionMessageError extends HandlerError {
   }
 }
 
-/** Guard that works across two copies of this package. */
+const CODES = new Set(['HANDLER_ERROR', 'INVALID_MESSAGE', 'PARTITION_UNAVAILABLE', 'CROSS_PARTITION_MESSAGE']);
+
+/** Guard that works across two copies of this package (instanceof, or the error's `code`). */
 export function isHandlerError(error: unknown, code?: string): error is HandlerError {
   if (error instanceof HandlerError) return code === undefined || error.code === code;
   const c = (error as { code?: unknown } | null)?.code;
-  return typeof c === 'string' && (code === undefined ? error instanceof Error && error.name.endsWith('Error') : c === code);
+  return error instanceof Error && typeof c === 'string' && CODES.has(c) && (code === undefined || c === code);
 }

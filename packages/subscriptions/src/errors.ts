@@ -43,11 +43,11 @@ export class CheckpointConflictError extends SubscriptionError {
   }
 }
 
-/** Guard that works across two copies of this package. */
+const CODES = new Set(['SUBSCRIPTION_ERROR', 'SEQUENCE_GAP', 'CORRUPT_CHECKPOINT', 'CHECKPOINT_CONFLICT']);
+
+/** Guard that works across two copies of this package (instanceof, or the error's `code`). */
 export function isSubscriptionError(error: unknown, code?: string): error is SubscriptionError {
-  return (
-    error instanceof SubscriptionError ||
-    (typeof error === 'object' && error !== null && typeof (error as { code?: unknown }).code === 'string' &&
-      (code === undefined || (error as { code: string }).code === code))
-  );
+  if (error instanceof SubscriptionError) return code === undefined || error.code === code;
+  const c = (error as { code?: unknown } | null)?.code;
+  return error instanceof Error && typeof c === 'string' && CODES.has(c) && (code === undefined || c === code);
 }

@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runBank } from './run-bank.js';
+
+const usage = `Usage: sluice-bank [--data DIR] [--partitions N] [--accounts N] [--transfers N] [--fsync POLICY]
+
+Runs the bank sample on the embedded file store: accounts spread over partitions, transfers
+between them as sagas (debit → credit in the target partition → completion, or a refund when
+the credit is refused), a balance projection; checks that money is conserved and that every
+transfer completed exactly once. Run it again: it continues from its data.
+  --data DIR        where the partitions' files go (default: ./data/bank)
+  --partitions N    partitions (default: 2)
+  --accounts N      accounts (default: 1000)
+  --transfers N     transfers this run (default: 5000)
+  --concurrency N   transfers in flight (default: 2000)
+  --fsync POLICY    commit | none | interval:100ms (default: commit)
+  --help            show this help`;
+
+function positiveInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+try {
+  const { values } = parseArgs({
+    options: {
+      data: { type: 'string' },
+      partitions: { type: 'string' },
+      accounts: { type: 'string' },
+      transfers: { type: 'string' },
+      concurrency: { type: 'string' },
+      fsync: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help === true) {
+    console.log(usage);
+  } else {
+    const accounts = positiveInt('accounts', values.accounts, 1000);
+    if (accounts < 2) throw new Error('--accounts must be at least 2');
+    const summary = await runBank({
+      dataDirectory: resolve(values.data ?? 'data/bank'),
+      partitions: positiveInt('partitions', values.partitions, 2),
+      accounts,
+      transfers: positiveInt('transfers', values.transfers, 5000),
+      concurrency: positiveInt('concurrency', values.concurrency, 2000),
+      fsync: (values.fsync ?? 'commit') as 'commit',
+      progress: process.stdout.isTTY === true,
+      print: (line) => console.log(line),
+    });
+    if (summary.problems.length > 0) process.exitCode = 1;
+  }
+} catch (error) {
+  console.error(`bank failed: ${error instanceof Error ? error.message : String(error)}\n\n${usage}`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,42 @@
+// Command handling on one partition: N deposits over M accounts, K in flight.
+// Run: node --conditions=@sluice/source --import tsx packages/handlers/bench/commands.bench.ts [memory|file] [commands] [accounts] [inFlight]
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createMemoryStorage, openPartition } from '@sluice/store';
+import { createFileStorage } from '@sluice/store-file';
+import { createHandlerHost } from '../src/index.js';
+import { account } from '../src/test-domain.fixture.js';
+
+const [kind = 'memory', commandsArg = '200000', accountsArg = '10000', inFlightArg = '5000', fsync = 'none'] = process.argv.slice(2);
+const commands = Number(commandsArg);
+const accounts = Number(accountsArg);
+const inFlightMax = Number(inFlightArg);
+const directory = kind === 'file' ? await mkdtemp(join(tmpdir(), 'sluice-bench-handlers-')) : '';
+const storage = kind === 'file' ? createFileStorage({ directory, fsync: fsync as 'none' }) : createMemoryStorage();
+const partition = await openPartition({ storage, name: 'bench' });
+const host = createHandlerHost({ partition, entities: [account], cacheEntitiesMax: accounts * 2 });
+await Promise.all(Array.from({ length: accounts }, (_, i) => host.execute({ id: `open-${i}`, commands: [{ recipient: `account-${i}`, command: { type: 'Open' } }] })));
+const started = performance.now();
+let inFlight = 0;
+let wake: (() => void) | undefined;
+const settled = () => {
+  inFlight--;
+  const w = wake;
+  wake = undefined;
+  w?.();
+};
+for (let i = 0; i < commands; i++) {
+  inFlight++;
+  host.execute({ id: `dep-${i}`, commands: [{ recipient: `account-${i % accounts}`, command: { type: 'Deposit', amount: 1 } }] }).then(settled, (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+  if (inFlight >= inFlightMax) await new Promise<void>((resolve) => (wake = resolve));
+}
+while (inFlight > 0) await new Promise<void>((resolve) => (wake = resolve));
+const seconds = (performance.now() - started) / 1000;
+console.log(`handlers: ${commands} commands over ${accounts} accounts, ${inFlightMax} in flight, ${kind}${kind === 'file' ? ` fsync ${fsync}` : ''}: ${seconds.toFixed(2)} s, ${Math.round(commands / seconds).toLocaleString('en-US')} commands/s`);
+await host.close();
+await partition.close();
+if (directory !== '') await rm(directory, { recursive: true, force: true });

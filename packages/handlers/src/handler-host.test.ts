@@ -1,0 +1,317 @@
+import { createMemoryStorage, openPartition, type Partition } from '@sluice/store';
+import { createMemoryCheckpointStore, createMemoryParkingLot, createStreamParkingLot, redriveParked, startSagaHost } from '@sluice/subscriptions';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  REJECTED_STREAM,
+  createHandlerHost,
+  createInProcessRouter,
+  hashPartitioner,
+  isHandlerError,
+  routeOutbox,
+  snapshotStreamId,
+  startOutboxDispatcher,
+  type HandlerHost,
+  type OutboxMessage,
+} from './index.js';
+import { account, counter, welcome, type AccountState } from './test-domain.fixture.js';
+
+const open: Partition[] = [];
+async function partition(name = 'p0'): Promise<Partition> {
+  const p = await openPartition({ storage: createMemoryStorage(), name });
+  open.push(p);
+  return p;
+}
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((p) => p.close()));
+});
+
+const cmd = (id: string, recipient: string, command: { type: string; [k: string]: unknown }) => ({ id, commands: [{ recipient, command }] });
+
+async function balanceOf(host: HandlerHost, p: Partition, id: string): Promise<number> {
+  let balance = 0;
+  for await (const e of p.readStream(id)) {
+    const data = JSON.parse(new TextDecoder().decode(e.payload)) as { type: string; amount?: number };
+    if (data.type === 'Deposited') balance += data.amount!;
+    if (data.type === 'Withdrawn') balance -= data.amount!;
+  }
+  void host;
+  return balance;
+}
+
+describe('HandlerHost: exactly one effect per command id', () => {
+  it('a command delivered twice, in sequence and concurrently, is applied once; the duplicate gets the original outcome', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    expect((await host.execute(cmd('open-a', 'account-a', { type: 'Open' }))).status).toBe('accepted');
+    const first = await host.execute(cmd('dep-1', 'account-a', { type: 'Deposit', amount: 10 }));
+    const again = await host.execute(cmd('dep-1', 'account-a', { type: 'Deposit', amount: 10 }));
+    expect(first).toMatchObject({ status: 'accepted', duplicate: false });
+    expect(again).toMatchObject({ status: 'accepted', duplicate: true, firstSeq: first.firstSeq });
+    const burst = await Promise.all(Array.from({ length: 20 }, () => host.execute(cmd('dep-2', 'account-a', { type: 'Deposit', amount: 5 }))));
+    expect(burst.filter((o) => !o.duplicate)).toHaveLength(1);
+    // Even from a fresh host (cache empty, as after a restart) the redelivery is a duplicate.
+    const fresh = createHandlerHost({ partition: p, entities: [account] });
+    expect(await fresh.execute(cmd('dep-1', 'account-a', { type: 'Deposit', amount: 10 }))).toMatchObject({ duplicate: true });
+    expect(await balanceOf(host, p, 'account-a')).toBe(15);
+    expect(p.streamVersion('account-a')).toBe(3);
+  });
+
+  it('a message of several commands is one unit of work: all succeed or none is applied', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await host.execute({ id: 'open', commands: [{ recipient: 'account-a', command: { type: 'Open' } }, { recipient: 'account-b', command: { type: 'Open' } }] });
+    await host.execute(cmd('fund', 'account-a', { type: 'Deposit', amount: 100 }));
+    const move = (id: string, amount: number) => ({
+      id,
+      commands: [
+        { recipient: 'account-a', command: { type: 'Withdraw', amount } },
+        { recipient: 'account-b', command: { type: 'Deposit', amount } },
+      ],
+    });
+    expect(await host.execute(move('m1', 60))).toMatchObject({ status: 'accepted' });
+    const refused = await host.execute(move('m2', 60));
+    expect(refused).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 40, asked 60' });
+    expect(await balanceOf(host, p, 'account-a')).toBe(40);
+    expect(await balanceOf(host, p, 'account-b')).toBe(60);
+    // Both command ids of m1 were committed with it, in one commit.
+    const frames = [];
+    for await (const f of p.read({ fromSeq: 4 })) frames.push(f);
+    expect(frames[0].headers?.commandIds).toEqual(['m1/0', 'm1/1']);
+    expect(frames.filter((f) => f.streamId.startsWith('account-'))).toHaveLength(2);
+  });
+});
+
+describe('HandlerHost: pipelined commands on one entity', () => {
+  it('commands decided on a pending state that turns out a duplicate are decided again on the real state', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await host.execute(cmd('open', 'account-a', { type: 'Open' }));
+    await host.execute(cmd('dep-big', 'account-a', { type: 'Deposit', amount: 100 }));
+    await host.execute(cmd('w-early', 'account-a', { type: 'Withdraw', amount: 100 }));
+    // Redelivered deposit (a duplicate: nothing applies) with two withdrawals queued behind it in the same tick.
+    const [dup, wLate, wLate2, wEarlyAgain] = await Promise.all([
+      host.execute(cmd('dep-big', 'account-a', { type: 'Deposit', amount: 100 })),
+      host.execute(cmd('w-late', 'account-a', { type: 'Withdraw', amount: 50 })),
+      host.execute(cmd('w-late2', 'account-a', { type: 'Withdraw', amount: 150 })),
+      host.execute(cmd('w-early', 'account-a', { type: 'Withdraw', amount: 100 })),
+    ]);
+    expect(dup).toMatchObject({ status: 'accepted', duplicate: true });
+    expect(wLate).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 0, asked 50' });
+    expect(wLate2).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 0, asked 150' });
+    expect(wEarlyAgain).toMatchObject({ status: 'accepted', duplicate: true });
+    expect(await balanceOf(host, p, 'account-a')).toBe(0);
+    // Many commands on one entity in one tick are written in as few commits as the engine groups them.
+    const burst = await Promise.all(Array.from({ length: 200 }, (_, i) => host.execute(cmd(`b-${i}`, 'account-a', { type: 'Deposit', amount: 1 }))));
+    expect(burst.every((o) => o.status === 'accepted' && !o.duplicate)).toBe(true);
+    expect(await balanceOf(host, p, 'account-a')).toBe(200);
+  });
+});
+
+describe('HandlerHost: rejections are remembered', () => {
+  it('a rejected command is committed with its reason; a redelivery gets the same answer even after the state changed', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await host.execute(cmd('open', 'account-a', { type: 'Open' }));
+    const rejected = await host.execute(cmd('w1', 'account-a', { type: 'Withdraw', amount: 50 }));
+    expect(rejected).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 0, asked 50', duplicate: false });
+    await host.execute(cmd('fund', 'account-a', { type: 'Deposit', amount: 100 }));
+    const redelivered = await host.execute(cmd('w1', 'account-a', { type: 'Withdraw', amount: 50 }));
+    expect(redelivered).toMatchObject({ status: 'rejected', reason: rejected.reason, duplicate: true });
+    expect(await balanceOf(host, p, 'account-a')).toBe(100);
+    expect(p.streamVersion(REJECTED_STREAM)).toBe(1);
+  });
+
+  it('unknown command types and handlers that throw are rejected with a clear reason, and the host keeps processing', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await host.execute(cmd('open', 'account-a', { type: 'Open' }));
+    const unknown = await host.execute(cmd('u1', 'account-a', { type: 'Teleport' }));
+    expect(unknown.status).toBe('rejected');
+    expect(unknown.reason).toMatch(/unknown command type "Teleport"/);
+    const threw = await host.execute(cmd('x1', 'account-a', { type: 'Explode' }));
+    expect(threw).toMatchObject({ status: 'rejected', reason: 'handler "account" threw on Explode: Error: boom' });
+    expect(await host.execute(cmd('d1', 'account-a', { type: 'Deposit', amount: 1 }))).toMatchObject({ status: 'accepted' });
+    // With onHandlerError 'throw', nothing is committed and the caller sees the error.
+    const strict = createHandlerHost({ partition: p, entities: [account], onHandlerError: 'throw' });
+    await expect(strict.execute(cmd('x2', 'account-a', { type: 'Explode' }))).rejects.toThrow('boom');
+    expect(p.streamVersion(REJECTED_STREAM)).toBe(2);
+    // Malformed messages are refused before anything is committed.
+    await expect(host.execute({ id: '', commands: [] })).rejects.toSatisfy((e) => isHandlerError(e, 'INVALID_MESSAGE'));
+    await expect(host.execute(cmd('r1', '$checkpoint-x', { type: 'Open' }))).rejects.toThrow(/reserved/);
+  });
+});
+
+describe('HandlerHost: loading and snapshots', () => {
+  it('writes a snapshot every N events and loads from it; a snapshot that disagrees with the stream is ignored', async () => {
+    const p = await partition();
+    const warnings: string[] = [];
+    const host = createHandlerHost({ partition: p, entities: [account], onWarning: (w) => warnings.push(w) });
+    await host.execute(cmd('open', 'account-a', { type: 'Open' }));
+    for (let i = 0; i < 24; i++) await host.execute(cmd(`d${i}`, 'account-a', { type: 'Deposit', amount: 1 }));
+    await host.close();
+    expect(host.stats.snapshotsWritten).toBe(2); // at versions 10 and 20
+    const reloaded = createHandlerHost({ partition: p, entities: [account] });
+    await reloaded.execute(cmd('d-next', 'account-a', { type: 'Deposit', amount: 1 }));
+    expect(reloaded.stats.snapshotsUsed).toBe(1);
+    // A snapshot claiming a seq the stream does not have at its version: never trusted.
+    await p.append({
+      streamId: snapshotStreamId('account-a'),
+      events: [{ type: '$Snapshot', data: new TextEncoder().encode(JSON.stringify({ version: 26, seq: 1, state: { open: true, balance: 1_000_000 } })) }],
+    });
+    const wary = createHandlerHost({ partition: p, entities: [account], onWarning: (w) => warnings.push(w), cacheEntitiesMax: 0 });
+    const withdraw = await wary.execute(cmd('w-big', 'account-a', { type: 'Withdraw', amount: 1000 }));
+    expect(withdraw).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 25, asked 1000' });
+    expect(wary.stats.snapshotsIgnored).toBe(1);
+    expect(warnings.join('\n')).toMatch(/snapshot of "account-a" ignored.*seq 1, the stream says seq/);
+  });
+
+  it('the cache is bounded and evicted entities reload to the same state', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account], cacheEntitiesMax: 5 });
+    for (let i = 0; i < 20; i++) await host.execute(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }));
+    expect(host.cachedEntities).toBe(5);
+    for (let i = 0; i < 20; i++) await host.execute(cmd(`dep-${i}`, `account-${i}`, { type: 'Deposit', amount: i }));
+    for (let i = 0; i < 20; i++) {
+      const o = await host.execute(cmd(`w-${i}`, `account-${i}`, { type: 'Withdraw', amount: i + 1 }));
+      expect(o.reason).toBe(`insufficient funds: balance ${i}, asked ${i + 1}`);
+    }
+  });
+});
+
+describe('state entities, sagas, router and outbox dispatcher', () => {
+  it('a state entity persists only its state and its explicit messages; the dispatcher publishes them once, with deterministic ids', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [counter, account] });
+    for (let i = 0; i < 7; i++) await host.execute(cmd(`inc-${i}`, 'counter-1', { type: 'Increment' }));
+    await host.execute(cmd('open', 'account-a', { type: 'Open' }));
+    expect(p.streamVersion('counter-1')).toBe(7);
+    const fresh = createHandlerHost({ partition: p, entities: [counter] });
+    await fresh.execute(cmd('inc-7', 'counter-1', { type: 'Increment' }));
+    const seen: OutboxMessage[] = [];
+    const checkpoints = createMemoryCheckpointStore();
+    const dispatcher = startOutboxDispatcher({ partition: p, checkpoints, publish: async (m) => void seen.push(...m) });
+    await dispatcher.waitFor(p.lastSeq);
+    await dispatcher.stop();
+    expect(seen.map((m) => [m.kind, m.type, (m.data as { count?: number }).count])).toEqual([
+      ['publish', 'CounterReachedMultipleOf3', 3],
+      ['publish', 'CounterReachedMultipleOf3', 6],
+      ['event', 'Opened', undefined],
+    ]);
+    expect(seen.every((m) => m.id === `p0:${m.seq}`)).toBe(true);
+  });
+
+  it('a saga entity sends commands to another partition through the router; redelivery never applies them twice', async () => {
+    const names = ['bank-0', 'bank-1'];
+    const partitionOf = hashPartitioner(names);
+    // Find an account that lives in the other partition than the saga.
+    const sagaId = 'welcome-1';
+    let target = 'account-x0';
+    for (let i = 0; partitionOf(target) === partitionOf(sagaId); i++) target = `account-x${i}`;
+    const partitions = new Map<string, Partition>();
+    for (const n of names) partitions.set(n, await partition(n));
+    const hosts = new Map(names.map((n) => [n, createHandlerHost({ partition: partitions.get(n)!, entities: [account, welcome] })] as const));
+    const router = createInProcessRouter({ hosts });
+    expect(router.partitionOf(target)).not.toBe(router.partitionOf(sagaId));
+    await expect(router.send({ id: 'x', commands: [{ recipient: sagaId, command: { type: 'Open' } }, { recipient: target, command: { type: 'Open' } }] })).rejects.toSatisfy((e) => isHandlerError(e, 'CROSS_PARTITION_MESSAGE'));
+    expect(await router.send(cmd('w1', sagaId, { type: 'Welcome', account: target }))).toMatchObject({ status: 'accepted' });
+    const source = partitions.get(partitionOf(sagaId))!;
+    const sink = routeOutbox(router);
+    const publishTwice = async (m: OutboxMessage[]) => {
+      await sink(m);
+      await sink(m); // a redelivered batch
+    };
+    const dispatcher = startOutboxDispatcher({ partition: source, checkpoints: createMemoryCheckpointStore(), publish: publishTwice });
+    await dispatcher.waitFor(source.lastSeq);
+    await dispatcher.stop();
+    const targetPartition = partitions.get(partitionOf(target))!;
+    expect(targetPartition.streamVersion(target)).toBe(1);
+    // Target partition down: a clear, retryable error, never a silent drop.
+    router.detach(partitionOf(target));
+    await expect(router.send(cmd('later', target, { type: 'Deposit', amount: 1 }))).rejects.toSatisfy((e) => isHandlerError(e, 'PARTITION_UNAVAILABLE'));
+  });
+});
+
+describe('saga host with the router', () => {
+  it('replaying a saga from an old checkpoint sends the same command ids again: the target partitions apply each once', async () => {
+    const names = ['p-a', 'p-b'];
+    const partitions = new Map<string, Partition>();
+    for (const n of names) partitions.set(n, await partition(n));
+    const hosts = new Map(names.map((n) => [n, createHandlerHost({ partition: partitions.get(n)!, entities: [account] })] as const));
+    const router = createInProcessRouter({ hosts });
+    for (let i = 0; i < 20; i++) await router.send(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }));
+    const source = partitions.get('p-a')!;
+    // Every deposit in p-a is mirrored as a deposit to the "next" account, wherever it lives.
+    const saga = {
+      name: 'mirror',
+      filter: { eventTypes: ['Deposited'] },
+      handle: (e: { streamId: string; data: unknown }) => {
+        const n = Number(e.streamId.split('-')[1]);
+        // Mirrors only original deposits (1000), not its own (1): no chain reaction.
+        if ((e.data as { amount: number }).amount !== 1000) return [];
+        return [{ recipient: `account-${(n + 1) % 20}`, command: { type: 'Deposit', amount: 1 } }];
+      },
+    };
+    const local = [...Array(20).keys()].filter((i) => router.partitionOf(`account-${i}`) === 'p-a');
+    for (const i of local) await router.send(cmd(`dep-${i}`, `account-${i}`, { type: 'Deposit', amount: 1000 }));
+    const checkpoints = createMemoryCheckpointStore();
+    const parking = createMemoryParkingLot();
+    const run = async () => {
+      const host = startSagaHost({ saga, source, checkpoints, sender: router, parking });
+      await host.waitFor(source.lastSeq);
+      await host.stop();
+    };
+    await run();
+    const deposited = async () => {
+      let total = 0;
+      for (const p of partitions.values()) for await (const e of p.read()) if (e.eventType === 'Deposited') total += 1;
+      return total;
+    };
+    const afterFirst = await deposited();
+    await checkpoints.reset('mirror', 0); // redeliver everything
+    const duplicatesBefore = [...hosts.values()].reduce((n, h) => n + h.stats.duplicates, 0);
+    await run();
+    expect(await deposited()).toBe(afterFirst);
+    expect([...hosts.values()].reduce((n, h) => n + h.stats.duplicates, 0) - duplicatesBefore).toBeGreaterThanOrEqual(local.length);
+    expect(parking.parked).toEqual([]);
+  });
+});
+
+describe('saga host: target partition down', () => {
+  it('commands for a partition that is down are parked durably with the reason; the rest goes on; re-driving them later applies each once', async () => {
+    const names = ['q-a', 'q-b'];
+    const partitions = new Map<string, Partition>();
+    for (const n of names) partitions.set(n, await partition(n));
+    const hosts = new Map(names.map((n) => [n, createHandlerHost({ partition: partitions.get(n)!, entities: [account] })] as const));
+    const router = createInProcessRouter({ hosts });
+    for (let i = 0; i < 20; i++) await router.send(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }));
+    const source = partitions.get('q-a')!;
+    const local = [...Array(20).keys()].filter((i) => router.partitionOf(`account-${i}`) === 'q-a');
+    for (const i of local) await router.send(cmd(`dep-${i}`, `account-${i}`, { type: 'Deposit', amount: 1000 }));
+    router.detach('q-b'); // q-b is down
+    const saga = {
+      name: 'mirror',
+      filter: { eventTypes: ['Deposited'] },
+      handle: (e: { streamId: string; data: unknown }) =>
+        (e.data as { amount: number }).amount === 1000 ? [{ recipient: `account-${(Number(e.streamId.split('-')[1]) + 1) % 20}`, command: { type: 'Deposit', amount: 1 } }] : [],
+    };
+    const host = startSagaHost({ saga, source, checkpoints: createMemoryCheckpointStore(), sender: router, parking: createStreamParkingLot(source), sendAttemptsMax: 2, retryDelayMs: 1 });
+    await host.waitFor(source.lastSeq);
+    await host.stop();
+    const toB = local.filter((i) => router.partitionOf(`account-${(i + 1) % 20}`) === 'q-b').length;
+    expect(toB).toBeGreaterThan(0);
+    expect(source.streamVersion('$parked-mirror')).toBe(toB);
+    let reason = '';
+    for await (const e of source.readStream('$parked-mirror', { maxCount: 1 })) reason = (JSON.parse(new TextDecoder().decode(e.payload)) as { reason: string }).reason;
+    expect(reason).toMatch(/2 attempts to deliver q-a:\d+:mirror failed: PartitionUnavailableError: \[sluice\/handlers\] partition "q-b" is not available/);
+    router.attach('q-b', hosts.get('q-b')!);
+    const first = await redriveParked({ partition: source, subscriber: 'mirror', sender: router });
+    expect(first).toEqual({ delivered: toB, failed: [], skipped: 0 });
+    const again = await redriveParked({ partition: source, subscriber: 'mirror', sender: router });
+    expect(again.delivered).toBe(toB);
+    let mirrored = 0;
+    for await (const e of partitions.get('q-b')!.read()) if (e.eventType === 'Deposited') mirrored++;
+    expect(mirrored).toBe(toB); // re-driven twice, applied once
+  });
+});
+
+export type { AccountState };

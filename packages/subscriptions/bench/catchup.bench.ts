@@ -1,0 +1,65 @@
+// Projection catch-up: N events in a file-store partition, then a subscription and a projection read them all.
+// Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/catchup.bench.ts [events=1000000] [dir]
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openPartition } from '@sluice/store';
+import { createFileStorage } from '@sluice/store-file';
+import { createMemoryCheckpointStore, createMemoryParkingLot, startProjection, startSubscription } from '../src/index.js';
+
+const events = Number(process.argv[2] ?? 1_000_000);
+const keep = process.argv[3];
+const directory = keep ?? (await mkdtemp(join(tmpdir(), 'sluice-bench-catchup-')));
+let partition = await openPartition({ storage: createFileStorage({ directory, fsync: 'none' }), name: 'catchup' });
+if (partition.lastSeq < events) {
+  const started = performance.now();
+  const perUnit = 1000;
+  const pending: Promise<unknown>[] = [];
+  for (let written = partition.lastSeq; written < events; written += perUnit) {
+    const unit = [];
+    for (let i = 0; i < perUnit; i++) {
+      const n = written + i;
+      unit.push({ type: n % 2 === 0 ? 'Deposited' : 'Withdrawn', data: new TextEncoder().encode(`{"amount":${n % 100}}`) });
+    }
+    pending.push(partition.append({ streamId: `account-${written % 1000}`, events: unit }));
+    if (pending.length >= 64) await Promise.all(pending.splice(0));
+  }
+  await Promise.all(pending);
+  const s = (performance.now() - started) / 1000;
+  console.log(`wrote ${events.toLocaleString('en-US')} events in ${s.toFixed(1)} s`);
+}
+await partition.close();
+partition = await openPartition({ storage: createFileStorage({ directory, fsync: 'none' }), name: 'catchup' });
+const target = partition.lastSeq;
+
+async function measure(label: string, start: () => { waitFor(seq: number): Promise<void>; stop(): Promise<void> }): Promise<void> {
+  const started = performance.now();
+  const sub = start();
+  await sub.waitFor(target);
+  const s = (performance.now() - started) / 1000;
+  await sub.stop();
+  console.log(`${label}: ${target.toLocaleString('en-US')} events in ${s.toFixed(2)} s = ${Math.round(target / s).toLocaleString('en-US')} events/s`);
+}
+
+let count = 0;
+await measure('subscription (frames, no decode)', () =>
+  startSubscription({ subscriber: 'raw', source: partition, checkpoints: createMemoryCheckpointStore(), batchSizeMax: 10_000, handle: (e) => void (count += e.length) }),
+);
+const balances = new Map<string, number>();
+await measure('projection (JSON decode + apply)', () =>
+  startProjection({
+    source: partition,
+    checkpoints: createMemoryCheckpointStore(),
+    parking: createMemoryParkingLot(),
+    batchSizeMax: 10_000,
+    projection: {
+      name: 'balances',
+      apply: (e) => {
+        const amount = (e.data as { amount: number }).amount;
+        balances.set(e.streamId, (balances.get(e.streamId) ?? 0) + (e.type === 'Deposited' ? amount : -amount));
+      },
+    },
+  }),
+);
+await partition.close();
+if (keep === undefined) await rm(directory, { recursive: true, force: true });

@@ -1,0 +1,32 @@
+import type { RecordedEvent } from '@sluice/store';
+
+/**
+ * Where a subscriber reads a partition's committed log. An embedded `Partition` is one as it
+ * is; a remote source (the client SDK's push subscriptions) implements the same three
+ * members later, so subscribers do not care where the partition runs.
+ */
+export interface EventSource {
+  /** The partition's name: part of deterministic ids derived from its seqs. */
+  readonly name: string;
+  /** Seq of the last committed frame. */
+  readonly lastSeq: number;
+  /** Committed events from `fromSeq` on, in batches, then live. Ends when the signal aborts or the source closes. */
+  subscribe(options: { readonly fromSeq?: number; readonly signal?: AbortSignal }): AsyncIterable<RecordedEvent[]>;
+}
+
+/** Random access to a partition's log: the replayer that fills gaps and serves full replays. */
+export interface Replayer {
+  read(options: { readonly fromSeq?: number; readonly toSeq?: number; readonly maxCount?: number }): AsyncIterable<RecordedEvent>;
+}
+
+/** The part of a partition's write API checkpoints and parking lots use. */
+export interface StreamWriter {
+  readonly name: string;
+  streamVersion(streamId: string): number;
+  readStream(streamId: string, options?: { readonly fromVersion?: number; readonly maxCount?: number }): AsyncIterable<RecordedEvent>;
+  append(request: {
+    readonly streamId: string;
+    readonly expectedVersion?: number | 'any' | 'no-stream' | 'exists';
+    readonly events: readonly { readonly type: string; readonly data: Uint8Array }[];
+  }): Promise<unknown>;
+}

@@ -1,0 +1,17 @@
+export { CheckpointConflictError, CorruptCheckpointError, SequenceGapError, SubscriptionError, isSubscriptionError } from './errors.js';
+export type { EventSource, Replayer, StreamWriter } from './event-source.js';
+export { checkpointStreamId, createMemoryCheckpointStore, createStreamCheckpointStore, type CheckpointStore } from './checkpoint-store.js';
+export { createMemoryParkingLot, createStreamParkingLot, parkedStreamId, redriveParked, type ParkedMessage, type ParkingLot, type RedriveReport } from './parking-lot.js';
+export { compileFilter, type EventFilter } from './filter.js';
+export { decodeEvent, decodeJson, type DecodedEvent, type PayloadDecoder } from './decoded-event.js';
+export { startSubscription, type Subscription, type SubscriptionOptions, type SubscriptionStats } from './subscription.js';
+export { startProjection, type Projection, type ProjectionHostOptions } from './projection-host.js';
+export {
+  sagaCommandId,
+  startSagaHost,
+  type AddressedCommand,
+  type CommandMessage,
+  type CommandSender,
+  type Saga,
+  type SagaHostOptions,
+} from './saga-host.js';

@@ -65,8 +65,11 @@ export async function nodeCommand(flags: NodeFlags, io: CliIo): Promise<void> {
     }
     for (const [name, partition] of node.partitions) {
       const { recovery } = partition;
-      const dropped = recovery.droppedBytes > 0 ? `; recovery dropped ${recovery.droppedBytes} bytes of torn tail (${recovery.droppedReason ?? 'unknown reason'})` : '';
-      (recovery.droppedBytes > 0 ? log.warn.bind(log) : log.info.bind(log))(
+      const lost = recovery.droppedBytes > 0 || recovery.droppedSeqs > 0;
+      const dropped = lost
+        ? `; recovery dropped ${recovery.droppedSeqs} never-durable seq(s) and ${recovery.droppedBytes} bytes of torn tail (${recovery.droppedReason ?? 'unknown reason'})`
+        : '';
+      (lost ? log.warn.bind(log) : log.info.bind(log))(
         { event: 'partition-opened', partition: name, lastSeq: partition.lastSeq, recovery },
         `partition "${name}" opened at seq ${partition.lastSeq}${dropped}`,
       );
@@ -94,7 +97,10 @@ function logEvents(node: StoreNode, log: Logger): void {
     ),
   );
   node.on('partition-reopened', (e) =>
-    log.info({ event: 'partition-reopened', ...e }, `partition "${e.partition}" reopened at seq ${e.lastSeq} (attempt ${e.attempt}; recovery dropped ${e.recovery.droppedBytes} bytes)`),
+    log.info(
+      { event: 'partition-reopened', ...e },
+      `partition "${e.partition}" reopened at seq ${e.lastSeq} (attempt ${e.attempt}; recovery dropped ${e.recovery.droppedSeqs} never-durable seq(s) and ${e.recovery.droppedBytes} bytes${e.recovery.droppedReason === undefined ? '' : `: ${e.recovery.droppedReason}`})`,
+    ),
   );
   node.on('partition-reopen-failed', (e) =>
     log.error(

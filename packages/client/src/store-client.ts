@@ -118,6 +118,13 @@ export interface StoreClientOptions {
    */
   readonly appendBatchesInFlightMax?: number;
   /**
+   * Largest request this client sends, in encoded bytes; a larger one is refused at once with
+   * `StoreInvalidRequestError` naming this limit. Keep it at most the brokers' `frameBytesMax`
+   * (80 MiB by default): ZeroMQ drops the connection of a peer that sends more, with no reply.
+   * @default 83886080 (80 MiB)
+   */
+  readonly requestBytesMax?: number;
+  /**
    * Further options for the MDP client it makes (e.g. security settings); the options above
    * take precedence.
    * @default {}
@@ -209,6 +216,7 @@ export function storeClientDefaults(): Omit<Settings, 'brokers'> {
     appendBatchUnitsMax: 1000,
     appendBatchBytesMax: 1024 * 1024,
     appendBatchesInFlightMax: 4,
+    requestBytesMax: 80 * 1024 * 1024,
   };
 }
 
@@ -261,6 +269,7 @@ export class StoreClient {
     check.integer('appendBatchUnitsMax', settings.appendBatchUnitsMax, 1, 1_000_000);
     check.integer('appendBatchBytesMax', settings.appendBatchBytesMax, 1024);
     check.integer('appendBatchesInFlightMax', settings.appendBatchesInFlightMax, 1, 1024);
+    check.integer('requestBytesMax', settings.requestBytesMax, 1024, 2 ** 31 - 1);
     check.throwIfAny();
     this.settings = settings;
     this.router = options.routing instanceof StreamRouter ? options.routing : new StreamRouter(options.routing);
@@ -324,14 +333,20 @@ export class StoreClient {
       );
     }
     const [partition] = partitions.keys();
-    const commandIds = unit.commandIds !== undefined && unit.commandIds.length > 0 ? unit.commandIds : [this.settings.commandId()];
+    const own = unit.commandIds === undefined || unit.commandIds.length === 0;
+    const commandIds = own ? [this.settings.commandId()] : unit.commandIds;
+    let result: CommitResult;
     if (this.settings.coalesceAppends && options.signal === undefined) {
-      return this.coalesce(partition, { ...unit, commandIds });
+      result = await this.coalesce(partition, { ...unit, commandIds });
+    } else {
+      const frame = this.encode({ op: 'append', partition, unit: { ...unit, commandIds } });
+      const reply = await this.call(partition, frame, commandIds, options.signal);
+      if (reply.kind !== 'committed') throw this.unexpected(partition, reply, 'a commit result');
+      result = reply.result;
     }
-    const frame = this.encode({ op: 'append', partition, unit: { ...unit, commandIds } });
-    const reply = await this.call(partition, frame, commandIds, options.signal);
-    if (reply.kind !== 'committed') throw this.unexpected(partition, reply, 'a commit result');
-    return reply.result;
+    // A command id this client made up is new to the caller: a duplicate can only be this
+    // client's own retry of a request whose first reply was lost (applied once, by that try).
+    return own && result.duplicate ? { ...result, duplicate: false } : result;
   }
 
   /**
@@ -626,14 +641,23 @@ export class StoreClient {
   }
 
   private encode(request: StoreRequest): Buffer {
+    let frame: Buffer;
     try {
-      return encodeStoreRequest(request);
+      frame = encodeStoreRequest(request);
     } catch (error) {
       if (error instanceof EncodeError) {
         throw new StoreInvalidRequestError(`[sluice/client] partition "${request.partition}": cannot encode the request: ${error.message}`);
       }
       throw error;
     }
+    const limit = this.settings.requestBytesMax;
+    if (frame.length > limit) {
+      throw new StoreInvalidRequestError(
+        `[sluice/client] partition "${request.partition}": the request is ${frame.length} bytes, over requestBytesMax (${limit}): ` +
+          `split the unit of work, or raise requestBytesMax here and frameBytesMax on the brokers (limits.broker.frameBytesMax)`,
+      );
+    }
+    return frame;
   }
 
   private assertKnown(partition: string): void {

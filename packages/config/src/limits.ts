@@ -53,6 +53,7 @@ export interface ClientLimitsConfig {
   readonly timeoutMs?: number | undefined;
   readonly outstandingMax?: number | undefined;
   readonly retriesMax?: number | undefined;
+  readonly requestBytesMax?: number | undefined;
 }
 
 /** The `limits` section. */
@@ -97,4 +98,5 @@ export const CLIENT_LIMIT_KEYS: Readonly<Record<keyof ClientLimitsConfig, readon
   timeoutMs: [1, 3_600_000],
   outstandingMax: [1, 100_000_000],
   retriesMax: [0, 100],
+  requestBytesMax: [1024, 2 ** 31 - 1],
 };

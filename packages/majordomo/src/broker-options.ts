@@ -83,8 +83,10 @@ export interface BrokerOptions {
   readonly deliveriesMax?: number;
   /**
    * Largest message part accepted (ZMQ_MAXMSGSIZE); a peer sending a larger one is
-   * disconnected by ZeroMQ.
-   * @default 16777216
+   * disconnected by ZeroMQ (it gets no reply: ZeroMQ drops the connection). Large enough for
+   * a unit of work at the engine's default unitBytesMax (64 MiB) with its encoding; the store
+   * client refuses larger requests itself (its `requestBytesMax`) with an error naming it.
+   * @default 83886080 (80 MiB)
    */
   readonly frameBytesMax?: number;
   /**
@@ -142,7 +144,7 @@ export function brokerDefaults(): Omit<ResolvedBrokerOptions, 'endpoint'> {
     servicesMax: 1000,
     workersMax: 10_000,
     deliveriesMax: 2,
-    frameBytesMax: 16 * 1024 * 1024,
+    frameBytesMax: 80 * 1024 * 1024,
     messageFramesMax: MESSAGE_FRAMES_MAX,
     sendQueueMax: 1_000_000,
   };

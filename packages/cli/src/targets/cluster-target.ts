@@ -35,6 +35,7 @@ export async function openStoreClient(connection: ClusterConnection): Promise<St
       timeoutMs: connection.timeoutMs ?? limits.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       ...(limits.outstandingMax === undefined ? {} : { outstandingMax: limits.outstandingMax }),
       ...(limits.retriesMax === undefined ? {} : { retriesMax: limits.retriesMax }),
+      ...(limits.requestBytesMax === undefined ? {} : { requestBytesMax: limits.requestBytesMax }),
       ...mdp,
     });
   }

@@ -1,0 +1,54 @@
+import { FAST, startBroker } from '@sluice/majordomo/testing';
+import { describe, expect, it } from 'vitest';
+import { startStoreClient, startStoreNode, tempDir, writeConfig } from './testing/store-harness.js';
+
+/**
+ * Issue 13 item 3: a 20 MB unit of work through client → broker → node used to wait 61 s and
+ * fail with a misleading PartitionUnavailableError. It must commit (as it does embedded), and
+ * a unit over a limit must be refused at once with an error naming that limit.
+ */
+describe('a large unit of work through the broker', () => {
+  const unit = (events: number, bytes: number) => ({
+    streamId: 'big',
+    events: Array.from({ length: events }, (_, i) => ({ type: 'Blob', data: new Uint8Array(bytes).fill(i & 0xff) })),
+  });
+
+  it('commits a 20 MB unit (200 events of 100 KB) and reads it back', { timeout: 120_000 }, async () => {
+    const broker = await startBroker(FAST);
+    const { config } = await writeConfig(await tempDir(), { brokers: [broker], partitions: ['p1'] });
+    await startStoreNode([broker], { config, nodeName: 'n1', concurrency: 2 });
+    const client = startStoreClient({ brokers: [broker.endpoint], routing: config.routing, timeoutMs: 60_000 });
+    const result = await client.append(unit(200, 100 * 1024));
+    expect(result).toMatchObject({ firstSeq: 1, lastSeq: 200, duplicate: false });
+    let seen = 0;
+    for await (const event of client.read('p1', { fromSeq: 1 })) {
+      expect(event.payload.length).toBe(100 * 1024);
+      seen++;
+    }
+    expect(seen).toBe(200);
+  });
+
+  it('refuses a request over the client requestBytesMax at once, naming it and the broker limit', { timeout: 60_000 }, async () => {
+    const broker = await startBroker(FAST);
+    const { config } = await writeConfig(await tempDir(), { brokers: [broker], partitions: ['p1'] });
+    await startStoreNode([broker], { config, nodeName: 'n1', concurrency: 2 });
+    const client = startStoreClient({ brokers: [broker.endpoint], routing: config.routing, timeoutMs: 60_000, requestBytesMax: 1024 * 1024 });
+    const started = performance.now();
+    const error = await client.append(unit(20, 100 * 1024)).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/over requestBytesMax \(1048576\).*frameBytesMax/);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect((await client.append(unit(2, 1024))).firstSeq).toBe(1);
+  });
+
+  it('refuses a unit over the node partition unitBytesMax at once, naming the limit', { timeout: 60_000 }, async () => {
+    const broker = await startBroker(FAST);
+    const { config } = await writeConfig(await tempDir(), { brokers: [broker], partitions: ['p1'] });
+    await startStoreNode([broker], { config, nodeName: 'n1', concurrency: 2, partition: { unitBytesMax: 1024 * 1024 } });
+    const client = startStoreClient({ brokers: [broker.endpoint], routing: config.routing, timeoutMs: 60_000 });
+    const started = performance.now();
+    const error = await client.append(unit(20, 100 * 1024)).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/unitBytesMax/);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect((await client.append(unit(2, 1024))).firstSeq).toBe(1);
+  });
+});

@@ -1,4 +1,5 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseSluiceConfig, type SluiceConfig } from '@sluice/config';
@@ -178,5 +179,25 @@ describe('a node stopped while its partitions open (issue 13)', () => {
     expect(performance.now() - started).toBeLessThan(5_000);
     const left = await readdir(join(base, 'data', 'ledger-1')).catch(() => []);
     expect(left.filter((name) => name.endsWith('.seg'))).toEqual([]);
+  });
+});
+
+describe('examples/levels/sluice.json (issue 11)', () => {
+  it('runs as written: every partition opens on its level, shippers for the shipping levels, quorum-acknowledged appends', async () => {
+    const base = await tempDir();
+    const text = await readFile(fileURLToPath(new URL('../../../examples/levels/sluice.json', import.meta.url)), 'utf8');
+    await writeFile(join(base, 'sluice.json'), text);
+    const node = await startNode({ config: join(base, 'sluice.json'), nodeName: 'n1', locations: { file: locationFactory('file', createFileStorage) } });
+    try {
+      expect([...node.partitions.keys()].sort()).toEqual(['analytics', 'catalog', 'ledger', 'payments', 'sessions']);
+      expect([...node.shippers.keys()].sort()).toEqual(['catalog', 'ledger', 'payments']);
+      const result = await node.partitions.get('ledger')!.append({ streamId: 'ledger-1', events: [{ type: 'E', data: new Uint8Array([1]) }] });
+      expect(result.reliability?.targets).toHaveLength(2);
+      await node.partitions.get('payments')!.append({ streamId: 'payment-1', events: [{ type: 'E', data: new Uint8Array([1]) }] });
+      await node.shippers.get('payments')!.waitFor(1, { timeoutMs: 10_000 });
+    } finally {
+      await node.close();
+    }
+    expect((await readdir(base)).sort()).toEqual(['archive', 'data', 'disk1', 'disk2', 'east', 'north', 'sluice.json', 'west']);
   });
 });

@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { createMirroredStorage, openPartition, type PartitionStorage } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
 import { createLmdbStorage } from '@sluice/store-lmdb';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ExitCode } from './exit-codes.js';
-import { jsonLines, sluice, tempFolder } from './testing/cli-harness.js';
+import { jsonLines, sluice, startSluice, tempFolder } from './testing/cli-harness.js';
 
 /**
  * `sluice levels`, `sluice scrub` and `sluice reindex` on real folders. Invariant: a damaged
@@ -160,5 +160,32 @@ describe('sluice reindex', () => {
     await flipByte(directory);
     const damaged = await sluice(['reindex', '--path', directory, '--index', join(directory, 'index')]);
     expect(damaged.code).toBe(ExitCode.DataError);
+  });
+});
+
+describe('sluice node on a shipping level', () => {
+  it('logs the shipper\'s alerts as shipping-alert events on stderr (a target that cannot be reached)', async () => {
+    const folder = await tempFolder();
+    await writeFile(
+      join(folder, 'sluice.json'),
+      JSON.stringify({
+        brokers: ['tcp://127.0.0.1:1'],
+        levels: {
+          standard: {
+            locations: [{ file: './data/{partition}' }],
+            ship: [{ file: './archive/{partition}' }, { azure: { connectionString: 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=c2VjcmV0;BlobEndpoint=http://127.0.0.1:1/devstoreaccount1', container: 'archive', attemptsMax: 1 } }],
+            alertLagMs: 1000,
+          },
+        },
+        partitions: { p1: 'standard' },
+        routing: { hash: ['p1'] },
+      }),
+    );
+    const node = startSluice(['node', '--config', 'sluice.json', '--node', 'n1'], { cwd: folder });
+    await vi.waitFor(() => expect(node.stderr.text).toContain('"event":"shipping-alert"'), { timeout: 20_000, interval: 100 });
+    const alert = jsonLines(node.stderr.text).find((line) => line.event === 'shipping-alert');
+    expect(alert).toMatchObject({ partition: 'p1', kind: 'target-down', target: 'ship[1] azure #1' });
+    expect(node.stderr.text).not.toContain('c2VjcmV0');
+    expect(await node.stop()).toBe(ExitCode.Ok);
   });
 });

@@ -139,6 +139,29 @@ describe('reliability levels (issue 11): mirrors, shipping, quorum acknowledgeme
     expect(await headOf(createFileStorage({ directory: join(base, 'backup', 'ledger-1') }))).toBe(3);
   });
 
+  it('replaces the shipper when a faulted partition reopens: the old one stops, the new one ships what comes after', async () => {
+    const base = await tempDir();
+    const config = configWith({ file: './data/{partition}' }, base, { ship: [{ file: './backup/{partition}' }] });
+    const node = await startNode({ config, nodeName: 'n1', locations: { file: locationFactory('file', createFileStorage) }, reopenDelayMs: 10 });
+    try {
+      const first = node.partitions.get('ledger-1')!;
+      await first.append(events('a'));
+      const oldShipper = node.shippers.get('ledger-1')!;
+      await oldShipper.waitFor(1, { timeoutMs: 10_000 });
+      const reopened = new Promise((resolve) => node.once('partition-reopened', resolve));
+      node.onFault(first, new Error('injected fault'));
+      await reopened;
+      const newShipper = node.shippers.get('ledger-1')!;
+      expect(newShipper).not.toBe(oldShipper);
+      expect(oldShipper.status().map((target) => target.state)).toEqual(['stopped']);
+      await node.partitions.get('ledger-1')!.append(events('b'));
+      await newShipper.waitFor(2, { timeoutMs: 10_000 });
+    } finally {
+      await node.close();
+    }
+    expect(await headOf(createFileStorage({ directory: join(base, 'backup', 'ledger-1') }))).toBe(2);
+  });
+
   it('with ack { quorum: 2 }, acknowledges a commit only once two targets hold it', async () => {
     const base = await tempDir();
     const config = configWith({ file: './local/{partition}' }, base, {

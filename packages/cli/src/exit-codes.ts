@@ -32,6 +32,7 @@ const BY_CODE: Readonly<Record<string, ExitCodeValue>> = {
   SLUICE_CLI_USAGE: ExitCode.Usage,
   SLUICE_CLI_NOT_FOUND: ExitCode.NotFound,
   SLUICE_CLI_INTERRUPTED: ExitCode.Interrupted,
+  SLUICE_CLI_DAMAGED: ExitCode.DataError,
   // @sluice/store
   SLUICE_INVALID_REQUEST: ExitCode.Usage,
   SLUICE_WRONG_EXPECTED_VERSION: ExitCode.Conflict,

@@ -20,13 +20,13 @@ describe('sluice: help and usage errors', () => {
   it('prints help with every command and the exit codes (exit 0)', async () => {
     const result = await sluice(['--help']);
     expect(result.code).toBe(ExitCode.Ok);
-    for (const command of ['broker', 'node', 'append', 'read', 'tail', 'head', 'keygen']) {
+    for (const command of ['broker', 'node', 'append', 'read', 'tail', 'head', 'levels', 'scrub', 'reindex', 'keygen']) {
       expect(result.stdout).toContain(command);
     }
     expect(result.stdout).toContain('Exit codes:');
   });
 
-  it.each(['broker', 'node', 'append', 'read', 'tail', 'head', 'keygen'])('has --help with examples for %s', async (command) => {
+  it.each(['broker', 'node', 'append', 'read', 'tail', 'head', 'levels', 'scrub', 'reindex', 'keygen'])('has --help with examples for %s', async (command) => {
     const result = await sluice([command, '--help']);
     expect(result.code).toBe(ExitCode.Ok);
     expect(result.stdout).toContain(`Usage: sluice ${command}`);

@@ -5,6 +5,8 @@ import { brokerCommand } from './commands/broker-command.js';
 import { addBrokerLimitFlags, addNodeLimitFlags } from './limit-flags.js';
 import { headCommand } from './commands/head-command.js';
 import { keygenCommand } from './commands/keygen-command.js';
+import { levelsCommand } from './commands/levels-command.js';
+import { reindexCommand, scrubCommand } from './commands/maintenance-command.js';
 import { nodeCommand } from './commands/node-command.js';
 import { readCommand } from './commands/read-command.js';
 import { tailCommand } from './commands/tail-command.js';
@@ -22,7 +24,7 @@ Exit codes:
   3    conflict: wrong expected version, command id already used for another commit
   4    unavailable: storage or cluster unreachable, locked, overloaded, broker timeout
   5    refused: CURVE authentication failed
-  6    data error: corrupt log, incompatible protocol or format versions
+  6    data error: corrupt log (\`sluice scrub\`: a damaged copy not repaired), incompatible protocol or format versions
   70   internal error (a bug: please report it)
   130  interrupted before the work was done`;
 
@@ -246,6 +248,63 @@ Examples:
   sluice head --config sluice.json --partition p1 --json`,
     )
     .action((flags) => headCommand(flags, io));
+
+  program
+    .command('levels')
+    .description("Validate a sluice.json and print each partition's effective reliability level: locations, fsync, ship targets, lag alert, ack mode.")
+    .requiredOption('--config <file>', 'the cluster config (sluice.json)')
+    .option('--node <name>', 'only the partitions of this node (under "nodes")')
+    .option('--json', 'one JSON object per partition on stdout', false)
+    .addHelpText(
+      'after',
+      `
+Paths are absolute, {partition} is substituted, credentials in target options are hidden.
+Errors list every problem in the config at once, as \`sluice node\` would report them.
+
+Examples:
+  sluice levels --config examples/levels/sluice.json
+  sluice levels --config sluice.json --node node-a --json`,
+    )
+    .action((flags) => levelsCommand(flags, io));
+
+  program
+    .command('scrub')
+    .description("Re-verify every copy of a partition's log (checksums, digests, chain); repair a damaged mirror copy from a good one.")
+    .option('--path <dir>', 'a local partition folder (file storage)')
+    .option('--config <file>', "the config's partitions, each on all of its level's locations")
+    .option('--partition <name...>', 'with --config: only these partitions')
+    .option('--node <name>', 'with --config: only the partitions of this node')
+    .option('--no-repair', 'only verify and report')
+    .option('--json', 'one JSON object per partition on stdout', false)
+    .addHelpText(
+      'after',
+      `
+Opens each partition as its writer: stop the node serving it first. Exits 6 when a copy is
+damaged and was not repaired (a single folder has no other copy to repair it from).
+
+Examples:
+  sluice scrub --path ./data/p1
+  sluice scrub --config sluice.json --partition payments --json
+  sluice scrub --config sluice.json --no-repair`,
+    )
+    .action((flags) => scrubCommand(flags, io));
+
+  program
+    .command('reindex')
+    .description("Rebuild a partition folder's persisted index from its log (the log is only read).")
+    .requiredOption('--path <dir>', 'the partition folder (file storage)')
+    .requiredOption('--index <dir>', 'the folder the partition keeps its index files in')
+    .option('--json', 'one JSON object on stdout', false)
+    .addHelpText(
+      'after',
+      `
+Takes the partition's writer lock: stop the node serving it first.
+
+Examples:
+  sluice reindex --path ./data/p1 --index ./data/p1/index
+  sluice reindex --path ./data/p1 --index ./index/p1 --json`,
+    )
+    .action((flags) => reindexCommand(flags, io));
 
   program
     .command('keygen')

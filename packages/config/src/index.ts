@@ -34,4 +34,5 @@ export type {
   RoutingConfig,
   SluiceConfig,
   TargetConfig,
+  AckConfig,
 } from './sluice-config.js';

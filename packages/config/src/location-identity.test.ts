@@ -79,3 +79,43 @@ describe('one folder per partition, however it is spelled (issue 13)', () => {
     expect(missing).toEqual({ realPath: join(direct.realPath, 'new', 'deeper'), inode: undefined });
   });
 });
+
+describe('every location and target of a level is checked (issue 11)', () => {
+  it('refuses two copies of one partition in one folder through a symbolic link', async () => {
+    const path = await configIn(
+      { mirrored: { locations: [{ file: './disk1/{partition}' }, { lmdb: './link/{partition}' }] } },
+      { payments: 'mirrored' },
+      async (dir) => {
+        await mkdir(join(dir, 'disk1'), { recursive: true });
+        await symlink(join(dir, 'disk1'), join(dir, 'link'));
+      },
+    );
+    const error = await loadSluiceConfig(path).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/partitions\.payments: partition "payments" \(lmdb at .*link\/payments, locations\[1\]\) would keep two copies in one folder .*also locations\[0\]/);
+  });
+
+  it('refuses a second location of another partition on the first one\'s folder', async () => {
+    const path = await configIn(
+      { a: { locations: [{ file: './d/one' }] }, b: { locations: [{ memory: {} }, { lmdb: './d/./one' }] } },
+      { one: 'a', two: 'b' },
+    );
+    await expect(loadSluiceConfig(path)).rejects.toThrow(/partitions\.two: partition "two" \(lmdb at .*\) would keep its data in the same folder as "one"/);
+  });
+
+  it('reports every location that cannot be written, with its path in the config', async () => {
+    const path = await configIn(
+      { a: { locations: [{ file: './blocker/{partition}' }, { lmdb: './ok/{partition}' }], ship: [{ file: './blocker2/{partition}' }] } },
+      { one: 'a' },
+      async (dir) => {
+        await writeFile(join(dir, 'blocker'), 'not a folder');
+        await writeFile(join(dir, 'blocker2'), 'not a folder');
+      },
+    );
+    const error = await loadSluiceConfig(path).catch((e: unknown) => e);
+    const issues = (error as { issues: { path: string; message: string }[] }).issues.map((i) => `${i.path}: ${i.message}`);
+    expect(issues).toEqual([
+      expect.stringMatching(/^levels\.a\.locations\[0\]: partition "one" \(file at .*blocker\/one\): .*blocker is a file, not a folder/),
+      expect.stringMatching(/^levels\.a\.ship\[0\]: partition "one" \(file at .*blocker2\/one\): .*blocker2 is a file, not a folder/),
+    ]);
+  });
+});

@@ -84,12 +84,12 @@ describe('sluice.json', () => {
       'colour: unknown key: expected one of "brokers", "levels", "partitions", "routing", "nodes", "heartbeats", "limits"',
       'brokers[0]: must be a ZeroMQ endpoint such as "tcp://127.0.0.1:5555"',
       'brokers: lists the same endpoint twice',
-      'levels.bad.quorum: quorum acknowledgement is not supported yet: remove "quorum"',
+      'levels.bad.quorum: write quorum acknowledgement as "ack": { "quorum": 2 }',
       'levels.bad.fsync: must be "commit", "none" or "interval:<ms>ms" (e.g. "interval:100ms")',
       'levels.bad.locations[0].file: must be a path, or { "directory": "...", "segmentBytes": 67108864 }',
-      "levels.bad.ship[0].azure: must be an object (the target's options)",
+      "levels.bad.ship[0].azure: must be an object (the backend's options)",
       'levels.bad.alertLagMs: must be at least 1',
-      'levels.empty.locations: give one location, e.g. [{ "file": "./data/{partition}" }]',
+      'levels.empty.locations: give at least one location, e.g. [{ "file": "./data/{partition}" }]',
       'levels.odd.locations[0]: a location has exactly one key, its kind: { "file": "./data/{partition}" }, { "memory": {} }, { "lmdb": "./lmdb/{partition}" }, { "azure": { ... } } or { "<kind>": { ... } } (got "Tape")',
       'partitions["p 1"]: a partition name is 1-100 letters, digits, ".", "_" or "-", starting with a letter or digit',
       'partitions.p2: level "missing" is not defined in "levels" (defined: "good", "bad", "empty", "odd")',
@@ -127,12 +127,50 @@ describe('sluice.json', () => {
     ]);
   });
 
-  it('refuses mirrored locations with a clear message', async () => {
+  it('resolves a level of several locations, targets, alertLagMs and ack per partition (issue 11)', async () => {
+    const config = parseSluiceConfig(
+      {
+        ...valid,
+        levels: {
+          ...valid.levels,
+          standard: {
+            locations: [{ file: '/disk1/{partition}' }, { lmdb: '/disk2/{partition}' }, { memory: {} }],
+            ship: [{ file: './backup/{partition}' }, { azure: { container: 'archive' } }],
+            alertLagMs: 1000,
+            ack: { quorum: 2 },
+          },
+        },
+      },
+      '/etc/sluice',
+    );
+    expect(config.partitions['bank-1']).toMatchObject({
+      locations: [{ kind: 'file', directory: '/disk1/bank-1' }, { kind: 'lmdb', options: { directory: '/disk2/bank-1' } }, { kind: 'memory' }],
+      location: { kind: 'file', directory: '/disk1/bank-1' },
+      ship: [{ kind: 'file', directory: '/etc/sluice/backup/bank-1' }, { kind: 'azure', options: { container: 'archive', prefix: 'bank-1' } }],
+      alertLagMs: 1000,
+      ack: { mode: 'quorum', quorum: 2 },
+    });
+    expect(config.partitions.analytics.ack).toEqual({ mode: 'local' });
+  });
+
+  it('checks ack against the level\'s targets', async () => {
     const issues = issuesOf({
       ...valid,
-      levels: { ...valid.levels, standard: { locations: [{ file: '/disk1/{partition}' }, { file: '/disk2/{partition}' }] } },
+      levels: {
+        ...valid.levels,
+        standard: { locations: [{ file: '/d/{partition}' }], ship: [{ memory: {} }], ack: { quorum: 2 } },
+        fast: { locations: [{ memory: {} }], ack: 'remote' },
+      },
     });
-    expect(issues).toEqual(['levels.standard.locations: mirrored locations are not supported yet: give exactly one location (got 2)']);
+    expect(issues).toEqual([
+      'levels.standard.ack.quorum: is 2 but the level ships to 1 target(s): list at least 2 in "ship", or lower the quorum',
+      'levels.fast.ack: must be "local", or { "quorum": <n> } (acknowledge once n of the level\'s "ship" targets hold the commit)',
+    ]);
+  });
+
+  it('refuses two copies of one partition in one file folder', async () => {
+    const issues = issuesOf({ ...valid, levels: { ...valid.levels, scratch: { locations: [{ file: '/d/{partition}' }], ship: [{ file: '/d/{partition}/' }] } } });
+    expect(issues).toEqual(['partitions.cache: partition "cache" would use the directory /d/cache twice (level "scratch"): give each location and target its own folder']);
   });
 
   it('refuses a file location shared by several partitions', async () => {

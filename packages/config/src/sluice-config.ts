@@ -69,17 +69,24 @@ export function isFileLocation(location: LocationConfig): location is FileLocati
   return location.kind === 'file' && 'directory' in location;
 }
 
-/** One asynchronous shipping destination outside the partition (DESIGN.md "target"). */
-export interface TargetConfig {
-  /** The target's kind, e.g. `azure`. */
-  readonly kind: string;
-  readonly options: Readonly<Record<string, unknown>>;
-}
+/**
+ * One asynchronous shipping destination outside the partition (DESIGN.md "target"): written
+ * like a location (`{ "azure": { ... } }`, `{ "file": "/backup/{partition}" }`, ...) and opened
+ * by the same location factories.
+ */
+export type TargetConfig = LocationConfig;
 
-/** A named reliability policy (DESIGN.md "Reliability levels"); this release supports one location. */
+/**
+ * When an append is acknowledged: `local` once every location holds it durably (the
+ * default); `quorum` once, in addition, `quorum` of the level's `ship` targets hold it
+ * durably (`@sluice/shipper`'s `createQuorumStorage`).
+ */
+export type AckConfig = { readonly mode: 'local' } | { readonly mode: 'quorum'; readonly quorum: number };
+
+/** A named reliability policy (DESIGN.md "Reliability levels"). */
 export interface ReliabilityLevelConfig {
   readonly name: string;
-  /** Exactly one location for now (mirrored writes to several are not supported yet). */
+  /** One location, or several written as one mirror (every copy synced before an acknowledgement). */
   readonly locations: readonly LocationConfig[];
   /** @default { kind: 'commit' } */
   readonly fsync: FsyncPolicy;
@@ -87,8 +94,10 @@ export interface ReliabilityLevelConfig {
   readonly fsyncExplicit: boolean;
   /** Asynchronous shipping targets (empty when the level ships nowhere). */
   readonly ship: readonly TargetConfig[];
-  /** Alert when a target lags by more than this; absent: no lag alert. */
+  /** Alert when a target lags by more than this; absent: the shipper's default (10000). */
   readonly alertLagMs?: number | undefined;
+  /** @default { mode: 'local' } */
+  readonly ack: AckConfig;
 }
 
 /** One partition as a node opens it. */
@@ -98,13 +107,19 @@ export interface PartitionConfig {
   readonly level: string;
   /** Its MDP service name, `sluice.partition.<name>`. */
   readonly service: string;
-  /** Its location, with `{partition}` substituted and paths made absolute. */
+  /** Its locations, with `{partition}` substituted and paths made absolute: several make a mirror. */
+  readonly locations: readonly LocationConfig[];
+  /** Its first location (`locations[0]`). @deprecated read `locations`. */
   readonly location: LocationConfig;
   readonly fsync: FsyncPolicy;
   /** Whether the level wrote `fsync` explicitly (backends other than `file` then receive it). */
   readonly fsyncExplicit: boolean;
-  /** Its level's shipping targets, `{partition}` substituted. */
+  /** Its level's shipping targets, `{partition}` substituted and paths made absolute. */
   readonly ship: readonly TargetConfig[];
+  /** Its level's lag alert threshold for the targets. */
+  readonly alertLagMs?: number | undefined;
+  /** Its level's acknowledgement mode. */
+  readonly ack: AckConfig;
 }
 
 /** Which partitions one node hosts. */
@@ -142,9 +157,9 @@ const PATH_KEYS: Readonly<Record<string, string>> = { lmdb: 'directory' };
 const KIND_PATTERN = /^[a-z][a-z0-9-]{0,49}$/;
 
 const ROOT_KEYS = ['$schema', 'brokers', 'levels', 'partitions', 'routing', 'nodes', 'heartbeats', 'limits'];
-/** Keys DESIGN.md plans for levels: named so the message says they are not supported yet. */
-const FUTURE_LEVEL_KEYS: Readonly<Record<string, string>> = {
-  quorum: 'quorum acknowledgement is not supported yet: remove "quorum"',
+/** Level keys people are likely to write for one that exists. */
+const LEVEL_KEY_HINTS: Readonly<Record<string, string>> = {
+  quorum: 'write quorum acknowledgement as "ack": { "quorum": 2 }',
 };
 
 const endpointSchema = v.pipe(
@@ -319,19 +334,13 @@ function parseLevels(input: unknown, baseDir: string, issues: Issues): ParsedLev
     const path = ['levels', name];
     const level = issues.check(objectSchema('a level: { "locations": [...], "fsync": "commit" }'), raw, path);
     if (level === undefined) continue;
-    issues.unknownKeys(level, ['locations', 'fsync', 'ship', 'alertLagMs'], path, FUTURE_LEVEL_KEYS);
+    issues.unknownKeys(level, ['locations', 'fsync', 'ship', 'alertLagMs', 'ack'], path, LEVEL_KEY_HINTS);
     const fsyncText = level.fsync === undefined ? 'commit' : issues.check(fsyncSchema, level.fsync, [...path, 'fsync']);
     const locationsRaw = issues.check(
-      v.pipe(v.array(v.unknown(), 'must be an array of locations'), v.minLength(1, 'give one location, e.g. [{ "file": "./data/{partition}" }]')),
+      v.pipe(v.array(v.unknown(), 'must be an array of locations'), v.minLength(1, 'give at least one location, e.g. [{ "file": "./data/{partition}" }]')),
       level.locations,
       [...path, 'locations'],
     );
-    if (locationsRaw !== undefined && locationsRaw.length > 1) {
-      issues.add(
-        [...path, 'locations'],
-        `mirrored locations are not supported yet: give exactly one location (got ${locationsRaw.length})`,
-      );
-    }
     const locations: LocationConfig[] = [];
     for (const [index, location] of (locationsRaw ?? []).entries()) {
       const parsed = parseLocation(location, baseDir, [...path, 'locations', index], issues);
@@ -341,22 +350,24 @@ function parseLevels(input: unknown, baseDir: string, issues: Issues): ParsedLev
       level.ship === undefined ? [] : issues.check(v.array(v.unknown(), 'must be an array of targets, e.g. [{ "azure": { "container": "archive" } }]'), level.ship, [...path, 'ship']);
     const ship: TargetConfig[] = [];
     for (const [index, target] of (shipRaw ?? []).entries()) {
-      const parsed = parseTarget(target, [...path, 'ship', index], issues);
+      const parsed = parseTarget(target, baseDir, [...path, 'ship', index], issues);
       if (parsed !== undefined) ship.push(parsed);
     }
     const alertLagMs = level.alertLagMs === undefined ? undefined : issues.check(positiveInteger, level.alertLagMs, [...path, 'alertLagMs']);
+    const ack = parseAck(level.ack, shipRaw?.length ?? 0, [...path, 'ack'], issues);
     if (
       fsyncText === undefined ||
       locationsRaw === undefined ||
       locations.length !== locationsRaw.length ||
-      locations.length !== 1 ||
       shipRaw === undefined ||
-      ship.length !== shipRaw.length
+      ship.length !== shipRaw.length ||
+      ack === undefined ||
+      (level.alertLagMs !== undefined && alertLagMs === undefined)
     ) {
       continue;
     }
     out.set(name, {
-      level: { name, locations, fsync: parseFsyncPolicy(fsyncText), fsyncExplicit: level.fsync !== undefined, ship, alertLagMs },
+      level: { name, locations, fsync: parseFsyncPolicy(fsyncText), fsyncExplicit: level.fsync !== undefined, ship, alertLagMs, ack },
     });
   }
   if (Object.keys(levels).length === 0) issues.add(['levels'], 'define at least one level, e.g. { "standard": { "locations": [{ "file": "./data/{partition}" }] } }');
@@ -410,16 +421,31 @@ function parseLocation(input: unknown, baseDir: string, path: Path, issues: Issu
   }
 }
 
-function parseTarget(input: unknown, path: Path, issues: Issues): TargetConfig | undefined {
-  const target = issues.check(objectSchema('a target: { "<kind>": { ...options } }, e.g. { "azure": { "container": "archive" } }'), input, path);
-  if (target === undefined) return undefined;
-  const keys = Object.keys(target);
-  if (keys.length !== 1 || !KIND_PATTERN.test(keys[0])) {
-    issues.add(path, `a target has exactly one key, its kind, e.g. { "azure": { "container": "archive" } } (got ${keys.length === 0 ? 'no key' : keys.map((k) => `"${k}"`).join(', ')})`);
+function parseTarget(input: unknown, baseDir: string, path: Path, issues: Issues): TargetConfig | undefined {
+  // A target is written and opened like a location (same kinds, same factories).
+  return parseLocation(input, baseDir, path, issues);
+}
+
+function parseAck(input: unknown, targets: number, path: Path, issues: Issues): AckConfig | undefined {
+  if (input === undefined || input === 'local') return { mode: 'local' };
+  const shape = '"local", or { "quorum": <n> } (acknowledge once n of the level\'s "ship" targets hold the commit)';
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    issues.add(path, `must be ${shape}`);
     return undefined;
   }
-  const options = issues.check(objectSchema("the target's options"), target[keys[0]], [...path, keys[0]]);
-  return options === undefined ? undefined : { kind: keys[0], options };
+  const ack = input as Record<string, unknown>;
+  issues.unknownKeys(ack, ['quorum'], path);
+  if (!('quorum' in ack)) {
+    issues.add(path, `must be ${shape}`);
+    return undefined;
+  }
+  const quorum = issues.check(positiveInteger, ack.quorum, [...path, 'quorum']);
+  if (quorum === undefined) return undefined;
+  if (quorum > targets) {
+    issues.add([...path, 'quorum'], `is ${quorum} but the level ships to ${targets} target(s): list at least ${quorum} in "ship", or lower the quorum`);
+    return undefined;
+  }
+  return { mode: 'quorum', quorum };
 }
 
 function parseIntegers(
@@ -545,14 +571,17 @@ function resolvePartitions(partitionLevels: Map<string, string>, levels: Map<str
     const parsed = levels.get(levelName);
     if (parsed === undefined) continue;
     const { level } = parsed;
-    const location = substitute(level.locations[0], name);
-    if (isFileLocation(location)) {
+    const locations = level.locations.map((location) => substitute(location, name));
+    const ship = level.ship.map((target) => substitute(target, name));
+    for (const location of [...locations, ...ship]) {
+      if (!isFileLocation(location)) continue;
       const other = directories.get(location.directory);
       if (other !== undefined) {
         issues.add(
           ['partitions', name],
-          `partition "${name}" would share the directory ${location.directory} with "${other}": ` +
-            `put "{partition}" in level "${levelName}"'s file path`,
+          other === name
+            ? `partition "${name}" would use the directory ${location.directory} twice (level "${levelName}"): give each location and target its own folder`
+            : `partition "${name}" would share the directory ${location.directory} with "${other}": put "{partition}" in level "${levelName}"'s file path`,
         );
       }
       directories.set(location.directory, name);
@@ -561,10 +590,13 @@ function resolvePartitions(partitionLevels: Map<string, string>, levels: Map<str
       name,
       level: levelName,
       service: partitionServiceName(name),
-      location,
+      locations,
+      location: locations[0],
       fsync: level.fsync,
       fsyncExplicit: level.fsyncExplicit,
-      ship: level.ship.map((target) => ({ kind: target.kind, options: substituteDeep(target.options, name) as Record<string, unknown> })),
+      ship,
+      alertLagMs: level.alertLagMs,
+      ack: level.ack,
     };
   }
   return out;

@@ -3,11 +3,15 @@ export type { NodeEvents, NodePartitionStats, NodeStats, PartitionState, StartNo
 export { NodeStartError } from './node-errors.js';
 export {
   UnregisteredLocationError,
+  createLocationStorage,
   createPartitionStorage,
   locationFactory,
+  locationLabel,
   memoryLocation,
   resolveLocationFactories,
 } from './locations.js';
-export type { KnownLocationKind, LocationContext, LocationFactories, LocationFactory } from './locations.js';
+export type { CreatePartitionStorageOptions, KnownLocationKind, LocationContext, LocationFactories, LocationFactory } from './locations.js';
+export { createLevelStorage, shipTargets } from './shipping.js';
+export type { LevelStorage, LevelStorageHooks } from './shipping.js';
 export { PartitionHandler } from './partition-handler.js';
 export type { PartitionHandlerLimits, PartitionHandlerStats } from './partition-handler.js';

@@ -1,10 +1,11 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseSluiceConfig, type SluiceConfig } from '@sluice/config';
 import { openPartition, type PartitionStorage } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { UnregisteredLocationError, createPartitionStorage, locationFactory, resolveLocationFactories } from './locations.js';
 import { startNode } from './node.js';
 
@@ -83,9 +84,103 @@ describe('location factories (backends injected by the application)', () => {
     await expect(startNode({ config: custom })).rejects.toThrow(UnregisteredLocationError);
   });
 
-  it('refuses to start a partition whose level ships to targets (no shipper in the node yet)', async () => {
-    const config = configWith({ memory: {} }, '/etc/sluice', { ship: [{ azure: { container: 'archive' } }] });
-    await expect(startNode({ config, nodeName: 'n1' })).rejects.toThrow(/ships to targets, which @sluice\/node does not do yet: remove "ship"/);
+});
+
+describe('reliability levels (issue 11): mirrors, shipping, quorum acknowledgement', () => {
+  const events = (streamId: string) => ({ streamId, events: [{ type: 'E', data: new Uint8Array([1, 2, 3]) }] });
+  async function headOf(storage: PartitionStorage): Promise<number> {
+    await storage.open();
+    try {
+      return (await storage.head()).lastSeq;
+    } finally {
+      await storage.close();
+    }
+  }
+
+  it('opens a level of file + lmdb + memory locations as one mirror: every acknowledged commit is in both disk copies', async () => {
+    const base = await tempDir();
+    const config = configWith({ file: './disk1/{partition}' }, base, { locations: [{ file: './disk1/{partition}' }, { lmdb: './disk2/{partition}' }, { memory: {} }] });
+    const node = await startNode({ config, nodeName: 'n1', locations: { file: locationFactory('file', createFileStorage) } });
+    let lastSeq = 0;
+    try {
+      const partition = node.partitions.get('ledger-1');
+      for (let i = 0; i < 5; i += 1) lastSeq = (await partition!.append(events(`s-${i}`))).lastSeq;
+      expect(node.shippers.size).toBe(0);
+    } finally {
+      await node.close();
+    }
+    expect(lastSeq).toBe(5);
+    expect(await headOf(createFileStorage({ directory: join(base, 'disk1', 'ledger-1') }))).toBe(5);
+    const { createLmdbStorage } = await import('@sluice/store-lmdb');
+    expect(await headOf(createLmdbStorage({ directory: join(base, 'disk2', 'ledger-1') }))).toBe(5);
+  });
+
+  it('ships to the level\'s targets through the same location factories, and reports target alerts as shipping-alert events', async () => {
+    const base = await tempDir();
+    const config = configWith({ memory: {} }, base, { ship: [{ file: './backup/{partition}' }, { broken: {} }], alertLagMs: 50 });
+    const broken = (): PartitionStorage => ({ kind: 'broken', open: () => Promise.reject(new Error('target unreachable')), close: () => Promise.resolve() }) as unknown as PartitionStorage;
+    const node = await startNode({ config, nodeName: 'n1', locations: { file: locationFactory('file', createFileStorage), broken } });
+    const alerts: string[] = [];
+    node.on('shipping-alert', ({ partition, alert }) => alerts.push(`${partition} ${alert.kind} ${alert.target}`));
+    try {
+      const partition = node.partitions.get('ledger-1')!;
+      for (let i = 0; i < 3; i += 1) await partition.append(events(`s-${i}`));
+      const shipper = node.shippers.get('ledger-1')!;
+      await shipper.waitFor(3, { quorum: 1, timeoutMs: 10_000 });
+      await vi.waitFor(() => expect(alerts).toContain('ledger-1 target-down ship[1] broken #1'), { timeout: 10_000 });
+      expect(shipper.status().map((target) => [target.target, target.head.lastSeq])).toEqual([
+        [`ship[0] file ${join(base, 'backup', 'ledger-1')}`, 3],
+        ['ship[1] broken #1', 0],
+      ]);
+    } finally {
+      await node.close();
+    }
+    // Stopped with the node; what it shipped opens as a partition's storage.
+    expect(await headOf(createFileStorage({ directory: join(base, 'backup', 'ledger-1') }))).toBe(3);
+  });
+
+  it('replaces the shipper when a faulted partition reopens: the old one stops, the new one ships what comes after', async () => {
+    const base = await tempDir();
+    const config = configWith({ file: './data/{partition}' }, base, { ship: [{ file: './backup/{partition}' }] });
+    const node = await startNode({ config, nodeName: 'n1', locations: { file: locationFactory('file', createFileStorage) }, reopenDelayMs: 10 });
+    try {
+      const first = node.partitions.get('ledger-1')!;
+      await first.append(events('a'));
+      const oldShipper = node.shippers.get('ledger-1')!;
+      await oldShipper.waitFor(1, { timeoutMs: 10_000 });
+      const reopened = new Promise((resolve) => node.once('partition-reopened', resolve));
+      node.onFault(first, new Error('injected fault'));
+      await reopened;
+      const newShipper = node.shippers.get('ledger-1')!;
+      expect(newShipper).not.toBe(oldShipper);
+      expect(oldShipper.status().map((target) => target.state)).toEqual(['stopped']);
+      await node.partitions.get('ledger-1')!.append(events('b'));
+      await newShipper.waitFor(2, { timeoutMs: 10_000 });
+    } finally {
+      await node.close();
+    }
+    expect(await headOf(createFileStorage({ directory: join(base, 'backup', 'ledger-1') }))).toBe(2);
+  });
+
+  it('with ack { quorum: 2 }, acknowledges a commit only once two targets hold it', async () => {
+    const base = await tempDir();
+    const config = configWith({ file: './local/{partition}' }, base, {
+      ship: [{ file: './west/{partition}' }, { lmdb: './north/{partition}' }],
+      ack: { quorum: 2 },
+    });
+    const node = await startNode({ config, nodeName: 'n1', locations: { file: locationFactory('file', createFileStorage) } });
+    let result: Awaited<ReturnType<NonNullable<ReturnType<typeof node.partitions.get>>['append']>>;
+    let heads: number[];
+    try {
+      result = await node.partitions.get('ledger-1')!.append(events('s'));
+      // Acknowledged: both targets hold it now, with no waiting.
+      heads = node.shippers.get('ledger-1')!.status().map((target) => target.head.lastSeq);
+    } finally {
+      await node.close();
+    }
+    expect(result.lastSeq).toBe(1);
+    expect(result.reliability?.targets).toHaveLength(2);
+    expect(heads).toEqual([1, 1]);
   });
 });
 
@@ -107,5 +202,25 @@ describe('a node stopped while its partitions open (issue 13)', () => {
     expect(performance.now() - started).toBeLessThan(5_000);
     const left = await readdir(join(base, 'data', 'ledger-1')).catch(() => []);
     expect(left.filter((name) => name.endsWith('.seg'))).toEqual([]);
+  });
+});
+
+describe('examples/levels/sluice.json (issue 11)', () => {
+  it('runs as written: every partition opens on its level, shippers for the shipping levels, quorum-acknowledged appends', async () => {
+    const base = await tempDir();
+    const text = await readFile(fileURLToPath(new URL('../../../examples/levels/sluice.json', import.meta.url)), 'utf8');
+    await writeFile(join(base, 'sluice.json'), text);
+    const node = await startNode({ config: join(base, 'sluice.json'), nodeName: 'n1', locations: { file: locationFactory('file', createFileStorage) } });
+    try {
+      expect([...node.partitions.keys()].sort()).toEqual(['analytics', 'catalog', 'ledger', 'payments', 'sessions']);
+      expect([...node.shippers.keys()].sort()).toEqual(['catalog', 'ledger', 'payments']);
+      const result = await node.partitions.get('ledger')!.append({ streamId: 'ledger-1', events: [{ type: 'E', data: new Uint8Array([1]) }] });
+      expect(result.reliability?.targets).toHaveLength(2);
+      await node.partitions.get('payments')!.append({ streamId: 'payment-1', events: [{ type: 'E', data: new Uint8Array([1]) }] });
+      await node.shippers.get('payments')!.waitFor(1, { timeoutMs: 10_000 });
+    } finally {
+      await node.close();
+    }
+    expect((await readdir(base)).sort()).toEqual(['archive', 'data', 'disk1', 'disk2', 'east', 'north', 'sluice.json', 'west']);
   });
 });

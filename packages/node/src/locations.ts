@@ -1,5 +1,5 @@
-import { createMemoryStorage, type FsyncPolicy, type PartitionStorage } from '@sluice/store';
-import { isFileLocation, type LocationConfig, type PartitionConfig } from '@sluice/config';
+import { createMemoryStorage, createMirroredStorage, type FsyncPolicy, type MirrorRepair, type PartitionStorage } from '@sluice/store';
+import { isFileLocation, localFolderOf, type LocationConfig, type PartitionConfig } from '@sluice/config';
 
 /** What a location factory is told about the partition it opens storage for. */
 export interface LocationContext {
@@ -92,8 +92,14 @@ export class UnregisteredLocationError extends Error {
   }
 }
 
+/** Every location kind a partition uses: its locations' and its ship targets'. */
+function kindsOf(partition: PartitionConfig): string[] {
+  return [...new Set([...partition.locations, ...partition.ship].map((location) => location.kind))];
+}
+
 /**
- * Imports the backend packages for the location kinds `partitions` use and that `locations`
+ * Imports the backend packages for the location kinds `partitions` use (locations and ship
+ * targets) and that `locations`
  * does not already serve: `@sluice/store-file`, `-lmdb` and `-azure` are optional peer
  * dependencies of this package, so an application installs only those it uses. Rejects with
  * {@link UnregisteredLocationError} for a kind nobody serves (or whose package is missing).
@@ -106,9 +112,11 @@ export async function resolveLocationFactories(
   const out: Record<string, LocationFactory> = { memory: memoryLocation, ...locations };
   const byKind = new Map<string, string[]>();
   for (const partition of partitions) {
-    const list = byKind.get(partition.location.kind) ?? [];
-    list.push(partition.name);
-    byKind.set(partition.location.kind, list);
+    for (const kind of kindsOf(partition)) {
+      const list = byKind.get(kind) ?? [];
+      list.push(partition.name);
+      byKind.set(kind, list);
+    }
   }
   for (const [kind, names] of byKind) {
     if (out[kind] !== undefined) continue;
@@ -131,9 +139,52 @@ export async function resolveLocationFactories(
   return out;
 }
 
-/** Creates a partition's storage from its location with the registered factories. */
-export function createPartitionStorage(partition: PartitionConfig, locations: LocationFactories, signal?: AbortSignal): PartitionStorage {
-  const factory = locations[partition.location.kind];
-  if (factory === undefined) throw new UnregisteredLocationError(partition.location.kind, [partition.name], Object.keys(locations));
-  return factory(partition.location, { partition: partition.name, fsync: partition.fsync, fsyncExplicit: partition.fsyncExplicit, signal });
+/** Options of {@link createPartitionStorage}. */
+export interface CreatePartitionStorageOptions {
+  /** Aborts opening (the node is shutting down while it starts). */
+  readonly signal?: AbortSignal | undefined;
+  /** Called for each repair a mirror makes (a level with several locations). */
+  readonly onRepair?: ((repair: MirrorRepair) => void) | undefined;
+}
+
+/** A label for a location in messages: its kind and folder, e.g. `file /disk1/payments`. */
+export function locationLabel(location: LocationConfig, index: number): string {
+  const folder = localFolderOf(location);
+  return folder === undefined ? `${location.kind} #${index}` : `${location.kind} ${folder}`;
+}
+
+/** One location's storage from the registered factories (also used for ship targets). */
+export function createLocationStorage(
+  partition: PartitionConfig,
+  location: LocationConfig,
+  locations: LocationFactories,
+  signal?: AbortSignal,
+): PartitionStorage {
+  const factory = locations[location.kind];
+  if (factory === undefined) throw new UnregisteredLocationError(location.kind, [partition.name], Object.keys(locations));
+  return factory(location, { partition: partition.name, fsync: partition.fsync, fsyncExplicit: partition.fsyncExplicit, signal });
+}
+
+/**
+ * Creates a partition's storage from its locations with the registered factories: one
+ * location is that backend's storage; several are one `createMirroredStorage` (every copy
+ * synced before an acknowledgement, reads from the first healthy one, repairs at open).
+ */
+export function createPartitionStorage(
+  partition: PartitionConfig,
+  locations: LocationFactories,
+  options: CreatePartitionStorageOptions | AbortSignal = {},
+): PartitionStorage {
+  const { signal, onRepair } = options instanceof AbortSignal ? { signal: options, onRepair: undefined } : options;
+  const copies = partition.locations ?? [partition.location];
+  if (copies.length === 1) return createLocationStorage(partition, copies[0], locations, signal);
+  return createMirroredStorage({
+    locations: copies.map((location, index) => ({
+      storage: createLocationStorage(partition, location, locations, signal),
+      label: locationLabel(location, index),
+      directory: localFolderOf(location),
+    })),
+    level: partition.level,
+    onRepair,
+  });
 }

@@ -1,10 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { openPartition, type Partition, type PartitionOptions, type StorageRecovery } from '@sluice/store';
+import { openPartition, type MirrorRepair, type Partition, type PartitionOptions, type StorageRecovery } from '@sluice/store';
+import type { Shipper, ShipperAlert } from '@sluice/shipper';
 import { loadSluiceConfig, partitionsOfNode, type SluiceConfig } from '@sluice/config';
 import { subscribeServiceName } from '@sluice/client';
 import { MajordomoWorker, OptionProblems, type WorkerOptions, type WorkerStats } from '@sluice/majordomo';
-import { createPartitionStorage, resolveLocationFactories, type LocationFactories } from './locations.js';
+import { resolveLocationFactories, type LocationFactories } from './locations.js';
+import { createLevelStorage, type LevelStorage } from './shipping.js';
 import { NodeStartError } from './node-errors.js';
 import { PartitionHandler, type PartitionHandlerStats } from './partition-handler.js';
 
@@ -147,6 +149,14 @@ export type NodeEvents = {
   'worker-reconnecting': [{ readonly partition: string; readonly broker: string; readonly session: number; readonly reason: string }];
   /** A worker's handler failed (a bug: the handler answers every store error itself). */
   'worker-error': [{ readonly partition: string; readonly broker: string; readonly error: unknown }];
+  /**
+   * A shipper alert of a partition whose level ships to targets (`ship`): `lag` past the
+   * level's `alertLagMs`, `target-down`, `target-recovered`, `failover`, `diverged`, `ahead`,
+   * `source-error`, `lag-cleared`.
+   */
+  'shipping-alert': [{ readonly partition: string; readonly alert: ShipperAlert }];
+  /** A mirror (a level with several locations) repaired a copy: at open, at close after a failure, or by a scrub. */
+  'mirror-repair': [{ readonly partition: string; readonly repair: MirrorRepair }];
 };
 
 /** Per-partition supervision state. */
@@ -199,6 +209,8 @@ export class StoreNode extends EventEmitter<NodeEvents> {
     readonly workers: readonly MajordomoWorker[],
     private readonly settings: ReturnType<typeof nodeDefaults>,
     private readonly reopen: (name: string) => Promise<Partition>,
+    /** The shipper of each partition whose level ships to targets (replaced when it reopens). */
+    private readonly shipping: Map<string, LevelStorage>,
   ) {
     super();
     this.open = new Map(partitions);
@@ -206,6 +218,13 @@ export class StoreNode extends EventEmitter<NodeEvents> {
     for (const name of partitions.keys()) {
       this.supervision.set(name, { state: 'open', faults: 0, reopens: 0, lastFault: undefined, timer: undefined });
     }
+  }
+
+  /** The shipper of each partition whose level has `ship` targets: `status()` gives each target's head and lag. */
+  get shippers(): ReadonlyMap<string, Shipper> {
+    const out = new Map<string, Shipper>();
+    for (const [name, level] of this.shipping) if (level.shipper !== undefined) out.set(name, level.shipper);
+    return out;
   }
 
   /** The open partitions, by name (a reopened partition replaces its faulted instance). */
@@ -269,6 +288,9 @@ export class StoreNode extends EventEmitter<NodeEvents> {
     if (this.closing !== undefined) return;
     watch.state = 'reopening';
     const old = this.open.get(name) as Partition;
+    // The shipper reads the old storage: stop it first (the reopened partition gets a new one).
+    await stopShipper(this.shipping.get(name));
+    this.shipping.delete(name);
     await old.close().catch(() => undefined);
     try {
       const partition = await this.reopen(name);
@@ -313,8 +335,14 @@ export class StoreNode extends EventEmitter<NodeEvents> {
     clearTimeout(timer);
     // Replies already handed to a worker are flushed before its DISCONNECT (one send queue).
     await Promise.all(this.workers.map((worker) => worker.close()));
+    await Promise.all([...this.shipping.values()].map((level) => stopShipper(level)));
     await Promise.all([...this.open.values()].map((partition) => partition.close().catch(() => undefined)));
   }
+}
+
+/** Stops a shipper the node runs (a quorum storage stops its own when it closes). */
+async function stopShipper(level: LevelStorage | undefined): Promise<void> {
+  if (level?.shipper !== undefined && level.ownsShipper) await level.shipper.stop().catch(() => undefined);
 }
 
 /**
@@ -357,30 +385,37 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
 
   const hosted = partitionsOfNode(config, options.nodeName);
   const nodeName = options.nodeName ?? hostname();
-  const shipping = hosted.filter((name) => config.partitions[name].ship.length > 0);
-  if (shipping.length > 0) {
-    throw new NodeStartError(
-      nodeName,
-      shipping.map((partition) => ({
-        partition,
-        error: new Error(`its level "${config.partitions[partition].level}" ships to targets, which @sluice/node does not do yet: remove "ship" from the level`),
-      })),
-    );
-  }
   const locations = await resolveLocationFactories(
     hosted.map((name) => config.partitions[name]),
     options.locations,
   );
 
-  const opened = await Promise.allSettled(
-    hosted.map(async (name) =>
-      openPartition({ ...options.partition, storage: createPartitionStorage(config.partitions[name], locations, options.signal), name }),
-    ),
-  );
+  // Alerts and repairs before the node exists (while opening) are emitted once it does.
+  let node: StoreNode | undefined;
+  const early: (() => void)[] = [];
+  const report = (emit: (n: StoreNode) => void): void => {
+    if (node === undefined) early.push(() => emit(node as StoreNode));
+    else emit(node);
+  };
+  const shipping = new Map<string, LevelStorage>();
+  /** Opens a partition on its level's storage, then starts its shipper. */
+  const openOnLevel = async (name: string, signal?: AbortSignal): Promise<Partition> => {
+    const level = await createLevelStorage(config.partitions[name], locations, {
+      signal,
+      onAlert: (alert) => report((n) => n.emit('shipping-alert', { partition: name, alert })),
+      onRepair: (repair) => report((n) => n.emit('mirror-repair', { partition: name, repair })),
+    });
+    const partition = await openPartition({ ...options.partition, storage: level.storage, name });
+    if (level.ownsShipper) level.shipper?.start();
+    shipping.set(name, level);
+    return partition;
+  };
+  const opened = await Promise.allSettled(hosted.map((name) => openOnLevel(name, options.signal)));
   const failures = opened.flatMap((result, index) =>
     result.status === 'rejected' ? [{ partition: hosted[index], error: result.reason as unknown }] : [],
   );
   if (failures.length > 0) {
+    await Promise.all([...shipping.values()].map((level) => stopShipper(level)));
     await Promise.all(
       opened.map((result) => (result.status === 'fulfilled' ? result.value.close().catch(() => undefined) : undefined)),
     );
@@ -390,10 +425,8 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
   const partitions = new Map<string, Partition>();
   const handlers: PartitionHandler[] = [];
   const workers: MajordomoWorker[] = [];
-  const open = (name: string): Promise<Partition> =>
-    openPartition({ ...options.partition, storage: createPartitionStorage(config.partitions[name], locations), name });
+  const open = (name: string): Promise<Partition> => openOnLevel(name);
   // The node exists only once every partition is open; handlers report faults through this.
-  let node: StoreNode | undefined;
   const pending: { worker: MajordomoWorker; partition: string; broker: string }[] = [];
   for (const result of opened) {
     const partition = (result as PromiseFulfilledResult<Partition>).value;
@@ -425,8 +458,10 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
       }
     }
   }
-  node = new StoreNode(nodeName, config, partitions, handlers, workers, settings, open);
+  node = new StoreNode(nodeName, config, partitions, handlers, workers, settings, open, shipping);
   const created = node;
+  // After the caller can subscribe: emitted on the next turn.
+  if (early.length > 0) queueMicrotask(() => setImmediate(() => early.splice(0).forEach((emit) => emit())));
   for (const { worker, partition, broker } of pending) {
     worker.on('connected', ({ session }) => created.emit('worker-connected', { partition, broker, session }));
     worker.on('reconnecting', ({ session, reason }) => created.emit('worker-reconnecting', { partition, broker, session, reason }));

@@ -87,7 +87,7 @@ export async function nodeCommand(flags: NodeFlags, io: CliIo): Promise<void> {
   log.info({ node: node.name, stats: node.stats() }, `sluice node: "${node.name}" stopped; its partitions are closed`);
 }
 
-/** The node's structured log: partition faults and reopens, worker churn. */
+/** The node's structured log: partition faults and reopens, worker churn, shipping alerts, mirror repairs. */
 function logEvents(node: StoreNode, log: Logger): void {
   node.on('partition-faulted', (e) =>
     log.error(
@@ -114,4 +114,17 @@ function logEvents(node: StoreNode, log: Logger): void {
     log.warn({ event: 'worker-reconnecting', ...e }, `partition "${e.partition}": connection ${e.session} to ${e.broker} lost (${e.reason}); reconnecting`),
   );
   node.on('worker-error', (e) => log.error({ event: 'worker-error', partition: e.partition, broker: e.broker, err: e.error }, 'handler error (a bug: please report it)'));
+  node.on('shipping-alert', ({ partition, alert }) => {
+    const level = alert.kind === 'target-recovered' || alert.kind === 'lag-cleared' ? 'info' : alert.kind === 'diverged' || alert.kind === 'ahead' ? 'error' : 'warn';
+    log[level](
+      { event: 'shipping-alert', partition, kind: alert.kind, target: alert.target, location: alert.location, lagSeqs: alert.lagSeqs, lagMs: alert.lagMs, err: alert.error },
+      `partition "${partition}" shipping to ${alert.target}: ${alert.message}`,
+    );
+  });
+  node.on('mirror-repair', ({ partition, repair }) =>
+    log.warn(
+      { event: 'mirror-repair', partition, ...repair },
+      `partition "${partition}": ${repair.action} seqs ${repair.fromSeq}-${repair.toSeq} on location ${repair.location} (${repair.reason})`,
+    ),
+  );
 }

@@ -63,18 +63,20 @@ export function encodeHeartbeat(partition: string, session: number, headSeq: num
 
 interface EncodedFrame {
   readonly event: RecordedEvent;
-  readonly streamId: Uint8Array;
-  readonly eventType: Uint8Array;
-  readonly headers: Uint8Array | undefined;
+  readonly streamIdBytes: number;
+  readonly eventTypeBytes: number;
+  readonly headers: string | undefined;
+  readonly headersBytes: number;
   readonly size: number;
 }
 
 function prepare(event: RecordedEvent): EncodedFrame {
-  const streamId = encoder.encode(event.streamId);
-  const eventType = encoder.encode(event.eventType);
-  const headers = event.headers === undefined ? undefined : encoder.encode(JSON.stringify(event.headers));
-  const size = FRAME_FIXED_BYTES + streamId.length + eventType.length + (headers ? 4 + headers.length : 0) + event.metadata.length + event.payload.length;
-  return { event, streamId, eventType, headers, size };
+  const streamIdBytes = Buffer.byteLength(event.streamId);
+  const eventTypeBytes = Buffer.byteLength(event.eventType);
+  const headers = event.headers === undefined ? undefined : JSON.stringify(event.headers);
+  const headersBytes = headers === undefined ? 0 : Buffer.byteLength(headers);
+  const size = FRAME_FIXED_BYTES + streamIdBytes + eventTypeBytes + (headers === undefined ? 0 : 4 + headersBytes) + event.metadata.length + event.payload.length;
+  return { event, streamIdBytes, eventTypeBytes, headers, headersBytes, size };
 }
 
 /**
@@ -117,8 +119,8 @@ export function encodeDataDatagrams(
 }
 
 function writeData(nameBytes: Uint8Array, session: number, run: readonly EncodedFrame[], total: number): Uint8Array {
-  const bytes = new Uint8Array(total);
-  const view = new DataView(bytes.buffer);
+  const bytes = Buffer.allocUnsafe(total);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let o = writeHeader(view, bytes, KIND_DATA, nameBytes, session);
   view.setFloat64(o, run[0].event.seq, true);
   view.setUint16(o + 8, run.length, true);
@@ -127,20 +129,20 @@ function writeData(nameBytes: Uint8Array, session: number, run: readonly Encoded
     const e = f.event;
     view.setUint32(o, e.epoch, true);
     view.setFloat64(o + 4, e.timestamp, true);
-    view.setUint8(o + 12, (e.commitFirst ? 1 : 0) | (e.commitLast ? 2 : 0) | (f.headers ? 4 : 0));
+    view.setUint8(o + 12, (e.commitFirst ? 1 : 0) | (e.commitLast ? 2 : 0) | (f.headers !== undefined ? 4 : 0));
     view.setFloat64(o + 13, e.streamVersion, true);
     view.setUint32(o + 21, e.frameBytes, true);
     o += 25;
-    view.setUint16(o, f.streamId.length, true);
-    bytes.set(f.streamId, o + 2);
-    o += 2 + f.streamId.length;
-    view.setUint16(o, f.eventType.length, true);
-    bytes.set(f.eventType, o + 2);
-    o += 2 + f.eventType.length;
-    if (f.headers) {
-      view.setUint32(o, f.headers.length, true);
-      bytes.set(f.headers, o + 4);
-      o += 4 + f.headers.length;
+    view.setUint16(o, f.streamIdBytes, true);
+    bytes.write(e.streamId, o + 2, f.streamIdBytes, 'utf8');
+    o += 2 + f.streamIdBytes;
+    view.setUint16(o, f.eventTypeBytes, true);
+    bytes.write(e.eventType, o + 2, f.eventTypeBytes, 'utf8');
+    o += 2 + f.eventTypeBytes;
+    if (f.headers !== undefined) {
+      view.setUint32(o, f.headersBytes, true);
+      bytes.write(f.headers, o + 4, f.headersBytes, 'utf8');
+      o += 4 + f.headersBytes;
     }
     view.setUint32(o, e.metadata.length, true);
     bytes.set(e.metadata, o + 4);
@@ -153,6 +155,26 @@ function writeData(nameBytes: Uint8Array, session: number, run: readonly Encoded
   return bytes;
 }
 
+/** Strings of a datagram: the same stream ids and event types repeat, so the last few are reused. */
+class StringCache {
+  private readonly keys: Array<Buffer | undefined> = new Array(64);
+  private readonly values: string[] = new Array(64);
+  read(buf: Buffer, start: number, end: number): string {
+    const len = end - start;
+    if (len > 48) return buf.toString('utf8', start, end);
+    let h = len;
+    for (let i = start; i < end; i++) h = (Math.imul(h, 31) + buf[i]) | 0;
+    const slot = h & 63;
+    const key = this.keys[slot];
+    if (key !== undefined && key.length === len && buf.compare(key, 0, len, start, end) === 0) return this.values[slot];
+    const value = buf.toString('utf8', start, end);
+    this.keys[slot] = Buffer.from(buf.subarray(start, end));
+    this.values[slot] = value;
+    return value;
+  }
+}
+const strings = new StringCache();
+
 /**
  * Decodes one datagram, or `undefined` when it is not a valid version-1 broadcast datagram
  * (garbage, torn, bad checksum): never throws. `payload` and `metadata` are views into
@@ -162,6 +184,7 @@ export function decodeDatagram(bytes: Uint8Array): Datagram | undefined {
   try {
     if (bytes.length < 4 + 3 + 4 + 8 + 4) return undefined;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (view.getUint32(0, true) !== DATAGRAM_MAGIC || view.getUint8(4) !== DATAGRAM_VERSION) return undefined;
     const end = bytes.length - 4;
     if (view.getUint32(end, true) !== crc32c(bytes, 0, end)) return undefined;
@@ -193,11 +216,11 @@ export function decodeDatagram(bytes: Uint8Array): Datagram | undefined {
       o += 25;
       const idLen = view.getUint16(o, true);
       if (o + 2 + idLen > end) return undefined;
-      const streamId = decoder.decode(bytes.subarray(o + 2, o + 2 + idLen));
+      const streamId = strings.read(buf, o + 2, o + 2 + idLen);
       o += 2 + idLen;
       const typeLen = view.getUint16(o, true);
       if (o + 2 + typeLen > end) return undefined;
-      const eventType = decoder.decode(bytes.subarray(o + 2, o + 2 + typeLen));
+      const eventType = strings.read(buf, o + 2, o + 2 + typeLen);
       o += 2 + typeLen;
       let headers: RecordedEvent['headers'];
       if (flags & 4) {

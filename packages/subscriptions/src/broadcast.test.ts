@@ -1,6 +1,7 @@
 import { createMemoryStorage, openPartition, type Partition, type RecordedEvent } from '@sluice/store';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  createMemoryCheckpointStore,
   decodeDatagram,
   encodeDataDatagrams,
   fanOut,
@@ -191,5 +192,31 @@ describe('broadcast: publisher → faulty network → 8 receivers', () => {
       expect(h.log).toEqual(expected);
       expect(h.receiver.stats.heartbeats).toBeGreaterThan(0);
     }
+  }, 60_000);
+
+  it('a receiver stopped midway resumes from its saved checkpoint through the replayer, then follows the broadcast again', async () => {
+    const p = await partition();
+    const checkpoints = createMemoryCheckpointStore();
+    const udp = await openUdpReceiver();
+    cleanup.push(() => udp.close());
+    const sender = injectFaults(await openUdpSender({ port: udp.port }), { seed: 9, drop: 0.2, duplicate: 0.1, reorder: 0.2 });
+    cleanup.push(() => sender.close());
+    const publisher = startBroadcastPublisher({ source: p, sender, datagramBytesMax: 1400, heartbeatMs: 25 });
+    cleanup.push(() => publisher.stop());
+    const seen: number[] = [];
+    const start = () =>
+      startBroadcastReceiver({ partition: p.name, receiver: udp, replayer: p, subscriber: 'hall', checkpoints, checkpointEveryFrames: 100, gapTimeoutMs: 20, handle: (events) => void seen.push(...events.map((e) => e.seq)) });
+    const first = start();
+    await fill(p, 1000, 11);
+    await first.waitFor(1000);
+    await first.stop();
+    expect(await checkpoints.load('hall')).toBe(first.position);
+    await fill(p, 1000, 22); // while it is down
+    const second = start();
+    cleanup.push(() => second.stop());
+    await fill(p, 500, 33);
+    await second.waitFor(p.lastSeq);
+    expect(seen).toEqual(Array.from({ length: p.lastSeq }, (_, i) => i + 1));
+    expect(second.stats.repairs).toBeGreaterThan(0);
   }, 60_000);
 });

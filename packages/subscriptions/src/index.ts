@@ -15,3 +15,28 @@ export {
   type Saga,
   type SagaHostOptions,
 } from './saga-host.js';
+export {
+  startBroadcastPublisher,
+  startBroadcastReceiver,
+  type BroadcastPublisher,
+  type BroadcastPublisherOptions,
+  type BroadcastPublisherStats,
+  type BroadcastReceiver,
+  type BroadcastReceiverOptions,
+  type BroadcastReceiverStats,
+} from './broadcast.js';
+export { decodeDatagram, encodeDataDatagrams, encodeHeartbeat, type Datagram } from './broadcast-codec.js';
+export {
+  fanOut,
+  injectFaults,
+  openUdpFanout,
+  openUdpReceiver,
+  openUdpSender,
+  seededRandom,
+  type DatagramReceiver,
+  type DatagramSender,
+  type FaultOptions,
+  type FaultStats,
+  type UdpFanout,
+  type UdpReceiver,
+} from './broadcast-transport.js';

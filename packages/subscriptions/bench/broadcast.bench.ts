@@ -1,0 +1,133 @@
+// Broadcast fan-out: one publisher, R receivers (worker threads, each its own UDP socket on 127.0.0.1),
+// N committed events of a memory partition broadcast live; lost datagrams are repaired through a
+// replayer that asks the main thread (standing in for the broker's remote replayer).
+// Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000]
+import { Worker, isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { createMemoryStorage, openPartition, type RecordedEvent } from '@sluice/store';
+import { decodeDatagram, encodeDataDatagrams, openUdpFanout, openUdpReceiver, startBroadcastPublisher, startBroadcastReceiver } from '../src/index.js';
+
+interface ReadRequest {
+  id: number;
+  fromSeq: number;
+  toSeq: number | undefined;
+}
+
+if (isMainThread) {
+  const events = Number(process.argv[2] ?? 1_000_000);
+  const receivers = Number(process.argv[3] ?? 8);
+  const datagramBytesMax = Number(process.argv[4] ?? 60000);
+  const partition = await openPartition({ storage: createMemoryStorage(), name: 'bench' });
+  const perUnit = 1000;
+  for (let written = 0; written < events; written += perUnit * 32) {
+    const pending = [];
+    for (let u = 0; u < 32 && written + u * perUnit < events; u++) {
+      const unit = [];
+      for (let i = 0; i < perUnit; i++) unit.push({ type: 'Deposited', data: new TextEncoder().encode(`{"amount":${(written + u * perUnit + i) % 100}}`) });
+      pending.push(partition.append({ streamId: `account-${(written / perUnit + u) % 1000}`, events: unit }));
+    }
+    await Promise.all(pending);
+  }
+  let published = 0;
+  const fanout = await openUdpFanout();
+  const workers: Worker[] = [];
+  const ready: Promise<void>[] = [];
+  const finished: Promise<{ ms: number; repairs: number; repairedEvents: number; datagrams: number; inboxDropped: number; payloadSum: number; delivered: number }>[] = [];
+  for (let r = 0; r < receivers; r++) {
+    // Workers do not inherit `--import tsx`: register it, then load this file.
+    const worker = new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(import.meta.url)}); })`, {
+      eval: true,
+      workerData: { partition: partition.name, events },
+    });
+    workers.push(worker);
+    // The worker's replayer: reads served from the partition, encoded as datagrams (what a remote replayer would send).
+    worker.on('message', async (message: { type: string; port?: number } & Partial<ReadRequest>) => {
+      if (message.type !== 'read') return;
+      const toSeq = Math.min(message.toSeq ?? published, published);
+      const out: RecordedEvent[] = [];
+      for await (const e of partition.read({ fromSeq: message.fromSeq, toSeq })) out.push(e);
+      const { datagrams } = encodeDataDatagrams(partition.name, 0, out, 65507);
+      worker.postMessage({ type: 'read-reply', id: message.id, datagrams });
+    });
+    ready.push(new Promise((resolve) => worker.once('message', (m: { type: string; port: number }) => (fanout.add({ port: m.port }), resolve()))));
+    finished.push(new Promise((resolve, reject) => {
+      worker.on('message', (m: { type: string }) => m.type === 'done' && resolve(m as never));
+      worker.once('error', reject);
+    }));
+  }
+  await Promise.all(ready);
+  const started = performance.now();
+  for (const w of workers) w.postMessage({ type: 'start' });
+  const publisher = startBroadcastPublisher({ source: partition, sender: fanout, fromSeq: 1, datagramBytesMax, heartbeatMs: 20 });
+  let publishedMs = 0;
+  const tick = setInterval(() => {
+    published = publisher.lastSent;
+    if (published >= events && publishedMs === 0) publishedMs = performance.now() - started;
+  }, 5);
+  const results = await Promise.all(finished);
+  const wall = performance.now() - started;
+  clearInterval(tick);
+  await publisher.stop();
+  let expectedSum = 0;
+  for await (const e of partition.read({})) for (const b of e.payload) expectedSum += b;
+  console.log(`${events.toLocaleString('en-US')} events, ${receivers} receivers, datagrams ≤ ${datagramBytesMax} B, ${publisher.stats.datagrams} datagrams × ${receivers} sent, ${fanout.sendErrors} send errors`);
+  console.log(`publisher: ${(publisher.stats.events / (wall / 1000) / 1e6).toFixed(2)} M events/s, all sent after ${publishedMs.toFixed(0)} ms, wall ${wall.toFixed(0)} ms`);
+  for (const [i, r] of results.entries()) {
+    console.log(
+      `receiver ${i}: ${(r.delivered / (r.ms / 1000) / 1e6).toFixed(2)} M events/s (${r.ms.toFixed(0)} ms), ${r.datagrams} datagrams, ${r.repairs} repairs / ${r.repairedEvents} events replayed, ${r.inboxDropped} inbox drops, exact=${r.delivered === events && r.payloadSum === expectedSum}`,
+    );
+  }
+  const rates = results.map((r) => r.delivered / (r.ms / 1000));
+  console.log(`per receiver: min ${(Math.min(...rates) / 1e6).toFixed(2)} M/s, median ${(rates.sort((a, b) => a - b)[rates.length >> 1] / 1e6).toFixed(2)} M/s; aggregate ${((events * receivers) / (wall / 1000) / 1e6).toFixed(2)} M events/s`);
+  await Promise.all(workers.map((w) => w.terminate()));
+  await fanout.close();
+  await partition.close();
+} else {
+  const port = parentPort as MessagePort;
+  const { partition, events } = workerData as { partition: string; events: number };
+  const udp = await openUdpReceiver({ receiveBufferBytes: 4 * 1024 * 1024 });
+  let nextId = 1;
+  const pending = new Map<number, (datagrams: Uint8Array[]) => void>();
+  let started = false;
+  port.on('message', (m: { type: string; id?: number; datagrams?: Uint8Array[] }) => {
+    if (m.type === 'read-reply') pending.get(m.id as number)?.(m.datagrams as Uint8Array[]);
+    if (m.type === 'start') started = true;
+  });
+  const replayer = {
+    async *read(options: { fromSeq?: number; toSeq?: number }): AsyncIterable<RecordedEvent> {
+      if (!started) return;
+      const id = nextId++;
+      const datagrams = await new Promise<Uint8Array[]>((resolve) => {
+        pending.set(id, resolve);
+        port.postMessage({ type: 'read', id, fromSeq: options.fromSeq ?? 1, toSeq: options.toSeq });
+      });
+      pending.delete(id);
+      for (const d of datagrams) {
+        const g = decodeDatagram(d);
+        if (g?.kind === 'data') yield* g.events;
+      }
+    },
+  };
+  let payloadSum = 0;
+  let first = 0;
+  const receiver = startBroadcastReceiver({
+    partition,
+    receiver: udp,
+    replayer,
+    gapTimeoutMs: 20,
+    handle: (batch) => {
+      if (first === 0) first = performance.now();
+      for (const e of batch) {
+        const p = e.payload;
+        for (let i = 0; i < p.length; i++) payloadSum += p[i];
+      }
+    },
+  });
+  port.postMessage({ type: 'ready', port: udp.port });
+  const t0 = await new Promise<number>((resolve) => port.on('message', (m: { type: string }) => m.type === 'start' && resolve(performance.now())));
+  await receiver.waitFor(events);
+  const ms = performance.now() - t0;
+  const s = receiver.stats;
+  port.postMessage({ type: 'done', ms, repairs: s.repairs, repairedEvents: s.repairedEvents, datagrams: s.datagrams, inboxDropped: s.inboxDropped, payloadSum, delivered: s.delivered });
+  await receiver.stop();
+  await udp.close();
+}

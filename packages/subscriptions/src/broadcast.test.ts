@@ -1,0 +1,222 @@
+import { createMemoryStorage, openPartition, type Partition, type RecordedEvent } from '@sluice/store';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  createMemoryCheckpointStore,
+  decodeDatagram,
+  encodeDataDatagrams,
+  fanOut,
+  injectFaults,
+  openUdpReceiver,
+  openUdpSender,
+  startBroadcastPublisher,
+  startBroadcastReceiver,
+  type BroadcastReceiver,
+  type DatagramSender,
+  type UdpReceiver,
+} from './index.js';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+
+async function partition(name = 'bc-0'): Promise<Partition> {
+  const p = await openPartition({ storage: createMemoryStorage(), name });
+  cleanup.push(() => p.close());
+  return p;
+}
+
+/** Appends `count` events in commits of 1..5 events, payloads of varying size (some larger than a datagram). */
+async function fill(p: Partition, count: number, seed: number): Promise<void> {
+  const appends = [];
+  let n = 0;
+  let i = seed;
+  while (n < count) {
+    const k = Math.min(count - n, 1 + (i % 5));
+    const events = [];
+    for (let j = 0; j < k; j++) {
+      const size = (i * 7919 + j) % 97 === 0 ? 3000 : 20 + ((i * 31 + j) % 200);
+      const data = new Uint8Array(size);
+      for (let b = 0; b < size; b++) data[b] = (i + j + b) & 0xff;
+      events.push({ type: `T${j}`, data });
+    }
+    appends.push(p.append({ streamId: `s-${i % 13}`, events, commandId: i % 3 === 0 ? `cmd-${i}` : undefined, correlationId: i % 3 === 0 ? `corr-${i}` : undefined }));
+    n += k;
+    i++;
+  }
+  await Promise.all(appends);
+}
+
+/** The partition's log as comparable records (every field, bytes included). */
+async function logOf(p: Partition): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of p.read({})) out.push(record(e));
+  return out;
+}
+function record(e: RecordedEvent): string {
+  return JSON.stringify([e.seq, e.epoch, e.timestamp, e.commitFirst, e.commitLast, e.streamId, e.streamVersion, e.eventType, e.headers ?? null, e.frameBytes, Buffer.from(e.metadata).toString('base64'), Buffer.from(e.payload).toString('base64')]);
+}
+
+interface Host {
+  udp: UdpReceiver;
+  receiver: BroadcastReceiver;
+  log: string[];
+}
+
+async function host(p: Partition, fromCheckpoint = 0, options: { gapTimeoutMs?: number; reorderBufferMax?: number } = {}): Promise<Host> {
+  const udp = await openUdpReceiver();
+  const log: string[] = [];
+  let expected = fromCheckpoint + 1;
+  const receiver = startBroadcastReceiver({
+    partition: p.name,
+    receiver: udp,
+    replayer: p,
+    fromCheckpoint,
+    gapTimeoutMs: options.gapTimeoutMs ?? 20,
+    reorderBufferMax: options.reorderBufferMax ?? 2000,
+    handle: (events) => {
+      for (const e of events) {
+        if (e.seq !== expected) throw new Error(`handed seq ${e.seq}, expected ${expected}`);
+        expected++;
+        log.push(record(e));
+      }
+    },
+  });
+  cleanup.push(async () => {
+    await receiver.stop();
+    await udp.close();
+  });
+  return { udp, receiver, log };
+}
+
+async function faultyPaths(hosts: readonly Host[], seed: number) {
+  const paths = [];
+  for (let r = 0; r < hosts.length; r++) {
+    const udp = await openUdpSender({ port: hosts[r].udp.port });
+    paths.push(injectFaults(udp, { seed: seed * 100 + r, drop: 0.1, duplicate: 0.1, reorder: 0.15, reorderDepthMax: 6 }));
+  }
+  const sender: DatagramSender = fanOut(paths);
+  cleanup.push(() => sender.close());
+  return { sender, paths };
+}
+
+describe('broadcast: codec', () => {
+  it('splits a batch into bounded datagrams that decode to the same frames; garbage and flipped bytes are rejected', async () => {
+    const p = await partition();
+    await fill(p, 300, 1);
+    const events: RecordedEvent[] = [];
+    for await (const e of p.read({})) events.push(e);
+    expect(events.some((e) => e.headers !== undefined)).toBe(true);
+    const { datagrams, oversized } = encodeDataDatagrams(p.name, 7, events, 1200);
+    expect(oversized.length).toBeGreaterThan(0);
+    expect(datagrams.length).toBeGreaterThan(10);
+    for (const d of datagrams) expect(d.length).toBeLessThanOrEqual(1200);
+    const decoded: RecordedEvent[] = [];
+    for (const d of datagrams) {
+      const g = decodeDatagram(d);
+      expect(g?.kind).toBe('data');
+      if (g?.kind === 'data') decoded.push(...g.events);
+    }
+    // Frames bigger than a datagram are left out for the receivers to repair.
+    expect(decoded.length + oversized.length).toBe(events.length);
+    const bySeq = new Map(decoded.map((e) => [e.seq, record(e)]));
+    for (const e of events) if (!oversized.includes(e.seq)) expect(bySeq.get(e.seq)).toBe(record(e));
+    const flipped = Uint8Array.from(datagrams[0]);
+    flipped[40] ^= 1;
+    expect(decodeDatagram(flipped)).toBeUndefined();
+    expect(decodeDatagram(datagrams[0].subarray(0, 30))).toBeUndefined();
+    expect(decodeDatagram(new Uint8Array(100).fill(7))).toBeUndefined();
+  });
+});
+
+describe('broadcast: publisher → faulty network → 8 receivers', () => {
+  it('drops, duplicates and reorders datagrams (seeded) and every receiver, two of them joining late from a checkpoint, ends with the exact log', async () => {
+    const p = await partition();
+    await fill(p, 200, 3); // history before anyone listens
+    const hosts = [await host(p), await host(p), await host(p), await host(p), await host(p), await host(p)];
+    const { sender, paths } = await faultyPaths(hosts.concat([]), 42);
+    const publisher = startBroadcastPublisher({ source: p, sender, fromSeq: 1, datagramBytesMax: 1400, heartbeatMs: 30 });
+    cleanup.push(() => publisher.stop());
+    for (let round = 0; round < 10; round++) await fill(p, 300, 1000 + round * 300);
+    // Two late joiners: one from a checkpoint, one from scratch, added to the fan-out while it runs.
+    const late = [await host(p, 1000), await host(p, 0)];
+    const latePaths: DatagramSender[] = [];
+    for (let r = 0; r < late.length; r++) latePaths.push(injectFaults(await openUdpSender({ port: late[r].udp.port }), { seed: 4200 + r, drop: 0.1, duplicate: 0.1, reorder: 0.15 }));
+    cleanup.push(() => Promise.all(latePaths.map((x) => x.close())));
+    const all = hosts.concat(late);
+    const lateSender = fanOut(latePaths);
+    const second = startBroadcastPublisher({ source: p, sender: lateSender, datagramBytesMax: 1400, heartbeatMs: 30 });
+    cleanup.push(() => second.stop());
+    for (let round = 0; round < 5; round++) await fill(p, 300, 9000 + round * 300);
+    const head = p.lastSeq;
+    await Promise.all(all.map((h) => h.receiver.waitFor(head)));
+    const expected = await logOf(p);
+    expect(hosts[0].log.length).toBe(head);
+    for (const h of hosts) expect(h.log).toEqual(expected);
+    expect(late[0].log).toEqual(expected.slice(1000));
+    expect(late[1].log).toEqual(expected);
+    // The faults really happened, and the receivers saw and repaired them.
+    const faults = paths.map((x) => x.stats);
+    expect(faults.every((f) => f.dropped > 0 && f.duplicated > 0 && f.reordered > 0)).toBe(true);
+    for (const h of all) {
+      expect(h.receiver.stats.repairs).toBeGreaterThan(0);
+      expect(h.receiver.stats.framesDuplicate).toBeGreaterThan(0);
+    }
+    expect(hosts.some((h) => h.receiver.stats.framesOutOfOrder > 0)).toBe(true);
+  }, 60_000);
+
+  it('the publisher going away (its last datagrams lost) and coming back later still ends exact: heartbeats announce the head', async () => {
+    const p = await partition();
+    const hosts = [];
+    for (let r = 0; r < 8; r++) hosts.push(await host(p, 0, { gapTimeoutMs: 30 }));
+    const { sender } = await faultyPaths(hosts, 7);
+    // A sender that loses everything after the cut: the tail of the first publisher never arrives.
+    let cut = false;
+    const cutting: DatagramSender = { send: (d) => (cut ? undefined : sender.send(d)), close: async () => undefined };
+    const first = startBroadcastPublisher({ source: p, sender: cutting, datagramBytesMax: 1400, heartbeatMs: 25 });
+    await fill(p, 1500, 5);
+    await Promise.all(hosts.map((h) => h.receiver.waitFor(1000)));
+    cut = true;
+    await fill(p, 500, 77); // its tail: lost on the wire
+    await first.stop(); // the publisher goes away
+    await fill(p, 400, 99); // committed while no publisher runs
+    const tailHead = p.lastSeq;
+    // It comes back from the head: only its idle heartbeats tell receivers about what they miss.
+    const second = startBroadcastPublisher({ source: p, sender, datagramBytesMax: 1400, heartbeatMs: 25 });
+    cleanup.push(() => second.stop());
+    await Promise.all(hosts.map((h) => h.receiver.waitFor(tailHead)));
+    await fill(p, 300, 123);
+    await Promise.all(hosts.map((h) => h.receiver.waitFor(p.lastSeq)));
+    const expected = await logOf(p);
+    for (const h of hosts) {
+      expect(h.log).toEqual(expected);
+      expect(h.receiver.stats.heartbeats).toBeGreaterThan(0);
+    }
+  }, 60_000);
+
+  it('a receiver stopped midway resumes from its saved checkpoint through the replayer, then follows the broadcast again', async () => {
+    const p = await partition();
+    const checkpoints = createMemoryCheckpointStore();
+    const udp = await openUdpReceiver();
+    cleanup.push(() => udp.close());
+    const sender = injectFaults(await openUdpSender({ port: udp.port }), { seed: 9, drop: 0.2, duplicate: 0.1, reorder: 0.2 });
+    cleanup.push(() => sender.close());
+    const publisher = startBroadcastPublisher({ source: p, sender, datagramBytesMax: 1400, heartbeatMs: 25 });
+    cleanup.push(() => publisher.stop());
+    const seen: number[] = [];
+    const start = () =>
+      startBroadcastReceiver({ partition: p.name, receiver: udp, replayer: p, subscriber: 'hall', checkpoints, checkpointEveryFrames: 100, gapTimeoutMs: 20, handle: (events) => void seen.push(...events.map((e) => e.seq)) });
+    const first = start();
+    await fill(p, 1000, 11);
+    await first.waitFor(1000);
+    await first.stop();
+    expect(await checkpoints.load('hall')).toBe(first.position);
+    await fill(p, 1000, 22); // while it is down
+    const second = start();
+    cleanup.push(() => second.stop());
+    await fill(p, 500, 33);
+    await second.waitFor(p.lastSeq);
+    expect(seen).toEqual(Array.from({ length: p.lastSeq }, (_, i) => i + 1));
+    expect(second.stats.repairs).toBeGreaterThan(0);
+  }, 60_000);
+});

@@ -1,0 +1,482 @@
+import { SequenceChecker } from '@sluice/framing';
+import type { RecordedEvent } from '@sluice/store';
+import { randomInt } from 'node:crypto';
+import { decodeDatagram, encodeDataDatagrams, encodeHeartbeat } from './broadcast-codec.js';
+import type { DatagramReceiver, DatagramSender } from './broadcast-transport.js';
+import type { CheckpointStore } from './checkpoint-store.js';
+import type { EventSource, Replayer } from './event-source.js';
+
+// ───────────────────────────── publisher ─────────────────────────────
+
+/** Options of {@link startBroadcastPublisher}. */
+export interface BroadcastPublisherOptions {
+  /** The partition whose committed log is broadcast (an embedded `Partition`, or any `EventSource`). */
+  readonly source: EventSource;
+  readonly sender: DatagramSender;
+  /**
+   * First seq broadcast. Receivers get anything before it (and anything lost) from their replayer.
+   * @default source.lastSeq + 1 (live only)
+   */
+  readonly fromSeq?: number;
+  /**
+   * Largest datagram in bytes; a batch is split over as many datagrams as it needs. 1400 fits
+   * an Ethernet MTU without IP fragmentation; loopback takes up to 65507.
+   * @default 16384
+   */
+  readonly datagramBytesMax?: number;
+  /**
+   * When nothing was sent for this long, the publisher announces the partition's head seq,
+   * so receivers notice a lost tail (and commits made while no publisher ran).
+   * @default 100
+   */
+  readonly heartbeatMs?: number;
+}
+
+/** Counters of a publisher. */
+export interface BroadcastPublisherStats {
+  events: number;
+  datagrams: number;
+  bytes: number;
+  heartbeats: number;
+  /** Frames too large for one datagram, left to the receivers' repair. */
+  oversized: number;
+}
+
+export interface BroadcastPublisher {
+  /** Random per start: receivers can tell a restarted publisher apart. */
+  readonly session: number;
+  readonly stats: Readonly<BroadcastPublisherStats>;
+  /** Last seq sent. */
+  readonly lastSent: number;
+  readonly done: Promise<void>;
+  /** Stops reading and sending (the sender stays open: the caller owns it). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Broadcasts a partition's committed batches as datagrams: each carries the partition name, a
+ * contiguous seq range and its frames, checksummed (CRC-32C). Best effort by design: what the
+ * network loses, duplicates or reorders, the receivers put right by seq and repair by replay.
+ */
+export function startBroadcastPublisher(options: BroadcastPublisherOptions): BroadcastPublisher {
+  const { source, sender } = options;
+  const datagramBytesMax = Math.min(options.datagramBytesMax ?? 16384, 65507);
+  const heartbeatMs = options.heartbeatMs ?? 100;
+  const session = randomInt(1, 0xffffffff);
+  const stats: BroadcastPublisherStats = { events: 0, datagrams: 0, bytes: 0, heartbeats: 0, oversized: 0 };
+  const abort = new AbortController();
+  let lastSent = (options.fromSeq ?? source.lastSeq + 1) - 1;
+  let sentSinceTick = false;
+  const timer = setInterval(() => {
+    if (!sentSinceTick) {
+      const beat = encodeHeartbeat(source.name, session, Math.max(source.lastSeq, lastSent));
+      sender.send(beat);
+      stats.heartbeats++;
+    }
+    sentSinceTick = false;
+  }, heartbeatMs);
+  timer.unref();
+  const run = async () => {
+    let sinceYield = 0;
+    for await (const batch of source.subscribe({ fromSeq: lastSent + 1, signal: abort.signal })) {
+      if (batch.length === 0) continue;
+      const { datagrams, oversized } = encodeDataDatagrams(source.name, session, batch, datagramBytesMax);
+      for (const d of datagrams) {
+        sender.send(d);
+        stats.datagrams++;
+        stats.bytes += d.length;
+        // Let the socket drain and same-process receivers run: a burst is not one long task.
+        if (++sinceYield >= 32) {
+          sinceYield = 0;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+      }
+      stats.oversized += oversized.length;
+      stats.events += batch.length;
+      lastSent = batch[batch.length - 1].seq;
+      sentSinceTick = true;
+      if (abort.signal.aborted) break;
+    }
+  };
+  const done = run().finally(() => clearInterval(timer));
+  done.catch(() => undefined);
+  return {
+    session,
+    stats,
+    get lastSent() {
+      return lastSent;
+    },
+    done,
+    async stop() {
+      abort.abort();
+      clearInterval(timer);
+      await done.catch(() => undefined);
+    },
+  };
+}
+
+// ───────────────────────────── receiver ─────────────────────────────
+
+/** Options of {@link startBroadcastReceiver}. */
+export interface BroadcastReceiverOptions {
+  /** The partition this receiver follows; datagrams of other partitions are ignored. */
+  readonly partition: string;
+  readonly receiver: DatagramReceiver;
+  /** Where gaps and the catch-up are read from (`partition.read` in process; the broker's replayer remotely). */
+  readonly replayer: Replayer;
+  /** Handles events in seq order, each exactly once per run (at-least-once across restarts, like any subscriber). */
+  readonly handle: (events: RecordedEvent[]) => Promise<void> | void;
+  /** With `checkpoints`: the name the position is kept under. */
+  readonly subscriber?: string;
+  /** Where the position is loaded from at start and saved to every `checkpointEveryFrames` and at stop. */
+  readonly checkpoints?: CheckpointStore;
+  /** Without checkpoints: the last seq already processed. @default 0 */
+  readonly fromCheckpoint?: number;
+  /**
+   * Frames held ahead of a gap while waiting for it to fill; beyond this the gap is repaired at once.
+   * @default 65536
+   */
+  readonly reorderBufferMax?: number;
+  /**
+   * How long a gap may stay open (a late datagram may still fill it) before it is repaired from the replayer.
+   * @default 50
+   */
+  readonly gapTimeoutMs?: number;
+  /** @default 10000 */
+  readonly checkpointEveryFrames?: number;
+  /** Most events per `handle` call during catch-up and repairs. @default 1000 */
+  readonly batchSizeMax?: number;
+  /** Datagrams queued while a repair or `handle` runs; newer ones are dropped (and repaired later). @default 8192 */
+  readonly inboxMax?: number;
+}
+
+/** Counters of a receiver. */
+export interface BroadcastReceiverStats {
+  datagrams: number;
+  /** Datagrams rejected: bad checksum, garbage, another partition. */
+  invalid: number;
+  /** Datagrams dropped because the inbox was full (repaired later). */
+  inboxDropped: number;
+  /** Frames as the sequence checker classified them on arrival. */
+  framesNext: number;
+  framesOutOfOrder: number;
+  framesDuplicate: number;
+  /** Times the checker saw seqs skipped. */
+  gapsDetected: number;
+  /** Replays from the replayer (catch-up, timed-out gaps, buffer overflow, lost tail). */
+  repairs: number;
+  repairedEvents: number;
+  delivered: number;
+  heartbeats: number;
+  checkpointsSaved: number;
+}
+
+export interface BroadcastReceiver {
+  /** Last seq handled. */
+  readonly position: number;
+  /** Highest seq the broadcast announced (data or heartbeat). */
+  readonly knownHead: number;
+  readonly stats: Readonly<BroadcastReceiverStats>;
+  readonly done: Promise<void>;
+  waitFor(seq: number): Promise<void>;
+  /** Stops after the work in hand and saves the checkpoint (the datagram receiver stays open: the caller owns it). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Follows a partition's broadcast: catches up from its checkpoint through the replayer, then
+ * takes datagrams, orders them by seq, drops duplicates, holds frames that arrive ahead of a
+ * gap in a bounded reorder buffer, and repairs a gap from the replayer when it stays open for
+ * `gapTimeoutMs` (or the buffer fills, or a heartbeat shows a lost tail). `handle` sees every
+ * seq once, in order, with no gap.
+ */
+export function startBroadcastReceiver(options: BroadcastReceiverOptions): BroadcastReceiver {
+  return new Receiver(options);
+}
+
+interface Segment {
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+  readonly events: RecordedEvent[];
+}
+
+type Inbound = Uint8Array | 'gap-timer';
+
+class Receiver implements BroadcastReceiver {
+  readonly stats: BroadcastReceiverStats = {
+    datagrams: 0,
+    invalid: 0,
+    inboxDropped: 0,
+    framesNext: 0,
+    framesOutOfOrder: 0,
+    framesDuplicate: 0,
+    gapsDetected: 0,
+    repairs: 0,
+    repairedEvents: 0,
+    delivered: 0,
+    heartbeats: 0,
+    checkpointsSaved: 0,
+  };
+  readonly done: Promise<void>;
+  private next = 1;
+  private head = 0;
+  private saved = 0;
+  private checker = new SequenceChecker();
+  private readonly segments: Segment[] = [];
+  private bufferedFrames = 0;
+  private inbox: Inbound[] = [];
+  private wakeLoop: (() => void) | undefined;
+  private stopping = false;
+  private gapTimer: NodeJS.Timeout | undefined;
+  private gapNext = 0;
+  private waiters: Array<{ seq: number; resolve: () => void; reject: (e: unknown) => void }> = [];
+  private ended = false;
+  private failure: unknown;
+  private readonly reorderMax: number;
+  private readonly gapTimeoutMs: number;
+  private readonly checkpointEvery: number;
+  private readonly batchMax: number;
+  private readonly inboxMax: number;
+
+  constructor(private readonly options: BroadcastReceiverOptions) {
+    this.reorderMax = options.reorderBufferMax ?? 65536;
+    this.gapTimeoutMs = options.gapTimeoutMs ?? 50;
+    this.checkpointEvery = options.checkpointEveryFrames ?? 10_000;
+    this.batchMax = options.batchSizeMax ?? 1000;
+    this.inboxMax = options.inboxMax ?? 8192;
+    options.receiver.onDatagram((d) => {
+      if (this.stopping) return;
+      if (this.inbox.length >= this.inboxMax) {
+        this.stats.inboxDropped++;
+        return;
+      }
+      this.inbox.push(d);
+      this.wake();
+    });
+    this.done = this.run().then(
+      () => this.finish(undefined),
+      (error: unknown) => {
+        this.finish(error);
+        throw error;
+      },
+    );
+    this.done.catch(() => undefined);
+  }
+
+  get position(): number {
+    return this.next - 1;
+  }
+
+  get knownHead(): number {
+    return this.head;
+  }
+
+  waitFor(seq: number): Promise<void> {
+    if (this.position >= seq) return Promise.resolve();
+    if (this.ended) return Promise.reject(this.failure ?? new Error(`[sluice/subscriptions] broadcast receiver stopped at ${this.position} before ${seq}`));
+    return new Promise((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    await this.done.catch(() => undefined);
+  }
+
+  private wake(): void {
+    const w = this.wakeLoop;
+    if (w) {
+      this.wakeLoop = undefined;
+      w();
+    }
+  }
+
+  private async run(): Promise<void> {
+    const { checkpoints, subscriber } = this.options;
+    const from = checkpoints ? await checkpoints.load(subscriber ?? 'broadcast') : (this.options.fromCheckpoint ?? 0);
+    this.next = from + 1;
+    this.saved = from;
+    this.checker = new SequenceChecker({ nextSeq: this.next });
+    // A late joiner: catch up to the replayer's head first; datagrams queue meanwhile.
+    await this.repair(undefined);
+    this.head = Math.max(this.head, this.position);
+    while (!this.stopping) {
+      if (this.inbox.length === 0) {
+        await new Promise<void>((resolve) => (this.wakeLoop = resolve));
+        continue;
+      }
+      const inbox = this.inbox;
+      this.inbox = [];
+      for (const item of inbox) {
+        if (this.stopping) break;
+        if (item === 'gap-timer') await this.onGapTimer();
+        else await this.onDatagram(item);
+      }
+      this.armGapTimer();
+    }
+    if (this.gapTimer) clearTimeout(this.gapTimer);
+    if (checkpoints && this.position > this.saved) await this.save();
+  }
+
+  private async onDatagram(bytes: Uint8Array): Promise<void> {
+    this.stats.datagrams++;
+    const d = decodeDatagram(bytes);
+    if (d === undefined || d.partition !== this.options.partition) {
+      this.stats.invalid++;
+      return;
+    }
+    if (d.kind === 'heartbeat') {
+      this.stats.heartbeats++;
+      if (d.headSeq > this.head) this.head = d.headSeq;
+      return;
+    }
+    const events = d.events;
+    const first = d.firstSeq;
+    const last = first + events.length - 1;
+    this.classify(first, last);
+    if (last > this.head) this.head = last;
+    if (last < this.next) return;
+    if (first <= this.next) {
+      await this.deliver(first === this.next ? events : events.slice(this.next - first));
+      await this.drainSegments();
+      return;
+    }
+    this.hold({ firstSeq: first, lastSeq: last, events });
+    if (this.bufferedFrames > this.reorderMax) await this.repairToBuffer();
+  }
+
+  /** Arrival-order classification by the framing package's checker (statistics; delivery is by `next`). */
+  private classify(first: number, last: number): void {
+    const c = this.checker;
+    if (first === c.nextSeq) {
+      for (let s = first; s <= last; s++) c.check(s);
+      this.stats.framesNext += last - first + 1;
+      return;
+    }
+    for (let s = first; s <= last; s++) {
+      const v = c.check(s);
+      if (v.kind === 'next') this.stats.framesNext++;
+      else if (v.kind === 'gap') {
+        this.stats.framesNext++;
+        this.stats.gapsDetected++;
+      } else if (v.kind === 'out-of-order') this.stats.framesOutOfOrder++;
+      else this.stats.framesDuplicate++;
+    }
+  }
+
+  private hold(segment: Segment): void {
+    const s = this.segments;
+    let lo = 0;
+    let hi = s.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (s[mid].firstSeq < segment.firstSeq) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < s.length && s[lo].firstSeq === segment.firstSeq && s[lo].lastSeq >= segment.lastSeq) return; // duplicate of one held
+    s.splice(lo, 0, segment);
+    this.bufferedFrames += segment.events.length;
+  }
+
+  private async drainSegments(): Promise<void> {
+    const s = this.segments;
+    while (s.length > 0 && s[0].firstSeq <= this.next) {
+      const seg = s.shift() as Segment;
+      this.bufferedFrames -= seg.events.length;
+      if (seg.lastSeq >= this.next) await this.deliver(seg.firstSeq === this.next ? seg.events : seg.events.slice(this.next - seg.firstSeq));
+    }
+  }
+
+  private armGapTimer(): void {
+    if (this.stopping || this.next > this.head) {
+      if (this.gapTimer) clearTimeout(this.gapTimer);
+      this.gapTimer = undefined;
+      return;
+    }
+    if (this.gapTimer && this.gapNext === this.next) return;
+    if (this.gapTimer) clearTimeout(this.gapTimer);
+    this.gapNext = this.next;
+    this.gapTimer = setTimeout(() => {
+      this.gapTimer = undefined;
+      this.inbox.push('gap-timer');
+      this.wake();
+    }, this.gapTimeoutMs);
+  }
+
+  private async onGapTimer(): Promise<void> {
+    // Progress since the timer was set: the gap it was set for is gone; a new one gets its own timeout.
+    if (this.next !== this.gapNext || this.next > this.head) return;
+    await this.repairToBuffer();
+  }
+
+  /** Repairs from `next` up to the first held segment (or the announced head), then drains the buffer. */
+  private async repairToBuffer(): Promise<void> {
+    const to = this.segments.length > 0 ? this.segments[0].firstSeq - 1 : this.head;
+    if (to >= this.next) await this.repair(to);
+    await this.drainSegments();
+  }
+
+  private async repair(toSeq: number | undefined): Promise<void> {
+    const fromSeq = this.next;
+    let chunk: RecordedEvent[] = [];
+    let count = 0;
+    try {
+      for await (const event of this.options.replayer.read({ fromSeq, toSeq })) {
+        if (event.seq !== this.next + chunk.length) break;
+        chunk.push(event);
+        if (chunk.length >= this.batchMax) {
+          count += chunk.length;
+          await this.deliver(chunk, true);
+          chunk = [];
+        }
+      }
+    } catch {
+      // The replayer is unavailable: the gap stays open and its timer tries again.
+    }
+    if (chunk.length > 0) {
+      count += chunk.length;
+      await this.deliver(chunk, true);
+    }
+    if (count > 0) {
+      this.stats.repairs++;
+      this.stats.repairedEvents += count;
+    }
+  }
+
+  private async deliver(events: RecordedEvent[], repaired = false): Promise<void> {
+    if (events.length === 0) return;
+    if (repaired) for (const e of events) this.checker.check(e.seq);
+    const result = this.options.handle(events);
+    if (result !== undefined) await result;
+    this.next = events[events.length - 1].seq + 1;
+    this.stats.delivered += events.length;
+    if (this.options.checkpoints && this.position - this.saved >= this.checkpointEvery) await this.save();
+    if (this.waiters.length > 0) {
+      const position = this.position;
+      const still: typeof this.waiters = [];
+      for (const w of this.waiters) {
+        if (w.seq <= position) w.resolve();
+        else still.push(w);
+      }
+      this.waiters = still;
+    }
+  }
+
+  private async save(): Promise<void> {
+    const position = this.position;
+    await this.options.checkpoints?.save(this.options.subscriber ?? 'broadcast', position);
+    this.saved = position;
+    this.stats.checkpointsSaved++;
+  }
+
+  private finish(error: unknown): void {
+    this.ended = true;
+    this.failure = error;
+    if (this.gapTimer) clearTimeout(this.gapTimer);
+    for (const w of this.waiters) {
+      if (w.seq <= this.position) w.resolve();
+      else w.reject(error ?? new Error(`[sluice/subscriptions] broadcast receiver stopped at ${this.position} before ${w.seq}`));
+    }
+    this.waiters = [];
+  }
+}

@@ -387,7 +387,10 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
 
   private async receiveLoop(socket: zmq.Router, origin: Origin): Promise<void> {
     try {
-      for await (const frames of socket) {
+      // receive() straight, not `for await` over the socket: its iterator wraps every message
+      // in one more async call and result object.
+      while (!socket.closed) {
+        const frames = await socket.receive();
         try {
           this.onMessage(frames, origin);
         } catch (error) {
@@ -651,16 +654,19 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       this.registry.releaseIfUnused(service);
       return;
     }
-    const refusal = this.refusal(sender, body);
+    const clientKey = frameKey(sender);
+    const bytes = bodyBytes(body);
+    const refusal = this.refusal(clientKey, bytes);
     if (refusal !== undefined) {
       this.reject(sender, name, body, '503', refusal);
       this.registry.releaseIfUnused(service);
       return;
     }
     const request: QueuedRequest = {
-      client: Buffer.from(sender),
-      clientKey: frameKey(sender),
-      bytes: bodyBytes(body),
+      // zeromq.js gives every received frame a buffer of its own, never reused: kept as is.
+      client: sender,
+      clientKey,
+      bytes,
       body,
       receivedAt: Date.now(),
       deliveries: 0,
@@ -671,15 +677,15 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
   }
 
   /** Why a request over the limits is refused, or `undefined` when it may be held. */
-  private refusal(sender: Buffer, body: readonly Buffer[]): string | undefined {
+  private refusal(clientKey: string, bytes: number): string | undefined {
     const { queuedRequestsMax, clientInFlightMax, requestBytesMax } = this.options;
     if (this.registry.queuedRequests >= queuedRequestsMax) {
       return `too many queued requests (queuedRequestsMax ${queuedRequestsMax})`;
     }
-    if (this.registry.inFlightOf(frameKey(sender)) >= clientInFlightMax) {
+    if (this.registry.inFlightOf(clientKey) >= clientInFlightMax) {
       return `this client already has ${clientInFlightMax} requests in flight (clientInFlightMax): wait for replies before sending more`;
     }
-    if (this.registry.heldBytes + bodyBytes(body) > requestBytesMax) {
+    if (this.registry.heldBytes + bytes > requestBytesMax) {
       return `the broker holds ${this.registry.heldBytes} bytes of requests (requestBytesMax ${requestBytesMax})`;
     }
     return undefined;

@@ -275,30 +275,41 @@ export function parseRouterMessage(
   frames: readonly Buffer[],
   options?: ParseOptions,
 ): { readonly ok: true; readonly value: RouterMessage } | RouterParseFailure {
+  // The broker's hot path: no closures, and the header compared byte by byte (Buffer#equals
+  // is a native call).
   const sender = frames.length > 0 && frames[0].length > 0 ? frames[0] : undefined;
-  const failure = (reason: MalformedReason, protocol?: 'client' | 'worker'): RouterParseFailure => ({
-    ok: false,
-    reason,
-    sender,
-    protocol,
-  });
   const framesMax = options?.framesMax ?? MESSAGE_FRAMES_MAX;
-  if (frames.length > framesMax + 1) return failure('too-many-frames');
-  if (sender === undefined) return failure('missing-delimiter');
-  if (frames.length < 4) return failure('too-few-frames');
-  if (frames[1].length !== 0) return failure('missing-delimiter');
+  if (frames.length > framesMax + 1) return routerFailure('too-many-frames', sender, undefined);
+  if (sender === undefined) return routerFailure('missing-delimiter', sender, undefined);
+  if (frames.length < 4) return routerFailure('too-few-frames', sender, undefined);
+  if (frames[1].length !== 0) return routerFailure('missing-delimiter', sender, undefined);
   const header = frames[2];
-  if (header.equals(MDPC01)) {
+  const kind = headerKind(header);
+  if (kind === 'client') {
     const parsed = parseClientTail(frames, 3);
-    if (!parsed.ok) return failure(parsed.reason, 'client');
+    if (!parsed.ok) return routerFailure(parsed.reason, sender, 'client');
     return { ok: true, value: { protocol: 'client', sender, message: parsed.value } };
   }
-  if (header.equals(MDPW01)) {
+  if (kind === 'worker') {
     const parsed = parseWorkerTail(frames, 3);
-    if (!parsed.ok) return failure(parsed.reason, 'worker');
+    if (!parsed.ok) return routerFailure(parsed.reason, sender, 'worker');
     return { ok: true, value: { protocol: 'worker', sender, message: parsed.value } };
   }
-  return failure('unknown-protocol');
+  return routerFailure('unknown-protocol', sender, undefined);
+}
+
+function routerFailure(reason: MalformedReason, sender: Buffer | undefined, protocol: 'client' | 'worker' | undefined): RouterParseFailure {
+  return { ok: false, reason, sender, protocol };
+}
+
+/** "MDPC01" → client, "MDPW01" → worker. */
+function headerKind(header: Buffer): 'client' | 'worker' | undefined {
+  if (header.length !== 6) return undefined;
+  // "MDP" ... "01"
+  if (header[0] !== 0x4d || header[1] !== 0x44 || header[2] !== 0x50 || header[4] !== 0x30 || header[5] !== 0x31) return undefined;
+  if (header[3] === 0x43) return 'client';
+  if (header[3] === 0x57) return 'worker';
+  return undefined;
 }
 
 function toFrame(value: Buffer | string): Buffer {

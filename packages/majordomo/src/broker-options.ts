@@ -82,6 +82,12 @@ export interface BrokerOptions {
    */
   readonly deliveriesMax?: number;
   /**
+   * Most requests in flight the broker grants one worker connection of the credit extension
+   * (PROTOCOL.md): a worker asking for more gets this many. RFC 7 workers always get one.
+   * @default 256
+   */
+  readonly workerCreditMax?: number;
+  /**
    * Largest message part accepted (ZMQ_MAXMSGSIZE); a peer sending a larger one is
    * disconnected by ZeroMQ (it gets no reply: ZeroMQ drops the connection). Large enough for
    * a unit of work at the engine's default unitBytesMax (64 MiB) with its encoding; the store
@@ -144,6 +150,7 @@ export function brokerDefaults(): Omit<ResolvedBrokerOptions, 'endpoint'> {
     servicesMax: 1000,
     workersMax: 10_000,
     deliveriesMax: 2,
+    workerCreditMax: 256,
     frameBytesMax: 80 * 1024 * 1024,
     messageFramesMax: MESSAGE_FRAMES_MAX,
     sendQueueMax: 1_000_000,
@@ -185,6 +192,7 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
   check.integer('servicesMax', resolved.servicesMax, 1);
   check.integer('workersMax', resolved.workersMax, 1);
   check.integer('deliveriesMax', resolved.deliveriesMax, 1);
+  check.integer('workerCreditMax', resolved.workerCreditMax, 1, 65_535);
   check.integer('frameBytesMax', resolved.frameBytesMax, 1, 2 ** 31 - 1);
   check.integer('messageFramesMax', resolved.messageFramesMax, 4);
   check.integer('sendQueueMax', resolved.sendQueueMax, 1);

@@ -9,9 +9,11 @@ import {
   MMI_NOT_FOUND,
   MMI_NOT_IMPLEMENTED,
   MMI_SERVICE,
+  REQUEST_TAG_BYTES,
   clientReplyFrames,
   isMmiService,
   parseRouterMessage,
+  workerCreditGrantFrames,
   workerDisconnectFrames,
   workerHeartbeatFrames,
   workerRequestFrames,
@@ -41,7 +43,10 @@ export type WorkerRemovalReason =
   | 'disconnected'
   /** It sent a second READY (RFC 7: "MUST NOT send a further READY"); answered with DISCONNECT. */
   | 'duplicate-ready'
-  /** A REPLY while it had no request, or for another client; answered with DISCONNECT. */
+  /**
+   * A REPLY while it had no request, for another client, or (credit extension) with a tag
+   * it was not given; answered with DISCONNECT.
+   */
   | 'unexpected-reply'
   /** A REQUEST command (brokers send those, workers don't); answered with DISCONNECT. */
   | 'unexpected-command'
@@ -382,7 +387,10 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
 
   private async receiveLoop(socket: zmq.Router, origin: Origin): Promise<void> {
     try {
-      for await (const frames of socket) {
+      // receive() straight, not `for await` over the socket: its iterator wraps every message
+      // in one more async call and result object.
+      while (!socket.closed) {
+        const frames = await socket.receive();
         try {
           this.onMessage(frames, origin);
         } catch (error) {
@@ -484,21 +492,34 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
         this.removeWorker(worker, 'duplicate-ready', true);
         return;
       case 'reply': {
-        const request = worker.request;
+        const body = message.body;
+        // RFC 7 workers hold one request (tag 0); credit workers name theirs by its tag, first
+        // in the body, and may answer in any order.
+        let tag = 0;
+        if (worker.tagged) {
+          const tagFrame = body[0];
+          if (tagFrame.length !== REQUEST_TAG_BYTES || body.length < 2) {
+            this.removeWorker(worker, 'unexpected-reply', true);
+            return;
+          }
+          tag = tagFrame.readUInt32BE(0);
+        }
+        const request = worker.inFlight.get(tag);
         if (request === undefined || !request.client.equals(message.client)) {
           this.removeWorker(worker, 'unexpected-reply', true);
           return;
         }
-        worker.request = undefined;
+        worker.inFlight.delete(tag);
         this.registry.release(request);
-        this.sendToClient(clientReplyFrames(message.client, worker.service.name, message.body));
+        this.sendToClient(clientReplyFrames(message.client, worker.service.name, body, worker.tagged ? 1 : 0));
         this.counters.repliesRouted += 1;
+        // Back among the workers with credit (a Set keeps the place of one already there).
         worker.service.idle.add(worker);
         this.dispatch(worker.service);
         return;
       }
       case 'heartbeat':
-        if (worker.request !== undefined) worker.heartbeatsWhileBusy = true;
+        if (worker.inFlight.size > 0) worker.heartbeatsWhileBusy = true;
         return;
       case 'disconnect':
         // "When the broker receives DISCONNECT from a worker it MUST send no further commands
@@ -526,7 +547,11 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
           this.emit('worker-refused', event);
           return;
         }
-        this.registry.addWorker(sender, service, now, this.expiryMs);
+        // Credit extension: grant at most workerCreditMax; the grant goes out before any
+        // request, so the worker knows every request on this connection is tagged.
+        const credit = message.credit === undefined ? undefined : Math.min(message.credit, this.options.workerCreditMax);
+        const worker = this.registry.addWorker(sender, service, now, this.expiryMs, credit);
+        if (credit !== undefined) this.sendToWorker(workerCreditGrantFrames(worker.identity, credit));
         this.emit('worker-ready', event);
         this.dispatch(service);
         return;
@@ -548,7 +573,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
    * silence first, so a slow handler's reply still gets through (issue 10, item 4).
    */
   private isExpired(worker: WorkerEntry, now: number): boolean {
-    if (worker.request !== undefined && !worker.heartbeatsWhileBusy) {
+    if (worker.inFlight.size > 0 && !worker.heartbeatsWhileBusy) {
       return now >= Math.max(worker.expiresAt, worker.lastHeardAt + this.options.busyTimeoutMs);
     }
     return worker.expiresAt <= now;
@@ -570,13 +595,21 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
     this.registry.releaseIfUnused(worker.service);
   }
 
-  /** Unregisters a worker and takes back its request; does not dispatch. */
+  /**
+   * Unregisters a worker and takes back its requests (every one of a credit worker's): each
+   * is queued again at the front, in its order, or answered with 502; none is dropped. Does
+   * not dispatch.
+   */
   private dropWorker(worker: WorkerEntry, reason: WorkerRemovalReason, disconnect: boolean): void {
     if (disconnect) this.sendDisconnect(worker.identity);
-    const request = this.registry.removeWorker(worker);
+    const requests = this.registry.removeWorker(worker);
     if (reason === 'expired') this.counters.workersPurged += 1;
     this.emitWorkerRemoved(worker, reason);
-    if (request === undefined) return;
+    // Newest first, each to the front of the queue: the oldest ends up first again.
+    for (let i = requests.length - 1; i >= 0; i -= 1) this.takeBack(worker, requests[i], reason);
+  }
+
+  private takeBack(worker: WorkerEntry, request: QueuedRequest, reason: WorkerRemovalReason): void {
     if (request.deliveries >= this.options.deliveriesMax) {
       this.registry.release(request);
       this.reject(
@@ -621,16 +654,19 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       this.registry.releaseIfUnused(service);
       return;
     }
-    const refusal = this.refusal(sender, body);
+    const clientKey = frameKey(sender);
+    const bytes = bodyBytes(body);
+    const refusal = this.refusal(clientKey, bytes);
     if (refusal !== undefined) {
       this.reject(sender, name, body, '503', refusal);
       this.registry.releaseIfUnused(service);
       return;
     }
     const request: QueuedRequest = {
-      client: Buffer.from(sender),
-      clientKey: frameKey(sender),
-      bytes: bodyBytes(body),
+      // zeromq.js gives every received frame a buffer of its own, never reused: kept as is.
+      client: sender,
+      clientKey,
+      bytes,
       body,
       receivedAt: Date.now(),
       deliveries: 0,
@@ -641,15 +677,15 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
   }
 
   /** Why a request over the limits is refused, or `undefined` when it may be held. */
-  private refusal(sender: Buffer, body: readonly Buffer[]): string | undefined {
+  private refusal(clientKey: string, bytes: number): string | undefined {
     const { queuedRequestsMax, clientInFlightMax, requestBytesMax } = this.options;
     if (this.registry.queuedRequests >= queuedRequestsMax) {
       return `too many queued requests (queuedRequestsMax ${queuedRequestsMax})`;
     }
-    if (this.registry.inFlightOf(frameKey(sender)) >= clientInFlightMax) {
+    if (this.registry.inFlightOf(clientKey) >= clientInFlightMax) {
       return `this client already has ${clientInFlightMax} requests in flight (clientInFlightMax): wait for replies before sending more`;
     }
-    if (this.registry.heldBytes + bodyBytes(body) > requestBytesMax) {
+    if (this.registry.heldBytes + bytes > requestBytesMax) {
       return `the broker holds ${this.registry.heldBytes} bytes of requests (requestBytesMax ${requestBytesMax})`;
     }
     return undefined;
@@ -709,10 +745,23 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       }
       const request = this.registry.dequeue(service) as QueuedRequest;
       request.deliveries += 1;
-      worker.request = request;
+      let tag: Buffer | undefined;
+      if (worker.tagged) {
+        // The next tag not in use: a reply names its request by it.
+        let next = worker.nextTag;
+        while (worker.inFlight.has(next)) next = (next + 1) >>> 0;
+        worker.nextTag = (next + 1) >>> 0;
+        worker.inFlight.set(next, request);
+        tag = Buffer.allocUnsafe(REQUEST_TAG_BYTES);
+        tag.writeUInt32BE(next, 0);
+      } else {
+        worker.inFlight.set(0, request);
+      }
+      // Still credit left: back at the end of the line, so requests spread over the workers.
+      if (worker.inFlight.size < worker.credit) service.idle.add(worker);
       worker.lastSentAt = now;
       this.counters.requestsDispatched += 1;
-      this.sendToWorker(workerRequestFrames(worker.identity, request.client, request.body));
+      this.sendToWorker(workerRequestFrames(worker.identity, request.client, request.body, tag));
     }
   }
 

@@ -15,6 +15,13 @@
  * | worker REPLY | `""`, `"MDPW01"`, `0x03`, client address, `""`, body 1+ |
  * | worker HEARTBEAT | `""`, `"MDPW01"`, `0x04` |
  * | worker DISCONNECT | `""`, `"MDPW01"`, `0x05` |
+ *
+ * The opt-in credit extension (Sluice, see PROTOCOL.md "Credit extension"): a worker asks for
+ * several requests in flight with two extra frames on READY, `"SLUICE.CREDIT/1"` and the credit
+ * as decimal ASCII (a reference broker reads the service frame and ignores the rest); a broker
+ * that grants it answers with a HEARTBEAT carrying the same two frames (the credit granted).
+ * From then on, on that connection only, every REQUEST and REPLY body starts with a 4-byte
+ * request tag the broker chose, so replies are matched to requests whatever their order.
  */
 
 /** Protocol header of MDP/Client 0.1. */
@@ -42,6 +49,13 @@ export const MMI_NOT_IMPLEMENTED = '501';
 export const NAME_BYTES_MAX = 255;
 /** Default limit on the number of frames of one message. */
 export const MESSAGE_FRAMES_MAX = 1024;
+
+/** Names the credit extension in READY and in the broker's granting HEARTBEAT. */
+export const CREDIT_EXTENSION: Buffer = Buffer.from('SLUICE.CREDIT/1', 'latin1');
+/** Largest credit a worker may ask for. */
+export const CREDIT_MAX = 65_535;
+/** Bytes of the request tag that starts every body on a credit connection. */
+export const REQUEST_TAG_BYTES = 4;
 
 const EMPTY = Buffer.alloc(0);
 const COMMAND_FRAMES: readonly Buffer[] = [0, 1, 2, 3, 4, 5].map((byte) => Buffer.from([byte]));
@@ -96,10 +110,19 @@ export interface ClientMessage {
 
 /** An MDP/Worker command. */
 export type WorkerMessage =
-  | { readonly command: 'ready'; readonly service: Buffer }
+  | {
+      readonly command: 'ready';
+      readonly service: Buffer;
+      /** Requests in flight the worker asks for (credit extension); absent for RFC 7 workers. */
+      readonly credit?: number;
+    }
   | { readonly command: 'request'; readonly client: Buffer; readonly body: readonly Buffer[] }
   | { readonly command: 'reply'; readonly client: Buffer; readonly body: readonly Buffer[] }
-  | { readonly command: 'heartbeat' }
+  | {
+      readonly command: 'heartbeat';
+      /** Credit granted by the broker (credit extension); absent on plain heartbeats. */
+      readonly credit?: number;
+    }
   | { readonly command: 'disconnect' };
 
 /** A message received on the broker's ROUTER socket, routing id split off. */
@@ -187,10 +210,14 @@ function parseWorkerTail(frames: readonly Buffer[], at: number): ParseResult<Wor
   switch (commandFrame[0]) {
     case MDPW_READY: {
       if (rest < 1) return fail('too-few-frames');
-      if (rest > 1) return fail('unexpected-frames');
+      let credit: number | undefined;
+      if (rest > 1) {
+        credit = rest === 3 ? parseCredit(frames[at + 2], frames[at + 3]) : undefined;
+        if (credit === undefined) return fail('unexpected-frames');
+      }
       const service = frames[at + 1];
       if (!isValidServiceName(service)) return fail('invalid-service-name');
-      return { ok: true, value: { command: 'ready', service } };
+      return { ok: true, value: credit === undefined ? { command: 'ready', service } : { command: 'ready', service, credit } };
     }
     case MDPW_REQUEST:
     case MDPW_REPLY: {
@@ -203,15 +230,31 @@ function parseWorkerTail(frames: readonly Buffer[], at: number): ParseResult<Wor
       const command = commandFrame[0] === MDPW_REQUEST ? 'request' : 'reply';
       return { ok: true, value: { command, client, body } };
     }
-    case MDPW_HEARTBEAT:
-      if (rest > 0) return fail('unexpected-frames');
-      return { ok: true, value: { command: 'heartbeat' } };
+    case MDPW_HEARTBEAT: {
+      if (rest === 0) return { ok: true, value: HEARTBEAT };
+      const credit = rest === 2 ? parseCredit(frames[at + 1], frames[at + 2]) : undefined;
+      if (credit === undefined) return fail('unexpected-frames');
+      return { ok: true, value: { command: 'heartbeat', credit } };
+    }
     case MDPW_DISCONNECT:
       if (rest > 0) return fail('unexpected-frames');
       return { ok: true, value: { command: 'disconnect' } };
     default:
       return fail('unknown-command');
   }
+}
+
+const HEARTBEAT: WorkerMessage = { command: 'heartbeat' };
+
+/** The credit of the extension's two frames, or `undefined` when they are not that. */
+function parseCredit(name: Buffer, value: Buffer): number | undefined {
+  if (!name.equals(CREDIT_EXTENSION) || value.length === 0 || value.length > 5) return undefined;
+  let credit = 0;
+  for (const byte of value) {
+    if (byte < 0x30 || byte > 0x39) return undefined;
+    credit = credit * 10 + (byte - 0x30);
+  }
+  return credit >= 1 && credit <= CREDIT_MAX ? credit : undefined;
 }
 
 /** Why a ROUTER message could not be parsed, with its sender when there was one. */
@@ -232,30 +275,41 @@ export function parseRouterMessage(
   frames: readonly Buffer[],
   options?: ParseOptions,
 ): { readonly ok: true; readonly value: RouterMessage } | RouterParseFailure {
+  // The broker's hot path: no closures, and the header compared byte by byte (Buffer#equals
+  // is a native call).
   const sender = frames.length > 0 && frames[0].length > 0 ? frames[0] : undefined;
-  const failure = (reason: MalformedReason, protocol?: 'client' | 'worker'): RouterParseFailure => ({
-    ok: false,
-    reason,
-    sender,
-    protocol,
-  });
   const framesMax = options?.framesMax ?? MESSAGE_FRAMES_MAX;
-  if (frames.length > framesMax + 1) return failure('too-many-frames');
-  if (sender === undefined) return failure('missing-delimiter');
-  if (frames.length < 4) return failure('too-few-frames');
-  if (frames[1].length !== 0) return failure('missing-delimiter');
+  if (frames.length > framesMax + 1) return routerFailure('too-many-frames', sender, undefined);
+  if (sender === undefined) return routerFailure('missing-delimiter', sender, undefined);
+  if (frames.length < 4) return routerFailure('too-few-frames', sender, undefined);
+  if (frames[1].length !== 0) return routerFailure('missing-delimiter', sender, undefined);
   const header = frames[2];
-  if (header.equals(MDPC01)) {
+  const kind = headerKind(header);
+  if (kind === 'client') {
     const parsed = parseClientTail(frames, 3);
-    if (!parsed.ok) return failure(parsed.reason, 'client');
+    if (!parsed.ok) return routerFailure(parsed.reason, sender, 'client');
     return { ok: true, value: { protocol: 'client', sender, message: parsed.value } };
   }
-  if (header.equals(MDPW01)) {
+  if (kind === 'worker') {
     const parsed = parseWorkerTail(frames, 3);
-    if (!parsed.ok) return failure(parsed.reason, 'worker');
+    if (!parsed.ok) return routerFailure(parsed.reason, sender, 'worker');
     return { ok: true, value: { protocol: 'worker', sender, message: parsed.value } };
   }
-  return failure('unknown-protocol');
+  return routerFailure('unknown-protocol', sender, undefined);
+}
+
+function routerFailure(reason: MalformedReason, sender: Buffer | undefined, protocol: 'client' | 'worker' | undefined): RouterParseFailure {
+  return { ok: false, reason, sender, protocol };
+}
+
+/** "MDPC01" → client, "MDPW01" → worker. */
+function headerKind(header: Buffer): 'client' | 'worker' | undefined {
+  if (header.length !== 6) return undefined;
+  // "MDP" ... "01"
+  if (header[0] !== 0x4d || header[1] !== 0x44 || header[2] !== 0x50 || header[4] !== 0x30 || header[5] !== 0x31) return undefined;
+  if (header[3] === 0x43) return 'client';
+  if (header[3] === 0x57) return 'worker';
+  return undefined;
 }
 
 function toFrame(value: Buffer | string): Buffer {
@@ -268,18 +322,36 @@ export function clientRequestFrames(service: Buffer | string, body: readonly Buf
 }
 
 /** Client REPLY as the broker's ROUTER sends it: client address, `""`, `"MDPC01"`, service, body... */
-export function clientReplyFrames(client: Buffer, service: Buffer, body: readonly Buffer[]): Buffer[] {
-  return [client, EMPTY, MDPC01, service, ...body];
+export function clientReplyFrames(client: Buffer, service: Buffer, body: readonly Buffer[], from = 0): Buffer[] {
+  const frames = [client, EMPTY, MDPC01, service];
+  for (let i = from; i < body.length; i += 1) frames.push(body[i]);
+  return frames;
 }
 
-/** Worker READY as sent on the worker's DEALER. */
-export function workerReadyFrames(service: Buffer | string): Buffer[] {
-  return [EMPTY, MDPW01, COMMAND_FRAMES[MDPW_READY], toFrame(service)];
+/**
+ * Worker READY as sent on the worker's DEALER; with `credit`, the credit extension's frames
+ * follow the service (a reference broker ignores them).
+ */
+export function workerReadyFrames(service: Buffer | string, credit?: number): Buffer[] {
+  const frames = [EMPTY, MDPW01, COMMAND_FRAMES[MDPW_READY], toFrame(service)];
+  if (credit !== undefined) frames.push(CREDIT_EXTENSION, Buffer.from(String(credit), 'latin1'));
+  return frames;
 }
 
-/** Worker REQUEST as the broker's ROUTER sends it (routing id of the worker first). */
-export function workerRequestFrames(worker: Buffer, client: Buffer, body: readonly Buffer[]): Buffer[] {
-  return [worker, EMPTY, MDPW01, COMMAND_FRAMES[MDPW_REQUEST], client, EMPTY, ...body];
+/** The broker's HEARTBEAT granting the credit extension, as its ROUTER sends it. */
+export function workerCreditGrantFrames(worker: Buffer, credit: number): Buffer[] {
+  return [worker, EMPTY, MDPW01, COMMAND_FRAMES[MDPW_HEARTBEAT], CREDIT_EXTENSION, Buffer.from(String(credit), 'latin1')];
+}
+
+/**
+ * Worker REQUEST as the broker's ROUTER sends it (routing id of the worker first); with
+ * `tag` (a credit connection) the request tag goes first in the body.
+ */
+export function workerRequestFrames(worker: Buffer, client: Buffer, body: readonly Buffer[], tag?: Buffer): Buffer[] {
+  const frames = [worker, EMPTY, MDPW01, COMMAND_FRAMES[MDPW_REQUEST], client, EMPTY];
+  if (tag !== undefined) frames.push(tag);
+  for (let i = 0; i < body.length; i += 1) frames.push(body[i]);
+  return frames;
 }
 
 /** Worker REPLY as sent on the worker's DEALER. */

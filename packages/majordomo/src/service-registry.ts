@@ -20,7 +20,10 @@ export interface ServiceEntry {
   /** The name exactly as received, echoed in replies. */
   readonly name: Buffer;
   readonly requests: Fifo<QueuedRequest>;
-  /** Idle workers, least recently used first (a Set iterates in insertion order). */
+  /**
+   * Workers with credit left (idle RFC 7 workers; credit workers below their credit), least
+   * recently used first (a Set iterates in insertion order).
+   */
   readonly idle: Set<WorkerEntry>;
   /** Registered workers, idle or busy. */
   workers: number;
@@ -43,8 +46,17 @@ export interface WorkerEntry {
   heartbeatsWhileBusy: boolean;
   /** When the broker last sent it anything; heartbeats are skipped while traffic flows. */
   lastSentAt: number;
-  /** The request it is working on; RFC 7 workers take one at a time. */
-  request: QueuedRequest | undefined;
+  /**
+   * Requests it may hold at once: 1 for an RFC 7 worker, the credit granted for a worker of
+   * the credit extension.
+   */
+  readonly credit: number;
+  /** Whether it speaks the credit extension: request tags on REQUEST and REPLY bodies. */
+  readonly tagged: boolean;
+  /** The requests it is working on, by request tag (0 for an RFC 7 worker's one request). */
+  readonly inFlight: Map<number, QueuedRequest>;
+  /** The tag of its next request (credit extension), wrapping at 2^32. */
+  nextTag: number;
 }
 
 /** Map key of a frame: latin1 maps bytes to characters one to one. */
@@ -88,7 +100,7 @@ export class ServiceRegistry {
   }
 
   /** Registers a worker as idle. The caller checked that it is not registered yet. */
-  addWorker(identity: Buffer, service: ServiceEntry, now: number, expiryMs: number): WorkerEntry {
+  addWorker(identity: Buffer, service: ServiceEntry, now: number, expiryMs: number, credit?: number): WorkerEntry {
     const key = frameKey(identity);
     const worker: WorkerEntry = {
       key,
@@ -98,7 +110,10 @@ export class ServiceRegistry {
       lastHeardAt: now,
       heartbeatsWhileBusy: false,
       lastSentAt: now,
-      request: undefined,
+      credit: credit ?? 1,
+      tagged: credit !== undefined,
+      inFlight: new Map(),
+      nextTag: 0,
     };
     this.workers.set(key, worker);
     service.workers += 1;
@@ -106,15 +121,15 @@ export class ServiceRegistry {
     return worker;
   }
 
-  /** Unregisters a worker; returns the request it was working on, if any. */
-  removeWorker(worker: WorkerEntry): QueuedRequest | undefined {
-    if (this.workers.get(worker.key) !== worker) return undefined;
+  /** Unregisters a worker; returns the requests it was working on, oldest first. */
+  removeWorker(worker: WorkerEntry): QueuedRequest[] {
+    if (this.workers.get(worker.key) !== worker) return [];
     this.workers.delete(worker.key);
     worker.service.idle.delete(worker);
     worker.service.workers -= 1;
-    const request = worker.request;
-    worker.request = undefined;
-    return request;
+    const requests = [...worker.inFlight.values()];
+    worker.inFlight.clear();
+    return requests;
   }
 
   /** Requests the broker holds for a client (accepted, not answered yet). */
@@ -153,7 +168,10 @@ export class ServiceRegistry {
     return request;
   }
 
-  /** Takes the least recently used idle worker of the service. */
+  /**
+   * Takes the least recently used worker of the service with credit left. The caller gives
+   * it a request and puts it back (at the end) while it still has credit.
+   */
   takeIdleWorker(service: ServiceEntry): WorkerEntry | undefined {
     const first = service.idle.values().next();
     if (first.done) return undefined;

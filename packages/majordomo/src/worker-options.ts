@@ -23,6 +23,16 @@ export interface WorkerOptions {
    */
   readonly concurrency?: number;
   /**
+   * Requests in flight per connection, with the opt-in credit extension (PROTOCOL.md):
+   * above 1, READY asks the broker for this many, and once a Sluice broker grants it (up to
+   * its `workerCreditMax`) the handler runs for up to that many requests of the connection
+   * at once. A reference RFC 7 broker ignores the request and sends one at a time, as does a
+   * connection whose grant has not arrived yet. In all, `concurrency × credit` requests at
+   * once.
+   * @default 1 (plain RFC 7)
+   */
+  readonly credit?: number;
+  /**
    * Interval of HEARTBEATs to the broker; must match the broker's (RFC 7: "agreed-upon").
    * @default 2500
    */
@@ -65,6 +75,7 @@ export function workerDefaults(): Omit<ResolvedWorkerOptions, 'endpoint' | 'serv
   return {
     curve: undefined,
     concurrency: 1,
+    credit: 1,
     heartbeatIntervalMs: 2500,
     heartbeatLiveness: 3,
     reconnectDelayMs: 2500,
@@ -87,6 +98,7 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
   check.serviceName('service', resolved.service, false);
   check.check(typeof resolved.handler === 'function', 'handler must be a function (request) => Promise<Buffer[]>');
   check.integer('concurrency', resolved.concurrency, 1, 1024);
+  check.integer('credit', resolved.credit, 1, 65_535);
   check.integer('heartbeatIntervalMs', resolved.heartbeatIntervalMs, 1);
   check.integer('heartbeatLiveness', resolved.heartbeatLiveness, 1);
   check.integer('reconnectDelayMs', resolved.reconnectDelayMs, 0);

@@ -3,6 +3,7 @@ import { decodeCorrelation, withCorrelationKind } from './correlation.js';
 import type { CurveSocketOptions } from './curve.js';
 import { watchHandshakes, type HandshakeFailure } from './handshake-watch.js';
 import {
+  REQUEST_TAG_BYTES,
   parseWorkerMessage,
   workerDisconnectFrames,
   workerHeartbeatFrames,
@@ -33,7 +34,10 @@ export interface SessionCounters {
   handlerErrors: number;
   reconnects: number;
   malformedMessages: number;
-  /** Valid commands a broker should not send (READY, REPLY, or a REQUEST while busy). */
+  /**
+   * Valid commands a broker should not send (READY, REPLY, a REQUEST beyond the credit, a
+   * credit grant that was not asked for).
+   */
   unexpectedCommands: number;
   /** Security handshakes that failed (key refused, CURVE on one side only, wrong server key). */
   handshakeFailures: number;
@@ -44,8 +48,9 @@ const EMPTY = Buffer.alloc(0);
 const CLOSE_LINGER_MS = 100;
 
 /**
- * One MDP/Worker conversation at a time on one DEALER socket: READY, then REQUEST / REPLY,
- * heartbeats both ways, a new socket after DISCONNECT or a silent broker. Internal to
+ * One MDP/Worker conversation on one DEALER socket: READY, then REQUEST / REPLY, heartbeats
+ * both ways, a new socket after DISCONNECT or a silent broker. One request at a time (RFC 7),
+ * or up to the credit the broker granted (credit extension). Internal to
  * {@link MajordomoWorker}, which runs `concurrency` of these.
  */
 export class WorkerSession {
@@ -62,7 +67,10 @@ export class WorkerSession {
   private loop: Promise<void> | undefined;
   /** Bumped per connection: work finishing for an older connection is discarded. */
   private epoch = 0;
-  private busy = false;
+  /** Requests being handled on this connection. */
+  private inFlight = 0;
+  /** Credit the broker granted on this connection; `undefined`: plain RFC 7, untagged. */
+  private granted: number | undefined;
   /** The broker sent something other than DISCONNECT on this connection. */
   private accepted = false;
   private lastReceivedAt = 0;
@@ -117,7 +125,8 @@ export class WorkerSession {
   private connect(): void {
     if (this.closed) return;
     this.epoch += 1;
-    this.busy = false;
+    this.inFlight = 0;
+    this.granted = undefined;
     this.accepted = false;
     const socket = new zmq.Dealer({ linger: 0, ...this.#curveSocket });
     // A refused key or a CURVE mismatch is reported, not acted on: libzmq keeps reconnecting
@@ -138,7 +147,8 @@ export class WorkerSession {
     this.outbox = new Outbox(socket, this.options.sendQueueMax);
     const now = Date.now();
     this.lastReceivedAt = now;
-    this.send(workerReadyFrames(this.options.service));
+    const credit = this.options.credit;
+    this.send(workerReadyFrames(this.options.service, credit > 1 ? credit : undefined));
     this.loop = this.receiveLoop(socket, this.epoch);
     this.host.connected(this.index);
   }
@@ -197,27 +207,44 @@ export class WorkerSession {
     switch (message.command) {
       case 'heartbeat':
         this.accepted = true;
+        if (message.credit !== undefined) {
+          // The broker grants the credit extension; it comes before any request, once.
+          if (this.options.credit > 1 && this.granted === undefined && this.inFlight === 0) this.granted = message.credit;
+          else this.counters.unexpectedCommands += 1;
+        }
         return;
       case 'disconnect':
         this.reconnect('broker-disconnect', this.accepted ? 0 : this.options.reconnectDelayMs);
         return;
-      case 'request':
+      case 'request': {
         this.accepted = true;
-        if (this.busy) {
-          // RFC 7 brokers send one request at a time; a second one is the broker's bug, and
-          // taking it would break the one-request-per-worker contract. Its client retries.
+        const body = message.body;
+        const credit = this.granted ?? 1;
+        if (this.inFlight >= credit) {
+          // RFC 7 brokers send one request at a time, credit brokers no more than granted;
+          // one more is the broker's bug, and taking it would break that contract. Its
+          // client retries.
           this.counters.unexpectedCommands += 1;
           return;
         }
-        void this.handle(message.client, message.body);
+        if (this.granted !== undefined) {
+          if (body.length < 2 || body[0].length !== REQUEST_TAG_BYTES) {
+            this.counters.malformedMessages += 1;
+            return;
+          }
+          void this.handle(message.client, body.slice(1), body[0]);
+        } else {
+          void this.handle(message.client, body, undefined);
+        }
         return;
+      }
       default:
         this.counters.unexpectedCommands += 1;
     }
   }
 
-  private async handle(client: Buffer, body: readonly Buffer[]): Promise<void> {
-    this.busy = true;
+  private async handle(client: Buffer, body: readonly Buffer[], tag: Buffer | undefined): Promise<void> {
+    this.inFlight += 1;
     const epoch = this.epoch;
     const correlation = decodeCorrelation(body[0]);
     const correlated = correlation !== undefined && correlation.kind === 'message';
@@ -240,7 +267,8 @@ export class WorkerSession {
       reply = correlated ? [withCorrelationKind(body[0], 'worker-failed'), status, detail] : [status, detail];
     }
     if (epoch !== this.epoch || this.closed) return; // the connection it came on is gone
-    this.busy = false;
+    this.inFlight -= 1;
+    if (tag !== undefined) reply.unshift(tag);
     this.send(workerReplyFrames(client, reply));
   }
 

@@ -35,6 +35,15 @@ export interface StartNodeOptions {
    */
   readonly concurrency?: number;
   /**
+   * Requests in flight per worker connection of a partition's store service, with the
+   * majordomo credit extension (its PROTOCOL.md): a Sluice broker sends each connection up to
+   * this many (capped by its `workerCreditMax`), so a partition handles `concurrency × credit`
+   * requests at once from each broker and group commit sees big groups. A reference RFC 7
+   * broker ignores it and sends one at a time. 1 turns the extension off.
+   * @default 32
+   */
+  readonly credit?: number;
+  /**
    * HEARTBEAT interval to the brokers; must match theirs.
    * @default 2500
    */
@@ -115,6 +124,7 @@ export interface StartNodeOptions {
 export function nodeDefaults(): Required<Omit<StartNodeOptions, 'config' | 'nodeName' | 'partition' | 'worker' | 'locations' | 'signal'>> {
   return {
     concurrency: 8,
+    credit: 32,
     heartbeatIntervalMs: 2500,
     heartbeatLiveness: 3,
     reconnectDelayMs: 1000,
@@ -370,6 +380,7 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
   const settings = { ...nodeDefaults(), ...fromConfig, ...definedOnly(options) };
   const check = new OptionProblems('node');
   check.integer('concurrency', settings.concurrency, 1, 1024);
+  check.integer('credit', settings.credit, 1, 65_535);
   check.integer('heartbeatIntervalMs', settings.heartbeatIntervalMs, 1);
   check.integer('heartbeatLiveness', settings.heartbeatLiveness, 1);
   check.integer('reconnectDelayMs', settings.reconnectDelayMs, 0);
@@ -439,9 +450,10 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
     );
     handlers.push(handler);
     for (const endpoint of config.brokers) {
-      for (const [service, concurrency] of [
-        [config.partitions[partition.name].service, settings.concurrency],
-        [subscribeServiceName(partition.name), settings.subscribeConcurrency],
+      // Subscribe requests are long polls, each its own connection's: no credit there.
+      for (const [service, concurrency, credit] of [
+        [config.partitions[partition.name].service, settings.concurrency, settings.credit],
+        [subscribeServiceName(partition.name), settings.subscribeConcurrency, 1],
       ] as const) {
         const worker = new MajordomoWorker({
           ...options.worker,
@@ -449,6 +461,7 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
           service,
           handler: handler.handle,
           concurrency,
+          credit,
           heartbeatIntervalMs: settings.heartbeatIntervalMs,
           heartbeatLiveness: settings.heartbeatLiveness,
           reconnectDelayMs: settings.reconnectDelayMs,

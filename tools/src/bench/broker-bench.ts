@@ -26,6 +26,15 @@
  *   links never carry bursts (a raw DEALER in such ping-pong costs ~27 µs per request against
  *   ~12 µs pipelined). Reaching 2× needs several requests in flight per worker connection (an
  *   opt-in credit extension of MDP) and a leaner broker hot path: see the broker README.
+ * - (a) after the credit extension and the hot-path work (fastpath branch, 2026-12-05, same
+ *   loaded machine, old and new trees back to back, servers under tsx): the echo worker now
+ *   runs 4 connections × credit 64 instead of 64 plain connections. CPU per request: worker
+ *   ~100 µs → ~50 µs, broker ~115 µs → ~90-100 µs (its profile is still ~55% zeromq.js native
+ *   send/receive and ~5% its own JavaScript: 4 messages and ~27 frames per request against
+ *   the echo server's 2 and 4). Throughput 4,200-4,600 → 5,600-7,300 req/s; direct ÷ broker
+ *   3-4× (the direct row itself swings 13,000-23,000 req/s run to run). Still not 2×: the next
+ *   step is fewer frames and messages per request on credit connections (several requests
+ *   per message), see the broker README.
  * - (b) 146,000-325,000 events/s through broker and node (4 runs; 216,000-325,000 in three),
  *   against 248,000-811,000 in-process: CPU per 100-event append ~125 µs in the broker and
  *   ~250 µs in the node, so on 2 shared cores the bound is CPU, not the disk.
@@ -82,7 +91,7 @@ interface RoleHandle {
 type Role =
   | { readonly role: 'echo-router' }
   | { readonly role: 'broker' }
-  | { readonly role: 'echo-worker'; readonly broker: string; readonly concurrency: number }
+  | { readonly role: 'echo-worker'; readonly broker: string; readonly concurrency: number; readonly credit?: number }
   | { readonly role: 'node'; readonly config: string; readonly concurrency: number };
 
 /** Runs a server role here; resolves when it serves. */
@@ -111,7 +120,7 @@ async function runRole(spec: Role): Promise<RoleHandle> {
       return { endpoint: broker.endpoint, stop: () => broker.close() };
     }
     case 'echo-worker': {
-      const worker = createWorker({ endpoint: spec.broker, service: ECHO_SERVICE, concurrency: spec.concurrency, handler: async (request) => request });
+      const worker = createWorker({ endpoint: spec.broker, service: ECHO_SERVICE, concurrency: spec.concurrency, credit: spec.credit ?? 1, handler: async (request) => request });
       return { endpoint: '', stop: () => worker.close() };
     }
     case 'node': {
@@ -229,7 +238,7 @@ async function clientRoundTrips(endpoint: string, count: number, window: number)
 }
 
 /** (a) direct DEALER↔ROUTER echo against the same requests through the broker. */
-export async function requestReplyRows(count: number, window: number, workerConcurrency: number, placement: Placement): Promise<BenchRow[]> {
+export async function requestReplyRows(count: number, window: number, workerConcurrency: number, placement: Placement, workerCredit = 1): Promise<BenchRow[]> {
   const body = payload();
   const rows: BenchRow[] = [];
   const echo = await startRole({ role: 'echo-router' }, placement);
@@ -257,14 +266,14 @@ export async function requestReplyRows(count: number, window: number, workerConc
         },
         count,
         window,
-        `${window} in flight, ${workerConcurrency} worker connections`,
+        `${window} in flight, ${workerConcurrency} worker connections${workerCredit > 1 ? ` × credit ${workerCredit}` : ''}`,
       ),
     (endpoint) => clientRoundTrips(endpoint, count, window),
   ];
   for (const variant of variants) {
     // Fresh servers per variant, so each row's CPU figures are its own.
     const broker = await startRole({ role: 'broker' }, placement);
-    const worker = await startRole({ role: 'echo-worker', broker: broker.endpoint, concurrency: workerConcurrency }, placement);
+    const worker = await startRole({ role: 'echo-worker', broker: broker.endpoint, concurrency: workerConcurrency, credit: workerCredit }, placement);
     let measured: BenchRow | undefined;
     try {
       const probe = new MajordomoClient({ endpoints: [broker.endpoint], timeoutMs: 10_000 });
@@ -359,7 +368,9 @@ export async function runBrokerBench(options: BrokerBenchOptions): Promise<Bench
   const scale = options.smoke ? 0.01 : 1;
   const directory = await mkdtemp(join(options.directory, 'sluice-broker-bench-'));
   try {
-    const rows = await requestReplyRows(Math.max(2000, Math.round(200_000 * scale)), 256, 64, placement);
+    // The echo worker: 4 connections × credit 64 (the credit extension), as many requests at
+    // once as the 64 plain RFC 7 connections this measured before.
+    const rows = await requestReplyRows(Math.max(2000, Math.round(200_000 * scale)), 256, 4, placement, 64);
     rows.push(...(await appendRows(directory, Math.max(100, Math.round(20_000 * scale)), 100, 64, 32, placement)));
     return rows;
   } finally {

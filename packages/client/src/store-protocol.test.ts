@@ -185,6 +185,12 @@ describe('store protocol: requests', () => {
     );
   });
 
+  it('round-trips an append-many of empty units (the smallest unit is 9 bytes; fast-check seed 1957607602 found it)', () => {
+    const value: StoreRequest = { op: 'append-many', partition: '', units: [{ changes: [] }, { changes: [] }] };
+    const decoded = decodeStoreRequest([encodeStoreRequest(value)]);
+    expect(decoded.ok).toBe(true);
+  });
+
   it('matches the golden bytes of PROTOCOL.md', () => {
     expect(hex(encodeStoreRequest({ op: 'head', partition: 'p1' }))).toBe('534c530104020070310' + '0');
     expect(hex(encodeStoreRequest({ op: 'head', partition: 'p1', streamId: 'a' }))).toBe('534c53010402007031010100' + '61');

@@ -372,8 +372,9 @@ export function decodeStoreRequest(frames: readonly Uint8Array[]): DecodedStoreR
         };
         break;
       case OP_APPEND_MANY: {
-        // Each unit takes at least 12 bytes (three counts): the count is bounded by the frame.
-        const count = r.count('unit count', 12);
+        // Each unit takes at least 9 bytes (command id count 4, tracing flags 1, change count 4):
+        // the count is bounded by the frame.
+        const count = r.count('unit count', 9);
         if (count === 0) throw new DecodeFailure('append-many needs at least one unit');
         const units: UnitOfWork[] = [];
         for (let i = 0; i < count; i++) units.push(readUnit(r));

@@ -320,3 +320,26 @@ describe('sluice keygen', () => {
     expect(result.stderr).toContain('Usage: sluice');
   });
 });
+
+describe('sluice on a damaged partition (issue 8: damage below the durable watermark is never a clean end)', () => {
+  it('read, head and append exit non-zero naming the damage when an acknowledged batch was changed', async () => {
+    const path = await partitionPath();
+    for (let n = 1; n <= 3; n++) expect((await sluice(['append', '--path', path, '--stream', 's', '--type', 'E', '--data', `{"n":${n}}`])).code).toBe(ExitCode.Ok);
+    // Flip one byte inside the last acknowledged batch (its frames end at the last non-zero byte).
+    const file = join(path, '00000001.seg');
+    const bytes = await readFile(file);
+    let last = bytes.length - 1;
+    while (bytes[last] === 0) last--;
+    bytes[last - 120] ^= 0xff;
+    await writeFile(file, bytes);
+    for (const argv of [
+      ['read', '--path', path],
+      ['head', '--path', path],
+      ['append', '--path', path, '--stream', 's', '--type', 'E', '--data', '{"n":4}'],
+    ]) {
+      const result = await sluice(argv);
+      expect(result.code, argv[0]).toBe(ExitCode.DataError);
+      expect(result.stderr).toMatch(/holds seq 1\.\.2 .* made seq 3 durable: acknowledged commits are missing or damaged; restore the partition/);
+    }
+  });
+});

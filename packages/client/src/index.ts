@@ -48,6 +48,7 @@ export type {
   DecodedStoreRequest,
   EventsPage,
   HeadStoreRequest,
+  HeadRecovery,
   PartitionHead,
   ReadStoreRequest,
   ReadStreamStoreRequest,

@@ -121,7 +121,15 @@ const reply: fc.Arbitrary<StoreReply> = fc.oneof(
   }),
   fc.record({
     kind: fc.constant('head' as const),
-    head: fc.record({ partition: text, lastSeq: safe, epoch: fc.integer({ min: 0, max: 0xffff_ffff }), writable: fc.boolean(), streamCount: safe, streamVersion: optional(safe) }),
+    head: fc.record({
+      partition: text,
+      lastSeq: safe,
+      epoch: fc.integer({ min: 0, max: 0xffff_ffff }),
+      writable: fc.boolean(),
+      streamCount: safe,
+      streamVersion: optional(safe),
+      recovery: optional(fc.record({ droppedSeqs: safe, droppedBytes: safe, droppedReason: optional(fc.string({ minLength: 1, maxLength: 30 })) })),
+    }),
   }),
   fc.record({ kind: fc.constant('events' as const), events: fc.array(recorded, { maxLength: 5 }), next: safe, more: fc.boolean(), lastSeq: safe }),
   fc.record({ kind: fc.constant('error' as const), error: errorInfo }),

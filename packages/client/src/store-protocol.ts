@@ -144,6 +144,20 @@ export interface PartitionHead {
   readonly streamCount: number;
   /** The asked stream's version (0 when it has no events); absent when no stream was asked. */
   readonly streamVersion?: number | undefined;
+  /**
+   * What recovery dropped when the node last opened the partition (at start or after a fault);
+   * absent when it dropped nothing.
+   */
+  readonly recovery?: HeadRecovery | undefined;
+}
+
+/** What storage recovery dropped when a partition was opened. */
+export interface HeadRecovery {
+  /** Whole batches' seqs cut because they were never durable (after a failed sync, or a hole in the unsynced window). */
+  readonly droppedSeqs: number;
+  /** Bytes of torn or unsigned tail dropped. */
+  readonly droppedBytes: number;
+  readonly droppedReason?: string | undefined;
 }
 
 /** One page of a read. */
@@ -529,9 +543,15 @@ export function encodeHeadReply(head: PartitionHead): Buffer {
   w.string(head.partition);
   w.u53(head.lastSeq);
   w.u32(head.epoch);
-  w.u8((head.writable ? 1 : 0) | (head.streamVersion === undefined ? 0 : 2));
+  const recovery = head.recovery;
+  w.u8((head.writable ? 1 : 0) | (head.streamVersion === undefined ? 0 : 2) | (recovery === undefined ? 0 : 4));
   w.u53(head.streamCount);
   if (head.streamVersion !== undefined) w.u53(head.streamVersion);
+  if (recovery !== undefined) {
+    w.u53(recovery.droppedSeqs);
+    w.u53(recovery.droppedBytes);
+    w.string(recovery.droppedReason ?? '');
+  }
   return w.finish();
 }
 
@@ -718,7 +738,14 @@ function readHead(r: ByteReader): PartitionHead {
   const flags = r.u8('head flags');
   const streamCount = r.u53('streamCount');
   const streamVersion = flags & 2 ? r.u53('streamVersion') : undefined;
-  return { partition, lastSeq, epoch, writable: (flags & 1) === 1, streamCount, streamVersion };
+  let recovery: HeadRecovery | undefined;
+  if (flags & 4) {
+    const droppedSeqs = r.u53('droppedSeqs');
+    const droppedBytes = r.u53('droppedBytes');
+    const reason = r.string('droppedReason');
+    recovery = { droppedSeqs, droppedBytes, droppedReason: reason === '' ? undefined : reason };
+  }
+  return { partition, lastSeq, epoch, writable: (flags & 1) === 1, streamCount, streamVersion, recovery };
 }
 
 function readEventsPage(r: ByteReader): EventsPage {

@@ -174,6 +174,10 @@ export class PartitionHandler {
           writable: p.isWritable,
           streamCount: p.streamCount,
           streamVersion: request.streamId === undefined ? undefined : p.streamVersion(request.streamId),
+          recovery:
+            p.recovery.droppedSeqs > 0 || p.recovery.droppedBytes > 0
+              ? { droppedSeqs: p.recovery.droppedSeqs, droppedBytes: p.recovery.droppedBytes, droppedReason: p.recovery.droppedReason }
+              : undefined,
         });
       }
     }

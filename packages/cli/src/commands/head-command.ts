@@ -36,7 +36,13 @@ export async function headCommand(flags: HeadFlags, io: CliIo): Promise<void> {
     await stdout.line(`streams: ${head.streamCount}`);
     if (flags.stream !== undefined) await stdout.line(`stream ${flags.stream}: version ${head.streamVersion ?? 0}`);
     if (head.epoch !== undefined) await stdout.line(`epoch: ${head.epoch}`);
-    if (head.writable !== undefined) await stdout.line(`writable: ${head.writable ? 'yes' : 'no'}`);
+    if (head.writable !== undefined) await stdout.line(`writable: ${head.writable ? 'yes' : 'no (faulted or closing: the node reports and reopens faulted partitions; see its log)'}`);
+    if (head.recovery !== undefined) {
+      const { droppedSeqs, droppedBytes, droppedReason } = head.recovery;
+      await stdout.line(
+        `recovery: dropped ${droppedSeqs} never-durable seq(s) and ${droppedBytes} bytes of torn tail when the node opened it${droppedReason === undefined ? '' : ` (${droppedReason})`}`,
+      );
+    }
   } finally {
     await source.close();
   }

@@ -141,6 +141,7 @@ class ClusterSource implements EventSource {
       streamCount: head.streamCount,
       epoch: head.epoch,
       writable: head.writable,
+      ...(head.recovery === undefined ? {} : { recovery: head.recovery }),
       ...(streamId === undefined ? {} : { streamVersion: head.streamVersion ?? 0 }),
     };
   }

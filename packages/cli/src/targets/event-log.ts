@@ -12,6 +12,8 @@ export interface HeadInfo {
   readonly epoch?: number | undefined;
   /** Whether the partition accepts appends (cluster only). */
   readonly writable?: boolean | undefined;
+  /** What recovery dropped when the node last opened the partition (cluster only; absent: nothing). */
+  readonly recovery?: { readonly droppedSeqs: number; readonly droppedBytes: number; readonly droppedReason?: string | undefined } | undefined;
 }
 
 /** Read options shared by `read`, `tail` and `head`. */

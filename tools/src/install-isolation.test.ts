@@ -25,7 +25,7 @@ async function pack(name: string): Promise<string> {
 beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'sluice-pack-'));
   // Packages ship dist/: build what is packed (incremental, fast when already built).
-  for (const pkg of ['store-file', 'store-lmdb', 'store-azure', 'majordomo', 'client', 'config', 'node']) await run('npx', ['tsc', '-b', `packages/${pkg}/tsconfig.lib.json`], { cwd: root });
+  for (const pkg of ['store-file', 'store-lmdb', 'store-azure', 'majordomo', 'client', 'config', 'shipper', 'node']) await run('npx', ['tsc', '-b', `packages/${pkg}/tsconfig.lib.json`], { cwd: root });
 }, 180_000);
 
 afterAll(async () => {
@@ -125,7 +125,7 @@ it('@sluice/client installs without any storage backend or config parser, and ta
 
 it('@sluice/node installs with only the file backend it uses, loads it as an optional peer, and serves a client', { timeout: 180_000 }, async () => {
   const out = await installAndRun(
-    ['@sluice/framing', '@sluice/store', '@sluice/majordomo', '@sluice/client', '@sluice/config', '@sluice/node', '@sluice/store-file'],
+    ['@sluice/framing', '@sluice/store', '@sluice/majordomo', '@sluice/client', '@sluice/config', '@sluice/shipper', '@sluice/node', '@sluice/store-file'],
     `${absentCheck(['@sluice/store-lmdb', '@sluice/store-azure', 'lmdb', '@azure/storage-blob'])}
     import { mkdtempSync } from 'node:fs';
     import { createBroker } from '@sluice/majordomo';

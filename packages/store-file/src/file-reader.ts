@@ -16,18 +16,8 @@ export interface FileReaderOptions {
   readonly pollIntervalMs?: number;
 }
 
-/** The older options form of {@link FileReader.tail}. */
-export interface FileTailOptions extends TailOptions {
-  /** @default 1 */
-  readonly fromSeq?: number;
-}
-
 /** A read-only view of a file partition, usable from any process while the writer runs. */
-export interface FileReader extends StorageReader {
-  tail(fromSeq: number, options?: TailOptions): AsyncIterable<SealedBatch>;
-  /** @deprecated use `tail(fromSeq, { signal })`. */
-  tail(options?: FileTailOptions): AsyncIterable<SealedBatch>;
-}
+export type FileReader = StorageReader;
 
 /**
  * Opens a read-only reader on a file partition. It takes no lock and never writes. It serves
@@ -160,9 +150,8 @@ class SegmentReader implements FileReader {
     yield* this.index.read(fromSeq, Math.min(toSeq, this.index.lastSeq));
   }
 
-  tail(from?: number | FileTailOptions, options: TailOptions = {}): AsyncIterable<SealedBatch> {
-    const fromSeq = typeof from === 'number' ? from : (from?.fromSeq ?? 1);
-    const signal = typeof from === 'number' || from === undefined ? options.signal : from.signal;
+  tail(fromSeq: number, options: TailOptions = {}): AsyncIterable<SealedBatch> {
+    const signal = options.signal;
     const ended = signal === undefined ? this.closeController.signal : AbortSignal.any([signal, this.closeController.signal]);
     return tailBatches(this, fromSeq, pollWait(this, 5, this.pollIntervalMs), ended);
   }

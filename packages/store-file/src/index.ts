@@ -6,6 +6,6 @@ export {
   fileStorageDefaults,
   type FileStorageOptions,
 } from './file-storage.js';
-export { openFileReader, type FileReader, type FileReaderOptions, type FileTailOptions } from './file-reader.js';
+export { openFileReader, type FileReader, type FileReaderOptions } from './file-reader.js';
 export { SEGMENT_HEADER_BYTES } from './segment-header.js';
 export { LOCK_FILE } from '@sluice/store';

@@ -65,7 +65,7 @@ class LocalSource implements EventSource {
   }
 
   async *tail(range: Omit<ReadRange, 'toSeq'>): AsyncGenerator<readonly RecordedEvent[]> {
-    for await (const batch of this.reader.tail({ fromSeq: range.fromSeq, signal: range.signal })) {
+    for await (const batch of this.reader.tail(range.fromSeq, { signal: range.signal })) {
       yield batch.frames.filter(
         (frame) => frame.seq >= range.fromSeq && (range.streamId === undefined || frame.streamId === range.streamId),
       );

@@ -23,5 +23,5 @@ export {
   NAME_BYTES_MAX,
 } from './layout.js';
 export { SequenceChecker, type SequenceCheckerOptions, type SequenceVerdict } from './sequence-checker.js';
-export { StreamDecoder, decodeBatches, type StreamDecoderOptions } from './stream-decoder.js';
+export { StreamDecoder, decodeBatches, decodeEventFrameAt, type StreamDecoderOptions } from './stream-decoder.js';
 export type { CommitHeaders, CommitMarker, DecodeReport, EventFrame, SealedBatch, StopReason } from './types.js';

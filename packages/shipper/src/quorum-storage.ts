@@ -100,7 +100,7 @@ class Quorum implements QuorumStorage {
     this.kind = `quorum(${inner.kind})`;
     // A reader in another process would see the local durable head, which runs ahead of what
     // the quorum has acknowledged: none are offered.
-    this.capabilities = { ...inner.capabilities, crossProcessReaders: false };
+    this.capabilities = { ...inner.capabilities, crossProcessReaders: false, frameReads: false };
   }
 
   async open(): Promise<StorageRecovery> {

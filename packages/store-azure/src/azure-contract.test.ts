@@ -95,7 +95,7 @@ describe('storage contract v2 on Azure', () => {
 
   it('says what it is: cross-process readers, commit durability, seal-and-roll truncate', async () => {
     const storage = createAzureStorage(options({ fsync: 'interval:100ms' }));
-    expect(storage.capabilities).toEqual({ crossProcessReaders: true, durability: { kind: 'commit' }, truncate: 'seal-and-roll' });
+    expect(storage.capabilities).toEqual({ crossProcessReaders: true, durability: { kind: 'commit' }, truncate: 'seal-and-roll', frameReads: false });
     expect(() => createAzureStorage(options({ fsync: 'sometimes' as never }))).toThrow(/fsync "sometimes" is not a policy/);
   });
 

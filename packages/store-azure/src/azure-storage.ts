@@ -77,6 +77,7 @@ class AzureStorage implements PartitionStorage {
     // Azure acknowledges appendBlock once the block is stored per the account's redundancy.
     durability: { kind: 'commit' },
     truncate: 'seal-and-roll',
+    frameReads: false,
   };
   private readonly config: ResolvedStorageOptions;
   private state: 'new' | 'opening' | 'open' | 'closed' = 'new';

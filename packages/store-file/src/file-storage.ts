@@ -202,7 +202,7 @@ class FileStorage implements PartitionStorage {
     this.partitionOption = options.partition;
     this.createDirectory = options.createDirectory ?? defaults.createDirectory;
     this.userSignal = options.signal;
-    this.capabilities = { crossProcessReaders: true, durability: this.fsync, truncate: 'in-place' };
+    this.capabilities = { crossProcessReaders: true, durability: this.fsync, truncate: 'in-place', frameReads: false };
     this.index = new SegmentIndex(this.directory);
   }
 

@@ -169,7 +169,7 @@ class LmdbStorage implements PartitionStorage {
     } catch (error) {
       throw new StorageError('Invalid', (error as Error).message.replace('[sluice/store]', '[sluice/store-lmdb]'), { cause: error });
     }
-    this.capabilities = { crossProcessReaders: true, durability: this.fsync, truncate: 'in-place' };
+    this.capabilities = { crossProcessReaders: true, durability: this.fsync, truncate: 'in-place', frameReads: false };
   }
 
   async open(): Promise<StorageRecovery> {

@@ -44,7 +44,7 @@ function rawStorage(log: RawLog): PartitionStorage {
   }
   return {
     kind: 'raw',
-    capabilities: { crossProcessReaders: false, durability: { kind: 'commit' }, truncate: 'in-place' },
+    capabilities: { crossProcessReaders: false, durability: { kind: 'commit' }, truncate: 'in-place', frameReads: false },
     open: async (): Promise<StorageRecovery> => ({ lastSeq: log.head.lastSeq, head: log.head, droppedBytes: 0, droppedSeqs: 0 }),
     write: async (bytes, firstSeq, lastSeq) => {
       const next = checkWrite(bytes, firstSeq, lastSeq, log.head, 'raw test storage');

@@ -93,7 +93,7 @@ class MemoryStorage implements PartitionStorage {
     private readonly log: MemoryLog,
     private readonly fsync: FsyncPolicy,
   ) {
-    this.capabilities = { crossProcessReaders: false, durability: fsync, truncate: 'in-place' as const };
+    this.capabilities = { crossProcessReaders: false, durability: fsync, truncate: 'in-place' as const, frameReads: false };
   }
 
   async open(): Promise<StorageRecovery> {

@@ -211,6 +211,7 @@ class Mirror implements MirroredStorage {
       crossProcessReaders: caps.every((c) => c.crossProcessReaders),
       durability: weakest(caps.map((c) => c.durability)),
       truncate: caps.every((c) => c.truncate === 'in-place') ? 'in-place' : 'seal-and-roll',
+      frameReads: false,
     };
     this.internals = {
       locations: slots,

@@ -138,7 +138,7 @@ class Ring implements RingStorage {
       mode === 'cache'
         ? inner.capabilities
         : // Acknowledged from memory: durable only once drained.
-          { crossProcessReaders: false, durability: { kind: 'none' }, truncate: inner.capabilities.truncate };
+          { crossProcessReaders: false, durability: { kind: 'none' }, truncate: inner.capabilities.truncate, frameReads: false };
   }
 
   ringState(): RingState {

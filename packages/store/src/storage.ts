@@ -1,4 +1,4 @@
-import type { SealedBatch } from '@sluice/framing';
+import type { EventFrame, SealedBatch } from '@sluice/framing';
 import type { FsyncPolicy } from './fsync-policy.js';
 
 /**
@@ -31,6 +31,12 @@ export interface StorageCapabilities {
    * goes on in a new object).
    */
   readonly truncate: 'in-place' | 'seal-and-roll';
+  /**
+   * The backend implements {@link StorageReader.readFrames}: it reads single event frames by
+   * seq (through a frame position index) without reading their whole batches. The engine's
+   * stream reads use it when true and fall back to batch reads otherwise.
+   */
+  readonly frameReads: boolean;
 }
 
 /** What storage reports after opening and recovering. */
@@ -88,6 +94,14 @@ export interface StorageReader {
    * poll with backoff.
    */
   tail(fromSeq: number, options?: TailOptions): AsyncIterable<SealedBatch>;
+  /**
+   * Present when `capabilities.frameReads` is true: the event frames with exactly these seqs,
+   * in the order given. `seqs` is ascending, without duplicates, every seq between 1 and the
+   * durable head (else `Invalid`). Each frame's CRC-32C is verified (its batch digest is not:
+   * reading a frame must not cost reading its batch); a frame that fails rejects with reason
+   * `Corrupt`. Cost: about one small read per frame, or per run of adjacent frames.
+   */
+  readFrames?(seqs: readonly number[]): AsyncIterable<EventFrame>;
   close(): Promise<void>;
 }
 

@@ -47,6 +47,7 @@ export type {
 export { describeFsyncPolicy, parseFsyncPolicy, type FsyncPolicy, type FsyncPolicyInput } from './fsync-policy.js';
 export { LOCK_FILE, WriterLock, locationIdentity, type LocationIdentity } from './writer-lock.js';
 export { firstBatchEndingAtOrAfter } from './seq-search.js';
+export { checkFrameSeqs } from './frame-seqs.js';
 export type { IndexStatus } from './partition-index.js';
 export { IndexCorruptError } from './index-table.js';
 export { reindexPartition, type ReindexOptions, type ReindexReport } from './reindex.js';

@@ -1,6 +1,7 @@
-import { StreamDecoder, type SealedBatch } from '@sluice/framing';
+import { StreamDecoder, type EventFrame, type SealedBatch } from '@sluice/framing';
 import { EMPTY_IDENTITY, checkWrite, describeIdentity, identityOf } from './batch-identity.js';
 import { StorageError } from './errors.js';
+import { checkFrameSeqs } from './frame-seqs.js';
 import { parseFsyncPolicy, type FsyncPolicy, type FsyncPolicyInput } from './fsync-policy.js';
 import { firstBatchEndingAtOrAfter } from './seq-search.js';
 import type { BatchIdentity, PartitionStorage, StorageReader, StorageRecovery, TailOptions, TruncateOptions } from './storage.js';
@@ -93,7 +94,7 @@ class MemoryStorage implements PartitionStorage {
     private readonly log: MemoryLog,
     private readonly fsync: FsyncPolicy,
   ) {
-    this.capabilities = { crossProcessReaders: false, durability: fsync, truncate: 'in-place' as const, frameReads: false };
+    this.capabilities = { crossProcessReaders: false, durability: fsync, truncate: 'in-place' as const, frameReads: true };
   }
 
   async open(): Promise<StorageRecovery> {
@@ -219,6 +220,30 @@ class MemoryStorage implements PartitionStorage {
       const limit = Math.min(toSeq, durable());
       let i = firstBatchEndingAtOrAfter(lastSeqs, fromSeq);
       for (; i < batches.length && batches[i].firstSeq <= limit && batches[i].lastSeq <= durable(); i++) yield batches[i];
+    })();
+  }
+
+  /**
+   * Frames are kept decoded (their CRC was checked when written): each seq is found by a
+   * binary search over the batches' last seqs, continued from the previous one.
+   */
+  readFrames(seqs: readonly number[]): AsyncIterable<EventFrame> {
+    const batches = this.log.batches;
+    const lastSeqs = this.log.lastSeqs;
+    const assertOpen = (): void => this.assertOpen();
+    const durable = (): number => this.durable.lastSeq;
+    return (async function* () {
+      assertOpen();
+      checkFrameSeqs(seqs, durable(), WHERE);
+      for (const seq of seqs) {
+        assertOpen();
+        // A truncate between two frames may have cut the log below a seq checked above.
+        if (seq > durable()) throw new StorageError('Invalid', `${WHERE}: readFrames: seq ${seq} is above the durable head (${durable()}) since a truncate`);
+        const batch = batches[firstBatchEndingAtOrAfter(lastSeqs, seq)];
+        const frame = batch.frames[seq - batch.firstSeq];
+        if (frame?.seq !== seq) throw new StorageError('Corrupt', `${WHERE}: the batch ${batch.firstSeq}..${batch.lastSeq} does not hold seq ${seq} where it should`);
+        yield frame;
+      }
     })();
   }
 

@@ -26,16 +26,20 @@ async function tempDir(): Promise<string> {
 }
 
 /** Memory storage that records the seq ranges read from it: what open and lookups touch. */
-function countingStorage(log: MemoryLog): { storage: PartitionStorage; reads: Array<[number, number]> } {
+function countingStorage(log: MemoryLog, options: { frameReads?: boolean } = {}): { storage: PartitionStorage; reads: Array<[number, number]> } {
   const inner = createMemoryStorage({ log });
   const reads: Array<[number, number]> = [];
   const read = (from: number, to: number) => {
     reads.push([from, to]);
     return inner.read(from, to);
   };
+  // Without frame reads the engine reads streams through batches: what the batch path touches.
+  const capabilities = options.frameReads === false ? { ...inner.capabilities, frameReads: false } : inner.capabilities;
   const storage = new Proxy(inner, {
     get: (target, key) => {
       if (key === 'read') return read;
+      if (key === 'capabilities') return capabilities;
+      if (key === 'readFrames' && options.frameReads === false) return undefined;
       const value = Reflect.get(target, key) as unknown;
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
     },
@@ -143,9 +147,9 @@ describe('the index without a directory (in memory)', () => {
 });
 
 describe('stream reads', () => {
-  it("touch only the batches holding the stream's events, found through the index (tables and memtable), never a scan", async () => {
+  it("without frame reads, touch only the batches holding the stream's events, found through the index (tables and memtable), never a scan", async () => {
     const log = new MemoryLog();
-    const counting = countingStorage(log);
+    const counting = countingStorage(log, { frameReads: false });
     const p = await openPartition({ storage: counting.storage, indexCheckpointEvents: 64, clock });
     await appendUnits(p, 0, 400); // stream s-k gets an event every 23 units: in every few batches
     const holding = (streamId: string): Set<number> => {

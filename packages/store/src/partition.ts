@@ -126,6 +126,12 @@ export interface PartitionOptions {
    */
   readonly onIndexError?: ((error: Error) => void) | undefined;
   /**
+   * Seqs a stream read asks storage for in one `readFrames` call, on a backend with
+   * `capabilities.frameReads` (bounds the frames one call holds; a longer stream takes several).
+   * @default 512
+   */
+  readonly streamReadFramesMax?: number;
+  /**
    * How much of each index file open checks before trusting it. `footer`: trailer, footer and
    * Bloom filter checksums, sizes, partition and checkpoint identity (open time independent of
    * the log's size); every block's checksum is then checked when it is read, and a damaged one
@@ -153,6 +159,7 @@ export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' |
     indexCheckpointEvents: 262_144,
     streamCacheMax: 100_000,
     indexVerifyOnOpen: 'footer',
+    streamReadFramesMax: 512,
   };
 }
 
@@ -454,6 +461,21 @@ export class Partition {
     // Found through the index, never by scanning: with a hash collision the list also holds
     // another stream's seqs, which the stream id check below drops.
     const seqs = this.index.streamSeqs(streamId, fromVersion, limit);
+    const readFrames = this.storage.capabilities.frameReads ? this.storage.readFrames : undefined;
+    if (readFrames !== undefined) {
+      // Frame reads: only the stream's frames, never their batches, a bounded number per call.
+      const chunk = this.options.streamReadFramesMax;
+      for (let at = 0; at < seqs.length && remaining > 0; ) {
+        const end = Math.min(seqs.length, at + Math.min(chunk, remaining));
+        for await (const frame of readFrames.call(this.storage, seqs.slice(at, end))) {
+          if (frame.streamId !== streamId || frame.streamVersion < fromVersion) continue;
+          yield frame;
+          if (--remaining <= 0) return;
+        }
+        at = end;
+      }
+      return;
+    }
     let index = 0;
     while (index < seqs.length && remaining > 0) {
       // Only the batches holding the stream's seqs: contiguous seqs are read as one range,
@@ -979,6 +1001,10 @@ function checkOptions(options: PartitionOptions): string[] {
   const keep = commandIdRetention?.seqs;
   if (keep !== undefined && !(Number.isSafeInteger(keep) && keep >= 1)) problems.push(`commandIdRetention.seqs must be a positive integer, got ${keep}`);
   if (onIndexError !== undefined && typeof onIndexError !== 'function') problems.push('onIndexError must be a function');
+  const framesMax = options?.streamReadFramesMax;
+  if (framesMax !== undefined && !(Number.isSafeInteger(framesMax) && framesMax >= 1 && framesMax <= 65_536)) {
+    problems.push(`streamReadFramesMax must be an integer from 1 to 65536, got ${framesMax}`);
+  }
   const verify = options?.indexVerifyOnOpen;
   if (verify !== undefined && verify !== 'full' && verify !== 'footer') problems.push(`indexVerifyOnOpen must be 'full' or 'footer', got ${String(verify)}`);
   return problems;

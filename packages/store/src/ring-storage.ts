@@ -136,7 +136,8 @@ class Ring implements RingStorage {
     this.buffer = new Uint8Array(capacity);
     this.capabilities =
       mode === 'cache'
-        ? inner.capabilities
+        ? // No frame reads: recent frames sit in the ring's buffer, which has no frame position index (stream reads use batches).
+          { ...inner.capabilities, frameReads: false }
         : // Acknowledged from memory: durable only once drained.
           { crossProcessReaders: false, durability: { kind: 'none' }, truncate: inner.capabilities.truncate, frameReads: false };
   }

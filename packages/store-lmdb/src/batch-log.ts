@@ -1,4 +1,16 @@
-import { SHA1_BYTES, StreamDecoder, readU32, readU53, type DecodeReport, type SealedBatch } from '@sluice/framing';
+import {
+  FRAME_BYTES_MIN,
+  KIND_EVENT,
+  KIND_MARKER,
+  SHA1_BYTES,
+  StreamDecoder,
+  decodeEventFrameAt,
+  readU32,
+  readU53,
+  type DecodeReport,
+  type EventFrame,
+  type SealedBatch,
+} from '@sluice/framing';
 import { StorageError, identityOf, type BatchIdentity } from '@sluice/store';
 import type { BatchDatabase, MetaDatabase } from './lmdb-env.js';
 
@@ -168,6 +180,71 @@ export function identityInLog(db: BatchDatabase, directory: string, seq: number,
     );
   }
   return undefined;
+}
+
+/** The smallest key > `key`, or undefined. */
+function keyAfter(db: BatchDatabase, key: number): number | undefined {
+  for (const next of db.getKeys({ start: key + 1, limit: 1 })) return next;
+  return undefined;
+}
+
+/**
+ * The event frames with exactly `seqs` (ascending, checked by the caller against the durable
+ * head), each CRC-checked, without decoding or hashing their batches: the entry holding a seq
+ * is found by key (its first seq), and the frames' length fields are walked from the entry's
+ * start to the seq (a few reads of 4 bytes per frame passed over; markers are stepped over).
+ * Every frame of one entry asked for is taken in one walk. Each frame is copied out of
+ * lmdb-js's reused read buffer into its own bytes, so what is yielded stays valid.
+ *
+ * lmdb-js copies a value under 16 MiB out of the memory map on every get (its
+ * `SHARED_BUFFER_THRESHOLD`): the copy of the entry, not the walk, is most of the cost; see
+ * the README's "Frame reads".
+ */
+export async function* readFramesAt(db: BatchDatabase, directory: string, seqs: readonly number[], assertOpen: () => void): AsyncGenerator<EventFrame> {
+  const out: EventFrame[] = [];
+  let i = 0;
+  while (i < seqs.length) {
+    assertOpen();
+    const first = seqs[i];
+    const key = floorKey(db, first);
+    if (key === undefined) throw corrupt(directory, first, `no entry holds seq ${first}`);
+    const end = keyAfter(db, key) ?? Number.POSITIVE_INFINITY;
+    // The value is only valid until the next read on this environment: no await until it is done with.
+    const value = db.getBinaryFast(key);
+    if (value === undefined) throw corrupt(directory, key, 'the entry vanished while it was read');
+    const n = value.length;
+    let offset = 0;
+    let expected = key;
+    for (; i < seqs.length && seqs[i] < end; i++) {
+      const want = seqs[i];
+      for (;;) {
+        const frameBytes = offset + 8 <= n ? readU32(value, offset) : 0;
+        if (frameBytes < FRAME_BYTES_MIN || offset + frameBytes > n) {
+          throw corrupt(directory, key, `no frame with seq ${want} before byte ${offset} of ${n} (length field ${frameBytes})`);
+        }
+        const kind = value[offset + 5];
+        if (kind === KIND_EVENT) {
+          const seq = readU53(value, offset + 8);
+          if (seq !== expected) throw corrupt(directory, key, `the frame at byte ${offset} has seq ${seq}, not ${expected}`);
+          if (seq === want) break;
+          expected++;
+        } else if (kind !== KIND_MARKER) {
+          throw corrupt(directory, key, `the frame at byte ${offset} is of unknown kind ${kind}`);
+        }
+        offset += frameBytes;
+      }
+      const frameBytes = readU32(value, offset);
+      const owned = new Uint8Array(frameBytes);
+      owned.set(value.subarray(offset, offset + frameBytes));
+      const frame = decodeEventFrameAt(owned, 0);
+      if (typeof frame === 'string') throw corrupt(directory, key, `seq ${want}: ${frame}`);
+      out.push(frame);
+      offset += frameBytes;
+      expected++;
+    }
+    for (let k = 0; k < out.length; k++) yield out[k];
+    out.length = 0;
+  }
 }
 
 function corrupt(directory: string, key: number, detail: string): StorageError {

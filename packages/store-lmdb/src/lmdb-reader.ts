@@ -1,6 +1,6 @@
-import type { SealedBatch } from '@sluice/framing';
-import { EMPTY_IDENTITY, StorageError, identityOf, pollWait, tailBatches, type BatchIdentity, type StorageReader, type TailOptions } from '@sluice/store';
-import { LAYOUT, LAYOUT_KEY, LAYOUT_V1, decodeValue, floorKey, identityInLog, isWhole, lastKey, readBatches, readHead } from './batch-log.js';
+import type { EventFrame, SealedBatch } from '@sluice/framing';
+import { EMPTY_IDENTITY, StorageError, checkFrameSeqs, identityOf, pollWait, tailBatches, type BatchIdentity, type StorageReader, type TailOptions } from '@sluice/store';
+import { LAYOUT, LAYOUT_KEY, LAYOUT_V1, decodeValue, floorKey, identityInLog, isWhole, lastKey, readBatches, readFramesAt, readHead } from './batch-log.js';
 import { openReaderEnv, type LmdbHandle } from './lmdb-env.js';
 
 /** Options of {@link openLmdbReader}. */
@@ -62,6 +62,13 @@ class LmdbReader implements StorageReader {
   async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
     const head = await this.head();
     yield* readBatches(this.env.batches, this.directory, fromSeq, Math.min(toSeq, head.lastSeq), 'corrupt', () => this.assertOpen());
+  }
+
+  /** Frames by seq, up to the `head` record of a fresh snapshot, found by walking their entries' length fields. */
+  async *readFrames(seqs: readonly number[]): AsyncGenerator<EventFrame> {
+    const head = await this.head();
+    checkFrameSeqs(seqs, head.lastSeq, `[sluice/store-lmdb] reader of ${this.directory}`);
+    yield* readFramesAt(this.env.batches, this.directory, seqs, () => this.assertOpen());
   }
 
   /** The `head` record of a fresh snapshot: the last batch LMDB committed. */

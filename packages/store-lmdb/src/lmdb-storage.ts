@@ -1,11 +1,12 @@
 import { mkdir, open as openFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { SealedBatch } from '@sluice/framing';
+import type { EventFrame, SealedBatch } from '@sluice/framing';
 import {
   DurableSignal,
   EMPTY_IDENTITY,
   StorageError,
   WriterLock,
+  checkFrameSeqs,
   checkWrite,
   describeIdentity,
   identityOf,
@@ -35,6 +36,7 @@ import {
   lastKey,
   ownedCopy,
   readBatches,
+  readFramesAt,
   readHead,
 } from './batch-log.js';
 import { Durability } from './durability.js';
@@ -169,7 +171,7 @@ class LmdbStorage implements PartitionStorage {
     } catch (error) {
       throw new StorageError('Invalid', (error as Error).message.replace('[sluice/store]', '[sluice/store-lmdb]'), { cause: error });
     }
-    this.capabilities = { crossProcessReaders: true, durability: this.fsync, truncate: 'in-place', frameReads: false };
+    this.capabilities = { crossProcessReaders: true, durability: this.fsync, truncate: 'in-place', frameReads: true };
   }
 
   async open(): Promise<StorageRecovery> {
@@ -341,6 +343,22 @@ class LmdbStorage implements PartitionStorage {
     return readBatches((this.env as LmdbHandle).batches, this.directory, fromSeq, Math.min(toSeq, this.durable.lastSeq), 'corrupt', () => {
       if (this.state !== 'open') throw this.closedError();
     });
+  }
+
+  /** Frames by seq, up to the durable head, found by walking their entries' length fields (see the README). */
+  readFrames(seqs: readonly number[]): AsyncIterable<EventFrame> {
+    const assertOpen = (): void => {
+      if (this.state !== 'open') throw this.closedError();
+    };
+    const db = (): LmdbHandle['batches'] => (this.env as LmdbHandle).batches;
+    const durable = (): number => this.durable.lastSeq;
+    const directory = this.directory;
+    const where = this.where;
+    return (async function* () {
+      assertOpen();
+      checkFrameSeqs(seqs, durable(), where);
+      yield* readFramesAt(db(), directory, seqs, assertOpen);
+    })();
   }
 
   async head(): Promise<BatchIdentity> {

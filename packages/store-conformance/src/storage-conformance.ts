@@ -1,4 +1,4 @@
-import { FLAG_COMMIT_FIRST, FLAG_COMMIT_LAST, FrameWriter, ZERO_DIGEST, type SealedBatch } from '@sluice/framing';
+import { FLAG_COMMIT_FIRST, FLAG_COMMIT_LAST, FrameWriter, ZERO_DIGEST, type EventFrame, type SealedBatch } from '@sluice/framing';
 import {
   CommandIdConflictError,
   InvalidRequestError,
@@ -16,6 +16,7 @@ import {
   type PartitionOptions,
   type PartitionStorage,
   type RecordedEvent,
+  type StorageReader,
 } from '@sluice/store';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
@@ -126,6 +127,12 @@ function countingStorage(inner: PartitionStorage): { storage: PartitionStorage; 
     },
   });
   return { storage, writes: () => writes };
+}
+
+/** Writes batches one write each, then syncs: the new durable head. */
+async function writeAll(storage: PartitionStorage, batches: readonly RawBatch[]): Promise<BatchIdentity> {
+  for (const b of batches) await storage.write(b.bytes, b.firstSeq, b.lastSeq);
+  return storage.sync();
 }
 
 /** Rejection of a promise-returning call, or undefined when it resolved. */
@@ -605,6 +612,117 @@ export function describeStorageConformance(target: ConformanceTarget): void {
       });
     });
 
+    describe('frame reads', () => {
+      const opened: Array<{ close(): Promise<void> }> = [];
+      afterEach(async () => {
+        for (const s of opened.splice(0)) await s.close().catch(() => undefined);
+      });
+      const openStorage = async (): Promise<PartitionStorage> => {
+        const storage = location.storage({ fsync: 'commit' });
+        opened.push(storage);
+        await storage.open();
+        return storage;
+      };
+      /**
+       * 40 batches of 1 to 7 frames, chained, written as 1 to 3 batches per write, synced: a
+       * log whose frames sit at every position of batches and of multi-batch writes.
+       */
+      const writeVaried = async (storage: PartitionStorage): Promise<SealedBatch[]> => {
+        let head = await storage.head();
+        let pending: RawBatch[] = [];
+        for (let b = 0; b < 40; b++) {
+          const [batch] = chainedBatches(head, 1, 1 + ((b * 5) % 7), head.epoch, `fr${b}`);
+          pending.push(batch);
+          head = batch.identity;
+          if (pending.length === 1 + (b % 3) || b === 39) {
+            await storage.write(joined(pending), pending[0].firstSeq, batch.lastSeq);
+            pending = [];
+          }
+        }
+        await storage.sync();
+        return collect(storage.read(1, head.lastSeq));
+      };
+      /** Deterministic pseudo-random numbers (mulberry32): the same seq sets on every run. */
+      const random = (seed: number): (() => number) => () => {
+        seed = (seed + 0x6d2b79f5) | 0;
+        let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+        t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+      };
+      const framesOf = (reader: StorageReader, seqs: readonly number[]): Promise<EventFrame[]> => collect((reader.readFrames as NonNullable<StorageReader['readFrames']>)(seqs));
+
+      it('says frameReads exactly when it has readFrames', () => {
+        const storage = location.storage();
+        expect(typeof storage.readFrames === 'function').toBe(storage.capabilities.frameReads);
+      });
+
+      it('reads single frames, runs and frames across batches and writes exactly as read() returns them, in order', async () => {
+        const storage = await openStorage();
+        if (!storage.capabilities.frameReads) return; // stream reads use batches: covered by the read group
+        const batches = await writeVaried(storage);
+        const all = batches.flatMap((b) => b.frames);
+        const last = all.length;
+        const bySeq = (seqs: readonly number[]): EventFrame[] => seqs.map((seq) => all[seq - 1]);
+        const sets: number[][] = [[1], [last], [1, last], Array.from({ length: last }, (_, i) => i + 1), []];
+        // Every frame of one batch, and a run across batch and write boundaries.
+        sets.push(Array.from({ length: batches[7].lastSeq - batches[7].firstSeq + 1 }, (_, i) => batches[7].firstSeq + i));
+        sets.push(Array.from({ length: 15 }, (_, i) => batches[10].lastSeq - 3 + i));
+        const next = random(9);
+        for (let n = 0; n < 20; n++) {
+          const picked = new Set<number>();
+          const size = 1 + Math.floor(next() * 12);
+          while (picked.size < size) {
+            const seq = 1 + Math.floor(next() * last);
+            const run = Math.floor(next() * 4); // sometimes a few adjacent seqs
+            for (let k = 0; k <= run && seq + k <= last; k++) picked.add(seq + k);
+          }
+          sets.push([...picked].sort((a, b) => a - b));
+        }
+        for (const seqs of sets) {
+          const frames = await framesOf(storage, seqs);
+          expect(frames.map((f) => f.seq)).toEqual(seqs);
+          expect(frames).toEqual(bySeq(seqs));
+        }
+        if (storage.capabilities.crossProcessReaders) {
+          const reader = await storage.openReader();
+          opened.push(reader);
+          expect(typeof reader.readFrames).toBe('function');
+          for (const seqs of sets.slice(-5)) expect(await framesOf(reader, seqs)).toEqual(bySeq(seqs));
+          await expect(framesOf(reader, [last + 1])).rejects.toMatchObject({ reason: 'Invalid' });
+        }
+      });
+
+      it('refuses unsorted, duplicate, zero, fractional and above-head seqs with Invalid', async () => {
+        const storage = await openStorage();
+        if (!storage.capabilities.frameReads) return;
+        await writeAll(storage, chainedBatches(await storage.head(), 3));
+        for (const seqs of [[2, 1], [3, 3], [0], [-1, 2], [1.5], [6, 7], [1, 2, 99], [Number.NaN]]) {
+          const error = await failure(() => framesOf(storage, seqs));
+          expect(error, `seqs ${JSON.stringify(seqs)}`).toMatchObject({ reason: 'Invalid' });
+          expect(isStorageError(error)).toBe(true);
+        }
+        expect((await framesOf(storage, [1, 6])).map((f) => f.seq)).toEqual([1, 6]);
+      });
+
+      it('never returns a frame above the durable head', async () => {
+        const storage = await openStorage();
+        if (!storage.capabilities.frameReads) return;
+        const [a, b] = chainedBatches(await storage.head(), 2);
+        await writeAll(storage, [a]);
+        await storage.write(b.bytes, b.firstSeq, b.lastSeq);
+        if (storage.durableHead().lastSeq < b.lastSeq) {
+          // Written, not synced: not committed, not served.
+          await expect(framesOf(storage, [3])).rejects.toMatchObject({ reason: 'Invalid' });
+          await expect(framesOf(storage, [1, 2, 3])).rejects.toMatchObject({ reason: 'Invalid' });
+        }
+        await storage.sync();
+        expect((await framesOf(storage, [2, 3, 4])).map((f) => f.seq)).toEqual([2, 3, 4]);
+        await storage.truncate(2, { operatorReason: 'conformance: frames above the new head' });
+        await expect(framesOf(storage, [3])).rejects.toMatchObject({ reason: 'Invalid' });
+        expect((await framesOf(storage, [1, 2])).map((f) => f.seq)).toEqual([1, 2]);
+      });
+    });
+
     for (const policy of POLICIES) {
       describe(`contract, fsync ${policy}`, () => {
         const opened: PartitionStorage[] = [];
@@ -617,10 +735,6 @@ export function describeStorageConformance(target: ConformanceTarget): void {
         afterEach(async () => {
           for (const s of opened.splice(0)) await s.close().catch(() => undefined);
         });
-        const writeAll = async (storage: PartitionStorage, batches: readonly RawBatch[]): Promise<BatchIdentity> => {
-          for (const b of batches) await storage.write(b.bytes, b.firstSeq, b.lastSeq);
-          return storage.sync();
-        };
         const readAll = async (storage: Pick<PartitionStorage, 'read'>, from = 1, to = Number.MAX_SAFE_INTEGER): Promise<SealedBatch[]> => collect(storage.read(from, to));
 
         it('writes, syncs and reads back the exact bytes; the durable head is the last batch\'s identity', async () => {

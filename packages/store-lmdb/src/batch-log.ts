@@ -2,6 +2,8 @@ import {
   FRAME_BYTES_MIN,
   KIND_EVENT,
   KIND_MARKER,
+  MARKER_BYTES,
+  MARKER_V1_BYTES,
   SHA1_BYTES,
   StreamDecoder,
   decodeEventFrameAt,
@@ -182,6 +184,21 @@ export function identityInLog(db: BatchDatabase, directory: string, seq: number,
   return undefined;
 }
 
+/**
+ * The last seq of an entry, read from the commit marker its bytes end with (version 2, else
+ * version 1), or undefined when the end does not look like a marker (the walk then finds out).
+ */
+function entryLastSeq(value: Uint8Array): number | undefined {
+  for (const size of [MARKER_BYTES, MARKER_V1_BYTES]) {
+    const at = value.length - size;
+    if (at >= 0 && readU32(value, at) === size && value[at + 5] === KIND_MARKER) {
+      const lastSeq = readU53(value, at + 32);
+      return lastSeq >= 1 ? lastSeq : undefined;
+    }
+  }
+  return undefined;
+}
+
 /** The smallest key > `key`, or undefined. */
 function keyAfter(db: BatchDatabase, key: number): number | undefined {
   for (const next of db.getKeys({ start: key + 1, limit: 1 })) return next;
@@ -208,11 +225,16 @@ export async function* readFramesAt(db: BatchDatabase, directory: string, seqs: 
     const first = seqs[i];
     const key = floorKey(db, first);
     if (key === undefined) throw corrupt(directory, first, `no entry holds seq ${first}`);
-    const end = keyAfter(db, key) ?? Number.POSITIVE_INFINITY;
     // The value is only valid until the next read on this environment: no await until it is done with.
-    const value = db.getBinaryFast(key);
-    if (value === undefined) throw corrupt(directory, key, 'the entry vanished while it was read');
-    const n = value.length;
+    const fast = db.getBinaryFast(key);
+    if (fast === undefined) throw corrupt(directory, key, 'the entry vanished while it was read');
+    // A plain view of the same bytes (lmdb-js's buffer redefines `length`).
+    const n = fast.length;
+    const value = new Uint8Array(fast.buffer, fast.byteOffset, n);
+    // The entry's last seq, from the marker that ends it (a key lookup for the next entry costs more).
+    let end = (entryLastSeq(value) ?? first - 1) + 1;
+    if (end <= first) end = keyAfter(db, key) ?? Number.POSITIVE_INFINITY;
+    if (end <= first) throw corrupt(directory, key, `no entry holds seq ${first}`);
     let offset = 0;
     let expected = key;
     for (; i < seqs.length && seqs[i] < end; i++) {

@@ -252,3 +252,59 @@ describe('scrubPartition', () => {
     await storage.close();
   });
 });
+
+describe('mirrored storage: frame reads', () => {
+  /** Memory storage whose readFrames fails after `after` frames (a location that breaks mid-read), or that has none. */
+  const location = (log: MemoryLog, mode: { failAfter?: number; noFrames?: boolean }): PartitionStorage => {
+    const inner = createMemoryStorage({ log });
+    const capabilities = { ...inner.capabilities, frameReads: mode.noFrames !== true };
+    async function* failing(seqs: readonly number[]) {
+      let n = 0;
+      for await (const f of (inner.readFrames as NonNullable<PartitionStorage['readFrames']>)(seqs)) {
+        if (n++ === mode.failAfter) throw new Error('EIO: disk 1 on fire');
+        yield f;
+      }
+    }
+    return new Proxy(inner, {
+      get: (target, key) => {
+        if (key === 'capabilities') return capabilities;
+        if (key === 'readFrames') return mode.noFrames === true ? undefined : failing;
+        const value = Reflect.get(target, key) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+  };
+
+  it('has frame reads exactly when every location has them', () => {
+    const both = createMirroredStorage({ locations: [{ storage: createMemoryStorage(), label: 'a' }, { storage: createMemoryStorage(), label: 'b' }] });
+    expect(both.capabilities.frameReads).toBe(true);
+    expect(typeof both.readFrames).toBe('function');
+    const one = createMirroredStorage({ locations: [{ storage: createMemoryStorage(), label: 'a' }, { storage: location(new MemoryLog(), { noFrames: true }), label: 'b' }] });
+    expect(one.capabilities.frameReads).toBe(false);
+    expect(one.readFrames).toBeUndefined();
+  });
+
+  it('reads frames from the first location and goes on from the next where one fails mid-read', async () => {
+    const logs = [new MemoryLog(), new MemoryLog()];
+    const storage = createMirroredStorage({
+      locations: [
+        { storage: location(logs[0], { failAfter: 3 }), label: 'copy-0' },
+        { storage: location(logs[1], {}), label: 'copy-1' },
+      ],
+    });
+    const p = await openPartition({ storage });
+    await fill(p, 1, 30);
+    const frames: string[] = [];
+    for await (const f of (storage.readFrames as NonNullable<PartitionStorage['readFrames']>)([2, 5, 9, 10, 20, 30])) frames.push(td.decode(f.payload));
+    expect(frames).toEqual(['v2', 'v5', 'v9', 'v10', 'v20', 'v30']);
+    const stream: string[] = [];
+    for await (const e of p.readStream('s-1')) stream.push(td.decode(e.payload));
+    expect(stream).toEqual(Array.from({ length: 10 }, (_, i) => `v${1 + 3 * i}`));
+    await expect(
+      (async () => {
+        for await (const _ of (storage.readFrames as NonNullable<PartitionStorage['readFrames']>)([31])) void _;
+      })(),
+    ).rejects.toMatchObject({ reason: 'Invalid' });
+    await p.close();
+  });
+});

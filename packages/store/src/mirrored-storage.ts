@@ -1,7 +1,8 @@
 import { access, constants } from 'node:fs/promises';
-import type { SealedBatch } from '@sluice/framing';
+import type { EventFrame, SealedBatch } from '@sluice/framing';
 import { EMPTY_IDENTITY, checkWrite, describeIdentity, sameIdentity } from './batch-identity.js';
 import { StorageError, isStorageError, type StorageErrorReason } from './errors.js';
+import { checkFrameSeqs } from './frame-seqs.js';
 import type { FsyncPolicy } from './fsync-policy.js';
 import type { BatchIdentity, CommitReliability, PartitionStorage, StorageCapabilities, StorageReader, StorageRecovery, TailOptions, TruncateOptions } from './storage.js';
 import { DurableSignal, pollWait, tailBatches } from './tail.js';
@@ -187,6 +188,8 @@ class Mirror implements MirroredStorage {
   readonly kind = 'mirror' as const;
   readonly capabilities: StorageCapabilities;
   readonly internals: MirrorInternals;
+  /** Present when every location has frame reads: reads fall over from one location to the next, as `read` does. */
+  readonly readFrames?: (seqs: readonly number[]) => AsyncIterable<EventFrame>;
   private state: 'new' | 'opening' | 'open' | 'closed' = 'new';
   private writing = false;
   private syncing = false;
@@ -211,8 +214,9 @@ class Mirror implements MirroredStorage {
       crossProcessReaders: caps.every((c) => c.crossProcessReaders),
       durability: weakest(caps.map((c) => c.durability)),
       truncate: caps.every((c) => c.truncate === 'in-place') ? 'in-place' : 'seal-and-roll',
-      frameReads: false,
+      frameReads: caps.every((c) => c.frameReads),
     };
+    if (this.capabilities.frameReads) this.readFrames = (seqs) => this.framesFrom(seqs);
     this.internals = {
       locations: slots,
       copy: (from, to, afterSeq, toSeq, reason) => this.copy(from, to, afterSeq, toSeq, reason),
@@ -531,6 +535,28 @@ class Mirror implements MirroredStorage {
         return;
       } catch (error) {
         // A closed mirror ends here; a location that cannot serve hands over to the next one.
+        if (this.state !== 'open') throw new StorageError('Closed', `${WHERE} is closed`, { cause: error });
+        firstError ??= error;
+      }
+    }
+    throw firstError;
+  }
+
+  private async *framesFrom(seqs: readonly number[]): AsyncGenerator<EventFrame> {
+    this.assertOpen();
+    checkFrameSeqs(seqs, this.durable.lastSeq, WHERE);
+    let done = 0;
+    let firstError: unknown;
+    for (const slot of this.readOrder()) {
+      try {
+        const readFrames = slot.storage.readFrames as NonNullable<PartitionStorage['readFrames']>;
+        for await (const frame of readFrames.call(slot.storage, done === 0 ? seqs : seqs.slice(done))) {
+          yield frame;
+          done++;
+        }
+        return;
+      } catch (error) {
+        // As in read: a closed mirror ends here; a location that cannot serve hands over to the next one.
         if (this.state !== 'open') throw new StorageError('Closed', `${WHERE} is closed`, { cause: error });
         firstError ??= error;
       }

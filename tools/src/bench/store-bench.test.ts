@@ -13,6 +13,10 @@ it('runs every store benchmark scenario in smoke mode', { timeout: 120_000 }, as
     'raw write+fdatasync, 1 event(s) per write',
     'sluice file store, 1000 concurrent single-event appends',
     'sluice file store, sequential single-event appends',
+    '100-event stream among 20,000 events, memory, frame reads',
+    '100-event stream among 20,000 events, memory, batch reads',
+    '100-event stream among 20,000 events, lmdb, frame reads',
+    '100-event stream among 20,000 events, lmdb, batch reads',
   ]);
   for (const r of rows) {
     expect(r.events).toBeGreaterThan(0);

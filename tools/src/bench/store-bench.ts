@@ -6,6 +6,7 @@
  *   npm run bench:store -- --smoke    seconds-long check that it works (CI)
  *   --dir PATH   where the files go (default: the OS temp folder)
  *   --out FILE   also write the rows as JSON
+ *   --among N    events in the log of the "100-event stream among N events" rows (default 2,000,000)
  */
 import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
@@ -13,9 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FLAG_COMMIT_FIRST, FLAG_COMMIT_LAST, FrameWriter } from '@sluice/framing';
-import { openPartition, type EventData, type Partition } from '@sluice/store';
+import { createMemoryStorage, openPartition, type EventData, type Partition } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
+import { createLmdbStorage } from '@sluice/store-lmdb';
 import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
+import { streamReadAmong } from './stream-read-bench.js';
 
 const PAYLOAD_BYTES = 100;
 const STREAMS = 10_000;
@@ -23,6 +26,8 @@ const STREAMS = 10_000;
 export interface StoreBenchOptions {
   readonly smoke: boolean;
   readonly directory: string;
+  /** Events in the log of the stream-read rows. @default 2,000,000 (20,000 in smoke mode) */
+  readonly streamAmongEvents?: number;
 }
 
 function payload(bytes = PAYLOAD_BYTES): Uint8Array {
@@ -212,6 +217,21 @@ export async function runStoreBench(options: StoreBenchOptions): Promise<BenchRo
     rows.push(await rawFdatasync(directory, 1, Math.max(200, 10_000 * scale)));
     rows.push(await concurrentSingles(directory, 1000, Math.max(10_000, 1_000_000 * scale)));
     rows.push(await sequentialSingles(directory, Math.max(200, 10_000 * scale)));
+    // Loading one aggregate from a big log: frame reads against batch reads, per backend.
+    const among = options.streamAmongEvents ?? (options.smoke ? 20_000 : 2_000_000);
+    const shape = options.smoke ? { commitEvents: 10, samples: 20 } : { commitEvents: 1000, samples: 200 };
+    rows.push(...(await streamReadAmong({ backend: 'memory', totalEvents: among, ...shape, create: async () => ({ storage: createMemoryStorage(), cleanup: async () => undefined }) })));
+    rows.push(
+      ...(await streamReadAmong({
+        backend: 'lmdb',
+        totalEvents: among,
+        ...shape,
+        create: async () => {
+          const dir = join(directory, 'stream-read-lmdb');
+          return { storage: createLmdbStorage({ directory: dir, fsync: 'none' }), cleanup: () => rm(dir, { recursive: true, force: true }) };
+        },
+      })),
+    );
     return rows;
   } finally {
     await rm(directory, { recursive: true, force: true });
@@ -230,8 +250,10 @@ export function formatStoreRows(rows: readonly BenchRow[]): string {
 
 const isMain = import.meta.url === `file://${process.argv[1]}`;
 if (isMain) {
-  const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, dir: { type: 'string' }, out: { type: 'string' } } });
-  const rows = await runStoreBench({ smoke: values.smoke === true, directory: values.dir ?? tmpdir() });
+  const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, dir: { type: 'string' }, out: { type: 'string' }, among: { type: 'string' } } });
+  const among = values.among === undefined ? undefined : Number(values.among);
+  if (among !== undefined && !(Number.isSafeInteger(among) && among >= 20_000)) throw new Error(`--among must be an integer of at least 20000, got ${values.among}`);
+  const rows = await runStoreBench({ smoke: values.smoke === true, directory: values.dir ?? tmpdir(), streamAmongEvents: among });
   console.log(`\nSluice store benchmark (${values.smoke === true ? 'smoke' : 'full'}), ${PAYLOAD_BYTES}-byte payloads, Node ${process.version}\n`);
   console.log(formatStoreRows(rows));
   if (values.out !== undefined) await writeFile(values.out, JSON.stringify(rows, null, 2));

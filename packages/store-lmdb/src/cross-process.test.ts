@@ -145,6 +145,19 @@ describe('readers in other processes', () => {
     });
   }
 
+  it('read single frames by seq while the writer runs, never above the durable head', async () => {
+    const partition = await openPartition({ storage: createLmdbStorage({ directory }) });
+    try {
+      for (let i = 1; i <= 30; i++) await partition.append({ streamId: `s-${i % 3}`, events: [{ type: 'E', data: bytes(`v${i}`) }, { type: 'E', data: bytes(`w${i}`) }] });
+      // Frame 2i-1 holds v<i>, frame 2i holds w<i>; stream s-(i mod 3) is at version 2*ceil(i/3) by then.
+      const out = await runChild(['frames', directory, '1,4,5,6,33,60']);
+      expect(out.trim().split('\n')).toEqual(['frame 1 s-1 1 v1', 'frame 4 s-2 2 w2', 'frame 5 s-0 1 v3', 'frame 6 s-0 2 w3', 'frame 33 s-2 11 v17', 'frame 60 s-0 20 w30', 'done']);
+      expect((await runChild(['frames', directory, '59,61'])).trim()).toBe('refused Invalid');
+    } finally {
+      await partition.close();
+    }
+  });
+
   it('are refused with NotFound where no writer has created the partition', async () => {
     await expect(runChild(['reader', join(directory, 'nothing-here'), '1'])).rejects.toThrow(/NotFound|holds no LMDB partition/);
   });

@@ -5,6 +5,9 @@
  *                                   untilSeq, prints every event ("event <seq> <payload>"), then
  *                                   "head <lastSeq> <epoch> <digest>", "identity …" of untilSeq,
  *                                   "beyond none|some" (identityAt past the head) and "done <lastSeq>"
+ *   frames <directory> <s1,s2,…>    opens a read-only reader, reads those frames with readFrames,
+ *                                   prints "frame <seq> <streamId> <version> <payload>" for each
+ *                                   and "done", or "refused <reason>" when the reader refuses them
  *   writer <directory> <fsync>      opens the partition as its writer, prints "open <lastSeq>",
  *                                   then appends commands cmd-<pid>-<n> as fast as it can,
  *                                   printing "ack <id> <firstSeq> <lastSeq>" for each, until killed
@@ -36,6 +39,19 @@ if (mode === 'reader') {
   out += `identity ${identity?.lastSeq} ${identity?.epoch} ${identity === undefined ? '-' : hex(identity.digest)}\n`;
   out += `beyond ${(await reader.identityAt(head.lastSeq + 1)) === undefined ? 'none' : 'some'}\n`;
   process.stdout.write(`${out}done ${head.lastSeq}\n`);
+  await reader.close();
+} else if (mode === 'frames') {
+  const reader = await openLmdbReader({ directory });
+  let out = '';
+  try {
+    for await (const f of (reader.readFrames as NonNullable<typeof reader.readFrames>)(arg.split(',').map(Number))) {
+      out += `frame ${f.seq} ${f.streamId} ${f.streamVersion} ${text.decode(f.payload)}\n`;
+    }
+    out += 'done\n';
+  } catch (error) {
+    out += `refused ${(error as { reason?: string }).reason}\n`;
+  }
+  process.stdout.write(out);
   await reader.close();
 } else if (mode === 'writer') {
   const partition = await openPartition({ storage: createLmdbStorage({ directory, fsync: arg as 'commit' }), name: 'child' });

@@ -35,6 +35,9 @@ const HANDLES_MAX = 32;
 export const FRAME_INDEX_INTERVAL_BYTES = 4096;
 /** A readFrames run is split when its read would exceed this (unless it is a single frame). */
 const FRAME_RUN_BYTES_MAX = 1024 * 1024;
+/** Reads of a readFrames call running at once (each at most FRAME_RUN_BYTES_MAX, or one frame). */
+const FRAME_READS_IN_FLIGHT = 16;
+const EMPTY_READ: Promise<Buffer> = Promise.resolve(Buffer.alloc(0));
 
 export function segmentName(segment: number): string {
   return `${String(segment).padStart(8, '0')}${SEGMENT_SUFFIX}`;
@@ -249,7 +252,10 @@ export class SegmentIndex {
    * sidecar verifies and is bound to it (incarnation, number, base seq), its successor's header
    * names the sidecar's last batch as its previous one, that batch lies at or below the synced
    * watermark the headers record (and below any cut record, and `limitSeq`), and the file
-   * still holds the data end the sidecar names. Returns the segments loaded.
+   * still holds the data end the sidecar names. The last segment's sidecar (written by a clean
+   * close) is trusted the same way, except that its last batch must be the synced identity
+   * of the segment's own newest watermark slot (no cut record, no successor); the scan goes
+   * on after its data end. Returns the segments loaded.
    */
   async loadSealed(limitSeq = Number.MAX_SAFE_INTEGER): Promise<number[]> {
     const loaded: number[] = [];
@@ -266,28 +272,37 @@ export class SegmentIndex {
       if (page.slot.cut !== undefined) limit = Math.min(limit, page.slot.cut.after.lastSeq);
     }
     limit = Math.min(limit, synced);
-    for (let i = 0; i + 1 < listed.length; i++) {
+    for (let i = 0; i < listed.length; i++) {
       const segment = listed[i];
       const page = pages[i];
-      const next = pages[i + 1];
-      if (segment !== i + 1 || listed[i + 1] !== segment + 1 || page.kind !== 'v2' || next.kind !== 'v2') break;
+      const next = i + 1 < listed.length && listed[i + 1] === segment + 1 ? pages[i + 1] : undefined;
+      if (segment !== i + 1 || page.kind !== 'v2') break;
+      // The last segment (followed by nothing, or by a preallocated one never rolled into) may
+      // have the sidecar a clean close wrote: bound to its newest watermark slot instead.
+      const tail = i === listed.length - 1 || (i === listed.length - 2 && next?.kind === 'zero');
+      if (!tail && next?.kind !== 'v2') break;
       const header = page.header;
       const incarnation = this.incarnation ?? header.incarnation;
-      if (!sameDigest(header.incarnation, incarnation) || !sameDigest(next.header.incarnation, incarnation)) break;
-      if (header.segment !== segment || next.header.segment !== segment + 1) break;
+      if (!sameDigest(header.incarnation, incarnation) || header.segment !== segment) break;
+      if (next?.kind === 'v2' && (!sameDigest(next.header.incarnation, incarnation) || next.header.segment !== segment + 1)) break;
       const head = this.head;
       if (header.baseSeq !== head.lastSeq + 1 || !sameDigest(header.previous.digest, head.lastSeq === 0 ? ZERO_DIGEST : head.digest)) break;
       const bytes = await readSidecar(this.directory, segment);
       if (bytes === undefined) break;
       const sidecar = decodeSidecar(bytes, { incarnation, segment, baseSeq: header.baseSeq });
       if (typeof sidecar === 'string') break;
-      if (!sameIdentity(sidecar.last, next.header.previous) || sidecar.last.lastSeq > limit) break;
+      const bound =
+        next?.kind === 'v2'
+          ? sameIdentity(sidecar.last, next.header.previous)
+          : page.slot !== undefined && page.slot.cut === undefined && !page.slot.successor && sameIdentity(sidecar.last, page.slot.synced);
+      if (!bound || sidecar.last.lastSeq > limit) break;
       const size = await stat(this.path(segment)).then((s) => s.size, () => 0);
       if (size < sidecar.dataEnd) break;
       this.incarnation ??= header.incarnation;
       this.partitionName ??= header.partition;
       this.loadSidecar({ segment, format: 2, dataOffset: SEGMENT_HEADER_BYTES, header }, sidecar);
       loaded.push(segment);
+      if (next?.kind !== 'v2') break;
     }
     return loaded;
   }
@@ -521,8 +536,10 @@ export class SegmentIndex {
    * between are skipped by their length fields. Each returned frame's CRC-32C is verified.
    */
   async *readFrames(seqs: readonly number[]): AsyncGenerator<EventFrame> {
-    let i = 0;
-    while (i < seqs.length) {
+    // Plan the reads first, then keep up to FRAME_READS_IN_FLIGHT of them running ahead of the
+    // one being walked: the frames of a stream are scattered, one small read each.
+    const runs: Array<{ from: number; to: number; segment: number; start: number; end: number }> = [];
+    for (let i = 0; i < seqs.length; ) {
       const segment = this.segments.at(this.lastSeqs.firstAtOrAbove(seqs[i]));
       const start = this.frameOffsets.at(this.frameSeqs.lastAtOrBelow(seqs[i]));
       let end = this.frameWindowEnd(seqs[i]);
@@ -535,18 +552,23 @@ export class SegmentIndex {
         end = e;
         j++;
       }
+      runs.push({ from: i, to: j, segment, start, end });
+      i = j;
+    }
+    const reads: Array<Promise<Buffer>> = [];
+    const startRead = (r: number): void => {
+      const run = runs[r];
+      const read = this.readRange(run.segment, run.start, run.end);
+      read.catch(() => undefined); // awaited below, in order
+      reads.push(read);
+    };
+    for (let r = 0; r < runs.length; r++) {
+      while (reads.length < runs.length && reads.length <= r + FRAME_READS_IN_FLIGHT) startRead(reads.length);
+      const { from, to, segment, start } = runs[r];
       const path = this.path(segment);
-      const handle = await this.handle(segment);
-      const buffer = Buffer.allocUnsafe(end - start);
-      let bytesRead: number;
-      try {
-        ({ bytesRead } = await readAt(handle, buffer, start, path));
-      } finally {
-        this.releaseHandle(segment);
-      }
-      const bytes = buffer.subarray(0, bytesRead);
+      const bytes = await reads[r];
       let pos = 0;
-      for (; i < j; i++) {
+      for (let i = from; i < to; i++) {
         const target = seqs[i];
         const entry = this.frameOffsets.at(this.frameSeqs.lastAtOrBelow(target)) - start;
         if (entry > pos) pos = entry;
@@ -568,6 +590,19 @@ export class SegmentIndex {
           break;
         }
       }
+      reads[r] = EMPTY_READ; // let the buffer go
+    }
+  }
+
+  /** Bytes [start, end) of `segment` (fewer when the file is shorter). */
+  private async readRange(segment: number, start: number, end: number): Promise<Buffer> {
+    const handle = await this.handle(segment);
+    try {
+      const buffer = Buffer.allocUnsafe(end - start);
+      const { bytesRead } = await readAt(handle, buffer, start, this.path(segment));
+      return buffer.subarray(0, bytesRead);
+    } finally {
+      this.releaseHandle(segment);
     }
   }
 

@@ -252,7 +252,8 @@ class FileStorage implements PartitionStorage {
   private async recover(): Promise<StorageRecovery> {
     const index = this.index;
     // Sealed segments whose sidecars can be trusted are loaded without reading their data.
-    const trusted = new Set(await index.loadSealed());
+    const pagesRead = new Map<number, HeaderPage>();
+    const trusted = new Set(await index.loadSealed(Number.MAX_SAFE_INTEGER, pagesRead));
     this.checkAborted('open');
     const stop = await index.scanForward();
     this.checkAborted('open');
@@ -266,7 +267,8 @@ class FileStorage implements PartitionStorage {
     const listed = await listSegments(this.directory);
     const pages = new Map<number, HeaderPage>();
     for (const segment of listed) {
-      let page = await readHeaderPage(this.directory, segment);
+      // Read moments ago under the writer lock (nothing else writes them): the same bytes.
+      let page = pagesRead.get(segment) ?? (await readHeaderPage(this.directory, segment));
       if (page.kind === 'damaged' && segment === listed.at(-1) && (await this.dataIsZero(segment))) {
         // A power cut tore the header write of a roll: nothing was written after it.
         page = { kind: 'zero' };

@@ -35,6 +35,9 @@ const HANDLES_MAX = 32;
 export const FRAME_INDEX_INTERVAL_BYTES = 4096;
 /** A readFrames run is split when its read would exceed this (unless it is a single frame). */
 const FRAME_RUN_BYTES_MAX = 1024 * 1024;
+/** Files read ahead while loading sidecars at open (header pages, sidecars). */
+const PREFETCH = 8;
+const NOTHING_FETCHED: Promise<{ bytes: Uint8Array | undefined; size: number }> = Promise.resolve({ bytes: undefined, size: 0 });
 /** Reads of a readFrames call running at once (each at most FRAME_RUN_BYTES_MAX, or one frame). */
 const FRAME_READS_IN_FLIGHT = 16;
 const EMPTY_READ: Promise<Buffer> = Promise.resolve(Buffer.alloc(0));
@@ -257,13 +260,32 @@ export class SegmentIndex {
    * of the segment's own newest watermark slot (no cut record, no successor); the scan goes
    * on after its data end. Returns the segments loaded.
    */
-  async loadSealed(limitSeq = Number.MAX_SAFE_INTEGER): Promise<number[]> {
+  async loadSealed(limitSeq = Number.MAX_SAFE_INTEGER, pagesRead?: Map<number, HeaderPage>): Promise<number[]> {
     const loaded: number[] = [];
     if (!SIDECARS_SUPPORTED || this.entered || this.batchCount > 0) return loaded;
     const listed = await listSegments(this.directory);
-    if (listed.length < 2 || listed[0] !== 1) return loaded;
-    const pages: HeaderPage[] = [];
-    for (const segment of listed) pages.push(await readHeaderPage(this.directory, segment).catch((): HeaderPage => ({ kind: 'damaged', detail: 'unreadable' })));
+    if (listed[0] !== 1) return loaded;
+    // Header pages are small: read them all, several at a time (the caller may reuse them).
+    const pages: HeaderPage[] = new Array<HeaderPage>(listed.length);
+    for (let i = 0; i < listed.length; i += PREFETCH) {
+      await Promise.all(
+        listed.slice(i, i + PREFETCH).map(async (segment, k) => {
+          pages[i + k] = await readHeaderPage(this.directory, segment).then(
+            (page) => {
+              pagesRead?.set(segment, page);
+              return page;
+            },
+            (): HeaderPage => ({ kind: 'damaged', detail: 'unreadable' }),
+          );
+        }),
+      );
+    }
+    // Sidecars and segment sizes are read ahead of their turn, at most PREFETCH at a time.
+    const ahead: Array<Promise<{ bytes: Uint8Array | undefined; size: number }>> = [];
+    const fetch = (i: number): Promise<{ bytes: Uint8Array | undefined; size: number }> => {
+      const segment = listed[i];
+      return Promise.all([readSidecar(this.directory, segment), stat(this.path(segment)).then((st) => st.size, () => 0)]).then(([bytes, size]) => ({ bytes, size }));
+    };
     let limit = limitSeq;
     let synced = 0;
     for (const page of pages) {
@@ -287,7 +309,9 @@ export class SegmentIndex {
       if (next?.kind === 'v2' && (!sameDigest(next.header.incarnation, incarnation) || next.header.segment !== segment + 1)) break;
       const head = this.head;
       if (header.baseSeq !== head.lastSeq + 1 || !sameDigest(header.previous.digest, head.lastSeq === 0 ? ZERO_DIGEST : head.digest)) break;
-      const bytes = await readSidecar(this.directory, segment);
+      while (ahead.length < listed.length && ahead.length <= i + PREFETCH) ahead.push(fetch(ahead.length));
+      const { bytes, size } = await ahead[i];
+      ahead[i] = NOTHING_FETCHED;
       if (bytes === undefined) break;
       const sidecar = decodeSidecar(bytes, { incarnation, segment, baseSeq: header.baseSeq });
       if (typeof sidecar === 'string') break;
@@ -296,7 +320,6 @@ export class SegmentIndex {
           ? sameIdentity(sidecar.last, next.header.previous)
           : page.slot !== undefined && page.slot.cut === undefined && !page.slot.successor && sameIdentity(sidecar.last, page.slot.synced);
       if (!bound || sidecar.last.lastSeq > limit) break;
-      const size = await stat(this.path(segment)).then((s) => s.size, () => 0);
       if (size < sidecar.dataEnd) break;
       this.incarnation ??= header.incarnation;
       this.partitionName ??= header.partition;

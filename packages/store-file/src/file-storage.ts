@@ -1054,13 +1054,6 @@ class FileStorage implements PartitionStorage {
       } catch (error) {
         this.fail(error, 'sync', this.path(current.segment));
       }
-      // The last segment's sidecar: the next open loads it instead of scanning the segment,
-      // as long as the watermark still names its last batch (open removes it again).
-      if (this.failure === undefined && SIDECARS_SUPPORTED && this.written.lastSeq > 0) {
-        const sidecar = this.index.sidecarOf(current.segment, this.written);
-        await this.sidecars;
-        if (sidecar !== undefined) await writeSidecar(this.directory, sidecar).catch(() => undefined);
-      }
     }
     await this.slotLock;
     await this.faultRecorded;

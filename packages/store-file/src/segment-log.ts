@@ -255,16 +255,15 @@ export class SegmentIndex {
    * sidecar verifies and is bound to it (incarnation, number, base seq), its successor's header
    * names the sidecar's last batch as its previous one, that batch lies at or below the synced
    * watermark the headers record (and below any cut record, and `limitSeq`), and the file
-   * still holds the data end the sidecar names. The last segment's sidecar (written by a clean
-   * close) is trusted the same way, except that its last batch must be the synced identity
-   * of the segment's own newest watermark slot (no cut record, no successor); the scan goes
-   * on after its data end. Returns the segments loaded.
+   * still holds the data end the sidecar names. The last segment never has a sidecar: it is
+   * always scanned, so damage in it is refused at open as without sidecars. Returns the
+   * segments loaded.
    */
   async loadSealed(limitSeq = Number.MAX_SAFE_INTEGER, pagesRead?: Map<number, HeaderPage>): Promise<number[]> {
     const loaded: number[] = [];
     if (!SIDECARS_SUPPORTED || this.entered || this.batchCount > 0) return loaded;
     const listed = await listSegments(this.directory);
-    if (listed[0] !== 1) return loaded;
+    if (listed.length < 2 || listed[0] !== 1) return loaded;
     // Header pages are small: read them all, several at a time (the caller may reuse them).
     const pages: HeaderPage[] = new Array<HeaderPage>(listed.length);
     for (let i = 0; i < listed.length; i += PREFETCH) {
@@ -294,19 +293,15 @@ export class SegmentIndex {
       if (page.slot.cut !== undefined) limit = Math.min(limit, page.slot.cut.after.lastSeq);
     }
     limit = Math.min(limit, synced);
-    for (let i = 0; i < listed.length; i++) {
+    for (let i = 0; i + 1 < listed.length; i++) {
       const segment = listed[i];
       const page = pages[i];
-      const next = i + 1 < listed.length && listed[i + 1] === segment + 1 ? pages[i + 1] : undefined;
-      if (segment !== i + 1 || page.kind !== 'v2') break;
-      // The last segment (followed by nothing, or by a preallocated one never rolled into) may
-      // have the sidecar a clean close wrote: bound to its newest watermark slot instead.
-      const tail = i === listed.length - 1 || (i === listed.length - 2 && next?.kind === 'zero');
-      if (!tail && next?.kind !== 'v2') break;
+      const next = pages[i + 1];
+      if (segment !== i + 1 || listed[i + 1] !== segment + 1 || page.kind !== 'v2' || next.kind !== 'v2') break;
       const header = page.header;
       const incarnation = this.incarnation ?? header.incarnation;
-      if (!sameDigest(header.incarnation, incarnation) || header.segment !== segment) break;
-      if (next?.kind === 'v2' && (!sameDigest(next.header.incarnation, incarnation) || next.header.segment !== segment + 1)) break;
+      if (!sameDigest(header.incarnation, incarnation) || !sameDigest(next.header.incarnation, incarnation)) break;
+      if (header.segment !== segment || next.header.segment !== segment + 1) break;
       const head = this.head;
       if (header.baseSeq !== head.lastSeq + 1 || !sameDigest(header.previous.digest, head.lastSeq === 0 ? ZERO_DIGEST : head.digest)) break;
       while (ahead.length < listed.length && ahead.length <= i + PREFETCH) ahead.push(fetch(ahead.length));
@@ -315,17 +310,12 @@ export class SegmentIndex {
       if (bytes === undefined) break;
       const sidecar = decodeSidecar(bytes, { incarnation, segment, baseSeq: header.baseSeq });
       if (typeof sidecar === 'string') break;
-      const bound =
-        next?.kind === 'v2'
-          ? sameIdentity(sidecar.last, next.header.previous)
-          : page.slot !== undefined && page.slot.cut === undefined && !page.slot.successor && sameIdentity(sidecar.last, page.slot.synced);
-      if (!bound || sidecar.last.lastSeq > limit) break;
+      if (!sameIdentity(sidecar.last, next.header.previous) || sidecar.last.lastSeq > limit) break;
       if (size < sidecar.dataEnd) break;
       this.incarnation ??= header.incarnation;
       this.partitionName ??= header.partition;
       this.loadSidecar({ segment, format: 2, dataOffset: SEGMENT_HEADER_BYTES, header }, sidecar);
       loaded.push(segment);
-      if (next?.kind !== 'v2') break;
     }
     return loaded;
   }

@@ -1,8 +1,8 @@
 import { stat } from 'node:fs/promises';
-import type { SealedBatch } from '@sluice/framing';
+import type { EventFrame, SealedBatch } from '@sluice/framing';
 import { StorageError, pollWait, tailBatches, type BatchIdentity, type StorageReader, type TailOptions } from '@sluice/store';
 import { mapFsError } from './fs-errors.js';
-import { SegmentIndex, listSegments, readHeaderPage, segmentName } from './segment-log.js';
+import { SegmentIndex, checkFrameSeqs, listSegments, readHeaderPage, segmentName } from './segment-log.js';
 
 /** Options of {@link openFileReader}. */
 export interface FileReaderOptions {
@@ -88,6 +88,8 @@ class SegmentReader implements FileReader {
     }
     this.watermark = watermark;
     const limit = versioned ? this.watermark : Number.MAX_SAFE_INTEGER;
+    // A fresh index loads the sealed segments whose sidecars can be trusted without reading them.
+    if (versioned) await this.index.loadSealed(limit);
     const stop = await this.index.scanForward(limit);
     if (this.index.lastSeq < this.watermark) {
       throw new StorageError(
@@ -148,6 +150,15 @@ class SegmentReader implements FileReader {
     this.assertOpen();
     if (toSeq > this.index.lastSeq) await this.refresh();
     yield* this.index.read(fromSeq, Math.min(toSeq, this.index.lastSeq));
+  }
+
+  async *readFrames(seqs: readonly number[]): AsyncGenerator<EventFrame> {
+    this.assertOpen();
+    const where = `[sluice/store-file] reader of ${this.directory}`;
+    checkFrameSeqs(seqs, Number.MAX_SAFE_INTEGER, where);
+    if (seqs.length > 0 && seqs[seqs.length - 1] > this.index.lastSeq) await this.refresh();
+    checkFrameSeqs(seqs, this.index.lastSeq, where);
+    yield* this.index.readFrames(seqs);
   }
 
   tail(fromSeq: number, options: TailOptions = {}): AsyncIterable<SealedBatch> {

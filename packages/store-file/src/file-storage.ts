@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdir, open, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
+import { appendFile, mkdir, open, readdir, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import {
   DurableSignal,
@@ -22,7 +22,7 @@ import {
   type TailOptions,
   type TruncateOptions,
 } from '@sluice/store';
-import { MARKER_BYTES, decodeBatches, readU32, readU53, type SealedBatch } from '@sluice/framing';
+import { MARKER_BYTES, decodeBatches, readU32, readU53, type EventFrame, type SealedBatch } from '@sluice/framing';
 import { openFileReader } from './file-reader.js';
 import { mapFsError } from './fs-errors.js';
 import { findSealedBatches, readNonZero, zeroRange } from './recovery-scan.js';
@@ -37,7 +37,8 @@ import {
   type HeaderPage,
   type SegmentHeader,
 } from './segment-header.js';
-import { SegmentIndex, listSegments, readHeaderPage, segmentName } from './segment-log.js';
+import { SegmentIndex, checkFrameSeqs, listSegments, readHeaderPage, segmentName } from './segment-log.js';
+import { SIDECARS_SUPPORTED, writeSidecar } from './segment-sidecar.js';
 
 /** Largest `segmentBytes` accepted: 1 GiB. */
 export const SEGMENT_BYTES_MAX = 1024 * 1024 * 1024;
@@ -171,6 +172,8 @@ class FileStorage implements PartitionStorage {
   private intervalSync: Promise<void> | undefined;
   private readonly signal = new DurableSignal();
   private closing: Promise<void> | undefined;
+  /** Sidecar writes of sealed segments, one after the other, in the background (best effort). */
+  private sidecars: Promise<void> = Promise.resolve();
 
   constructor(options: FileStorageOptions) {
     const defaults = fileStorageDefaults();
@@ -202,7 +205,7 @@ class FileStorage implements PartitionStorage {
     this.partitionOption = options.partition;
     this.createDirectory = options.createDirectory ?? defaults.createDirectory;
     this.userSignal = options.signal;
-    this.capabilities = { crossProcessReaders: true, durability: this.fsync, truncate: 'in-place', frameReads: false };
+    this.capabilities = { crossProcessReaders: true, durability: this.fsync, truncate: 'in-place', frameReads: true };
     this.index = new SegmentIndex(this.directory);
   }
 
@@ -248,6 +251,10 @@ class FileStorage implements PartitionStorage {
    */
   private async recover(): Promise<StorageRecovery> {
     const index = this.index;
+    // Sealed segments whose sidecars can be trusted are loaded without reading their data.
+    const pagesRead = new Map<number, HeaderPage>();
+    const trusted = new Set(await index.loadSealed(Number.MAX_SAFE_INTEGER, pagesRead));
+    this.checkAborted('open');
     const stop = await index.scanForward();
     this.checkAborted('open');
     if (stop.kind === 'damage' && stop.report?.reason === 'unsupported-version') {
@@ -260,7 +267,8 @@ class FileStorage implements PartitionStorage {
     const listed = await listSegments(this.directory);
     const pages = new Map<number, HeaderPage>();
     for (const segment of listed) {
-      let page = await readHeaderPage(this.directory, segment);
+      // Read moments ago under the writer lock (nothing else writes them): the same bytes.
+      let page = pagesRead.get(segment) ?? (await readHeaderPage(this.directory, segment));
       if (page.kind === 'damaged' && segment === listed.at(-1) && (await this.dataIsZero(segment))) {
         // A power cut tore the header write of a roll: nothing was written after it.
         page = { kind: 'zero' };
@@ -428,6 +436,14 @@ class FileStorage implements PartitionStorage {
       this.slotDirty.delete(handle);
     }
     await syncDirectory(this.directory);
+    // Sidecars describe sealed segments only: the current one and any later ones lose theirs;
+    // sealed segments that were scanned get a fresh one.
+    const current = (this.current as Current).segment;
+    await this.removeSidecarsFrom(current);
+    for (const info of index.infos.values()) {
+      const last = index.infos.get(info.segment + 1)?.header?.previous;
+      if (info.format === 2 && info.segment < current && !trusted.has(info.segment) && last !== undefined) this.queueSidecar(info.segment, last);
+    }
     return { lastSeq: head.lastSeq, head, droppedBytes, droppedSeqs, droppedReason };
   }
 
@@ -505,12 +521,12 @@ class FileStorage implements PartitionStorage {
   private indexWritten(bytes: Uint8Array, firstSeq: number, lastSeq: number, head: BatchIdentity, segment: number, offset: number): void {
     const m = bytes.length - MARKER_BYTES;
     if (m >= 0 && readU32(bytes, m) === MARKER_BYTES && readU53(bytes, m + 8) === firstSeq) {
-      this.index.addWritten(firstSeq, lastSeq, head, segment, offset, bytes.length);
+      this.index.addWritten(firstSeq, lastSeq, head, segment, offset, bytes.length, bytes, 0);
       return;
     }
     // checkWrite verified them; only the boundaries are needed here.
     for (const batch of decodeBatches(bytes, { firstSeq, verifyDigest: false }).batches) {
-      this.index.addWritten(batch.firstSeq, batch.lastSeq, batch.lastSeq === lastSeq ? head : identityOf(batch), segment, offset + batch.byteOffset, batch.byteLength);
+      this.index.addWritten(batch.firstSeq, batch.lastSeq, batch.lastSeq === lastSeq ? head : identityOf(batch), segment, offset + batch.byteOffset, batch.byteLength, bytes, batch.byteOffset);
     }
   }
 
@@ -779,9 +795,34 @@ class FileStorage implements PartitionStorage {
     handle ??= await this.preallocate(old.segment + 1, this.segmentBytes, undefined);
     await this.startSegment(old.segment + 1, handle, this.written);
     await this.markSuccessor(old.segment, old.handle);
+    // The old segment is sealed and all of it durable: record its batch table and frame positions.
+    this.queueSidecar(old.segment, this.written);
     this.dirty.delete(old.handle);
     this.retired.push(old.handle);
     if (this.syncing === undefined) this.closeRetired();
+  }
+
+  /**
+   * Writes the sidecar of sealed `segment` (its last batch `last`) in the background: a
+   * snapshot of its index is taken now. Best effort: a sidecar that fails to be written is
+   * simply missing, and the next open scans that segment.
+   */
+  private queueSidecar(segment: number, last: BatchIdentity): void {
+    if (!SIDECARS_SUPPORTED) return;
+    const sidecar = this.index.sidecarOf(segment, last);
+    if (sidecar === undefined) return;
+    this.sidecars = this.sidecars.then(() => writeSidecar(this.directory, sidecar)).catch(() => undefined);
+  }
+
+  /** Removes the sidecars (and leftover temporary files) of segments from `segment` on. */
+  private async removeSidecarsFrom(segment: number): Promise<void> {
+    await this.sidecars;
+    const names = await readdir(this.directory).catch(() => [] as string[]);
+    for (const name of names) {
+      const m = /^(\d{8})\.idx(\.tmp)?$/.exec(name);
+      if (m === null || (Number(m[1]) < segment && m[2] === undefined)) continue;
+      await unlink(join(this.directory, name)).catch(() => undefined);
+    }
   }
 
   private async markSuccessor(segment: number, handle?: FileHandle): Promise<void> {
@@ -897,6 +938,8 @@ class FileStorage implements PartitionStorage {
    * segments go (last first), then the tail is zeroed, then the record is cleared.
    */
   private async cutAfter(target: BatchIdentity, segment: number, offset: number): Promise<void> {
+    // Sidecars are derived: those of the segments about to change go first.
+    await this.removeSidecarsFrom(segment);
     await this.next?.then((h) => h.close(), () => undefined);
     this.next = undefined;
     const current = this.current as Current;
@@ -943,6 +986,15 @@ class FileStorage implements PartitionStorage {
       })();
     }
     return this.index.read(fromSeq, Math.min(toSeq, this.durable.lastSeq));
+  }
+
+  readFrames(seqs: readonly number[]): AsyncIterable<EventFrame> {
+    const read = async function* (this: FileStorage): AsyncGenerator<EventFrame> {
+      this.assertOpen();
+      checkFrameSeqs(seqs, this.durable.lastSeq, this.where);
+      yield* this.index.readFrames(seqs);
+    };
+    return read.call(this);
   }
 
   async head(): Promise<BatchIdentity> {
@@ -1005,6 +1057,7 @@ class FileStorage implements PartitionStorage {
     }
     await this.slotLock;
     await this.faultRecorded;
+    await this.sidecars;
     await this.release();
     this.signal.close();
   }

@@ -1,9 +1,25 @@
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MARKER_BYTES, MARKER_V1_BYTES, StreamDecoder, ZERO_DIGEST, readU32, type DecodeReport, type SealedBatch } from '@sluice/framing';
-import { EMPTY_IDENTITY, StorageError, describeIdentity, firstBatchEndingAtOrAfter, identityOf, type BatchIdentity } from '@sluice/store';
+import { stat } from 'node:fs/promises';
+import {
+  KIND_EVENT,
+  KIND_MARKER,
+  MARKER_BYTES,
+  MARKER_V1_BYTES,
+  StreamDecoder,
+  ZERO_DIGEST,
+  decodeEventFrameAt,
+  readU32,
+  readU53,
+  type DecodeReport,
+  type EventFrame,
+  type SealedBatch,
+} from '@sluice/framing';
+import { EMPTY_IDENTITY, StorageError, describeIdentity, identityOf, sameIdentity, type BatchIdentity } from '@sluice/store';
 import { mapFsError } from './fs-errors.js';
+import { NumberColumn } from './number-column.js';
 import { SEGMENT_HEADER_BYTES, decodeHeaderPage, incarnationHex, type HeaderPage, type SegmentHeader } from './segment-header.js';
+import { SIDECARS_SUPPORTED, decodeSidecar, readSidecar, type SegmentSidecar } from './segment-sidecar.js';
 
 /** Segment files are named by their number: `00000001.seg`. */
 export const SEGMENT_SUFFIX = '.seg';
@@ -11,6 +27,20 @@ const SCAN_CHUNK_BYTES = 256 * 1024;
 const READ_CHUNK_BYTES = 1024 * 1024;
 /** Read handles kept open at most (beyond those in use). */
 const HANDLES_MAX = 32;
+/**
+ * The frame position index holds an entry at every batch start and at the first frame that
+ * starts at least this many bytes after the previous entry: a frame read reads at most about
+ * this much beyond the frames it wants (Kafka's `index.interval.bytes`).
+ */
+export const FRAME_INDEX_INTERVAL_BYTES = 4096;
+/** A readFrames run is split when its read would exceed this (unless it is a single frame). */
+const FRAME_RUN_BYTES_MAX = 1024 * 1024;
+/** Files read ahead while loading sidecars at open (header pages, sidecars). */
+const PREFETCH = 8;
+const NOTHING_FETCHED: Promise<{ bytes: Uint8Array | undefined; size: number }> = Promise.resolve({ bytes: undefined, size: 0 });
+/** Reads of a readFrames call running at once (each at most FRAME_RUN_BYTES_MAX, or one frame). */
+const FRAME_READS_IN_FLIGHT = 16;
+const EMPTY_READ: Promise<Buffer> = Promise.resolve(Buffer.alloc(0));
 
 export function segmentName(segment: number): string {
   return `${String(segment).padStart(8, '0')}${SEGMENT_SUFFIX}`;
@@ -77,15 +107,20 @@ export interface ScanStop {
 
 /**
  * The seq → (segment, offset) index of a file partition: one entry per sealed batch, in
- * parallel number arrays (no object per batch), plus the segments' headers and the chain
- * head. Shared by the writer and read-only readers.
+ * parallel float64 columns (no object per batch: 40 bytes a batch), a sparse frame position
+ * index (seq → offset of the frame, at every batch start and about every
+ * {@link FRAME_INDEX_INTERVAL_BYTES} of log: 16 bytes an entry), plus the segments' headers
+ * and the chain head. Shared by the writer and read-only readers.
  */
 export class SegmentIndex {
-  private readonly firstSeqs: number[] = [];
-  private readonly lastSeqs: number[] = [];
-  private readonly segments: number[] = [];
-  private readonly offsets: number[] = [];
-  private readonly lengths: number[] = [];
+  private readonly firstSeqs = new NumberColumn();
+  private readonly lastSeqs = new NumberColumn();
+  private readonly segments = new NumberColumn();
+  private readonly offsets = new NumberColumn();
+  private readonly lengths = new NumberColumn();
+  /** Frame positions: seq of an event frame and its offset in the segment of the batch holding it. */
+  private readonly frameSeqs = new NumberColumn(256);
+  private readonly frameOffsets = new NumberColumn(256);
   private readonly handles = new Map<number, { handle: FileHandle; users: number }>();
   private closed = false;
   /** Segments that are part of the log, by number. */
@@ -125,21 +160,164 @@ export class SegmentIndex {
     this.segments.push(segment);
     this.offsets.push(offset);
     this.lengths.push(batch.byteLength);
+    this.addFramePositions(batch.bytes, 0, batch.byteLength, offset);
     this.head = identityOf(batch);
     this.endSegment = segment;
     this.endOffset = offset + batch.byteLength;
   }
 
-  /** The writer adds what it wrote (already checked by checkWrite). */
-  addWritten(firstSeq: number, lastSeq: number, head: BatchIdentity, segment: number, offset: number, length: number): void {
+  /**
+   * The writer adds one batch it wrote (already checked by checkWrite): `bytes[from, from +
+   * length)` is the batch, written at `offset` of `segment`.
+   */
+  addWritten(firstSeq: number, lastSeq: number, head: BatchIdentity, segment: number, offset: number, length: number, bytes: Uint8Array, from: number): void {
     this.firstSeqs.push(firstSeq);
     this.lastSeqs.push(lastSeq);
     this.segments.push(segment);
     this.offsets.push(offset);
     this.lengths.push(length);
+    this.addFramePositions(bytes, from, length, offset);
     this.head = head;
     this.endSegment = segment;
     this.endOffset = offset + length;
+  }
+
+  /**
+   * Adds frame positions for the one verified batch in `bytes[from, from + length)`, stored at
+   * `offset`: walks the frames' length fields only (no decoding, no allocation).
+   */
+  private addFramePositions(bytes: Uint8Array, from: number, length: number, offset: number): void {
+    const end = from + length;
+    let last = -Infinity;
+    for (let o = from; o + 16 <= end; ) {
+      const n = readU32(bytes, o);
+      if (n < 8) break;
+      if (bytes[o + 5] === KIND_EVENT && (last === -Infinity || o - last >= FRAME_INDEX_INTERVAL_BYTES)) {
+        this.frameSeqs.push(readU53(bytes, o + 8));
+        this.frameOffsets.push(offset + (o - from));
+        last = o;
+      }
+      o += n;
+    }
+  }
+
+  /**
+   * Loads a sealed segment from its verified sidecar instead of scanning it: its batches and
+   * frame positions join the index and the head moves to its last batch.
+   */
+  loadSidecar(info: SegmentInfo, sidecar: SegmentSidecar): void {
+    this.infos.set(info.segment, info);
+    this.entered = true;
+    this.firstSeqs.append(sidecar.firstSeqs);
+    this.lastSeqs.append(sidecar.lastSeqs);
+    this.offsets.append(sidecar.offsets);
+    this.lengths.append(sidecar.lengths);
+    for (let i = 0; i < sidecar.firstSeqs.length; i++) this.segments.push(info.segment);
+    this.frameSeqs.append(sidecar.frameSeqs);
+    this.frameOffsets.append(sidecar.frameOffsets);
+    this.head = sidecar.last;
+    this.endSegment = info.segment;
+    this.endOffset = sidecar.dataEnd;
+  }
+
+  /**
+   * What a sidecar of `segment` (sealed, its last batch `last`) holds: copies of its part of
+   * the batch table and the frame positions. Undefined when the segment holds no batch.
+   */
+  sidecarOf(segment: number, last: BatchIdentity): SegmentSidecar | undefined {
+    const info = this.infos.get(segment);
+    if (info?.header === undefined || this.incarnation === undefined) return undefined;
+    const a = this.lastSeqs.firstAtOrAbove(info.header.baseSeq);
+    const b = this.lastSeqs.lastAtOrBelow(last.lastSeq) + 1;
+    if (a >= b || this.segments.at(a) !== segment || this.segments.at(b - 1) !== segment || this.lastSeqs.at(b - 1) !== last.lastSeq) return undefined;
+    const fa = this.frameSeqs.firstAtOrAbove(info.header.baseSeq);
+    const fb = this.frameSeqs.lastAtOrBelow(last.lastSeq) + 1;
+    return {
+      incarnation: this.incarnation,
+      segment,
+      baseSeq: info.header.baseSeq,
+      dataEnd: this.offsets.at(b - 1) + this.lengths.at(b - 1),
+      last,
+      frameIntervalBytes: FRAME_INDEX_INTERVAL_BYTES,
+      firstSeqs: this.firstSeqs.slice(a, b),
+      lastSeqs: this.lastSeqs.slice(a, b),
+      offsets: this.offsets.slice(a, b),
+      lengths: this.lengths.slice(a, b),
+      frameSeqs: this.frameSeqs.slice(fa, fb),
+      frameOffsets: this.frameOffsets.slice(fa, fb),
+    };
+  }
+
+  /**
+   * On a fresh index: loads the sealed segments from 1 on whose sidecars can be trusted,
+   * without reading their data, and stops at the first that cannot (the scan goes on from
+   * there). A sealed segment is trusted when its header continues the log loaded so far, its
+   * sidecar verifies and is bound to it (incarnation, number, base seq), its successor's header
+   * names the sidecar's last batch as its previous one, that batch lies at or below the synced
+   * watermark the headers record (and below any cut record, and `limitSeq`), and the file
+   * still holds the data end the sidecar names. The last segment never has a sidecar: it is
+   * always scanned, so damage in it is refused at open as without sidecars. Returns the
+   * segments loaded.
+   */
+  async loadSealed(limitSeq = Number.MAX_SAFE_INTEGER, pagesRead?: Map<number, HeaderPage>): Promise<number[]> {
+    const loaded: number[] = [];
+    if (!SIDECARS_SUPPORTED || this.entered || this.batchCount > 0) return loaded;
+    const listed = await listSegments(this.directory);
+    if (listed.length < 2 || listed[0] !== 1) return loaded;
+    // Header pages are small: read them all, several at a time (the caller may reuse them).
+    const pages: HeaderPage[] = new Array<HeaderPage>(listed.length);
+    for (let i = 0; i < listed.length; i += PREFETCH) {
+      await Promise.all(
+        listed.slice(i, i + PREFETCH).map(async (segment, k) => {
+          pages[i + k] = await readHeaderPage(this.directory, segment).then(
+            (page) => {
+              pagesRead?.set(segment, page);
+              return page;
+            },
+            (): HeaderPage => ({ kind: 'damaged', detail: 'unreadable' }),
+          );
+        }),
+      );
+    }
+    // Sidecars and segment sizes are read ahead of their turn, at most PREFETCH at a time.
+    const ahead: Array<Promise<{ bytes: Uint8Array | undefined; size: number }>> = [];
+    const fetch = (i: number): Promise<{ bytes: Uint8Array | undefined; size: number }> => {
+      const segment = listed[i];
+      return Promise.all([readSidecar(this.directory, segment), stat(this.path(segment)).then((st) => st.size, () => 0)]).then(([bytes, size]) => ({ bytes, size }));
+    };
+    let limit = limitSeq;
+    let synced = 0;
+    for (const page of pages) {
+      if (page.kind !== 'v2' || page.slot === undefined) continue;
+      synced = Math.max(synced, page.slot.synced.lastSeq);
+      if (page.slot.cut !== undefined) limit = Math.min(limit, page.slot.cut.after.lastSeq);
+    }
+    limit = Math.min(limit, synced);
+    for (let i = 0; i + 1 < listed.length; i++) {
+      const segment = listed[i];
+      const page = pages[i];
+      const next = pages[i + 1];
+      if (segment !== i + 1 || listed[i + 1] !== segment + 1 || page.kind !== 'v2' || next.kind !== 'v2') break;
+      const header = page.header;
+      const incarnation = this.incarnation ?? header.incarnation;
+      if (!sameDigest(header.incarnation, incarnation) || !sameDigest(next.header.incarnation, incarnation)) break;
+      if (header.segment !== segment || next.header.segment !== segment + 1) break;
+      const head = this.head;
+      if (header.baseSeq !== head.lastSeq + 1 || !sameDigest(header.previous.digest, head.lastSeq === 0 ? ZERO_DIGEST : head.digest)) break;
+      while (ahead.length < listed.length && ahead.length <= i + PREFETCH) ahead.push(fetch(ahead.length));
+      const { bytes, size } = await ahead[i];
+      ahead[i] = NOTHING_FETCHED;
+      if (bytes === undefined) break;
+      const sidecar = decodeSidecar(bytes, { incarnation, segment, baseSeq: header.baseSeq });
+      if (typeof sidecar === 'string') break;
+      if (!sameIdentity(sidecar.last, next.header.previous) || sidecar.last.lastSeq > limit) break;
+      if (size < sidecar.dataEnd) break;
+      this.incarnation ??= header.incarnation;
+      this.partitionName ??= header.partition;
+      this.loadSidecar({ segment, format: 2, dataOffset: SEGMENT_HEADER_BYTES, header }, sidecar);
+      loaded.push(segment);
+    }
+    return loaded;
   }
 
   /** The writer entered a new segment it made. */
@@ -157,9 +335,9 @@ export class SegmentIndex {
   /** Where the batch holding `seq` is, or undefined. */
   locate(seq: number): { index: number; segment: number; offset: number; length: number; firstSeq: number; lastSeq: number } | undefined {
     if (seq < 1 || seq > this.lastSeq) return undefined;
-    const i = firstBatchEndingAtOrAfter(this.lastSeqs, seq);
-    if (i >= this.lastSeqs.length || this.firstSeqs[i] > seq) return undefined;
-    return { index: i, segment: this.segments[i], offset: this.offsets[i], length: this.lengths[i], firstSeq: this.firstSeqs[i], lastSeq: this.lastSeqs[i] };
+    const i = this.lastSeqs.firstAtOrAbove(seq);
+    if (i >= this.lastSeqs.length || this.firstSeqs.at(i) > seq) return undefined;
+    return { index: i, segment: this.segments.at(i), offset: this.offsets.at(i), length: this.lengths.at(i), firstSeq: this.firstSeqs.at(i), lastSeq: this.lastSeqs.at(i) };
   }
 
   /** True when `seq` ends an indexed batch (0 always does). */
@@ -189,12 +367,15 @@ export class SegmentIndex {
    * after the one holding `seq` leave the index.
    */
   truncateAfter(seq: number, head: BatchIdentity): void {
-    const keep = seq === 0 ? 0 : firstBatchEndingAtOrAfter(this.lastSeqs, seq) + 1;
-    for (const a of [this.firstSeqs, this.lastSeqs, this.segments, this.offsets, this.lengths]) a.length = keep;
+    const keep = seq === 0 ? 0 : this.lastSeqs.firstAtOrAbove(seq) + 1;
+    for (const a of [this.firstSeqs, this.lastSeqs, this.segments, this.offsets, this.lengths]) a.truncate(keep);
+    const frames = this.frameSeqs.lastAtOrBelow(seq) + 1;
+    this.frameSeqs.truncate(frames);
+    this.frameOffsets.truncate(frames);
     this.head = head;
     if (keep > 0) {
-      this.endSegment = this.segments[keep - 1];
-      this.endOffset = this.offsets[keep - 1] + this.lengths[keep - 1];
+      this.endSegment = this.segments.at(keep - 1);
+      this.endOffset = this.offsets.at(keep - 1) + this.lengths.at(keep - 1);
     } else {
       this.endSegment = this.firstSegment;
       this.endOffset = this.infos.get(this.endSegment)?.dataOffset ?? 0;
@@ -205,7 +386,7 @@ export class SegmentIndex {
   /** Bytes of the indexed batches after `seq` (a batch boundary). */
   bytesAfter(seq: number): number {
     let n = 0;
-    for (let i = this.lastSeqs.length - 1; i >= 0 && this.lastSeqs[i] > seq; i--) n += this.lengths[i];
+    for (let i = this.lastSeqs.length - 1; i >= 0 && this.lastSeqs.at(i) > seq; i--) n += this.lengths.at(i);
     return n;
   }
 
@@ -319,23 +500,23 @@ export class SegmentIndex {
 
   /** Verified batches overlapping [fromSeq, toSeq] among those indexed. */
   async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
-    let i = firstBatchEndingAtOrAfter(this.lastSeqs, fromSeq);
-    while (i < this.lastSeqs.length && this.firstSeqs[i] <= toSeq) {
+    let i = this.lastSeqs.firstAtOrAbove(fromSeq);
+    while (i < this.lastSeqs.length && this.firstSeqs.at(i) <= toSeq) {
       // Read a run of adjacent batches of one segment with one read, up to the chunk size.
       const count = this.lastSeqs.length;
-      const segment = this.segments[i];
-      const start = this.offsets[i];
+      const segment = this.segments.at(i);
+      const start = this.offsets.at(i);
       let j = i;
-      let end = start + this.lengths[i];
+      let end = start + this.lengths.at(i);
       while (
         j + 1 < count &&
-        this.firstSeqs[j + 1] <= toSeq &&
-        this.segments[j + 1] === segment &&
-        this.offsets[j + 1] === end &&
-        end + this.lengths[j + 1] - start <= READ_CHUNK_BYTES
+        this.firstSeqs.at(j + 1) <= toSeq &&
+        this.segments.at(j + 1) === segment &&
+        this.offsets.at(j + 1) === end &&
+        end + this.lengths.at(j + 1) - start <= READ_CHUNK_BYTES
       ) {
         j++;
-        end += this.lengths[j];
+        end += this.lengths.at(j);
       }
       const handle = await this.handle(segment);
       const buffer = Buffer.allocUnsafe(end - start);
@@ -345,7 +526,7 @@ export class SegmentIndex {
       } finally {
         this.releaseHandle(segment);
       }
-      const decoder = new StreamDecoder({ firstSeq: this.firstSeqs[i] });
+      const decoder = new StreamDecoder({ firstSeq: this.firstSeqs.at(i) });
       const batches = decoder.push(buffer.subarray(0, bytesRead));
       if (batches.length !== j - i + 1) {
         const report = decoder.end();
@@ -358,6 +539,92 @@ export class SegmentIndex {
       for (const batch of batches) yield batch;
       i = j + 1;
     }
+  }
+
+  /**
+   * The event frames with exactly `seqs` (ascending, each indexed: checked by the caller with
+   * {@link checkFrameSeqs}), in that order. Seqs whose reads meet or overlap in one segment
+   * share one read, which starts at the nearest frame position at or before the first of them
+   * and ends at the next frame position after the last (or its batch's end); the frames in
+   * between are skipped by their length fields. Each returned frame's CRC-32C is verified.
+   */
+  async *readFrames(seqs: readonly number[]): AsyncGenerator<EventFrame> {
+    // Plan the reads first, then keep up to FRAME_READS_IN_FLIGHT of them running ahead of the
+    // one being walked: the frames of a stream are scattered, one small read each.
+    const runs: Array<{ from: number; to: number; segment: number; start: number; end: number }> = [];
+    for (let i = 0; i < seqs.length; ) {
+      const segment = this.segments.at(this.lastSeqs.firstAtOrAbove(seqs[i]));
+      const start = this.frameOffsets.at(this.frameSeqs.lastAtOrBelow(seqs[i]));
+      let end = this.frameWindowEnd(seqs[i]);
+      let j = i + 1;
+      while (j < seqs.length) {
+        const s = seqs[j];
+        if (this.segments.at(this.lastSeqs.firstAtOrAbove(s)) !== segment || this.frameOffsets.at(this.frameSeqs.lastAtOrBelow(s)) > end) break;
+        const e = Math.max(end, this.frameWindowEnd(s));
+        if (e - start > FRAME_RUN_BYTES_MAX) break;
+        end = e;
+        j++;
+      }
+      runs.push({ from: i, to: j, segment, start, end });
+      i = j;
+    }
+    const reads: Array<Promise<Buffer>> = [];
+    const startRead = (r: number): void => {
+      const run = runs[r];
+      const read = this.readRange(run.segment, run.start, run.end);
+      read.catch(() => undefined); // awaited below, in order
+      reads.push(read);
+    };
+    for (let r = 0; r < runs.length; r++) {
+      while (reads.length < runs.length && reads.length <= r + FRAME_READS_IN_FLIGHT) startRead(reads.length);
+      const { from, to, segment, start } = runs[r];
+      const path = this.path(segment);
+      const bytes = await reads[r];
+      let pos = 0;
+      for (let i = from; i < to; i++) {
+        const target = seqs[i];
+        const entry = this.frameOffsets.at(this.frameSeqs.lastAtOrBelow(target)) - start;
+        if (entry > pos) pos = entry;
+        for (;;) {
+          if (pos + 16 > bytes.length) throw frameCorrupt(path, target, start + pos, `the segment ends at offset ${start + bytes.length} before it`);
+          const n = readU32(bytes, pos);
+          const kind = bytes[pos + 5];
+          if (n < 16 || pos + n > bytes.length || (kind !== KIND_EVENT && kind !== KIND_MARKER)) throw frameCorrupt(path, target, start + pos, `no frame starts there (length field ${n}, kind ${kind})`);
+          const seq = kind === KIND_EVENT ? readU53(bytes, pos + 8) : -1;
+          if (seq < target) {
+            pos += n;
+            continue;
+          }
+          if (seq > target) throw frameCorrupt(path, target, start + pos, `the frame there holds seq ${seq}`);
+          const frame = decodeEventFrameAt(bytes, pos);
+          if (typeof frame === 'string') throw frameCorrupt(path, target, start + pos, frame);
+          pos += n;
+          yield frame;
+          break;
+        }
+      }
+      reads[r] = EMPTY_READ; // let the buffer go
+    }
+  }
+
+  /** Bytes [start, end) of `segment` (fewer when the file is shorter). */
+  private async readRange(segment: number, start: number, end: number): Promise<Buffer> {
+    const handle = await this.handle(segment);
+    try {
+      const buffer = Buffer.allocUnsafe(end - start);
+      const { bytesRead } = await readAt(handle, buffer, start, this.path(segment));
+      return buffer.subarray(0, bytesRead);
+    } finally {
+      this.releaseHandle(segment);
+    }
+  }
+
+  /** Where a read of the frame of `seq` can stop: the next frame position after it in its batch, or the batch's end. */
+  private frameWindowEnd(seq: number): number {
+    const k = this.frameSeqs.lastAtOrBelow(seq) + 1;
+    const b = this.lastSeqs.firstAtOrAbove(seq);
+    const batchEnd = this.offsets.at(b) + this.lengths.at(b);
+    return k < this.frameSeqs.length && this.frameSeqs.at(k) <= this.lastSeqs.at(b) ? this.frameOffsets.at(k) : batchEnd;
   }
 
   /** A read handle of `segment`, held until {@link releaseHandle}; the least recently used idle ones are closed beyond HANDLES_MAX. */
@@ -412,6 +679,39 @@ export class SegmentIndex {
     const all = [...this.handles.values()];
     this.handles.clear();
     await Promise.all(all.map((e) => e.handle.close().catch(() => undefined)));
+  }
+}
+
+function frameCorrupt(path: string, seq: number, offset: number, detail: string): StorageError {
+  return new StorageError(
+    'Corrupt',
+    `[sluice/store-file] ${path}: the frame of seq ${seq} (at offset ${offset}) does not verify: ${detail}; ` +
+      `committed data was damaged: restore the partition from a copy or a shipped archive (sluice scrub lists the damaged batches)`,
+  );
+}
+
+/**
+ * Checks the seq list of a readFrames call against the contract: an array of integers,
+ * ascending without duplicates, each from 1 to `head` (the durable head). Throws `Invalid`.
+ */
+export function checkFrameSeqs(seqs: readonly number[], head: number, where: string): void {
+  if (!Array.isArray(seqs)) throw new StorageError('Invalid', `${where}: readFrames(seqs) needs an array of seqs`);
+  let previous = 0;
+  for (let i = 0; i < seqs.length; i++) {
+    const seq = seqs[i];
+    const problem = !Number.isSafeInteger(seq)
+      ? 'not an integer'
+      : seq < 1
+        ? 'below 1'
+        : seq <= previous
+          ? `not above the one before it (${previous}): pass seqs ascending without duplicates`
+          : seq > head
+            ? `above the durable head (${head})`
+            : undefined;
+    if (problem !== undefined) {
+      throw new StorageError('Invalid', `${where}: readFrames(seqs): seqs[${i}] = ${String(seq)} is ${problem}; every seq must be from 1 to the durable head`);
+    }
+    previous = seq;
   }
 }
 

@@ -15,6 +15,8 @@ it('runs every store benchmark scenario in smoke mode', { timeout: 120_000 }, as
     'sluice file store, sequential single-event appends',
     '100-event stream among 20,000 events, memory, frame reads',
     '100-event stream among 20,000 events, memory, batch reads',
+    '100-event stream among 20,000 events, file, frame reads',
+    '100-event stream among 20,000 events, file, batch reads',
     '100-event stream among 20,000 events, lmdb, frame reads',
     '100-event stream among 20,000 events, lmdb, batch reads',
   ]);

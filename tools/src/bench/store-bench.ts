@@ -223,6 +223,17 @@ export async function runStoreBench(options: StoreBenchOptions): Promise<BenchRo
     rows.push(...(await streamReadAmong({ backend: 'memory', totalEvents: among, ...shape, create: async () => ({ storage: createMemoryStorage(), cleanup: async () => undefined }) })));
     rows.push(
       ...(await streamReadAmong({
+        backend: 'file',
+        totalEvents: among,
+        ...shape,
+        create: async () => {
+          const dir = join(directory, 'stream-read-file');
+          return { storage: createFileStorage({ directory: dir, fsync: 'none' }), cleanup: () => rm(dir, { recursive: true, force: true }) };
+        },
+      })),
+    );
+    rows.push(
+      ...(await streamReadAmong({
         backend: 'lmdb',
         totalEvents: among,
         ...shape,

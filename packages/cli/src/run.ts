@@ -293,7 +293,7 @@ Examples:
     .command('reindex')
     .description("Rebuild a partition folder's persisted index from its log (the log is only read).")
     .requiredOption('--path <dir>', 'the partition folder (file storage)')
-    .requiredOption('--index <dir>', 'the folder the partition keeps its index files in')
+    .option('--index <dir>', 'the folder the partition keeps its index files in (default: <path>.index, where sluice node keeps it)')
     .option('--json', 'one JSON object on stdout', false)
     .addHelpText(
       'after',
@@ -301,7 +301,7 @@ Examples:
 Takes the partition's writer lock: stop the node serving it first.
 
 Examples:
-  sluice reindex --path ./data/p1 --index ./data/p1/index
+  sluice reindex --path ./data/p1
   sluice reindex --path ./data/p1 --index ./index/p1 --json`,
     )
     .action((flags) => reindexCommand(flags, io));

@@ -153,6 +153,33 @@ describe('sluice.json', () => {
     expect(config.partitions.analytics.ack).toEqual({ mode: 'local' });
   });
 
+  it('puts each partition\'s persisted index beside its first local location, or in the level\'s "index" folder', async () => {
+    const config = parseSluiceConfig(
+      {
+        ...valid,
+        levels: { ...valid.levels, fast: { ...valid.levels.fast, index: './index/{partition}' }, scratch: { locations: [{ lmdb: './lmdb/{partition}' }] } },
+      },
+      '/etc/sluice',
+    );
+    expect(config.partitions['bank-1'].indexDirectory).toBe('/etc/sluice/data/bank-1.index');
+    expect(config.partitions.analytics.indexDirectory).toBe('/etc/sluice/index/analytics');
+    expect(config.partitions.cache.indexDirectory).toBe('/etc/sluice/lmdb/cache.index');
+    expect(config.levels.fast.index).toBe('/etc/sluice/index/{partition}');
+    // Memory (and Azure) have no local folder: no index folder unless the level names one.
+    expect(parseSluiceConfig(valid, '/etc/sluice').partitions.cache.indexDirectory).toBeUndefined();
+  });
+
+  it('refuses an index folder shared by partitions or with a location', () => {
+    expect(issuesOf({ ...valid, levels: { ...valid.levels, standard: { ...valid.levels.standard, index: './index' } } })).toEqual([
+      'levels.standard.index: partition "bank-2" would keep its index in /etc/sluice/index, already used by partition "bank-1": put "{partition}" in the index path and give it its own folder',
+    ]);
+    expect(issuesOf({ ...valid, levels: { ...valid.levels, standard: { ...valid.levels.standard, index: './data/{partition}' } } })).toEqual([
+      'levels.standard.index: partition "bank-1" would keep its index in /etc/sluice/data/bank-1, already used by one of its locations: put "{partition}" in the index path and give it its own folder',
+      'levels.standard.index: partition "bank-2" would keep its index in /etc/sluice/data/bank-2, already used by one of its locations: put "{partition}" in the index path and give it its own folder',
+    ]);
+    expect(issuesOf({ ...valid, levels: { ...valid.levels, standard: { ...valid.levels.standard, index: 42 } } })[0]).toMatch(/^levels\.standard\.index: /);
+  });
+
   it('checks ack against the level\'s targets', async () => {
     const issues = issuesOf({
       ...valid,

@@ -98,6 +98,12 @@ export interface ReliabilityLevelConfig {
   readonly alertLagMs?: number | undefined;
   /** @default { mode: 'local' } */
   readonly ack: AckConfig;
+  /**
+   * Folder of each partition's persisted stream and command-id indexes (`{partition}`
+   * substituted, made absolute); absent: beside the first location (see
+   * {@link PartitionConfig.indexDirectory}).
+   */
+  readonly index?: string | undefined;
 }
 
 /** One partition as a node opens it. */
@@ -120,6 +126,13 @@ export interface PartitionConfig {
   readonly alertLagMs?: number | undefined;
   /** Its level's acknowledgement mode. */
   readonly ack: AckConfig;
+  /**
+   * Where its persisted indexes live (`openPartition`'s `indexDirectory`): the level's `index`,
+   * else `<directory>.index` beside a first location that is a local folder (file, or a kind
+   * whose options name a `directory`, such as LMDB), else undefined (the index is rebuilt from
+   * the log on every open and kept in memory: give remote levels such as Azure an `index` folder).
+   */
+  readonly indexDirectory?: string | undefined;
 }
 
 /** Which partitions one node hosts. */
@@ -334,7 +347,7 @@ function parseLevels(input: unknown, baseDir: string, issues: Issues): ParsedLev
     const path = ['levels', name];
     const level = issues.check(objectSchema('a level: { "locations": [...], "fsync": "commit" }'), raw, path);
     if (level === undefined) continue;
-    issues.unknownKeys(level, ['locations', 'fsync', 'ship', 'alertLagMs', 'ack'], path, LEVEL_KEY_HINTS);
+    issues.unknownKeys(level, ['locations', 'fsync', 'ship', 'alertLagMs', 'ack', 'index'], path, LEVEL_KEY_HINTS);
     const fsyncText = level.fsync === undefined ? 'commit' : issues.check(fsyncSchema, level.fsync, [...path, 'fsync']);
     const locationsRaw = issues.check(
       v.pipe(v.array(v.unknown(), 'must be an array of locations'), v.minLength(1, 'give at least one location, e.g. [{ "file": "./data/{partition}" }]')),
@@ -355,6 +368,7 @@ function parseLevels(input: unknown, baseDir: string, issues: Issues): ParsedLev
     }
     const alertLagMs = level.alertLagMs === undefined ? undefined : issues.check(positiveInteger, level.alertLagMs, [...path, 'alertLagMs']);
     const ack = parseAck(level.ack, shipRaw?.length ?? 0, [...path, 'ack'], issues);
+    const index = level.index === undefined ? undefined : issues.check(pathStringSchema, level.index, [...path, 'index']);
     if (
       fsyncText === undefined ||
       locationsRaw === undefined ||
@@ -362,12 +376,22 @@ function parseLevels(input: unknown, baseDir: string, issues: Issues): ParsedLev
       shipRaw === undefined ||
       ship.length !== shipRaw.length ||
       ack === undefined ||
-      (level.alertLagMs !== undefined && alertLagMs === undefined)
+      (level.alertLagMs !== undefined && alertLagMs === undefined) ||
+      (level.index !== undefined && index === undefined)
     ) {
       continue;
     }
     out.set(name, {
-      level: { name, locations, fsync: parseFsyncPolicy(fsyncText), fsyncExplicit: level.fsync !== undefined, ship, alertLagMs, ack },
+      level: {
+        name,
+        locations,
+        fsync: parseFsyncPolicy(fsyncText),
+        fsyncExplicit: level.fsync !== undefined,
+        ship,
+        alertLagMs,
+        ack,
+        index: index === undefined ? undefined : resolve(baseDir, index),
+      },
     });
   }
   if (Object.keys(levels).length === 0) issues.add(['levels'], 'define at least one level, e.g. { "standard": { "locations": [{ "file": "./data/{partition}" }] } }');
@@ -586,6 +610,18 @@ function resolvePartitions(partitionLevels: Map<string, string>, levels: Map<str
       }
       directories.set(location.directory, name);
     }
+    const indexDirectory = level.index !== undefined ? level.index.split('{partition}').join(name) : besideFirstLocation(locations[0]);
+    // A derived folder collides only when the locations do, which is reported above.
+    if (level.index !== undefined && indexDirectory !== undefined) {
+      const other = directories.get(indexDirectory);
+      if (other !== undefined) {
+        issues.add(
+          ['levels', levelName, 'index'],
+          `partition "${name}" would keep its index in ${indexDirectory}, already used by ${other === name ? 'one of its locations' : `partition "${other}"`}: put "{partition}" in the index path and give it its own folder`,
+        );
+      }
+      directories.set(indexDirectory, name);
+    }
     out[name] = {
       name,
       level: levelName,
@@ -597,9 +633,18 @@ function resolvePartitions(partitionLevels: Map<string, string>, levels: Map<str
       ship,
       alertLagMs: level.alertLagMs,
       ack: level.ack,
+      indexDirectory,
     };
   }
   return out;
+}
+
+/** `<directory>.index` for a first location that is a local folder, else undefined. */
+function besideFirstLocation(location: LocationConfig | undefined): string | undefined {
+  if (location === undefined) return undefined;
+  if (isFileLocation(location)) return `${location.directory}.index`;
+  const directory = 'options' in location ? (location.options as Record<string, unknown>).directory : undefined;
+  return typeof directory === 'string' && directory.length > 0 ? `${directory}.index` : undefined;
 }
 
 /** The location of one partition: `{partition}` replaced in every string. */

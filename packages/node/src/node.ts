@@ -58,8 +58,11 @@ export interface StartNodeOptions {
    * @default 1000
    */
   readonly reconnectDelayMs?: number;
-  /** Partition engine options (queueMax, batchBytesMax, ...) for every partition of the node. */
-  readonly partition?: Omit<PartitionOptions, 'storage' | 'name'>;
+  /**
+   * Partition engine options (queueMax, batchBytesMax, ...) for every partition of the node.
+   * Each partition's index folder comes from the config (`indexDirectory`), not from here.
+   */
+  readonly partition?: Omit<PartitionOptions, 'storage' | 'name' | 'indexDirectory'>;
   /**
    * Aborting it while the node starts stops opening partitions at once (a file location
    * stops preallocating and removes what it half-made) and `startNode` rejects; give the
@@ -416,7 +419,10 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
       onAlert: (alert) => report((n) => n.emit('shipping-alert', { partition: name, alert })),
       onRepair: (repair) => report((n) => n.emit('mirror-repair', { partition: name, repair })),
     });
-    const partition = await openPartition({ ...options.partition, storage: level.storage, name });
+    // Persisted indexes where the config puts them (the level's "index", else beside the first
+    // local location): a restart replays only the log after the last index checkpoint.
+    const indexDirectory = config.partitions[name].indexDirectory;
+    const partition = await openPartition({ ...options.partition, indexDirectory, storage: level.storage, name });
     if (level.ownsShipper) level.shipper?.start();
     shipping.set(name, level);
     return partition;

@@ -27,7 +27,8 @@ export interface ScrubFlags {
 /** Options of `sluice reindex`. */
 export interface ReindexFlags {
   readonly path: string;
-  readonly index: string;
+  /** Default: `<path>.index` (where `sluice node` keeps a file partition's index). */
+  readonly index?: string | undefined;
   readonly json: boolean;
 }
 
@@ -187,7 +188,7 @@ export async function reindexCommand(flags: ReindexFlags, io: CliIo): Promise<vo
   const cwd = io.cwd ?? process.cwd();
   const directory = resolve(cwd, flags.path);
   await requireLog(directory);
-  const indexDirectory = resolve(cwd, flags.index);
+  const indexDirectory = flags.index === undefined ? `${directory}.index` : resolve(cwd, flags.index);
   const report = await reindexPartition({ storage: createFileStorage({ directory }), indexDirectory });
   const stdout = new LineWriter(io.stdout);
   if (flags.json) {

@@ -29,11 +29,19 @@ function runInline(job: CheckpointJob): Promise<CheckpointJobResult> {
   return new Promise((resolve) => setImmediate(resolve)).then(() => runCheckpointJob(job));
 }
 
-class WorkerRunner implements CheckpointRunner {
+/** @internal exported for the tests of the fallback; partitions use {@link checkpointRunner}. */
+export class WorkerCheckpointRunner implements CheckpointRunner {
   private worker: Worker | undefined;
-  private broken = process.env.SLUICE_INDEX_CHECKPOINTS === 'inline';
+  private broken: boolean;
   private nextId = 1;
   private readonly waiting = new Map<number, Waiting>();
+
+  constructor(
+    private readonly spawn: () => Worker = spawnWorker,
+    inline = process.env.SLUICE_INDEX_CHECKPOINTS === 'inline',
+  ) {
+    this.broken = inline;
+  }
 
   get thread(): 'worker' | 'inline' {
     return this.broken ? 'inline' : 'worker';
@@ -54,7 +62,7 @@ class WorkerRunner implements CheckpointRunner {
     if (this.worker !== undefined) return this.worker;
     let worker: Worker;
     try {
-      worker = spawnWorker();
+      worker = this.spawn();
     } catch {
       this.broken = true;
       return undefined;
@@ -102,6 +110,6 @@ let shared: CheckpointRunner | undefined;
 
 /** The process's checkpoint runner. */
 export function checkpointRunner(): CheckpointRunner {
-  shared ??= new WorkerRunner();
+  shared ??= new WorkerCheckpointRunner();
   return shared;
 }

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { crc32c } from './index.js';
+import { createRequire } from 'node:module';
+import { loadNativeCrc32c } from './crc32c.js';
+import { crc32c, crc32cImplementation, crc32cJs, NATIVE_CRC32C_BYTES_MIN } from './index.js';
 
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -14,7 +16,62 @@ function referenceCrc32c(bytes: Uint8Array): number {
   return (c ^ 0xffffffff) >>> 0;
 }
 
-describe('crc32c', () => {
+const nativeCrc = loadNativeCrc32c(createRequire(import.meta.url));
+
+/**
+ * Every implementation under the one contract `(bytes, start, end, crc)`: the exported dispatcher,
+ * the JavaScript one, and the native one called directly (on every length, not only long ones).
+ */
+const implementations: [string, (bytes: Uint8Array, start?: number, end?: number, crc?: number) => number][] = [
+  ['crc32c', crc32c],
+  ['crc32cJs', crc32cJs],
+  ['native', (bytes, start = 0, end = bytes.length, crc = 0) => (nativeCrc as NonNullable<typeof nativeCrc>)(bytes.subarray(start, end), crc)],
+];
+
+const available = implementations.filter(([name]) => name !== 'native' || nativeCrc !== undefined);
+
+describe('crc32c implementations', () => {
+  it('loads the native @node-rs/crc32 on linux-x64 (prebuilt, an optional dependency of @sluice/framing)', () => {
+    if (process.platform === 'linux' && process.arch === 'x64' && process.env.SLUICE_CRC32C !== 'js') {
+      expect(nativeCrc).toBeDefined();
+      expect(crc32cImplementation).toBe('native');
+    }
+  });
+
+  it('falls back to JavaScript when the native module fails to load, is missing its function, or answers wrong', () => {
+    expect(
+      loadNativeCrc32c(() => {
+        throw new Error('Cannot find module @node-rs/crc32-linux-x64-gnu');
+      }),
+    ).toBeUndefined();
+    expect(loadNativeCrc32c(() => ({}))).toBeUndefined();
+    expect(loadNativeCrc32c(() => ({ crc32c: () => 0 }))).toBeUndefined();
+  });
+
+  it('long ranges (native path) and short ones (JavaScript path) match the JavaScript reference on random ranges', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 4 * NATIVE_CRC32C_BYTES_MIN }), fc.nat(), fc.nat(), fc.nat(), (bytes, a, b, c) => {
+        const n = bytes.length;
+        const start = n === 0 ? 0 : a % (n + 1);
+        const end = start + (n === 0 ? 0 : b % (n - start + 1));
+        const split = start + (end === start ? 0 : c % (end - start + 1));
+        const expected = crc32cJs(bytes, start, end);
+        expect(crc32c(bytes, start, end)).toBe(expected);
+        expect(crc32c(bytes, split, end, crc32c(bytes, start, split))).toBe(expected);
+        if (nativeCrc !== undefined) expect(nativeCrc(bytes.subarray(start, end), 0)).toBe(expected);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a 1 MiB range gives the same checksum on every implementation', () => {
+    const bytes = Uint8Array.from({ length: (1 << 20) + 9 }, (_, i) => (i * 2654435761) >>> 24);
+    const expected = referenceCrc32c(bytes.subarray(3, 3 + (1 << 20)));
+    for (const [, fn] of available) expect(fn(bytes, 3, 3 + (1 << 20))).toBe(expected);
+  });
+});
+
+describe.each(available)('%s', (_impl, crc32c) => {
   it('gives the standard check value for "123456789"', () => {
     expect(crc32c(ascii('123456789'))).toBe(0xe3069283);
   });

@@ -3,9 +3,11 @@ import { mkdir, open as openFile, readdir, rename, unlink } from 'node:fs/promis
 import { join } from 'node:path';
 import type { EventFrame } from '@sluice/framing';
 import { describeIdentity, identityOf, sameIdentity } from './batch-identity.js';
-import { StorageError } from './errors.js';
+import { StorageError, type StorageErrorReason } from './errors.js';
 import { hash64, type Hash64 } from './hash64.js';
-import { BufferSource, FileSource, IndexTable, TABLE_FILE_SUFFIX, TableBuilder, type StreamEntry, type TableMeta } from './index-table.js';
+import { checkpointRunner, type CheckpointRunner } from './index-checkpoint-runner.js';
+import { indexWriteError, type BuildJob, type CheckpointJobResult, type NewTableMeta, type TableRef } from './index-checkpoint-work.js';
+import { BufferSource, FileSource, IndexTable, TABLE_FILE_SUFFIX, type StreamEntry } from './index-table.js';
 import type { BatchIdentity, PartitionStorage, StorageRecovery } from './storage.js';
 import type { CommitResult, StreamCommit } from './types.js';
 
@@ -54,8 +56,15 @@ export interface IndexStatus {
   readonly discarded: readonly string[];
   /** The last index error the partition survived, if any. */
   readonly lastError: Error | undefined;
-  /** True while tables are being written or merged in the background. */
+  /** True while tables are being built, written or merged in the background. */
   readonly busy: boolean;
+  /** Checkpoints started and installed since open (at most one is in flight). */
+  readonly checkpointsStarted: number;
+  readonly checkpointsInstalled: number;
+  /** Times appends waited for the checkpoint in flight because the memtable held twice `checkpointEvents`. */
+  readonly checkpointWaits: number;
+  /** Where checkpoint tables are sorted, encoded, written and merged: a worker thread, or inline when none could start. */
+  readonly checkpointThread: 'worker' | 'inline';
 }
 
 interface MemStream {
@@ -113,6 +122,14 @@ export class PartitionIndex<G> {
   private fetchingPartitionDigest = false;
   private durableHead: BatchIdentity = { lastSeq: 0, epoch: 0, digest: ZERO_DIGEST };
   private maintaining: Promise<void> | undefined;
+  /** The checkpoint in flight: built off the main thread, installed when done. */
+  private building: Promise<void> | undefined;
+  /** Command ids of the memtable that the checkpoint in flight covers (they leave the Map when it is installed). */
+  private frozenCommands = 0;
+  private checkpointsStarted = 0;
+  private checkpointsInstalled = 0;
+  private backpressured = 0;
+  private readonly runner: CheckpointRunner = checkpointRunner();
   private closing = false;
   private replayedFromSeq = 1;
   private replayedFrames = 0;
@@ -147,7 +164,11 @@ export class PartitionIndex<G> {
       replayedFrames: this.replayedFrames,
       discarded: [...this.discarded],
       lastError: this.lastError,
-      busy: this.maintaining !== undefined,
+      busy: this.maintaining !== undefined || this.building !== undefined,
+      checkpointsStarted: this.checkpointsStarted,
+      checkpointsInstalled: this.checkpointsInstalled,
+      checkpointWaits: this.backpressured,
+      checkpointThread: this.runner.thread,
     };
   }
 
@@ -175,7 +196,7 @@ export class PartitionIndex<G> {
     if (this.options.directory !== undefined) {
       // A long replay is checkpointed now, so the next open does not repeat it.
       if (this.memEvents > 0 && this.replayedFrames >= this.options.checkpointEvents / 2) this.flush(recovery.head);
-      this.kick();
+      else this.kick();
     }
     return maxEpoch;
   }
@@ -315,7 +336,9 @@ export class PartitionIndex<G> {
         this.replayedFrames++;
       }
       if (this.memtableFull() && batch.lastSeq <= to) {
-        this.flush(identityOf(batch));
+        // Open waits for each checkpoint, so the memtable stays bounded however long the replay.
+        await this.building;
+        if (this.flush(identityOf(batch))) await this.building;
       }
     }
     if (expect - 1 !== to) throw new StorageError('Corrupt', `${this.where}: storage reported last seq ${to} but holds frames up to ${expect - 1}`);
@@ -397,7 +420,6 @@ export class PartitionIndex<G> {
     }
     if (!this.memtableFull() || head.lastSeq <= this.checkpoint) return;
     this.flush(head);
-    this.kick();
   }
 
   // ---------------------------------------------------------------- lookups
@@ -586,20 +608,87 @@ export class PartitionIndex<G> {
   // ---------------------------------------------------------------- checkpoints
 
   /**
-   * Moves the memtable's durable part (seqs ≤ `cp.lastSeq`, a batch boundary) into a new table
-   * bound to `cp`. Synchronous: it sorts at most the memtable.
+   * Starts a checkpoint of the memtable's durable part (seqs ≤ `cp.lastSeq`, a batch boundary):
+   * freezes it — its entries are copied out of the memtable arrays, while the Maps keep answering
+   * for them — and hands the sort, the table encoding and (with a directory) the file write to
+   * the checkpoint runner, a worker thread. When the table is built it is installed and the frozen
+   * part leaves the Maps, in one synchronous step, so every lookup sees either the Maps or the
+   * table. At most one checkpoint is in flight: while one is, this returns false and the next
+   * durable head tries again (and appends wait beyond twice `checkpointEvents`: {@link backpressure}).
    */
-  private flush(cp: BatchIdentity): void {
+  private flush(cp: BatchIdentity): boolean {
     const limit = cp.lastSeq;
-    if (limit <= this.checkpoint) return;
+    if (limit <= this.checkpoint || this.building !== undefined) return false;
     // Entries are in seq order: the durable part is a prefix.
     const n = countAtOrBelow(this.memSeq.subarray(0, this.memEvents), limit);
-    const sHi = this.memHi;
-    const sLo = this.memLo;
-    const sVer = this.memVer;
-    const sSeq = this.memSeq;
+    const sHi = this.memHi.slice(0, n);
+    const sLo = this.memLo.slice(0, n);
+    const sVer = this.memVer.slice(0, n);
+    const sSeq = this.memSeq.slice(0, n);
+    const cHiL: number[] = [];
+    const cLoL: number[] = [];
+    const cSeqL: number[] = [];
+    for (const [id, r] of this.commands) {
+      if (r.group !== undefined || r.result.firstSeq > limit || !this.retained(r.result.firstSeq)) continue;
+      this.hash(id, this.h);
+      cHiL.push(this.h[0]);
+      cLoL.push(this.h[1]);
+      cSeqL.push(r.result.firstSeq);
+    }
+    // Keep the entries above the checkpoint (groups in flight) at the front.
+    this.memHi.copyWithin(0, n, this.memEvents);
+    this.memLo.copyWithin(0, n, this.memEvents);
+    this.memVer.copyWithin(0, n, this.memEvents);
+    this.memSeq.copyWithin(0, n, this.memEvents);
+    this.memEvents -= n;
+    this.frozenCommands = cHiL.length;
+    const fromSeq = this.checkpoint + 1;
+    const path = this.options.directory === undefined ? undefined : this.tablePath(fromSeq, limit);
+    const job: BuildJob = {
+      kind: 'build',
+      meta: { level: 0, fromSeq, toSeq: limit, identity: cp, partitionDigest: this.partitionDigest ?? ZERO_DIGEST },
+      path,
+      directory: this.options.directory,
+      where: this.where,
+      sHi,
+      sLo,
+      sVer,
+      sSeq,
+      cHi: Uint32Array.from(cHiL),
+      cLo: Uint32Array.from(cLoL),
+      cSeq: Float64Array.from(cSeqL),
+    };
+    this.checkpointsStarted++;
+    this.building = this.runner
+      .run(job)
+      .then((result) => this.install(job, result))
+      .catch((error: unknown) => {
+        // The log is complete without the index: report, and give the frozen entries back to the memtable.
+        this.report(error);
+        this.unfreeze(job);
+      })
+      .finally(() => {
+        this.building = undefined;
+        this.frozenCommands = 0;
+        this.kick();
+      });
+    return true;
+  }
+
+  /** A built checkpoint table goes in, and the part of the memtable it covers goes out. */
+  private install(job: BuildJob, result: CheckpointJobResult): void {
+    const limit = job.meta.toSeq;
+    const path = job.path;
+    let t: Table;
+    if (result.written && path !== undefined) {
+      t = { table: IndexTable.open(new FileSource(path), `${this.where} table ${path}`, true), level: 0, file: path };
+      this.watch(t);
+    } else {
+      t = { table: IndexTable.open(new BufferSource(Buffer.from(result.bytes as SharedArrayBuffer)), `${this.where} memory table`, false), level: 0, file: undefined };
+      if (result.writeError !== undefined) this.report(new StorageError(result.writeError.reason as StorageErrorReason, result.writeError.message));
+    }
     let newStreams = 0;
-    for (let i = 0; i < n; i++) if (sVer[i] === 1) newStreams++;
+    for (let i = 0; i < job.sVer.length; i++) if (job.sVer[i] === 1) newStreams++;
     // Rebuild the Maps with what stays instead of deleting from them (cheaper in V8).
     const streams = new Map<string, MemStream>();
     for (const [id, m] of this.streams) {
@@ -616,62 +705,46 @@ export class PartitionIndex<G> {
     }
     this.streams = streams;
     const commands = new Map<string, CommitRecord<G>>();
-    const cHiL: number[] = [];
-    const cLoL: number[] = [];
-    const cSeqL: number[] = [];
     for (const [id, r] of this.commands) {
-      if (r.group !== undefined || r.result.firstSeq > limit) {
-        commands.set(id, r);
-        continue;
-      }
-      if (!this.retained(r.result.firstSeq)) continue;
-      this.hash(id, this.h);
-      cHiL.push(this.h[0]);
-      cLoL.push(this.h[1]);
-      cSeqL.push(r.result.firstSeq);
+      if (r.group !== undefined || r.result.firstSeq > limit) commands.set(id, r);
     }
     this.commands = commands;
-    const sOrder = sortedOrder(n, sHi, sLo, (a, b) => sHi[a] - sHi[b] || sLo[a] - sLo[b] || sVer[a] - sVer[b] || sSeq[a] - sSeq[b]);
-    const cOrder = sortedOrder(cHiL.length, Uint32Array.from(cHiL), Uint32Array.from(cLoL), (a, b) => cHiL[a] - cHiL[b] || cLoL[a] - cLoL[b] || cSeqL[a] - cSeqL[b]);
-    const builder = new TableBuilder(n, cHiL.length);
-    for (const i of sOrder) builder.addStream(sHi[i], sLo[i], sVer[i], sSeq[i]);
-    for (const i of cOrder) builder.addCommand(cHiL[i], cLoL[i], cSeqL[i]);
-    // Keep the entries above the checkpoint (groups in flight) at the front.
-    sHi.copyWithin(0, n, this.memEvents);
-    sLo.copyWithin(0, n, this.memEvents);
-    sVer.copyWithin(0, n, this.memEvents);
-    sSeq.copyWithin(0, n, this.memEvents);
-    builder.finish({ level: 0, fromSeq: this.checkpoint + 1, toSeq: limit, identity: cp, partitionDigest: this.partitionDigest ?? ZERO_DIGEST });
-    const table = IndexTable.open(new BufferSource(Buffer.concat(builder.takeChunks())), `${this.where} memory table`, false);
-    this.tables.push({ table, level: 0, file: undefined });
+    this.tables.push(t);
     this.gen++;
     this.checkpoint = limit;
-    this.memEvents -= n;
     this.memNewStreams -= newStreams;
     this.tableNewStreams += newStreams;
-    if (this.options.directory === undefined) this.mergeInMemory();
+    this.checkpointsInstalled++;
   }
 
-  /** Without a directory: merges the newest tables while two share a level. */
-  private mergeInMemory(): void {
-    for (;;) {
-      const n = this.tables.length;
-      if (n < 2) return;
-      const a = this.tables[n - 2];
-      const b = this.tables[n - 1];
-      if (a.level !== b.level || a.table.source.size + b.table.source.size > MEMORY_TABLE_BYTES_MAX) return;
-      const builder = new TableBuilder(a.table.meta.streamCount + b.table.meta.streamCount, a.table.meta.commandCount + b.table.meta.commandCount);
-      const chunks: Buffer[] = [];
-      for (const _ of mergeTables(a.table, b.table, builder, this.retentionFloor())) chunks.push(...builder.takeChunks());
-      builder.finish(this.mergedMeta(a, b));
-      chunks.push(...builder.takeChunks());
-      const table = IndexTable.open(new BufferSource(Buffer.concat(chunks)), `${this.where} memory table`, false);
-      this.tables.splice(n - 2, 2, { table, level: a.level + 1, file: undefined });
-      this.gen++;
-    }
+  /** A checkpoint that failed: its entries go back to the front of the memtable arrays. */
+  private unfreeze(job: BuildJob): void {
+    const n = job.sHi.length;
+    if (this.memEvents + n > this.memSeq.length) this.growMemtable(this.memEvents + n);
+    this.memHi.copyWithin(n, 0, this.memEvents);
+    this.memLo.copyWithin(n, 0, this.memEvents);
+    this.memVer.copyWithin(n, 0, this.memEvents);
+    this.memSeq.copyWithin(n, 0, this.memEvents);
+    this.memHi.set(job.sHi, 0);
+    this.memLo.set(job.sLo, 0);
+    this.memVer.set(job.sVer, 0);
+    this.memSeq.set(job.sSeq, 0);
+    this.memEvents += n;
   }
 
-  private mergedMeta(a: Table, b: Table): Omit<TableMeta, 'streamCount' | 'commandCount' | 'newStreams' | 'streamBlockEntries' | 'commandBlockEntries'> {
+  /**
+   * Undefined, or a promise to wait for before admitting more appends: while a checkpoint is in
+   * flight the memtable takes up to twice `checkpointEvents` (events plus command ids), then
+   * appends wait until the checkpoint is installed. This bounds the memtable whatever the disk.
+   */
+  backpressure(): Promise<void> | undefined {
+    if (this.building === undefined) return undefined;
+    if (this.memEvents + this.commands.size - this.frozenCommands < 2 * this.options.checkpointEvents) return undefined;
+    this.backpressured++;
+    return this.building;
+  }
+
+  private mergedMeta(a: Table, b: Table): NewTableMeta {
     return {
       level: a.level + 1,
       fromSeq: a.table.meta.fromSeq,
@@ -688,7 +761,7 @@ export class PartitionIndex<G> {
 
   /** Starts the background work (persisting tables, then merging) unless it runs already. */
   private kick(): void {
-    if (this.options.directory === undefined || this.maintaining !== undefined) return;
+    if (this.maintaining !== undefined) return;
     this.maintaining = this.maintain()
       .catch((error: unknown) => this.report(error))
       .finally(() => {
@@ -697,29 +770,43 @@ export class PartitionIndex<G> {
   }
 
   private async maintain(): Promise<void> {
-    // Tables go to disk in seq order: a table after a missing one could never be used.
-    for (const t of this.tables) {
-      if (t.file !== undefined) continue;
-      try {
-        await this.persist(t);
-      } catch (error) {
-        // Disk full, permissions...: the table stays in memory and is written at the next checkpoint.
-        this.report(error);
-        return;
+    if (this.options.directory !== undefined) {
+      // Tables go to disk in seq order: a table after a missing one could never be used.
+      for (const t of this.tables) {
+        if (t.file !== undefined) continue;
+        try {
+          await this.persist(t);
+        } catch (error) {
+          // Disk full, permissions...: the table stays in memory and is written at the next checkpoint.
+          this.report(error);
+          return;
+        }
       }
     }
-    while (!this.closing) {
-      const n = this.tables.length;
-      let i = n - 2;
-      while (i >= 0 && !(this.tables[i].level === this.tables[i + 1].level && this.tables[i].file !== undefined && this.tables[i + 1].file !== undefined)) i--;
+    // Merges share the runner with checkpoints, which go first: one installed kicks this again.
+    while (!this.closing && this.building === undefined) {
+      const i = this.mergeable();
       if (i < 0) return;
       try {
-        await this.mergeOnDisk(i);
+        await this.merge(i);
       } catch (error) {
         this.report(error);
         return;
       }
     }
+  }
+
+  /** The newest pair of adjacent tables of one level that can merge (both on disk, or both in memory and small enough), or -1. */
+  private mergeable(): number {
+    const onDisk = this.options.directory !== undefined;
+    for (let i = this.tables.length - 2; i >= 0; i--) {
+      const a = this.tables[i];
+      const b = this.tables[i + 1];
+      if (a.level !== b.level) continue;
+      if (onDisk ? a.file !== undefined && b.file !== undefined : a.table.source.size + b.table.source.size <= MEMORY_TABLE_BYTES_MAX) return i;
+      if (!onDisk) return -1;
+    }
+    return -1;
   }
 
   private tablePath(fromSeq: number, toSeq: number): string {
@@ -753,11 +840,7 @@ export class PartitionIndex<G> {
     } catch (error) {
       await fh.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);
-      throw new StorageError(
-        (error as NodeJS.ErrnoException).code === 'ENOSPC' ? 'Full' : 'Unavailable',
-        `${this.where}: could not write ${path} (${(error as Error).message}); the partition keeps working with this part of the index in memory and retries at the next checkpoint: free space in ${this.options.directory}`,
-        { cause: error },
-      );
+      throw indexWriteError(this.where, path, this.options.directory as string, error);
     }
     await rename(tmp, path);
     const dir = await openFile(this.options.directory as string, 'r');
@@ -768,29 +851,33 @@ export class PartitionIndex<G> {
     }
   }
 
-  private async mergeOnDisk(i: number): Promise<void> {
+  /** Merges tables i and i + 1 (one level) on the runner, then swaps the merged table in. */
+  private async merge(i: number): Promise<void> {
     const a = this.tables[i];
     const b = this.tables[i + 1];
     const meta = this.mergedMeta(a, b);
-    const path = this.tablePath(meta.fromSeq, meta.toSeq);
-    await this.writeFile(path, async (write) => {
-      const builder = new TableBuilder(a.table.meta.streamCount + b.table.meta.streamCount, a.table.meta.commandCount + b.table.meta.commandCount);
-      for (const _ of mergeTables(a.table, b.table, builder, this.retentionFloor())) {
-        const chunks = builder.takeChunks();
-        if (chunks.length > 0) await write(Buffer.concat(chunks));
-      }
-      builder.finish(meta);
-      await write(Buffer.concat(builder.takeChunks()));
+    const path = this.options.directory === undefined ? undefined : this.tablePath(meta.fromSeq, meta.toSeq);
+    const result = await this.runner.run({
+      kind: 'merge',
+      meta,
+      path,
+      directory: this.options.directory,
+      where: this.where,
+      a: tableRef(a),
+      b: tableRef(b),
+      commandSeqFloor: this.retentionFloor(),
     });
-    const table = IndexTable.open(new FileSource(path), `${this.where} table ${path}`, true);
-    // Tables are only ever appended to by checkpoints, so i is still where a and b are.
-    const merged: Table = { table, level: meta.level, file: path };
-    this.watch(merged);
+    // Tables are only ever appended to by checkpoints, and only this loop merges, so i is still where a and b are.
+    const merged: Table =
+      path !== undefined && result.written
+        ? { table: IndexTable.open(new FileSource(path), `${this.where} table ${path}`, true), level: meta.level, file: path }
+        : { table: IndexTable.open(new BufferSource(Buffer.from(result.bytes as SharedArrayBuffer)), `${this.where} memory table`, false), level: meta.level, file: undefined };
+    if (merged.file !== undefined) this.watch(merged);
     this.tables.splice(i, 2, merged);
     this.gen++;
     for (const old of [a, b]) {
       old.table.close();
-      await unlink(old.file as string).catch(() => undefined);
+      if (old.file !== undefined) await unlink(old.file).catch(() => undefined);
     }
   }
 
@@ -806,6 +893,7 @@ export class PartitionIndex<G> {
    */
   async close(head: BatchIdentity): Promise<void> {
     this.closing = true;
+    await this.building;
     await this.maintaining;
     if (this.options.directory !== undefined) {
       try {
@@ -813,6 +901,7 @@ export class PartitionIndex<G> {
           this.partitionDigest = (await this.storage.identityAt(1))?.digest;
         }
         this.flush(head);
+        await this.building;
         this.kick();
         await this.maintaining;
       } catch (error) {
@@ -859,46 +948,6 @@ class VersionCache {
   }
 }
 
-/** Bits of the entry index packed into a sort key (indexCheckpointEvents is at most 2^22). */
-const ORDER_INDEX_BITS = 22;
-const ORDER_INDEX_MASK = (1 << ORDER_INDEX_BITS) - 1;
-
-/**
- * The order of entries `0..n-1` by hash then `cmp`: sorts 64-bit keys (hash high half · top 10
- * bits of the low half · entry index) natively, which is several times faster than a
- * comparator sort, then sorts with `cmp` only the runs whose keys tie (one stream's versions,
- * which the index already keeps in seq order, or rare partial-hash ties).
- */
-function sortedOrder(n: number, hi: Uint32Array, lo: Uint32Array, cmp: (a: number, b: number) => number): Uint32Array {
-  if (n > ORDER_INDEX_MASK + 1) throw new Error(`[sluice/store] index: ${n} entries in one checkpoint exceed 2^${ORDER_INDEX_BITS} (bug: indexCheckpointEvents is validated)`);
-  const keys = new BigUint64Array(n);
-  const words = new Uint32Array(keys.buffer);
-  const little = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-  const low = little ? 0 : 1;
-  const high = 1 - low;
-  for (let i = 0; i < n; i++) {
-    words[2 * i + high] = hi[i];
-    words[2 * i + low] = ((lo[i] & ~ORDER_INDEX_MASK) | i) >>> 0;
-  }
-  keys.sort();
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = words[2 * i + low] & ORDER_INDEX_MASK;
-  // Runs of equal packed hash: put them in `cmp` order where the index order is not it.
-  for (let start = 0; start < n; ) {
-    let end = start + 1;
-    const h = words[2 * start + high];
-    const l = words[2 * start + low] & ~ORDER_INDEX_MASK;
-    while (end < n && words[2 * end + high] === h && (words[2 * end + low] & ~ORDER_INDEX_MASK) === l) end++;
-    if (end - start > 1) {
-      let sorted = true;
-      for (let i = start + 1; i < end && sorted; i++) sorted = cmp(order[i - 1], order[i]) < 0;
-      if (!sorted) order.subarray(start, end).sort(cmp);
-    }
-    start = end;
-  }
-  return order;
-}
-
 function countAtOrBelow(seqs: ArrayLike<number>, limit: number): number {
   let lo = 0;
   let hi = seqs.length;
@@ -916,65 +965,12 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** Reads entries from a table's blocks one at a time. */
-class Cursor {
-  private block: Buffer | undefined;
-  private o = 0;
-  hi = 0;
-  lo = 0;
-  a = 0;
-  b = 0;
-  done = false;
-  constructor(
-    private readonly blocks: Generator<Buffer>,
-    private readonly entryBytes: number,
-  ) {
-    this.next();
-  }
-  next(): void {
-    while (this.block === undefined || this.o >= this.block.length) {
-      const r = this.blocks.next();
-      if (r.done === true) {
-        this.done = true;
-        return;
-      }
-      this.block = r.value;
-      this.o = 0;
-    }
-    const blk = this.block;
-    this.hi = blk.readUInt32LE(this.o);
-    this.lo = blk.readUInt32LE(this.o + 4);
-    this.a = blk.readDoubleLE(this.o + 8);
-    this.b = this.entryBytes === 24 ? blk.readDoubleLE(this.o + 16) : 0;
-    this.o += this.entryBytes;
-  }
-}
-
-function before(x: Cursor, y: Cursor): boolean {
-  return (x.hi - y.hi || x.lo - y.lo || x.a - y.a || x.b - y.b) < 0;
-}
-
-/**
- * Merges two tables' entries into `builder`, yielding every few thousand entries so the caller
- * can write chunks out (and let other work run). Command entries below `commandSeqFloor` are
- * dropped (retention).
- */
-function* mergeTables(a: IndexTable, b: IndexTable, builder: TableBuilder, commandSeqFloor: number): Generator<void> {
-  let n = 0;
-  const x = new Cursor(a.streamCursor(), 24);
-  const y = new Cursor(b.streamCursor(), 24);
-  while (!x.done || !y.done) {
-    const c = y.done || (!x.done && before(x, y)) ? x : y;
-    builder.addStream(c.hi, c.lo, c.a, c.b);
-    c.next();
-    if (++n % 16384 === 0) yield;
-  }
-  const p = new Cursor(a.commandCursor(), 16);
-  const q = new Cursor(b.commandCursor(), 16);
-  while (!p.done || !q.done) {
-    const c = q.done || (!p.done && before(p, q)) ? p : q;
-    if (c.a > commandSeqFloor) builder.addCommand(c.hi, c.lo, c.a);
-    c.next();
-    if (++n % 16384 === 0) yield;
-  }
+/** How the runner reaches a table's bytes: its file, or its in-memory buffer (shared, not copied, when it can be). */
+function tableRef(t: Table): TableRef {
+  if (t.file !== undefined) return { path: t.file };
+  const buffer = (t.table.source as BufferSource).buffer;
+  if (buffer.buffer instanceof SharedArrayBuffer && buffer.byteOffset === 0 && buffer.length === buffer.buffer.byteLength) return { bytes: buffer.buffer };
+  const shared = new SharedArrayBuffer(buffer.length);
+  new Uint8Array(shared).set(buffer);
+  return { bytes: shared };
 }

@@ -658,6 +658,19 @@ export class Partition {
    */
   private ready(pending: Pending): boolean {
     if (pending.resolving === true) return false;
+    // The memtable is full while an index checkpoint is built off the main thread: wait for it.
+    const checkpoint = this.index.backpressure();
+    if (checkpoint !== undefined) {
+      pending.resolving = true;
+      void checkpoint.finally(() => {
+        pending.resolving = false;
+        if (!this.scheduled) {
+          this.scheduled = true;
+          queueMicrotask(this.pump);
+        }
+      });
+      return false;
+    }
     const unit = pending.unit;
     const resolved = pending.resolved;
     const versions = this.changeVersions;

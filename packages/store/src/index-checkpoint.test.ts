@@ -1,0 +1,89 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createMemoryStorage, openPartition, type EventData } from './index.js';
+
+const data = new Uint8Array(16);
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'sluice-checkpoint-'));
+  dirs.push(d);
+  return d;
+}
+/** One turn of the event loop (what a blocked main thread cannot give). */
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('index checkpoints off the main thread', () => {
+  it('appends keep being acknowledged while a large checkpoint is built, and the checkpoint then answers like the memtable', { timeout: 120_000 }, async () => {
+    const checkpointEvents = 262_144;
+    const p = await openPartition({ storage: createMemoryStorage(), name: 'big', indexDirectory: await tempDir(), indexCheckpointEvents: checkpointEvents });
+    try {
+      const batch: EventData[] = Array.from({ length: 1024 }, () => ({ type: 'E', data }));
+      // 50,000 streams: the checkpoint sorts 262,144 entries of many different hashes.
+      let lastFill = 0;
+      while (p.indexStatus.checkpointsStarted === 0) {
+        const i = lastFill++;
+        await p.append({ streamId: `s-${i % 50_000}`, events: batch.slice(0, 1 + (i % 7)) });
+        if (i % 64 === 0 && p.indexStatus.checkpointsStarted === 0) await p.append({ streamId: `bulk-${i}`, events: batch });
+      }
+      expect(p.indexStatus.checkpointsInstalled).toBe(0);
+      expect(p.indexStatus.checkpointThread).toBe('worker');
+      // Single appends, one at a time, each followed by one turn of the event loop, until the checkpoint is in.
+      let acks = 0;
+      while (p.indexStatus.checkpointsInstalled === 0) {
+        const r = await p.append({ streamId: `live-${acks % 10}`, events: [{ type: 'L', data }], expectedVersion: Math.floor(acks / 10) });
+        expect(r.lastSeq).toBeGreaterThan(checkpointEvents);
+        acks++;
+        await turn();
+      }
+      // Inline (on the main thread) the checkpoint runs at the first turn and installs before a second ack.
+      expect(acks).toBeGreaterThan(10);
+      expect(p.indexStatus.checkpointSeq).toBeGreaterThanOrEqual(checkpointEvents);
+      expect(p.indexStatus.tables).toBe(1);
+      // Answers now come from the table (confirmed against the log) and the memtable alike.
+      expect(await p.currentVersion('s-1')).toBe(countOf(1));
+      expect(await p.currentVersion('live-3')).toBe(Math.floor((acks - 1 - 3) / 10) + 1);
+      await expect(p.append({ streamId: 's-1', events: [{ type: 'E', data }], expectedVersion: 0 })).rejects.toThrow(/version/i);
+
+      function countOf(stream: number): number {
+        // s-k received 1 + (i % 7) events for every i ≡ k (mod 50,000) appended before the checkpoint started.
+        let n = 0;
+        for (let i = stream; i < lastFill; i += 50_000) n += 1 + (i % 7);
+        return n;
+      }
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('bounds the memtable: beyond twice indexCheckpointEvents, appends wait for the checkpoint in flight (back-pressure)', { timeout: 120_000 }, async () => {
+    const checkpointEvents = 2_000;
+    const unit = 500;
+    const p = await openPartition({ storage: createMemoryStorage(), name: 'bp', indexCheckpointEvents: checkpointEvents, batchBytesMax: 64 * 1024, groupsInFlightMax: 2 });
+    try {
+      const events: EventData[] = Array.from({ length: unit }, () => ({ type: 'E', data }));
+      let memtableMax = 0;
+      // A flood: 400 units of 500 events submitted at once, far faster than a worker round trip
+      // (without back-pressure the memtable reaches about 76,000 events here).
+      await Promise.all(
+        Array.from({ length: 400 }, (_, i) =>
+          p.append({ streamId: `s-${i}`, events }).then(() => {
+            memtableMax = Math.max(memtableMax, p.indexStatus.memtableEvents);
+          }),
+        ),
+      );
+      expect(p.indexStatus.checkpointWaits).toBeGreaterThan(0);
+      // The memtable never held more than twice the checkpoint size plus the unit admitted last.
+      expect(memtableMax).toBeLessThanOrEqual(2 * checkpointEvents + unit);
+      expect(p.indexStatus.checkpointsInstalled).toBeGreaterThan(10);
+      for (const i of [0, 199, 399]) expect(await p.currentVersion(`s-${i}`)).toBe(unit);
+      expect(p.streamCount).toBe(400);
+    } finally {
+      await p.close();
+    }
+  });
+});

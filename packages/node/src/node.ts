@@ -58,8 +58,8 @@ export interface StartNodeOptions {
    * @default 1000
    */
   readonly reconnectDelayMs?: number;
-  /** Partition engine options (queueMax, batchBytesMax, ...) for every partition of the node. */
-  readonly partition?: Omit<PartitionOptions, 'storage' | 'name'>;
+  /** Partition engine options (queueMax, batchBytesMax, ...) for every partition of the node; each partition's `level` comes from the config. */
+  readonly partition?: Omit<PartitionOptions, 'storage' | 'name' | 'level'>;
   /**
    * Aborting it while the node starts stops opening partitions at once (a file location
    * stops preallocating and removes what it half-made) and `startNode` rejects; give the
@@ -416,7 +416,8 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
       onAlert: (alert) => report((n) => n.emit('shipping-alert', { partition: name, alert })),
       onRepair: (repair) => report((n) => n.emit('mirror-repair', { partition: name, repair })),
     });
-    const partition = await openPartition({ ...options.partition, storage: level.storage, name });
+    // Every commit records the level the config gives the partition (format version 3 frames).
+    const partition = await openPartition({ ...options.partition, storage: level.storage, name, level: config.partitions[name].level });
     if (level.ownsShipper) level.shipper?.start();
     shipping.set(name, level);
     return partition;

@@ -4,7 +4,8 @@
  *
  *   npx tsx --conditions=@sluice/source tools/src/bench/reliability-bench.ts [--smoke] [--only ship|lag|mirror] [--dir PATH] [--out FILE]
  *
- * `--only lag`: shipper lag under a steady 100,000 events/s (issue 11's target: p99 < 1 s).
+ * `--only lag`: shipper lag under a steady 100,000 events/s (issue 11's target: p99 < 1 s);
+ * `--lag-rate N` paces it at N events/s instead (to see the lag where this machine's source keeps up).
  * `--only mirror`: file, LMDB and mirror(file, LMDB) only (the mirrored/file ratio).
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -65,7 +66,7 @@ async function sequentialCommits(p: Partition, events: number, name: string): Pr
   return row(name, events, events * 100, performance.now() - start, latencies, 'one single-event commit at a time');
 }
 
-export async function runReliabilityBench(smoke: boolean, base: string, only?: string): Promise<BenchRow[]> {
+export async function runReliabilityBench(smoke: boolean, base: string, only?: string, lagEventsPerSecond?: number): Promise<BenchRow[]> {
   const scale = smoke ? 0.02 : 1;
   const dir = await mkdtemp(join(base, 'sluice-rel-bench-'));
   let n = 0;
@@ -89,7 +90,7 @@ export async function runReliabilityBench(smoke: boolean, base: string, only?: s
       ['ring(acknowledge) → file', async () => createRingStorage({ mode: 'acknowledge', durable: await file(), capacityBytes: 64 << 20 })],
     ];
     if (only === 'lag') {
-      rows.push(...(await steadyLag(fresh, smoke ? 2 : 12)));
+      rows.push(...(await steadyLag(fresh, smoke ? 2 : 12, lagEventsPerSecond)));
       return rows;
     }
     const chosen = only === 'ship' ? [] : only === 'mirror' ? configs.filter(([name]) => name === 'file' || name === 'lmdb' || name === 'mirror(file, lmdb)') : configs;
@@ -110,7 +111,7 @@ export async function runReliabilityBench(smoke: boolean, base: string, only?: s
   return rows;
 }
 
-/** Events per second the steady producer aims at, and events per commit (one commit per 10 ms). */
+/** Events per second the steady producer aims at by default (issue 11's target load), and events per commit. */
 const STEADY_EVENTS_PER_SECOND = 100_000;
 const STEADY_EVENTS_PER_COMMIT = 1_000;
 /** Commits the producer lets be in flight before it waits (it then falls behind its schedule, and the row says so). */
@@ -124,7 +125,7 @@ const STEADY_IN_FLIGHT_MAX = 64;
  * holds it (what `TargetStatus.lagMs` bounds: the recovery point). One row per target, p50/p99
  * in ms; the note gives the rate the producer really reached.
  */
-async function steadyLag(fresh: () => Promise<string>, seconds: number): Promise<BenchRow[]> {
+async function steadyLag(fresh: () => Promise<string>, seconds: number, eventsPerSecond = STEADY_EVENTS_PER_SECOND): Promise<BenchRow[]> {
   const source = createFileStorage({ directory: await fresh(), fsync: 'commit' });
   const partition = await openPartition({ storage: source, name: 'lag' });
   const azurite = await startAzurite();
@@ -160,7 +161,7 @@ async function steadyLag(fresh: () => Promise<string>, seconds: number): Promise
     shipper.start();
     const data = new Uint8Array(100).fill(5);
     const events = Array.from({ length: STEADY_EVENTS_PER_COMMIT }, () => ({ type: 'Steady', data }));
-    const periodMs = (STEADY_EVENTS_PER_COMMIT / STEADY_EVENTS_PER_SECOND) * 1000;
+    const periodMs = (STEADY_EVENTS_PER_COMMIT / eventsPerSecond) * 1000;
     const commits = Math.round((seconds * 1000) / periodMs);
     const inFlight = new Set<Promise<void>>();
     let behindMs = 0;
@@ -187,7 +188,7 @@ async function steadyLag(fresh: () => Promise<string>, seconds: number): Promise
     const total = commits * STEADY_EVENTS_PER_COMMIT;
     const rate = (total / producedMs) * 1000;
     return [...targets].map(([label, t]) => {
-      const r = row(`lag at ${STEADY_EVENTS_PER_SECOND.toLocaleString('en-US')} events/s → ${label} target`, total, total * 100, producedMs, t.latencies);
+      const r = row(`lag at ${eventsPerSecond.toLocaleString('en-US')} events/s → ${label} target`, total, total * 100, producedMs, t.latencies);
       const verdict = t.latencies.percentile(99) < 1000 ? 'meets' : 'misses';
       return {
         ...r,
@@ -278,8 +279,12 @@ async function shipToAzurite(directory: string, smoke: boolean): Promise<BenchRo
 
 const isMain = import.meta.url === `file://${process.argv[1]}`;
 if (isMain) {
-  const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, dir: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' } } });
-  const rows = await runReliabilityBench(values.smoke === true, values.dir ?? tmpdir(), values.only);
+  const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, dir: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' }, 'lag-rate': { type: 'string' } } });
+  const lagRate = values['lag-rate'] === undefined ? undefined : Number(values['lag-rate']);
+  if (lagRate !== undefined && !(Number.isFinite(lagRate) && lagRate >= STEADY_EVENTS_PER_COMMIT)) {
+    throw new Error(`--lag-rate must be a number of events per second of at least ${STEADY_EVENTS_PER_COMMIT}, got ${values['lag-rate']}`);
+  }
+  const rows = await runReliabilityBench(values.smoke === true, values.dir ?? tmpdir(), values.only, lagRate);
   console.log(`\nSluice reliability benchmark (${values.smoke === true ? 'smoke' : 'full'}), Node ${process.version}\n`);
   console.log(formatBenchRows(rows, () => ''));
   if (values.out !== undefined) await writeFile(values.out, JSON.stringify(rows, null, 2));

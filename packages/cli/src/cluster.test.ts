@@ -56,13 +56,14 @@ describe('sluice broker and node', () => {
 
     const read = await sluice(['read', '--config', cluster.config, '--partition', 'p1', '--json']);
     expect(jsonLines(read.stdout)).toMatchObject([
-      { seq: 1, stream: 'a-1', version: 1, type: 'Opened', data: { n: 1 } },
-      { seq: 2, stream: 'a-1', version: 2, type: 'Deposited', data: { n: 2 } },
+      { seq: 1, stream: 'a-1', version: 1, type: 'Opened', data: { n: 1 }, level: 'standard' },
+      { seq: 2, stream: 'a-1', version: 2, type: 'Deposited', data: { n: 2 }, level: 'standard' },
     ]);
     const byBroker = await sluice(['read', '--broker', cluster.endpoint, '--partition', 'p2']);
-    expect(byBroker.lines).toEqual(['#1 b-7@1 Opened "b"']);
+    // Node-served partitions record their level in each commit (issue 11); the read shows it.
+    expect(byBroker.lines).toEqual(['#1 b-7@1 Opened "b" level=standard']);
     const byStream = await sluice(['read', '--config', cluster.config, '--partition', 'p1', '--stream', 'a-1', '--from-seq', '2']);
-    expect(byStream.lines).toEqual(['#2 a-1@2 Deposited {"n":2}']);
+    expect(byStream.lines).toEqual(['#2 a-1@2 Deposited {"n":2} level=standard']);
 
     const head = await sluice(['head', '--broker', cluster.endpoint, '--partition', 'p1', '--stream', 'a-1', '--json']);
     expect(JSON.parse(head.lines[0])).toMatchObject({ lastSeq: 2, streamCount: 1, streamVersion: 2, writable: true, epoch: 0 });
@@ -236,7 +237,8 @@ describe('a cluster of one broker and two nodes', () => {
     } finally {
       await client.close();
     }
-    expect((await sluice(['read', '--config', config, '--partition', 'p2'])).lines).toEqual(['#1 b-1@1 Opened "B"', '#2 b-1@2 Renamed "B2"']);
+    // Each commit records the level its partition was configured with; the read through the broker shows it.
+    expect((await sluice(['read', '--config', config, '--partition', 'p2'])).lines).toEqual(['#1 b-1@1 Opened "B" level=standard', '#2 b-1@2 Renamed "B2" level=standard']);
 
     expect(await nodeA.stop()).toBe(ExitCode.Ok);
     expect(await nodeB.stop()).toBe(ExitCode.Ok);

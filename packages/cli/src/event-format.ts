@@ -55,14 +55,17 @@ export function eventToJson(event: RecordedEvent): Record<string, unknown> {
     if (headers.commandIds.length > 0) line.commandIds = [...headers.commandIds];
     if (headers.correlationId !== undefined) line.correlationId = headers.correlationId;
     if (headers.causationId !== undefined) line.causationId = headers.causationId;
+    if (headers.level !== undefined) line.level = headers.level;
   }
   return line;
 }
 
-/** An event as one human-readable line: `#seq stream@version type payload`. */
+/** An event as one human-readable line: `#seq stream@version type payload`, then `level=<name>` on the first event of a commit that recorded one. */
 export function eventToText(event: RecordedEvent): string {
   const data = decodeBytes(event.payload);
   const shown =
     data.kind === 'json' ? JSON.stringify(data.value) : data.kind === 'text' ? JSON.stringify(data.value) : `base64:${data.value}`;
-  return `#${event.seq} ${event.streamId}@${event.streamVersion} ${event.eventType} ${shown}`;
+  // The level is recorded on a commit's first event only, so it is shown there.
+  const level = event.headers?.level;
+  return `#${event.seq} ${event.streamId}@${event.streamVersion} ${event.eventType} ${shown}${level === undefined ? '' : ` level=${level}`}`;
 }

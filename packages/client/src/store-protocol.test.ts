@@ -85,7 +85,7 @@ const recorded: fc.Arbitrary<RecordedEvent> = fc.record({
   streamId: text,
   streamVersion: safe,
   eventType: text,
-  headers: optional(fc.record({ commandIds: fc.array(text, { maxLength: 3 }), correlationId: optional(text), causationId: optional(text) })),
+  headers: optional(fc.record({ commandIds: fc.array(text, { maxLength: 3 }), correlationId: optional(text), causationId: optional(text), level: optional(text) })),
   metadata: blob,
   payload: blob,
   frameBytes: fc.integer({ min: 0, max: 0xffff_ffff }),
@@ -396,6 +396,40 @@ describe('store protocol: replies', () => {
     expect(byCount.tryAdd(event(4, 1))).toBe(false);
     const decoded = decodeStoreReply([byCount.finish({ next: 4, more: true, lastSeq: 10 })]);
     expect(decoded.ok && decoded.reply.kind === 'events' && decoded.reply.events.map((e) => e.seq)).toEqual([1, 2, 3]);
+  });
+
+  it('carries the reliability level a commit recorded (tracing flag bit 2), sized exactly, and refuses unknown tracing flags', () => {
+    const event: RecordedEvent = {
+      seq: 1,
+      epoch: 0,
+      timestamp: 1,
+      commitFirst: true,
+      commitLast: true,
+      streamId: 's',
+      streamVersion: 1,
+      eventType: 'E',
+      headers: { commandIds: ['c'], correlationId: 'k', causationId: undefined, level: 'critical' },
+      metadata: new Uint8Array(0),
+      payload: new Uint8Array([7]),
+      frameBytes: 80,
+    };
+    const page = new EventsPageBuilder(1_000_000, 10);
+    expect(page.tryAdd(event)).toBe(true);
+    const frame = page.finish({ next: 2, more: false, lastSeq: 1 });
+    const decoded = decodeStoreReply([frame]);
+    expect(decoded.ok && decoded.reply.kind === 'events' && decoded.reply.events[0].headers).toEqual(event.headers);
+    // The level's bytes count towards the page budget: a page just too small for it holds only the first event.
+    const tight = new EventsPageBuilder(frame.length + 1, 10);
+    tight.tryAdd({ ...event, headers: undefined });
+    expect(tight.tryAdd(event)).toBe(false);
+    // Tracing flags sit right after the command ids; an unknown bit is refused, not misread.
+    const at = Buffer.from(frame).indexOf(Buffer.from('critical')) - 2 - 1 - 2 - 1;
+    expect(frame[at]).toBe(1 | 4);
+    const patched = Buffer.from(frame);
+    patched[at] = 1 | 4 | 8;
+    const refused = decodeStoreReply([patched]);
+    expect(refused.ok).toBe(false);
+    expect(!refused.ok && refused.problem).toMatch(/unknown event tracing flags 13/);
   });
 });
 

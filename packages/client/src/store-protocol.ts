@@ -48,6 +48,8 @@ const EV_EXACT = 3;
 
 const FLAG_CORRELATION = 1;
 const FLAG_CAUSATION = 2;
+/** In an event's tracing flags (replies only): the reliability level its commit recorded follows. */
+const FLAG_LEVEL = 4;
 const FLAG_COMMIT_FIRST = 1;
 const FLAG_COMMIT_LAST = 2;
 const FLAG_HEADERS = 4;
@@ -637,7 +639,14 @@ export class EventsPageBuilder {
     if (headers !== undefined) {
       w.u32(headers.commandIds.length);
       for (const id of headers.commandIds) w.string(id);
-      writeTracing(w, headers.correlationId, headers.causationId);
+      const level = headers.level;
+      if (level === undefined) writeTracing(w, headers.correlationId, headers.causationId);
+      else {
+        w.u8((headers.correlationId === undefined ? 0 : FLAG_CORRELATION) | (headers.causationId === undefined ? 0 : FLAG_CAUSATION) | FLAG_LEVEL);
+        if (headers.correlationId !== undefined) w.string(headers.correlationId);
+        if (headers.causationId !== undefined) w.string(headers.causationId);
+        w.string(level);
+      }
     }
     w.bytes(event.metadata);
     w.bytes(event.payload);
@@ -768,9 +777,10 @@ function readEventsPage(r: ByteReader): EventsPage {
       const commandIds: string[] = [];
       for (let k = 0; k < idCount; k++) commandIds.push(r.string('command id'));
       const tracing = r.u8('tracing flags');
+      if ((tracing & ~(FLAG_CORRELATION | FLAG_CAUSATION | FLAG_LEVEL)) !== 0) throw new DecodeFailure(`unknown event tracing flags ${tracing} at byte ${r.offset - 1}: upgrade @sluice/client`);
       const correlationId = tracing & FLAG_CORRELATION ? r.string('correlationId') : undefined;
       const causationId = tracing & FLAG_CAUSATION ? r.string('causationId') : undefined;
-      headers = { commandIds, correlationId, causationId };
+      headers = tracing & FLAG_LEVEL ? { commandIds, correlationId, causationId, level: r.string('level') } : { commandIds, correlationId, causationId };
     }
     const metadata = r.bytes('metadata');
     const payload = r.bytes('payload');
@@ -934,6 +944,7 @@ function eventBytes(event: RecordedEvent): number {
     for (const id of headers.commandIds) size += 2 + utf8Bytes(id);
     if (headers.correlationId !== undefined) size += 2 + utf8Bytes(headers.correlationId);
     if (headers.causationId !== undefined) size += 2 + utf8Bytes(headers.causationId);
+    if (headers.level !== undefined) size += 2 + utf8Bytes(headers.level);
   }
   return size;
 }

@@ -6,7 +6,7 @@ import {
   EVENT_HEADER_BYTES,
   FLAG_COMMIT_FIRST,
   FLAG_COMMIT_LAST,
-  FORMAT_VERSION,
+  FORMAT_VERSION_BASE,
   FRAME_BYTES_MIN,
   FrameTooLargeError,
   FrameWriter,
@@ -111,7 +111,7 @@ describe('FrameWriter golden frames', () => {
     const n = 87;
     expect(u32(b, 0)).toBe(n);
     expect(n).toBe(EVENT_HEADER_BYTES + 6 + 6 + 11 + 1 + 7 + CRC_BYTES);
-    expect(b[4]).toBe(FORMAT_VERSION);
+    expect(b[4]).toBe(FORMAT_VERSION_BASE);
     expect(b[5]).toBe(1);
     expect(b[6]).toBe(FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST);
     expect(b[7]).toBe(0);
@@ -146,7 +146,7 @@ describe('FrameWriter golden frames', () => {
     expect(MARKER_PREV_DIGEST_OFFSET).toBe(44);
     expect(MARKER_DIGEST_OFFSET).toBe(64);
     expect(u32(m, 0)).toBe(88);
-    expect(m[4]).toBe(FORMAT_VERSION);
+    expect(m[4]).toBe(FORMAT_VERSION_BASE);
     expect(m[5]).toBe(2);
     expect(m[6]).toBe(1);
     expect(m[7]).toBe(0);

@@ -6,7 +6,8 @@ import {
   DEFAULT_FRAME_BYTES_MAX,
   DIGEST_SHA1,
   EVENT_HEADER_BYTES,
-  FORMAT_VERSION,
+  FORMAT_VERSION_BASE,
+  FORMAT_VERSION_LEVEL,
   KIND_EVENT,
   KIND_MARKER,
   MARKER_BYTES,
@@ -33,6 +34,12 @@ export interface FrameWriterOptions {
    * @default 4194304
    */
   readonly frameBytesMax?: number;
+  /**
+   * Format version of every frame and marker written: 3 records `CommitHeaders.level`
+   * (readable by version 3 decoders only), 2 cannot (a level is then refused).
+   * @default 2
+   */
+  readonly formatVersion?: 2 | 3;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -53,6 +60,8 @@ const EMPTY = new Uint8Array(0);
  */
 export class FrameWriter {
   readonly frameBytesMax: number;
+  /** Format version written on every frame and marker. */
+  readonly formatVersion: number;
   private buffer: Buffer;
   private position = 0;
   private sealedPosition = 0;
@@ -70,6 +79,11 @@ export class FrameWriter {
 
   constructor(options: FrameWriterOptions = {}) {
     this.frameBytesMax = options.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
+    const version = options.formatVersion ?? FORMAT_VERSION_BASE;
+    if (version !== FORMAT_VERSION_BASE && version !== FORMAT_VERSION_LEVEL) {
+      throw new InvalidFrameFieldError('formatVersion', `${String(version)} is not written by this writer: use ${FORMAT_VERSION_BASE} or ${FORMAT_VERSION_LEVEL}`);
+    }
+    this.formatVersion = version;
     this.buffer = Buffer.allocUnsafe(Math.max(options.initialBytes ?? 1024 * 1024, 256));
   }
 
@@ -164,7 +178,7 @@ export class FrameWriter {
     o += eventTypeBytes;
     if (streamIdBytes > NAME_BYTES_MAX) throw new InvalidFrameFieldError('streamId', `longer than ${NAME_BYTES_MAX} bytes`);
     if (eventTypeBytes > NAME_BYTES_MAX) throw new InvalidFrameFieldError('eventType', `longer than ${NAME_BYTES_MAX} bytes`);
-    const headersBytes = headers === undefined ? 0 : writeHeaders(b, o, headers);
+    const headersBytes = headers === undefined ? 0 : writeHeaders(b, o, headers, this.formatVersion >= FORMAT_VERSION_LEVEL);
     o += headersBytes;
     b.set(meta, o);
     o += meta.length;
@@ -174,7 +188,7 @@ export class FrameWriter {
     if (frameBytes > this.frameBytesMax) throw new FrameTooLargeError(frameBytes, this.frameBytesMax);
 
     writeU32(b, start, frameBytes);
-    b[start + 4] = FORMAT_VERSION;
+    b[start + 4] = this.formatVersion;
     b[start + 5] = KIND_EVENT;
     b[start + 6] = flags & 3;
     b[start + 7] = 0;
@@ -225,7 +239,7 @@ export class FrameWriter {
     const b = this.buffer;
     const start = this.position;
     writeU32(b, start, MARKER_BYTES);
-    b[start + 4] = FORMAT_VERSION;
+    b[start + 4] = this.formatVersion;
     b[start + 5] = KIND_MARKER;
     b[start + 6] = DIGEST_SHA1;
     b[start + 7] = 0;
@@ -288,17 +302,21 @@ function checkEpochAndTimestamp(epoch: number, timestamp: number): void {
 function headersBytesMax(h: CommitHeaders): number {
   let n = 6 + 2 * h.commandIds.length;
   for (const id of h.commandIds) n += id.length * 3;
-  return n + (h.correlationId?.length ?? 0) * 3 + (h.causationId?.length ?? 0) * 3;
+  return n + 2 + (h.correlationId?.length ?? 0) * 3 + (h.causationId?.length ?? 0) * 3 + (h.level?.length ?? 0) * 3;
 }
 
-function writeHeaders(b: Buffer, start: number, h: CommitHeaders): number {
+function writeHeaders(b: Buffer, start: number, h: CommitHeaders, withLevel: boolean): number {
   if (h.commandIds.length > 0xffff) throw new InvalidFrameFieldError('commandIds', 'more than 65535 command ids');
+  if (!withLevel && h.level !== undefined && h.level !== '') {
+    throw new InvalidFrameFieldError('level', `format version ${FORMAT_VERSION_BASE} cannot record a level: create the writer with formatVersion ${FORMAT_VERSION_LEVEL}`);
+  }
   let o = start;
   writeU16(b, o, h.commandIds.length);
   o += 2;
   for (const id of h.commandIds) o = writeShortString(b, o, id, 'commandId');
   o = writeShortString(b, o, h.correlationId ?? '', 'correlationId');
   o = writeShortString(b, o, h.causationId ?? '', 'causationId');
+  if (withLevel) o = writeShortString(b, o, h.level ?? '', 'level');
   return o - start;
 }
 

@@ -1,5 +1,5 @@
 /**
- * The frame format, version 2 (version 1 logs still decode). Binary, little-endian,
+ * The frame format, version 3 (version 1 and 2 logs still decode). Binary, little-endian,
  * self-delimiting, checksummed.
  *
  * Every frame starts with its total length and ends with a CRC-32C of everything before
@@ -10,7 +10,7 @@
  * | offset | size | field |
  * |---|---|---|
  * | 0 | 4 | frameBytes: total length, this field and the CRC included |
- * | 4 | 1 | format version (2; 1 in older logs, same layout) |
+ * | 4 | 1 | format version (2 or 3, see below; 1 in older logs, same layout) |
  * | 5 | 1 | kind (1 = event) |
  * | 6 | 1 | flags: bit 0 first frame of its commit, bit 1 last frame of its commit |
  * | 7 | 1 | reserved, 0 |
@@ -55,12 +55,28 @@
  *
  * Commit headers (inside an event frame, normally the first frame of a commit):
  * u16 commandIdCount, then per id u16 length + UTF-8; u16 length + UTF-8 correlation id;
- * u16 length + UTF-8 causation id (length 0 = absent).
+ * u16 length + UTF-8 causation id (length 0 = absent); in a version 3 event frame only, then
+ * u16 length + UTF-8 reliability level name (length 0 = absent).
+ *
+ * Version 3 adds only that level field; every other byte of the layout is as in version 2. A
+ * writer writes one version for all its frames and markers (`FrameWriterOptions.formatVersion`):
+ * 2 by default, so a partition without a level writes logs any version 2 decoder reads; 3 when
+ * its commits record a level (the partition engine does this when it is given one). A batch is
+ * of one version, frames and marker alike; version 3 batches chain to version 2 (and 1) batches
+ * as version 2 ones do, so an existing log continues under version 3 and back. Version 1 and 2
+ * logs decode unchanged, with `headers.level` absent. An older decoder (versions 1–2) that
+ * meets a version 3 frame stops there with `unsupported-version` ("upgrade @sluice/framing"),
+ * and store-file refuses to open such a log rather than cut it: a downgrade is refused, never a
+ * silent truncation.
  *
  * 64-bit integers are stored as two u32 halves and must be safe integers (< 2^53).
  * A length field of 0 at a frame boundary means unwritten (preallocated, zero-filled) space.
  */
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
+/** The version a writer writes by default (frames of commits that record no level). */
+export const FORMAT_VERSION_BASE = 2;
+/** The first version whose commit headers carry a reliability level. */
+export const FORMAT_VERSION_LEVEL = 3;
 /** Oldest format version decoders still read. */
 export const FORMAT_VERSION_MIN = 1;
 export const KIND_EVENT = 1;

@@ -492,7 +492,7 @@ describe('corrupt input', () => {
     ['marker', 6],
   ])("stops with 'unsupported-version' on a %s of another format version", (_name, frameIndex) => {
     const start = LOG.frameStarts[frameIndex];
-    for (const version of [3, 255]) {
+    for (const version of [4, 255]) {
       const damaged = patchFrame(LOG.bytes, start, (f) => f.setUint8(4, version));
       const { batches, report } = decodeAll(damaged);
       expect(batches).toEqual(LOG.expected.slice(0, 1));
@@ -1070,10 +1070,10 @@ describe('version 1 logs', () => {
     expect(() => new StreamDecoder({ prevDigest: new Uint8Array(19) })).toThrow(/20-byte/);
   });
 
-  it("stops with 'unsupported-version' on a frame of version 3, and 'malformed-frame' on version 0", () => {
+  it("stops with 'unsupported-version' on a frame of version 4, and 'malformed-frame' on version 0", () => {
     const e: V1Event = { seq: 6, flags: FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, streamId: 's', eventType: 'T', payload: utf8('x') };
     for (const [version, reason] of [
-      [3, 'unsupported-version'],
+      [4, 'unsupported-version'],
       [0, 'malformed-frame'],
     ] as const) {
       const { batches, report } = decodeAll(concat(V1_LOG, v1EventFrame(e, version)));

@@ -8,6 +8,7 @@ import {
   FLAG_COMMIT_FIRST,
   FLAG_COMMIT_LAST,
   FORMAT_VERSION,
+  FORMAT_VERSION_LEVEL,
   FORMAT_VERSION_MIN,
   FRAME_BYTES_MIN,
   KIND_EVENT,
@@ -429,7 +430,7 @@ function decodeEvent(b: Uint8Array, o: number, n: number): EventFrame | string {
   }
   let headers: CommitHeaders | undefined;
   if (headersBytes > 0) {
-    const h = decodeHeaders(b, p, p + headersBytes);
+    const h = decodeHeaders(b, p, p + headersBytes, b[o + 4] >= FORMAT_VERSION_LEVEL);
     if (typeof h === 'string') return h;
     headers = h;
     p += headersBytes;
@@ -453,7 +454,7 @@ function decodeEvent(b: Uint8Array, o: number, n: number): EventFrame | string {
   };
 }
 
-function decodeHeaders(b: Uint8Array, start: number, end: number): CommitHeaders | string {
+function decodeHeaders(b: Uint8Array, start: number, end: number, withLevel: boolean): CommitHeaders | string {
   let p = start;
   const str = (): string | undefined => {
     if (p + 2 > end) return undefined;
@@ -476,12 +477,14 @@ function decodeHeaders(b: Uint8Array, start: number, end: number): CommitHeaders
     }
     const correlationId = str();
     const causationId = str();
-    if (correlationId === undefined || causationId === undefined || p !== end) return 'commit headers malformed';
-    return {
-      commandIds,
-      correlationId: correlationId === '' ? undefined : correlationId,
-      causationId: causationId === '' ? undefined : causationId,
-    };
+    const level = withLevel ? str() : '';
+    if (correlationId === undefined || causationId === undefined || level === undefined || p !== end) return 'commit headers malformed';
+    const correlation = correlationId === '' ? undefined : correlationId;
+    const causation = causationId === '' ? undefined : causationId;
+    // `level` is only set when recorded, so version 1–2 headers keep their exact shape.
+    return level === ''
+      ? { commandIds, correlationId: correlation, causationId: causation }
+      : { commandIds, correlationId: correlation, causationId: causation, level };
   } catch {
     return 'commit headers are not valid UTF-8';
   }

@@ -4,6 +4,12 @@ export interface CommitHeaders {
   readonly commandIds: readonly string[];
   readonly correlationId?: string | undefined;
   readonly causationId?: string | undefined;
+  /**
+   * Name of the reliability level the commit was written under (e.g. `"critical"`), when the
+   * writer recorded one. Stored only from format version 3 on (see `layout.ts`); absent in
+   * older logs and in commits written without a level.
+   */
+  readonly level?: string | undefined;
 }
 
 /** One decoded event frame. `payload` and `metadata` are views into the decoded bytes (zero-copy). */

@@ -60,9 +60,9 @@ export interface StartNodeOptions {
   readonly reconnectDelayMs?: number;
   /**
    * Partition engine options (queueMax, batchBytesMax, ...) for every partition of the node.
-   * Each partition's index folder comes from the config (`indexDirectory`), not from here.
+   * Each partition's `level` and index folder (`indexDirectory`) come from the config.
    */
-  readonly partition?: Omit<PartitionOptions, 'storage' | 'name' | 'indexDirectory'>;
+  readonly partition?: Omit<PartitionOptions, 'storage' | 'name' | 'level' | 'indexDirectory'>;
   /**
    * Aborting it while the node starts stops opening partitions at once (a file location
    * stops preallocating and removes what it half-made) and `startNode` rejects; give the
@@ -420,9 +420,10 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
       onRepair: (repair) => report((n) => n.emit('mirror-repair', { partition: name, repair })),
     });
     // Persisted indexes where the config puts them (the level's "index", else beside the first
-    // local location): a restart replays only the log after the last index checkpoint.
-    const indexDirectory = config.partitions[name].indexDirectory;
-    const partition = await openPartition({ ...options.partition, indexDirectory, storage: level.storage, name });
+    // local location): a restart replays only the log after the last index checkpoint. Every
+    // commit records the level the config gives the partition (format version 3 frames).
+    const { indexDirectory, level: levelName } = config.partitions[name];
+    const partition = await openPartition({ ...options.partition, indexDirectory, storage: level.storage, name, level: levelName });
     if (level.ownsShipper) level.shipper?.start();
     shipping.set(name, level);
     return partition;

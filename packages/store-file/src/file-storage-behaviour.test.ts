@@ -77,14 +77,14 @@ describe('segments', () => {
     let p = await openFile();
     await fill(p, 3);
     await p.close();
-    // Append a sealed commit, then rewrite its first frame's version byte (and CRC) as version 3.
+    // Append a sealed commit, then rewrite its first frame's version byte (and CRC) as version 4.
     const { FrameWriter, crc32c } = await import('@sluice/framing');
     const writer = new FrameWriter();
     writer.appendEvent(31, 0, 1, 3, 'future', 1, 'E', undefined, undefined, te.encode('from the future'));
     writer.seal(0, 1);
     const bytes = Buffer.from(writer.bytes());
     const frameBytes = bytes.readUInt32LE(0);
-    bytes[4] = 3;
+    bytes[4] = 4;
     bytes.writeUInt32LE(crc32c(bytes, 0, frameBytes - 4), frameBytes - 4);
     const { appendRawToFileLog } = await import('./raw-append.fixture.js');
     await appendRawToFileLog(directory, bytes);

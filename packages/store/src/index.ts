@@ -16,6 +16,7 @@ export {
   Partition,
   openPartition,
   partitionDefaults,
+  LEVEL_NAME_BYTES_MAX,
   type PartitionOptions,
   type ReadOptions,
   type ReadStreamOptions,

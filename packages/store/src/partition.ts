@@ -3,6 +3,8 @@ import {
   DEFAULT_FRAME_BYTES_MAX,
   FLAG_COMMIT_FIRST,
   FLAG_COMMIT_LAST,
+  FORMAT_VERSION_BASE,
+  FORMAT_VERSION_LEVEL,
   FRAME_BYTES_MIN,
   FrameWriter,
   FramingError,
@@ -141,9 +143,22 @@ export interface PartitionOptions {
    * @default 'footer'
    */
   readonly indexVerifyOnOpen?: 'full' | 'footer';
+  /**
+   * Name of the reliability level the partition writes under (e.g. `"critical"`), recorded in
+   * the headers of every commit (`RecordedEvent.headers.level` on its first event) so a reader
+   * can tell how safe each write was, even after the level changes. Recording a level writes
+   * frame format version 3, which needs @sluice/framing 0.x with version 3 to read (older
+   * readers refuse the log rather than cut it). At most 255 UTF-8 bytes.
+   * @default the level the storage reports (`storage.reliability()`, e.g. a mirror created
+   *   with `level`), else none: commits record no level and the log stays format version 2
+   */
+  readonly level?: string | undefined;
 }
 
-type IndexOptionNames = 'indexDirectory' | 'commandIdRetention' | 'onIndexError';
+/** Longest level name recorded in a commit, in UTF-8 bytes. */
+export const LEVEL_NAME_BYTES_MAX = 255;
+
+type IndexOptionNames = 'indexDirectory' | 'commandIdRetention' | 'onIndexError' | 'level';
 
 /** Defaults of {@link PartitionOptions}, in one place. */
 export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch' | IndexOptionNames>> {
@@ -266,6 +281,10 @@ export class Partition {
   readonly name: string;
   /** What storage recovery found and dropped when the partition opened. */
   readonly recovery: StorageRecovery;
+  /** The reliability level recorded in every commit this partition writes, if any. */
+  readonly level: string | undefined;
+  /** Headers of a commit that records only the level (shared: no allocation per commit). */
+  private readonly levelHeaders: CommitHeaders | undefined;
   private readonly storage: PartitionStorage;
   private readonly options: Required<Omit<PartitionOptions, 'storage' | 'name' | 'epoch' | IndexOptionNames>>;
   private readonly requestedEpoch: number | undefined;
@@ -305,6 +324,9 @@ export class Partition {
     this.storage = options.storage;
     this.name = options.name ?? options.storage.kind;
     this.options = { ...partitionDefaults(), ...definedOnly(options) };
+    const level = options.level ?? options.storage.reliability?.(recovery.head.lastSeq)?.level;
+    this.level = level === '' ? undefined : level;
+    this.levelHeaders = this.level === undefined ? undefined : { commandIds: [], level: this.level };
     this.requestedEpoch = options.epoch;
     this.recovery = recovery;
     this.building = this.newGroup();
@@ -580,7 +602,11 @@ export class Partition {
 
   private newGroup(): Group {
     return {
-      writer: new FrameWriter({ frameBytesMax: this.options.frameBytesMax, initialBytes: 1024 * 1024 }),
+      writer: new FrameWriter({
+        frameBytesMax: this.options.frameBytesMax,
+        initialBytes: 1024 * 1024,
+        formatVersion: this.level === undefined ? FORMAT_VERSION_BASE : FORMAT_VERSION_LEVEL,
+      }),
       acks: [],
       records: [],
       firstSeq: 0,
@@ -744,8 +770,10 @@ export class Partition {
     const framesBefore = writer.unsealedFrameCount;
     const headers: CommitHeaders | undefined =
       commandIds.length > 0 || unit.correlationId !== undefined || unit.causationId !== undefined
-        ? { commandIds, correlationId: unit.correlationId, causationId: unit.causationId }
-        : undefined;
+        ? this.level === undefined
+          ? { commandIds, correlationId: unit.correlationId, causationId: unit.causationId }
+          : { commandIds, correlationId: unit.correlationId, causationId: unit.causationId, level: this.level }
+        : this.levelHeaders;
     const firstSeq = this.nextSeq;
     let seq = firstSeq;
     const streams: StreamCommit[] = [];
@@ -1002,6 +1030,10 @@ function checkOptions(options: PartitionOptions): string[] {
     problems.push(`groupsInFlightMax must be an integer from 1 to 64, got ${groupsInFlightMax}`);
   }
   if (epoch !== undefined && !(Number.isSafeInteger(epoch) && epoch >= 0 && epoch <= 0xffffffff)) problems.push(`epoch must be an integer from 0 to 4294967295, got ${epoch}`);
+  const level = options?.level;
+  if (level !== undefined && !(typeof level === 'string' && level.length > 0 && Buffer.byteLength(level) <= LEVEL_NAME_BYTES_MAX)) {
+    problems.push(`level must be a reliability level name of 1 to ${LEVEL_NAME_BYTES_MAX} UTF-8 bytes (e.g. "critical"), got ${JSON.stringify(level)}`);
+  }
   const { indexDirectory, indexCheckpointEvents, streamCacheMax, commandIdRetention, onIndexError } = options ?? {};
   if (indexDirectory !== undefined && (typeof indexDirectory !== 'string' || indexDirectory.length === 0)) problems.push('indexDirectory must be a non-empty path');
   // The memtable is made of Maps: a checkpoint keeps it far below V8's 2^24 entries.

@@ -2,7 +2,11 @@
  * Reliability benchmark: commits on mirrored, ring and single locations, and shipping to
  * Azurite. Figures for the reliability report (issue 11), not timed tests.
  *
- *   npx tsx --conditions=@sluice/source tools/src/bench/reliability-bench.ts [--smoke] [--only ship] [--dir PATH] [--out FILE]
+ *   npx tsx --conditions=@sluice/source tools/src/bench/reliability-bench.ts [--smoke] [--only ship|lag|mirror] [--dir PATH] [--out FILE]
+ *
+ * `--only lag`: shipper lag under a steady 100,000 events/s (issue 11's target: p99 < 1 s);
+ * `--lag-rate N` paces it at N events/s instead (to see the lag where this machine's source keeps up).
+ * `--only mirror`: file, LMDB and mirror(file, LMDB) only (the mirrored/file ratio).
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -62,7 +66,7 @@ async function sequentialCommits(p: Partition, events: number, name: string): Pr
   return row(name, events, events * 100, performance.now() - start, latencies, 'one single-event commit at a time');
 }
 
-export async function runReliabilityBench(smoke: boolean, base: string, only?: string): Promise<BenchRow[]> {
+export async function runReliabilityBench(smoke: boolean, base: string, only?: string, lagEventsPerSecond?: number): Promise<BenchRow[]> {
   const scale = smoke ? 0.02 : 1;
   const dir = await mkdtemp(join(base, 'sluice-rel-bench-'));
   let n = 0;
@@ -85,19 +89,116 @@ export async function runReliabilityBench(smoke: boolean, base: string, only?: s
       ['mirror(file, lmdb)', async () => createMirroredStorage({ locations: [await file(), await lmdb()] })],
       ['ring(acknowledge) → file', async () => createRingStorage({ mode: 'acknowledge', durable: await file(), capacityBytes: 64 << 20 })],
     ];
-    for (const [name, make] of only === 'ship' ? [] : configs) {
+    if (only === 'lag') {
+      rows.push(...(await steadyLag(fresh, smoke ? 2 : 12, lagEventsPerSecond)));
+      return rows;
+    }
+    const chosen = only === 'ship' ? [] : only === 'mirror' ? configs.filter(([name]) => name === 'file' || name === 'lmdb' || name === 'mirror(file, lmdb)') : configs;
+    for (const [name, make] of chosen) {
       rows.push(await on(await make(), (p) => pipelinedBatches(p, 1000, batched, 8, `${name}: batches of 1000`, '8 appends in flight, fsync per commit')));
       rows.push(await on(await make(), (p) => concurrentCommits(p, 1000, commits, `${name}: 1000 concurrent commits`)));
       rows.push(await on(await make(), (p) => concurrentCommits(p, 16, commits / 4, `${name}: 16 concurrent commits`)));
       rows.push(await on(await make(), (p) => sequentialCommits(p, sequential, `${name}: sequential commits`)));
     }
+    if (only === 'mirror') return rows;
     rows.push(await shipToAzurite(await fresh(), smoke));
+    rows.push(...(await steadyLag(fresh, smoke ? 2 : 12)));
     if (directRow !== undefined) rows.push(directRow);
     if (fileRow !== undefined) rows.push(fileRow);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
   return rows;
+}
+
+/** Events per second the steady producer aims at by default (issue 11's target load), and events per commit. */
+const STEADY_EVENTS_PER_SECOND = 100_000;
+const STEADY_EVENTS_PER_COMMIT = 1_000;
+/** Commits the producer lets be in flight before it waits (it then falls behind its schedule, and the row says so). */
+const STEADY_IN_FLIGHT_MAX = 64;
+
+/**
+ * Shipper lag under a steady load: a paced producer commits 1,000-event batches every 10 ms
+ * (100,000 events/s of 100-byte events) to a file partition (fsync per commit) for `seconds`,
+ * while one shipper ships to a second file location and to an in-memory Azurite. Lag of a
+ * commit at a target = time from its acknowledgement at the source to the target's sync that
+ * holds it (what `TargetStatus.lagMs` bounds: the recovery point). One row per target, p50/p99
+ * in ms; the note gives the rate the producer really reached.
+ */
+async function steadyLag(fresh: () => Promise<string>, seconds: number, eventsPerSecond = STEADY_EVENTS_PER_SECOND): Promise<BenchRow[]> {
+  const source = createFileStorage({ directory: await fresh(), fsync: 'commit' });
+  const partition = await openPartition({ storage: source, name: 'lag' });
+  const azurite = await startAzurite();
+  try {
+    await BlobServiceClient.fromConnectionString(azurite.connectionString).getContainerClient('lag').create();
+    const fileTarget = await fresh();
+    const shipper = createShipper({
+      source,
+      partition: 'lag',
+      targets: [
+        { label: 'file', createStorage: () => createFileStorage({ directory: fileTarget, fsync: 'commit' }) },
+        { label: 'azurite', createStorage: () => createAzureStorage({ connectionString: azurite.connectionString, container: 'lag', prefix: 'lag' }) },
+      ],
+    });
+    // Acknowledged commits in seq order; each target drains them as its synced head passes them.
+    const ackedLastSeq: number[] = [];
+    const ackedAt: number[] = [];
+    const targets = new Map(['file', 'azurite'].map((label) => [label, { head: 0, next: 0, latencies: new Latencies() }]));
+    const drain = (now: number): void => {
+      for (const t of targets.values()) {
+        while (t.next < ackedLastSeq.length && ackedLastSeq[t.next] <= t.head) {
+          t.latencies.record(now - ackedAt[t.next]);
+          t.next++;
+        }
+      }
+    };
+    shipper.on('progress', (status) => {
+      const t = targets.get(status.target);
+      if (t === undefined) return;
+      t.head = status.head.lastSeq;
+      drain(performance.now());
+    });
+    shipper.start();
+    const data = new Uint8Array(100).fill(5);
+    const events = Array.from({ length: STEADY_EVENTS_PER_COMMIT }, () => ({ type: 'Steady', data }));
+    const periodMs = (STEADY_EVENTS_PER_COMMIT / eventsPerSecond) * 1000;
+    const commits = Math.round((seconds * 1000) / periodMs);
+    const inFlight = new Set<Promise<void>>();
+    let behindMs = 0;
+    const start = performance.now();
+    for (let k = 0; k < commits; k++) {
+      const due = start + k * periodMs;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      else behindMs = Math.max(behindMs, -wait);
+      if (inFlight.size >= STEADY_IN_FLIGHT_MAX) await Promise.race(inFlight);
+      const p = partition.append({ streamId: `steady-${k % 100}`, events }).then((r) => {
+        ackedLastSeq.push(r.lastSeq);
+        ackedAt.push(performance.now());
+        drain(performance.now());
+      });
+      inFlight.add(p);
+      void p.finally(() => inFlight.delete(p));
+    }
+    await Promise.all(inFlight);
+    const producedMs = performance.now() - start;
+    await shipper.waitFor(partition.lastSeq, { timeoutMs: 120_000 });
+    drain(performance.now());
+    await shipper.stop();
+    const total = commits * STEADY_EVENTS_PER_COMMIT;
+    const rate = (total / producedMs) * 1000;
+    return [...targets].map(([label, t]) => {
+      const r = row(`lag at ${eventsPerSecond.toLocaleString('en-US')} events/s → ${label} target`, total, total * 100, producedMs, t.latencies);
+      const verdict = t.latencies.percentile(99) < 1000 ? 'meets' : 'misses';
+      return {
+        ...r,
+        note: `${commits} commits of ${STEADY_EVENTS_PER_COMMIT} events over ${(producedMs / 1000).toFixed(1)} s (producer reached ${Math.round(rate).toLocaleString('en-US')} events/s, at most ${behindMs.toFixed(0)} ms behind schedule); p50/p99 = lag per commit from source ack to target sync, ${verdict} p99 < 1 s`,
+      };
+    });
+  } finally {
+    await partition.close();
+    await azurite.stop();
+  }
 }
 
 /** Ships a pre-filled file partition to an in-memory Azurite: MB/s of raw batches. */
@@ -178,8 +279,12 @@ async function shipToAzurite(directory: string, smoke: boolean): Promise<BenchRo
 
 const isMain = import.meta.url === `file://${process.argv[1]}`;
 if (isMain) {
-  const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, dir: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' } } });
-  const rows = await runReliabilityBench(values.smoke === true, values.dir ?? tmpdir(), values.only);
+  const { values } = parseArgs({ options: { smoke: { type: 'boolean' }, dir: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' }, 'lag-rate': { type: 'string' } } });
+  const lagRate = values['lag-rate'] === undefined ? undefined : Number(values['lag-rate']);
+  if (lagRate !== undefined && !(Number.isFinite(lagRate) && lagRate >= STEADY_EVENTS_PER_COMMIT)) {
+    throw new Error(`--lag-rate must be a number of events per second of at least ${STEADY_EVENTS_PER_COMMIT}, got ${values['lag-rate']}`);
+  }
+  const rows = await runReliabilityBench(values.smoke === true, values.dir ?? tmpdir(), values.only, lagRate);
   console.log(`\nSluice reliability benchmark (${values.smoke === true ? 'smoke' : 'full'}), Node ${process.version}\n`);
   console.log(formatBenchRows(rows, () => ''));
   if (values.out !== undefined) await writeFile(values.out, JSON.stringify(rows, null, 2));

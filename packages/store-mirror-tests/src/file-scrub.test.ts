@@ -34,7 +34,7 @@ it('finds bit rot in the middle of a file location and repairs it from the LMDB 
   const storage = mirror();
   await storage.open();
   // The bit flips while the partition is open (open scans the files and would refuse it).
-  const [first] = (await readdir(fileDir)).filter((f) => !f.endsWith('.lock')).sort();
+  const [first] = (await readdir(fileDir)).filter((f) => f.endsWith('.seg')).sort();
   const handle = await open(join(fileDir, first), 'r+');
   const at = SEGMENT_HEADER_BYTES + 10_000;
   const byte = Buffer.alloc(1);

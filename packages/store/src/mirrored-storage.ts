@@ -668,7 +668,33 @@ class MirrorReader implements StorageReader {
   private closed = false;
   private readonly closeSignal = new AbortController();
 
-  constructor(private readonly readers: readonly StorageReader[]) {}
+  /** Present when every location's reader reads frames (the mirror's `frameReads`). */
+  readonly readFrames?: (seqs: readonly number[]) => AsyncIterable<EventFrame>;
+
+  constructor(private readonly readers: readonly StorageReader[]) {
+    if (readers.every((r) => typeof r.readFrames === 'function')) this.readFrames = (seqs) => this.framesFrom(seqs);
+  }
+
+  /** As {@link readRange}: the first reader that serves, handing over to the next from where it stopped. */
+  private async *framesFrom(seqs: readonly number[]): AsyncGenerator<EventFrame> {
+    checkFrameSeqs(seqs, (await this.head()).lastSeq, `${WHERE} reader`);
+    let done = 0;
+    let firstError: unknown;
+    for (const reader of this.readers) {
+      try {
+        const readFrames = reader.readFrames as NonNullable<StorageReader['readFrames']>;
+        for await (const frame of readFrames.call(reader, done === 0 ? seqs : seqs.slice(done))) {
+          yield frame;
+          done++;
+        }
+        return;
+      } catch (error) {
+        if (this.closed) throw error;
+        firstError ??= error;
+      }
+    }
+    throw firstError;
+  }
 
   async head(): Promise<BatchIdentity> {
     this.assertOpen();

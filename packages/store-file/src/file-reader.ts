@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import type { SealedBatch } from '@sluice/framing';
-import { StorageError, pollWait, tailBatches, type BatchIdentity, type StorageReader, type TailOptions } from '@sluice/store';
+import { StorageError, pollWait, tailBatches, type BatchIdentity, type ReadBatchesOptions, type StorageReader, type TailOptions } from '@sluice/store';
 import { mapFsError } from './fs-errors.js';
 import { SegmentIndex, listSegments, readHeaderPage, segmentName } from './segment-log.js';
 
@@ -144,10 +144,10 @@ class SegmentReader implements FileReader {
     return this.index.identityAt(seq);
   }
 
-  async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
+  async *read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncGenerator<SealedBatch> {
     this.assertOpen();
     if (toSeq > this.index.lastSeq) await this.refresh();
-    yield* this.index.read(fromSeq, Math.min(toSeq, this.index.lastSeq));
+    yield* this.index.read(fromSeq, Math.min(toSeq, this.index.lastSeq), options);
   }
 
   tail(fromSeq: number, options: TailOptions = {}): AsyncIterable<SealedBatch> {

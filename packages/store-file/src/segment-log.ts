@@ -1,7 +1,7 @@
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MARKER_BYTES, MARKER_V1_BYTES, StreamDecoder, ZERO_DIGEST, readU32, type DecodeReport, type SealedBatch } from '@sluice/framing';
-import { EMPTY_IDENTITY, StorageError, describeIdentity, firstBatchEndingAtOrAfter, identityOf, type BatchIdentity } from '@sluice/store';
+import { EMPTY_IDENTITY, StorageError, describeIdentity, firstBatchEndingAtOrAfter, identityOf, type BatchIdentity, type ReadBatchesOptions } from '@sluice/store';
 import { mapFsError } from './fs-errors.js';
 import { SEGMENT_HEADER_BYTES, decodeHeaderPage, incarnationHex, type HeaderPage, type SegmentHeader } from './segment-header.js';
 
@@ -317,8 +317,9 @@ export class SegmentIndex {
     }
   }
 
-  /** Verified batches overlapping [fromSeq, toSeq] among those indexed. */
-  async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
+  /** Verified batches overlapping [fromSeq, toSeq] among those indexed (digests per {@link ReadBatchesOptions}). */
+  async *read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncGenerator<SealedBatch> {
+    const verifyDigest = options?.verifyDigests ?? true;
     let i = firstBatchEndingAtOrAfter(this.lastSeqs, fromSeq);
     while (i < this.lastSeqs.length && this.firstSeqs[i] <= toSeq) {
       // Read a run of adjacent batches of one segment with one read, up to the chunk size.
@@ -345,7 +346,7 @@ export class SegmentIndex {
       } finally {
         this.releaseHandle(segment);
       }
-      const decoder = new StreamDecoder({ firstSeq: this.firstSeqs[i] });
+      const decoder = new StreamDecoder({ firstSeq: this.firstSeqs[i], verifyDigest });
       const batches = decoder.push(buffer.subarray(0, bytesRead));
       if (batches.length !== j - i + 1) {
         const report = decoder.end();

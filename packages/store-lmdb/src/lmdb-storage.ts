@@ -16,6 +16,7 @@ import {
   type FsyncPolicy,
   type FsyncPolicyInput,
   type PartitionStorage,
+  type ReadBatchesOptions,
   type StorageReader,
   type StorageRecovery,
   type TailOptions,
@@ -329,7 +330,7 @@ class LmdbStorage implements PartitionStorage {
     return this.written;
   }
 
-  read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch> {
+  read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncIterable<SealedBatch> {
     if (this.state !== 'open') {
       const error = this.closedError();
       return (async function* () {
@@ -338,9 +339,17 @@ class LmdbStorage implements PartitionStorage {
     }
     // Never past the durable head: an entry starting at or below it ends at or below it (the
     // durable head is always the end of a write).
-    return readBatches((this.env as LmdbHandle).batches, this.directory, fromSeq, Math.min(toSeq, this.durable.lastSeq), 'corrupt', () => {
-      if (this.state !== 'open') throw this.closedError();
-    });
+    return readBatches(
+      (this.env as LmdbHandle).batches,
+      this.directory,
+      fromSeq,
+      Math.min(toSeq, this.durable.lastSeq),
+      'corrupt',
+      () => {
+        if (this.state !== 'open') throw this.closedError();
+      },
+      options?.verifyDigests ?? true,
+    );
   }
 
   async head(): Promise<BatchIdentity> {

@@ -28,6 +28,7 @@ export type {
   StorageCapabilities,
   StorageReader,
   StorageRecovery,
+  ReadBatchesOptions,
   TailOptions,
   TruncateOptions,
 } from './storage.js';

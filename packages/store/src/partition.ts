@@ -20,7 +20,7 @@ import {
 } from './errors.js';
 import { EMPTY_IDENTITY } from './batch-identity.js';
 import { PartitionIndex, type CommitRecord as IndexedCommit, type IndexStatus, type Resolved } from './partition-index.js';
-import type { BatchIdentity, CommitReliability, PartitionStorage, StorageRecovery } from './storage.js';
+import type { BatchIdentity, CommitReliability, PartitionStorage, ReadBatchesOptions, StorageRecovery } from './storage.js';
 import type {
   AppendRequest,
   CommitResult,
@@ -214,6 +214,12 @@ interface Pending {
 }
 
 const NO_HEADERS: readonly string[] = [];
+/**
+ * How the partition reads its own durable batches: CRC-32C per frame and the chain, not the
+ * SHA-1 digest (verified when the batch was sealed and when storage recovered it; code that
+ * copies bytes elsewhere verifies it). See `ReadBatchesOptions`.
+ */
+const BELOW_WATERMARK: ReadBatchesOptions = { verifyDigests: false };
 /** Groups at least this large are digested off the main thread (a thread-pool round trip costs more for small ones). */
 const ASYNC_DIGEST_BYTES = 64 * 1024;
 /** Bytes encoded between yields to the event loop while a write is in flight. */
@@ -435,7 +441,7 @@ export class Partition {
     let remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
     if (fromSeq > toSeq || remaining <= 0) return;
     this.assertReadable();
-    for await (const batch of this.storage.read(fromSeq, toSeq)) {
+    for await (const batch of this.storage.read(fromSeq, toSeq, BELOW_WATERMARK)) {
       for (const frame of batch.frames) {
         if (frame.seq < fromSeq) continue;
         if (frame.seq > toSeq) return;
@@ -493,7 +499,7 @@ export class Partition {
       if (this.closingOrClosed()) return;
       if (next <= head) {
         try {
-          for await (const batch of this.storage.read(next, head)) {
+          for await (const batch of this.storage.read(next, head, BELOW_WATERMARK)) {
             const frames = batch.frames.filter((f: EventFrame) => f.seq >= next && f.seq <= head);
             if (frames.length === 0) continue;
             next = frames[frames.length - 1].seq + 1;

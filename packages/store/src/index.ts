@@ -49,6 +49,7 @@ export { describeFsyncPolicy, parseFsyncPolicy, type FsyncPolicy, type FsyncPoli
 export { LOCK_FILE, WriterLock, locationIdentity, type LocationIdentity } from './writer-lock.js';
 export { firstBatchEndingAtOrAfter } from './seq-search.js';
 export type { IndexStatus } from './partition-index.js';
+export type { TailCacheStatus } from './tail-cache.js';
 export { IndexCorruptError } from './index-table.js';
 export { reindexPartition, type ReindexOptions, type ReindexReport } from './reindex.js';
 export {

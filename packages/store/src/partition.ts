@@ -19,6 +19,7 @@ import {
   WrongExpectedVersionError,
 } from './errors.js';
 import { EMPTY_IDENTITY } from './batch-identity.js';
+import { TailCache, type TailCacheStatus } from './tail-cache.js';
 import { PartitionIndex, type CommitRecord as IndexedCommit, type IndexStatus, type Resolved } from './partition-index.js';
 import type { BatchIdentity, CommitReliability, PartitionStorage, ReadBatchesOptions, StorageRecovery } from './storage.js';
 import type {
@@ -135,6 +136,15 @@ export interface PartitionOptions {
    * @default 'footer'
    */
   readonly indexVerifyOnOpen?: 'full' | 'footer';
+  /**
+   * Bytes of recently committed batches kept in memory, decoded, for this partition's readers:
+   * subscribers following the head (and reads of recent seqs) are served from it instead of
+   * each reading and decoding storage again. Counted as the batches' encoded bytes plus about
+   * 160 bytes per decoded event; the oldest batches go first. Filled only while at least one
+   * `subscribe()` runs (what it holds stays until evicted or the partition closes). 0 disables it.
+   * @default 4194304 (4 MiB)
+   */
+  readonly tailCacheBytes?: number;
 }
 
 type IndexOptionNames = 'indexDirectory' | 'commandIdRetention' | 'onIndexError';
@@ -153,6 +163,7 @@ export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' |
     indexCheckpointEvents: 262_144,
     streamCacheMax: 100_000,
     indexVerifyOnOpen: 'footer',
+    tailCacheBytes: 4 * 1024 * 1024,
   };
 }
 
@@ -298,6 +309,10 @@ export class Partition {
   private commitWaiters: Array<() => void> = [];
   private closing: Promise<void> | undefined;
   private drainWaiters: Array<() => void> = [];
+  /** Recently durable batches, shared by readers (tailCacheBytes). */
+  private readonly tail: TailCache;
+  /** Running {@link subscribe} generators: the tail cache is filled only while there are some. */
+  private subscribers = 0;
 
   /** @internal use {@link openPartition} */
   constructor(options: PartitionOptions, recovery: StorageRecovery) {
@@ -307,6 +322,7 @@ export class Partition {
     this.requestedEpoch = options.epoch;
     this.recovery = recovery;
     this.building = this.newGroup();
+    this.tail = new TailCache(this.options.tailCacheBytes);
     this.index = new PartitionIndex<Group>(options.storage, {
       name: this.name,
       directory: options.indexDirectory,
@@ -323,6 +339,11 @@ export class Partition {
   /** What the index loaded, replayed and discarded on open, and its checkpoint now. */
   get indexStatus(): IndexStatus {
     return this.index.status;
+  }
+
+  /** What the shared tail cache of recently committed batches holds (`tailCacheBytes`). */
+  get tailCacheStatus(): TailCacheStatus {
+    return this.tail.status;
   }
 
   /** Seq of the last durable (acknowledged) frame; 0 when the partition is empty. */
@@ -441,12 +462,44 @@ export class Partition {
     let remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
     if (fromSeq > toSeq || remaining <= 0) return;
     this.assertReadable();
-    for await (const batch of this.storage.read(fromSeq, toSeq, BELOW_WATERMARK)) {
-      for (const frame of batch.frames) {
+    for await (const frames of this.committed(fromSeq, toSeq)) {
+      for (let i = 0; i < frames.length; i++) {
+        const frame = frames[i];
         if (frame.seq < fromSeq) continue;
         if (frame.seq > toSeq) return;
         yield frame;
         if (--remaining <= 0) return;
+      }
+    }
+  }
+
+  /**
+   * The frames of the durable batches overlapping `[fromSeq, toSeq]`, batch by batch (a batch
+   * may hold frames outside the range): from the tail cache while it holds them, else from
+   * storage (CRCs checked, not digests: {@link BELOW_WATERMARK}). The arrays may be shared
+   * with other readers: never modify them.
+   */
+  private async *committed(fromSeq: number, toSeq: number): AsyncGenerator<readonly EventFrame[]> {
+    let next = fromSeq;
+    while (next <= toSeq) {
+      const cached = this.tail.find(next);
+      if (cached !== undefined) {
+        yield cached.frames;
+        next = cached.lastSeq + 1;
+        continue;
+      }
+      // Storage up to where the cache starts (it may hold the rest), or to the end.
+      const cacheFirst = this.tail.firstSeq;
+      const until = cacheFirst > next ? Math.min(toSeq, cacheFirst - 1) : toSeq;
+      const before = next;
+      for await (const batch of this.storage.read(next, until, BELOW_WATERMARK)) {
+        if (batch.lastSeq < next) continue;
+        yield batch.frames;
+        next = batch.lastSeq + 1;
+        if (next > until) break;
+      }
+      if (next === before) {
+        throw new StorageError('Corrupt', `[sluice/store] partition "${this.name}": ${this.storage.kind} storage returned nothing for durable seqs ${next}..${until}`);
       }
     }
   }
@@ -494,28 +547,37 @@ export class Partition {
   async *subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent[]> {
     let next = Math.max(1, options.fromSeq ?? 1);
     const signal = options.signal;
-    while (!aborted(signal)) {
-      const head = this.durableSeq;
-      if (this.closingOrClosed()) return;
-      if (next <= head) {
-        try {
-          for await (const batch of this.storage.read(next, head, BELOW_WATERMARK)) {
-            const frames = batch.frames.filter((f: EventFrame) => f.seq >= next && f.seq <= head);
-            if (frames.length === 0) continue;
-            next = frames[frames.length - 1].seq + 1;
-            yield frames;
-            if (aborted(signal)) return;
+    // Live subscribers are served the batches just committed from the shared tail cache.
+    this.subscribers++;
+    try {
+      while (!aborted(signal)) {
+        const head = this.durableSeq;
+        if (this.closingOrClosed()) return;
+        if (next <= head) {
+          try {
+            for await (const frames of this.committed(next, head)) {
+              // One array per batch and subscriber: the batch's own may be shared with other readers.
+              const from = seqIndex(frames, next);
+              const to = seqIndex(frames, head + 1);
+              if (from >= to) continue;
+              next = frames[to - 1].seq + 1;
+              yield frames.slice(from, to);
+              if (aborted(signal)) return;
+            }
+          } catch (error) {
+            // Closing the partition ends subscriptions; the reader resumes from its checkpoint.
+            if (this.closingOrClosed()) return;
+            throw error;
           }
-        } catch (error) {
-          // Closing the partition ends subscriptions; the reader resumes from its checkpoint.
-          if (this.closingOrClosed()) return;
-          throw error;
+          continue;
         }
-        continue;
+        // Caught up: nothing more will come from a partition whose writer failed.
+        if (this.state === 'faulted') throw new PartitionFaultedError(this.name, { cause: this.fault });
+        await this.nextCommit(signal);
       }
-      // Caught up: nothing more will come from a partition whose writer failed.
-      if (this.state === 'faulted') throw new PartitionFaultedError(this.name, { cause: this.fault });
-      await this.nextCommit(signal);
+    } finally {
+      // The cache keeps what it holds (bounded) for the next subscriber; it is no longer filled.
+      this.subscribers--;
     }
   }
 
@@ -535,6 +597,7 @@ export class Partition {
       });
     }
     this.state = 'closed';
+    this.tail.clear();
     this.wakeCommitWaiters();
     // The last index checkpoint, at the durable head: the next open replays nothing.
     await this.index.close(this.durable);
@@ -849,6 +912,10 @@ export class Partition {
     this.durableSeq = last.lastSeq;
     this.durable = head;
     const reliability = this.storage.reliability?.(last.lastSeq);
+    // Subscribers wake up to these batches: keep them (copied, the writer's buffer is reused).
+    if (this.subscribers > 0 && this.tail.enabled) {
+      for (const group of covered) this.tail.add(group.firstSeq, group.lastSeq, Uint8Array.from(group.writer.bytes()));
+    }
     for (const group of covered) {
       for (const record of group.records) record.group = undefined;
       this.settle(group, reliability);
@@ -985,9 +1052,19 @@ function checkOptions(options: PartitionOptions): string[] {
   const keep = commandIdRetention?.seqs;
   if (keep !== undefined && !(Number.isSafeInteger(keep) && keep >= 1)) problems.push(`commandIdRetention.seqs must be a positive integer, got ${keep}`);
   if (onIndexError !== undefined && typeof onIndexError !== 'function') problems.push('onIndexError must be a function');
+  const tailCacheBytes = options?.tailCacheBytes;
+  if (tailCacheBytes !== undefined && !(Number.isSafeInteger(tailCacheBytes) && tailCacheBytes >= 0 && tailCacheBytes <= 2 ** 30)) {
+    problems.push(`tailCacheBytes must be an integer from 0 (off) to 1073741824, got ${tailCacheBytes}`);
+  }
   const verify = options?.indexVerifyOnOpen;
   if (verify !== undefined && verify !== 'full' && verify !== 'footer') problems.push(`indexVerifyOnOpen must be 'full' or 'footer', got ${String(verify)}`);
   return problems;
+}
+
+/** Index of the first frame of `frames` (consecutive seqs) with a seq of at least `seq`. */
+function seqIndex(frames: readonly EventFrame[], seq: number): number {
+  const i = seq - frames[0].seq;
+  return i < 0 ? 0 : i > frames.length ? frames.length : i;
 }
 
 function aborted(signal: AbortSignal | undefined): boolean {

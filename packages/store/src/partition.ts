@@ -455,22 +455,23 @@ export class Partition {
     }
   }
 
-  /** Events by seq, in order, up to the last committed seq. */
-  async *read(options: ReadOptions = {}): AsyncGenerator<RecordedEvent> {
+  /**
+   * Events by seq, in order, up to the last committed seq (when the read starts). Served batch
+   * by batch: an event already decoded is handed out without the resumption an async
+   * generator costs per event (see {@link EventReader}).
+   */
+  read(options: ReadOptions = {}): AsyncGenerator<RecordedEvent> {
+    return new EventReader(this, options);
+  }
+
+  /** @internal The range a read covers, fixed when it starts; undefined when empty. Throws once closed. */
+  startRead(options: ReadOptions): { fromSeq: number; toSeq: number; maxCount: number; batches: AsyncGenerator<readonly EventFrame[]> } | undefined {
     const fromSeq = Math.max(1, options.fromSeq ?? 1);
     const toSeq = Math.min(options.toSeq ?? this.durableSeq, this.durableSeq);
-    let remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
-    if (fromSeq > toSeq || remaining <= 0) return;
+    const maxCount = options.maxCount ?? Number.POSITIVE_INFINITY;
+    if (fromSeq > toSeq || maxCount <= 0) return undefined;
     this.assertReadable();
-    for await (const frames of this.committed(fromSeq, toSeq)) {
-      for (let i = 0; i < frames.length; i++) {
-        const frame = frames[i];
-        if (frame.seq < fromSeq) continue;
-        if (frame.seq > toSeq) return;
-        yield frame;
-        if (--remaining <= 0) return;
-      }
-    }
+    return { fromSeq, toSeq, maxCount, batches: this.committed(fromSeq, toSeq) };
   }
 
   /**
@@ -1059,6 +1060,106 @@ function checkOptions(options: PartitionOptions): string[] {
   const verify = options?.indexVerifyOnOpen;
   if (verify !== undefined && verify !== 'full' && verify !== 'footer') problems.push(`indexVerifyOnOpen must be 'full' or 'footer', got ${String(verify)}`);
   return problems;
+}
+
+const READ_DONE: Promise<IteratorResult<RecordedEvent, undefined>> = Promise.resolve({ value: undefined, done: true });
+
+/**
+ * The iterator {@link Partition.read} returns. An async generator that yields per event costs a
+ * suspension, a resumption and their queue entries for each one; this hands out events from
+ * the batch in hand with one settled promise and one result object, and awaits storage (or
+ * the tail cache) only between batches. It behaves as the generator did: the range is fixed
+ * by the first `next()`, a closed partition rejects it, `return()` ends the read.
+ */
+class EventReader implements AsyncGenerator<RecordedEvent, undefined> {
+  private started = false;
+  private finished = false;
+  private frames: readonly EventFrame[] = [];
+  private index = 0;
+  private fromSeq = 0;
+  private toSeq = 0;
+  private remaining = 0;
+  private batches: AsyncGenerator<readonly EventFrame[]> | undefined;
+  private pulling: Promise<IteratorResult<RecordedEvent, undefined>> | undefined;
+
+  constructor(
+    private readonly partition: Partition,
+    private readonly options: ReadOptions,
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<RecordedEvent, undefined>> {
+    if (this.finished) return READ_DONE;
+    if (this.pulling !== undefined) return this.pulling.then(() => this.next());
+    const frame = this.nextInBatch();
+    if (frame !== undefined) return Promise.resolve({ value: frame, done: false });
+    if (this.finished) return this.end();
+    this.pulling = this.pull().finally(() => {
+      this.pulling = undefined;
+    });
+    return this.pulling;
+  }
+
+  async return(): Promise<IteratorResult<RecordedEvent, undefined>> {
+    return this.end();
+  }
+
+  async throw(error: unknown): Promise<IteratorResult<RecordedEvent, undefined>> {
+    await this.end();
+    throw error;
+  }
+
+  /** The next event of the batch in hand within the range, or undefined (and `finished` once past it). */
+  private nextInBatch(): EventFrame | undefined {
+    const frames = this.frames;
+    while (this.index < frames.length) {
+      const frame = frames[this.index++];
+      if (frame.seq < this.fromSeq) continue;
+      if (frame.seq > this.toSeq || this.remaining <= 0) {
+        this.finished = true;
+        return undefined;
+      }
+      this.remaining--;
+      return frame;
+    }
+    return undefined;
+  }
+
+  private async pull(): Promise<IteratorResult<RecordedEvent, undefined>> {
+    try {
+      if (!this.started) {
+        this.started = true;
+        const range = this.partition.startRead(this.options);
+        if (range === undefined) return await this.end();
+        ({ fromSeq: this.fromSeq, toSeq: this.toSeq, maxCount: this.remaining, batches: this.batches } = range);
+      }
+      for (;;) {
+        const batch = await (this.batches as AsyncGenerator<readonly EventFrame[]>).next();
+        if (batch.done === true) return await this.end();
+        this.frames = batch.value;
+        this.index = 0;
+        const frame = this.nextInBatch();
+        if (frame !== undefined) return { value: frame, done: false };
+        if (this.finished) return await this.end();
+      }
+    } catch (error) {
+      this.finished = true;
+      this.frames = [];
+      throw error;
+    }
+  }
+
+  private async end(): Promise<IteratorResult<RecordedEvent, undefined>> {
+    this.finished = true;
+    this.frames = [];
+    const batches = this.batches;
+    this.batches = undefined;
+    if (batches !== undefined) await batches.return(undefined);
+    return { value: undefined, done: true };
+  }
 }
 
 /** Index of the first frame of `frames` (consecutive seqs) with a seq of at least `seq`. */

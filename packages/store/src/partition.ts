@@ -541,9 +541,11 @@ export class Partition {
   }
 
   /**
-   * Committed events from `fromSeq` on, in batches, then live as new commits become durable.
-   * Ends when the signal aborts or the partition closes (events not yet delivered then are
-   * not: resume from your checkpoint after reopening).
+   * Committed events from `fromSeq` on, in batches (each array is this subscriber's own), then
+   * live as new commits become durable: those come from the shared tail cache
+   * (`tailCacheBytes`), decoded once for every subscriber, without reading storage. Ends when
+   * the signal aborts or the partition closes (events not yet delivered then are not: resume
+   * from your checkpoint after reopening).
    */
   async *subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent[]> {
     let next = Math.max(1, options.fromSeq ?? 1);
@@ -915,7 +917,7 @@ export class Partition {
     const reliability = this.storage.reliability?.(last.lastSeq);
     // Subscribers wake up to these batches: keep them (copied, the writer's buffer is reused).
     if (this.subscribers > 0 && this.tail.enabled) {
-      for (const group of covered) this.tail.add(group.firstSeq, group.lastSeq, Uint8Array.from(group.writer.bytes()));
+      for (const group of covered) this.tail.add(group.firstSeq, group.lastSeq, group.writer.bytes().slice());
     }
     for (const group of covered) {
       for (const record of group.records) record.group = undefined;

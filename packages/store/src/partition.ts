@@ -915,9 +915,10 @@ export class Partition {
     this.durableSeq = last.lastSeq;
     this.durable = head;
     const reliability = this.storage.reliability?.(last.lastSeq);
-    // Subscribers wake up to these batches: keep them (copied, the writer's buffer is reused).
+    // Subscribers wake up to these batches: keep them, copied (the writer's buffer is reused;
+    // it may be a Buffer, whose slice() is a view, so the copy is made by the constructor).
     if (this.subscribers > 0 && this.tail.enabled) {
-      for (const group of covered) this.tail.add(group.firstSeq, group.lastSeq, group.writer.bytes().slice());
+      for (const group of covered) this.tail.add(group.firstSeq, group.lastSeq, new Uint8Array(group.writer.bytes()));
     }
     for (const group of covered) {
       for (const record of group.records) record.group = undefined;

@@ -129,6 +129,31 @@ describe('shared tail cache', () => {
     await p.close();
   });
 
+  it('keeps its own copy of each batch: commits made while a subscriber is busy come out intact', async () => {
+    const p = await openPartition({ storage: createMemoryStorage(), name: 'tail' });
+    const sub = p.subscribe({ fromSeq: 1 });
+    const first = sub.next(); // waits for the first commit
+    await appendCommits(p, 1);
+    expect((await first).value?.map((e: RecordedEvent) => e.seq)).toEqual([1, 2, 3]);
+    // The subscriber is busy (not pulling): these go to the cache undecoded while the writer's
+    // buffers are reused for the next groups.
+    await appendCommits(p, 10);
+    const seqs: number[] = [];
+    const payloads: string[] = [];
+    while (seqs.length < 30) {
+      const { value } = await sub.next();
+      for (const e of value ?? []) {
+        seqs.push(e.seq);
+        payloads.push(new TextDecoder().decode(e.payload).replace(/\.+$/, ''));
+      }
+    }
+    expect(seqs).toEqual(Array.from({ length: 30 }, (_, i) => i + 4));
+    expect(payloads.slice(0, 3)).toEqual(['0.0', '0.1', '0.2']);
+    expect(payloads.slice(-3)).toEqual(['9.0', '9.1', '9.2']);
+    await sub.return(undefined);
+    await p.close();
+  });
+
   it('refuses a bad tailCacheBytes', async () => {
     await expect(openPartition({ storage: createMemoryStorage(), tailCacheBytes: -1 })).rejects.toThrow(/tailCacheBytes must be an integer from 0/);
   });

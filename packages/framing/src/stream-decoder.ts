@@ -64,6 +64,45 @@ const latin1 = (b: Uint8Array, s: number, e: number): string => {
 };
 
 /**
+ * Stream ids and event types repeat from frame to frame: a catch-up read of a million events
+ * names a few thousand streams and a handful of types. Decoding each name anew allocates a
+ * string per frame (and a rope while it is built); this direct-mapped cache hands back the
+ * string decoded last time from the same bytes. Bounded: NAME_CACHE_SLOTS names of at most
+ * NAME_CACHE_BYTES_MAX bytes each (64 KiB of keys, plus the strings), shared by every decoder
+ * in the process. A miss costs the decode it saves plus one byte copy, no allocation.
+ */
+const NAME_CACHE_SLOTS = 1024;
+const NAME_CACHE_BYTES_MAX = 64;
+const nameKeys = new Uint8Array(NAME_CACHE_SLOTS * NAME_CACHE_BYTES_MAX);
+const nameLengths = new Int32Array(NAME_CACHE_SLOTS).fill(-1);
+const names: string[] = new Array<string>(NAME_CACHE_SLOTS).fill('');
+
+/** The UTF-8 name in `b[s, e)`, from the cache when the same bytes were decoded recently. Throws on invalid UTF-8. */
+function decodeName(b: Uint8Array, s: number, e: number): string {
+  const n = e - s;
+  if (n === 0) return '';
+  if (n > NAME_CACHE_BYTES_MAX) return decoder.decode(b.subarray(s, e));
+  let h = n;
+  for (let i = s; i < e; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  const slot = (h ^ (h >>> 15)) & (NAME_CACHE_SLOTS - 1);
+  const base = slot * NAME_CACHE_BYTES_MAX;
+  if (nameLengths[slot] === n) {
+    let i = 0;
+    while (i < n && nameKeys[base + i] === b[s + i]) i++;
+    if (i === n) return names[slot];
+  }
+  const name = latin1(b, s, e);
+  // Only valid names are cached: latin1 threw before this line for invalid UTF-8.
+  for (let i = 0; i < n; i++) nameKeys[base + i] = b[s + i];
+  nameLengths[slot] = n;
+  names[slot] = name;
+  return name;
+}
+
+/** The metadata of every frame that has none: zero bytes, nothing to write into, shared. */
+const NO_BYTES = new Uint8Array(0);
+
+/**
  * Decodes a byte stream of frames into sealed batches, accepting any chunk boundaries.
  *
  * It never throws on bad input: at the first torn, corrupt or unsigned data it stops, and
@@ -421,9 +460,9 @@ function decodeEvent(b: Uint8Array, o: number, n: number): EventFrame | string {
   let streamId: string;
   let eventType: string;
   try {
-    streamId = latin1(b, p, p + streamIdBytes);
+    streamId = decodeName(b, p, p + streamIdBytes);
     p += streamIdBytes;
-    eventType = latin1(b, p, p + eventTypeBytes);
+    eventType = decodeName(b, p, p + eventTypeBytes);
     p += eventTypeBytes;
   } catch {
     return 'stream id or event type is not valid UTF-8';
@@ -435,9 +474,11 @@ function decodeEvent(b: Uint8Array, o: number, n: number): EventFrame | string {
     headers = h;
     p += headersBytes;
   }
-  const metadata = b.subarray(p, p + metadataBytes);
+  // Plain views made by the constructor: Buffer.prototype.subarray (the chunk is often a
+  // Buffer) costs several times as much per frame.
+  const metadata = metadataBytes === 0 ? NO_BYTES : new Uint8Array(b.buffer, b.byteOffset + p, metadataBytes);
   p += metadataBytes;
-  const payload = b.subarray(p, p + payloadBytes);
+  const payload = new Uint8Array(b.buffer, b.byteOffset + p, payloadBytes);
   return {
     seq,
     epoch: readU32(b, o + 24),

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import type { EventFrame, SealedBatch } from '@sluice/framing';
-import { StorageError, pollWait, tailBatches, type BatchIdentity, type StorageReader, type TailOptions } from '@sluice/store';
+import { StorageError, pollWait, tailBatches, type BatchIdentity, type ReadBatchesOptions, type StorageReader, type TailOptions } from '@sluice/store';
 import { mapFsError } from './fs-errors.js';
 import { SegmentIndex, checkFrameSeqs, listSegments, readHeaderPage, segmentName } from './segment-log.js';
 
@@ -146,10 +146,10 @@ class SegmentReader implements FileReader {
     return this.index.identityAt(seq);
   }
 
-  async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
+  async *read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncGenerator<SealedBatch> {
     this.assertOpen();
     if (toSeq > this.index.lastSeq) await this.refresh();
-    yield* this.index.read(fromSeq, Math.min(toSeq, this.index.lastSeq));
+    yield* this.index.read(fromSeq, Math.min(toSeq, this.index.lastSeq), options);
   }
 
   async *readFrames(seqs: readonly number[]): AsyncGenerator<EventFrame> {

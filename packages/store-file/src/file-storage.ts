@@ -16,6 +16,7 @@ import {
   type FsyncPolicy,
   type FsyncPolicyInput,
   type PartitionStorage,
+  type ReadBatchesOptions,
   type StorageCapabilities,
   type StorageReader,
   type StorageRecovery,
@@ -978,14 +979,14 @@ class FileStorage implements PartitionStorage {
 
   // ── reads ──────────────────────────────────────────────────────────────────────────────
 
-  read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch> {
+  read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncIterable<SealedBatch> {
     if (this.state !== 'open') {
       const error = this.closedError();
       return (async function* () {
         throw error;
       })();
     }
-    return this.index.read(fromSeq, Math.min(toSeq, this.durable.lastSeq));
+    return this.index.read(fromSeq, Math.min(toSeq, this.durable.lastSeq), options);
   }
 
   readFrames(seqs: readonly number[]): AsyncIterable<EventFrame> {

@@ -15,7 +15,7 @@ import {
   type EventFrame,
   type SealedBatch,
 } from '@sluice/framing';
-import { EMPTY_IDENTITY, StorageError, describeIdentity, identityOf, sameIdentity, type BatchIdentity } from '@sluice/store';
+import { EMPTY_IDENTITY, StorageError, describeIdentity, identityOf, sameIdentity, type BatchIdentity, type ReadBatchesOptions } from '@sluice/store';
 import { mapFsError } from './fs-errors.js';
 import { NumberColumn } from './number-column.js';
 import { SEGMENT_HEADER_BYTES, decodeHeaderPage, incarnationHex, type HeaderPage, type SegmentHeader } from './segment-header.js';
@@ -498,8 +498,9 @@ export class SegmentIndex {
     }
   }
 
-  /** Verified batches overlapping [fromSeq, toSeq] among those indexed. */
-  async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
+  /** Verified batches overlapping [fromSeq, toSeq] among those indexed (digests per {@link ReadBatchesOptions}). */
+  async *read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncGenerator<SealedBatch> {
+    const verifyDigest = options?.verifyDigests ?? true;
     let i = this.lastSeqs.firstAtOrAbove(fromSeq);
     while (i < this.lastSeqs.length && this.firstSeqs.at(i) <= toSeq) {
       // Read a run of adjacent batches of one segment with one read, up to the chunk size.
@@ -526,7 +527,7 @@ export class SegmentIndex {
       } finally {
         this.releaseHandle(segment);
       }
-      const decoder = new StreamDecoder({ firstSeq: this.firstSeqs.at(i) });
+      const decoder = new StreamDecoder({ firstSeq: this.firstSeqs.at(i), verifyDigest });
       const batches = decoder.push(buffer.subarray(0, bytesRead));
       if (batches.length !== j - i + 1) {
         const report = decoder.end();

@@ -68,8 +68,8 @@ export interface DecodedValue {
  * Decodes a stored value whose first frame must carry seq `firstSeq` (its key); with
  * `prevDigest`, its first batch must also chain to it.
  */
-export function decodeValue(bytes: Uint8Array, firstSeq: number, prevDigest?: Uint8Array): DecodedValue {
-  const decoder = new StreamDecoder({ firstSeq, prevDigest });
+export function decodeValue(bytes: Uint8Array, firstSeq: number, prevDigest?: Uint8Array, verifyDigest = true): DecodedValue {
+  const decoder = new StreamDecoder({ firstSeq, prevDigest, verifyDigest });
   const batches = decoder.push(bytes);
   return { batches, report: decoder.end() };
 }
@@ -114,7 +114,8 @@ export type TornTail = 'stop' | 'corrupt';
  *
  * `tornTail: 'stop'` (readers in other processes) ends quietly at a last entry that does not
  * decode: an abandoned tail the writer's recovery has not removed yet. The writer, which
- * recovered its log on open, uses `'corrupt'`.
+ * recovered its log on open, uses `'corrupt'`. `verifyDigest: false` skips the SHA-1 of each
+ * batch (CRCs and the chain are still checked): see `ReadBatchesOptions` for who may.
  */
 export async function* readBatches(
   db: BatchDatabase,
@@ -123,6 +124,7 @@ export async function* readBatches(
   toSeq: number,
   tornTail: TornTail,
   assertOpen: () => void,
+  verifyDigest = true,
 ): AsyncGenerator<SealedBatch> {
   assertOpen();
   if (!(toSeq >= fromSeq)) return;
@@ -145,7 +147,7 @@ export async function* readBatches(
         throw corrupt(directory, key, 'the entry vanished while it was read');
       }
       // Entries after the first must chain to the one before: a copy spliced from another history is damage.
-      const value = decodeValue(ownedCopy(fast), key, prevDigest);
+      const value = decodeValue(ownedCopy(fast), key, prevDigest, verifyDigest);
       if (!isWhole(value)) {
         if (tornTail === 'stop' && lastKey(db) === key) return;
         throw corrupt(directory, key, `${value.report.reason}: ${value.report.detail}`);

@@ -1,5 +1,5 @@
 import type { EventFrame, SealedBatch } from '@sluice/framing';
-import { EMPTY_IDENTITY, StorageError, checkFrameSeqs, identityOf, pollWait, tailBatches, type BatchIdentity, type StorageReader, type TailOptions } from '@sluice/store';
+import { EMPTY_IDENTITY, StorageError, checkFrameSeqs, identityOf, pollWait, tailBatches, type BatchIdentity, type ReadBatchesOptions, type StorageReader, type TailOptions } from '@sluice/store';
 import { LAYOUT, LAYOUT_KEY, LAYOUT_V1, decodeValue, floorKey, identityInLog, isWhole, lastKey, readBatches, readFramesAt, readHead } from './batch-log.js';
 import { openReaderEnv, type LmdbHandle } from './lmdb-env.js';
 
@@ -59,9 +59,9 @@ class LmdbReader implements StorageReader {
     private readonly pollMs: readonly [number, number],
   ) {}
 
-  async *read(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
+  async *read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncGenerator<SealedBatch> {
     const head = await this.head();
-    yield* readBatches(this.env.batches, this.directory, fromSeq, Math.min(toSeq, head.lastSeq), 'corrupt', () => this.assertOpen());
+    yield* readBatches(this.env.batches, this.directory, fromSeq, Math.min(toSeq, head.lastSeq), 'corrupt', () => this.assertOpen(), options?.verifyDigests ?? true);
   }
 
   /** Frames by seq, up to the `head` record of a fresh snapshot, found by walking their entries' length fields. */

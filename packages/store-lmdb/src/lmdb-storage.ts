@@ -17,6 +17,7 @@ import {
   type FsyncPolicy,
   type FsyncPolicyInput,
   type PartitionStorage,
+  type ReadBatchesOptions,
   type StorageReader,
   type StorageRecovery,
   type TailOptions,
@@ -331,7 +332,7 @@ class LmdbStorage implements PartitionStorage {
     return this.written;
   }
 
-  read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch> {
+  read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncIterable<SealedBatch> {
     if (this.state !== 'open') {
       const error = this.closedError();
       return (async function* () {
@@ -340,9 +341,17 @@ class LmdbStorage implements PartitionStorage {
     }
     // Never past the durable head: an entry starting at or below it ends at or below it (the
     // durable head is always the end of a write).
-    return readBatches((this.env as LmdbHandle).batches, this.directory, fromSeq, Math.min(toSeq, this.durable.lastSeq), 'corrupt', () => {
-      if (this.state !== 'open') throw this.closedError();
-    });
+    return readBatches(
+      (this.env as LmdbHandle).batches,
+      this.directory,
+      fromSeq,
+      Math.min(toSeq, this.durable.lastSeq),
+      'corrupt',
+      () => {
+        if (this.state !== 'open') throw this.closedError();
+      },
+      options?.verifyDigests ?? true,
+    );
   }
 
   /** Frames by seq, up to the durable head, found by walking their entries' length fields (see the README). */

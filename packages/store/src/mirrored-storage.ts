@@ -4,7 +4,7 @@ import { EMPTY_IDENTITY, checkWrite, describeIdentity, sameIdentity } from './ba
 import { StorageError, isStorageError, type StorageErrorReason } from './errors.js';
 import { checkFrameSeqs } from './frame-seqs.js';
 import type { FsyncPolicy } from './fsync-policy.js';
-import type { BatchIdentity, CommitReliability, PartitionStorage, StorageCapabilities, StorageReader, StorageRecovery, TailOptions, TruncateOptions } from './storage.js';
+import type { BatchIdentity, CommitReliability, PartitionStorage, StorageCapabilities, StorageReader, StorageRecovery, ReadBatchesOptions, TailOptions, TruncateOptions } from './storage.js';
 import { DurableSignal, pollWait, tailBatches } from './tail.js';
 import { locationIdentity } from './writer-lock.js';
 
@@ -374,7 +374,8 @@ class Mirror implements MirroredStorage {
       bytes = 0;
     };
     try {
-      for await (const batch of from.storage.read(afterSeq + 1, toSeq)) {
+      // The bytes leave this location: their batch digests are verified, whatever reads skip.
+      for await (const batch of from.storage.read(afterSeq + 1, toSeq, { verifyDigests: true })) {
         if (batch.lastSeq <= afterSeq) continue;
         if (bytes > 0 && bytes + batch.bytes.length > this.repairBytesMax) await flush();
         // Copies: the source may reuse the buffers its batches are views of.
@@ -514,11 +515,11 @@ class Mirror implements MirroredStorage {
     );
   }
 
-  read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch> {
-    return this.readFrom(fromSeq, toSeq);
+  read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncIterable<SealedBatch> {
+    return this.readFrom(fromSeq, toSeq, options);
   }
 
-  private async *readFrom(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
+  private async *readFrom(fromSeq: number, toSeq: number, options: ReadBatchesOptions | undefined): AsyncGenerator<SealedBatch> {
     this.assertOpen();
     const durable = this.durable.lastSeq;
     const limit = Math.min(toSeq, durable);
@@ -526,7 +527,7 @@ class Mirror implements MirroredStorage {
     let firstError: unknown;
     for (const slot of this.readOrder()) {
       try {
-        for await (const batch of slot.storage.read(next, limit)) {
+        for await (const batch of slot.storage.read(next, limit, options)) {
           if (batch.lastSeq < next) continue;
           if (batch.firstSeq > limit || batch.lastSeq > durable) return;
           yield batch;
@@ -712,17 +713,17 @@ class MirrorReader implements StorageReader {
     return this.readers[0].identityAt(seq);
   }
 
-  read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch> {
-    return this.readRange(fromSeq, toSeq);
+  read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncIterable<SealedBatch> {
+    return this.readRange(fromSeq, toSeq, options);
   }
 
-  private async *readRange(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
+  private async *readRange(fromSeq: number, toSeq: number, options: ReadBatchesOptions | undefined): AsyncGenerator<SealedBatch> {
     const limit = Math.min(toSeq, (await this.head()).lastSeq);
     let next = fromSeq;
     let firstError: unknown;
     for (const reader of this.readers) {
       try {
-        for await (const batch of reader.read(next, limit)) {
+        for await (const batch of reader.read(next, limit, options)) {
           if (batch.lastSeq < next) continue;
           if (batch.firstSeq > limit || batch.lastSeq > limit) return;
           yield batch;

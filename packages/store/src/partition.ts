@@ -21,8 +21,9 @@ import {
   WrongExpectedVersionError,
 } from './errors.js';
 import { EMPTY_IDENTITY } from './batch-identity.js';
+import { TailCache, type TailCacheStatus } from './tail-cache.js';
 import { PartitionIndex, type CommitRecord as IndexedCommit, type IndexStatus, type Resolved } from './partition-index.js';
-import type { BatchIdentity, CommitReliability, PartitionStorage, StorageRecovery } from './storage.js';
+import type { BatchIdentity, CommitReliability, PartitionStorage, ReadBatchesOptions, StorageRecovery } from './storage.js';
 import type {
   AppendRequest,
   CommitResult,
@@ -153,6 +154,15 @@ export interface PartitionOptions {
    *   with `level`), else none: commits record no level and the log stays format version 2
    */
   readonly level?: string | undefined;
+  /**
+   * Bytes of recently committed batches kept in memory, decoded, for this partition's readers:
+   * subscribers following the head (and reads of recent seqs) are served from it instead of
+   * each reading and decoding storage again. Counted as the batches' encoded bytes plus about
+   * 160 bytes per decoded event; the oldest batches go first. Filled only while at least one
+   * `subscribe()` runs (what it holds stays until evicted or the partition closes). 0 disables it.
+   * @default 4194304 (4 MiB)
+   */
+  readonly tailCacheBytes?: number;
 }
 
 /** Longest level name recorded in a commit, in UTF-8 bytes. */
@@ -175,6 +185,7 @@ export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' |
     streamCacheMax: 100_000,
     indexVerifyOnOpen: 'footer',
     streamReadFramesMax: 512,
+    tailCacheBytes: 4 * 1024 * 1024,
   };
 }
 
@@ -236,6 +247,12 @@ interface Pending {
 }
 
 const NO_HEADERS: readonly string[] = [];
+/**
+ * How the partition reads its own durable batches: CRC-32C per frame and the chain, not the
+ * SHA-1 digest (verified when the batch was sealed and when storage recovered it; code that
+ * copies bytes elsewhere verifies it). See `ReadBatchesOptions`.
+ */
+const BELOW_WATERMARK: ReadBatchesOptions = { verifyDigests: false };
 /** Groups at least this large are digested off the main thread (a thread-pool round trip costs more for small ones). */
 const ASYNC_DIGEST_BYTES = 64 * 1024;
 /** Bytes encoded between yields to the event loop while a write is in flight. */
@@ -318,6 +335,10 @@ export class Partition {
   private commitWaiters: Array<() => void> = [];
   private closing: Promise<void> | undefined;
   private drainWaiters: Array<() => void> = [];
+  /** Recently durable batches, shared by readers (tailCacheBytes). */
+  private readonly tail: TailCache;
+  /** Running {@link subscribe} generators: the tail cache is filled only while there are some. */
+  private subscribers = 0;
 
   /** @internal use {@link openPartition} */
   constructor(options: PartitionOptions, recovery: StorageRecovery) {
@@ -330,6 +351,7 @@ export class Partition {
     this.requestedEpoch = options.epoch;
     this.recovery = recovery;
     this.building = this.newGroup();
+    this.tail = new TailCache(this.options.tailCacheBytes);
     this.index = new PartitionIndex<Group>(options.storage, {
       name: this.name,
       directory: options.indexDirectory,
@@ -346,6 +368,11 @@ export class Partition {
   /** What the index loaded, replayed and discarded on open, and its checkpoint now. */
   get indexStatus(): IndexStatus {
     return this.index.status;
+  }
+
+  /** What the shared tail cache of recently committed batches holds (`tailCacheBytes`). */
+  get tailCacheStatus(): TailCacheStatus {
+    return this.tail.status;
   }
 
   /** Seq of the last durable (acknowledged) frame; 0 when the partition is empty. */
@@ -457,19 +484,52 @@ export class Partition {
     }
   }
 
-  /** Events by seq, in order, up to the last committed seq. */
-  async *read(options: ReadOptions = {}): AsyncGenerator<RecordedEvent> {
+  /**
+   * Events by seq, in order, up to the last committed seq (when the read starts). Served batch
+   * by batch: an event already decoded is handed out without the resumption an async
+   * generator costs per event (see {@link EventReader}).
+   */
+  read(options: ReadOptions = {}): AsyncGenerator<RecordedEvent> {
+    return new EventReader(this, options);
+  }
+
+  /** @internal The range a read covers, fixed when it starts; undefined when empty. Throws once closed. */
+  startRead(options: ReadOptions): { fromSeq: number; toSeq: number; maxCount: number; batches: AsyncGenerator<readonly EventFrame[]> } | undefined {
     const fromSeq = Math.max(1, options.fromSeq ?? 1);
     const toSeq = Math.min(options.toSeq ?? this.durableSeq, this.durableSeq);
-    let remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
-    if (fromSeq > toSeq || remaining <= 0) return;
+    const maxCount = options.maxCount ?? Number.POSITIVE_INFINITY;
+    if (fromSeq > toSeq || maxCount <= 0) return undefined;
     this.assertReadable();
-    for await (const batch of this.storage.read(fromSeq, toSeq)) {
-      for (const frame of batch.frames) {
-        if (frame.seq < fromSeq) continue;
-        if (frame.seq > toSeq) return;
-        yield frame;
-        if (--remaining <= 0) return;
+    return { fromSeq, toSeq, maxCount, batches: this.committed(fromSeq, toSeq) };
+  }
+
+  /**
+   * The frames of the durable batches overlapping `[fromSeq, toSeq]`, batch by batch (a batch
+   * may hold frames outside the range): from the tail cache while it holds them, else from
+   * storage (CRCs checked, not digests: {@link BELOW_WATERMARK}). The arrays may be shared
+   * with other readers: never modify them.
+   */
+  private async *committed(fromSeq: number, toSeq: number): AsyncGenerator<readonly EventFrame[]> {
+    let next = fromSeq;
+    while (next <= toSeq) {
+      const cached = this.tail.find(next);
+      if (cached !== undefined) {
+        yield cached.frames;
+        next = cached.lastSeq + 1;
+        continue;
+      }
+      // Storage up to where the cache starts (it may hold the rest), or to the end.
+      const cacheFirst = this.tail.firstSeq;
+      const until = cacheFirst > next ? Math.min(toSeq, cacheFirst - 1) : toSeq;
+      const before = next;
+      for await (const batch of this.storage.read(next, until, BELOW_WATERMARK)) {
+        if (batch.lastSeq < next) continue;
+        yield batch.frames;
+        next = batch.lastSeq + 1;
+        if (next > until) break;
+      }
+      if (next === before) {
+        throw new StorageError('Corrupt', `[sluice/store] partition "${this.name}": ${this.storage.kind} storage returned nothing for durable seqs ${next}..${until}`);
       }
     }
   }
@@ -525,35 +585,46 @@ export class Partition {
   }
 
   /**
-   * Committed events from `fromSeq` on, in batches, then live as new commits become durable.
-   * Ends when the signal aborts or the partition closes (events not yet delivered then are
-   * not: resume from your checkpoint after reopening).
+   * Committed events from `fromSeq` on, in batches (each array is this subscriber's own), then
+   * live as new commits become durable: those come from the shared tail cache
+   * (`tailCacheBytes`), decoded once for every subscriber, without reading storage. Ends when
+   * the signal aborts or the partition closes (events not yet delivered then are not: resume
+   * from your checkpoint after reopening).
    */
   async *subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent[]> {
     let next = Math.max(1, options.fromSeq ?? 1);
     const signal = options.signal;
-    while (!aborted(signal)) {
-      const head = this.durableSeq;
-      if (this.closingOrClosed()) return;
-      if (next <= head) {
-        try {
-          for await (const batch of this.storage.read(next, head)) {
-            const frames = batch.frames.filter((f: EventFrame) => f.seq >= next && f.seq <= head);
-            if (frames.length === 0) continue;
-            next = frames[frames.length - 1].seq + 1;
-            yield frames;
-            if (aborted(signal)) return;
+    // Live subscribers are served the batches just committed from the shared tail cache.
+    this.subscribers++;
+    try {
+      while (!aborted(signal)) {
+        const head = this.durableSeq;
+        if (this.closingOrClosed()) return;
+        if (next <= head) {
+          try {
+            for await (const frames of this.committed(next, head)) {
+              // One array per batch and subscriber: the batch's own may be shared with other readers.
+              const from = seqIndex(frames, next);
+              const to = seqIndex(frames, head + 1);
+              if (from >= to) continue;
+              next = frames[to - 1].seq + 1;
+              yield frames.slice(from, to);
+              if (aborted(signal)) return;
+            }
+          } catch (error) {
+            // Closing the partition ends subscriptions; the reader resumes from its checkpoint.
+            if (this.closingOrClosed()) return;
+            throw error;
           }
-        } catch (error) {
-          // Closing the partition ends subscriptions; the reader resumes from its checkpoint.
-          if (this.closingOrClosed()) return;
-          throw error;
+          continue;
         }
-        continue;
+        // Caught up: nothing more will come from a partition whose writer failed.
+        if (this.state === 'faulted') throw new PartitionFaultedError(this.name, { cause: this.fault });
+        await this.nextCommit(signal);
       }
-      // Caught up: nothing more will come from a partition whose writer failed.
-      if (this.state === 'faulted') throw new PartitionFaultedError(this.name, { cause: this.fault });
-      await this.nextCommit(signal);
+    } finally {
+      // The cache keeps what it holds (bounded) for the next subscriber; it is no longer filled.
+      this.subscribers--;
     }
   }
 
@@ -573,6 +644,7 @@ export class Partition {
       });
     }
     this.state = 'closed';
+    this.tail.clear();
     this.wakeCommitWaiters();
     // The last index checkpoint, at the durable head: the next open replays nothing.
     await this.index.close(this.durable);
@@ -906,6 +978,11 @@ export class Partition {
     this.durableSeq = last.lastSeq;
     this.durable = head;
     const reliability = this.storage.reliability?.(last.lastSeq);
+    // Subscribers wake up to these batches: keep them, copied (the writer's buffer is reused;
+    // it may be a Buffer, whose slice() is a view, so the copy is made by the constructor).
+    if (this.subscribers > 0 && this.tail.enabled) {
+      for (const group of covered) this.tail.add(group.firstSeq, group.lastSeq, new Uint8Array(group.writer.bytes()));
+    }
     for (const group of covered) {
       for (const record of group.records) record.group = undefined;
       this.settle(group, reliability);
@@ -1050,9 +1127,119 @@ function checkOptions(options: PartitionOptions): string[] {
   if (framesMax !== undefined && !(Number.isSafeInteger(framesMax) && framesMax >= 1 && framesMax <= 65_536)) {
     problems.push(`streamReadFramesMax must be an integer from 1 to 65536, got ${framesMax}`);
   }
+  const tailCacheBytes = options?.tailCacheBytes;
+  if (tailCacheBytes !== undefined && !(Number.isSafeInteger(tailCacheBytes) && tailCacheBytes >= 0 && tailCacheBytes <= 2 ** 30)) {
+    problems.push(`tailCacheBytes must be an integer from 0 (off) to 1073741824, got ${tailCacheBytes}`);
+  }
   const verify = options?.indexVerifyOnOpen;
   if (verify !== undefined && verify !== 'full' && verify !== 'footer') problems.push(`indexVerifyOnOpen must be 'full' or 'footer', got ${String(verify)}`);
   return problems;
+}
+
+const READ_DONE: Promise<IteratorResult<RecordedEvent, undefined>> = Promise.resolve({ value: undefined, done: true });
+
+/**
+ * The iterator {@link Partition.read} returns. An async generator that yields per event costs a
+ * suspension, a resumption and their queue entries for each one; this hands out events from
+ * the batch in hand with one settled promise and one result object, and awaits storage (or
+ * the tail cache) only between batches. It behaves as the generator did: the range is fixed
+ * by the first `next()`, a closed partition rejects it, `return()` ends the read.
+ */
+class EventReader implements AsyncGenerator<RecordedEvent, undefined> {
+  private started = false;
+  private finished = false;
+  private frames: readonly EventFrame[] = [];
+  private index = 0;
+  private fromSeq = 0;
+  private toSeq = 0;
+  private remaining = 0;
+  private batches: AsyncGenerator<readonly EventFrame[]> | undefined;
+  private pulling: Promise<IteratorResult<RecordedEvent, undefined>> | undefined;
+
+  constructor(
+    private readonly partition: Partition,
+    private readonly options: ReadOptions,
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<RecordedEvent, undefined>> {
+    if (this.finished) return READ_DONE;
+    if (this.pulling !== undefined) return this.pulling.then(() => this.next());
+    const frame = this.nextInBatch();
+    if (frame !== undefined) return Promise.resolve({ value: frame, done: false });
+    if (this.finished) return this.end();
+    this.pulling = this.pull().finally(() => {
+      this.pulling = undefined;
+    });
+    return this.pulling;
+  }
+
+  async return(): Promise<IteratorResult<RecordedEvent, undefined>> {
+    return this.end();
+  }
+
+  async throw(error: unknown): Promise<IteratorResult<RecordedEvent, undefined>> {
+    await this.end();
+    throw error;
+  }
+
+  /** The next event of the batch in hand within the range, or undefined (and `finished` once past it). */
+  private nextInBatch(): EventFrame | undefined {
+    const frames = this.frames;
+    while (this.index < frames.length) {
+      const frame = frames[this.index++];
+      if (frame.seq < this.fromSeq) continue;
+      if (frame.seq > this.toSeq || this.remaining <= 0) {
+        this.finished = true;
+        return undefined;
+      }
+      this.remaining--;
+      return frame;
+    }
+    return undefined;
+  }
+
+  private async pull(): Promise<IteratorResult<RecordedEvent, undefined>> {
+    try {
+      if (!this.started) {
+        this.started = true;
+        const range = this.partition.startRead(this.options);
+        if (range === undefined) return await this.end();
+        ({ fromSeq: this.fromSeq, toSeq: this.toSeq, maxCount: this.remaining, batches: this.batches } = range);
+      }
+      for (;;) {
+        const batch = await (this.batches as AsyncGenerator<readonly EventFrame[]>).next();
+        if (batch.done === true) return await this.end();
+        this.frames = batch.value;
+        this.index = 0;
+        const frame = this.nextInBatch();
+        if (frame !== undefined) return { value: frame, done: false };
+        if (this.finished) return await this.end();
+      }
+    } catch (error) {
+      this.finished = true;
+      this.frames = [];
+      throw error;
+    }
+  }
+
+  private async end(): Promise<IteratorResult<RecordedEvent, undefined>> {
+    this.finished = true;
+    this.frames = [];
+    const batches = this.batches;
+    this.batches = undefined;
+    if (batches !== undefined) await batches.return(undefined);
+    return { value: undefined, done: true };
+  }
+}
+
+/** Index of the first frame of `frames` (consecutive seqs) with a seq of at least `seq`. */
+function seqIndex(frames: readonly EventFrame[], seq: number): number {
+  const i = seq - frames[0].seq;
+  return i < 0 ? 0 : i > frames.length ? frames.length : i;
 }
 
 function aborted(signal: AbortSignal | undefined): boolean {

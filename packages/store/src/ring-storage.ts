@@ -1,7 +1,7 @@
 import { MARKER_BYTES, decodeBatches, readU53, type SealedBatch } from '@sluice/framing';
 import { EMPTY_IDENTITY, checkWrite, describeIdentity, identityOf } from './batch-identity.js';
 import { StorageError } from './errors.js';
-import type { BatchIdentity, CommitReliability, PartitionStorage, StorageCapabilities, StorageReader, StorageRecovery, TailOptions, TruncateOptions } from './storage.js';
+import type { BatchIdentity, CommitReliability, PartitionStorage, StorageCapabilities, StorageReader, StorageRecovery, ReadBatchesOptions, TailOptions, TruncateOptions } from './storage.js';
 import { DurableSignal, tailBatches } from './tail.js';
 
 /**
@@ -265,11 +265,11 @@ class Ring implements RingStorage {
     return this.written;
   }
 
-  read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch> {
-    return this.readRange(fromSeq, toSeq);
+  read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncIterable<SealedBatch> {
+    return this.readRange(fromSeq, toSeq, options);
   }
 
-  private async *readRange(fromSeq: number, toSeq: number): AsyncGenerator<SealedBatch> {
+  private async *readRange(fromSeq: number, toSeq: number, options: ReadBatchesOptions | undefined): AsyncGenerator<SealedBatch> {
     this.assertOpen();
     const limit = Math.min(toSeq, this.durable.lastSeq);
     let next = Math.max(1, fromSeq);
@@ -278,7 +278,7 @@ class Ring implements RingStorage {
       if (i >= 0) {
         // From the ring: a copy, since the slot is reused once drained and evicted.
         const e = this.entries[i];
-        const { batches } = decodeBatches(this.buffer.slice(e.offset, e.offset + e.length), { firstSeq: e.firstSeq });
+        const { batches } = decodeBatches(this.buffer.slice(e.offset, e.offset + e.length), { firstSeq: e.firstSeq, verifyDigest: options?.verifyDigests ?? true });
         for (const b of batches) {
           if (b.firstSeq > limit) return;
           if (b.lastSeq >= next) yield b;
@@ -289,7 +289,7 @@ class Ring implements RingStorage {
       // Older than the ring: from the durable location, up to where the ring starts.
       const ringStart = this.entries.length > this.first ? this.entries[this.first].firstSeq : Number.POSITIVE_INFINITY;
       let progressed = false;
-      for await (const b of this.inner.read(next, Math.min(limit, ringStart - 1))) {
+      for await (const b of this.inner.read(next, Math.min(limit, ringStart - 1), options)) {
         if (b.lastSeq < next) continue;
         yield b;
         next = b.lastSeq + 1;

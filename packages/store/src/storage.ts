@@ -57,6 +57,28 @@ export interface StorageRecovery {
   readonly droppedReason?: string | undefined;
 }
 
+/**
+ * Options of {@link StorageReader.read}.
+ *
+ * The digest policy: every read checks each frame's CRC-32C, the seq order, the commit
+ * grouping and the chain (each batch names the digest in the marker of the one before); the
+ * SHA-1 batch digest (a hash of every byte of the batch) is the expensive part. It protects
+ * bytes that leave this copy of the log, so it is verified by default and by everything that
+ * copies `SealedBatch.bytes` elsewhere (shipping, mirror repair, ring drain) or judges a copy
+ * (recovery, scrub). The partition's own reads of batches below the durable watermark
+ * (`read`, `subscribe`) pass `verifyDigests: false`: those batches were hashed when they were
+ * sealed and again when storage recovered them, and a CRC-32C per frame catches damage since.
+ */
+export interface ReadBatchesOptions {
+  /**
+   * Verify each batch's SHA-1 digest against its marker (a batch that fails rejects with
+   * reason `Corrupt`). False still checks every frame's CRC-32C and the chain. A backend that
+   * cannot skip it (or keeps decoded batches, like the in-memory one) may verify anyway.
+   * @default true
+   */
+  readonly verifyDigests?: boolean | undefined;
+}
+
 /** Options of {@link StorageReader.tail}. */
 export interface TailOptions {
   /** Ends the tail (the iterator returns). */
@@ -75,9 +97,10 @@ export interface StorageReader {
    * Verified batches overlapping the seq range `[fromSeq, toSeq]`, in seq order, never past
    * the durable head. A batch may hold frames outside the range; callers filter. Each batch
    * carries its exact stored `bytes`. Damage below the durable head rejects with a
-   * `StorageError` of reason `Corrupt` (never a silent end).
+   * `StorageError` of reason `Corrupt` (never a silent end). The batch digest is verified
+   * unless `options.verifyDigests` is false (see {@link ReadBatchesOptions}).
    */
-  read(fromSeq: number, toSeq: number): AsyncIterable<SealedBatch>;
+  read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncIterable<SealedBatch>;
   /** Identity of the last durable batch visible to this reader (lastSeq 0 when empty). */
   head(): Promise<BatchIdentity>;
   /** Seq of the last durable frame visible to this reader (0 when empty). */

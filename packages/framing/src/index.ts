@@ -1,4 +1,5 @@
 export { crc32c } from './crc32c.js';
+export { crc32cCombine } from './crc32c-combine.js';
 export { FramingError, FrameTooLargeError, InvalidFrameFieldError } from './errors.js';
 export { FrameWriter, type FrameWriterOptions } from './frame-writer.js';
 export {

@@ -26,3 +26,11 @@ export {
 export { SequenceChecker, type SequenceCheckerOptions, type SequenceVerdict } from './sequence-checker.js';
 export { StreamDecoder, decodeBatches, decodeEventFrameAt, type StreamDecoderOptions } from './stream-decoder.js';
 export type { CommitHeaders, CommitMarker, DecodeReport, EventFrame, SealedBatch, StopReason } from './types.js';
+export {
+  checkFramedEvents,
+  framedEventsBytesBound,
+  writeFramedEvents,
+  type FramedEventInput,
+  type FramedEventsInfo,
+  type FramedEventsProblem,
+} from './framed-events.js';

@@ -1,5 +1,6 @@
 export {
   CommandIdConflictError,
+  CorruptFrameError,
   InvalidRequestError,
   PartitionClosedError,
   PartitionFaultedError,
@@ -37,6 +38,7 @@ export type {
   AppendRequest,
   CommitHeaders,
   CommitResult,
+  EncodedAppendRequest,
   EventData,
   ExpectedVersion,
   RecordedEvent,

@@ -38,11 +38,14 @@ export {
   estimateUnitBytes,
   encodeErrorReply,
   encodeEventsReply,
+  encodeFramedUnit,
   encodeHeadReply,
   encodeStoreRequest,
 } from './store-protocol.js';
 export type {
+  AppendFramedStoreRequest,
   AppendManyStoreRequest,
+  FramedUnit,
   AppendStoreRequest,
   DecodedStoreReply,
   DecodedStoreRequest,

@@ -17,15 +17,18 @@ import { partitionServiceName, subscribeServiceName } from './partition-service.
 import { EncodeError } from './protocol-bytes.js';
 import {
   MalformedStoreReplyError,
+  MalformedStoreRequestError,
   PartitionUnavailableError,
   UnknownPartitionError,
   errorFromStoreReply,
 } from './store-errors.js';
 import {
   decodeStoreReply,
+  encodeFramedUnit,
   encodeStoreRequest,
   estimateUnitBytes,
   type EventsPage,
+  type FramedUnit,
   type PartitionHead,
   type StoreReply,
   type StoreRequest,
@@ -102,6 +105,15 @@ export interface StoreClientOptions {
    * @default true
    */
   readonly coalesceAppends?: boolean;
+  /**
+   * Encode each coalesced single-stream append once, as the framed events the node stores
+   * (`append-framed`, op 7): the node checks each event's CRC-32C, stamps seq, epoch and
+   * version and copies the frames to disk without decoding or re-encoding them, so the
+   * checksum travels with the event from this client to the disk. A partition whose node
+   * answers that it does not know op 7 (an older node) gets `append-many` from then on.
+   * @default true
+   */
+  readonly framedAppends?: boolean;
   /**
    * Most units in one coalesced request.
    * @default 1000
@@ -183,6 +195,8 @@ export interface StoreClientStats {
 /** An append waiting in a partition's coalescer. */
 interface PendingUnit {
   readonly unit: UnitOfWork & { readonly commandIds: readonly string[] };
+  /** The unit encoded once as framed events (single-stream units, when `framedAppends`). */
+  framed: FramedUnit | undefined;
   readonly bytes: number;
   readonly resolve: (result: CommitResult) => void;
   readonly reject: (error: unknown) => void;
@@ -213,6 +227,7 @@ export function storeClientDefaults(): Omit<Settings, 'brokers'> {
     outstandingMax: 10_000,
     commandId: randomUUID,
     coalesceAppends: true,
+    framedAppends: true,
     appendBatchUnitsMax: 1000,
     appendBatchBytesMax: 1024 * 1024,
     appendBatchesInFlightMax: 4,
@@ -250,6 +265,8 @@ export class StoreClient {
   private readonly ownsTransport: boolean;
   private readonly counters = { requests: 0, retries: 0, coalescedUnits: 0, coalescedRequests: 0 };
   private readonly coalescers = new Map<string, Coalescer>();
+  /** Partitions whose node does not know `append-framed` (an older node). */
+  private readonly framedRefused = new Set<string>();
 
   /** Validates the options and connects (or uses `options.client`). */
   constructor(options: StoreClientOptions) {
@@ -499,7 +516,17 @@ export class StoreClient {
         coalescer = { pending: [], inFlight: 0, scheduled: false };
         this.coalescers.set(partition, coalescer);
       }
-      coalescer.pending.push({ unit, bytes: estimateUnitBytes(unit), resolve, reject, retries: 0 });
+      let framed: FramedUnit | undefined;
+      if (this.settings.framedAppends && unit.changes.length === 1 && !this.framedRefused.has(partition)) {
+        try {
+          framed = encodeFramedUnit(unit);
+        } catch (error) {
+          reject(error instanceof EncodeError ? new StoreInvalidRequestError(`[sluice/client] partition "${partition}": cannot encode the append: ${error.message}`) : error);
+          return;
+        }
+      }
+      const bytes = framed === undefined ? estimateUnitBytes(unit) : 16 + framed.frames.length;
+      coalescer.pending.push({ unit, framed, bytes, resolve, reject, retries: 0 });
       this.scheduleFlush(partition, coalescer);
     });
   }
@@ -538,11 +565,14 @@ export class StoreClient {
   /** Sends a batch: alone as `append`, several as `append-many`; settles each unit. */
   private async sendBatch(partition: string, batch: PendingUnit[]): Promise<void> {
     const commandIds = batch.flatMap((pending) => pending.unit.commandIds);
+    const framed = !this.framedRefused.has(partition) && batch.every((pending) => pending.framed !== undefined);
     let frame: Buffer;
     try {
-      frame = batch.length === 1
-        ? this.encode({ op: 'append', partition, unit: batch[0].unit })
-        : this.encode({ op: 'append-many', partition, units: batch.map((pending) => pending.unit) });
+      frame = framed
+        ? this.encode({ op: 'append-framed', partition, units: batch.map((pending) => pending.framed as FramedUnit) })
+        : batch.length === 1
+          ? this.encode({ op: 'append', partition, unit: batch[0].unit })
+          : this.encode({ op: 'append-many', partition, units: batch.map((pending) => pending.unit) });
     } catch (error) {
       // One unit cannot be carried: send each alone, so only that one fails.
       if (batch.length === 1) batch[0].reject(error);
@@ -557,10 +587,16 @@ export class StoreClient {
       }
       reply = await this.call(partition, frame, commandIds, undefined);
     } catch (error) {
+      if (framed && error instanceof MalformedStoreRequestError && /unknown operation 7\b/.test(error.message)) {
+        // An older node: nothing was applied; send these (and later appends) the old way.
+        this.framedRefused.add(partition);
+        for (const pending of batch) pending.framed = undefined;
+        return this.sendBatch(partition, batch);
+      }
       for (const pending of batch) pending.reject(this.forUnit(error, partition, pending.unit.commandIds));
       return;
     }
-    if (batch.length === 1) {
+    if (batch.length === 1 && !framed) {
       if (reply.kind === 'committed') batch[0].resolve(reply.result);
       else batch[0].reject(this.unexpected(partition, reply, 'a commit result'));
       return;

@@ -40,6 +40,7 @@
  *   ~250 µs in the node, so on 2 shared cores the bound is CPU, not the disk.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +54,8 @@ import { locationFactory, startNode } from '@sluice/node';
 import { openPartition, type EventData } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
 import * as zmq from 'zeromq';
+import type { BenchSystem } from './bench-system.js';
+import { EVENT_TYPE, eventLogSession, type EventLog, type ReadTotals } from './event-log-session.js';
 import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
 
 const PAYLOAD_BYTES = 100;
@@ -312,54 +315,144 @@ async function appendLoad(name: string, append: (n: number, events: EventData[])
   return row(name, total, total * PAYLOAD_BYTES, ms, latencies, note);
 }
 
-/** (b) appends of `unitEvents`-event units through the broker to a node, and in-process for reference. */
-export async function appendRows(directory: string, units: number, unitEvents: number, inFlight: number, nodeConcurrency: number, placement: Placement): Promise<BenchRow[]> {
-  const rows: BenchRow[] = [];
-  const note = `units of ${unitEvents}, ${inFlight} in flight, fsync per commit`;
-  const partition = await openPartition({ storage: createFileStorage({ directory: join(directory, 'local'), fsync: 'commit' }), name: 'local' });
-  try {
-    rows.push(await appendLoad('in-process partition (no broker), file store', (n, events) => partition.append({ streamId: `stream-${n % 1000}`, events }), units, unitEvents, inFlight, note));
-  } finally {
-    await partition.close();
-  }
+/** A broker and a node serving partition `p1` (file store, fsync per commit), and a store client on them. */
+export interface BenchCluster {
+  readonly client: StoreClient;
+  /** Stops client, node and broker; the CPU milliseconds each server process used (undefined inline). */
+  stop(): Promise<{ readonly brokerCpuMs: number | undefined; readonly nodeCpuMs: number | undefined }>;
+}
 
+/**
+ * Starts a broker and a node (in their own processes unless `placement` is inline) on
+ * `directory`, and a store client with its defaults (coalescing, framed appends).
+ */
+export async function startBenchCluster(directory: string, nodeConcurrency: number, placement: Placement): Promise<BenchCluster> {
   const broker = await startRole({ role: 'broker' }, placement);
-  const configPath = join(directory, 'sluice.json');
-  await writeFile(
-    configPath,
-    JSON.stringify({
-      brokers: [broker.endpoint],
-      levels: { durable: { locations: [{ file: './data/{partition}' }], fsync: 'commit' } },
-      partitions: { p1: 'durable' },
-      routing: { hash: ['p1'] },
-    }),
-  );
-  const node = await startRole({ role: 'node', config: configPath, concurrency: nodeConcurrency }, placement);
+  let node: Server | undefined;
   let client: StoreClient | undefined;
-  let measured: BenchRow | undefined;
   try {
+    const configPath = join(directory, 'sluice.json');
+    await writeFile(
+      configPath,
+      JSON.stringify({
+        brokers: [broker.endpoint],
+        levels: { durable: { locations: [{ file: './data/{partition}' }], fsync: 'commit' } },
+        partitions: { p1: 'durable' },
+        routing: { hash: ['p1'] },
+      }),
+    );
+    node = await startRole({ role: 'node', config: configPath, concurrency: nodeConcurrency }, placement);
     const config = await loadSluiceConfig(configPath);
     client = createStoreClient({ brokers: config.brokers, routing: config.routing, timeoutMs: 30_000 });
     await client.head('p1'); // the node serves
-    const c = client;
-    measured = (
-      await appendLoad(
-        'via broker: store client → broker → node, file store',
-        (n, events) => c.append({ streamId: `stream-${n % 1000}`, events }),
-        units,
-        unitEvents,
-        inFlight,
-        `${note}, ${nodeConcurrency} worker connections, a command id per append`,
-      )
+  } catch (error) {
+    await client?.close();
+    await node?.stop();
+    await broker.stop();
+    throw error;
+  }
+  const [c, n] = [client, node];
+  return {
+    client: c,
+    async stop() {
+      await c.close();
+      const nodeCpuMs = await n.stop();
+      const brokerCpuMs = await broker.stop();
+      return { brokerCpuMs, nodeCpuMs };
+    },
+  };
+}
+
+/**
+ * (b) appends of `unitEvents`-event units through the broker to a node, and in-process for
+ * reference. Both stamp a command id on every append (the store client makes one up for each
+ * append; the in-process row does the same work with `crypto.randomUUID`).
+ */
+export async function appendRows(directory: string, units: number, unitEvents: number, inFlight: number, nodeConcurrency: number, placement: Placement): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const note = `units of ${unitEvents}, ${inFlight} in flight, fsync per commit, a command id per append`;
+  const partition = await openPartition({ storage: createFileStorage({ directory: join(directory, 'local'), fsync: 'commit' }), name: 'local' });
+  try {
+    rows.push(
+      await appendLoad('in-process partition (no broker), file store', (n, events) => partition.append({ streamId: `stream-${n % 1000}`, events, commandId: randomUUID() }), units, unitEvents, inFlight, note),
     );
   } finally {
-    await client?.close();
-    const nodeCpu = await node.stop();
-    const brokerCpu = await broker.stop();
-    if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(units, { broker: brokerCpu, node: nodeCpu })}` });
+    await partition.close();
+  }
+  const cluster = await startBenchCluster(directory, nodeConcurrency, placement);
+  let measured: BenchRow | undefined;
+  try {
+    const c = cluster.client;
+    measured = await appendLoad(
+      'via broker: store client → broker → node, file store',
+      (n, events) => c.append({ streamId: `stream-${n % 1000}`, events }),
+      units,
+      unitEvents,
+      inFlight,
+      `${note}, ${nodeConcurrency} worker connections`,
+    );
+  } finally {
+    const cpu = await cluster.stop();
+    if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(units, { broker: cpu.brokerCpuMs, node: cpu.nodeCpuMs })}` });
   }
   return rows;
 }
+
+/** Worker connections of the node in the comparison rows (as {@link appendRows} runs it). */
+const CLUSTER_NODE_CONCURRENCY = 32;
+
+/** A cluster's partition `p1` as an {@link EventLog}: the comparison's workload through the broker. */
+class ClusterEventLog implements EventLog {
+  private readonly events = new WeakMap<readonly Uint8Array[], EventData[]>();
+
+  constructor(private readonly cluster: BenchCluster) {}
+
+  async append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<void> {
+    let events = this.events.get(payloads);
+    if (events === undefined) {
+      events = payloads.map((data) => ({ type: EVENT_TYPE, data }));
+      this.events.set(payloads, events);
+    }
+    await this.cluster.client.append({ streamId, expectedVersion, events });
+  }
+
+  async readAll(): Promise<ReadTotals> {
+    let events = 0;
+    let payloadBytes = 0;
+    for await (const event of this.cluster.client.read('p1', { fromSeq: 1 })) {
+      events += 1;
+      payloadBytes += event.payload.length;
+    }
+    return { events, payloadBytes };
+  }
+
+  async close(): Promise<void> {
+    await this.cluster.stop();
+  }
+}
+
+/**
+ * The comparison's "Sluice via broker" system (compare-bench.ts loads it by its id): the same
+ * workload as the embedded rows — exact expected versions over 10,000 streams, the catch-up
+ * read — through a store client, a broker and a node on the file store with fsync per commit.
+ * Each scenario gets a fresh broker and node (their own processes; inline in smoke mode).
+ */
+export const sluiceBrokerBenchSystem: BenchSystem = {
+  id: 'sluice-broker',
+  label: 'Sluice via broker',
+  group: 'sluice',
+  configuration: `store client (coalescing, framed appends) → Majordomo broker → node (file store) over ZeroMQ on 127.0.0.1, ${CLUSTER_NODE_CONCURRENCY} worker connections, a command id per append`,
+  durability: "the node's file store: fdatasync before the reply",
+  async setup(context) {
+    const placement: Placement = context.mode === 'smoke' ? 'inline' : 'processes';
+    return eventLogSession({
+      open: async (name) => {
+        const directory = await mkdtemp(join(context.directory, `${name}-`));
+        return new ClusterEventLog(await startBenchCluster(directory, CLUSTER_NODE_CONCURRENCY, placement));
+      },
+    });
+  },
+};
 
 // ---- run ----------------------------------------------------------------------------------------
 

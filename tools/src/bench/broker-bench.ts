@@ -326,7 +326,7 @@ export interface BenchCluster {
  * Starts a broker and a node (in their own processes unless `placement` is inline) on
  * `directory`, and a store client with its defaults (coalescing, framed appends).
  */
-export async function startBenchCluster(directory: string, nodeConcurrency: number, placement: Placement): Promise<BenchCluster> {
+export async function startBenchCluster(directory: string, nodeConcurrency: number, placement: Placement, framedAppends = true): Promise<BenchCluster> {
   const broker = await startRole({ role: 'broker' }, placement);
   let node: Server | undefined;
   let client: StoreClient | undefined;
@@ -343,7 +343,7 @@ export async function startBenchCluster(directory: string, nodeConcurrency: numb
     );
     node = await startRole({ role: 'node', config: configPath, concurrency: nodeConcurrency }, placement);
     const config = await loadSluiceConfig(configPath);
-    client = createStoreClient({ brokers: config.brokers, routing: config.routing, timeoutMs: 30_000 });
+    client = createStoreClient({ brokers: config.brokers, routing: config.routing, timeoutMs: 30_000, framedAppends });
     await client.head('p1'); // the node serves
   } catch (error) {
     await client?.close();
@@ -437,22 +437,30 @@ class ClusterEventLog implements EventLog {
  * read — through a store client, a broker and a node on the file store with fsync per commit.
  * Each scenario gets a fresh broker and node (their own processes; inline in smoke mode).
  */
-export const sluiceBrokerBenchSystem: BenchSystem = {
-  id: 'sluice-broker',
-  label: 'Sluice via broker',
-  group: 'sluice',
-  configuration: `store client (coalescing, framed appends) → Majordomo broker → node (file store) over ZeroMQ on 127.0.0.1, ${CLUSTER_NODE_CONCURRENCY} worker connections, a command id per append`,
-  durability: "the node's file store: fdatasync before the reply",
-  async setup(context) {
-    const placement: Placement = context.mode === 'smoke' ? 'inline' : 'processes';
-    return eventLogSession({
-      open: async (name) => {
-        const directory = await mkdtemp(join(context.directory, `${name}-`));
-        return new ClusterEventLog(await startBenchCluster(directory, CLUSTER_NODE_CONCURRENCY, placement));
-      },
-    });
-  },
-};
+export const sluiceBrokerBenchSystem: BenchSystem = brokerBenchSystem('sluice-broker', true);
+
+/**
+ * The same through a client that sends the older `append-many` (op 5) instead of framed
+ * appends (op 7): the before/after of the one-encoding fast path, measured in one run.
+ */
+export function brokerBenchSystem(id: string, framedAppends: boolean): BenchSystem {
+  return {
+    id,
+    label: framedAppends ? 'Sluice via broker' : 'Sluice via broker (append-many, op 5)',
+    group: 'sluice',
+    configuration: `store client (coalescing, ${framedAppends ? 'framed appends, op 7' : 'append-many, op 5'}) → Majordomo broker → node (file store) over ZeroMQ on 127.0.0.1, ${CLUSTER_NODE_CONCURRENCY} worker connections, a command id per append`,
+    durability: "the node's file store: fdatasync before the reply",
+    async setup(context) {
+      const placement: Placement = context.mode === 'smoke' ? 'inline' : 'processes';
+      return eventLogSession({
+        open: async (name) => {
+          const directory = await mkdtemp(join(context.directory, `${name}-`));
+          return new ClusterEventLog(await startBenchCluster(directory, CLUSTER_NODE_CONCURRENCY, placement, framedAppends));
+        },
+      });
+    },
+  };
+}
 
 // ---- run ----------------------------------------------------------------------------------------
 

@@ -223,7 +223,12 @@ export class FrameWriter {
     this.ensure(frameBytes);
     const b = this.buffer;
     const o = this.position;
-    b.set(source.subarray(start, end), o);
+    if (frameBytes <= 256) {
+      // Small frames (most events): a loop beats allocating a view for set().
+      for (let i = 0; i < frameBytes; i++) b[o + i] = source[start + i];
+    } else {
+      b.set(source.subarray(start, end), o);
+    }
     b[o + 4] = FORMAT_VERSION;
     b[o + 5] = KIND_EVENT;
     b[o + 6] = flags & 3;

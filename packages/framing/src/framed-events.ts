@@ -159,7 +159,7 @@ export function checkFramedEvents(bytes: Uint8Array, frameBytesMax: number, even
     }
     const sid = o + EVENT_HEADER_BYTES;
     const type = sid + sidBytes;
-    if (!isUtf8(bytes.subarray(type, type + typeBytes))) return bad('event type is not well-formed UTF-8');
+    if (!ascii(bytes, type, typeBytes) && !isUtf8(bytes.subarray(type, type + typeBytes))) return bad('event type is not well-formed UTF-8');
     if (count === 0) {
       streamStart = sid;
       streamIdBytes0 = sidBytes;
@@ -180,6 +180,12 @@ export function checkFramedEvents(bytes: Uint8Array, frameBytesMax: number, even
     o += frameBytes;
   }
   return { ok: true, count, streamId, headers, dataBytes };
+}
+
+/** True when every byte is below 0x80 (ASCII is well-formed UTF-8): the common case, checked without a view. */
+function ascii(b: Uint8Array, start: number, n: number): boolean {
+  for (let i = start, end = start + n; i < end; i++) if (b[i] >= 0x80) return false;
+  return true;
 }
 
 function sameBytes(b: Uint8Array, a: number, c: number, n: number): boolean {

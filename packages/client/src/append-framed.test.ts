@@ -3,6 +3,7 @@ import { CorruptFrameError, InvalidRequestError } from '@sluice/store';
 import { describe, expect, it } from 'vitest';
 import {
   decodeStoreReply,
+  encodeAppendFramedRequest,
   decodeStoreRequest,
   encodeCommittedManyReply,
   encodeErrorReply,
@@ -54,5 +55,19 @@ describe('append-framed (op 7) on the wire', () => {
     expect(error).toBeInstanceOf(CorruptFrameError);
     expect(error).toMatchObject({ event: 2, partition: 'p1', message: expect.stringMatching(/CRC-32C/) });
     expect(error).not.toBeInstanceOf(InvalidRequestError);
+  });
+});
+
+describe('encodeAppendFramedRequest (what the store client sends)', () => {
+  it('frames units straight into the request: the same bytes as framing each unit first', () => {
+    const units = [
+      { changes: [{ streamId: 'acct-1', expectedVersion: 3, events: [{ type: 'E', data: data('x') }, { type: 'F', data: data('yy'), metadata: data('m') }] }], commandIds: ['c-1'], causationId: 'c' },
+      { changes: [{ streamId: 'acct-2', events: [{ type: 'E', data: data('z') }] }], commandIds: ['c-2'] },
+    ];
+    const direct = encodeAppendFramedRequest('p1', units);
+    const viaUnits = encodeStoreRequest({ op: 'append-framed', partition: 'p1', units: units.map(encodeFramedUnit) });
+    expect(direct.equals(viaUnits)).toBe(true);
+    expect(() => encodeAppendFramedRequest('p1', [])).toThrow(/at least one unit/);
+    expect(() => encodeAppendFramedRequest('p1', [{ changes: [{ streamId: 'a', events: [{ type: 'E', data: 5 as never }] }] }])).toThrow(/serialize it first/);
   });
 });

@@ -38,6 +38,7 @@ export {
   estimateUnitBytes,
   encodeErrorReply,
   encodeEventsReply,
+  encodeAppendFramedRequest,
   encodeFramedUnit,
   encodeHeadReply,
   encodeStoreRequest,

@@ -24,11 +24,10 @@ import {
 } from './store-errors.js';
 import {
   decodeStoreReply,
-  encodeFramedUnit,
+  encodeAppendFramedRequest,
   encodeStoreRequest,
   estimateUnitBytes,
   type EventsPage,
-  type FramedUnit,
   type PartitionHead,
   type StoreReply,
   type StoreRequest,
@@ -195,8 +194,8 @@ export interface StoreClientStats {
 /** An append waiting in a partition's coalescer. */
 interface PendingUnit {
   readonly unit: UnitOfWork & { readonly commandIds: readonly string[] };
-  /** The unit encoded once as framed events (single-stream units, when `framedAppends`). */
-  framed: FramedUnit | undefined;
+  /** Sent as framed events (a single-stream unit, when `framedAppends`), encoded when its request is. */
+  framed: boolean;
   readonly bytes: number;
   readonly resolve: (result: CommitResult) => void;
   readonly reject: (error: unknown) => void;
@@ -516,17 +515,8 @@ export class StoreClient {
         coalescer = { pending: [], inFlight: 0, scheduled: false };
         this.coalescers.set(partition, coalescer);
       }
-      let framed: FramedUnit | undefined;
-      if (this.settings.framedAppends && unit.changes.length === 1 && !this.framedRefused.has(partition)) {
-        try {
-          framed = encodeFramedUnit(unit);
-        } catch (error) {
-          reject(error instanceof EncodeError ? new StoreInvalidRequestError(`[sluice/client] partition "${partition}": cannot encode the append: ${error.message}`) : error);
-          return;
-        }
-      }
-      const bytes = framed === undefined ? estimateUnitBytes(unit) : 16 + framed.frames.length;
-      coalescer.pending.push({ unit, framed, bytes, resolve, reject, retries: 0 });
+      const framed = this.settings.framedAppends && unit.changes.length === 1 && !this.framedRefused.has(partition);
+      coalescer.pending.push({ unit, framed, bytes: estimateUnitBytes(unit), resolve, reject, retries: 0 });
       this.scheduleFlush(partition, coalescer);
     });
   }
@@ -565,11 +555,11 @@ export class StoreClient {
   /** Sends a batch: alone as `append`, several as `append-many`; settles each unit. */
   private async sendBatch(partition: string, batch: PendingUnit[]): Promise<void> {
     const commandIds = batch.flatMap((pending) => pending.unit.commandIds);
-    const framed = !this.framedRefused.has(partition) && batch.every((pending) => pending.framed !== undefined);
+    const framed = !this.framedRefused.has(partition) && batch.every((pending) => pending.framed);
     let frame: Buffer;
     try {
       frame = framed
-        ? this.encode({ op: 'append-framed', partition, units: batch.map((pending) => pending.framed as FramedUnit) })
+        ? this.encodeWith(partition, () => encodeAppendFramedRequest(partition, batch.map((pending) => pending.unit)))
         : batch.length === 1
           ? this.encode({ op: 'append', partition, unit: batch[0].unit })
           : this.encode({ op: 'append-many', partition, units: batch.map((pending) => pending.unit) });
@@ -590,7 +580,7 @@ export class StoreClient {
       if (framed && error instanceof MalformedStoreRequestError && /unknown operation 7\b/.test(error.message)) {
         // An older node: nothing was applied; send these (and later appends) the old way.
         this.framedRefused.add(partition);
-        for (const pending of batch) pending.framed = undefined;
+        for (const pending of batch) pending.framed = false;
         return this.sendBatch(partition, batch);
       }
       for (const pending of batch) pending.reject(this.forUnit(error, partition, pending.unit.commandIds));
@@ -677,19 +667,24 @@ export class StoreClient {
   }
 
   private encode(request: StoreRequest): Buffer {
+    return this.encodeWith(request.partition, () => encodeStoreRequest(request));
+  }
+
+  /** Encodes with `produce`, as a typed error the caller can act on, within `requestBytesMax`. */
+  private encodeWith(partition: string, produce: () => Buffer): Buffer {
     let frame: Buffer;
     try {
-      frame = encodeStoreRequest(request);
+      frame = produce();
     } catch (error) {
       if (error instanceof EncodeError) {
-        throw new StoreInvalidRequestError(`[sluice/client] partition "${request.partition}": cannot encode the request: ${error.message}`);
+        throw new StoreInvalidRequestError(`[sluice/client] partition "${partition}": cannot encode the request: ${error.message}`);
       }
       throw error;
     }
     const limit = this.settings.requestBytesMax;
     if (frame.length > limit) {
       throw new StoreInvalidRequestError(
-        `[sluice/client] partition "${request.partition}": the request is ${frame.length} bytes, over requestBytesMax (${limit}): ` +
+        `[sluice/client] partition "${partition}": the request is ${frame.length} bytes, over requestBytesMax (${limit}): ` +
           `split the unit of work, or raise requestBytesMax here and frameBytesMax on the brokers (limits.broker.frameBytesMax)`,
       );
     }

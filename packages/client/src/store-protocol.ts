@@ -8,7 +8,7 @@ import type {
   StreamCommit,
   UnitOfWork,
 } from '@sluice/store';
-import { FramingError, framedEventsBytesBound, writeFramedEvents, type CommitHeaders } from '@sluice/framing';
+import type { CommitHeaders } from '@sluice/framing';
 import { ByteReader, ByteWriter, DecodeFailure, EncodeError, utf8Bytes } from './protocol-bytes.js';
 
 /**
@@ -1017,9 +1017,6 @@ function framedUnitsBytes(units: readonly FramedUnit[]): number {
   return size;
 }
 
-/** Largest frame the client's encoder writes (a frame's length is a u32); the node holds frames to its own frameBytesMax. */
-const FRAME_BYTES_ENCODABLE = 0xffff_ffff;
-
 /**
  * Encodes a single-stream unit of work once, as the framed events the node copies to disk
  * (the `append-framed` fast path): the client's CRC-32C of each event travels with it. Throws
@@ -1031,6 +1028,33 @@ const FRAME_BYTES_ENCODABLE = 0xffff_ffff;
  * const frame = encodeStoreRequest({ op: 'append-framed', partition: 'bank-1', units: [unit] });
  */
 export function encodeFramedUnit(unit: UnitOfWork): FramedUnit {
+  const { change, headers } = framable(unit);
+  const w = new ByteWriter(estimateUnitBytes(unit) + 64 * change.events.length);
+  w.framedEvents(change.streamId, change.events, headers);
+  return { expectedVersion: change.expectedVersion, frames: w.finish().subarray(4) };
+}
+
+/**
+ * Encodes an `append-framed` request straight from single-stream units of work: each unit's
+ * events are framed once, directly into the request (what the store client sends). Throws
+ * `EncodeError` like {@link encodeFramedUnit}.
+ */
+export function encodeAppendFramedRequest(partition: string, units: readonly UnitOfWork[]): Buffer {
+  if (!Array.isArray(units) || units.length === 0) throw new EncodeError('append-framed needs at least one unit');
+  const w = new ByteWriter(estimateUnitsBytes(units) + 64 * units.length);
+  writeHeader(w, OP_APPEND_FRAMED);
+  w.string(partition);
+  w.u32(units.length);
+  for (const unit of units) {
+    const { change, headers } = framable(unit);
+    writeExpectedVersion(w, change.expectedVersion);
+    w.framedEvents(change.streamId, change.events, headers);
+  }
+  return w.finish();
+}
+
+/** The one change and the commit headers of a unit that can be framed, or `EncodeError`. */
+function framable(unit: UnitOfWork): { change: StreamChange; headers: CommitHeaders | undefined } {
   const changes = unit?.changes;
   if (!Array.isArray(changes) || changes.length !== 1) throw new EncodeError('a framed unit is one stream: send a unit of several streams with append');
   const change = changes[0];
@@ -1048,14 +1072,7 @@ export function encodeFramedUnit(unit: UnitOfWork): FramedUnit {
     commandIds.length > 0 || unit.correlationId !== undefined || unit.causationId !== undefined
       ? { commandIds, correlationId: unit.correlationId, causationId: unit.causationId }
       : undefined;
-  const target = Buffer.allocUnsafe(framedEventsBytesBound(change.streamId, events, headers));
-  try {
-    const end = writeFramedEvents(target, 0, change.streamId, events, headers, FRAME_BYTES_ENCODABLE);
-    return { expectedVersion: change.expectedVersion, frames: target.subarray(0, end) };
-  } catch (error) {
-    if (error instanceof FramingError) throw new EncodeError(`stream "${change.streamId}": ${error.message}`);
-    throw error;
-  }
+  return { change, headers };
 }
 
 /** Bytes a unit takes in a request, roughly (the coalescing client keeps requests under a limit with it). */

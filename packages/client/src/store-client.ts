@@ -114,6 +114,13 @@ export interface StoreClientOptions {
    */
   readonly framedAppends?: boolean;
   /**
+   * Largest unit (estimated bytes) sent framed; a larger one goes as a plain `append`, which
+   * the node re-encodes. Framing costs a CRC-32C pass on the client and one on the node, each
+   * in one turn of the event loop: this bounds how long one unit holds either process.
+   * @default 1048576
+   */
+  readonly framedUnitBytesMax?: number;
+  /**
    * Most units in one coalesced request.
    * @default 1000
    */
@@ -227,6 +234,7 @@ export function storeClientDefaults(): Omit<Settings, 'brokers'> {
     commandId: randomUUID,
     coalesceAppends: true,
     framedAppends: true,
+    framedUnitBytesMax: 1024 * 1024,
     appendBatchUnitsMax: 1000,
     appendBatchBytesMax: 1024 * 1024,
     appendBatchesInFlightMax: 4,
@@ -285,6 +293,7 @@ export class StoreClient {
     check.integer('appendBatchUnitsMax', settings.appendBatchUnitsMax, 1, 1_000_000);
     check.integer('appendBatchBytesMax', settings.appendBatchBytesMax, 1024);
     check.integer('appendBatchesInFlightMax', settings.appendBatchesInFlightMax, 1, 1024);
+    check.integer('framedUnitBytesMax', settings.framedUnitBytesMax, 0);
     check.integer('requestBytesMax', settings.requestBytesMax, 1024, 2 ** 31 - 1);
     check.throwIfAny();
     this.settings = settings;
@@ -515,8 +524,9 @@ export class StoreClient {
         coalescer = { pending: [], inFlight: 0, scheduled: false };
         this.coalescers.set(partition, coalescer);
       }
-      const framed = this.settings.framedAppends && unit.changes.length === 1 && !this.framedRefused.has(partition);
-      coalescer.pending.push({ unit, framed, bytes: estimateUnitBytes(unit), resolve, reject, retries: 0 });
+      const bytes = estimateUnitBytes(unit);
+      const framed = this.settings.framedAppends && unit.changes.length === 1 && bytes <= this.settings.framedUnitBytesMax && !this.framedRefused.has(partition);
+      coalescer.pending.push({ unit, framed, bytes, resolve, reject, retries: 0 });
       this.scheduleFlush(partition, coalescer);
     });
   }

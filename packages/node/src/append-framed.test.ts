@@ -96,13 +96,16 @@ describe('append-framed (op 7): one event encoding from client to disk', () => {
         return handler.handle(frames);
       },
     });
-    const client = startStoreClient({ brokers: [broker.endpoint], routing: { hash: ['p1'] } });
+    const client = startStoreClient({ brokers: [broker.endpoint], routing: { hash: ['p1'] }, framedUnitBytesMax: 4096 });
+    // A unit over framedUnitBytesMax goes as a plain append (op 1), never framed.
+    await client.append({ streamId: 'big', events: [{ type: 'E', data: new Uint8Array(5000) }] });
+    expect(ops).toEqual([1]);
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => client.append({ streamId: `s-${i}`, events: [{ type: 'E', data: data(String(i)) }] })));
-    expect(results.map((r) => r.firstSeq).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(results.map((r) => r.firstSeq).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 2));
     await client.append({ streamId: 's-0', events: [{ type: 'E', data: data('later') }] });
     expect(ops.filter((op) => op === 7)).toHaveLength(1); // tried once, then remembered
     expect(ops.at(-1)).toBe(1);
-    expect(partition.lastSeq).toBe(51);
+    expect(partition.lastSeq).toBe(52);
     await partition.close();
   });
 });

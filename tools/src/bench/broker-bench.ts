@@ -35,6 +35,17 @@
  *   3-4× (the direct row itself swings 13,000-23,000 req/s run to run). Still not 2×: the next
  *   step is fewer frames and messages per request on credit connections (several requests
  *   per message), see the broker README.
+ * - Profile of 20,000 concurrent single-event appends (1000 in flight, `node --cpu-prof` on
+ *   client, broker and node; fastpath branch, 2026-12-06, load average 7-19): the broker is
+ *   80-86% idle (~9-10 µs CPU per coalesced request), the node 37-43% idle (~41 µs per append:
+ *   partition fill/encode/ready ~10%, GC 8-14%, the protocol decode + unit validation ~5% with
+ *   op 5, replaced by appendEncoded + appendFramed ~5% with op 7), the client ~35-40% busy
+ *   (coalescing, command ids, encoding). With 1000 in flight the rate is bound by the node's
+ *   group-commit latency (fsync) and CPU shared by three processes on 2 cores, not the broker.
+ *   Framed appends (op 7) move one CRC-32C pass to the client (the node checks the body CRC
+ *   and derives the frame's by combination): in the same runs they were 10-30% slower than
+ *   op 5 on this 2-core machine (client and node compete for the same cores) — the price of
+ *   a checksum that travels with each event from the client to the disk.
  * - (b) 146,000-325,000 events/s through broker and node (4 runs; 216,000-325,000 in three),
  *   against 248,000-811,000 in-process: CPU per 100-event append ~125 µs in the broker and
  *   ~250 µs in the node, so on 2 shared cores the bound is CPU, not the disk.

@@ -38,11 +38,15 @@ export {
   estimateUnitBytes,
   encodeErrorReply,
   encodeEventsReply,
+  encodeAppendFramedRequest,
+  encodeFramedUnit,
   encodeHeadReply,
   encodeStoreRequest,
 } from './store-protocol.js';
 export type {
+  AppendFramedStoreRequest,
   AppendManyStoreRequest,
+  FramedUnit,
   AppendStoreRequest,
   DecodedStoreReply,
   DecodedStoreRequest,

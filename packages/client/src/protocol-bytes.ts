@@ -6,7 +6,11 @@
  * (< 2^53). Strings are a u16 byte length and UTF-8; byte fields are a u32 length and bytes.
  */
 
+import { FramingError, framedEventsBytesBound, writeFramedEvents, type CommitHeaders, type FramedEventInput } from '@sluice/framing';
+
 const TWO_32 = 0x1_0000_0000;
+/** Largest frame the encoder writes (a frame's length is a u32); nodes hold frames to their own frameBytesMax. */
+const FRAME_BYTES_ENCODABLE = 0xffff_ffff;
 /** High half of the largest safe integer. */
 const SAFE_HIGH_MAX = 0x1fffff;
 const EMPTY = new Uint8Array(0);
@@ -97,6 +101,24 @@ export class ByteWriter {
     this.ensure(bytes.length);
     this.buffer.set(bytes, this.position);
     this.position += bytes.length;
+  }
+
+  /**
+   * u32 byte length + the events of one stream as framed events (`writeFramedEvents` of
+   * `@sluice/framing`), written straight into this buffer: the one encoding an append gets.
+   */
+  framedEvents(streamId: string, events: readonly FramedEventInput[], headers: CommitHeaders | undefined): void {
+    this.ensure(4 + framedEventsBytesBound(streamId, events, headers));
+    const start = this.position + 4;
+    let end: number;
+    try {
+      end = writeFramedEvents(this.buffer, start, streamId, events, headers, FRAME_BYTES_ENCODABLE);
+    } catch (error) {
+      if (error instanceof FramingError) throw new EncodeError(`stream "${streamId}": ${error.message}`);
+      throw error;
+    }
+    this.buffer.writeUInt32LE(end - start, this.position);
+    this.position = end;
   }
 
   private ensure(extra: number): void {

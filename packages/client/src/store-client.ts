@@ -17,12 +17,14 @@ import { partitionServiceName, subscribeServiceName } from './partition-service.
 import { EncodeError } from './protocol-bytes.js';
 import {
   MalformedStoreReplyError,
+  MalformedStoreRequestError,
   PartitionUnavailableError,
   UnknownPartitionError,
   errorFromStoreReply,
 } from './store-errors.js';
 import {
   decodeStoreReply,
+  encodeAppendFramedRequest,
   encodeStoreRequest,
   estimateUnitBytes,
   type EventsPage,
@@ -102,6 +104,22 @@ export interface StoreClientOptions {
    * @default true
    */
   readonly coalesceAppends?: boolean;
+  /**
+   * Encode each coalesced single-stream append once, as the framed events the node stores
+   * (`append-framed`, op 7): the node checks each event's CRC-32C, stamps seq, epoch and
+   * version and copies the frames to disk without decoding or re-encoding them, so the
+   * checksum travels with the event from this client to the disk. A partition whose node
+   * answers that it does not know op 7 (an older node) gets `append-many` from then on.
+   * @default true
+   */
+  readonly framedAppends?: boolean;
+  /**
+   * Largest unit (estimated bytes) sent framed; a larger one goes as a plain `append`, which
+   * the node re-encodes. Framing costs a CRC-32C pass on the client and one on the node, each
+   * in one turn of the event loop: this bounds how long one unit holds either process.
+   * @default 1048576
+   */
+  readonly framedUnitBytesMax?: number;
   /**
    * Most units in one coalesced request.
    * @default 1000
@@ -183,6 +201,8 @@ export interface StoreClientStats {
 /** An append waiting in a partition's coalescer. */
 interface PendingUnit {
   readonly unit: UnitOfWork & { readonly commandIds: readonly string[] };
+  /** Sent as framed events (a single-stream unit, when `framedAppends`), encoded when its request is. */
+  framed: boolean;
   readonly bytes: number;
   readonly resolve: (result: CommitResult) => void;
   readonly reject: (error: unknown) => void;
@@ -213,6 +233,8 @@ export function storeClientDefaults(): Omit<Settings, 'brokers'> {
     outstandingMax: 10_000,
     commandId: randomUUID,
     coalesceAppends: true,
+    framedAppends: true,
+    framedUnitBytesMax: 1024 * 1024,
     appendBatchUnitsMax: 1000,
     appendBatchBytesMax: 1024 * 1024,
     appendBatchesInFlightMax: 4,
@@ -250,6 +272,8 @@ export class StoreClient {
   private readonly ownsTransport: boolean;
   private readonly counters = { requests: 0, retries: 0, coalescedUnits: 0, coalescedRequests: 0 };
   private readonly coalescers = new Map<string, Coalescer>();
+  /** Partitions whose node does not know `append-framed` (an older node). */
+  private readonly framedRefused = new Set<string>();
 
   /** Validates the options and connects (or uses `options.client`). */
   constructor(options: StoreClientOptions) {
@@ -269,6 +293,7 @@ export class StoreClient {
     check.integer('appendBatchUnitsMax', settings.appendBatchUnitsMax, 1, 1_000_000);
     check.integer('appendBatchBytesMax', settings.appendBatchBytesMax, 1024);
     check.integer('appendBatchesInFlightMax', settings.appendBatchesInFlightMax, 1, 1024);
+    check.integer('framedUnitBytesMax', settings.framedUnitBytesMax, 0);
     check.integer('requestBytesMax', settings.requestBytesMax, 1024, 2 ** 31 - 1);
     check.throwIfAny();
     this.settings = settings;
@@ -499,7 +524,9 @@ export class StoreClient {
         coalescer = { pending: [], inFlight: 0, scheduled: false };
         this.coalescers.set(partition, coalescer);
       }
-      coalescer.pending.push({ unit, bytes: estimateUnitBytes(unit), resolve, reject, retries: 0 });
+      const bytes = estimateUnitBytes(unit);
+      const framed = this.settings.framedAppends && unit.changes.length === 1 && bytes <= this.settings.framedUnitBytesMax && !this.framedRefused.has(partition);
+      coalescer.pending.push({ unit, framed, bytes, resolve, reject, retries: 0 });
       this.scheduleFlush(partition, coalescer);
     });
   }
@@ -538,11 +565,14 @@ export class StoreClient {
   /** Sends a batch: alone as `append`, several as `append-many`; settles each unit. */
   private async sendBatch(partition: string, batch: PendingUnit[]): Promise<void> {
     const commandIds = batch.flatMap((pending) => pending.unit.commandIds);
+    const framed = !this.framedRefused.has(partition) && batch.every((pending) => pending.framed);
     let frame: Buffer;
     try {
-      frame = batch.length === 1
-        ? this.encode({ op: 'append', partition, unit: batch[0].unit })
-        : this.encode({ op: 'append-many', partition, units: batch.map((pending) => pending.unit) });
+      frame = framed
+        ? this.encodeWith(partition, () => encodeAppendFramedRequest(partition, batch.map((pending) => pending.unit)))
+        : batch.length === 1
+          ? this.encode({ op: 'append', partition, unit: batch[0].unit })
+          : this.encode({ op: 'append-many', partition, units: batch.map((pending) => pending.unit) });
     } catch (error) {
       // One unit cannot be carried: send each alone, so only that one fails.
       if (batch.length === 1) batch[0].reject(error);
@@ -557,10 +587,16 @@ export class StoreClient {
       }
       reply = await this.call(partition, frame, commandIds, undefined);
     } catch (error) {
+      if (framed && error instanceof MalformedStoreRequestError && /unknown operation 7\b/.test(error.message)) {
+        // An older node: nothing was applied; send these (and later appends) the old way.
+        this.framedRefused.add(partition);
+        for (const pending of batch) pending.framed = false;
+        return this.sendBatch(partition, batch);
+      }
       for (const pending of batch) pending.reject(this.forUnit(error, partition, pending.unit.commandIds));
       return;
     }
-    if (batch.length === 1) {
+    if (batch.length === 1 && !framed) {
       if (reply.kind === 'committed') batch[0].resolve(reply.result);
       else batch[0].reject(this.unexpected(partition, reply, 'a commit result'));
       return;
@@ -641,19 +677,24 @@ export class StoreClient {
   }
 
   private encode(request: StoreRequest): Buffer {
+    return this.encodeWith(request.partition, () => encodeStoreRequest(request));
+  }
+
+  /** Encodes with `produce`, as a typed error the caller can act on, within `requestBytesMax`. */
+  private encodeWith(partition: string, produce: () => Buffer): Buffer {
     let frame: Buffer;
     try {
-      frame = encodeStoreRequest(request);
+      frame = produce();
     } catch (error) {
       if (error instanceof EncodeError) {
-        throw new StoreInvalidRequestError(`[sluice/client] partition "${request.partition}": cannot encode the request: ${error.message}`);
+        throw new StoreInvalidRequestError(`[sluice/client] partition "${partition}": cannot encode the request: ${error.message}`);
       }
       throw error;
     }
     const limit = this.settings.requestBytesMax;
     if (frame.length > limit) {
       throw new StoreInvalidRequestError(
-        `[sluice/client] partition "${request.partition}": the request is ${frame.length} bytes, over requestBytesMax (${limit}): ` +
+        `[sluice/client] partition "${partition}": the request is ${frame.length} bytes, over requestBytesMax (${limit}): ` +
           `split the unit of work, or raise requestBytesMax here and frameBytesMax on the brokers (limits.broker.frameBytesMax)`,
       );
     }

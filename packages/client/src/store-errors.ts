@@ -1,5 +1,6 @@
 import {
   CommandIdConflictError,
+  CorruptFrameError,
   InvalidRequestError as StoreInvalidRequestError,
   PartitionClosedError,
   PartitionFaultedError,
@@ -160,6 +161,8 @@ export function storeErrorInfo(error: unknown, partition: string): StoreErrorInf
       return { ...base, code: 'partition-faulted' };
     case 'SLUICE_PARTITION_OVERLOADED':
       return { ...base, code: 'partition-overloaded', queueMax: (error as PartitionOverloadedError).queueMax };
+    case 'SLUICE_CORRUPT_FRAME':
+      return { ...base, code: 'corrupt-frame', event: (error as CorruptFrameError).event };
     default:
       return {
         ...base,
@@ -191,6 +194,8 @@ export function errorFromStoreReply(info: StoreErrorInfo): Error {
       return new PartitionFaultedError(partition, { cause: new Error(message) });
     case 'partition-overloaded':
       return withMessage(new PartitionOverloadedError(partition, info.queueMax), message);
+    case 'corrupt-frame':
+      return withMessage(new CorruptFrameError(partition, info.event, 'a framed event does not match its CRC-32C'), message);
     case 'unknown-partition':
       return new UnknownPartitionError(partition, message);
     case 'malformed-request':

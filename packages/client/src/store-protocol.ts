@@ -8,6 +8,7 @@ import type {
   StreamCommit,
   UnitOfWork,
 } from '@sluice/store';
+import type { CommitHeaders } from '@sluice/framing';
 import { ByteReader, ByteWriter, DecodeFailure, EncodeError, utf8Bytes } from './protocol-bytes.js';
 
 /**
@@ -34,6 +35,7 @@ const OP_READ_STREAM = 3;
 const OP_HEAD = 4;
 const OP_APPEND_MANY = 5;
 const OP_SUBSCRIBE = 6;
+const OP_APPEND_FRAMED = 7;
 
 const REPLY_COMMITTED = 0x81;
 const REPLY_EVENTS = 0x82;
@@ -122,9 +124,34 @@ export interface SubscribeStoreRequest {
   readonly pageBytesMax?: number | undefined;
 }
 
+/**
+ * One unit of an `append-framed` request: one stream's events, encoded once by the client as
+ * framed events (`writeFramedEvents` of `@sluice/framing`: the frame format the log stores,
+ * with the CRC-32C of each body); stream id and commit headers (command ids, correlation,
+ * causation) are inside the frames. Make one with {@link encodeFramedUnit}.
+ */
+export interface FramedUnit {
+  readonly expectedVersion?: ExpectedVersion | undefined;
+  /** Framed events, back to back (a view; the decoder returns a view into the request). */
+  readonly frames: Uint8Array;
+}
+
+/**
+ * Several single-stream appends for one partition, each already framed (the fast path): the
+ * node checks each body's CRC, stamps seq, epoch, timestamp and stream version, and copies the
+ * frames to disk as they are. Each unit is its own commit with its own outcome, in a
+ * `committed-many` reply, as for `append-many`.
+ */
+export interface AppendFramedStoreRequest {
+  readonly op: 'append-framed';
+  readonly partition: string;
+  readonly units: readonly FramedUnit[];
+}
+
 export type StoreRequest =
   | AppendStoreRequest
   | AppendManyStoreRequest
+  | AppendFramedStoreRequest
   | ReadStoreRequest
   | ReadStreamStoreRequest
   | HeadStoreRequest
@@ -185,7 +212,8 @@ export type StoreErrorCode =
   | 'partition-closed'
   | 'partition-faulted'
   | 'partition-overloaded'
-  | 'internal';
+  | 'internal'
+  | 'corrupt-frame';
 
 interface ErrorBase {
   /** The partition the request named ("" when it could not be read). */
@@ -217,6 +245,8 @@ export type StoreErrorInfo =
   | (ErrorBase & { readonly code: 'command-id-conflict'; readonly commandIds: readonly string[] })
   | (ErrorBase & { readonly code: 'storage-error'; readonly reason: StorageErrorReason })
   | (ErrorBase & { readonly code: 'partition-overloaded'; readonly queueMax: number })
+  /** A framed event's body did not match its CRC-32C (`event`: its index in the unit); nothing of the unit was stored. */
+  | (ErrorBase & { readonly code: 'corrupt-frame'; readonly event: number })
   | (ErrorBase & { readonly code: 'other'; readonly wireCode: number });
 
 /** A decoded store protocol reply. */
@@ -248,6 +278,7 @@ const ERROR_CODES: readonly (StoreErrorCode | undefined)[] = [
   'partition-faulted',
   'partition-overloaded',
   'internal',
+  'corrupt-frame',
 ];
 const ERROR_WIRE = new Map<StoreErrorCode, number>(
   ERROR_CODES.flatMap((code, index) => (code === undefined ? [] : [[code, index] as const])),
@@ -279,7 +310,13 @@ const STORAGE_REASONS: ReadonlySet<string> = new Set<StorageErrorReason>([
  */
 export function encodeStoreRequest(request: StoreRequest): Buffer {
   const w = new ByteWriter(
-    request.op === 'append' ? estimateUnitBytes(request.unit) : request.op === 'append-many' ? estimateUnitsBytes(request.units) : 64,
+    request.op === 'append'
+      ? estimateUnitBytes(request.unit)
+      : request.op === 'append-many'
+        ? estimateUnitsBytes(request.units)
+        : request.op === 'append-framed'
+          ? framedUnitsBytes(request.units)
+          : 64,
   );
   writeHeader(w, opByte(request.op));
   w.string(request.partition);
@@ -291,6 +328,15 @@ export function encodeStoreRequest(request: StoreRequest): Buffer {
       if (!Array.isArray(request.units) || request.units.length === 0) throw new EncodeError('append-many needs at least one unit');
       w.u32(request.units.length);
       for (const unit of request.units) writeUnit(w, unit);
+      break;
+    case 'append-framed':
+      if (!Array.isArray(request.units) || request.units.length === 0) throw new EncodeError('append-framed needs at least one unit');
+      w.u32(request.units.length);
+      for (const unit of request.units) {
+        writeExpectedVersion(w, unit.expectedVersion);
+        if (!(unit.frames instanceof Uint8Array) || unit.frames.length === 0) throw new EncodeError('a framed unit needs its framed events (encodeFramedUnit)');
+        w.bytes(unit.frames);
+      }
       break;
     case 'read':
       w.u53(request.fromSeq);
@@ -344,8 +390,8 @@ export function decodeStoreRequest(frames: readonly Uint8Array[]): DecodedStoreR
     r.u8('magic');
     r.u8('version');
     const op = r.u8('operation');
-    if (op < OP_APPEND || op > OP_SUBSCRIBE) {
-      return malformed(`unknown operation ${op}: this node knows append (1), read (2), read-stream (3), head (4), append-many (5) and subscribe (6)`);
+    if (op < OP_APPEND || op > OP_APPEND_FRAMED) {
+      return malformed(`unknown operation ${op}: this node knows append (1), read (2), read-stream (3), head (4), append-many (5), subscribe (6) and append-framed (7)`);
     }
     partition = r.string('partition');
     let request: StoreRequest;
@@ -395,6 +441,19 @@ export function decodeStoreRequest(frames: readonly Uint8Array[]): DecodedStoreR
         const units: UnitOfWork[] = [];
         for (let i = 0; i < count; i++) units.push(readUnit(r));
         request = { op: 'append-many', partition, units };
+        break;
+      }
+      case OP_APPEND_FRAMED: {
+        // Each unit takes at least 5 bytes (expected version 1, frames length 4).
+        const count = r.count('unit count', 5);
+        if (count === 0) throw new DecodeFailure('append-framed needs at least one unit');
+        const units: FramedUnit[] = [];
+        for (let i = 0; i < count; i++) {
+          const expectedVersion = readExpectedVersion(r);
+          // The frames themselves are checked by the partition (lengths, names, CRC): a view, no copy.
+          units.push({ expectedVersion, frames: r.bytes('framed events') });
+        }
+        request = { op: 'append-framed', partition, units };
         break;
       }
       default:
@@ -589,6 +648,9 @@ function writeErrorBody(w: ByteWriter, error: StoreErrorInfo): void {
       break;
     case 'partition-overloaded':
       w.u32(error.queueMax);
+      break;
+    case 'corrupt-frame':
+      w.u32(error.event);
       break;
     default:
       break;
@@ -845,6 +907,8 @@ function readError(r: ByteReader): StoreErrorInfo {
     }
     case 'partition-overloaded':
       return { ...base, code, queueMax: r.u32('queueMax') };
+    case 'corrupt-frame':
+      return { ...base, code, event: r.u32('corrupt event') };
     default:
       return { ...base, code };
   }
@@ -908,6 +972,8 @@ function opByte(op: StoreRequest['op']): number {
       return OP_APPEND_MANY;
     case 'subscribe':
       return OP_SUBSCRIBE;
+    case 'append-framed':
+      return OP_APPEND_FRAMED;
     default:
       throw new EncodeError(`unknown operation ${JSON.stringify(op)}`);
   }
@@ -954,6 +1020,70 @@ function estimateUnitsBytes(units: readonly UnitOfWork[]): number {
   let size = 16;
   if (Array.isArray(units)) for (const unit of units) size += estimateUnitBytes(unit);
   return size;
+}
+
+function framedUnitsBytes(units: readonly FramedUnit[]): number {
+  let size = 16;
+  if (Array.isArray(units)) for (const unit of units) size += 16 + (unit?.frames?.length ?? 0);
+  return size;
+}
+
+/**
+ * Encodes a single-stream unit of work once, as the framed events the node copies to disk
+ * (the `append-framed` fast path): the client's CRC-32C of each event travels with it. Throws
+ * `EncodeError` for a unit of several streams (send it with `append`/`append-many`) or one
+ * whose names or events cannot be framed.
+ *
+ * @example
+ * const unit = encodeFramedUnit({ changes: [{ streamId: 'acct-1', expectedVersion: 0, events }], commandIds: ['c1'] });
+ * const frame = encodeStoreRequest({ op: 'append-framed', partition: 'bank-1', units: [unit] });
+ */
+export function encodeFramedUnit(unit: UnitOfWork): FramedUnit {
+  const { change, headers } = framable(unit);
+  const w = new ByteWriter(estimateUnitBytes(unit) + 64 * change.events.length);
+  w.framedEvents(change.streamId, change.events, headers);
+  return { expectedVersion: change.expectedVersion, frames: w.finish().subarray(4) };
+}
+
+/**
+ * Encodes an `append-framed` request straight from single-stream units of work: each unit's
+ * events are framed once, directly into the request (what the store client sends). Throws
+ * `EncodeError` like {@link encodeFramedUnit}.
+ */
+export function encodeAppendFramedRequest(partition: string, units: readonly UnitOfWork[]): Buffer {
+  if (!Array.isArray(units) || units.length === 0) throw new EncodeError('append-framed needs at least one unit');
+  const w = new ByteWriter(estimateUnitsBytes(units) + 64 * units.length);
+  writeHeader(w, OP_APPEND_FRAMED);
+  w.string(partition);
+  w.u32(units.length);
+  for (const unit of units) {
+    const { change, headers } = framable(unit);
+    writeExpectedVersion(w, change.expectedVersion);
+    w.framedEvents(change.streamId, change.events, headers);
+  }
+  return w.finish();
+}
+
+/** The one change and the commit headers of a unit that can be framed, or `EncodeError`. */
+function framable(unit: UnitOfWork): { change: StreamChange; headers: CommitHeaders | undefined } {
+  const changes = unit?.changes;
+  if (!Array.isArray(changes) || changes.length !== 1) throw new EncodeError('a framed unit is one stream: send a unit of several streams with append');
+  const change = changes[0];
+  const events = change?.events;
+  if (typeof change?.streamId !== 'string' || change.streamId.length === 0) throw new EncodeError('streamId must be a non-empty string');
+  if (!Array.isArray(events) || events.length === 0) throw new EncodeError(`stream "${change.streamId}": at least one event is needed`);
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i];
+    if (typeof e?.type !== 'string' || e.type.length === 0) throw new EncodeError(`stream "${change.streamId}" event ${i}: type must be a non-empty string`);
+    if (!(e.data instanceof Uint8Array)) throw new EncodeError(`stream "${change.streamId}" event ${i}: data must be a Uint8Array (serialize it first)`);
+    if (e.metadata !== undefined && !(e.metadata instanceof Uint8Array)) throw new EncodeError(`stream "${change.streamId}" event ${i}: metadata must be a Uint8Array`);
+  }
+  const commandIds = unit.commandIds ?? [];
+  const headers: CommitHeaders | undefined =
+    commandIds.length > 0 || unit.correlationId !== undefined || unit.causationId !== undefined
+      ? { commandIds, correlationId: unit.correlationId, causationId: unit.causationId }
+      : undefined;
+  return { change, headers };
 }
 
 /** Bytes a unit takes in a request, roughly (the coalescing client keeps requests under a limit with it). */

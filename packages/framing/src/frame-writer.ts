@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { crc32c } from './crc32c.js';
+import { crc32cCombine } from './crc32c-combine.js';
 import { FrameTooLargeError, InvalidFrameFieldError } from './errors.js';
 import {
   CRC_BYTES,
@@ -16,6 +17,7 @@ import {
   NAME_BYTES_MAX,
   SHA1_BYTES,
   ZERO_DIGEST,
+  readU32,
   writeU16,
   writeU32,
   writeU53,
@@ -209,6 +211,58 @@ export class FrameWriter {
   }
 
   /**
+   * Copies one framed event (see `framed-events.ts`: an event frame whose seq, timestamp,
+   * epoch, flags and stream version are left for the writer, and whose last 4 bytes are the
+   * CRC-32C of its body) from `source[start, end)` and stamps it: the header fields are
+   * written here and the frame's CRC is derived from the body's by CRC-32C combination, so the
+   * checksum on disk covers the sender's bytes without hashing them again. The caller has
+   * checked the framed event with `checkFramedEvents` (body CRC included). Throws like
+   * {@link appendEvent} for a seq, epoch, timestamp or stream version it cannot store.
+   */
+  appendFramed(seq: number, epoch: number, timestamp: number, flags: number, streamVersion: number, source: Uint8Array, start: number, end: number): void {
+    if (this.pendingMarker >= 0) throw new RangeError('[sluice/framing] appendFramed() between beginSeal() and completeSeal()');
+    // Framed events carry version 2 commit headers: a writer of another version cannot take them.
+    if (this.formatVersion !== FORMAT_VERSION_BASE) throw new RangeError(`[sluice/framing] appendFramed() needs a format version ${FORMAT_VERSION_BASE} writer, this one writes ${this.formatVersion}`);
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidFrameFieldError('seq', `${seq} is not a safe non-negative integer`);
+    const lastSeq = this.unsealedLastSeq >= 0 ? this.unsealedLastSeq : this.sealedLastSeq;
+    if (lastSeq >= 0 && seq !== lastSeq + 1) throw new InvalidFrameFieldError('seq', `${seq} does not follow ${lastSeq}`);
+    checkEpochAndTimestamp(epoch, timestamp);
+    if (!Number.isSafeInteger(streamVersion) || streamVersion < 0) {
+      throw new InvalidFrameFieldError('streamVersion', `${streamVersion} is not a safe non-negative integer`);
+    }
+    const frameBytes = end - start;
+    // A failed assertion is a bug in the caller (it skipped checkFramedEvents), not bad input.
+    if (frameBytes < EVENT_HEADER_BYTES + CRC_BYTES || frameBytes !== readU32(source, start)) {
+      throw new RangeError(`[sluice/framing] appendFramed: [${start}, ${end}) is not one framed event`);
+    }
+    if (frameBytes > this.frameBytesMax) throw new FrameTooLargeError(frameBytes, this.frameBytesMax);
+    this.ensure(frameBytes);
+    const b = this.buffer;
+    const o = this.position;
+    if (frameBytes <= 256) {
+      // Small frames (most events): a loop beats allocating a view for set().
+      for (let i = 0; i < frameBytes; i++) b[o + i] = source[start + i];
+    } else {
+      b.set(source.subarray(start, end), o);
+    }
+    b[o + 4] = FORMAT_VERSION_BASE;
+    b[o + 5] = KIND_EVENT;
+    b[o + 6] = flags & 3;
+    b[o + 7] = 0;
+    writeU53(b, o + 8, seq);
+    writeU53(b, o + 16, timestamp);
+    writeU32(b, o + 24, epoch);
+    writeU53(b, o + 32, streamVersion);
+    const crcAt = o + frameBytes - CRC_BYTES;
+    const bodyBytes = frameBytes - EVENT_HEADER_BYTES - CRC_BYTES;
+    writeU32(b, crcAt, crc32cCombine(crc32c(b, o, o + EVENT_HEADER_BYTES), readU32(b, crcAt), bodyBytes));
+    this.position = o + frameBytes;
+    if (this.unsealedFrames === 0) this.unsealedFirstSeq = seq;
+    this.unsealedLastSeq = seq;
+    this.unsealedFrames += 1;
+  }
+
+  /**
    * Writes a commit marker sealing every event frame since the previous seal, with the SHA-1
    * digest that chains this batch to `prevDigest` (the digest of the batch before it; by
    * default the last batch this writer sealed, or 20 zero bytes for a log's first batch).
@@ -299,13 +353,15 @@ function checkEpochAndTimestamp(epoch: number, timestamp: number): void {
   }
 }
 
-function headersBytesMax(h: CommitHeaders): number {
+/** @internal Upper bound of the encoded commit headers (framed-events.ts encodes them too). */
+export function headersBytesMax(h: CommitHeaders): number {
   let n = 6 + 2 * h.commandIds.length;
   for (const id of h.commandIds) n += id.length * 3;
   return n + 2 + (h.correlationId?.length ?? 0) * 3 + (h.causationId?.length ?? 0) * 3 + (h.level?.length ?? 0) * 3;
 }
 
-function writeHeaders(b: Buffer, start: number, h: CommitHeaders, withLevel: boolean): number {
+/** @internal (framed-events.ts encodes commit headers too) */
+export function writeHeaders(b: Buffer, start: number, h: CommitHeaders, withLevel: boolean): number {
   if (h.commandIds.length > 0xffff) throw new InvalidFrameFieldError('commandIds', 'more than 65535 command ids');
   if (!withLevel && h.level !== undefined && h.level !== '') {
     throw new InvalidFrameFieldError('level', `format version ${FORMAT_VERSION_BASE} cannot record a level: create the writer with formatVersion ${FORMAT_VERSION_LEVEL}`);
@@ -327,8 +383,8 @@ function writeShortString(b: Buffer, o: number, s: string, field: string): numbe
   return o + 2 + n;
 }
 
-/** Writes `s` as UTF-8 at `o`, returning the byte count. ASCII (the common case) stays in JS. */
-function writeString(b: Buffer, o: number, s: string): number {
+/** @internal Writes `s` as UTF-8 at `o`, returning the byte count. ASCII (the common case) stays in JS. */
+export function writeString(b: Buffer, o: number, s: string): number {
   const n = s.length;
   if (n < 48) {
     for (let i = 0; i < n; i++) {

@@ -1,4 +1,5 @@
 export { crc32c, crc32cImplementation, crc32cJs, NATIVE_CRC32C_BYTES_MIN, nativeCrc32c, type NativeCrc32c } from './crc32c.js';
+export { crc32cCombine } from './crc32c-combine.js';
 export { FramingError, FrameTooLargeError, InvalidFrameFieldError } from './errors.js';
 export { FrameWriter, type FrameWriterOptions } from './frame-writer.js';
 export {
@@ -27,3 +28,12 @@ export {
 export { SequenceChecker, type SequenceCheckerOptions, type SequenceVerdict } from './sequence-checker.js';
 export { StreamDecoder, decodeBatches, decodeEventFrameAt, type StreamDecoderOptions } from './stream-decoder.js';
 export type { CommitHeaders, CommitMarker, DecodeReport, EventFrame, SealedBatch, StopReason } from './types.js';
+export {
+  checkFramedEvents,
+  framedEventsBytesBound,
+  readFramedEvents,
+  writeFramedEvents,
+  type FramedEventInput,
+  type FramedEventsInfo,
+  type FramedEventsProblem,
+} from './framed-events.js';

@@ -11,6 +11,7 @@ import {
   UnknownPartitionError,
   decodeStoreReply,
   decodeStoreRequest,
+  encodeCommittedManyReply,
   encodeCommittedReply,
   encodeErrorReply,
   encodeStoreRequest,
@@ -209,16 +210,21 @@ describe('store service end to end (broker, node, client on 127.0.0.1, file stor
         if (seen.length <= 2) {
           return [encodeErrorReply({ code: 'partition-overloaded', partition: 'p1', message: 'busy', retryable: true, queueMax: 1 })];
         }
-        return [encodeCommittedReply({ firstSeq: 7, lastSeq: 7, streams: [{ streamId: 's', firstVersion: 1, version: 1 }], timestamp: 1, duplicate: false })];
+        const result = { firstSeq: 7, lastSeq: 7, streams: [{ streamId: 's', firstVersion: 1, version: 1 }], timestamp: 1, duplicate: false };
+        // The store client sends coalesced appends framed (op 7, answered with unit outcomes).
+        return [frame[4] === 7 ? encodeCommittedManyReply([{ ok: true, result }]) : encodeCommittedReply(result)];
       },
     });
-    const client = startStoreClient({ brokers: [broker.endpoint], routing: { hash: ['p1'] } });
+    const client = startStoreClient({ brokers: [broker.endpoint], routing: { hash: ['p1'] }, commandId: () => 'cmd-made-up' });
     const result = await client.append({ streamId: 's', events: [{ type: 'E', data: data('x') }] });
     expect(result.firstSeq).toBe(7);
     expect(client.stats()).toMatchObject({ requests: 1, retries: 2 });
     expect(new Set(seen).size).toBe(1);
     const decoded = decodeStoreRequest([Buffer.from(seen[0], 'hex')]);
-    expect(decoded.ok && decoded.request.op === 'append' && decoded.request.unit.commandIds?.length).toBe(1);
+    if (!decoded.ok || decoded.request.op !== 'append-framed') throw new Error('expected an append-framed request');
+    // The command id the client made up travels inside the first frame's commit headers.
+    expect(decoded.request.units).toHaveLength(1);
+    expect(Buffer.from(decoded.request.units[0].frames).includes('cmd-made-up')).toBe(true);
 
     // Not retryable: thrown at once.
     const refusing = startStoreClient({ brokers: [broker.endpoint], routing: { hash: ['p1'] }, retriesMax: 0 });

@@ -145,3 +145,24 @@ export class PartitionOverloadedError extends StoreError {
     );
   }
 }
+
+/**
+ * A framed event of an `appendEncoded` request does not match the CRC-32C it carries: its
+ * bytes changed between the client's encoder and the partition. Nothing of the request was
+ * stored.
+ */
+export class CorruptFrameError extends StoreError {
+  override readonly name = 'CorruptFrameError';
+  override readonly code = 'SLUICE_CORRUPT_FRAME';
+  constructor(
+    readonly partition: string,
+    /** Index of the first corrupt event in the request. */
+    readonly event: number,
+    detail: string,
+  ) {
+    super(
+      `[sluice/store] partition "${partition}" refused an append: ${detail}. ` +
+        `Send it again from the original events; if it recurs, check the sender's memory and network path`,
+    );
+  }
+}

@@ -1,5 +1,6 @@
 export {
   CommandIdConflictError,
+  CorruptFrameError,
   InvalidRequestError,
   PartitionClosedError,
   PartitionFaultedError,
@@ -39,6 +40,7 @@ export type {
   AppendRequest,
   CommitHeaders,
   CommitResult,
+  EncodedAppendRequest,
   EventData,
   ExpectedVersion,
   RecordedEvent,

@@ -72,3 +72,14 @@ export interface CommitResult {
 /** An event as stored: the decoded frame. `payload` is the event's data (a view, zero-copy). */
 export type RecordedEvent = EventFrame;
 export type { CommitHeaders };
+
+/**
+ * An append whose events the client already encoded as framed events (`writeFramedEvents` of
+ * `@sluice/framing`): one stream, its name and the commit headers (command ids, correlation,
+ * causation) inside the frames, each with the CRC-32C of its body.
+ */
+export interface EncodedAppendRequest {
+  /** One or more framed events, back to back, all of one stream; commit headers on the first. */
+  readonly frames: Uint8Array;
+  readonly expectedVersion?: ExpectedVersion | undefined;
+}

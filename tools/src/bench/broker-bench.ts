@@ -35,11 +35,23 @@
  *   3-4× (the direct row itself swings 13,000-23,000 req/s run to run). Still not 2×: the next
  *   step is fewer frames and messages per request on credit connections (several requests
  *   per message), see the broker README.
+ * - Profile of 20,000 concurrent single-event appends (1000 in flight, `node --cpu-prof` on
+ *   client, broker and node; fastpath branch, 2026-12-06, load average 7-19): the broker is
+ *   80-86% idle (~9-10 µs CPU per coalesced request), the node 37-43% idle (~41 µs per append:
+ *   partition fill/encode/ready ~10%, GC 8-14%, the protocol decode + unit validation ~5% with
+ *   op 5, replaced by appendEncoded + appendFramed ~5% with op 7), the client ~35-40% busy
+ *   (coalescing, command ids, encoding). With 1000 in flight the rate is bound by the node's
+ *   group-commit latency (fsync) and CPU shared by three processes on 2 cores, not the broker.
+ *   Framed appends (op 7) move one CRC-32C pass to the client (the node checks the body CRC
+ *   and derives the frame's by combination): in the same runs they were 10-30% slower than
+ *   op 5 on this 2-core machine (client and node compete for the same cores) — the price of
+ *   a checksum that travels with each event from the client to the disk.
  * - (b) 146,000-325,000 events/s through broker and node (4 runs; 216,000-325,000 in three),
  *   against 248,000-811,000 in-process: CPU per 100-event append ~125 µs in the broker and
  *   ~250 µs in the node, so on 2 shared cores the bound is CPU, not the disk.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +65,8 @@ import { locationFactory, startNode } from '@sluice/node';
 import { openPartition, type EventData } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
 import * as zmq from 'zeromq';
+import type { BenchSystem } from './bench-system.js';
+import { EVENT_TYPE, eventLogSession, type EventLog, type ReadTotals } from './event-log-session.js';
 import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
 
 const PAYLOAD_BYTES = 100;
@@ -312,53 +326,151 @@ async function appendLoad(name: string, append: (n: number, events: EventData[])
   return row(name, total, total * PAYLOAD_BYTES, ms, latencies, note);
 }
 
-/** (b) appends of `unitEvents`-event units through the broker to a node, and in-process for reference. */
+/** A broker and a node serving partition `p1` (file store, fsync per commit), and a store client on them. */
+export interface BenchCluster {
+  readonly client: StoreClient;
+  /** Stops client, node and broker; the CPU milliseconds each server process used (undefined inline). */
+  stop(): Promise<{ readonly brokerCpuMs: number | undefined; readonly nodeCpuMs: number | undefined }>;
+}
+
+/**
+ * Starts a broker and a node (in their own processes unless `placement` is inline) on
+ * `directory`, and a store client with its defaults (coalescing, framed appends).
+ */
+export async function startBenchCluster(directory: string, nodeConcurrency: number, placement: Placement, framedAppends = true): Promise<BenchCluster> {
+  const broker = await startRole({ role: 'broker' }, placement);
+  let node: Server | undefined;
+  let client: StoreClient | undefined;
+  try {
+    const configPath = join(directory, 'sluice.json');
+    await writeFile(
+      configPath,
+      JSON.stringify({
+        brokers: [broker.endpoint],
+        levels: { durable: { locations: [{ file: './data/{partition}' }], fsync: 'commit' } },
+        partitions: { p1: 'durable' },
+        routing: { hash: ['p1'] },
+      }),
+    );
+    node = await startRole({ role: 'node', config: configPath, concurrency: nodeConcurrency }, placement);
+    const config = await loadSluiceConfig(configPath);
+    client = createStoreClient({ brokers: config.brokers, routing: config.routing, timeoutMs: 30_000, framedAppends });
+    await client.head('p1'); // the node serves
+  } catch (error) {
+    await client?.close();
+    await node?.stop();
+    await broker.stop();
+    throw error;
+  }
+  const [c, n] = [client, node];
+  return {
+    client: c,
+    async stop() {
+      await c.close();
+      const nodeCpuMs = await n.stop();
+      const brokerCpuMs = await broker.stop();
+      return { brokerCpuMs, nodeCpuMs };
+    },
+  };
+}
+
+/**
+ * (b) appends of `unitEvents`-event units through the broker to a node, and in-process for
+ * reference. Both stamp a command id on every append (the store client makes one up for each
+ * append; the in-process row does the same work with `crypto.randomUUID`).
+ */
 export async function appendRows(directory: string, units: number, unitEvents: number, inFlight: number, nodeConcurrency: number, placement: Placement): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  const note = `units of ${unitEvents}, ${inFlight} in flight, fsync per commit`;
+  const note = `units of ${unitEvents}, ${inFlight} in flight, fsync per commit, a command id per append`;
   const partition = await openPartition({ storage: createFileStorage({ directory: join(directory, 'local'), fsync: 'commit' }), name: 'local' });
   try {
-    rows.push(await appendLoad('in-process partition (no broker), file store', (n, events) => partition.append({ streamId: `stream-${n % 1000}`, events }), units, unitEvents, inFlight, note));
+    rows.push(
+      await appendLoad('in-process partition (no broker), file store', (n, events) => partition.append({ streamId: `stream-${n % 1000}`, events, commandId: randomUUID() }), units, unitEvents, inFlight, note),
+    );
   } finally {
     await partition.close();
   }
-
-  const broker = await startRole({ role: 'broker' }, placement);
-  const configPath = join(directory, 'sluice.json');
-  await writeFile(
-    configPath,
-    JSON.stringify({
-      brokers: [broker.endpoint],
-      levels: { durable: { locations: [{ file: './data/{partition}' }], fsync: 'commit' } },
-      partitions: { p1: 'durable' },
-      routing: { hash: ['p1'] },
-    }),
-  );
-  const node = await startRole({ role: 'node', config: configPath, concurrency: nodeConcurrency }, placement);
-  let client: StoreClient | undefined;
+  const cluster = await startBenchCluster(directory, nodeConcurrency, placement);
   let measured: BenchRow | undefined;
   try {
-    const config = await loadSluiceConfig(configPath);
-    client = createStoreClient({ brokers: config.brokers, routing: config.routing, timeoutMs: 30_000 });
-    await client.head('p1'); // the node serves
-    const c = client;
-    measured = (
-      await appendLoad(
-        'via broker: store client → broker → node, file store',
-        (n, events) => c.append({ streamId: `stream-${n % 1000}`, events }),
-        units,
-        unitEvents,
-        inFlight,
-        `${note}, ${nodeConcurrency} worker connections, a command id per append`,
-      )
+    const c = cluster.client;
+    measured = await appendLoad(
+      'via broker: store client → broker → node, file store',
+      (n, events) => c.append({ streamId: `stream-${n % 1000}`, events }),
+      units,
+      unitEvents,
+      inFlight,
+      `${note}, ${nodeConcurrency} worker connections`,
     );
   } finally {
-    await client?.close();
-    const nodeCpu = await node.stop();
-    const brokerCpu = await broker.stop();
-    if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(units, { broker: brokerCpu, node: nodeCpu })}` });
+    const cpu = await cluster.stop();
+    if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(units, { broker: cpu.brokerCpuMs, node: cpu.nodeCpuMs })}` });
   }
   return rows;
+}
+
+/** Worker connections of the node in the comparison rows (as {@link appendRows} runs it). */
+const CLUSTER_NODE_CONCURRENCY = 32;
+
+/** A cluster's partition `p1` as an {@link EventLog}: the comparison's workload through the broker. */
+class ClusterEventLog implements EventLog {
+  private readonly events = new WeakMap<readonly Uint8Array[], EventData[]>();
+
+  constructor(private readonly cluster: BenchCluster) {}
+
+  async append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<void> {
+    let events = this.events.get(payloads);
+    if (events === undefined) {
+      events = payloads.map((data) => ({ type: EVENT_TYPE, data }));
+      this.events.set(payloads, events);
+    }
+    await this.cluster.client.append({ streamId, expectedVersion, events });
+  }
+
+  async readAll(): Promise<ReadTotals> {
+    let events = 0;
+    let payloadBytes = 0;
+    for await (const event of this.cluster.client.read('p1', { fromSeq: 1 })) {
+      events += 1;
+      payloadBytes += event.payload.length;
+    }
+    return { events, payloadBytes };
+  }
+
+  async close(): Promise<void> {
+    await this.cluster.stop();
+  }
+}
+
+/**
+ * The comparison's "Sluice via broker" system (compare-bench.ts loads it by its id): the same
+ * workload as the embedded rows — exact expected versions over 10,000 streams, the catch-up
+ * read — through a store client, a broker and a node on the file store with fsync per commit.
+ * Each scenario gets a fresh broker and node (their own processes; inline in smoke mode).
+ */
+export const sluiceBrokerBenchSystem: BenchSystem = brokerBenchSystem('sluice-broker', true);
+
+/**
+ * The same through a client that sends the older `append-many` (op 5) instead of framed
+ * appends (op 7): the before/after of the one-encoding fast path, measured in one run.
+ */
+export function brokerBenchSystem(id: string, framedAppends: boolean): BenchSystem {
+  return {
+    id,
+    label: framedAppends ? 'Sluice via broker' : 'Sluice via broker (append-many, op 5)',
+    group: 'sluice',
+    configuration: `store client (coalescing, ${framedAppends ? 'framed appends, op 7' : 'append-many, op 5'}) → Majordomo broker → node (file store) over ZeroMQ on 127.0.0.1, ${CLUSTER_NODE_CONCURRENCY} worker connections, a command id per append`,
+    durability: "the node's file store: fdatasync before the reply",
+    async setup(context) {
+      const placement: Placement = context.mode === 'smoke' ? 'inline' : 'processes';
+      return eventLogSession({
+        open: async (name) => {
+          const directory = await mkdtemp(join(context.directory, `${name}-`));
+          return new ClusterEventLog(await startBenchCluster(directory, CLUSTER_NODE_CONCURRENCY, placement, framedAppends));
+        },
+      });
+    },
+  };
 }
 
 // ---- run ----------------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { openPartition, type EventData, type Partition, type PartitionStorage } from '@sluice/store';
 import { EVENT_TYPE, type EventLog, type ReadTotals } from '../event-log-session.js';
 
@@ -6,16 +7,30 @@ import { EVENT_TYPE, type EventLog, type ReadTotals } from '../event-log-session
  * version (optimistic concurrency), the catch-up read as a subscriber from seq 1 to the head.
  * Any `PartitionStorage` (file, LMDB, Azure, ...) becomes a benchmark row through this.
  */
-export async function openPartitionEventLog(storage: PartitionStorage, name: string): Promise<EventLog> {
+export async function openPartitionEventLog(storage: PartitionStorage, name: string, options: PartitionEventLogOptions = {}): Promise<EventLog> {
   const partition = await openPartition({ storage, name });
-  return new PartitionEventLog(partition);
+  return new PartitionEventLog(partition, options.commandIds === true);
+}
+
+/** Options of {@link openPartitionEventLog}. */
+export interface PartitionEventLogOptions {
+  /**
+   * Stamp every append with a fresh command id (`crypto.randomUUID`), as the store client
+   * does for every append it sends: the work an embedded row must do to compare with the
+   * rows through the broker (the id is recorded and indexed for duplicate detection).
+   * @default false
+   */
+  readonly commandIds?: boolean;
 }
 
 class PartitionEventLog implements EventLog {
   /** The workload reuses one payload array per scenario: build its events once. */
   private readonly events = new WeakMap<readonly Uint8Array[], EventData[]>();
 
-  constructor(private readonly partition: Partition) {}
+  constructor(
+    private readonly partition: Partition,
+    private readonly commandIds: boolean,
+  ) {}
 
   async append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<void> {
     let events = this.events.get(payloads);
@@ -23,7 +38,7 @@ class PartitionEventLog implements EventLog {
       events = payloads.map((data) => ({ type: EVENT_TYPE, data }));
       this.events.set(payloads, events);
     }
-    await this.partition.append({ streamId, expectedVersion, events });
+    await this.partition.append({ streamId, expectedVersion, events, commandId: this.commandIds ? randomUUID() : undefined });
   }
 
   async readAll(): Promise<ReadTotals> {

@@ -3,7 +3,7 @@ import { benchModuleSystem } from './bench-module-system.js';
 import { postgresSystem } from './postgres-system.js';
 import { rawFdatasyncSystem } from './raw-fdatasync-system.js';
 import { redisSystem } from './redis-system.js';
-import { sluiceFileSystem } from './sluice-file-system.js';
+import { sluiceFileCommandIdSystem, sluiceFileSystem } from './sluice-file-system.js';
 import { sluiceAzuriteSystem } from './sluice-azurite-system.js';
 import { sluiceBrokerSystem } from './sluice-broker-system.js';
 import { sqliteSystem } from './sqlite-system.js';
@@ -39,6 +39,7 @@ export const rawLmdbSystem = benchModuleSystem({
  */
 export const BENCH_SYSTEMS: readonly BenchSystem[] = [
   sluiceFileSystem,
+  sluiceFileCommandIdSystem,
   sluiceLmdbSystem,
   sluiceAzuriteSystem,
   sluiceBrokerSystem,

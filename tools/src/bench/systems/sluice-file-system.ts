@@ -17,3 +17,20 @@ export const sluiceFileSystem: BenchSystem = {
     });
   },
 };
+
+/**
+ * The same, with a command id stamped on every append as the store client does (a fresh
+ * UUID, recorded and indexed): the embedded row the rows through the broker compare with.
+ */
+export const sluiceFileCommandIdSystem: BenchSystem = {
+  id: 'sluice-file-ids',
+  label: 'Sluice file store, a command id per append',
+  group: 'sluice',
+  configuration: 'one partition, 64 MiB preallocated segments, group commit, fsync: "commit", a crypto.randomUUID() command id per append (as the store client stamps)',
+  durability: 'fdatasync before each append resolves: survives power loss',
+  async setup(context) {
+    return eventLogSession({
+      open: (name) => openPartitionEventLog(createFileStorage({ directory: join(context.directory, name), fsync: 'commit' }), name, { commandIds: true }),
+    });
+  },
+};

@@ -3,12 +3,15 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runBank } from './run-bank.js';
 
-const usage = `Usage: sluice-bank [--data DIR] [--partitions N] [--accounts N] [--transfers N] [--fsync POLICY]
+const usage = `Usage: sluice-bank [--cluster] [--data DIR] [--partitions N] [--accounts N] [--transfers N] [--fsync POLICY]
 
 Runs the bank sample on the embedded file store: accounts spread over partitions, transfers
 between them as sagas (debit → credit in the target partition → completion, or a refund when
 the credit is refused), a balance projection; checks that money is conserved and that every
 transfer completed exactly once. Run it again: it continues from its data.
+  --cluster         the same with a sluice broker and one sluice node per partition started as
+                    child processes (stopped at the end); this process sends every command and
+                    reads every event through the broker
   --data DIR        where the partitions' files go (default: ./data/bank)
   --partitions N    partitions (default: 2)
   --accounts N      accounts (default: 1000)
@@ -33,6 +36,7 @@ try {
       transfers: { type: 'string' },
       concurrency: { type: 'string' },
       fsync: { type: 'string' },
+      cluster: { type: 'boolean' },
       help: { type: 'boolean' },
     },
   });
@@ -50,6 +54,16 @@ try {
       fsync: (values.fsync ?? 'commit') as 'commit',
       progress: process.stdout.isTTY === true,
       print: (line) => console.log(line),
+      cluster: values.cluster === true,
+      onCluster: (cluster) => {
+        // Ctrl-C / SIGTERM: the children are stopped (and waited for) before this process exits.
+        for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+          process.once(signal, () => {
+            console.error(`bank: ${signal}, stopping the cluster (pids ${cluster.pids.join(', ')})`);
+            void cluster.stop().finally(() => process.exit(130));
+          });
+        }
+      },
     });
     if (summary.problems.length > 0) process.exitCode = 1;
   }

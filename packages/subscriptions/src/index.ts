@@ -41,3 +41,15 @@ export {
   type UdpFanout,
   type UdpReceiver,
 } from './broadcast-transport.js';
+export {
+  RADIO_GROUP_BYTES_MAX,
+  RadioDishOptionsError,
+  openDishReceiver,
+  openRadioSender,
+  radioGroupOf,
+  type DishReceiver,
+  type DishReceiverOptions,
+  type RadioDishTransport,
+  type RadioSender,
+  type RadioSenderOptions,
+} from './radio-dish-transport.js';

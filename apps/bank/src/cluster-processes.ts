@@ -18,6 +18,8 @@ export interface ClusterProcessesOptions {
   readonly startTimeoutMs?: number;
   /** Longest wait for a child to exit after SIGTERM before it is killed, in ms. @default 15000 */
   readonly stopTimeoutMs?: number;
+  /** Aborting while the cluster starts stops what already runs and rejects. */
+  readonly signal?: AbortSignal;
 }
 
 /** A broker and one node per partition, each a `sluice` child process of this one. */
@@ -60,7 +62,7 @@ export async function startClusterProcesses(options: ClusterProcessesOptions): P
   try {
     const broker = spawnSluice('broker', launcher, ['broker', '--endpoint', 'tcp://127.0.0.1:0'], options.dataDirectory, logs);
     children.push(broker.child);
-    const endpoint = await broker.firstLine(options.startTimeoutMs);
+    const endpoint = await broker.firstLine(options.startTimeoutMs, options.signal);
     if (!/^tcp:\/\/127\.0\.0\.1:\d+$/.test(endpoint)) throw new Error(`[bank] sluice broker printed "${endpoint}", not its endpoint: see ${join(logs, 'broker.log')}`);
     const configPath = join(options.dataDirectory, 'sluice.json');
     const nodeOf = (i: number) => `node-${i}`;
@@ -82,7 +84,7 @@ export async function startClusterProcesses(options: ClusterProcessesOptions): P
       spawnSluice(nodeOf(i), launcher, ['node', '--config', configPath, '--node', nodeOf(i)], options.dataDirectory, logs),
     );
     children.push(...nodes.map((node) => node.child));
-    const started = await Promise.all(nodes.map((node) => node.firstLine(options.startTimeoutMs)));
+    const started = await Promise.all(nodes.map((node) => node.firstLine(options.startTimeoutMs, options.signal)));
     started.forEach((line, i) => {
       if (!line.startsWith(`node ${nodeOf(i)}:`)) throw new Error(`[bank] sluice node printed "${line}": see ${join(logs, `${nodeOf(i)}.log`)}`);
     });
@@ -100,7 +102,7 @@ export async function startClusterProcesses(options: ClusterProcessesOptions): P
   }
 }
 
-function spawnSluice(name: string, launcher: string, args: readonly string[], cwd: string, logs: string): { child: Child; firstLine(timeoutMs?: number): Promise<string> } {
+function spawnSluice(name: string, launcher: string, args: readonly string[], cwd: string, logs: string): { child: Child; firstLine(timeoutMs?: number, signal?: AbortSignal): Promise<string> } {
   const logPath = join(logs, `${name}.log`);
   const log: WriteStream = createWriteStream(logPath, { flags: 'a' });
   // The data folder as working directory: every process of the cluster (the launcher's own
@@ -123,10 +125,13 @@ function spawnSluice(name: string, launcher: string, args: readonly string[], cw
   const child: Child = { name, process: process_, exited };
   return {
     child,
-    firstLine(timeoutMs = 60_000) {
+    firstLine(timeoutMs = 60_000, signal) {
       let timer: NodeJS.Timeout | undefined;
       const failed = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`[bank] sluice ${name} did not start within ${timeoutMs} ms: see ${logPath}`)), timeoutMs);
+        const aborted = () => reject(new Error(`[bank] interrupted while sluice ${name} was starting`));
+        if (signal?.aborted === true) aborted();
+        signal?.addEventListener('abort', aborted, { once: true });
         void exited.then(() => reject(new Error(`[bank] sluice ${name} exited (code ${process_.exitCode ?? process_.signalCode}) before it served: see ${logPath}`)));
       });
       return Promise.race([firstSeen, failed]).finally(() => clearTimeout(timer));

@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { watch } from 'node:fs';
 import { mkdtemp, readdir, readlink, realpath, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -48,9 +49,10 @@ interface Finished {
   readonly stderr: string;
 }
 
-function bank(args: readonly string[], onLine?: (line: string, child: ReturnType<typeof spawn>) => void): Promise<Finished> {
+function bank(args: readonly string[], onLine?: (line: string, child: ReturnType<typeof spawn>) => void, onSpawn?: (child: ReturnType<typeof spawn>) => void): Promise<Finished> {
   // The bank itself runs elsewhere: only the cluster's processes work in the data folder.
   const child = spawn(process.execPath, [main, '--cluster', '--data', data, '--partitions', '2', '--accounts', '40', '--transfers', '150', '--fsync', 'none', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  onSpawn?.(child);
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
@@ -109,6 +111,21 @@ describe('npm start -- --cluster', () => {
     expect(finished.stderr).toContain('SIGINT, stopping the cluster');
     expect(pids).toHaveLength(3);
     for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+    expect(await processesIn(data)).toEqual([]);
+  }, 600_000);
+
+  it('stops what it already started when interrupted while the cluster starts', async () => {
+    const finished = await bank([], undefined, (child) => {
+      // The broker serves and the config is written: the nodes are being started right now.
+      const watcher = watch(data, (_event, file) => {
+        if (file !== 'sluice.json') return;
+        watcher.close();
+        child.kill('SIGINT');
+      });
+    });
+    expect(finished.code, `${finished.stdout}\n${finished.stderr}`).toBe(130);
+    expect(finished.stderr).toContain('SIGINT, stopping the cluster');
+    expect(finished.stdout).not.toContain('run #');
     expect(await processesIn(data)).toEqual([]);
   }, 600_000);
 });

@@ -27,6 +27,16 @@ function positiveInt(name: string, value: string | undefined, fallback: number):
   return n;
 }
 
+// Cluster mode: Ctrl-C / SIGTERM stop the children (and wait for them) before this process exits.
+const interrupted = new AbortController();
+let running: { stop(): Promise<void>; readonly pids: readonly number[] } | undefined;
+function onSignal(signal: NodeJS.Signals): void {
+  console.error(`bank: ${signal}, stopping the cluster${running === undefined ? '' : ` (pids ${running.pids.join(', ')})`}`);
+  interrupted.abort();
+  // While the cluster starts, the start itself stops what runs and rejects (below).
+  if (running !== undefined) void running.stop().finally(() => process.exit(130));
+}
+
 try {
   const { values } = parseArgs({
     options: {
@@ -43,6 +53,7 @@ try {
   if (values.help === true) {
     console.log(usage);
   } else {
+    if (values.cluster === true) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, onSignal);
     const accounts = positiveInt('accounts', values.accounts, 1000);
     if (accounts < 2) throw new Error('--accounts must be at least 2');
     const summary = await runBank({
@@ -55,19 +66,18 @@ try {
       progress: process.stdout.isTTY === true,
       print: (line) => console.log(line),
       cluster: values.cluster === true,
+      signal: interrupted.signal,
       onCluster: (cluster) => {
-        // Ctrl-C / SIGTERM: the children are stopped (and waited for) before this process exits.
-        for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-          process.once(signal, () => {
-            console.error(`bank: ${signal}, stopping the cluster (pids ${cluster.pids.join(', ')})`);
-            void cluster.stop().finally(() => process.exit(130));
-          });
-        }
+        running = cluster;
       },
     });
     if (summary.problems.length > 0) process.exitCode = 1;
   }
 } catch (error) {
-  console.error(`bank failed: ${error instanceof Error ? error.message : String(error)}\n\n${usage}`);
-  process.exitCode = 1;
+  if (interrupted.signal.aborted) {
+    process.exitCode = 130;
+  } else {
+    console.error(`bank failed: ${error instanceof Error ? error.message : String(error)}\n\n${usage}`);
+    process.exitCode = 1;
+  }
 }

@@ -29,6 +29,8 @@ export interface RunBankOptions {
   readonly cluster?: boolean;
   /** Called with the cluster's children once they serve (cluster mode): e.g. to stop them on SIGINT. */
   readonly onCluster?: (cluster: ClusterProcesses) => void;
+  /** Cluster mode: aborting while the cluster starts stops its children and rejects. */
+  readonly signal?: AbortSignal;
   readonly print: (line: string) => void;
 }
 
@@ -72,7 +74,7 @@ export async function runBank(options: RunBankOptions): Promise<RunSummary> {
   if (options.cluster === true) {
     const names = Array.from({ length: partitions }, (_, i) => `bank-${i}`);
     const starting = performance.now();
-    cluster = await startClusterProcesses({ dataDirectory: options.dataDirectory, partitions: names, fsync: typeof options.fsync === 'string' ? options.fsync : 'commit' });
+    cluster = await startClusterProcesses({ dataDirectory: options.dataDirectory, partitions: names, fsync: typeof options.fsync === 'string' ? options.fsync : 'commit', signal: options.signal });
     options.onCluster?.(cluster);
     print(`bank: cluster of ${partitions + 1} processes started in ${((performance.now() - starting) / 1000).toFixed(1)} s: sluice broker on ${cluster.broker}, ${partitions} sluice node(s) (pids ${cluster.pids.join(', ')}; config ${cluster.configPath})`);
   }

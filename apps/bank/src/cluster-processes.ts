@@ -28,6 +28,11 @@ export interface ClusterProcesses {
   readonly configPath: string;
   /** Process ids of the children (broker first), while they run. */
   readonly pids: readonly number[];
+  /**
+   * Rejects when a child exits before {@link stop} was called (a crashed or killed broker or
+   * node), naming it and its log; never resolves otherwise. Race the work against it.
+   */
+  readonly failed: Promise<never>;
   /** SIGTERM to every child still running (nodes first, then the broker), then waits for each to exit. */
   stop(): Promise<void>;
 }
@@ -54,7 +59,17 @@ export async function startClusterProcesses(options: ClusterProcessesOptions): P
   const logs = join(options.dataDirectory, 'logs');
   await mkdir(logs, { recursive: true });
   const children: Child[] = [];
+  let stopping = false;
+  let fail: (error: Error) => void = () => undefined;
+  const failed = new Promise<never>((_, reject) => (fail = reject));
+  failed.catch(() => undefined);
+  const watch = (child: Child): void => {
+    void child.exited.then(() => {
+      if (!stopping) fail(new Error(`[bank] sluice ${child.name} (pid ${child.process.pid}) exited while the bank ran (code ${child.process.exitCode ?? child.process.signalCode}): see ${join(logs, `${child.name}.log`)}`));
+    });
+  };
   const stop = async (): Promise<void> => {
+    stopping = true;
     const stopTimeoutMs = options.stopTimeoutMs ?? 15_000;
     // Nodes first (they drain their requests through the broker), the broker last.
     for (const child of [...children].reverse()) await stopChild(child, stopTimeoutMs);
@@ -62,6 +77,7 @@ export async function startClusterProcesses(options: ClusterProcessesOptions): P
   try {
     const broker = spawnSluice('broker', launcher, ['broker', '--endpoint', 'tcp://127.0.0.1:0'], options.dataDirectory, logs);
     children.push(broker.child);
+    watch(broker.child);
     const endpoint = await broker.firstLine(options.startTimeoutMs, options.signal);
     if (!/^tcp:\/\/127\.0\.0\.1:\d+$/.test(endpoint)) throw new Error(`[bank] sluice broker printed "${endpoint}", not its endpoint: see ${join(logs, 'broker.log')}`);
     const configPath = join(options.dataDirectory, 'sluice.json');
@@ -84,6 +100,7 @@ export async function startClusterProcesses(options: ClusterProcessesOptions): P
       spawnSluice(nodeOf(i), launcher, ['node', '--config', configPath, '--node', nodeOf(i)], options.dataDirectory, logs),
     );
     children.push(...nodes.map((node) => node.child));
+    for (const node of nodes) watch(node.child);
     const started = await Promise.all(nodes.map((node) => node.firstLine(options.startTimeoutMs, options.signal)));
     started.forEach((line, i) => {
       if (!line.startsWith(`node ${nodeOf(i)}:`)) throw new Error(`[bank] sluice node printed "${line}": see ${join(logs, `${nodeOf(i)}.log`)}`);
@@ -94,6 +111,7 @@ export async function startClusterProcesses(options: ClusterProcessesOptions): P
       get pids() {
         return children.filter((c) => c.process.exitCode === null && c.process.signalCode === null).map((c) => c.process.pid ?? 0);
       },
+      failed,
       stop,
     };
   } catch (error) {

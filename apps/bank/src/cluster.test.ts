@@ -128,4 +128,17 @@ describe('npm start -- --cluster', () => {
     expect(finished.stdout).not.toContain('run #');
     expect(await processesIn(data)).toEqual([]);
   }, 600_000);
+
+  it('fails at once, naming it, when its broker goes away mid-run, and stops the nodes', async () => {
+    let pids: number[] = [];
+    const finished = await bank(['--transfers', '100000'], (line) => {
+      if (line.includes('(pids ')) pids = pidsIn(line);
+      // The run has started: the broker is stopped behind the bank's back.
+      if (line.startsWith('bank: run #')) process.kill(pids[0], 'SIGTERM');
+    });
+    expect(finished.code, `${finished.stdout}\n${finished.stderr}`).toBe(1);
+    expect(finished.stderr).toMatch(/sluice broker \(pid \d+\) exited while the bank ran/);
+    for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+    expect(await processesIn(data)).toEqual([]);
+  }, 600_000);
 });

@@ -29,6 +29,7 @@ function positiveInt(name: string, value: string | undefined, fallback: number):
 
 // Cluster mode: Ctrl-C / SIGTERM stop the children (and wait for them) before this process exits.
 const interrupted = new AbortController();
+let clusterMode = false;
 let running: { stop(): Promise<void>; readonly pids: readonly number[] } | undefined;
 function onSignal(signal: NodeJS.Signals): void {
   console.error(`bank: ${signal}, stopping the cluster${running === undefined ? '' : ` (pids ${running.pids.join(', ')})`}`);
@@ -53,6 +54,7 @@ try {
   if (values.help === true) {
     console.log(usage);
   } else {
+    clusterMode = values.cluster === true;
     if (values.cluster === true) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, onSignal);
     const accounts = positiveInt('accounts', values.accounts, 1000);
     if (accounts < 2) throw new Error('--accounts must be at least 2');
@@ -77,7 +79,9 @@ try {
   if (interrupted.signal.aborted) {
     process.exitCode = 130;
   } else {
-    console.error(`bank failed: ${error instanceof Error ? error.message : String(error)}\n\n${usage}`);
+    console.error(`bank failed: ${error instanceof Error ? error.message : String(error)}${clusterMode ? '' : `\n\n${usage}`}`);
     process.exitCode = 1;
   }
+  // The cluster's children are stopped by now; requests of the interrupted run may still wait on their sockets.
+  if (clusterMode) process.exit();
 }

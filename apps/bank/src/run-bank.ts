@@ -79,7 +79,8 @@ export async function runBank(options: RunBankOptions): Promise<RunSummary> {
     print(`bank: cluster of ${partitions + 1} processes started in ${((performance.now() - starting) / 1000).toFixed(1)} s: sluice broker on ${cluster.broker}, ${partitions} sluice node(s) (pids ${cluster.pids.join(', ')}; config ${cluster.configPath})`);
   }
   try {
-    return await runOn(options, cluster);
+    // A broker or node that dies mid-run fails the run at once (its requests would only time out, or wait).
+    return await (cluster === undefined ? runOn(options, undefined) : Promise.race([runOn(options, cluster), cluster.failed]));
   } finally {
     if (cluster !== undefined) {
       await cluster.stop();

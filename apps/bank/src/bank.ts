@@ -12,6 +12,7 @@ import {
 import { openPartition, type FsyncPolicyInput, type Partition } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
 import {
+  createRemoteEventSource,
   createMemoryCheckpointStore,
   createMemoryParkingLot,
   createStreamCheckpointStore,
@@ -19,11 +20,15 @@ import {
   startProjection,
   startSagaHost,
   type CheckpointStore,
+  type EventSource,
   type ParkedMessage,
+  type RemoteEventSource,
   type Subscription,
 } from '@sluice/subscriptions';
 import { account, accountId, transferSaga, type AccountCommand } from './domain.js';
 import { Ledger } from './ledger.js';
+// Type only: the client SDK (and zeromq with it) loads in cluster mode only.
+import type { RemotePartition } from './remote-partition.js';
 
 /** Options of {@link Bank.open}. */
 export interface BankOptions {
@@ -35,10 +40,20 @@ export interface BankOptions {
   readonly fsync?: FsyncPolicyInput;
   /** Attempts of the saga to deliver a command before it parks it (covers a partition restart). @default 100 */
   readonly sendAttemptsMax?: number;
+  /**
+   * Cluster mode: the partitions are served by nodes behind these brokers (the data folder is
+   * theirs); this process reaches them with the client SDK. @default embedded partitions
+   */
+  readonly brokers?: readonly string[];
 }
 
+/** A partition as the bank uses it: embedded, or served by a node and reached through the broker. */
+type BankPartition =
+  | { readonly kind: 'embedded'; readonly partition: Partition }
+  | { readonly kind: 'remote'; readonly partition: RemotePartition; readonly source: RemoteEventSource };
+
 interface BankNode {
-  partition: Partition;
+  partition: BankPartition;
   host: HandlerHost;
   saga: Subscription;
   projection: Subscription;
@@ -68,10 +83,17 @@ export class Bank {
     return bank;
   }
 
+  /** An embedded partition (not in cluster mode, where the partitions live in the nodes). */
   partition(name: string): Partition {
     const node = this.nodes.get(name);
     if (node === undefined) throw new Error(`[bank] partition "${name}" is not running`);
-    return node.partition;
+    if (node.partition.kind !== 'embedded') throw new Error(`[bank] partition "${name}" is served by a node: this process has no embedded partition`);
+    return node.partition.partition;
+  }
+
+  /** True when the partitions are served by nodes (cluster mode). */
+  get clustered(): boolean {
+    return this.options.brokers !== undefined;
   }
 
   /** Opens accounts 0..count-1 (idempotent: deterministic command ids). Every `frozenEvery`-th refuses credits. */
@@ -102,8 +124,10 @@ export class Bank {
 
   /** A run number: one more than the last, recorded in bank-0's `bank-runs` stream. */
   async nextRun(): Promise<number> {
-    const partition = this.partition(this.names[0]);
-    const version = partition.streamVersion('bank-runs');
+    const node = this.nodes.get(this.names[0]);
+    if (node === undefined) throw new Error(`[bank] partition "${this.names[0]}" is not running`);
+    const partition = node.partition.partition;
+    const version = await partition.streamVersion('bank-runs');
     await partition.append({ streamId: 'bank-runs', expectedVersion: version, events: [{ type: 'RunStarted', data: new TextEncoder().encode(JSON.stringify({ at: Date.now() })) }] });
     return version + 1;
   }
@@ -113,7 +137,7 @@ export class Bank {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       let caughtUp = true;
-      for (const node of this.nodes.values()) if (node.projection.position < node.partition.lastSeq) caughtUp = false;
+      for (const node of this.nodes.values()) if (node.projection.position < (await lastSeqOf(node.partition))) caughtUp = false;
       if (caughtUp && this.ledger.debited === this.ledger.settled && this.nodes.size === this.names.length) return;
       if (this.parked.parked.length > 0) throw new Error(`[bank] ${this.parked.parked.length} saga message(s) parked, first: ${describe(this.parked.parked[0])}`);
       if (Date.now() > deadline) throw new Error(`[bank] not settled after ${timeoutMs} ms: ${this.ledger.debited - this.ledger.settled} transfer(s) in flight`);
@@ -134,10 +158,21 @@ export class Bank {
   }
 
   private async start(name: string): Promise<void> {
-    const partition = await openPartition({
-      storage: createFileStorage({ directory: join(this.options.dataDirectory, name), fsync: this.options.fsync ?? 'commit' }),
-      name,
-    });
+    let opened: BankPartition;
+    if (this.options.brokers === undefined) {
+      const embedded = await openPartition({
+        storage: createFileStorage({ directory: join(this.options.dataDirectory, name), fsync: this.options.fsync ?? 'commit' }),
+        name,
+      });
+      opened = { kind: 'embedded', partition: embedded };
+    } else {
+      const { RemotePartition } = await import('./remote-partition.js');
+      const remote = new RemotePartition(name, this.options.brokers);
+      // Live reading by push subscription, gap repair and replays by read: all through the broker.
+      opened = { kind: 'remote', partition: remote, source: createRemoteEventSource({ client: remote.client, partition: name }) };
+    }
+    const partition = opened.partition;
+    const source: EventSource = opened.kind === 'embedded' ? opened.partition : opened.source;
     const host = createHandlerHost({ partition, entities: [account], cacheEntitiesMax: 100_000 });
     // One sequential pass over the log instead of one storage read per event when accounts load on demand.
     await host.preload(account, 'account-');
@@ -154,10 +189,10 @@ export class Bank {
         await durableParking.park(message);
       },
     };
-    const projection = startProjection({ projection: this.ledger.projection(), source: partition, checkpoints, parking, onError: 'stop', batchSizeMax: 10_000 });
+    const projection = startProjection({ projection: this.ledger.projection(), source, checkpoints, parking, onError: 'stop', batchSizeMax: 10_000 });
     const saga = startSagaHost({
       saga: transferSaga,
-      source: partition,
+      source,
       checkpoints: createStreamCheckpointStore(partition),
       sender: this.router,
       parking,
@@ -173,7 +208,7 @@ export class Bank {
         process.stderr.write(`[bank] ${name}: ${sub.subscriber} stopped: ${String(error)}\n`);
       });
     }
-    this.nodes.set(name, { partition, host, saga, projection });
+    this.nodes.set(name, { partition: opened, host, saga, projection });
     this.router.attach(name, host);
   }
 
@@ -188,8 +223,13 @@ export class Bank {
     this.nodes.delete(name);
     await node.projection.stop();
     await node.host.close();
-    await node.partition.close();
+    await node.partition.partition.close();
   }
+}
+
+/** The partition's last committed seq: known at once when embedded, asked of its node when remote. */
+async function lastSeqOf(partition: BankPartition): Promise<number> {
+  return partition.kind === 'embedded' ? partition.partition.lastSeq : partition.partition.lastSeq();
 }
 
 function describe(message: ParkedMessage): string {

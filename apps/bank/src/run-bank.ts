@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { FsyncPolicyInput } from '@sluice/store';
 import { Bank } from './bank.js';
+import { startClusterProcesses, type ClusterProcesses } from './cluster-processes.js';
 import { accountId } from './domain.js';
 
 /** Options of {@link runBank}. */
@@ -20,6 +21,16 @@ export interface RunBankOptions {
   readonly frozenEvery?: number;
   /** Show a progress bar (on a terminal). @default false */
   readonly progress?: boolean;
+  /**
+   * Cluster mode: start `sluice broker` and one `sluice node` per partition as child
+   * processes (the nodes own the data folder), and run the bank's handler, saga and
+   * projection hosts in this process against them through the broker. @default false
+   */
+  readonly cluster?: boolean;
+  /** Called with the cluster's children once they serve (cluster mode): e.g. to stop them on SIGINT. */
+  readonly onCluster?: (cluster: ClusterProcesses) => void;
+  /** Cluster mode: aborting while the cluster starts stops its children and rejects. */
+  readonly signal?: AbortSignal;
   readonly print: (line: string) => void;
 }
 
@@ -58,18 +69,41 @@ function random(seed: number): () => number {
  */
 export async function runBank(options: RunBankOptions): Promise<RunSummary> {
   const partitions = options.partitions ?? 2;
+  const print = options.print;
+  let cluster: ClusterProcesses | undefined;
+  if (options.cluster === true) {
+    const names = Array.from({ length: partitions }, (_, i) => `bank-${i}`);
+    const starting = performance.now();
+    cluster = await startClusterProcesses({ dataDirectory: options.dataDirectory, partitions: names, fsync: typeof options.fsync === 'string' ? options.fsync : 'commit', signal: options.signal });
+    options.onCluster?.(cluster);
+    print(`bank: cluster of ${partitions + 1} processes started in ${((performance.now() - starting) / 1000).toFixed(1)} s: sluice broker on ${cluster.broker}, ${partitions} sluice node(s) (pids ${cluster.pids.join(', ')}; config ${cluster.configPath})`);
+  }
+  try {
+    // A broker or node that dies mid-run fails the run at once (its requests would only time out, or wait).
+    return await (cluster === undefined ? runOn(options, undefined) : Promise.race([runOn(options, cluster), cluster.failed]));
+  } finally {
+    if (cluster !== undefined) {
+      await cluster.stop();
+      print(`bank: cluster stopped (broker and nodes exited)`);
+    }
+  }
+}
+
+async function runOn(options: RunBankOptions, cluster: ClusterProcesses | undefined): Promise<RunSummary> {
+  const partitions = options.partitions ?? 2;
   const accounts = options.accounts ?? 1000;
   const transfers = options.transfers ?? 5000;
   const concurrency = options.concurrency ?? 2000;
   const print = options.print;
-  const bank = await Bank.open({ dataDirectory: options.dataDirectory, partitions, fsync: options.fsync });
+  const bank = await Bank.open({ dataDirectory: options.dataDirectory, partitions, fsync: options.fsync, brokers: cluster === undefined ? undefined : [cluster.broker] });
   try {
     // Whatever a previous run left in flight (a kill) finishes first: sagas resume from their checkpoints.
     await bank.settle();
     const before = { ...bank.ledger, problems: bank.ledger.anomalies().length };
     await bank.openAccounts(accounts, 1000, options.frozenEvery ?? 25);
     const run = await bank.nextRun();
-    print(`bank: run #${run}, ${partitions} partitions, ${accounts} accounts, ${transfers} transfers, data in ${options.dataDirectory}`);
+    const where = cluster === undefined ? 'embedded' : 'through the broker';
+    print(`bank: run #${run}, ${partitions} partitions (${where}), ${accounts} accounts, ${transfers} transfers, data in ${options.dataDirectory}`);
     if (before.events > 0) print(`  continued from ${before.events} account events (${before.settled} transfers settled in earlier runs)`);
 
     const settledAtStart = bank.ledger.settled;

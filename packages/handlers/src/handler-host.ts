@@ -25,8 +25,13 @@ export function snapshotStreamId(streamId: string): string {
   return `$snapshot-${streamId}`;
 }
 
-/** The part of a partition the host uses: the embedded `Partition` as it is. */
-export type HostPartition = Pick<Partition, 'name' | 'commit' | 'append' | 'read' | 'readStream' | 'streamVersion' | 'isWritable'>;
+/**
+ * The part of a partition the host uses: the embedded `Partition` as it is, or a partition
+ * served by a node and reached with the client SDK (whose `streamVersion` asks the node).
+ */
+export type HostPartition = Pick<Partition, 'name' | 'commit' | 'append' | 'read' | 'readStream' | 'isWritable'> & {
+  streamVersion(streamId: string): number | Promise<number>;
+};
 
 /** What became of a command message. */
 export interface CommandOutcome {
@@ -197,7 +202,7 @@ export class HandlerHost {
     let loaded = 0;
     for (const [id, entry] of states) {
       // Only streams nothing was written to meanwhile (the fold is exact up to what it read).
-      if (this.partition.streamVersion(id) !== entry.version) continue;
+      if ((await this.partition.streamVersion(id)) !== entry.version) continue;
       this.cache.set(id, entry);
       loaded++;
     }
@@ -411,7 +416,7 @@ export class HandlerHost {
   }
 
   private async loadDurable(definition: AnyEntityDefinition, id: string): Promise<CachedEntity> {
-    const version = this.partition.streamVersion(id);
+    const version = await this.partition.streamVersion(id);
     let state = definition.initialState(id);
     if (version === 0) return { state, version };
     if (definition.kind !== 'aggregate') {
@@ -437,7 +442,7 @@ export class HandlerHost {
   /** The latest snapshot, only if the stream confirms it: the event at its version has its seq. */
   private async loadSnapshot(id: string, streamVersion: number): Promise<{ state: unknown; version: number } | undefined> {
     const streamId = snapshotStreamId(id);
-    const snapshotVersion = this.partition.streamVersion(streamId);
+    const snapshotVersion = await this.partition.streamVersion(streamId);
     if (snapshotVersion === 0) return undefined;
     let snapshot: { version: number; seq: number; state: unknown } | undefined;
     try {

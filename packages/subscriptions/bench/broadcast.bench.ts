@@ -1,10 +1,25 @@
-// Broadcast fan-out: one publisher, R receivers (worker threads, each its own UDP socket on 127.0.0.1),
+// Broadcast fan-out: one publisher, R receivers (worker threads, each its own socket on 127.0.0.1),
 // N committed events of a memory partition broadcast live; lost datagrams are repaired through a
 // replayer that asks the main thread (standing in for the broker's remote replayer).
-// Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000]
+// Transports: udp (unicast fan-out), radio-tcp (one RADIO bound, DISHes connect), radio-udp (DISHes
+// bind udp://, one RADIO connects to each; libzmq's UDP engine carries at most 8 KiB per datagram).
+// Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000] [transport=udp]
 import { Worker, isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { createMemoryStorage, openPartition, type RecordedEvent } from '@sluice/store';
-import { decodeDatagram, encodeDataDatagrams, openUdpFanout, openUdpReceiver, startBroadcastPublisher, startBroadcastReceiver } from '../src/index.js';
+import {
+  decodeDatagram,
+  encodeDataDatagrams,
+  openDishReceiver,
+  openRadioSender,
+  openUdpFanout,
+  openUdpReceiver,
+  startBroadcastPublisher,
+  startBroadcastReceiver,
+  type DatagramReceiver,
+  type DatagramSender,
+} from '../src/index.js';
+
+type Transport = 'udp' | 'radio-tcp' | 'radio-udp';
 
 interface ReadRequest {
   id: number;
@@ -15,7 +30,9 @@ interface ReadRequest {
 if (isMainThread) {
   const events = Number(process.argv[2] ?? 1_000_000);
   const receivers = Number(process.argv[3] ?? 8);
-  const datagramBytesMax = Number(process.argv[4] ?? 60000);
+  const transport = (process.argv[5] ?? 'udp') as Transport;
+  if (!['udp', 'radio-tcp', 'radio-udp'].includes(transport)) throw new Error(`transport must be udp, radio-tcp or radio-udp, got ${transport}`);
+  const datagramBytesMax = Math.min(Number(process.argv[4] ?? 60000), transport === 'radio-udp' ? 8000 : 65507);
   const partition = await openPartition({ storage: createMemoryStorage(), name: 'bench' });
   const perUnit = 1000;
   for (let written = 0; written < events; written += perUnit * 32) {
@@ -28,7 +45,10 @@ if (isMainThread) {
     await Promise.all(pending);
   }
   let published = 0;
-  const fanout = await openUdpFanout();
+  const udpFanout = transport === 'udp' ? await openUdpFanout() : undefined;
+  const radio = transport === 'udp' ? undefined : await openRadioSender({ partition: partition.name, transport: transport === 'radio-tcp' ? 'tcp' : 'udp' });
+  const fanout: DatagramSender & { readonly sendErrors: number } = udpFanout ?? radio!;
+  const add = (address: { port?: number; endpoint?: string }) => (udpFanout !== undefined ? udpFanout.add({ port: address.port! }) : transport === 'radio-udp' ? radio!.add(address.endpoint!) : undefined);
   const workers: Worker[] = [];
   const ready: Promise<void>[] = [];
   const finished: Promise<{ ms: number; repairs: number; repairedEvents: number; datagrams: number; inboxDropped: number; payloadSum: number; delivered: number }>[] = [];
@@ -36,7 +56,7 @@ if (isMainThread) {
     // Workers do not inherit `--import tsx`: register it, then load this file.
     const worker = new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(import.meta.url)}); })`, {
       eval: true,
-      workerData: { partition: partition.name, events },
+      workerData: { partition: partition.name, events, transport, radioEndpoint: radio?.endpoint },
     });
     workers.push(worker);
     // The worker's replayer: reads served from the partition, encoded as datagrams (what a remote replayer would send).
@@ -48,7 +68,7 @@ if (isMainThread) {
       const { datagrams } = encodeDataDatagrams(partition.name, 0, out, 65507);
       worker.postMessage({ type: 'read-reply', id: message.id, datagrams });
     });
-    ready.push(new Promise((resolve) => worker.once('message', (m: { type: string; port: number }) => (fanout.add({ port: m.port }), resolve()))));
+    ready.push(new Promise((resolve) => worker.once('message', (m: { type: string; port?: number; endpoint?: string }) => (add(m), resolve()))));
     finished.push(new Promise((resolve, reject) => {
       worker.on('message', (m: { type: string }) => m.type === 'done' && resolve(m as never));
       worker.once('error', reject);
@@ -69,7 +89,7 @@ if (isMainThread) {
   await publisher.stop();
   let expectedSum = 0;
   for await (const e of partition.read({})) for (const b of e.payload) expectedSum += b;
-  console.log(`${events.toLocaleString('en-US')} events, ${receivers} receivers, datagrams ≤ ${datagramBytesMax} B, ${publisher.stats.datagrams} datagrams × ${receivers} sent, ${fanout.sendErrors} send errors`);
+  console.log(`${transport}: ${events.toLocaleString('en-US')} events, ${receivers} receivers, datagrams ≤ ${datagramBytesMax} B, ${publisher.stats.datagrams} datagrams × ${receivers} sent, ${fanout.sendErrors} send errors`);
   console.log(`publisher: ${(publisher.stats.events / (wall / 1000) / 1e6).toFixed(2)} M events/s, all sent after ${publishedMs.toFixed(0)} ms, wall ${wall.toFixed(0)} ms`);
   for (const [i, r] of results.entries()) {
     console.log(
@@ -83,8 +103,11 @@ if (isMainThread) {
   await partition.close();
 } else {
   const port = parentPort as MessagePort;
-  const { partition, events } = workerData as { partition: string; events: number };
-  const udp = await openUdpReceiver({ receiveBufferBytes: 4 * 1024 * 1024 });
+  const { partition, events, transport, radioEndpoint } = workerData as { partition: string; events: number; transport: Transport; radioEndpoint?: string };
+  const udp: DatagramReceiver & { readonly port?: number; readonly endpoint?: string } =
+    transport === 'udp'
+      ? await openUdpReceiver({ receiveBufferBytes: 4 * 1024 * 1024 })
+      : await openDishReceiver({ partitions: [partition], transport: transport === 'radio-tcp' ? 'tcp' : 'udp', connect: radioEndpoint });
   let nextId = 1;
   const pending = new Map<number, (datagrams: Uint8Array[]) => void>();
   let started = false;
@@ -122,7 +145,7 @@ if (isMainThread) {
       }
     },
   });
-  port.postMessage({ type: 'ready', port: udp.port });
+  port.postMessage({ type: 'ready', port: udp.port, endpoint: udp.endpoint });
   const t0 = await new Promise<number>((resolve) => port.on('message', (m: { type: string }) => m.type === 'start' && resolve(performance.now())));
   await receiver.waitFor(events);
   const ms = performance.now() - t0;

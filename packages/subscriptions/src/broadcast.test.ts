@@ -6,13 +6,18 @@ import {
   encodeDataDatagrams,
   fanOut,
   injectFaults,
+  openDishReceiver,
+  openRadioSender,
+  radioGroupOf,
+  RADIO_GROUP_BYTES_MAX,
+  RadioDishOptionsError,
   openUdpReceiver,
   openUdpSender,
   startBroadcastPublisher,
   startBroadcastReceiver,
   type BroadcastReceiver,
+  type DatagramReceiver,
   type DatagramSender,
-  type UdpReceiver,
 } from './index.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -57,47 +62,47 @@ function record(e: RecordedEvent): string {
   return JSON.stringify([e.seq, e.epoch, e.timestamp, e.commitFirst, e.commitLast, e.streamId, e.streamVersion, e.eventType, e.headers ?? null, e.frameBytes, Buffer.from(e.metadata).toString('base64'), Buffer.from(e.payload).toString('base64')]);
 }
 
+/** One receiver's end of a transport, and how to open a path that sends to it (a fault injector goes in front). */
+interface Link {
+  readonly receiver: DatagramReceiver;
+  path(): Promise<DatagramSender>;
+}
+
+/** The transports the whole matrix runs against, unchanged: every case below runs once per transport. */
+const transports: ReadonlyArray<{ readonly name: string; link(partition: string): Promise<Link> }> = [
+  {
+    name: 'UDP',
+    async link() {
+      const udp = await openUdpReceiver();
+      cleanup.push(() => udp.close());
+      return { receiver: udp, path: () => openUdpSender({ port: udp.port }) };
+    },
+  },
+  {
+    name: 'RADIO/DISH over tcp',
+    async link(partition) {
+      // Over TCP the RADIO binds and the DISH connects: one RADIO per path.
+      const radio = await openRadioSender({ partition });
+      const dish = await openDishReceiver({ partitions: [partition], connect: radio.endpoint });
+      cleanup.push(() => dish.close());
+      cleanup.push(() => radio.close());
+      return { receiver: dish, path: async () => radio };
+    },
+  },
+  {
+    name: 'RADIO/DISH over udp',
+    async link(partition) {
+      const dish = await openDishReceiver({ partitions: [partition], transport: 'udp' });
+      cleanup.push(() => dish.close());
+      return { receiver: dish, path: () => openRadioSender({ partition, transport: 'udp', targets: [dish.endpoint] }) };
+    },
+  },
+];
+
 interface Host {
-  udp: UdpReceiver;
+  link: Link;
   receiver: BroadcastReceiver;
   log: string[];
-}
-
-async function host(p: Partition, fromCheckpoint = 0, options: { gapTimeoutMs?: number; reorderBufferMax?: number } = {}): Promise<Host> {
-  const udp = await openUdpReceiver();
-  const log: string[] = [];
-  let expected = fromCheckpoint + 1;
-  const receiver = startBroadcastReceiver({
-    partition: p.name,
-    receiver: udp,
-    replayer: p,
-    fromCheckpoint,
-    gapTimeoutMs: options.gapTimeoutMs ?? 20,
-    reorderBufferMax: options.reorderBufferMax ?? 2000,
-    handle: (events) => {
-      for (const e of events) {
-        if (e.seq !== expected) throw new Error(`handed seq ${e.seq}, expected ${expected}`);
-        expected++;
-        log.push(record(e));
-      }
-    },
-  });
-  cleanup.push(async () => {
-    await receiver.stop();
-    await udp.close();
-  });
-  return { udp, receiver, log };
-}
-
-async function faultyPaths(hosts: readonly Host[], seed: number) {
-  const paths = [];
-  for (let r = 0; r < hosts.length; r++) {
-    const udp = await openUdpSender({ port: hosts[r].udp.port });
-    paths.push(injectFaults(udp, { seed: seed * 100 + r, drop: 0.1, duplicate: 0.1, reorder: 0.15, reorderDepthMax: 6 }));
-  }
-  const sender: DatagramSender = fanOut(paths);
-  cleanup.push(() => sender.close());
-  return { sender, paths };
 }
 
 describe('broadcast: codec', () => {
@@ -129,7 +134,40 @@ describe('broadcast: codec', () => {
   });
 });
 
-describe('broadcast: publisher → faulty network → 8 receivers', () => {
+describe.each(transports)('broadcast over $name: publisher → faulty network → 8 receivers', (transport) => {
+  async function host(p: Partition, fromCheckpoint = 0, options: { gapTimeoutMs?: number; reorderBufferMax?: number } = {}): Promise<Host> {
+    const link = await transport.link(p.name);
+    const log: string[] = [];
+    let expected = fromCheckpoint + 1;
+    const receiver = startBroadcastReceiver({
+      partition: p.name,
+      receiver: link.receiver,
+      replayer: p,
+      fromCheckpoint,
+      gapTimeoutMs: options.gapTimeoutMs ?? 20,
+      reorderBufferMax: options.reorderBufferMax ?? 2000,
+      handle: (events) => {
+        for (const e of events) {
+          if (e.seq !== expected) throw new Error(`handed seq ${e.seq}, expected ${expected}`);
+          expected++;
+          log.push(record(e));
+        }
+      },
+    });
+    cleanup.push(() => receiver.stop());
+    return { link, receiver, log };
+  }
+
+  async function faultyPaths(hosts: readonly Host[], seed: number) {
+    const paths = [];
+    for (let r = 0; r < hosts.length; r++) {
+      paths.push(injectFaults(await hosts[r].link.path(), { seed: seed * 100 + r, drop: 0.1, duplicate: 0.1, reorder: 0.15, reorderDepthMax: 6 }));
+    }
+    const sender: DatagramSender = fanOut(paths);
+    cleanup.push(() => sender.close());
+    return { sender, paths };
+  }
+
   it('drops, duplicates and reorders datagrams (seeded) and every receiver, two of them joining late from a checkpoint, ends with the exact log', async () => {
     const p = await partition();
     await fill(p, 200, 3); // history before anyone listens
@@ -141,7 +179,7 @@ describe('broadcast: publisher → faulty network → 8 receivers', () => {
     // Two late joiners: one from a checkpoint, one from scratch, added to the fan-out while it runs.
     const late = [await host(p, 1000), await host(p, 0)];
     const latePaths: DatagramSender[] = [];
-    for (let r = 0; r < late.length; r++) latePaths.push(injectFaults(await openUdpSender({ port: late[r].udp.port }), { seed: 4200 + r, drop: 0.1, duplicate: 0.1, reorder: 0.15 }));
+    for (let r = 0; r < late.length; r++) latePaths.push(injectFaults(await late[r].link.path(), { seed: 4200 + r, drop: 0.1, duplicate: 0.1, reorder: 0.15 }));
     cleanup.push(() => Promise.all(latePaths.map((x) => x.close())));
     const all = hosts.concat(late);
     const lateSender = fanOut(latePaths);
@@ -197,15 +235,14 @@ describe('broadcast: publisher → faulty network → 8 receivers', () => {
   it('a receiver stopped midway resumes from its saved checkpoint through the replayer, then follows the broadcast again', async () => {
     const p = await partition();
     const checkpoints = createMemoryCheckpointStore();
-    const udp = await openUdpReceiver();
-    cleanup.push(() => udp.close());
-    const sender = injectFaults(await openUdpSender({ port: udp.port }), { seed: 9, drop: 0.2, duplicate: 0.1, reorder: 0.2 });
+    const link = await transport.link(p.name);
+    const sender = injectFaults(await link.path(), { seed: 9, drop: 0.2, duplicate: 0.1, reorder: 0.2 });
     cleanup.push(() => sender.close());
     const publisher = startBroadcastPublisher({ source: p, sender, datagramBytesMax: 1400, heartbeatMs: 25 });
     cleanup.push(() => publisher.stop());
     const seen: number[] = [];
     const start = () =>
-      startBroadcastReceiver({ partition: p.name, receiver: udp, replayer: p, subscriber: 'hall', checkpoints, checkpointEveryFrames: 100, gapTimeoutMs: 20, handle: (events) => void seen.push(...events.map((e) => e.seq)) });
+      startBroadcastReceiver({ partition: p.name, receiver: link.receiver, replayer: p, subscriber: 'hall', checkpoints, checkpointEveryFrames: 100, gapTimeoutMs: 20, handle: (events) => void seen.push(...events.map((e) => e.seq)) });
     const first = start();
     await fill(p, 1000, 11);
     await first.waitFor(1000);
@@ -219,4 +256,60 @@ describe('broadcast: publisher → faulty network → 8 receivers', () => {
     expect(seen).toEqual(Array.from({ length: p.lastSeq }, (_, i) => i + 1));
     expect(second.stats.repairs).toBeGreaterThan(0);
   }, 60_000);
+});
+
+describe('broadcast: RADIO/DISH groups', () => {
+  it('one group per partition, at most 14 bytes (a longer one crashes zeromq.js 6.8); a long-named partition is broadcast and received whole', async () => {
+    expect(radioGroupOf('bank-1')).toBe('bank-1');
+    const long = 'payments-europe-west-1';
+    const group = radioGroupOf(long);
+    expect(Buffer.byteLength(group)).toBeLessThanOrEqual(RADIO_GROUP_BYTES_MAX);
+    expect(radioGroupOf(long)).toBe(group);
+    expect(radioGroupOf(`${long}b`)).not.toBe(group);
+
+    const p = await partition(long);
+    const radio = await openRadioSender({ partition: long });
+    cleanup.push(() => radio.close());
+    expect(radio.group).toBe(group);
+    const dish = await openDishReceiver({ partitions: [long], connect: radio.endpoint });
+    cleanup.push(() => dish.close());
+    const publisher = startBroadcastPublisher({ source: p, sender: radio, fromSeq: 1, heartbeatMs: 20 });
+    cleanup.push(() => publisher.stop());
+    const seen: number[] = [];
+    const receiver = startBroadcastReceiver({ partition: long, receiver: dish, replayer: p, gapTimeoutMs: 20, handle: (events) => void seen.push(...events.map((e) => e.seq)) });
+    cleanup.push(() => receiver.stop());
+    await fill(p, 500, 5);
+    await receiver.waitFor(p.lastSeq);
+    expect(seen).toEqual(Array.from({ length: p.lastSeq }, (_, i) => i + 1));
+    expect(receiver.stats.datagrams).toBeGreaterThan(0); // it came over the DISH, not only by repair
+  });
+
+  it('over udp:// a datagram larger than libzmq carries is counted and not sent (libzmq would cut it short)', async () => {
+    const dish = await openDishReceiver({ partitions: ['p1'], transport: 'udp' });
+    cleanup.push(() => dish.close());
+    const radio = await openRadioSender({ partition: 'p1', transport: 'udp', targets: [dish.endpoint] });
+    cleanup.push(() => radio.close());
+    expect(radio.datagramBytesMax).toBe(8192 - 1 - 2);
+    const sizes: number[] = [];
+    const last = new Promise<void>((resolve) =>
+      dish.onDatagram((datagram) => {
+        sizes.push(datagram.length);
+        if (datagram.length === 10) resolve();
+      }),
+    );
+    radio.send(new Uint8Array(radio.datagramBytesMax));
+    radio.send(new Uint8Array(radio.datagramBytesMax + 1));
+    radio.send(new Uint8Array(10));
+    await last;
+    expect(sizes).toEqual([radio.datagramBytesMax, 10]);
+    expect(radio.sendErrors).toBe(1);
+  });
+
+  it('bad options are typed errors that say what to do', async () => {
+    await expect(openDishReceiver({ partitions: ['p1'] })).rejects.toThrow(RadioDishOptionsError);
+    await expect(openDishReceiver({ partitions: ['p1'] })).rejects.toThrow(/give the RADIO's endpoint as connect/);
+    await expect(openDishReceiver({ partitions: [] })).rejects.toThrow(/at least one partition/);
+    await expect(openRadioSender({ partition: 'p1', transport: 'udp', bind: 'udp://127.0.0.1:9' })).rejects.toThrow(/targets, not bind/);
+    await expect(openRadioSender({ partition: '' })).rejects.toThrow(/needs a partition name/);
+  });
 });

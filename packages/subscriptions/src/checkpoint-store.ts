@@ -38,7 +38,7 @@ export function createStreamCheckpointStore(partition: StreamWriter): Checkpoint
   return {
     async load(subscriber) {
       const streamId = checkpointStreamId(subscriber);
-      const version = partition.streamVersion(streamId);
+      const version = await partition.streamVersion(streamId);
       versions.set(subscriber, version);
       if (version === 0) return 0;
       for await (const event of partition.readStream(streamId, { fromVersion: version, maxCount: 1 })) {
@@ -48,7 +48,7 @@ export function createStreamCheckpointStore(partition: StreamWriter): Checkpoint
     },
     async save(subscriber, seq) {
       const streamId = checkpointStreamId(subscriber);
-      const expected = versions.get(subscriber) ?? partition.streamVersion(streamId);
+      const expected = versions.get(subscriber) ?? (await partition.streamVersion(streamId));
       try {
         await partition.append({ streamId, expectedVersion: expected, events: [{ type: CHECKPOINT_EVENT, data: encoder.encode(JSON.stringify({ seq })) }] });
       } catch (error) {
@@ -60,7 +60,7 @@ export function createStreamCheckpointStore(partition: StreamWriter): Checkpoint
     async reset(subscriber, seq) {
       const streamId = checkpointStreamId(subscriber);
       await partition.append({ streamId, expectedVersion: 'any', events: [{ type: CHECKPOINT_EVENT, data: encoder.encode(JSON.stringify({ seq })) }] });
-      versions.set(subscriber, partition.streamVersion(streamId));
+      versions.set(subscriber, await partition.streamVersion(streamId));
     },
   };
 }

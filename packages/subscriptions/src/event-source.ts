@@ -2,8 +2,8 @@ import type { RecordedEvent } from '@sluice/store';
 
 /**
  * Where a subscriber reads a partition's committed log. An embedded `Partition` is one as it
- * is; a remote source (the client SDK's push subscriptions) implements the same three
- * members later, so subscribers do not care where the partition runs.
+ * is; {@link createRemoteEventSource} is one over the client SDK's push subscriptions, so
+ * subscribers do not care where the partition runs.
  */
 export interface EventSource {
   /** The partition's name: part of deterministic ids derived from its seqs. */
@@ -19,10 +19,13 @@ export interface Replayer {
   read(options: { readonly fromSeq?: number; readonly toSeq?: number; readonly maxCount?: number }): AsyncIterable<RecordedEvent>;
 }
 
-/** The part of a partition's write API checkpoints and parking lots use. */
+/**
+ * The part of a partition's write API checkpoints and parking lots use. An embedded
+ * `Partition` answers `streamVersion` at once; a remote one asks its node (a promise).
+ */
 export interface StreamWriter {
   readonly name: string;
-  streamVersion(streamId: string): number;
+  streamVersion(streamId: string): number | Promise<number>;
   readStream(streamId: string, options?: { readonly fromVersion?: number; readonly maxCount?: number }): AsyncIterable<RecordedEvent>;
   append(request: {
     readonly streamId: string;

@@ -1,5 +1,6 @@
 export { CheckpointConflictError, CorruptCheckpointError, SequenceGapError, SubscriptionError, isSubscriptionError } from './errors.js';
 export type { EventSource, Replayer, StreamWriter } from './event-source.js';
+export { createRemoteEventSource, type RemoteEventSource, type RemoteEventSourceOptions, type RemoteStoreReader } from './remote-source.js';
 export { checkpointStreamId, createMemoryCheckpointStore, createStreamCheckpointStore, type CheckpointStore } from './checkpoint-store.js';
 export { createMemoryParkingLot, createStreamParkingLot, parkedStreamId, redriveParked, type ParkedMessage, type ParkingLot, type RedriveReport } from './parking-lot.js';
 export { compileFilter, type EventFilter } from './filter.js';
@@ -40,3 +41,15 @@ export {
   type UdpFanout,
   type UdpReceiver,
 } from './broadcast-transport.js';
+export {
+  RADIO_GROUP_BYTES_MAX,
+  RadioDishOptionsError,
+  openDishReceiver,
+  openRadioSender,
+  radioGroupOf,
+  type DishReceiver,
+  type DishReceiverOptions,
+  type RadioDishTransport,
+  type RadioSender,
+  type RadioSenderOptions,
+} from './radio-dish-transport.js';

@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import type { EventFrame, SealedBatch } from '@sluice/framing';
 import { StorageError, pollWait, tailBatches, type BatchIdentity, type ReadBatchesOptions, type StorageReader, type TailOptions } from '@sluice/store';
 import { mapFsError } from './fs-errors.js';
-import { SegmentIndex, checkFrameSeqs, listSegments, readHeaderPage, segmentName } from './segment-log.js';
+import { READ_HANDLES_MAX_DEFAULT, SegmentIndex, checkFrameSeqs, listSegments, readHeaderPage, segmentName } from './segment-log.js';
 
 /** Options of {@link openFileReader}. */
 export interface FileReaderOptions {
@@ -14,6 +14,8 @@ export interface FileReaderOptions {
    * @default 250
    */
   readonly pollIntervalMs?: number;
+  /** Segment files kept open for reads (as the writer's option of the same name). @default 256 */
+  readonly readHandlesMax?: number;
 }
 
 /** A read-only view of a file partition, usable from any process while the writer runs. */
@@ -37,7 +39,11 @@ export async function openFileReader(options: FileReaderOptions): Promise<FileRe
   } catch (error) {
     throw error instanceof StorageError ? error : mapFsError(error, options.directory);
   }
-  const reader = new SegmentReader(options.directory, options.pollIntervalMs ?? 250);
+  const handles = options.readHandlesMax ?? READ_HANDLES_MAX_DEFAULT;
+  if (!Number.isSafeInteger(handles) || handles < 1 || handles > 65_536) {
+    throw new StorageError('Invalid', `[sluice/store-file] options.readHandlesMax must be an integer from 1 to 65536, got ${options.readHandlesMax}`);
+  }
+  const reader = new SegmentReader(options.directory, options.pollIntervalMs ?? 250, handles);
   try {
     await reader.refresh();
   } catch (error) {
@@ -57,8 +63,9 @@ class SegmentReader implements FileReader {
   constructor(
     private readonly directory: string,
     private readonly pollIntervalMs: number,
+    private readonly readHandlesMax: number,
   ) {
-    this.index = new SegmentIndex(directory);
+    this.index = new SegmentIndex(directory, readHandlesMax);
   }
 
   private get closed(): boolean {
@@ -83,7 +90,7 @@ class SegmentReader implements FileReader {
       // The writer cut its log (an operator's truncate, or recovery after a failed sync): what
       // this reader indexed above the new watermark is gone. Start over.
       const old = this.index;
-      this.index = new SegmentIndex(this.directory);
+      this.index = new SegmentIndex(this.directory, this.readHandlesMax);
       await old.close();
     }
     this.watermark = watermark;

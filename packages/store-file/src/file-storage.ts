@@ -38,7 +38,7 @@ import {
   type HeaderPage,
   type SegmentHeader,
 } from './segment-header.js';
-import { SegmentIndex, checkFrameSeqs, listSegments, readHeaderPage, segmentName } from './segment-log.js';
+import { READ_HANDLES_MAX_DEFAULT, SegmentIndex, checkFrameSeqs, listSegments, readHeaderPage, segmentName } from './segment-log.js';
 import { SIDECARS_SUPPORTED, writeSidecar } from './segment-sidecar.js';
 
 /** Largest `segmentBytes` accepted: 1 GiB. */
@@ -86,6 +86,13 @@ export interface FileStorageOptions {
    * @default 5
    */
   readonly watermarkFlushMs?: number;
+  /**
+   * Segment files kept open for reads (least recently used closed beyond it). Frame reads of a
+   * stream spread over the whole log touch every segment: keep it above the segment count of
+   * your largest partition (20 M 100-byte events are ~55 segments of 64 MiB).
+   * @default 256
+   */
+  readonly readHandlesMax?: number;
   /**
    * Interrupts `open()` (its scan and the first segment's preallocation) and any background
    * preallocation; what was half made is removed. An interrupted `open()` rejects with reason
@@ -136,6 +143,7 @@ class FileStorage implements PartitionStorage {
   private readonly createDirectory: boolean;
   private readonly partitionOption: string | undefined;
   private readonly watermarkFlushMs: number;
+  private readonly readHandlesMax: number;
   private readonly userSignal: AbortSignal | undefined;
   /** Aborted at close: stops background preallocation. */
   private readonly closeController = new AbortController();
@@ -207,7 +215,11 @@ class FileStorage implements PartitionStorage {
     this.createDirectory = options.createDirectory ?? defaults.createDirectory;
     this.userSignal = options.signal;
     this.capabilities = { crossProcessReaders: true, durability: this.fsync, truncate: 'in-place', frameReads: true };
-    this.index = new SegmentIndex(this.directory);
+    this.readHandlesMax = options.readHandlesMax ?? READ_HANDLES_MAX_DEFAULT;
+    if (!Number.isSafeInteger(this.readHandlesMax) || this.readHandlesMax < 1 || this.readHandlesMax > 65_536) {
+      throw new StorageError('Invalid', `[sluice/store-file] options.readHandlesMax must be an integer from 1 to 65536, got ${options.readHandlesMax}`);
+    }
+    this.index = new SegmentIndex(this.directory, this.readHandlesMax);
   }
 
   // ── open and recovery ──────────────────────────────────────────────────────────────────

@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { crc32c } from './crc32c.js';
 import { FrameTooLargeError, InvalidFrameFieldError } from './errors.js';
 import { headersBytesMax, writeHeaders, writeString } from './frame-writer.js';
+import { decodeHeaders as decodeCommitHeaders } from './stream-decoder.js';
 import { CRC_BYTES, EVENT_HEADER_BYTES, FORMAT_VERSION_BASE, KIND_EVENT, NAME_BYTES_MAX, readU16, readU32, writeU16, writeU32 } from './layout.js';
 import type { CommitHeaders } from './types.js';
 
@@ -193,31 +194,11 @@ function sameBytes(b: Uint8Array, a: number, c: number, n: number): boolean {
   return true;
 }
 
+/** Version 2 commit headers (framed events carry no level), refusing an empty command id. */
 function decodeHeaders(b: Uint8Array, start: number, end: number): CommitHeaders | string {
-  let p = start;
-  const str = (): string | undefined => {
-    if (p + 2 > end) return undefined;
-    const n = readU16(b, p);
-    p += 2;
-    if (p + n > end) return undefined;
-    const s = b.subarray(p, p + n);
-    p += n;
-    return isUtf8(s) ? utf8.decode(s) : undefined;
-  };
-  if (p + 2 > end) return 'commit headers truncated';
-  const count = readU16(b, p);
-  p += 2;
-  const commandIds: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const id = str();
-    if (id === undefined) return 'commit headers truncated or not UTF-8';
-    if (id.length === 0) return 'a command id is empty';
-    commandIds.push(id);
-  }
-  const correlationId = str();
-  const causationId = str();
-  if (correlationId === undefined || causationId === undefined || p !== end) return 'commit headers malformed';
-  return { commandIds, correlationId: correlationId === '' ? undefined : correlationId, causationId: causationId === '' ? undefined : causationId };
+  const headers = decodeCommitHeaders(b, start, end, false);
+  if (typeof headers !== 'string' && headers.commandIds.some((id) => id.length === 0)) return 'a command id is empty';
+  return headers;
 }
 
 /**
@@ -227,12 +208,11 @@ function decodeHeaders(b: Uint8Array, start: number, end: number): CommitHeaders
  */
 export function readFramedEvents(bytes: Uint8Array): Array<{ type: string; metadata: Uint8Array; data: Uint8Array }> {
   const out: Array<{ type: string; metadata: Uint8Array; data: Uint8Array }> = [];
-  const text = new TextDecoder('utf-8', { fatal: true });
   for (let o = 0; o < bytes.length; ) {
     const n = readU32(bytes, o);
     let p = o + EVENT_HEADER_BYTES + readU16(bytes, o + 28);
     const typeBytes = readU16(bytes, o + 30);
-    const type = text.decode(bytes.subarray(p, p + typeBytes));
+    const type = utf8.decode(bytes.subarray(p, p + typeBytes));
     p += typeBytes + readU32(bytes, o + 40);
     const metadataBytes = readU32(bytes, o + 44);
     const metadata = bytes.subarray(p, p + metadataBytes);

@@ -495,7 +495,8 @@ function decodeEvent(b: Uint8Array, o: number, n: number): EventFrame | string {
   };
 }
 
-function decodeHeaders(b: Uint8Array, start: number, end: number, withLevel: boolean): CommitHeaders | string {
+/** @internal Commit headers in `b[start, end)` (with the level field from format version 3), or why they are malformed. */
+export function decodeHeaders(b: Uint8Array, start: number, end: number, withLevel: boolean): CommitHeaders | string {
   let p = start;
   const str = (): string | undefined => {
     if (p + 2 > end) return undefined;

@@ -546,23 +546,12 @@ class Mirror implements MirroredStorage {
   private async *framesFrom(seqs: readonly number[]): AsyncGenerator<EventFrame> {
     this.assertOpen();
     checkFrameSeqs(seqs, this.durable.lastSeq, WHERE);
-    let done = 0;
-    let firstError: unknown;
-    for (const slot of this.readOrder()) {
-      try {
-        const readFrames = slot.storage.readFrames as NonNullable<PartitionStorage['readFrames']>;
-        for await (const frame of readFrames.call(slot.storage, done === 0 ? seqs : seqs.slice(done))) {
-          yield frame;
-          done++;
-        }
-        return;
-      } catch (error) {
-        // As in read: a closed mirror ends here; a location that cannot serve hands over to the next one.
-        if (this.state !== 'open') throw new StorageError('Closed', `${WHERE} is closed`, { cause: error });
-        firstError ??= error;
-      }
-    }
-    throw firstError;
+    // As in read: a closed mirror ends here; a location that cannot serve hands over to the next one.
+    yield* framesFromFirst(
+      this.readOrder().map((slot) => slot.storage),
+      seqs,
+      (error) => (this.state !== 'open' ? new StorageError('Closed', `${WHERE} is closed`, { cause: error }) : undefined),
+    );
   }
 
   /** Healthy locations first, in configured order, then the failed ones (they may still read). */
@@ -679,22 +668,7 @@ class MirrorReader implements StorageReader {
   /** As {@link readRange}: the first reader that serves, handing over to the next from where it stopped. */
   private async *framesFrom(seqs: readonly number[]): AsyncGenerator<EventFrame> {
     checkFrameSeqs(seqs, (await this.head()).lastSeq, `${WHERE} reader`);
-    let done = 0;
-    let firstError: unknown;
-    for (const reader of this.readers) {
-      try {
-        const readFrames = reader.readFrames as NonNullable<StorageReader['readFrames']>;
-        for await (const frame of readFrames.call(reader, done === 0 ? seqs : seqs.slice(done))) {
-          yield frame;
-          done++;
-        }
-        return;
-      } catch (error) {
-        if (this.closed) throw error;
-        firstError ??= error;
-      }
-    }
-    throw firstError;
+    yield* framesFromFirst(this.readers, seqs, (error) => (this.closed ? error : undefined));
   }
 
   async head(): Promise<BatchIdentity> {
@@ -755,3 +729,27 @@ class MirrorReader implements StorageReader {
   }
 }
 
+/**
+ * Frames of `seqs` from the first reader that serves them; a reader that fails hands over to the
+ * next from the first seq not yet served. `stop` turns an error into one to throw at once (the
+ * mirror closed), or undefined to try the next reader.
+ */
+async function* framesFromFirst(readers: readonly StorageReader[], seqs: readonly number[], stop: (error: unknown) => unknown): AsyncGenerator<EventFrame> {
+  let done = 0;
+  let firstError: unknown;
+  for (const reader of readers) {
+    try {
+      const readFrames = reader.readFrames as NonNullable<StorageReader['readFrames']>;
+      for await (const frame of readFrames.call(reader, done === 0 ? seqs : seqs.slice(done))) {
+        yield frame;
+        done++;
+      }
+      return;
+    } catch (error) {
+      const fatal = stop(error);
+      if (fatal !== undefined) throw fatal;
+      firstError ??= error;
+    }
+  }
+  throw firstError;
+}

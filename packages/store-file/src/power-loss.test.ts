@@ -6,7 +6,7 @@ import { bundleChild, type BundledChild } from './testing/bundle-child.fixture.j
 import { openPartition, type Partition } from '@sluice/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFileStorage } from './index.js';
-import { attachImage, createLoopFilesystem, detach, releaseAll, requireTools, snapshotImage, type LoopFilesystem } from './testing/loop-device.fixture.js';
+import { attachImage, createLoopFilesystem, detach, killAtAcksAndSnapshot, releaseAll, requireTools, type LoopFilesystem } from './testing/loop-device.fixture.js';
 
 /**
  * Power loss, simulated on a real disk: the partition lives on ext4 on a loop device; the writer
@@ -84,41 +84,11 @@ type Range = readonly [number, number];
  * process). Every ack the writer printed, also after the kill was sent, came before its death
  * and so before the copy.
  */
-function killWriterAndCopy(directory: string, fsync: string, first: number, ackTarget: number, copy: string): Promise<Map<string, Range>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [writerScript, directory, fsync, String(SEGMENT_BYTES), String(first)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    writers.add(child);
-    const acked = new Map<string, Range>();
-    let buffered = '';
-    let stderr = '';
-    let killed = false;
-    let copied: Promise<void> | undefined;
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.stdout.on('data', (d: Buffer) => {
-      buffered += d.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const [verb, id, a, b] = buffered.slice(0, nl).split(' ');
-        buffered = buffered.slice(nl + 1);
-        if (verb === 'ack') acked.set(id, [Number(a), Number(b)]);
-      }
-      if (!killed && acked.size >= ackTarget) {
-        killed = true;
-        child.kill('SIGKILL');
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (_code, signal) => {
-      if (signal === 'SIGKILL') copied = snapshotImage(disk.image, copy);
-    });
-    child.on('close', (code, signal) => {
-      writers.delete(child);
-      if (copied === undefined) reject(new Error(`writer exited with ${code ?? signal} before being killed: ${stderr}`));
-      else copied.then(() => resolve(acked), reject);
-    });
-  });
+async function killWriterAndCopy(directory: string, fsync: string, first: number, ackTarget: number, copy: string): Promise<Map<string, Range>> {
+  const child = spawn(process.execPath, [writerScript, directory, fsync, String(SEGMENT_BYTES), String(first)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  writers.add(child);
+  child.on('close', () => writers.delete(child));
+  return killAtAcksAndSnapshot(child, ackTarget, disk.image, copy);
 }
 
 interface CopyContent {

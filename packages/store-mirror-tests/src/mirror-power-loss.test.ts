@@ -3,7 +3,7 @@ import { mkdir, mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createMirroredStorage, openPartition, type PartitionStorage } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
-import { attachImage, bundleChild, createLoopFilesystem, releaseAll, requireTools, snapshotImage, type BundledChild, type LoopFilesystem } from '@sluice/store-file/testing';
+import { attachImage, bundleChild, createLoopFilesystem, releaseAll, killAtAcksAndSnapshot, requireTools, type BundledChild, type LoopFilesystem } from '@sluice/store-file/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
 /**
@@ -48,36 +48,8 @@ type Range = readonly [number, number];
 
 /** Runs the writer until it has `ackTarget` acks, SIGKILLs it and copies the loop image once it is gone. */
 function killAndCopy(loopDir: string, diskDir: string, prefix: string, ackTarget: number, copy: string): Promise<Map<string, Range>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bundled!.script, loopDir, diskDir, prefix], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const acked = new Map<string, Range>();
-    let buffered = '';
-    let stderr = '';
-    let killed = false;
-    let copied: Promise<void> | undefined;
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout.on('data', (d: Buffer) => {
-      buffered += d.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const [verb, id, a, b] = buffered.slice(0, nl).split(' ');
-        buffered = buffered.slice(nl + 1);
-        if (verb === 'ack') acked.set(id, [Number(a), Number(b)]);
-      }
-      if (!killed && acked.size >= ackTarget) {
-        killed = true;
-        child.kill('SIGKILL');
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (_code, signal) => {
-      if (signal === 'SIGKILL') copied = snapshotImage(disk.image, copy);
-    });
-    child.on('close', (code, signal) => {
-      if (copied === undefined) reject(new Error(`writer exited with ${code ?? signal} before being killed: ${stderr}`));
-      else copied.then(() => resolve(acked), reject);
-    });
-  });
+  const child = spawn(process.execPath, [bundled!.script, loopDir, diskDir, prefix], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return killAtAcksAndSnapshot(child, ackTarget, disk.image, copy);
 }
 
 /** Command id → seqs of its commit, and the raw batches, as one location holds them. */

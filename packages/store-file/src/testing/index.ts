@@ -9,6 +9,7 @@ export {
   attachImage,
   createLoopFilesystem,
   detach,
+  killAtAcksAndSnapshot,
   readVmSetting,
   releaseAll,
   requireTools,

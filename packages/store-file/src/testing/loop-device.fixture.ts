@@ -9,7 +9,7 @@
  * released by {@link releaseAll}, which tests call from `afterAll` so a failed test never
  * leaves a device or a mount behind.
  */
-import { execFile } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
@@ -131,4 +131,50 @@ export async function releaseAll(scratch?: string): Promise<void> {
 /** Reads an integer sysctl under /proc/sys/vm. */
 export async function readVmSetting(name: string): Promise<number> {
   return Number((await sh('cat', [`/proc/sys/vm/${name}`])).trim());
+}
+
+/**
+ * Reads a writer child's `ack <id> <firstSeq> <lastSeq>` lines until `ackTarget` commits are
+ * acknowledged, SIGKILLs it, and copies `image` as soon as it is gone (so the copy is of one
+ * moment, not of a dying process). Every ack the writer printed, also after the kill was sent,
+ * came before its death and so before the copy. Resolves with id → seqs once the copy is made;
+ * rejects if the writer exits before it is killed.
+ */
+export function killAtAcksAndSnapshot(
+  child: ChildProcess,
+  ackTarget: number,
+  image: string,
+  copy: string,
+): Promise<Map<string, readonly [number, number]>> {
+  return new Promise((resolve, reject) => {
+    const acked = new Map<string, readonly [number, number]>();
+    let buffered = '';
+    let stderr = '';
+    let killed = false;
+    let copied: Promise<void> | undefined;
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.stdout?.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const [verb, id, a, b] = buffered.slice(0, nl).split(' ');
+        buffered = buffered.slice(nl + 1);
+        if (verb === 'ack') acked.set(id, [Number(a), Number(b)]);
+      }
+      if (!killed && acked.size >= ackTarget) {
+        killed = true;
+        child.kill('SIGKILL');
+      }
+    });
+    child.on('error', reject);
+    child.on('exit', (_code, signal) => {
+      if (signal === 'SIGKILL') copied = snapshotImage(image, copy);
+    });
+    child.on('close', (code, signal) => {
+      if (copied === undefined) reject(new Error(`writer exited with ${code ?? signal} before being killed: ${stderr}`));
+      else copied.then(() => resolve(acked), reject);
+    });
+  });
 }

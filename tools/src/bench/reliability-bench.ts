@@ -6,7 +6,8 @@
  *
  * `--only lag`: shipper lag under a steady 100,000 events/s (issue 11's target: p99 < 1 s);
  * `--lag-rate N` paces it at N events/s instead (to see the lag where this machine's source keeps up).
- * `--only mirror`: file, LMDB and mirror(file, LMDB) only (the mirrored/file ratio).
+ * `--only mirror`: the raw limits, file, LMDB and the mirrors only (the mirrored/file ratios).
+ * A targets summary (issue 11's table, computed from the rows of the run) follows the rows.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,10 @@ import { createAzureStorage } from '@sluice/store-azure';
 import { startAzurite } from '@sluice/store-azure/testing';
 import { createFileStorage } from '@sluice/store-file';
 import { createLmdbStorage } from '@sluice/store-lmdb';
-import { pipelinedBatches } from './store-bench.js';
+import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { FLAG_COMMIT_FIRST, FLAG_COMMIT_LAST, FrameWriter } from '@sluice/framing';
+import { pipelinedBatches, rawFdatasyncSync } from './store-bench.js';
 import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
 
 const STREAMS = 10_000;
@@ -89,17 +93,31 @@ export async function runReliabilityBench(smoke: boolean, base: string, only?: s
       ['mirror(file, lmdb)', async () => createMirroredStorage({ locations: [await file(), await lmdb()] })],
       ['ring(acknowledge) → file', async () => createRingStorage({ mode: 'acknowledge', durable: await file(), capacityBytes: 64 << 20 })],
     ];
+    if (only === undefined || only === 'mirror') {
+      // The disk's limits for single-event commits to one and to two files, in the same run.
+      rows.push(await rawFdatasyncSync(await fresh(), 1, sequential * 2));
+      rows.push(await rawCommits(await fresh(), 1, sequential * 2));
+      rows.push(await rawCommits(await fresh(), 2, sequential * 2));
+      rows.push(await rawCommitsSync(await fresh(), 2, sequential * 2));
+    }
     if (only === 'lag') {
       rows.push(...(await steadyLag(fresh, smoke ? 2 : 12, lagEventsPerSecond)));
       return rows;
     }
-    const chosen = only === 'ship' ? [] : only === 'mirror' ? configs.filter(([name]) => name === 'file' || name === 'lmdb' || name === 'mirror(file, lmdb)') : configs;
-    for (const [name, make] of chosen) {
-      rows.push(await on(await make(), (p) => pipelinedBatches(p, 1000, batched, 8, `${name}: batches of 1000`, '8 appends in flight, fsync per commit')));
-      rows.push(await on(await make(), (p) => concurrentCommits(p, 1000, commits, `${name}: 1000 concurrent commits`)));
-      rows.push(await on(await make(), (p) => concurrentCommits(p, 16, commits / 4, `${name}: 16 concurrent commits`)));
-      rows.push(await on(await make(), (p) => sequentialCommits(p, sequential, `${name}: sequential commits`)));
+    const chosen = only === 'ship' ? [] : only === 'mirror' ? configs.filter(([name]) => !name.startsWith('ring')) : configs;
+    // Scenario by scenario, every configuration back to back: the ratios compare rows measured
+    // seconds apart, so a busy moment of the machine skews them less. Printed by configuration.
+    const scenarios: Array<(p: Partition, name: string) => Promise<BenchRow>> = [
+      (p, name) => pipelinedBatches(p, 1000, batched, 8, `${name}: batches of 1000`, '8 appends in flight, fsync per commit'),
+      (p, name) => concurrentCommits(p, 1000, commits, `${name}: 1000 concurrent commits`),
+      (p, name) => concurrentCommits(p, 16, commits / 4, `${name}: 16 concurrent commits`),
+      (p, name) => sequentialCommits(p, sequential, `${name}: sequential commits`),
+    ];
+    const measured = new Map<string, BenchRow[]>(chosen.map(([name]) => [name, []]));
+    for (const scenario of scenarios) {
+      for (const [name, make] of chosen) measured.get(name)?.push(await on(await make(), (p) => scenario(p, name)));
     }
+    for (const list of measured.values()) rows.push(...list);
     if (only === 'mirror') return rows;
     rows.push(await shipToAzurite(await fresh(), smoke));
     rows.push(...(await steadyLag(fresh, smoke ? 2 : 12)));
@@ -109,6 +127,117 @@ export async function runReliabilityBench(smoke: boolean, base: string, only?: s
     await rm(dir, { recursive: true, force: true });
   }
   return rows;
+}
+
+/** One pre-encoded single-event commit (a frame and its marker), as the file store writes it. */
+function oneEventCommit(): Uint8Array {
+  const writer = new FrameWriter({ initialBytes: 4096 });
+  writer.appendEvent(1, 0, Date.now(), FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, 'stream-1', 1, 'BenchEvent', undefined, undefined, new Uint8Array(100).fill(7));
+  writer.seal(0, Date.now());
+  return writer.bytes();
+}
+
+/**
+ * Raw single-event commits to `files` preallocated files, each commit written to every file and
+ * then fdatasync'ed on every file, the files' calls in parallel on the thread pool (what a mirror
+ * can do at best): the limit a mirror of `files` file locations is compared with.
+ */
+async function rawCommits(directory: string, files: number, commits: number): Promise<BenchRow> {
+  const bytes = oneEventCommit();
+  const handles = await Promise.all(Array.from({ length: files }, (_, i) => open(join(directory, `raw-${i}.bin`), 'w+')));
+  try {
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (const h of handles) {
+      for (let p = 0; p < bytes.length * commits; p += zeros.length) await h.write(zeros, 0, zeros.length, p);
+      await h.datasync();
+    }
+    const latencies = new Latencies();
+    const start = performance.now();
+    let position = 0;
+    for (let c = 0; c < commits; c++) {
+      const t = performance.now();
+      await Promise.all(handles.map((h) => h.write(bytes, 0, bytes.length, position)));
+      await Promise.all(handles.map((h) => h.datasync()));
+      position += bytes.length;
+      latencies.record(performance.now() - t);
+    }
+    return row(`raw ${files} file(s): write+fdatasync per commit, async`, commits, commits * 100, performance.now() - start, latencies, files === 1 ? 'one single-event commit at a time, thread pool' : `one single-event commit at a time, written and fdatasync'ed on ${files} files in parallel: a mirror's limit`);
+  } finally {
+    await Promise.all(handles.map((h) => h.close()));
+  }
+}
+
+/** The same as {@link rawCommits} with synchronous calls, one file after the other. */
+async function rawCommitsSync(directory: string, files: number, commits: number): Promise<BenchRow> {
+  const bytes = oneEventCommit();
+  const fds = Array.from({ length: files }, (_, i) => openSync(join(directory, `raw-sync-${i}.bin`), 'w+'));
+  try {
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (const fd of fds) {
+      for (let p = 0; p < bytes.length * commits; p += zeros.length) writeSync(fd, zeros, 0, zeros.length, p);
+      fdatasyncSync(fd);
+    }
+    const latencies = new Latencies();
+    const start = performance.now();
+    let position = 0;
+    for (let c = 0; c < commits; c++) {
+      const t = performance.now();
+      for (const fd of fds) writeSync(fd, bytes, 0, bytes.length, position);
+      for (const fd of fds) fdatasyncSync(fd);
+      position += bytes.length;
+      latencies.record(performance.now() - t);
+    }
+    return row(`raw ${files} file(s): writeSync+fdatasyncSync per commit`, commits, commits * 100, performance.now() - start, latencies, `one single-event commit at a time, ${files} files one after the other`);
+  } finally {
+    for (const fd of fds) closeSync(fd);
+  }
+}
+
+/** A line of the targets summary: what issue 11 asks, the figure of this run, and whether it meets it. */
+export interface ReliabilityVerdict {
+  readonly target: string;
+  readonly figure: string;
+  readonly meets: boolean | undefined;
+}
+
+const SCENARIOS = ['batches of 1000', '1000 concurrent commits', '16 concurrent commits', 'sequential commits'] as const;
+
+/**
+ * Issue 11's targets computed from the rows of one run: each ratio per scenario, beside the disk's
+ * own ratio where the scenario is bound by fsync latency (a mirror of two files on one disk cannot
+ * beat two parallel raw fdatasyncs on it).
+ */
+export function reliabilityVerdicts(rows: readonly BenchRow[]): ReliabilityVerdict[] {
+  const rate = (name: string): number | undefined => rows.find((r) => r.name === name)?.eventsPerSecond;
+  const verdicts: ReliabilityVerdict[] = [];
+  const ratio = (target: string, over: string, under: string, min: number | undefined, times = false): void => {
+    for (const scenario of SCENARIOS) {
+      const a = rate(`${over}: ${scenario}`);
+      const b = rate(`${under}: ${scenario}`);
+      if (a === undefined || b === undefined) continue;
+      verdicts.push({ target: `${target}, ${scenario}`, figure: times ? `${(a / b).toFixed(2)}×` : `${((a / b) * 100).toFixed(0)} %`, meets: min === undefined ? undefined : a / b >= min });
+    }
+  };
+  ratio('2 file locations vs 1 (≥ 70 %)', 'mirror(file, file)', 'file', 0.7);
+  const raw1 = rate('raw 1 file(s): write+fdatasync per commit, async');
+  const raw2 = Math.max(rate('raw 2 file(s): write+fdatasync per commit, async') ?? 0, rate('raw 2 file(s): writeSync+fdatasyncSync per commit') ?? 0);
+  if (raw1 !== undefined && raw2 > 0) verdicts.push({ target: "the disk's own ratio: raw commits to 2 files vs 1 (same run)", figure: `${((raw2 / raw1) * 100).toFixed(0)} %`, meets: undefined });
+  ratio('file + LMDB mirrored vs file alone (≥ 60 %)', 'mirror(file, lmdb)', 'file', 0.6);
+  ratio('file + LMDB mirrored vs LMDB alone (its slowest location)', 'mirror(file, lmdb)', 'lmdb', undefined);
+  ratio('acknowledged from the ring vs durable file (≥ 2×)', 'ring(acknowledge) → file', 'file', 2, true);
+  const ship = rows.find((r) => r.name.startsWith('shipper → Azurite'));
+  if (ship !== undefined) verdicts.push({ target: 'shipper to Azurite (≥ 50 MB/s of frames)', figure: `${(ship.bytesPerSecond / 1e6).toFixed(1)} MB/s`, meets: ship.bytesPerSecond >= 50e6 });
+  for (const r of rows.filter((x) => x.name.startsWith('lag at'))) {
+    verdicts.push({ target: `${r.name.replace('lag at', 'lag p99 at')} (< 1 s)`, figure: `${r.p99Ms.toFixed(0)} ms`, meets: r.p99Ms < 1000 });
+  }
+  return verdicts;
+}
+
+/** The targets summary as a Markdown table. */
+export function formatVerdicts(verdicts: readonly ReliabilityVerdict[]): string {
+  const lines = ['| target | this run | |', '| --- | --- | --- |'];
+  for (const v of verdicts) lines.push(`| ${v.target} | ${v.figure} | ${v.meets === undefined ? '' : v.meets ? 'meets' : 'misses'} |`);
+  return lines.join('\n');
 }
 
 /** Events per second the steady producer aims at by default (issue 11's target load), and events per commit. */
@@ -287,5 +416,6 @@ if (isMain) {
   const rows = await runReliabilityBench(values.smoke === true, values.dir ?? tmpdir(), values.only, lagRate);
   console.log(`\nSluice reliability benchmark (${values.smoke === true ? 'smoke' : 'full'}), Node ${process.version}\n`);
   console.log(formatBenchRows(rows, () => ''));
+  console.log(`\nIssue 11 targets, from the rows above\n\n${formatVerdicts(reliabilityVerdicts(rows))}`);
   if (values.out !== undefined) await writeFile(values.out, JSON.stringify(rows, null, 2));
 }

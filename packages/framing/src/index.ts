@@ -26,6 +26,7 @@ export {
   NAME_BYTES_MAX,
 } from './layout.js';
 export { SequenceChecker, type SequenceCheckerOptions, type SequenceVerdict } from './sequence-checker.js';
+export { scanSealedBatches, type BatchSpan, type ScanSealedBatchesOptions, type ScanSealedBatchesResult } from './batch-scan.js';
 export { StreamDecoder, decodeBatches, decodeEventFrameAt, type StreamDecoderOptions } from './stream-decoder.js';
 export type { CommitHeaders, CommitMarker, DecodeReport, EventFrame, SealedBatch, StopReason } from './types.js';
 export {

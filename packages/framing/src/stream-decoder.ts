@@ -434,7 +434,8 @@ export class StreamDecoder {
   }
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+/** @internal */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
@@ -532,7 +533,8 @@ export function decodeHeaders(b: Uint8Array, start: number, end: number, withLev
   }
 }
 
-function decodeMarker(b: Uint8Array, o: number, n: number): CommitMarker | string {
+/** @internal the marker at b[o, o+n), or why it is not one */
+export function decodeMarker(b: Uint8Array, o: number, n: number): CommitMarker | string {
   if (b[o + 6] !== DIGEST_SHA1) return `unknown digest algorithm ${b[o + 6]}`;
   const version = b[o + 4];
   const digestBytes = readU32(b, o + 40);

@@ -819,6 +819,29 @@ export function describeStorageConformance(target: ConformanceTarget): void {
           }
         });
 
+        it('takes several batches joined in one write (a copy, a drain), and refuses joined batches with a flipped byte or a torn end', async () => {
+          const storage = await openStorage();
+          const batches = chainedBatches(await storage.head(), 3, 2);
+          const joined = Buffer.concat(batches.map((b) => b.bytes));
+          const [first, last] = [batches[0].firstSeq, (batches.at(-1) as RawBatch).lastSeq];
+          const flipped = (at: number): Uint8Array => {
+            const copy = Uint8Array.from(joined);
+            copy[at] ^= 0x01;
+            return copy;
+          };
+          // A payload byte of the first and of the second batch, and the last batch's torn marker.
+          for (const bad of [flipped(60), flipped(batches[0].bytes.length + 60), joined.subarray(0, joined.length - 10)]) {
+            expect(await failure(() => storage.write(bad, first, last))).toMatchObject({ reason: 'Invalid' });
+          }
+          expect(await storage.lastSeq()).toBe(first - 1);
+          await storage.write(joined, first, last);
+          expect(sameIdentity(await storage.sync(), (batches.at(-1) as RawBatch).identity)).toBe(true);
+          for (const b of batches) expect(sameIdentity((await storage.identityAt(b.lastSeq)) as BatchIdentity, b.identity)).toBe(true);
+          const stored = (await readAll(storage)).filter((b) => b.firstSeq >= first);
+          expect(stored.map((b) => [b.firstSeq, b.lastSeq])).toEqual(batches.map((b) => [b.firstSeq, b.lastSeq]));
+          await storage.close();
+        });
+
         it('truncates a tail at a batch boundary, never below the durable head without an operator reason', async () => {
           const storage = await openStorage();
           const batches = chainedBatches(await storage.head(), 3);

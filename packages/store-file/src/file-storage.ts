@@ -6,9 +6,8 @@ import {
   EMPTY_IDENTITY,
   StorageError,
   WriterLock,
-  checkWrite,
+  checkWriteSpans,
   describeIdentity,
-  identityOf,
   parseFsyncPolicy,
   sameIdentity,
   tailBatches,
@@ -23,7 +22,7 @@ import {
   type TailOptions,
   type TruncateOptions,
 } from '@sluice/store';
-import { MARKER_BYTES, decodeBatches, readU32, readU53, type EventFrame, type SealedBatch } from '@sluice/framing';
+import type { BatchSpan, EventFrame, SealedBatch } from '@sluice/framing';
 import { openFileReader } from './file-reader.js';
 import { mapFsError } from './fs-errors.js';
 import { findSealedBatches, readNonZero, zeroRange } from './recovery-scan.js';
@@ -500,8 +499,8 @@ class FileStorage implements PartitionStorage {
     this.assertWritable();
     if (this.writing !== undefined) throw new StorageError('Invalid', `${this.where}: write() called while another write is in flight: one write at a time`);
     if (this.truncating) throw new StorageError('Invalid', `${this.where}: write() called while a truncate runs: wait for it first`);
-    const next = checkWrite(bytes, firstSeq, lastSeq, this.written, this.where);
-    const done = this.writeChecked(bytes, firstSeq, lastSeq, next);
+    const { identity: next, spans } = checkWriteSpans(bytes, firstSeq, lastSeq, this.written, this.where);
+    const done = this.writeChecked(bytes, firstSeq, lastSeq, next, spans);
     this.writing = done;
     try {
       await done;
@@ -510,7 +509,7 @@ class FileStorage implements PartitionStorage {
     }
   }
 
-  private async writeChecked(bytes: Uint8Array, firstSeq: number, lastSeq: number, next: BatchIdentity): Promise<void> {
+  private async writeChecked(bytes: Uint8Array, firstSeq: number, lastSeq: number, next: BatchIdentity, spans: readonly BatchSpan[] | undefined): Promise<void> {
     let current = this.current as Current;
     try {
       if (this.position > SEGMENT_HEADER_BYTES && this.position + bytes.length > this.segmentBytes) {
@@ -523,25 +522,25 @@ class FileStorage implements PartitionStorage {
     }
     if (this.failure !== undefined) throw this.failure;
     this.dirty.add(current.handle);
-    this.indexWritten(bytes, firstSeq, lastSeq, next, current.segment, this.position);
+    this.indexWritten(bytes, firstSeq, lastSeq, next, spans, current.segment, this.position);
     this.position += bytes.length;
     this.written = next;
     // Preallocate the next segment in the background once this one is half full.
     if (this.next === undefined && this.position > this.segmentBytes / 2) this.prepareNext();
   }
 
-  /** One index entry per batch: a write may carry several (a raw copy from another location). */
-  private indexWritten(bytes: Uint8Array, firstSeq: number, lastSeq: number, head: BatchIdentity, segment: number, offset: number): void {
-    const m = bytes.length - MARKER_BYTES;
-    if (m >= 0 && readU32(bytes, m) === MARKER_BYTES && readU53(bytes, m + 8) === firstSeq) {
+  /** One index entry per batch: a write may carry several (a raw copy from another location), whose spans checkWriteSpans found. */
+  private indexWritten(bytes: Uint8Array, firstSeq: number, lastSeq: number, head: BatchIdentity, spans: readonly BatchSpan[] | undefined, segment: number, offset: number): void {
+    if (spans === undefined) {
       this.index.addWritten(firstSeq, lastSeq, head, segment, offset, bytes.length, bytes, 0);
       return;
     }
-    // checkWrite verified them; only the boundaries are needed here.
-    for (const batch of decodeBatches(bytes, { firstSeq, verifyDigest: false }).batches) {
-      this.index.addWritten(batch.firstSeq, batch.lastSeq, batch.lastSeq === lastSeq ? head : identityOf(batch), segment, offset + batch.byteOffset, batch.byteLength, bytes, batch.byteOffset);
+    for (const s of spans) {
+      const identity = s.lastSeq === lastSeq ? head : { lastSeq: s.lastSeq, epoch: s.epoch, digest: Uint8Array.from(s.digest) };
+      this.index.addWritten(s.firstSeq, s.lastSeq, identity, segment, offset + s.byteOffset, s.byteLength, bytes, s.byteOffset);
     }
   }
+
 
   async sync(): Promise<BatchIdentity> {
     this.assertWritable();

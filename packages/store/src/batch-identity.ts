@@ -6,8 +6,9 @@ import {
   SHA1_BYTES,
   ZERO_DIGEST,
   crc32c,
-  decodeBatches,
   readU32,
+  scanSealedBatches,
+  type BatchSpan,
   readU53,
   type SealedBatch,
 } from '@sluice/framing';
@@ -45,9 +46,20 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
  * digest, and no batch is sealed with an epoch lower than the head's (a fenced writer).
  *
  * One batch (the engine's case) costs a look at its marker; several batches (raw copies from
- * another location) are decoded and verified in full.
+ * another location, a drain, a shipment) are verified in full (every CRC, digest and chain link)
+ * without decoding their events.
  */
 export function checkWrite(bytes: Uint8Array, firstSeq: number, lastSeq: number, head: BatchIdentity, where: string): BatchIdentity {
+  return checkWriteSpans(bytes, firstSeq, lastSeq, head, where).identity;
+}
+
+/**
+ * {@link checkWrite}, also returning where each batch lies when `bytes` hold several (a raw copy,
+ * a drain, a shipment): `spans` is undefined for the common single batch, whose marker alone is
+ * checked. Several batches are checked as a decoder would (every frame's CRC-32C, seq order,
+ * each marker's SHA-1 digest and the chain) without decoding their events.
+ */
+export function checkWriteSpans(bytes: Uint8Array, firstSeq: number, lastSeq: number, head: BatchIdentity, where: string): { identity: BatchIdentity; spans: BatchSpan[] | undefined } {
   if (firstSeq !== head.lastSeq + 1 || lastSeq < firstSeq) {
     throw new StorageError('Conflict', `${where}: write of seq ${firstSeq}..${lastSeq} does not follow seq ${head.lastSeq}: writes must continue the log without a gap`);
   }
@@ -66,19 +78,20 @@ export function checkWrite(bytes: Uint8Array, firstSeq: number, lastSeq: number,
       throw brokenChain(firstSeq, head, where);
     }
     // A plain copy: `bytes` may be a Buffer (whose slice() is a view) that the caller reuses.
-    return { lastSeq, epoch, digest: Uint8Array.from(bytes.subarray(m + MARKER_DIGEST_OFFSET, m + MARKER_DIGEST_OFFSET + SHA1_BYTES)) };
+    return { identity: { lastSeq, epoch, digest: Uint8Array.from(bytes.subarray(m + MARKER_DIGEST_OFFSET, m + MARKER_DIGEST_OFFSET + SHA1_BYTES)) }, spans: undefined };
   }
-  const { batches, report } = decodeBatches(bytes, { firstSeq, prevDigest: head.digest });
-  if (report.reason === 'broken-chain' && batches.length === 0) throw brokenChain(firstSeq, head, where);
-  if (report.reason !== 'end' || batches.at(-1)?.lastSeq !== lastSeq) {
-    throw new StorageError('Invalid', `${where}: the bytes written for seq ${firstSeq}..${lastSeq} are not whole sealed batches of those seqs (${report.reason}: ${report.detail})`);
+  const { spans, reason, detail } = scanSealedBatches(bytes, { firstSeq, prevDigest: head.digest });
+  if (reason === 'broken-chain' && spans.length === 0) throw brokenChain(firstSeq, head, where);
+  if (reason !== 'end' || spans.at(-1)?.lastSeq !== lastSeq) {
+    throw new StorageError('Invalid', `${where}: the bytes written for seq ${firstSeq}..${lastSeq} are not whole sealed batches of those seqs (${reason}: ${detail})`);
   }
   let epoch = head.epoch;
-  for (const batch of batches) {
-    checkEpoch(batch.marker.epoch, { ...head, epoch }, batch.firstSeq, where);
-    epoch = batch.marker.epoch;
+  for (const span of spans) {
+    checkEpoch(span.epoch, { ...head, epoch }, span.firstSeq, where);
+    epoch = span.epoch;
   }
-  return identityOf(batches[batches.length - 1]);
+  const last = spans[spans.length - 1];
+  return { identity: { lastSeq: last.lastSeq, epoch: last.epoch, digest: Uint8Array.from(last.digest) }, spans };
 }
 
 function checkEpoch(epoch: number, head: BatchIdentity, firstSeq: number, where: string): void {

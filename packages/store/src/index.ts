@@ -34,7 +34,7 @@ export type {
   TailOptions,
   TruncateOptions,
 } from './storage.js';
-export { EMPTY_IDENTITY, checkWrite, describeIdentity, identityOf, sameIdentity } from './batch-identity.js';
+export { EMPTY_IDENTITY, checkWrite, checkWriteSpans, describeIdentity, identityOf, sameIdentity } from './batch-identity.js';
 export { DurableSignal, pollWait, tailBatches, type WaitForDurable } from './tail.js';
 export type {
   AppendRequest,

@@ -17,15 +17,14 @@ import {
   readU53,
 } from './layout.js';
 import { decodeMarker, equalBytes } from './stream-decoder.js';
-import type { StopReason } from './types.js';
+import type { CommitMarker, StopReason } from './types.js';
 
-/** One sealed batch found by {@link scanSealedBatches}: where it lies and its identity, no events. */
+/** One sealed batch found by {@link scanSealedBatches}: where it lies and its marker, no events. */
 export interface BatchSpan {
   readonly firstSeq: number;
   readonly lastSeq: number;
-  readonly epoch: number;
-  /** The batch digest: a view into the scanned bytes. */
-  readonly digest: Uint8Array;
+  /** The batch's verified marker (its digests are views into the scanned bytes). */
+  readonly marker: CommitMarker;
   /** Offset of the batch's first frame in the scanned bytes, and its length with the marker. */
   readonly byteOffset: number;
   readonly byteLength: number;
@@ -39,6 +38,8 @@ export interface ScanSealedBatchesOptions {
   readonly prevDigest?: Uint8Array | undefined;
   /** @default 4194304 */
   readonly frameBytesMax?: number;
+  /** Check each marker's SHA-1 (false still checks every CRC-32C and the chain, as `StreamDecoderOptions.verifyDigest`). @default true */
+  readonly verifyDigest?: boolean;
 }
 
 /** What {@link scanSealedBatches} found: the whole batches, and why it stopped (`end` when all bytes were whole batches). */
@@ -46,6 +47,8 @@ export interface ScanSealedBatchesResult {
   readonly spans: BatchSpan[];
   readonly reason: StopReason;
   readonly detail: string;
+  /** Offset where the problem was found (the input's length after a clean end). */
+  readonly offset: number;
 }
 
 /**
@@ -58,6 +61,7 @@ export interface ScanSealedBatchesResult {
  */
 export function scanSealedBatches(bytes: Uint8Array, options: ScanSealedBatchesOptions): ScanSealedBatchesResult {
   const frameBytesMax = options.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
+  const verifyDigest = options.verifyDigest ?? true;
   const spans: BatchSpan[] = [];
   let chain = options.prevDigest;
   let chainStarted = false;
@@ -68,7 +72,7 @@ export function scanSealedBatches(bytes: Uint8Array, options: ScanSealedBatchesO
   let batchFirstSeq = 0;
   let batchVersion = 0;
   let inCommit = false;
-  const stop = (reason: StopReason, detail: string): ScanSealedBatchesResult => ({ spans, reason, detail: `at offset ${o}: ${detail}` });
+  const stop = (reason: StopReason, detail: string): ScanSealedBatchesResult => ({ spans, reason, detail, offset: o });
   while (o < bytes.length) {
     if (bytes.length - o < 4) return stop('torn-frame', 'input ends inside a length field');
     const n = readU32(bytes, o);
@@ -109,10 +113,12 @@ export function scanSealedBatches(bytes: Uint8Array, options: ScanSealedBatchesO
       if (chained && chain !== undefined && !equalBytes(marker.prevDigest, chain)) {
         return stop('broken-chain', `batch seq ${marker.firstSeq}..${marker.lastSeq} names a previous batch digest that differs from the batch before it`);
       }
-      const hash = createHash('sha1').update(bytes.subarray(batchStart, o));
-      if (chained) hash.update(bytes.subarray(o, o + MARKER_DIGEST_OFFSET));
-      if (!equalBytes(hash.digest(), marker.digest)) return stop('bad-digest', `SHA-1 of seq ${marker.firstSeq}..${marker.lastSeq} does not match the marker`);
-      spans.push({ firstSeq: marker.firstSeq, lastSeq: marker.lastSeq, epoch: marker.epoch, digest: marker.digest, byteOffset: batchStart, byteLength: o + n - batchStart });
+      if (verifyDigest) {
+        const hash = createHash('sha1').update(bytes.subarray(batchStart, o));
+        if (chained) hash.update(bytes.subarray(o, o + MARKER_DIGEST_OFFSET));
+        if (!equalBytes(hash.digest(), marker.digest)) return stop('bad-digest', `SHA-1 of seq ${marker.firstSeq}..${marker.lastSeq} does not match the marker`);
+      }
+      spans.push({ firstSeq: marker.firstSeq, lastSeq: marker.lastSeq, marker, byteOffset: batchStart, byteLength: o + n - batchStart });
       chain = marker.digest;
       if (chained) chainStarted = true;
       frames = 0;
@@ -123,5 +129,5 @@ export function scanSealedBatches(bytes: Uint8Array, options: ScanSealedBatchesO
     o += n;
   }
   if (frames > 0) return stop('unsigned-commit', `${frames} frame(s) after the last marker were never sealed`);
-  return { spans, reason: 'end', detail: 'input ends after a verified marker' };
+  return { spans, reason: 'end', detail: 'input ends after a verified marker', offset: o };
 }

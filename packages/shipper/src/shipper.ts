@@ -446,8 +446,9 @@ class TargetRunner {
     };
     const from = this.head.lastSeq + 1;
     let next = from;
-    // Shipped bytes leave the partition: their batch digests are verified, whatever reads skip.
-    const batches = this.options.source.read(from, source.lastSeq, { verifyDigests: true })[Symbol.asyncIterator]();
+    // Shipped bytes leave the partition: their batch digests are verified, whatever reads skip;
+    // only the bytes are shipped, so events are not decoded into objects.
+    const batches = this.options.source.read(from, source.lastSeq, { verifyDigests: true, frames: false })[Symbol.asyncIterator]();
     for (;;) {
       const item = await this.fromSource(() => batches.next());
       if (item.done === true) break;
@@ -512,7 +513,7 @@ class TargetRunner {
     const lagSeqs = Math.max(0, source.lastSeq - this.head.lastSeq);
     let lagMs = 0;
     if (lagSeqs > 0) {
-      for await (const batch of this.options.source.read(this.head.lastSeq + 1, this.head.lastSeq + 1)) {
+      for await (const batch of this.options.source.read(this.head.lastSeq + 1, this.head.lastSeq + 1, { verifyDigests: false, frames: false })) {
         lagMs = Math.max(0, this.options.clock() - batch.marker.timestamp);
         break;
       }

@@ -87,8 +87,10 @@ export function describeDigestPolicy(name: string, createStorage: (directory: st
       expect(events.map((e) => new TextDecoder().decode(e.payload))).toEqual(['first', 'Tamper-me-payload', 'third']);
       // What the shipper and a mirror's repair call: the digest is verified and the batch refused.
       await expect(collect(storage.read(1, 3, { verifyDigests: true }))).rejects.toMatchObject({ reason: 'Corrupt', message: /SHA-1/ });
+      await expect(collect(storage.read(1, 3, { verifyDigests: true, frames: false }))).rejects.toMatchObject({ reason: 'Corrupt', message: /SHA-1/ });
       await expect(collect(storage.read(1, 3))).rejects.toMatchObject({ reason: 'Corrupt' }); // the default
       expect((await collect(storage.read(1, 3, { verifyDigests: false }))).length).toBe(3);
+      expect((await collect(storage.read(1, 3, { verifyDigests: false, frames: false }))).length).toBe(3);
     });
 
     it('scrub refuses the batch', async () => {

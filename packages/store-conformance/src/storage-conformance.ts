@@ -819,6 +819,19 @@ export function describeStorageConformance(target: ConformanceTarget): void {
           }
         });
 
+        it('reads the same bytes, seqs and markers with frames: false (frames may then be left out)', async () => {
+          const storage = await openStorage();
+          await writeAll(storage, chainedBatches(await storage.head(), 3, 2));
+          const full = await readAll(storage);
+          const raw: SealedBatch[] = [];
+          for await (const b of storage.read(1, await storage.lastSeq(), { frames: false })) raw.push({ ...b, bytes: Uint8Array.from(b.bytes) });
+          expect(raw.map((b) => [b.firstSeq, b.lastSeq, Array.from(b.bytes), b.marker.timestamp, Array.from(b.marker.digest)])).toEqual(
+            full.map((b) => [b.firstSeq, b.lastSeq, Array.from(b.bytes), b.marker.timestamp, Array.from(b.marker.digest)]),
+          );
+          for (const b of raw) expect(b.frames.length === 0 || b.frames.length === b.lastSeq - b.firstSeq + 1).toBe(true);
+          await storage.close();
+        });
+
         it('takes several batches joined in one write (a copy, a drain), and refuses joined batches with a flipped byte or a torn end', async () => {
           const storage = await openStorage();
           const batches = chainedBatches(await storage.head(), 3, 2);

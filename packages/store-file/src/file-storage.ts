@@ -536,7 +536,7 @@ class FileStorage implements PartitionStorage {
       return;
     }
     for (const s of spans) {
-      const identity = s.lastSeq === lastSeq ? head : { lastSeq: s.lastSeq, epoch: s.epoch, digest: Uint8Array.from(s.digest) };
+      const identity = s.lastSeq === lastSeq ? head : { lastSeq: s.lastSeq, epoch: s.marker.epoch, digest: Uint8Array.from(s.marker.digest) };
       this.index.addWritten(s.firstSeq, s.lastSeq, identity, segment, offset + s.byteOffset, s.byteLength, bytes, s.byteOffset);
     }
   }

@@ -12,9 +12,11 @@ import {
   decodeEventFrameAt,
   readU32,
   readU53,
+  scanSealedBatches,
   type DecodeReport,
   type EventFrame,
   type SealedBatch,
+  type StopReason,
 } from '@sluice/framing';
 import { EMPTY_IDENTITY, StorageError, describeIdentity, identityOf, sameIdentity, type BatchIdentity, type ReadBatchesOptions } from '@sluice/store';
 import { mapFsError } from './fs-errors.js';
@@ -539,14 +541,12 @@ export class SegmentIndex {
       } finally {
         this.releaseHandle(segment);
       }
-      const decoder = new StreamDecoder({ firstSeq: this.firstSeqs.at(i), verifyDigest });
-      const batches = decoder.push(buffer.subarray(0, bytesRead));
+      const { batches, reason, detail, offset } = sealedBatchesIn(buffer.subarray(0, bytesRead), this.firstSeqs.at(i), verifyDigest, options?.frames !== false);
       if (batches.length !== j - i + 1) {
-        const report = decoder.end();
         throw new StorageError(
           'Corrupt',
-          `[sluice/store-file] ${this.path(segment)} changed under a reader at offset ${start + report.offset} ` +
-            `(${report.reason}: ${report.detail}): committed data was damaged; restore the partition from a copy or a shipped archive`,
+          `[sluice/store-file] ${this.path(segment)} changed under a reader at offset ${start + offset} ` +
+            `(${reason}: ${detail}): committed data was damaged; restore the partition from a copy or a shipped archive`,
         );
       }
       for (const batch of batches) yield batch;
@@ -780,4 +780,23 @@ export async function readAt(handle: FileHandle, buffer: Buffer, position: numbe
     throw mapFsError(error, where);
   }
   return { bytesRead: total };
+}
+
+const NO_FRAMES: readonly EventFrame[] = Object.freeze([]);
+
+/**
+ * The sealed batches in `bytes` (adjacent batches read in one go), decoded into frames, or, with
+ * `frames` false, checked alike but handed out with no frames (`ReadBatchesOptions.frames`);
+ * with where and why decoding stopped when the batches did not all verify.
+ */
+function sealedBatchesIn(bytes: Uint8Array, firstSeq: number, verifyDigest: boolean, frames: boolean): { batches: SealedBatch[]; reason: StopReason; detail: string; offset: number } {
+  if (frames) {
+    const decoder = new StreamDecoder({ firstSeq, verifyDigest });
+    const batches = decoder.push(bytes);
+    const { reason, detail, offset } = decoder.end();
+    return { batches, reason, detail, offset };
+  }
+  const { spans, reason, detail, offset } = scanSealedBatches(bytes, { firstSeq, verifyDigest });
+  const batches = spans.map((s): SealedBatch => ({ ...s, frames: NO_FRAMES, bytes: bytes.subarray(s.byteOffset, s.byteOffset + s.byteLength) }));
+  return { batches, reason, detail, offset };
 }

@@ -80,18 +80,18 @@ export function checkWriteSpans(bytes: Uint8Array, firstSeq: number, lastSeq: nu
     // A plain copy: `bytes` may be a Buffer (whose slice() is a view) that the caller reuses.
     return { identity: { lastSeq, epoch, digest: Uint8Array.from(bytes.subarray(m + MARKER_DIGEST_OFFSET, m + MARKER_DIGEST_OFFSET + SHA1_BYTES)) }, spans: undefined };
   }
-  const { spans, reason, detail } = scanSealedBatches(bytes, { firstSeq, prevDigest: head.digest });
+  const { spans, reason, detail, offset } = scanSealedBatches(bytes, { firstSeq, prevDigest: head.digest });
   if (reason === 'broken-chain' && spans.length === 0) throw brokenChain(firstSeq, head, where);
   if (reason !== 'end' || spans.at(-1)?.lastSeq !== lastSeq) {
-    throw new StorageError('Invalid', `${where}: the bytes written for seq ${firstSeq}..${lastSeq} are not whole sealed batches of those seqs (${reason}: ${detail})`);
+    throw new StorageError('Invalid', `${where}: the bytes written for seq ${firstSeq}..${lastSeq} are not whole sealed batches of those seqs (${reason} at byte ${offset}: ${detail})`);
   }
   let epoch = head.epoch;
   for (const span of spans) {
-    checkEpoch(span.epoch, { ...head, epoch }, span.firstSeq, where);
-    epoch = span.epoch;
+    checkEpoch(span.marker.epoch, { ...head, epoch }, span.firstSeq, where);
+    epoch = span.marker.epoch;
   }
   const last = spans[spans.length - 1];
-  return { identity: { lastSeq: last.lastSeq, epoch: last.epoch, digest: Uint8Array.from(last.digest) }, spans };
+  return { identity: { lastSeq: last.lastSeq, epoch: last.marker.epoch, digest: Uint8Array.from(last.marker.digest) }, spans };
 }
 
 function checkEpoch(epoch: number, head: BatchIdentity, firstSeq: number, where: string): void {

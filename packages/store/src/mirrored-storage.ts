@@ -375,7 +375,7 @@ class Mirror implements MirroredStorage {
     };
     try {
       // The bytes leave this location: their batch digests are verified, whatever reads skip.
-      for await (const batch of from.storage.read(afterSeq + 1, toSeq, { verifyDigests: true })) {
+      for await (const batch of from.storage.read(afterSeq + 1, toSeq, { verifyDigests: true, frames: false })) {
         if (batch.lastSeq <= afterSeq) continue;
         if (bytes > 0 && bytes + batch.bytes.length > this.repairBytesMax) await flush();
         // Copies: the source may reuse the buffers its batches are views of.

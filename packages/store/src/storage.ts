@@ -77,6 +77,14 @@ export interface ReadBatchesOptions {
    * @default true
    */
   readonly verifyDigests?: boolean | undefined;
+  /**
+   * False when the caller uses only each batch's `bytes`, seqs and `marker` (a copy, a
+   * shipment): a backend may then hand out batches whose `frames` is empty, after the same
+   * checks (every CRC-32C, grouping, the chain and, per `verifyDigests`, the digest) without
+   * decoding events into objects. A backend that cannot skip decoding returns the frames anyway.
+   * @default true
+   */
+  readonly frames?: boolean | undefined;
 }
 
 /** Options of {@link StorageReader.tail}. */

@@ -28,6 +28,7 @@ it('runs the scale benchmark in smoke mode', { timeout: 180_000 }, async () => {
     const names = rows.map((r) => r.name);
     expect(names.some((n) => n.startsWith('storage open after clean close'))).toBe(true);
     expect(names.some((n) => n.startsWith('storage open after kill -9'))).toBe(true);
+    expect(names.some((n) => n.startsWith('openPartition after kill -9 of an engine appending'))).toBe(true);
     expect(names.some((n) => n.startsWith('storage.readFrames of the 100-event stream'))).toBe(true);
     expect(names.some((n) => n.startsWith('partition.readStream of the 100-event stream'))).toBe(true);
     for (const r of rows) expect(Number.isFinite(r.value)).toBe(true);

@@ -3,7 +3,8 @@
  * through `openPartition`, then measures, each in a fresh child process so time and RSS are
  * honest:
  * - open after a clean close (storage `open()`: time, RSS before and after);
- * - open after `kill -9` of a child that was writing;
+ * - open after `kill -9` of a child that was writing (through the storage, and through the engine
+ *   with its persisted index: `openPartition` recovers and replays the log after its checkpoint);
  * - reading a 100-event stream spread over the N events through `storage.readFrames` (and
  *   through `partition.readStream`, which uses the engine's own path until it adopts readFrames).
  *
@@ -73,6 +74,7 @@ interface EngineResult {
   readonly rssAfterBytes: number;
   readonly readStreamMs: number;
   readonly events: number;
+  readonly lastSeq: number;
 }
 
 function storageOf(directory: string): PartitionStorage {
@@ -179,8 +181,9 @@ async function phaseEngine(directory: string, out: string): Promise<void> {
   let events = 0;
   for await (const e of partition.readStream(NEEDLE_STREAM)) if (e.streamId === NEEDLE_STREAM) events++;
   const readStreamMs = performance.now() - t;
+  const lastSeq = partition.lastSeq;
   await partition.close();
-  const result: EngineResult = { openMs, rssAfterBytes, readStreamMs, events };
+  const result: EngineResult = { openMs, rssAfterBytes, readStreamMs, events, lastSeq };
   await writeFile(out, JSON.stringify(result));
 }
 
@@ -204,6 +207,22 @@ async function phaseWriteUntilKilled(directory: string): Promise<void> {
     await storage.write(writer.bytes(), first, seq);
     await storage.sync();
     if (batch === 0) process.stdout.write('writing\n');
+  }
+}
+
+/**
+ * Appends batches of 1000 events through the engine (`openPartition` with its persisted index,
+ * several commits in flight) until killed; prints "writing" once the first commit is acknowledged.
+ */
+async function phaseEngineWriteUntilKilled(directory: string): Promise<void> {
+  const partition = await openPartition({ storage: storageOf(directory), name: 'scale', indexDirectory: indexOf(directory) });
+  const data = new Uint8Array(PAYLOAD_BYTES).fill(8);
+  const events: EventData[] = Array.from({ length: BATCH_EVENTS }, () => ({ type: 'Filled', data }));
+  const inFlight: Array<Promise<unknown>> = [];
+  for (let batch = 0; ; batch++) {
+    inFlight.push(partition.append({ streamId: `engine-killed-${batch % 1000}`, events }));
+    if (inFlight.length >= IN_FLIGHT) await inFlight.shift();
+    if (batch === IN_FLIGHT) process.stdout.write('writing\n');
   }
 }
 
@@ -278,6 +297,19 @@ export async function runScaleBench(options: ScaleBenchOptions = {}): Promise<Sc
     const killed = await read<OpenResult>('killed.json');
     rows.push({ name: `storage open after kill -9 mid-write (${killed.lastSeq - written.lastSeq} events written before the kill)`, value: Math.round(killed.openMs), unit: 'ms', target: '< 3000 ms (20 M events)' });
     rows.push({ name: 'RSS of the process after that open', value: mib(killed.rssAfterBytes), unit: 'MiB' });
+
+    if (options.engine !== false) {
+      // The same through the engine: appends with its persisted index, SIGKILL, then openPartition
+      // (storage recovery plus the index's replay of the log after its last checkpoint).
+      const before = (await read<OpenResult>('killed.json')).lastSeq;
+      await runChild(script, ['--phase', 'engine-write-until-killed', directory], (line, kill) => {
+        if (line === 'writing') setTimeout(kill, killAfterMs);
+      });
+      await runChild(script, ['--phase', 'engine', directory, file('engine-killed.json')]);
+      const engineKilled = await read<EngineResult>('engine-killed.json');
+      rows.push({ name: `openPartition after kill -9 of an engine appending (${engineKilled.lastSeq - before} events appended before the kill)`, value: Math.round(engineKilled.openMs), unit: 'ms', target: '< 3000 ms (20 M events)' });
+      rows.push({ name: 'RSS of the process after that openPartition', value: mib(engineKilled.rssAfterBytes), unit: 'MiB' });
+    }
     return rows;
   } finally {
     await rm(root, { recursive: true, force: true });
@@ -309,6 +341,9 @@ if (isMain) {
       break;
     case 'write-until-killed':
       await phaseWriteUntilKilled(a);
+      break;
+    case 'engine-write-until-killed':
+      await phaseEngineWriteUntilKilled(a);
       break;
     case undefined: {
       const events = values.smoke === true ? 20_000 : Number(values.events ?? 20_000_000);

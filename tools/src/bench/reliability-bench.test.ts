@@ -10,7 +10,7 @@ it('runs every reliability scenario in smoke mode and computes the targets summa
   for (const config of ['file', 'lmdb', 'mirror(file, file)', 'mirror(file, lmdb)', 'ring(acknowledge) → file']) {
     for (const scenario of ['batches of 1000', '1000 concurrent commits', '16 concurrent commits', 'sequential commits']) expect(names).toContain(`${config}: ${scenario}`);
   }
-  expect(names).toContain('raw 2 file(s): write+fdatasync per commit, async');
+  expect(names).toContain('raw write+fdatasync to 2 files in parallel, 1 event(s) per write');
   expect(names.filter((n) => n.startsWith('lag at'))).toHaveLength(2);
   for (const r of rows) expect(r.eventsPerSecond).toBeGreaterThan(0);
   const verdicts = reliabilityVerdicts(rows);

@@ -20,10 +20,7 @@ import { createAzureStorage } from '@sluice/store-azure';
 import { startAzurite } from '@sluice/store-azure/testing';
 import { createFileStorage } from '@sluice/store-file';
 import { createLmdbStorage } from '@sluice/store-lmdb';
-import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
-import { FLAG_COMMIT_FIRST, FLAG_COMMIT_LAST, FrameWriter } from '@sluice/framing';
-import { pipelinedBatches, rawFdatasyncSync } from './store-bench.js';
+import { pipelinedBatches, rawFdatasync, rawFdatasyncSync } from './store-bench.js';
 import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
 
 const STREAMS = 10_000;
@@ -96,9 +93,9 @@ export async function runReliabilityBench(smoke: boolean, base: string, only?: s
     if (only === undefined || only === 'mirror') {
       // The disk's limits for single-event commits to one and to two files, in the same run.
       rows.push(await rawFdatasyncSync(await fresh(), 1, sequential * 2));
-      rows.push(await rawCommits(await fresh(), 1, sequential * 2));
-      rows.push(await rawCommits(await fresh(), 2, sequential * 2));
-      rows.push(await rawCommitsSync(await fresh(), 2, sequential * 2));
+      rows.push(await rawFdatasync(await fresh(), 1, sequential * 2));
+      rows.push(await rawFdatasync(await fresh(), 1, sequential * 2, 100, 2));
+      rows.push(await rawFdatasyncSync(await fresh(), 1, sequential * 2, 100, 2));
     }
     if (only === 'lag') {
       rows.push(...(await steadyLag(fresh, smoke ? 2 : 12, lagEventsPerSecond)));
@@ -129,70 +126,6 @@ export async function runReliabilityBench(smoke: boolean, base: string, only?: s
   return rows;
 }
 
-/** One pre-encoded single-event commit (a frame and its marker), as the file store writes it. */
-function oneEventCommit(): Uint8Array {
-  const writer = new FrameWriter({ initialBytes: 4096 });
-  writer.appendEvent(1, 0, Date.now(), FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, 'stream-1', 1, 'BenchEvent', undefined, undefined, new Uint8Array(100).fill(7));
-  writer.seal(0, Date.now());
-  return writer.bytes();
-}
-
-/**
- * Raw single-event commits to `files` preallocated files, each commit written to every file and
- * then fdatasync'ed on every file, the files' calls in parallel on the thread pool (what a mirror
- * can do at best): the limit a mirror of `files` file locations is compared with.
- */
-async function rawCommits(directory: string, files: number, commits: number): Promise<BenchRow> {
-  const bytes = oneEventCommit();
-  const handles = await Promise.all(Array.from({ length: files }, (_, i) => open(join(directory, `raw-${i}.bin`), 'w+')));
-  try {
-    const zeros = Buffer.alloc(1024 * 1024);
-    for (const h of handles) {
-      for (let p = 0; p < bytes.length * commits; p += zeros.length) await h.write(zeros, 0, zeros.length, p);
-      await h.datasync();
-    }
-    const latencies = new Latencies();
-    const start = performance.now();
-    let position = 0;
-    for (let c = 0; c < commits; c++) {
-      const t = performance.now();
-      await Promise.all(handles.map((h) => h.write(bytes, 0, bytes.length, position)));
-      await Promise.all(handles.map((h) => h.datasync()));
-      position += bytes.length;
-      latencies.record(performance.now() - t);
-    }
-    return row(`raw ${files} file(s): write+fdatasync per commit, async`, commits, commits * 100, performance.now() - start, latencies, files === 1 ? 'one single-event commit at a time, thread pool' : `one single-event commit at a time, written and fdatasync'ed on ${files} files in parallel: a mirror's limit`);
-  } finally {
-    await Promise.all(handles.map((h) => h.close()));
-  }
-}
-
-/** The same as {@link rawCommits} with synchronous calls, one file after the other. */
-async function rawCommitsSync(directory: string, files: number, commits: number): Promise<BenchRow> {
-  const bytes = oneEventCommit();
-  const fds = Array.from({ length: files }, (_, i) => openSync(join(directory, `raw-sync-${i}.bin`), 'w+'));
-  try {
-    const zeros = Buffer.alloc(1024 * 1024);
-    for (const fd of fds) {
-      for (let p = 0; p < bytes.length * commits; p += zeros.length) writeSync(fd, zeros, 0, zeros.length, p);
-      fdatasyncSync(fd);
-    }
-    const latencies = new Latencies();
-    const start = performance.now();
-    let position = 0;
-    for (let c = 0; c < commits; c++) {
-      const t = performance.now();
-      for (const fd of fds) writeSync(fd, bytes, 0, bytes.length, position);
-      for (const fd of fds) fdatasyncSync(fd);
-      position += bytes.length;
-      latencies.record(performance.now() - t);
-    }
-    return row(`raw ${files} file(s): writeSync+fdatasyncSync per commit`, commits, commits * 100, performance.now() - start, latencies, `one single-event commit at a time, ${files} files one after the other`);
-  } finally {
-    for (const fd of fds) closeSync(fd);
-  }
-}
-
 /** A line of the targets summary: what issue 11 asks, the figure of this run, and whether it meets it. */
 export interface ReliabilityVerdict {
   readonly target: string;
@@ -219,8 +152,8 @@ export function reliabilityVerdicts(rows: readonly BenchRow[]): ReliabilityVerdi
     }
   };
   ratio('2 file locations vs 1 (≥ 70 %)', 'mirror(file, file)', 'file', 0.7);
-  const raw1 = rate('raw 1 file(s): write+fdatasync per commit, async');
-  const raw2 = Math.max(rate('raw 2 file(s): write+fdatasync per commit, async') ?? 0, rate('raw 2 file(s): writeSync+fdatasyncSync per commit') ?? 0);
+  const raw1 = rate('raw write+fdatasync, 1 event(s) per write');
+  const raw2 = Math.max(rate('raw write+fdatasync to 2 files in parallel, 1 event(s) per write') ?? 0, rate('raw writeSync+fdatasyncSync to 2 files one after the other, 1 event(s) per write') ?? 0);
   if (raw1 !== undefined && raw2 > 0) verdicts.push({ target: "the disk's own ratio: raw commits to 2 files vs 1 (same run)", figure: `${((raw2 / raw1) * 100).toFixed(0)} %`, meets: undefined });
   ratio('file + LMDB mirrored vs file alone (≥ 60 %)', 'mirror(file, lmdb)', 'file', 0.6);
   ratio('file + LMDB mirrored vs LMDB alone (its slowest location)', 'mirror(file, lmdb)', 'lmdb', undefined);

@@ -40,36 +40,33 @@ function payload(bytes = PAYLOAD_BYTES): Uint8Array {
  * write+fdatasync of pre-encoded frames, `perWrite` events per write: the disk's limit.
  * The row's bytes are the encoded frames written (payload plus frame overhead).
  */
-export async function rawFdatasync(directory: string, perWrite: number, events: number, payloadBytes = PAYLOAD_BYTES): Promise<BenchRow> {
-  const writer = new FrameWriter({ initialBytes: 4 * 1024 * 1024 });
-  const data = payload(payloadBytes);
-  for (let i = 0; i < perWrite; i++) {
-    writer.appendEvent(i + 1, 0, Date.now(), FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, `stream-${i % STREAMS}`, 1, 'BenchEvent', undefined, undefined, data);
-  }
-  writer.seal(0, Date.now());
-  const bytes = writer.bytes();
-  const path = join(directory, `raw-${perWrite}-${payloadBytes}.bin`);
+export async function rawFdatasync(directory: string, perWrite: number, events: number, payloadBytes = PAYLOAD_BYTES, files = 1): Promise<BenchRow> {
+  const bytes = preEncoded(perWrite, payloadBytes);
   const writes = Math.max(1, Math.floor(events / perWrite));
-  const handle = await open(path, 'w+');
+  const handles = await Promise.all(Array.from({ length: files }, (_, i) => open(join(directory, `raw-${perWrite}-${payloadBytes}-${i}.bin`), 'w+')));
   try {
     // Preallocate like the file store does, so both pay the same file-system costs.
     const zeros = Buffer.alloc(1024 * 1024);
-    for (let p = 0; p < bytes.length * writes; p += zeros.length) await handle.write(zeros, 0, zeros.length, p);
-    await handle.datasync();
+    for (const handle of handles) {
+      for (let p = 0; p < bytes.length * writes; p += zeros.length) await handle.write(zeros, 0, zeros.length, p);
+      await handle.datasync();
+    }
     const latencies = new Latencies();
     const start = performance.now();
     let position = 0;
     for (let w = 0; w < writes; w++) {
       const t = performance.now();
-      await handle.write(bytes, 0, bytes.length, position);
-      await handle.datasync();
+      // Several files (a mirror's limit): written, then fdatasync'ed, in parallel on the thread pool.
+      await Promise.all(handles.map((h) => h.write(bytes, 0, bytes.length, position)));
+      await Promise.all(handles.map((h) => h.datasync()));
       position += bytes.length;
       latencies.record(performance.now() - t);
     }
     const ms = performance.now() - start;
-    return row(`raw write+fdatasync, ${perWrite} event(s) per write`, writes * perWrite, position, ms, latencies, 'pre-encoded bytes, preallocated file');
+    const where = files === 1 ? '' : ` to ${files} files in parallel`;
+    return row(`raw write+fdatasync${where}, ${perWrite} event(s) per write`, writes * perWrite, position, ms, latencies, 'pre-encoded bytes, preallocated file');
   } finally {
-    await handle.close();
+    await Promise.all(handles.map((h) => h.close()));
   }
 }
 
@@ -77,35 +74,43 @@ export async function rawFdatasync(directory: string, perWrite: number, events: 
  * Synchronous writeSync + fdatasyncSync of pre-encoded frames into a preallocated file, `perWrite`
  * events per write: no event loop, no thread pool hop. The highest honest limit of the disk.
  */
-export async function rawFdatasyncSync(directory: string, perWrite: number, events: number, payloadBytes = PAYLOAD_BYTES): Promise<BenchRow> {
+export async function rawFdatasyncSync(directory: string, perWrite: number, events: number, payloadBytes = PAYLOAD_BYTES, files = 1): Promise<BenchRow> {
+  const bytes = preEncoded(perWrite, payloadBytes);
+  const writes = Math.max(1, Math.floor(events / perWrite));
+  const fds = Array.from({ length: files }, (_, i) => openSync(join(directory, `raw-sync-${perWrite}-${payloadBytes}-${i}.bin`), 'w+'));
+  try {
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (const fd of fds) {
+      for (let p = 0; p < bytes.length * writes; p += zeros.length) writeSync(fd, zeros, 0, zeros.length, p);
+      fdatasyncSync(fd);
+    }
+    const latencies = new Latencies();
+    const start = performance.now();
+    let position = 0;
+    for (let w = 0; w < writes; w++) {
+      const t = performance.now();
+      for (const fd of fds) writeSync(fd, bytes, 0, bytes.length, position);
+      for (const fd of fds) fdatasyncSync(fd);
+      position += bytes.length;
+      latencies.record(performance.now() - t);
+    }
+    const ms = performance.now() - start;
+    const where = files === 1 ? '' : ` to ${files} files one after the other`;
+    return row(`raw writeSync+fdatasyncSync${where}, ${perWrite} event(s) per write`, writes * perWrite, position, ms, latencies, 'synchronous loop, pre-encoded bytes, preallocated file: the disk limit');
+  } finally {
+    for (const fd of fds) closeSync(fd);
+  }
+}
+
+/** `perWrite` pre-encoded 100-byte-stream events sealed as one batch: what the raw rows write. */
+function preEncoded(perWrite: number, payloadBytes: number): Uint8Array {
   const writer = new FrameWriter({ initialBytes: 4 * 1024 * 1024 });
   const data = payload(payloadBytes);
   for (let i = 0; i < perWrite; i++) {
     writer.appendEvent(i + 1, 0, Date.now(), FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, `stream-${i % STREAMS}`, 1, 'BenchEvent', undefined, undefined, data);
   }
   writer.seal(0, Date.now());
-  const bytes = writer.bytes();
-  const writes = Math.max(1, Math.floor(events / perWrite));
-  const fd = openSync(join(directory, `raw-sync-${perWrite}-${payloadBytes}.bin`), 'w+');
-  try {
-    const zeros = Buffer.alloc(1024 * 1024);
-    for (let p = 0; p < bytes.length * writes; p += zeros.length) writeSync(fd, zeros, 0, zeros.length, p);
-    fdatasyncSync(fd);
-    const latencies = new Latencies();
-    const start = performance.now();
-    let position = 0;
-    for (let w = 0; w < writes; w++) {
-      const t = performance.now();
-      writeSync(fd, bytes, 0, bytes.length, position);
-      fdatasyncSync(fd);
-      position += bytes.length;
-      latencies.record(performance.now() - t);
-    }
-    const ms = performance.now() - start;
-    return row(`raw writeSync+fdatasyncSync, ${perWrite} event(s) per write`, writes * perWrite, position, ms, latencies, 'synchronous loop, pre-encoded bytes, preallocated file: the disk limit');
-  } finally {
-    closeSync(fd);
-  }
+  return writer.bytes();
 }
 
 async function withPartition<T>(directory: string, name: string, run: (p: Partition) => Promise<T>, groupsInFlightMax?: number): Promise<T> {

@@ -105,7 +105,7 @@ interface RoleHandle {
 type Role =
   | { readonly role: 'echo-router' }
   | { readonly role: 'broker' }
-  | { readonly role: 'echo-worker'; readonly broker: string; readonly concurrency: number; readonly credit?: number }
+  | { readonly role: 'echo-worker'; readonly broker: string; readonly concurrency: number; readonly credit?: number; readonly batch?: number }
   | { readonly role: 'node'; readonly config: string; readonly concurrency: number };
 
 /** Runs a server role here; resolves when it serves. */
@@ -134,7 +134,14 @@ async function runRole(spec: Role): Promise<RoleHandle> {
       return { endpoint: broker.endpoint, stop: () => broker.close() };
     }
     case 'echo-worker': {
-      const worker = createWorker({ endpoint: spec.broker, service: ECHO_SERVICE, concurrency: spec.concurrency, credit: spec.credit ?? 1, handler: async (request) => request });
+      const worker = createWorker({
+        endpoint: spec.broker,
+        service: ECHO_SERVICE,
+        concurrency: spec.concurrency,
+        credit: spec.credit ?? 1,
+        batch: spec.batch ?? 1,
+        handler: async (request) => request,
+      });
       return { endpoint: '', stop: () => worker.close() };
     }
     case 'node': {
@@ -230,7 +237,7 @@ async function dealerRoundTrips(
 }
 
 /** `window` concurrent requesters through a {@link MajordomoClient}. */
-async function clientRoundTrips(endpoint: string, count: number, window: number): Promise<BenchRow> {
+async function clientRoundTrips(endpoint: string, count: number, window: number, note: string): Promise<BenchRow> {
   const client = new MajordomoClient({ endpoints: [endpoint], timeoutMs: 30_000, outstandingMax: window * 2, sendQueueMax: window * 2 });
   const body = payload();
   const latencies = new Latencies();
@@ -248,11 +255,22 @@ async function clientRoundTrips(endpoint: string, count: number, window: number)
   );
   const ms = performance.now() - start;
   await client.close();
-  return row('via broker: MajordomoClient → broker → MajordomoWorker', count, count * PAYLOAD_BYTES, ms, latencies, `${window} in flight`);
+  return row('via broker: MajordomoClient → broker → MajordomoWorker', count, count * PAYLOAD_BYTES, ms, latencies, note);
 }
 
-/** (a) direct DEALER↔ROUTER echo against the same requests through the broker. */
-export async function requestReplyRows(count: number, window: number, workerConcurrency: number, placement: Placement, workerCredit = 1): Promise<BenchRow[]> {
+/**
+ * (a) direct DEALER↔ROUTER echo against the same requests through the broker, once per
+ * worker batch size in `workerBatches` (1: one request per message; above 1 the batch
+ * extension), all in one run.
+ */
+export async function requestReplyRows(
+  count: number,
+  window: number,
+  workerConcurrency: number,
+  placement: Placement,
+  workerCredit = 1,
+  workerBatches: readonly number[] = [1],
+): Promise<BenchRow[]> {
   const body = payload();
   const rows: BenchRow[] = [];
   const echo = await startRole({ role: 'echo-router' }, placement);
@@ -264,40 +282,43 @@ export async function requestReplyRows(count: number, window: number, workerConc
     if (direct !== undefined) rows.push({ ...direct, note: `${direct.note}${cpuNote(count, { 'echo server': cpuMs })}` });
   }
   const service = Buffer.from(ECHO_SERVICE);
-  const variants: ((endpoint: string) => Promise<BenchRow>)[] = [
-    (endpoint) =>
-      dealerRoundTrips(
-        'via broker: DEALER speaking MDP → broker → MajordomoWorker',
-        endpoint,
-        // The correlation frame carries the id; a MajordomoWorker echoes it first in the reply.
-        (id) => clientRequestFrames(service, [encodeCorrelation('message', id.readBigUInt64LE(0)), body]),
-        (reply) => {
-          const correlation = reply[3];
-          if (correlation === undefined || correlation.length !== 13) return undefined;
-          const id = Buffer.alloc(8);
-          id.writeBigUInt64LE(correlation.readBigUInt64BE(5), 0);
-          return id;
-        },
-        count,
-        window,
-        `${window} in flight, ${workerConcurrency} worker connections${workerCredit > 1 ? ` × credit ${workerCredit}` : ''}`,
-      ),
-    (endpoint) => clientRoundTrips(endpoint, count, window),
-  ];
-  for (const variant of variants) {
-    // Fresh servers per variant, so each row's CPU figures are its own.
-    const broker = await startRole({ role: 'broker' }, placement);
-    const worker = await startRole({ role: 'echo-worker', broker: broker.endpoint, concurrency: workerConcurrency, credit: workerCredit }, placement);
-    let measured: BenchRow | undefined;
-    try {
-      const probe = new MajordomoClient({ endpoints: [broker.endpoint], timeoutMs: 10_000 });
-      await probe.request(ECHO_SERVICE, [body]); // the worker serves
-      await probe.close();
-      measured = await variant(broker.endpoint);
-    } finally {
-      const workerCpu = await worker.stop();
-      const brokerCpu = await broker.stop();
-      if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(count, { broker: brokerCpu, worker: workerCpu })}` });
+  for (const workerBatch of workerBatches) {
+    const workers = `${workerConcurrency} worker connections${workerCredit > 1 ? ` × credit ${workerCredit}` : ''}${workerBatch > 1 ? `, batches of ≤ ${workerBatch}` : ''}`;
+    const variants: ((endpoint: string) => Promise<BenchRow>)[] = [
+      (endpoint) =>
+        dealerRoundTrips(
+          'via broker: DEALER speaking MDP → broker → MajordomoWorker',
+          endpoint,
+          // The correlation frame carries the id; a MajordomoWorker echoes it first in the reply.
+          (id) => clientRequestFrames(service, [encodeCorrelation('message', id.readBigUInt64LE(0)), body]),
+          (reply) => {
+            const correlation = reply[3];
+            if (correlation === undefined || correlation.length !== 13) return undefined;
+            const id = Buffer.alloc(8);
+            id.writeBigUInt64LE(correlation.readBigUInt64BE(5), 0);
+            return id;
+          },
+          count,
+          window,
+          `${window} in flight, ${workers}`,
+        ),
+      (endpoint) => clientRoundTrips(endpoint, count, window, `${window} in flight, ${workers}`),
+    ];
+    for (const variant of variants) {
+      // Fresh servers per variant, so each row's CPU figures are its own.
+      const broker = await startRole({ role: 'broker' }, placement);
+      const worker = await startRole({ role: 'echo-worker', broker: broker.endpoint, concurrency: workerConcurrency, credit: workerCredit, batch: workerBatch }, placement);
+      let measured: BenchRow | undefined;
+      try {
+        const probe = new MajordomoClient({ endpoints: [broker.endpoint], timeoutMs: 10_000 });
+        await probe.request(ECHO_SERVICE, [body]); // the worker serves
+        await probe.close();
+        measured = await variant(broker.endpoint);
+      } finally {
+        const workerCpu = await worker.stop();
+        const brokerCpu = await broker.stop();
+        if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(count, { broker: brokerCpu, worker: workerCpu })}` });
+      }
     }
   }
   return rows;
@@ -482,7 +503,8 @@ export async function runBrokerBench(options: BrokerBenchOptions): Promise<Bench
   try {
     // The echo worker: 4 connections × credit 64 (the credit extension), as many requests at
     // once as the 64 plain RFC 7 connections this measured before.
-    const rows = await requestReplyRows(Math.max(2000, Math.round(200_000 * scale)), 256, 4, placement, 64);
+    // Then the same with the batch extension (up to 64 requests or replies per message).
+    const rows = await requestReplyRows(Math.max(2000, Math.round(200_000 * scale)), 256, 4, placement, 64, [1, 64]);
     rows.push(...(await appendRows(directory, Math.max(100, Math.round(20_000 * scale)), 100, 64, 32, placement)));
     return rows;
   } finally {

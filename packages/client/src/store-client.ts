@@ -352,22 +352,28 @@ export class StoreClient {
     if (!Array.isArray(changes) || changes.length === 0) {
       throw new StoreInvalidRequestError('[sluice/client] a unit of work needs at least one change');
     }
-    const partitions = new Map<string, string>();
-    for (const change of changes) {
+    // One change (an append, the hot path) needs no map of partitions.
+    let partition = '';
+    let partitions: Map<string, string> | undefined;
+    for (let c = 0; c < changes.length; c++) {
+      const change = changes[c];
       if (typeof change?.streamId !== 'string' || change.streamId.length === 0) {
         throw new StoreInvalidRequestError('[sluice/client] every change needs a non-empty streamId');
       }
-      const partition = this.router.partitionOf(change.streamId);
-      if (!partitions.has(partition)) partitions.set(partition, change.streamId);
+      const of = this.router.partitionOf(change.streamId);
+      if (c === 0) partition = of;
+      else if (of !== partition || partitions !== undefined) {
+        partitions ??= new Map([[partition, changes[0].streamId]]);
+        if (!partitions.has(of)) partitions.set(of, change.streamId);
+      }
     }
-    if (partitions.size > 1) {
-      const spread = [...partitions].map(([partition, stream]) => `"${stream}" → "${partition}"`).join(', ');
+    if (partitions !== undefined && partitions.size > 1) {
+      const spread = [...partitions].map(([p, stream]) => `"${stream}" → "${p}"`).join(', ');
       throw new StoreInvalidRequestError(
         `[sluice/client] a unit of work commits atomically in one partition, but its streams route to several (${spread}): ` +
           `split it into one unit per partition, or route the streams together (a prefix rule)`,
       );
     }
-    const [partition] = partitions.keys();
     const own = unit.commandIds === undefined || unit.commandIds.length === 0;
     const commandIds = own ? [this.settings.commandId()] : unit.commandIds;
     let result: CommitResult;

@@ -563,7 +563,8 @@ export class StoreClient {
       // Spread what waits over the free request slots (at least SPREAD_UNITS_MIN units each):
       // several requests in flight keep client, broker, node and disk busy at once, where one
       // large request leaves each stage idle while another works. Measured with 1000 concurrent
-      // single-event appenders: 1 request of 1000 units in flight → 4 of 250, ~2× the rate.
+      // single-event appenders (1 request of 1000 units in flight → 4 of 250): up to ~2× the
+      // rate while the machine has idle cores; about the same when every core is busy.
       const spread = Math.ceil(coalescer.pending.length / (appendBatchesInFlightMax - coalescer.inFlight));
       const unitsMax = Math.min(appendBatchUnitsMax, Math.max(SPREAD_UNITS_MIN, spread));
       const batch: PendingUnit[] = [];

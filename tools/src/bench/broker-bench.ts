@@ -57,10 +57,12 @@
  *   ~55 µs against the echo server's ~28 µs, nearly all zeromq.js send/receive.
  * - 1000 concurrent single-event appends (fastpath branch, 2026-12-06, `npm run bench --
  *   --quick --only sluice-file,sluice-file-ids,sluice-broker`, old and new trees alternated,
- *   load average 8-11): via broker 5,990 / 9,365 events/s (old) against 6,603 / 16,992 (new).
+ *   load average 8-11): via broker 5,990 / 9,365 events/s (old) against 6,603 / 16,992 (new);
+ *   in 80,000-append runs alternated at load 6-9: 16,000 / 17,700 (old), 19,200 / 15,200 (new).
  *   The client used to send the 1000 waiting appends as one request of 1000 units, so client,
  *   broker, node and disk each waited while another worked; it now spreads them over its 4
- *   request slots (4 × 250). CPU per append: client ~13 → ~11 µs (no hashing for one
+ *   request slots (4 × 250): up to ~2× while cores are idle (35,000-42,000/s at load ~5),
+ *   no gain when all are busy. CPU per append: client ~13 → ~11 µs (no hashing for one
  *   partition, no map per append), node ~22 µs, broker ~5 µs. The embedded partition with a
  *   command id per append costs ~16-20 µs of CPU itself (37,000-61,000/s in the same runs), so
  *   on 2 shared cores three processes cannot reach 100,000/s: the floor is the partition's

@@ -20,7 +20,7 @@ it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, a
     expect(r.eventsPerSecond).toBeGreaterThan(0);
     expect(r.p99Ms).toBeGreaterThanOrEqual(r.p50Ms);
   }
-  expect(rows.map((r) => r.note.includes('batches of ≤ 64'))).toEqual([false, false, false, true, true, false, false]);
+  expect(rows.map((r) => r.note?.includes('batches of ≤ 64') ?? false)).toEqual([false, false, false, true, true, false, false]);
   const table = formatBrokerRows(rows);
   expect(table.split('\n')).toHaveLength(rows.length + 2);
   expect(table).toMatch(/direct is [\d.]+× this/);

@@ -132,6 +132,9 @@ export interface StoreClientOptions {
   readonly appendBatchBytesMax?: number;
   /**
    * Coalesced requests in flight per partition; further appends wait and go in the next one.
+   * Appends waiting when slots are free are spread over them (at least 64 units a request),
+   * so a burst of 1000 goes as 4 requests of 250 that client, broker, node and disk work on
+   * at once, rather than one request of 1000 that each works on in turn.
    * @default 4
    */
   readonly appendBatchesInFlightMax?: number;
@@ -197,6 +200,13 @@ export interface StoreClientStats {
   readonly coalescedUnits: number;
   readonly coalescedRequests: number;
 }
+
+/**
+ * Fewest units a coalesced request takes when waiting appends are spread over several
+ * requests: a small burst still goes as one request (fewer messages, and its units are
+ * applied in the order they were issued).
+ */
+const SPREAD_UNITS_MIN = 64;
 
 /** An append waiting in a partition's coalescer. */
 interface PendingUnit {
@@ -342,22 +352,28 @@ export class StoreClient {
     if (!Array.isArray(changes) || changes.length === 0) {
       throw new StoreInvalidRequestError('[sluice/client] a unit of work needs at least one change');
     }
-    const partitions = new Map<string, string>();
-    for (const change of changes) {
+    // One change (an append, the hot path) needs no map of partitions.
+    let partition = '';
+    let partitions: Map<string, string> | undefined;
+    for (let c = 0; c < changes.length; c++) {
+      const change = changes[c];
       if (typeof change?.streamId !== 'string' || change.streamId.length === 0) {
         throw new StoreInvalidRequestError('[sluice/client] every change needs a non-empty streamId');
       }
-      const partition = this.router.partitionOf(change.streamId);
-      if (!partitions.has(partition)) partitions.set(partition, change.streamId);
+      const of = this.router.partitionOf(change.streamId);
+      if (c === 0) partition = of;
+      else if (of !== partition || partitions !== undefined) {
+        partitions ??= new Map([[partition, changes[0].streamId]]);
+        if (!partitions.has(of)) partitions.set(of, change.streamId);
+      }
     }
-    if (partitions.size > 1) {
-      const spread = [...partitions].map(([partition, stream]) => `"${stream}" → "${partition}"`).join(', ');
+    if (partitions !== undefined && partitions.size > 1) {
+      const spread = [...partitions].map(([p, stream]) => `"${stream}" → "${p}"`).join(', ');
       throw new StoreInvalidRequestError(
         `[sluice/client] a unit of work commits atomically in one partition, but its streams route to several (${spread}): ` +
           `split it into one unit per partition, or route the streams together (a prefix rule)`,
       );
     }
-    const [partition] = partitions.keys();
     const own = unit.commandIds === undefined || unit.commandIds.length === 0;
     const commandIds = own ? [this.settings.commandId()] : unit.commandIds;
     let result: CommitResult;
@@ -544,9 +560,16 @@ export class StoreClient {
   private flush(partition: string, coalescer: Coalescer): void {
     const { appendBatchUnitsMax, appendBatchBytesMax, appendBatchesInFlightMax } = this.settings;
     while (coalescer.pending.length > 0 && coalescer.inFlight < appendBatchesInFlightMax) {
+      // Spread what waits over the free request slots (at least SPREAD_UNITS_MIN units each):
+      // several requests in flight keep client, broker, node and disk busy at once, where one
+      // large request leaves each stage idle while another works. Measured with 1000 concurrent
+      // single-event appenders (1 request of 1000 units in flight → 4 of 250): up to ~2× the
+      // rate while the machine has idle cores; about the same when every core is busy.
+      const spread = Math.ceil(coalescer.pending.length / (appendBatchesInFlightMax - coalescer.inFlight));
+      const unitsMax = Math.min(appendBatchUnitsMax, Math.max(SPREAD_UNITS_MIN, spread));
       const batch: PendingUnit[] = [];
       let bytes = 0;
-      while (coalescer.pending.length > 0 && batch.length < appendBatchUnitsMax) {
+      while (coalescer.pending.length > 0 && batch.length < unitsMax) {
         const next = coalescer.pending[0];
         if (batch.length > 0 && bytes + next.bytes > appendBatchBytesMax) break;
         batch.push(next);

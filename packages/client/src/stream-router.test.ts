@@ -10,6 +10,15 @@ describe('stream routing', () => {
     expect(streamHash('foobar').toString(16)).toBe('85944171f73967e8');
   });
 
+  it('hashes the UTF-8 bytes of any id, ASCII or not, as plain FNV-1a 64 does', () => {
+    const reference = (id: string): bigint => {
+      let h = 0xcbf29ce484222325n;
+      for (const byte of new TextEncoder().encode(id)) h = ((h ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+      return h;
+    };
+    for (const id of ['account-42', 'stream-9999', 'ünïcödé-1', 'a\u0080b', '日本-7', 'x'.repeat(300)]) expect(streamHash(id)).toBe(reference(id));
+  });
+
   it('buckets with jump consistent hash (the reference implementation\'s vectors)', () => {
     expect([jumpHash(1n, 1), jumpHash(42n, 57), jumpHash(0xdead10ccn, 1), jumpHash(0xdead10ccn, 666), jumpHash(256n, 1024)]).toEqual([
       0, 43, 0, 361, 520,

@@ -52,6 +52,8 @@ export class StreamRouter {
       if (streamId.startsWith(prefix)) return partition;
     }
     if (this.hash.length === 0) throw new UnroutableStreamError(streamId);
+    // A jump hash over one bucket is always bucket 0: skip the hashing (the append hot path).
+    if (this.hash.length === 1) return this.hash[0];
     return this.hash[jumpHash(streamHash(streamId), this.hash.length)];
   }
 }
@@ -65,11 +67,20 @@ const encoder = new TextEncoder();
  * halves: the FNV prime is 2^40 + 0x1b3, so `x * prime = (x << 40) + x * 0x1b3 (mod 2^64)`.
  */
 export function streamHash(streamId: string): bigint {
-  const bytes = encoder.encode(streamId);
+  // ASCII ids (the common case) are their own UTF-8 bytes: hash the char codes, no encoding.
+  let ascii = true;
+  for (let i = 0; i < streamId.length; i++) {
+    if (streamId.charCodeAt(i) >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  const bytes = ascii ? undefined : encoder.encode(streamId);
+  const length = bytes === undefined ? streamId.length : bytes.length;
   let high = FNV_OFFSET_HIGH;
   let low = FNV_OFFSET_LOW;
-  for (let i = 0; i < bytes.length; i++) {
-    low = (low ^ bytes[i]) >>> 0;
+  for (let i = 0; i < length; i++) {
+    low = (low ^ (bytes === undefined ? streamId.charCodeAt(i) : bytes[i])) >>> 0;
     const lowTimes = low * 0x1b3; // < 2^41: exact in a double
     const carry = Math.floor(lowTimes / 0x1_0000_0000);
     const nextLow = lowTimes >>> 0;

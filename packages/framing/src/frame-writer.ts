@@ -17,6 +17,7 @@ import {
   NAME_BYTES_MAX,
   SHA1_BYTES,
   ZERO_DIGEST,
+  readU16,
   readU32,
   writeU16,
   writeU32,
@@ -218,11 +219,30 @@ export class FrameWriter {
    * checksum on disk covers the sender's bytes without hashing them again. The caller has
    * checked the framed event with `checkFramedEvents` (body CRC included). Throws like
    * {@link appendEvent} for a seq, epoch, timestamp or stream version it cannot store.
+   *
+   * A format version 3 writer records the commit's reliability `level` (pass it for the
+   * commit's first frame, as {@link appendEvent} gets it in that frame's headers): framed
+   * events carry version 2 headers, so the level is inserted as their last field (or as
+   * headers holding only the level when the frame has none), and that one frame's CRC is
+   * computed over its bytes here (the body was checked just before); every other frame keeps
+   * the CRC by combination. The result is byte for byte what `appendEvent` writes.
    */
-  appendFramed(seq: number, epoch: number, timestamp: number, flags: number, streamVersion: number, source: Uint8Array, start: number, end: number): void {
+  appendFramed(
+    seq: number,
+    epoch: number,
+    timestamp: number,
+    flags: number,
+    streamVersion: number,
+    source: Uint8Array,
+    start: number,
+    end: number,
+    level?: string,
+  ): void {
     if (this.pendingMarker >= 0) throw new RangeError('[sluice/framing] appendFramed() between beginSeal() and completeSeal()');
-    // Framed events carry version 2 commit headers: a writer of another version cannot take them.
-    if (this.formatVersion !== FORMAT_VERSION_BASE) throw new RangeError(`[sluice/framing] appendFramed() needs a format version ${FORMAT_VERSION_BASE} writer, this one writes ${this.formatVersion}`);
+    const withLevel = this.formatVersion >= FORMAT_VERSION_LEVEL;
+    if (!withLevel && level !== undefined && level !== '') {
+      throw new InvalidFrameFieldError('level', `format version ${FORMAT_VERSION_BASE} cannot record a level: create the writer with formatVersion ${FORMAT_VERSION_LEVEL}`);
+    }
     if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidFrameFieldError('seq', `${seq} is not a safe non-negative integer`);
     const lastSeq = this.unsealedLastSeq >= 0 ? this.unsealedLastSeq : this.sealedLastSeq;
     if (lastSeq >= 0 && seq !== lastSeq + 1) throw new InvalidFrameFieldError('seq', `${seq} does not follow ${lastSeq}`);
@@ -236,6 +256,10 @@ export class FrameWriter {
       throw new RangeError(`[sluice/framing] appendFramed: [${start}, ${end}) is not one framed event`);
     }
     if (frameBytes > this.frameBytesMax) throw new FrameTooLargeError(frameBytes, this.frameBytesMax);
+    if (withLevel && (readU32(source, start + 40) > 0 || (level !== undefined && level !== ''))) {
+      this.appendFramedWithLevel(seq, epoch, timestamp, flags, streamVersion, source, start, end, level ?? '');
+      return;
+    }
     this.ensure(frameBytes);
     const b = this.buffer;
     const o = this.position;
@@ -245,7 +269,7 @@ export class FrameWriter {
     } else {
       b.set(source.subarray(start, end), o);
     }
-    b[o + 4] = FORMAT_VERSION_BASE;
+    b[o + 4] = this.formatVersion; // frames without headers are laid out alike in versions 2 and 3
     b[o + 5] = KIND_EVENT;
     b[o + 6] = flags & 3;
     b[o + 7] = 0;
@@ -257,6 +281,48 @@ export class FrameWriter {
     const bodyBytes = frameBytes - EVENT_HEADER_BYTES - CRC_BYTES;
     writeU32(b, crcAt, crc32cCombine(crc32c(b, o, o + EVENT_HEADER_BYTES), readU32(b, crcAt), bodyBytes));
     this.position = o + frameBytes;
+    if (this.unsealedFrames === 0) this.unsealedFirstSeq = seq;
+    this.unsealedLastSeq = seq;
+    this.unsealedFrames += 1;
+  }
+
+  /** {@link appendFramed} of a frame that gets the level in its (version 3) headers. */
+  private appendFramedWithLevel(seq: number, epoch: number, timestamp: number, flags: number, streamVersion: number, source: Uint8Array, start: number, end: number, level: string): void {
+    const headersBytes = readU32(source, start + 40);
+    // Where the version 2 headers end: the level goes there.
+    const at = EVENT_HEADER_BYTES + readU16(source, start + 28) + readU16(source, start + 30) + headersBytes;
+    const bodyEnd = end - start - CRC_BYTES;
+    if (at > bodyEnd) throw new RangeError(`[sluice/framing] appendFramed: [${start}, ${end}) is not one framed event`);
+    this.ensure(end - start + 8 + level.length * 3);
+    const b = this.buffer;
+    const o = this.position;
+    b.set(source.subarray(start, start + at), o);
+    let p = o + at;
+    if (headersBytes === 0) {
+      // Headers holding only the level: no command ids, no correlation, no causation.
+      writeU16(b, p, 0);
+      writeU16(b, p + 2, 0);
+      writeU16(b, p + 4, 0);
+      p += 6;
+    }
+    p = writeShortString(b, p, level, 'level');
+    const added = p - (o + at);
+    b.set(source.subarray(start + at, start + bodyEnd), p);
+    p += bodyEnd - at;
+    const frameBytes = p + CRC_BYTES - o;
+    if (frameBytes > this.frameBytesMax) throw new FrameTooLargeError(frameBytes, this.frameBytesMax);
+    writeU32(b, o, frameBytes);
+    b[o + 4] = this.formatVersion;
+    b[o + 5] = KIND_EVENT;
+    b[o + 6] = flags & 3;
+    b[o + 7] = 0;
+    writeU53(b, o + 8, seq);
+    writeU53(b, o + 16, timestamp);
+    writeU32(b, o + 24, epoch);
+    writeU53(b, o + 32, streamVersion);
+    writeU32(b, o + 40, headersBytes + added);
+    writeU32(b, p, crc32c(b, o, p));
+    this.position = p + CRC_BYTES;
     if (this.unsealedFrames === 0) this.unsealedFirstSeq = seq;
     this.unsealedLastSeq = seq;
     this.unsealedFrames += 1;

@@ -67,6 +67,34 @@ describe('framed events', () => {
     ]);
   });
 
+  it('stamped by a format version 3 writer with the commit level, are byte for byte what appendEvent writes there', () => {
+    const headerCases: (CommitHeaders | undefined)[] = [headers, undefined, { commandIds: [], correlationId: undefined, causationId: 'cause' }];
+    for (const [h, level] of headerCases.flatMap((h) => [[h, 'critical'], [h, 'ünï'], [h, undefined]] as const)) {
+      const direct = new FrameWriter({ formatVersion: 3 });
+      // As the partition does: the commit's first frame carries the headers with the level.
+      const first: CommitHeaders | undefined = h === undefined ? (level === undefined ? undefined : { commandIds: [], level }) : { ...h, ...(level === undefined ? {} : { level }) };
+      events.forEach((e, i) =>
+        direct.appendEvent(10 + i, 7, 1_700_000_000_000, (i === 0 ? FLAG_COMMIT_FIRST : 0) | (i === 2 ? FLAG_COMMIT_LAST : 0), 'account-1', 5 + i, e.type, i === 0 ? first : undefined, e.metadata, e.data),
+      );
+      const stamped = new FrameWriter({ formatVersion: 3 });
+      const bytes = framed('account-1', events, h);
+      let o = 0;
+      events.forEach((_, i) => {
+        const n = bytes.readUInt32LE(o);
+        stamped.appendFramed(10 + i, 7, 1_700_000_000_000, (i === 0 ? FLAG_COMMIT_FIRST : 0) | (i === 2 ? FLAG_COMMIT_LAST : 0), 5 + i, bytes, o, o + n, i === 0 ? level : undefined);
+        o += n;
+      });
+      expect(Buffer.from(stamped.bytes()).equals(Buffer.from(direct.bytes())), `${JSON.stringify(h)} ${level}`).toBe(true);
+      stamped.seal(7, 1_700_000_000_000);
+      const { batches, report } = decodeBatches(stamped.bytes(), { firstSeq: 10 });
+      expect(report.reason).toBe('end');
+      expect(batches[0].frames[0].headers?.level).toBe(level);
+    }
+    // A version 2 writer cannot record a level.
+    const bytes = framed('account-1', events, headers);
+    expect(() => new FrameWriter().appendFramed(1, 1, 1, 1, 1, bytes, 0, bytes.readUInt32LE(0), 'critical')).toThrow(/cannot record a level/);
+  });
+
   it('match appendEvent for any events (property)', () => {
     const event = fc.record({ type: fc.string({ minLength: 1, maxLength: 20 }).filter(wellFormed), data: fc.uint8Array({ maxLength: 200 }), metadata: fc.option(fc.uint8Array({ maxLength: 50 }), { nil: undefined }) });
     fc.assert(

@@ -88,6 +88,13 @@ export interface BrokerOptions {
    */
   readonly workerCreditMax?: number;
   /**
+   * Most requests per message the broker grants a credit worker that asks for the batch
+   * extension (README "Batch extension"): its requests go several to a BATCH message, sent
+   * when full or at the end of the broker's turn, and its replies may come the same way.
+   * @default 64
+   */
+  readonly workerBatchMax?: number;
+  /**
    * Largest message part accepted (ZMQ_MAXMSGSIZE); a peer sending a larger one is
    * disconnected by ZeroMQ (it gets no reply: ZeroMQ drops the connection). Large enough for
    * a unit of work at the engine's default unitBytesMax (64 MiB) with its encoding; the store
@@ -151,6 +158,7 @@ export function brokerDefaults(): Omit<ResolvedBrokerOptions, 'endpoint'> {
     workersMax: 10_000,
     deliveriesMax: 2,
     workerCreditMax: 256,
+    workerBatchMax: 64,
     frameBytesMax: 80 * 1024 * 1024,
     messageFramesMax: MESSAGE_FRAMES_MAX,
     sendQueueMax: 1_000_000,
@@ -193,6 +201,7 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
   check.integer('workersMax', resolved.workersMax, 1);
   check.integer('deliveriesMax', resolved.deliveriesMax, 1);
   check.integer('workerCreditMax', resolved.workerCreditMax, 1, 65_535);
+  check.integer('workerBatchMax', resolved.workerBatchMax, 1, 1024);
   check.integer('frameBytesMax', resolved.frameBytesMax, 1, 2 ** 31 - 1);
   check.integer('messageFramesMax', resolved.messageFramesMax, 4);
   check.integer('sendQueueMax', resolved.sendQueueMax, 1);

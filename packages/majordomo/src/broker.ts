@@ -5,6 +5,7 @@ import { decodeCorrelation, withCorrelationKind } from './correlation.js';
 import { BrokerBindError, BrokerClosedError } from './errors.js';
 import {
   MALFORMED_REASONS,
+  MESSAGE_FRAMES_MAX,
   MMI_FOUND,
   MMI_NOT_FOUND,
   MMI_NOT_IMPLEMENTED,
@@ -13,6 +14,8 @@ import {
   clientReplyFrames,
   isMmiService,
   parseRouterMessage,
+  pushBatchItem,
+  workerBatchFrames,
   workerCreditGrantFrames,
   workerDisconnectFrames,
   workerHeartbeatFrames,
@@ -205,6 +208,9 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
     misdirected: 0,
   };
   private readonly malformed: Record<MalformedReason, number>;
+  /** Workers with a BATCH being built (batch extension), sent at the end of the turn. */
+  private batching: WorkerEntry[] = [];
+  private batchFlushScheduled = false;
   private state: 'new' | 'starting' | 'running' | 'closed' = 'new';
   private boundEndpoint: string | undefined;
   private boundWorkerEndpoint: string | undefined;
@@ -504,17 +510,21 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
           }
           tag = tagFrame.readUInt32BE(0);
         }
-        const request = worker.inFlight.get(tag);
-        if (request === undefined || !request.client.equals(message.client)) {
-          this.removeWorker(worker, 'unexpected-reply', true);
+        if (!this.routeReply(worker, tag, message.client, body, worker.tagged ? 1 : 0)) return;
+        this.dispatch(worker.service);
+        return;
+      }
+      case 'batch': {
+        // Batch extension: only a worker granted it sends several replies per message.
+        if (worker.batch <= 1) {
+          this.removeWorker(worker, 'unexpected-command', true);
           return;
         }
-        worker.inFlight.delete(tag);
-        this.registry.release(request);
-        this.sendToClient(clientReplyFrames(message.client, worker.service.name, body, worker.tagged ? 1 : 0));
-        this.counters.repliesRouted += 1;
-        // Back among the workers with credit (a Set keeps the place of one already there).
-        worker.service.idle.add(worker);
+        const items = message.items;
+        for (let i = 0; i < items.length; i += 1) {
+          const item = items[i];
+          if (!this.routeReply(worker, item.tag, item.client, item.body, 0)) return;
+        }
         this.dispatch(worker.service);
         return;
       }
@@ -530,6 +540,25 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
         this.removeWorker(worker, 'unexpected-command', true);
         return;
     }
+  }
+
+  /**
+   * Sends a worker's reply to its client and gives the worker its credit back; false when the
+   * worker does not hold that request (it is then disconnected and its requests taken back).
+   */
+  private routeReply(worker: WorkerEntry, tag: number, client: Buffer, body: readonly Buffer[], from: number): boolean {
+    const request = worker.inFlight.get(tag);
+    if (request === undefined || !request.client.equals(client)) {
+      this.removeWorker(worker, 'unexpected-reply', true);
+      return false;
+    }
+    worker.inFlight.delete(tag);
+    this.registry.release(request);
+    this.sendToClient(clientReplyFrames(client, worker.service.name, body, from));
+    this.counters.repliesRouted += 1;
+    // Back among the workers with credit (a Set keeps the place of one already there).
+    worker.service.idle.add(worker);
+    return true;
   }
 
   private onUnregisteredWorker(sender: Buffer, message: WorkerMessage, now: number): void {
@@ -550,8 +579,10 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
         // Credit extension: grant at most workerCreditMax; the grant goes out before any
         // request, so the worker knows every request on this connection is tagged.
         const credit = message.credit === undefined ? undefined : Math.min(message.credit, this.options.workerCreditMax);
-        const worker = this.registry.addWorker(sender, service, now, this.expiryMs, credit);
-        if (credit !== undefined) this.sendToWorker(workerCreditGrantFrames(worker.identity, credit));
+        // Batch extension (asked with credit only): granted capped by workerBatchMax.
+        const batch = credit === undefined || message.batch === undefined ? undefined : Math.min(message.batch, this.options.workerBatchMax);
+        const worker = this.registry.addWorker(sender, service, now, this.expiryMs, credit, batch);
+        if (credit !== undefined) this.sendToWorker(workerCreditGrantFrames(worker.identity, credit, batch));
         this.emit('worker-ready', event);
         this.dispatch(service);
         return;
@@ -601,6 +632,9 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
    * not dispatch.
    */
   private dropWorker(worker: WorkerEntry, reason: WorkerRemovalReason, disconnect: boolean): void {
+    // A BATCH not sent yet: its requests are in flight for the worker and are taken back below.
+    worker.outgoing = undefined;
+    worker.outgoingCount = 0;
     if (disconnect) this.sendDisconnect(worker.identity);
     const requests = this.registry.removeWorker(worker);
     if (reason === 'expired') this.counters.workersPurged += 1;
@@ -761,9 +795,56 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       if (worker.inFlight.size < worker.credit) service.idle.add(worker);
       worker.lastSentAt = now;
       this.counters.requestsDispatched += 1;
-      this.sendToWorker(workerRequestFrames(worker.identity, request.client, request.body, tag));
+      if (worker.batch > 1 && tag !== undefined) this.batchToWorker(worker, tag, request);
+      else this.sendToWorker(workerRequestFrames(worker.identity, request.client, request.body, tag));
     }
   }
+
+  /**
+   * Batch extension: adds a request to the worker's BATCH, sent when it holds `batch`
+   * requests (or would pass the frame limit) or at the end of this turn of the event loop,
+   * so requests that arrive together travel together (one message, not one each).
+   */
+  private batchToWorker(worker: WorkerEntry, tag: Buffer, request: QueuedRequest): void {
+    const body = request.body;
+    // The worker parses with the default frame limit: a request that cannot fit goes alone.
+    if (body.length + 5 > MESSAGE_FRAMES_MAX) {
+      this.sendToWorker(workerRequestFrames(worker.identity, request.client, body, tag));
+      return;
+    }
+    if (worker.outgoing !== undefined && worker.outgoing.length + body.length + 2 > MESSAGE_FRAMES_MAX) this.flushBatch(worker);
+    if (worker.outgoing === undefined) {
+      worker.outgoing = workerBatchFrames(worker.identity);
+      this.batching.push(worker);
+      if (!this.batchFlushScheduled) {
+        this.batchFlushScheduled = true;
+        setImmediate(this.flushBatches);
+      }
+    }
+    pushBatchItem(worker.outgoing, tag.readUInt32BE(0), request.client, body);
+    worker.outgoingCount += 1;
+    if (worker.outgoingCount >= worker.batch) this.flushBatch(worker);
+  }
+
+  private flushBatch(worker: WorkerEntry): void {
+    const frames = worker.outgoing;
+    if (frames === undefined) return;
+    worker.outgoing = undefined;
+    worker.outgoingCount = 0;
+    this.sendToWorker(frames);
+  }
+
+  /** Sends every BATCH still being built: the end of the broker's turn. */
+  private readonly flushBatches = (): void => {
+    this.batchFlushScheduled = false;
+    const workers = this.batching;
+    this.batching = [];
+    if (this.state !== 'running') return;
+    for (const worker of workers) {
+      // A worker dropped since has nothing left to send (its requests were taken back).
+      if (this.registry.workers.get(worker.key) === worker) this.flushBatch(worker);
+    }
+  };
 
   private housekeeping(): void {
     if (this.state !== 'running') return;

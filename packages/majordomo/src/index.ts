@@ -38,6 +38,7 @@ export {
   MALFORMED_REASONS,
   MDPC01,
   MDPW01,
+  MDPW_BATCH,
   MDPW_DISCONNECT,
   MDPW_HEARTBEAT,
   MDPW_READY,
@@ -64,6 +65,7 @@ export {
   workerRequestFrames,
 } from './mdp.js';
 export type {
+  BatchItem,
   ClientMessage,
   MalformedReason,
   ParseOptions,

@@ -69,7 +69,7 @@ describe('parseRouterMessage', () => {
     ['client with 256-byte service', [id, E, b('MDPC01'), Buffer.alloc(256, 0x61), b('hi')], 'invalid-service-name'],
     ['worker with 2-byte command', [id, E, b('MDPW01'), Buffer.from([1, 1]), b('echo')], 'invalid-command-frame'],
     ['worker with empty command', [id, E, b('MDPW01'), E], 'invalid-command-frame'],
-    ['worker unknown command 0x06', [id, E, b('MDPW01'), Buffer.from([6])], 'unknown-command'],
+    ['worker unknown command 0x07', [id, E, b('MDPW01'), Buffer.from([7])], 'unknown-command'],
     ['worker unknown command 0x00', [id, E, b('MDPW01'), Buffer.from([0])], 'unknown-command'],
     ['READY without service', [id, E, b('MDPW01'), Buffer.from([1])], 'too-few-frames'],
     ['READY with extra frame', [id, E, b('MDPW01'), Buffer.from([1]), b('echo'), b('x')], 'unexpected-frames'],

@@ -22,6 +22,14 @@
  * that grants it answers with a HEARTBEAT carrying the same two frames (the credit granted).
  * From then on, on that connection only, every REQUEST and REPLY body starts with a 4-byte
  * request tag the broker chose, so replies are matched to requests whatever their order.
+ *
+ * The batch extension, on top of credit (PROTOCOL: README "Batch extension"): a worker that
+ * asks for credit may also ask to exchange several requests and replies per message, with two
+ * more READY frames, `"SLUICE.BATCH/1"` and the most requests per message; the grant answers
+ * with the same two frames (the size granted). On such a connection either side may send a
+ * BATCH (command `0x06`): `""`, `"MDPW01"`, `0x06`, then per request (broker → worker) or
+ * reply (worker → broker) a 6-byte head (tag u32 BE, body frame count u16 BE), the client
+ * address, and the body frames. Plain tagged REQUEST and REPLY stay valid there.
  */
 
 /** Protocol header of MDP/Client 0.1. */
@@ -35,6 +43,8 @@ export const MDPW_REQUEST = 0x02;
 export const MDPW_REPLY = 0x03;
 export const MDPW_HEARTBEAT = 0x04;
 export const MDPW_DISCONNECT = 0x05;
+/** Batch extension: several tagged REQUESTs (broker → worker) or REPLYs (worker → broker). */
+export const MDPW_BATCH = 0x06;
 
 /** Services in this namespace are handled by the broker itself (RFC 8/MMI). */
 export const MMI_PREFIX = 'mmi.';
@@ -56,9 +66,15 @@ export const CREDIT_EXTENSION: Buffer = Buffer.from('SLUICE.CREDIT/1', 'latin1')
 export const CREDIT_MAX = 65_535;
 /** Bytes of the request tag that starts every body on a credit connection. */
 export const REQUEST_TAG_BYTES = 4;
+/** Names the batch extension in READY and in the broker's granting HEARTBEAT. */
+export const BATCH_EXTENSION: Buffer = Buffer.from('SLUICE.BATCH/1', 'latin1');
+/** Largest batch (requests or replies per message) a worker may ask for. */
+export const BATCH_MAX = 1024;
+/** Bytes of the head of each request or reply in a BATCH: tag (u32 BE), body frame count (u16 BE). */
+export const BATCH_HEAD_BYTES = 6;
 
 const EMPTY = Buffer.alloc(0);
-const COMMAND_FRAMES: readonly Buffer[] = [0, 1, 2, 3, 4, 5].map((byte) => Buffer.from([byte]));
+const COMMAND_FRAMES: readonly Buffer[] = [0, 1, 2, 3, 4, 5, 6].map((byte) => Buffer.from([byte]));
 
 /** Why a message was not valid MDP. */
 export type MalformedReason =
@@ -76,12 +92,14 @@ export type MalformedReason =
   | 'missing-body'
   /** The worker command frame is not exactly one byte. */
   | 'invalid-command-frame'
-  /** A worker command byte outside 0x01-0x05. */
+  /** A worker command byte outside 0x01-0x06. */
   | 'unknown-command'
   /** READY, HEARTBEAT or DISCONNECT with frames beyond the RFC's. */
   | 'unexpected-frames'
   /** A worker REQUEST or REPLY without "one client address frame followed by an empty frame". */
-  | 'missing-envelope';
+  | 'missing-envelope'
+  /** A BATCH whose heads, client addresses or body frame counts do not add up. */
+  | 'malformed-batch';
 
 /** Every {@link MalformedReason}, for counters. */
 export const MALFORMED_REASONS: readonly MalformedReason[] = [
@@ -95,6 +113,7 @@ export const MALFORMED_REASONS: readonly MalformedReason[] = [
   'unknown-command',
   'unexpected-frames',
   'missing-envelope',
+  'malformed-batch',
 ];
 
 /** Result of a parser: a value, or why there is none. */
@@ -115,15 +134,27 @@ export type WorkerMessage =
       readonly service: Buffer;
       /** Requests in flight the worker asks for (credit extension); absent for RFC 7 workers. */
       readonly credit?: number;
+      /** Most requests per message the worker asks for (batch extension, with credit only). */
+      readonly batch?: number;
     }
   | { readonly command: 'request'; readonly client: Buffer; readonly body: readonly Buffer[] }
   | { readonly command: 'reply'; readonly client: Buffer; readonly body: readonly Buffer[] }
+  | { readonly command: 'batch'; readonly items: readonly BatchItem[] }
   | {
       readonly command: 'heartbeat';
       /** Credit granted by the broker (credit extension); absent on plain heartbeats. */
       readonly credit?: number;
+      /** Batch size granted with the credit (batch extension). */
+      readonly batch?: number;
     }
   | { readonly command: 'disconnect' };
+
+/** One request or reply of a BATCH: its tag, its client's address and its body (tag not included). */
+export interface BatchItem {
+  readonly tag: number;
+  readonly client: Buffer;
+  readonly body: readonly Buffer[];
+}
 
 /** A message received on the broker's ROUTER socket, routing id split off. */
 export type RouterMessage =
@@ -211,13 +242,19 @@ function parseWorkerTail(frames: readonly Buffer[], at: number): ParseResult<Wor
     case MDPW_READY: {
       if (rest < 1) return fail('too-few-frames');
       let credit: number | undefined;
+      let batch: number | undefined;
       if (rest > 1) {
-        credit = rest === 3 ? parseCredit(frames[at + 2], frames[at + 3]) : undefined;
+        credit = rest === 3 || rest === 5 ? parseCredit(frames[at + 2], frames[at + 3]) : undefined;
         if (credit === undefined) return fail('unexpected-frames');
+        if (rest === 5) {
+          batch = parseBatch(frames[at + 4], frames[at + 5]);
+          if (batch === undefined) return fail('unexpected-frames');
+        }
       }
       const service = frames[at + 1];
       if (!isValidServiceName(service)) return fail('invalid-service-name');
-      return { ok: true, value: credit === undefined ? { command: 'ready', service } : { command: 'ready', service, credit } };
+      if (credit === undefined) return { ok: true, value: { command: 'ready', service } };
+      return { ok: true, value: batch === undefined ? { command: 'ready', service, credit } : { command: 'ready', service, credit, batch } };
     }
     case MDPW_REQUEST:
     case MDPW_REPLY: {
@@ -232,10 +269,15 @@ function parseWorkerTail(frames: readonly Buffer[], at: number): ParseResult<Wor
     }
     case MDPW_HEARTBEAT: {
       if (rest === 0) return { ok: true, value: HEARTBEAT };
-      const credit = rest === 2 ? parseCredit(frames[at + 1], frames[at + 2]) : undefined;
+      const credit = rest === 2 || rest === 4 ? parseCredit(frames[at + 1], frames[at + 2]) : undefined;
       if (credit === undefined) return fail('unexpected-frames');
-      return { ok: true, value: { command: 'heartbeat', credit } };
+      if (rest === 2) return { ok: true, value: { command: 'heartbeat', credit } };
+      const batch = parseBatch(frames[at + 3], frames[at + 4]);
+      if (batch === undefined) return fail('unexpected-frames');
+      return { ok: true, value: { command: 'heartbeat', credit, batch } };
     }
+    case MDPW_BATCH:
+      return parseBatchItems(frames, at + 1);
     case MDPW_DISCONNECT:
       if (rest > 0) return fail('unexpected-frames');
       return { ok: true, value: { command: 'disconnect' } };
@@ -248,13 +290,64 @@ const HEARTBEAT: WorkerMessage = { command: 'heartbeat' };
 
 /** The credit of the extension's two frames, or `undefined` when they are not that. */
 function parseCredit(name: Buffer, value: Buffer): number | undefined {
-  if (!name.equals(CREDIT_EXTENSION) || value.length === 0 || value.length > 5) return undefined;
-  let credit = 0;
+  if (!name.equals(CREDIT_EXTENSION)) return undefined;
+  const credit = parseDecimal(value);
+  return credit !== undefined && credit >= 1 && credit <= CREDIT_MAX ? credit : undefined;
+}
+
+/** The batch size of the batch extension's two frames, or `undefined` when they are not that. */
+function parseBatch(name: Buffer, value: Buffer): number | undefined {
+  if (!name.equals(BATCH_EXTENSION)) return undefined;
+  const batch = parseDecimal(value);
+  return batch !== undefined && batch >= 1 && batch <= BATCH_MAX ? batch : undefined;
+}
+
+function parseDecimal(value: Buffer): number | undefined {
+  if (value.length === 0 || value.length > 5) return undefined;
+  let n = 0;
   for (const byte of value) {
     if (byte < 0x30 || byte > 0x39) return undefined;
-    credit = credit * 10 + (byte - 0x30);
+    n = n * 10 + (byte - 0x30);
   }
-  return credit >= 1 && credit <= CREDIT_MAX ? credit : undefined;
+  return n;
+}
+
+/** The requests or replies of a BATCH from `at`: head, client address, body frames, repeated. */
+function parseBatchItems(frames: readonly Buffer[], at: number): ParseResult<WorkerMessage> {
+  if (at >= frames.length) return fail('malformed-batch');
+  const items: BatchItem[] = [];
+  let i = at;
+  while (i < frames.length) {
+    const head = frames[i];
+    if (head.length !== BATCH_HEAD_BYTES || i + 1 >= frames.length) return fail('malformed-batch');
+    const count = head.readUInt16BE(4);
+    const client = frames[i + 1];
+    const end = i + 2 + count;
+    if (count === 0 || end > frames.length || !isValidAddress(client)) return fail('malformed-batch');
+    items.push({ tag: head.readUInt32BE(0), client, body: frames.slice(i + 2, end) });
+    i = end;
+  }
+  return { ok: true, value: { command: 'batch', items } };
+}
+
+/**
+ * Appends one request or reply to a BATCH being built (`frames` starts with the BATCH's own
+ * frames, {@link workerBatchFrames}): head, client address, body frames.
+ */
+export function pushBatchItem(frames: Buffer[], tag: number, client: Buffer, body: readonly Buffer[], from = 0): void {
+  const head = Buffer.allocUnsafe(BATCH_HEAD_BYTES);
+  head.writeUInt32BE(tag, 0);
+  head.writeUInt16BE(body.length - from, 4);
+  frames.push(head, client);
+  for (let i = from; i < body.length; i += 1) frames.push(body[i]);
+}
+
+/**
+ * The start of a BATCH (items follow, {@link pushBatchItem}): with the worker's routing id when
+ * the broker's ROUTER sends it, without from the worker's DEALER.
+ */
+export function workerBatchFrames(worker?: Buffer): Buffer[] {
+  return worker === undefined ? [EMPTY, MDPW01, COMMAND_FRAMES[MDPW_BATCH]] : [worker, EMPTY, MDPW01, COMMAND_FRAMES[MDPW_BATCH]];
 }
 
 /** Why a ROUTER message could not be parsed, with its sender when there was one. */
@@ -332,15 +425,18 @@ export function clientReplyFrames(client: Buffer, service: Buffer, body: readonl
  * Worker READY as sent on the worker's DEALER; with `credit`, the credit extension's frames
  * follow the service (a reference broker ignores them).
  */
-export function workerReadyFrames(service: Buffer | string, credit?: number): Buffer[] {
+export function workerReadyFrames(service: Buffer | string, credit?: number, batch?: number): Buffer[] {
   const frames = [EMPTY, MDPW01, COMMAND_FRAMES[MDPW_READY], toFrame(service)];
   if (credit !== undefined) frames.push(CREDIT_EXTENSION, Buffer.from(String(credit), 'latin1'));
+  if (credit !== undefined && batch !== undefined) frames.push(BATCH_EXTENSION, Buffer.from(String(batch), 'latin1'));
   return frames;
 }
 
 /** The broker's HEARTBEAT granting the credit extension, as its ROUTER sends it. */
-export function workerCreditGrantFrames(worker: Buffer, credit: number): Buffer[] {
-  return [worker, EMPTY, MDPW01, COMMAND_FRAMES[MDPW_HEARTBEAT], CREDIT_EXTENSION, Buffer.from(String(credit), 'latin1')];
+export function workerCreditGrantFrames(worker: Buffer, credit: number, batch?: number): Buffer[] {
+  const frames = [worker, EMPTY, MDPW01, COMMAND_FRAMES[MDPW_HEARTBEAT], CREDIT_EXTENSION, Buffer.from(String(credit), 'latin1')];
+  if (batch !== undefined) frames.push(BATCH_EXTENSION, Buffer.from(String(batch), 'latin1'));
+  return frames;
 }
 
 /**

@@ -57,6 +57,12 @@ export interface WorkerEntry {
   readonly inFlight: Map<number, QueuedRequest>;
   /** The tag of its next request (credit extension), wrapping at 2^32. */
   nextTag: number;
+  /** Most requests per message granted (batch extension); 1: one REQUEST per message. */
+  readonly batch: number;
+  /** The BATCH being built for it (batch extension), sent when full or when the broker's turn ends. */
+  outgoing: Buffer[] | undefined;
+  /** Requests in {@link outgoing}. */
+  outgoingCount: number;
 }
 
 /** Map key of a frame: latin1 maps bytes to characters one to one. */
@@ -100,7 +106,7 @@ export class ServiceRegistry {
   }
 
   /** Registers a worker as idle. The caller checked that it is not registered yet. */
-  addWorker(identity: Buffer, service: ServiceEntry, now: number, expiryMs: number, credit?: number): WorkerEntry {
+  addWorker(identity: Buffer, service: ServiceEntry, now: number, expiryMs: number, credit?: number, batch?: number): WorkerEntry {
     const key = frameKey(identity);
     const worker: WorkerEntry = {
       key,
@@ -114,6 +120,9 @@ export class ServiceRegistry {
       tagged: credit !== undefined,
       inFlight: new Map(),
       nextTag: 0,
+      batch: credit === undefined ? 1 : (batch ?? 1),
+      outgoing: undefined,
+      outgoingCount: 0,
     };
     this.workers.set(key, worker);
     service.workers += 1;

@@ -33,6 +33,15 @@ export interface WorkerOptions {
    */
   readonly credit?: number;
   /**
+   * With `credit` above 1, also ask for the batch extension (README "Batch extension"): a
+   * Sluice broker then sends up to this many requests per message (capped by its
+   * `workerBatchMax`), and replies finished in one turn of the event loop go back together,
+   * up to this many per message. 1 asks for nothing: one request and one reply per message.
+   * A reference broker ignores the request, like the credit's.
+   * @default 1
+   */
+  readonly batch?: number;
+  /**
    * Interval of HEARTBEATs to the broker; must match the broker's (RFC 7: "agreed-upon").
    * @default 2500
    */
@@ -76,6 +85,7 @@ export function workerDefaults(): Omit<ResolvedWorkerOptions, 'endpoint' | 'serv
     curve: undefined,
     concurrency: 1,
     credit: 1,
+    batch: 1,
     heartbeatIntervalMs: 2500,
     heartbeatLiveness: 3,
     reconnectDelayMs: 2500,
@@ -99,6 +109,7 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
   check.check(typeof resolved.handler === 'function', 'handler must be a function (request) => Promise<Buffer[]>');
   check.integer('concurrency', resolved.concurrency, 1, 1024);
   check.integer('credit', resolved.credit, 1, 65_535);
+  check.integer('batch', resolved.batch, 1, 1024);
   check.integer('heartbeatIntervalMs', resolved.heartbeatIntervalMs, 1);
   check.integer('heartbeatLiveness', resolved.heartbeatLiveness, 1);
   check.integer('reconnectDelayMs', resolved.reconnectDelayMs, 0);

@@ -3,8 +3,11 @@ import { decodeCorrelation, withCorrelationKind } from './correlation.js';
 import type { CurveSocketOptions } from './curve.js';
 import { watchHandshakes, type HandshakeFailure } from './handshake-watch.js';
 import {
+  MESSAGE_FRAMES_MAX,
   REQUEST_TAG_BYTES,
   parseWorkerMessage,
+  pushBatchItem,
+  workerBatchFrames,
   workerDisconnectFrames,
   workerHeartbeatFrames,
   workerReadyFrames,
@@ -71,6 +74,12 @@ export class WorkerSession {
   private inFlight = 0;
   /** Credit the broker granted on this connection; `undefined`: plain RFC 7, untagged. */
   private granted: number | undefined;
+  /** Replies per message the broker granted (batch extension); 1: one REPLY per message. */
+  private grantedBatch = 1;
+  /** The BATCH of replies being built (batch extension), sent when full or at the end of the turn. */
+  private replies: Buffer[] | undefined;
+  private replyCount = 0;
+  private repliesScheduled = false;
   /** The broker sent something other than DISCONNECT on this connection. */
   private accepted = false;
   private lastReceivedAt = 0;
@@ -103,6 +112,7 @@ export class WorkerSession {
     this.closed = true;
     if (this.ticker) clearInterval(this.ticker);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.flushReplies(); // replies finished this turn go before DISCONNECT
     const { socket, outbox } = this;
     this.socket = undefined;
     this.outbox = undefined;
@@ -127,6 +137,9 @@ export class WorkerSession {
     this.epoch += 1;
     this.inFlight = 0;
     this.granted = undefined;
+    this.grantedBatch = 1;
+    this.replies = undefined;
+    this.replyCount = 0;
     this.accepted = false;
     const socket = new zmq.Dealer({ linger: 0, ...this.#curveSocket });
     // A refused key or a CURVE mismatch is reported, not acted on: libzmq keeps reconnecting
@@ -147,8 +160,8 @@ export class WorkerSession {
     this.outbox = new Outbox(socket, this.options.sendQueueMax);
     const now = Date.now();
     this.lastReceivedAt = now;
-    const credit = this.options.credit;
-    this.send(workerReadyFrames(this.options.service, credit > 1 ? credit : undefined));
+    const { credit, batch } = this.options;
+    this.send(workerReadyFrames(this.options.service, credit > 1 ? credit : undefined, credit > 1 && batch > 1 ? batch : undefined));
     this.loop = this.receiveLoop(socket, this.epoch);
     this.host.connected(this.index);
   }
@@ -161,6 +174,8 @@ export class WorkerSession {
     this.socket = undefined;
     this.outbox = undefined;
     this.epoch += 1; // discard replies of work in progress
+    this.replies = undefined; // and those not sent yet (the broker takes their requests back)
+    this.replyCount = 0;
     this.host.reconnecting(this.index, reason);
     if (delayMs <= 0) {
       this.connect();
@@ -209,13 +224,35 @@ export class WorkerSession {
         this.accepted = true;
         if (message.credit !== undefined) {
           // The broker grants the credit extension; it comes before any request, once.
-          if (this.options.credit > 1 && this.granted === undefined && this.inFlight === 0) this.granted = message.credit;
-          else this.counters.unexpectedCommands += 1;
+          if (this.options.credit > 1 && this.granted === undefined && this.inFlight === 0) {
+            this.granted = message.credit;
+            // A batch granted that was asked for (never more than asked).
+            if (message.batch !== undefined && this.options.batch > 1) this.grantedBatch = Math.min(message.batch, this.options.batch);
+            else if (message.batch !== undefined) this.counters.unexpectedCommands += 1;
+          } else this.counters.unexpectedCommands += 1;
         }
         return;
       case 'disconnect':
         this.reconnect('broker-disconnect', this.accepted ? 0 : this.options.reconnectDelayMs);
         return;
+      case 'batch': {
+        this.accepted = true;
+        // Batch extension: only on a connection it was granted on.
+        if (this.grantedBatch <= 1 || this.granted === undefined) {
+          this.counters.unexpectedCommands += 1;
+          return;
+        }
+        for (const item of message.items) {
+          if (this.inFlight >= this.granted) {
+            this.counters.unexpectedCommands += 1;
+            return;
+          }
+          const tag = Buffer.allocUnsafe(REQUEST_TAG_BYTES);
+          tag.writeUInt32BE(item.tag, 0);
+          void this.handle(item.client, item.body, tag);
+        }
+        return;
+      }
       case 'request': {
         this.accepted = true;
         const body = message.body;
@@ -268,9 +305,50 @@ export class WorkerSession {
     }
     if (epoch !== this.epoch || this.closed) return; // the connection it came on is gone
     this.inFlight -= 1;
+    if (tag !== undefined && this.grantedBatch > 1) {
+      this.batchReply(tag, client, reply);
+      return;
+    }
     if (tag !== undefined) reply.unshift(tag);
     this.send(workerReplyFrames(client, reply));
   }
+
+  /**
+   * Batch extension: replies finished in one turn of the event loop go back in one BATCH
+   * (sent when it holds the granted number, would pass the frame limit, or the turn ends).
+   */
+  private batchReply(tag: Buffer, client: Buffer, reply: Buffer[]): void {
+    if (reply.length + 5 > MESSAGE_FRAMES_MAX) {
+      // Too many frames for one BATCH: a plain tagged REPLY.
+      reply.unshift(tag);
+      this.send(workerReplyFrames(client, reply));
+      return;
+    }
+    if (this.replies !== undefined && this.replies.length + reply.length + 2 > MESSAGE_FRAMES_MAX) this.flushReplies();
+    if (this.replies === undefined) {
+      this.replies = workerBatchFrames();
+      if (!this.repliesScheduled) {
+        this.repliesScheduled = true;
+        setImmediate(this.flushScheduledReplies);
+      }
+    }
+    pushBatchItem(this.replies, tag.readUInt32BE(0), client, reply);
+    this.replyCount += 1;
+    if (this.replyCount >= this.grantedBatch) this.flushReplies();
+  }
+
+  private flushReplies(): void {
+    const frames = this.replies;
+    if (frames === undefined) return;
+    this.replies = undefined;
+    this.replyCount = 0;
+    this.send(frames);
+  }
+
+  private readonly flushScheduledReplies = (): void => {
+    this.repliesScheduled = false;
+    this.flushReplies();
+  };
 
   private send(frames: Buffer[]): void {
     if (this.outbox === undefined) return;

@@ -44,4 +44,20 @@ describe('the client coalesces concurrent appends (issue 10, item 5)', () => {
     expect(problems).toEqual([]);
     expect(commits.size).toBe(1 + 999 + 3); // 'fixed', the coalesced ones, the chain
   });
+
+  it('spreads a burst over the free request slots: 1000 appends go as 4 requests of 250 in flight at once, not 1 of 1000', async () => {
+    const broker = await startBroker(FAST);
+    const { config } = await writeConfig(await tempDir(), { brokers: [broker], partitions: ['p1'] });
+    await startStoreNode([broker], { config, nodeName: 'n1', concurrency: 4 });
+    const client = startStoreClient({ brokers: [broker.endpoint], routing: config.routing, timeoutMs: 10_000, appendBatchesInFlightMax: 4 });
+    await client.head('p1');
+
+    const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => client.append({ streamId: `s-${i}`, events: [{ type: 'E', data: data(String(i)) }] })));
+    expect(results.map((r) => r.firstSeq).sort((a, b) => a - b)).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+    expect(client.stats()).toMatchObject({ coalescedRequests: 4, coalescedUnits: 1000 });
+
+    // A small burst (under 64 units a slot) still goes as one request.
+    await Promise.all(Array.from({ length: 40 }, (_, i) => client.append({ streamId: `s-${i}`, events: [{ type: 'E', data: data('again') }] })));
+    expect(client.stats()).toMatchObject({ coalescedRequests: 5, coalescedUnits: 1040 });
+  });
 });

@@ -27,7 +27,27 @@ const opened = { type: 'Opened', data: enc.encode('{"owner":"Ada"}'), metadata: 
 const deposited = { type: 'Deposited', data: enc.encode('{"amount":10}') };
 
 describe('Partition.appendEncoded (framed events, one encoding from client to disk)', () => {
-  it('on a partition recording its level, commits framed events through the encoder: format version 3 with the level, readable after reopen', async () => {
+  it('on a partition recording its level, copies framed events with the level inserted: the same bytes as append writes', async () => {
+    const clock = (): number => 1_700_000_000_000;
+    const plainLog = new MemoryLog();
+    const plain = await openPartition({ storage: createMemoryStorage({ log: plainLog }), name: 'lvl', level: 'critical', clock });
+    const framedLog = new MemoryLog();
+    const copied = await openPartition({ storage: createMemoryStorage({ log: framedLog }), name: 'lvl', level: 'critical', clock });
+    // With commit headers (a command id, a correlation id) and without any.
+    await plain.commit({ changes: [{ streamId: 'acct-1', events: [opened, deposited] }], commandIds: ['cmd-1'], correlationId: 'corr' });
+    await copied.appendEncoded({ frames: framed('acct-1', [opened, deposited], { commandIds: ['cmd-1'], correlationId: 'corr' }) });
+    await plain.append({ streamId: 'acct-2', events: [deposited, opened, deposited] });
+    await copied.appendEncoded({ frames: framed('acct-2', [deposited, opened, deposited]) });
+    await plain.close();
+    await copied.close();
+    const bytes = (log: MemoryLog): Buffer => Buffer.concat(log.batches.map((b) => b.bytes));
+    expect(bytes(framedLog).equals(bytes(plainLog))).toBe(true);
+    const { batches, report } = decodeBatches(bytes(framedLog));
+    expect(report.reason).toBe('end');
+    expect(batches.map((b) => b.frames[0].headers?.level)).toEqual(['critical', 'critical']);
+  });
+
+  it('on a partition recording its level, commits framed events in format version 3 with the level, readable after reopen', async () => {
     const log = new MemoryLog();
     const p = await openPartition({ storage: createMemoryStorage({ log }), name: 'enc', level: 'critical' });
     const r = await p.appendEncoded({ frames: framed('acct-1', [opened, deposited], { commandIds: ['cmd-9'] }), expectedVersion: 'no-stream' });

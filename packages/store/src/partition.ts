@@ -9,7 +9,6 @@ import {
   FrameWriter,
   FramingError,
   checkFramedEvents,
-  readFramedEvents,
   readU32,
   type CommitHeaders,
   type EventFrame,
@@ -499,9 +498,8 @@ export class Partition {
       correlationId: headers?.correlationId,
       causationId: headers?.causationId,
     };
-    // A partition recording its level writes format version 3 headers, which framed events
-    // (version 2) lack: their events go through the ordinary encoder (checked above, CRCs included).
-    if (this.level !== undefined) return this.commit({ ...unit, changes: [{ ...unit.changes[0], events: readFramedEvents(frames) }] });
+    // A partition recording its level writes format version 3: the writer inserts the level
+    // into the first frame's headers as it copies the frames (FrameWriter.appendFramed).
     return new Promise<CommitResult>((resolve, reject) => {
       this.queue.push({ unit, bytes: info.dataBytes, resolve, reject, encoded: frames, encodedCount: info.count });
       this.queuedBytes += info.dataBytes;
@@ -930,7 +928,17 @@ export class Partition {
         let o = 0;
         for (let i = 0; i < count; i++) {
           const frameBytes = readU32(encoded, o);
-          writer.appendFramed(seq, this.epochValue, group.timestamp, (i === 0 ? FLAG_COMMIT_FIRST : 0) | (i === count - 1 ? FLAG_COMMIT_LAST : 0), base + i + 1, encoded, o, o + frameBytes);
+          writer.appendFramed(
+            seq,
+            this.epochValue,
+            group.timestamp,
+            (i === 0 ? FLAG_COMMIT_FIRST : 0) | (i === count - 1 ? FLAG_COMMIT_LAST : 0),
+            base + i + 1,
+            encoded,
+            o,
+            o + frameBytes,
+            i === 0 ? this.level : undefined,
+          );
           o += frameBytes;
           seq++;
         }

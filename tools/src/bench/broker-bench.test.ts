@@ -9,6 +9,9 @@ it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, a
     'direct: DEALER ↔ echo ROUTER',
     'via broker: DEALER speaking MDP → broker → MajordomoWorker',
     'via broker: MajordomoClient → broker → MajordomoWorker',
+    // The same two with the batch extension.
+    'via broker: DEALER speaking MDP → broker → MajordomoWorker',
+    'via broker: MajordomoClient → broker → MajordomoWorker',
     'in-process partition (no broker), file store',
     'via broker: store client → broker → node, file store',
   ]);
@@ -17,6 +20,7 @@ it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, a
     expect(r.eventsPerSecond).toBeGreaterThan(0);
     expect(r.p99Ms).toBeGreaterThanOrEqual(r.p50Ms);
   }
+  expect(rows.map((r) => r.note?.includes('batches of ≤ 64') ?? false)).toEqual([false, false, false, true, true, false, false]);
   const table = formatBrokerRows(rows);
   expect(table.split('\n')).toHaveLength(rows.length + 2);
   expect(table).toMatch(/direct is [\d.]+× this/);

@@ -3,7 +3,8 @@
  *
  * (a) request/reply throughput, pipelined, same payload size: a DEALER talking straight to
  *     an echo ROUTER, against the same requests through the Majordomo broker to an echo
- *     `MajordomoWorker` (from a raw DEALER speaking MDP, and from `MajordomoClient`).
+ *     `MajordomoWorker` (from a raw DEALER speaking MDP, and from `MajordomoClient`), the
+ *     worker with credit alone, then with the batch extension (batches of ≤ 64), in one run.
  *     Target: the broker costs at most 2× in throughput.
  * (b) appends through the broker: store client → broker → node (file storage, fsync on
  *     every commit), units of 100 events of 100 bytes, many in flight; beside the same
@@ -46,9 +47,35 @@
  *   and derives the frame's by combination): in the same runs they were 10-30% slower than
  *   op 5 on this 2-core machine (client and node compete for the same cores) — the price of
  *   a checksum that travels with each event from the client to the disk.
+ * - (a) with the batch extension (fastpath branch, 2026-12-06, load average 9-14, one full run:
+ *   the credit-only rows and the batch rows are measured in the same run): the broker puts up
+ *   to 64 requests in one message to a worker connection and the worker up to 64 replies in one
+ *   message back. CPU per request broker 106 → 55 µs, worker 55 → 13 µs; DEALER speaking MDP
+ *   3,886 → 7,292 req/s, direct ÷ broker 3.92× → 2.09× (MajordomoClient 4.31× → 2.39×; a
+ *   50,000-request run earlier: 4.18× → 2.43×). What is left in the broker is the client's
+ *   side, one message in and one out per request with 6 frames each (the echo server's 3):
+ *   ~55 µs against the echo server's ~28 µs, nearly all zeromq.js send/receive.
+ * - 1000 concurrent single-event appends (fastpath branch, 2026-12-06, `npm run bench --
+ *   --quick --only sluice-file,sluice-file-ids,sluice-broker`, old and new trees alternated,
+ *   load average 8-11): via broker 5,990 / 9,365 events/s (old) against 6,603 / 16,992 (new);
+ *   in 80,000-append runs alternated at load 6-9: 16,000 / 17,700 (old), 19,200 / 15,200 (new).
+ *   The client used to send the 1000 waiting appends as one request of 1000 units, so client,
+ *   broker, node and disk each waited while another worked; it now spreads them over its 4
+ *   request slots (4 × 250): up to ~2× while cores are idle (35,000-42,000/s at load ~5),
+ *   no gain when all are busy. CPU per append: client ~13 → ~11 µs (no hashing for one
+ *   partition, no map per append), node ~22 µs, broker ~5 µs. The embedded partition with a
+ *   command id per append costs ~16-20 µs of CPU itself (37,000-61,000/s in the same runs), so
+ *   on 2 shared cores three processes cannot reach 100,000/s: the floor is the partition's
+ *   per-commit work (command-id and stream indexes, group commit), not the wire.
+ * - Framed appends on a node: the node's partitions record their reliability level (format
+ *   version 3), and framed events used to be decoded and re-encoded there; they are now copied
+ *   with the level inserted into the commit's first frame (node CPU per event in batches of
+ *   1000: ~5.3 → ~4.8 µs).
  * - (b) 146,000-325,000 events/s through broker and node (4 runs; 216,000-325,000 in three),
  *   against 248,000-811,000 in-process: CPU per 100-event append ~125 µs in the broker and
- *   ~250 µs in the node, so on 2 shared cores the bound is CPU, not the disk.
+ *   ~250 µs in the node, so on 2 shared cores the bound is CPU, not the disk. Fastpath branch,
+ *   2026-12-06 (load 9-14): 98,926 via broker against 219,433 in-process (45 %); CPU per
+ *   100-event append broker 50 µs, node 426 µs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -105,7 +132,7 @@ interface RoleHandle {
 type Role =
   | { readonly role: 'echo-router' }
   | { readonly role: 'broker' }
-  | { readonly role: 'echo-worker'; readonly broker: string; readonly concurrency: number; readonly credit?: number }
+  | { readonly role: 'echo-worker'; readonly broker: string; readonly concurrency: number; readonly credit?: number; readonly batch?: number }
   | { readonly role: 'node'; readonly config: string; readonly concurrency: number };
 
 /** Runs a server role here; resolves when it serves. */
@@ -134,7 +161,14 @@ async function runRole(spec: Role): Promise<RoleHandle> {
       return { endpoint: broker.endpoint, stop: () => broker.close() };
     }
     case 'echo-worker': {
-      const worker = createWorker({ endpoint: spec.broker, service: ECHO_SERVICE, concurrency: spec.concurrency, credit: spec.credit ?? 1, handler: async (request) => request });
+      const worker = createWorker({
+        endpoint: spec.broker,
+        service: ECHO_SERVICE,
+        concurrency: spec.concurrency,
+        credit: spec.credit ?? 1,
+        batch: spec.batch ?? 1,
+        handler: async (request) => request,
+      });
       return { endpoint: '', stop: () => worker.close() };
     }
     case 'node': {
@@ -160,9 +194,11 @@ async function spawnRole(spec: Role): Promise<Server> {
     stop: () =>
       new Promise<number | undefined>((resolve) => {
         if (child.exitCode !== null) return resolve(undefined);
-        // The server's last line: the CPU time it used while serving.
-        lines.once('line', (line) => resolve((JSON.parse(line) as { cpuMs: number }).cpuMs));
-        child.once('exit', () => resolve(undefined));
+        // The server's last line: the CPU time it used while serving. Resolve once it has
+        // exited, though: a node still closing (writing its index) races the data folder's removal.
+        let cpuMs: number | undefined;
+        lines.once('line', (line) => (cpuMs = (JSON.parse(line) as { cpuMs: number }).cpuMs));
+        child.once('exit', () => resolve(cpuMs));
         child.kill('SIGTERM');
       }),
   };
@@ -230,7 +266,7 @@ async function dealerRoundTrips(
 }
 
 /** `window` concurrent requesters through a {@link MajordomoClient}. */
-async function clientRoundTrips(endpoint: string, count: number, window: number): Promise<BenchRow> {
+async function clientRoundTrips(endpoint: string, count: number, window: number, note: string): Promise<BenchRow> {
   const client = new MajordomoClient({ endpoints: [endpoint], timeoutMs: 30_000, outstandingMax: window * 2, sendQueueMax: window * 2 });
   const body = payload();
   const latencies = new Latencies();
@@ -248,11 +284,22 @@ async function clientRoundTrips(endpoint: string, count: number, window: number)
   );
   const ms = performance.now() - start;
   await client.close();
-  return row('via broker: MajordomoClient → broker → MajordomoWorker', count, count * PAYLOAD_BYTES, ms, latencies, `${window} in flight`);
+  return row('via broker: MajordomoClient → broker → MajordomoWorker', count, count * PAYLOAD_BYTES, ms, latencies, note);
 }
 
-/** (a) direct DEALER↔ROUTER echo against the same requests through the broker. */
-export async function requestReplyRows(count: number, window: number, workerConcurrency: number, placement: Placement, workerCredit = 1): Promise<BenchRow[]> {
+/**
+ * (a) direct DEALER↔ROUTER echo against the same requests through the broker, once per
+ * worker batch size in `workerBatches` (1: one request per message; above 1 the batch
+ * extension), all in one run.
+ */
+export async function requestReplyRows(
+  count: number,
+  window: number,
+  workerConcurrency: number,
+  placement: Placement,
+  workerCredit = 1,
+  workerBatches: readonly number[] = [1],
+): Promise<BenchRow[]> {
   const body = payload();
   const rows: BenchRow[] = [];
   const echo = await startRole({ role: 'echo-router' }, placement);
@@ -264,40 +311,43 @@ export async function requestReplyRows(count: number, window: number, workerConc
     if (direct !== undefined) rows.push({ ...direct, note: `${direct.note}${cpuNote(count, { 'echo server': cpuMs })}` });
   }
   const service = Buffer.from(ECHO_SERVICE);
-  const variants: ((endpoint: string) => Promise<BenchRow>)[] = [
-    (endpoint) =>
-      dealerRoundTrips(
-        'via broker: DEALER speaking MDP → broker → MajordomoWorker',
-        endpoint,
-        // The correlation frame carries the id; a MajordomoWorker echoes it first in the reply.
-        (id) => clientRequestFrames(service, [encodeCorrelation('message', id.readBigUInt64LE(0)), body]),
-        (reply) => {
-          const correlation = reply[3];
-          if (correlation === undefined || correlation.length !== 13) return undefined;
-          const id = Buffer.alloc(8);
-          id.writeBigUInt64LE(correlation.readBigUInt64BE(5), 0);
-          return id;
-        },
-        count,
-        window,
-        `${window} in flight, ${workerConcurrency} worker connections${workerCredit > 1 ? ` × credit ${workerCredit}` : ''}`,
-      ),
-    (endpoint) => clientRoundTrips(endpoint, count, window),
-  ];
-  for (const variant of variants) {
-    // Fresh servers per variant, so each row's CPU figures are its own.
-    const broker = await startRole({ role: 'broker' }, placement);
-    const worker = await startRole({ role: 'echo-worker', broker: broker.endpoint, concurrency: workerConcurrency, credit: workerCredit }, placement);
-    let measured: BenchRow | undefined;
-    try {
-      const probe = new MajordomoClient({ endpoints: [broker.endpoint], timeoutMs: 10_000 });
-      await probe.request(ECHO_SERVICE, [body]); // the worker serves
-      await probe.close();
-      measured = await variant(broker.endpoint);
-    } finally {
-      const workerCpu = await worker.stop();
-      const brokerCpu = await broker.stop();
-      if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(count, { broker: brokerCpu, worker: workerCpu })}` });
+  for (const workerBatch of workerBatches) {
+    const workers = `${workerConcurrency} worker connections${workerCredit > 1 ? ` × credit ${workerCredit}` : ''}${workerBatch > 1 ? `, batches of ≤ ${workerBatch}` : ''}`;
+    const variants: ((endpoint: string) => Promise<BenchRow>)[] = [
+      (endpoint) =>
+        dealerRoundTrips(
+          'via broker: DEALER speaking MDP → broker → MajordomoWorker',
+          endpoint,
+          // The correlation frame carries the id; a MajordomoWorker echoes it first in the reply.
+          (id) => clientRequestFrames(service, [encodeCorrelation('message', id.readBigUInt64LE(0)), body]),
+          (reply) => {
+            const correlation = reply[3];
+            if (correlation === undefined || correlation.length !== 13) return undefined;
+            const id = Buffer.alloc(8);
+            id.writeBigUInt64LE(correlation.readBigUInt64BE(5), 0);
+            return id;
+          },
+          count,
+          window,
+          `${window} in flight, ${workers}`,
+        ),
+      (endpoint) => clientRoundTrips(endpoint, count, window, `${window} in flight, ${workers}`),
+    ];
+    for (const variant of variants) {
+      // Fresh servers per variant, so each row's CPU figures are its own.
+      const broker = await startRole({ role: 'broker' }, placement);
+      const worker = await startRole({ role: 'echo-worker', broker: broker.endpoint, concurrency: workerConcurrency, credit: workerCredit, batch: workerBatch }, placement);
+      let measured: BenchRow | undefined;
+      try {
+        const probe = new MajordomoClient({ endpoints: [broker.endpoint], timeoutMs: 10_000 });
+        await probe.request(ECHO_SERVICE, [body]); // the worker serves
+        await probe.close();
+        measured = await variant(broker.endpoint);
+      } finally {
+        const workerCpu = await worker.stop();
+        const brokerCpu = await broker.stop();
+        if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(count, { broker: brokerCpu, worker: workerCpu })}` });
+      }
     }
   }
   return rows;
@@ -482,7 +532,8 @@ export async function runBrokerBench(options: BrokerBenchOptions): Promise<Bench
   try {
     // The echo worker: 4 connections × credit 64 (the credit extension), as many requests at
     // once as the 64 plain RFC 7 connections this measured before.
-    const rows = await requestReplyRows(Math.max(2000, Math.round(200_000 * scale)), 256, 4, placement, 64);
+    // Then the same with the batch extension (up to 64 requests or replies per message).
+    const rows = await requestReplyRows(Math.max(2000, Math.round(200_000 * scale)), 256, 4, placement, 64, [1, 64]);
     rows.push(...(await appendRows(directory, Math.max(100, Math.round(20_000 * scale)), 100, 64, 32, placement)));
     return rows;
   } finally {

@@ -3,8 +3,16 @@
 // replayer that asks the main thread (standing in for the broker's remote replayer).
 // Transports: udp (unicast fan-out), radio-tcp (one RADIO bound, DISHes connect), radio-udp (DISHes
 // bind udp://, one RADIO connects to each; libzmq's UDP engine carries at most 8 KiB per datagram).
-// Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000] [transport=udp]
+// What each receiver does per event (included in its figure): the datagram's CRC-32C (one native pass
+// over every byte), then per frame its length, kind, version, field lengths and seq (seq order and gaps
+// verified per event), ordering/dedup/gap repair per run of frames. Then the consumer:
+//   consume=frames (default): handleFrames gets the verified frames undecoded and folds them into a
+//     running CRC-32C (native) that must equal the stored log's: the byte-exact check, no objects;
+//   consume=events: handle gets decoded event objects (RecordedEvent, zero-copy payload views) and
+//     sums every payload byte, which must equal the log's sum.
+// Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000] [transport=udp] [consume=frames]
 import { Worker, isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { crc32c } from '@sluice/framing';
 import { createMemoryStorage, openPartition, type RecordedEvent } from '@sluice/store';
 import {
   decodeDatagram,
@@ -20,6 +28,7 @@ import {
 } from '../src/index.js';
 
 type Transport = 'udp' | 'radio-tcp' | 'radio-udp';
+type Consume = 'frames' | 'events';
 
 interface ReadRequest {
   id: number;
@@ -31,9 +40,19 @@ if (isMainThread) {
   const events = Number(process.argv[2] ?? 1_000_000);
   const receivers = Number(process.argv[3] ?? 8);
   const transport = (process.argv[5] ?? 'udp') as Transport;
+  const consume = (process.argv[6] ?? 'frames') as Consume;
+  if (!['frames', 'events'].includes(consume)) throw new Error(`consume must be frames or events, got ${consume}`);
   if (!['udp', 'radio-tcp', 'radio-udp'].includes(transport)) throw new Error(`transport must be udp, radio-tcp or radio-udp, got ${transport}`);
   const datagramBytesMax = Math.min(Number(process.argv[4] ?? 60000), transport === 'radio-udp' ? 8000 : 65507);
-  const partition = await openPartition({ storage: createMemoryStorage(), name: 'bench' });
+  // A live publisher takes each batch from the partition's tail cache as the writer sealed it (no
+  // storage read, no decode). The log is written before the clock starts, so the cache is sized to
+  // hold all of it and a follower keeps it filled meanwhile: the publisher then sees what it would
+  // have seen live. (Beyond the cache, batches come from storage, decoded and checked.)
+  const partition = await openPartition({ storage: createMemoryStorage(), name: 'bench', tailCacheBytes: Math.max(4 << 20, events * 320) });
+  const filling = new AbortController();
+  const follower = (async () => {
+    for await (const batch of partition.subscribeSealed({ signal: filling.signal })) void batch;
+  })();
   const perUnit = 1000;
   for (let written = 0; written < events; written += perUnit * 32) {
     const pending = [];
@@ -44,6 +63,8 @@ if (isMainThread) {
     }
     await Promise.all(pending);
   }
+  filling.abort();
+  await follower;
   let published = 0;
   const udpFanout = transport === 'udp' ? await openUdpFanout() : undefined;
   const radio = transport === 'udp' ? undefined : await openRadioSender({ partition: partition.name, transport: transport === 'radio-tcp' ? 'tcp' : 'udp' });
@@ -56,7 +77,7 @@ if (isMainThread) {
     // Workers do not inherit `--import tsx`: register it, then load this file.
     const worker = new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(import.meta.url)}); })`, {
       eval: true,
-      workerData: { partition: partition.name, events, transport, radioEndpoint: radio?.endpoint },
+      workerData: { partition: partition.name, events, transport, consume, radioEndpoint: radio?.endpoint },
     });
     workers.push(worker);
     // The worker's replayer: reads served from the partition, encoded as datagrams (what a remote replayer would send).
@@ -88,22 +109,33 @@ if (isMainThread) {
   clearInterval(tick);
   await publisher.stop();
   let expectedSum = 0;
-  for await (const e of partition.read({})) for (const b of e.payload) expectedSum += b;
-  console.log(`${transport}: ${events.toLocaleString('en-US')} events, ${receivers} receivers, datagrams ≤ ${datagramBytesMax} B, ${publisher.stats.datagrams} datagrams × ${receivers} sent, ${fanout.sendErrors} send errors`);
+  // The stored log's frames, in seq order, as one CRC-32C (what consume=frames receivers must end with).
+  let expectedCrc = 0;
+  if (consume === 'events') for await (const e of partition.read({})) for (const b of e.payload) expectedSum += b;
+  {
+    const ac = new AbortController();
+    for await (const batch of partition.subscribeSealed({ signal: ac.signal })) {
+      expectedCrc = crc32c(batch.bytes, 0, sealedFramesEnd(batch.bytes), expectedCrc);
+      if (batch.lastSeq >= events) ac.abort();
+    }
+  }
+  const expected = consume === 'events' ? expectedSum : expectedCrc;
+  console.log(`${transport}, consume=${consume}: ${events.toLocaleString('en-US')} events, ${receivers} receivers, datagrams ≤ ${datagramBytesMax} B, ${publisher.stats.datagrams} datagrams × ${receivers} sent, ${fanout.sendErrors} send errors`);
   console.log(`publisher: ${(publisher.stats.events / (wall / 1000) / 1e6).toFixed(2)} M events/s, all sent after ${publishedMs.toFixed(0)} ms, wall ${wall.toFixed(0)} ms`);
   for (const [i, r] of results.entries()) {
     console.log(
-      `receiver ${i}: ${(r.delivered / (r.ms / 1000) / 1e6).toFixed(2)} M events/s (${r.ms.toFixed(0)} ms), ${r.datagrams} datagrams, ${r.repairs} repairs / ${r.repairedEvents} events replayed, ${r.inboxDropped} inbox drops, exact=${r.delivered === events && r.payloadSum === expectedSum}`,
+      `receiver ${i}: ${(r.delivered / (r.ms / 1000) / 1e6).toFixed(2)} M events/s (${r.ms.toFixed(0)} ms), ${r.datagrams} datagrams, ${r.repairs} repairs / ${r.repairedEvents} events replayed, ${r.inboxDropped} inbox drops, exact=${r.delivered === events && r.payloadSum === expected}`,
     );
   }
   const rates = results.map((r) => r.delivered / (r.ms / 1000));
   console.log(`per receiver: min ${(Math.min(...rates) / 1e6).toFixed(2)} M/s, median ${(rates.sort((a, b) => a - b)[rates.length >> 1] / 1e6).toFixed(2)} M/s; aggregate ${((events * receivers) / (wall / 1000) / 1e6).toFixed(2)} M events/s`);
-  await Promise.all(workers.map((w) => w.terminate()));
+  // Workers end on their own (their --cpu-prof profiles are written then).
+  await Promise.all(workers.map((w) => new Promise((resolve) => (w.once('exit', resolve), w.postMessage({ type: 'exit' })))));
   await fanout.close();
   await partition.close();
 } else {
   const port = parentPort as MessagePort;
-  const { partition, events, transport, radioEndpoint } = workerData as { partition: string; events: number; transport: Transport; radioEndpoint?: string };
+  const { partition, events, transport, consume, radioEndpoint } = workerData as { partition: string; events: number; transport: Transport; consume: Consume; radioEndpoint?: string };
   const udp: DatagramReceiver & { readonly port?: number; readonly endpoint?: string } =
     transport === 'udp'
       ? await openUdpReceiver({ receiveBufferBytes: 4 * 1024 * 1024 })
@@ -126,24 +158,31 @@ if (isMainThread) {
       pending.delete(id);
       for (const d of datagrams) {
         const g = decodeDatagram(d);
-        if (g?.kind === 'data') yield* g.events;
+        if (g?.kind === 'data') yield* g.run.events;
       }
     },
   };
   let payloadSum = 0;
-  let first = 0;
   const receiver = startBroadcastReceiver({
     partition,
     receiver: udp,
     replayer,
     gapTimeoutMs: 20,
-    handle: (batch) => {
-      if (first === 0) first = performance.now();
-      for (const e of batch) {
-        const p = e.payload;
-        for (let i = 0; i < p.length; i++) payloadSum += p[i];
-      }
-    },
+    ...(consume === 'frames'
+      ? {
+          handleFrames: (run) => {
+            const f = run.frames;
+            payloadSum = crc32c(f, 0, f.length, payloadSum);
+          },
+        }
+      : {
+          handle: (batch) => {
+            for (const e of batch) {
+              const p = e.payload;
+              for (let i = 0; i < p.length; i++) payloadSum += p[i];
+            }
+          },
+        }),
   });
   port.postMessage({ type: 'ready', port: udp.port, endpoint: udp.endpoint });
   const t0 = await new Promise<number>((resolve) => port.on('message', (m: { type: string }) => m.type === 'start' && resolve(performance.now())));
@@ -151,6 +190,15 @@ if (isMainThread) {
   const ms = performance.now() - t0;
   const s = receiver.stats;
   port.postMessage({ type: 'done', ms, repairs: s.repairs, repairedEvents: s.repairedEvents, datagrams: s.datagrams, inboxDropped: s.inboxDropped, payloadSum, delivered: s.delivered });
+  await new Promise<void>((resolve) => port.on('message', (m: { type: string }) => m.type === 'exit' && resolve()));
   await receiver.stop();
   await udp.close();
+  port.close();
+}
+
+/** Where a sealed batch's event frames end (its commit marker starts). */
+function sealedFramesEnd(bytes: Uint8Array): number {
+  let o = 0;
+  while (o < bytes.length && bytes[o + 5] === 1) o += bytes[o] | (bytes[o + 1] << 8) | (bytes[o + 2] << 16) | (bytes[o + 3] << 24);
+  return o;
 }

@@ -1,4 +1,4 @@
-import type { RecordedEvent } from '@sluice/store';
+import type { RecordedEvent, SealedBatchBytes } from '@sluice/store';
 
 /**
  * Where a subscriber reads a partition's committed log. An embedded `Partition` is one as it
@@ -12,6 +12,12 @@ export interface EventSource {
   readonly lastSeq: number;
   /** Committed events from `fromSeq` on, in batches, then live. Ends when the signal aborts or the source closes. */
   subscribe(options: { readonly fromSeq?: number; readonly signal?: AbortSignal }): AsyncIterable<RecordedEvent[]>;
+  /**
+   * Optional: the same batches as their sealed bytes (event frames then marker, as stored), so
+   * relays such as the broadcast publisher forward frames without decoding them. An embedded
+   * `Partition` has it; a batch may start before `fromSeq`.
+   */
+  subscribeSealed?(options: { readonly fromSeq?: number; readonly signal?: AbortSignal }): AsyncIterable<SealedBatchBytes>;
 }
 
 /** Random access to a partition's log: the replayer that fills gaps and serves full replays. */

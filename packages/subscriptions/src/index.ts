@@ -26,7 +26,7 @@ export {
   type BroadcastReceiverOptions,
   type BroadcastReceiverStats,
 } from './broadcast.js';
-export { decodeDatagram, encodeDataDatagrams, encodeHeartbeat, type Datagram } from './broadcast-codec.js';
+export { DatagramEncoder, FrameRun, decodeDatagram, encodeDataDatagrams, encodeHeartbeat, type Datagram } from './broadcast-codec.js';
 export {
   fanOut,
   injectFaults,

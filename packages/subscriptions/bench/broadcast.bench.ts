@@ -1,7 +1,8 @@
 // Broadcast fan-out: one publisher, R receivers (worker threads, each its own socket on 127.0.0.1),
 // N committed events of a memory partition broadcast live; lost datagrams are repaired through a
 // replayer that asks the main thread (standing in for the broker's remote replayer).
-// Transports: udp (unicast fan-out), radio-tcp (one RADIO bound, DISHes connect), radio-udp (DISHes
+// Transports: udp (unicast fan-out: one send per receiver), udp-multicast (one send per datagram, the
+// kernel copies it to each receiver that joined the group on 127.0.0.1), radio-tcp (one RADIO bound, DISHes connect), radio-udp (DISHes
 // bind udp://, one RADIO connects to each; libzmq's UDP engine carries at most 8 KiB per datagram).
 // What each receiver does per event (included in its figure): the datagram's CRC-32C (one native pass
 // over every byte), then per frame its length, kind, version, field lengths and seq (seq order and gaps
@@ -15,11 +16,15 @@ import { Worker, isMainThread, parentPort, workerData, type MessagePort } from '
 import { crc32c } from '@sluice/framing';
 import { createMemoryStorage, openPartition, type RecordedEvent } from '@sluice/store';
 import {
+  DatagramEncoder,
   decodeDatagram,
   encodeDataDatagrams,
+  type FrameRun,
   openDishReceiver,
   openRadioSender,
   openUdpFanout,
+  openUdpMulticastReceiver,
+  openUdpMulticastSender,
   openUdpReceiver,
   startBroadcastPublisher,
   startBroadcastReceiver,
@@ -27,8 +32,9 @@ import {
   type DatagramSender,
 } from '../src/index.js';
 
-type Transport = 'udp' | 'radio-tcp' | 'radio-udp';
+type Transport = 'udp' | 'udp-multicast' | 'radio-tcp' | 'radio-udp';
 type Consume = 'frames' | 'events';
+const MULTICAST_GROUP = '239.255.76.66';
 
 interface ReadRequest {
   id: number;
@@ -42,7 +48,7 @@ if (isMainThread) {
   const transport = (process.argv[5] ?? 'udp') as Transport;
   const consume = (process.argv[6] ?? 'frames') as Consume;
   if (!['frames', 'events'].includes(consume)) throw new Error(`consume must be frames or events, got ${consume}`);
-  if (!['udp', 'radio-tcp', 'radio-udp'].includes(transport)) throw new Error(`transport must be udp, radio-tcp or radio-udp, got ${transport}`);
+  if (!['udp', 'udp-multicast', 'radio-tcp', 'radio-udp'].includes(transport)) throw new Error(`transport must be udp, udp-multicast, radio-tcp or radio-udp, got ${transport}`);
   const datagramBytesMax = Math.min(Number(process.argv[4] ?? 60000), transport === 'radio-udp' ? 8000 : 65507);
   // A live publisher takes each batch from the partition's tail cache as the writer sealed it (no
   // storage read, no decode). The log is written before the clock starts, so the cache is sized to
@@ -67,21 +73,44 @@ if (isMainThread) {
   await follower;
   let published = 0;
   const udpFanout = transport === 'udp' ? await openUdpFanout() : undefined;
-  const radio = transport === 'udp' ? undefined : await openRadioSender({ partition: partition.name, transport: transport === 'radio-tcp' ? 'tcp' : 'udp' });
-  const fanout: DatagramSender & { readonly sendErrors: number } = udpFanout ?? radio!;
+  // Multicast: a free port for the group, found by binding once; the receivers bind it together.
+  let multicastPort = 0;
+  if (transport === 'udp-multicast') {
+    const probe = await openUdpMulticastReceiver({ group: MULTICAST_GROUP });
+    multicastPort = probe.port;
+    await probe.close();
+  }
+  const multicast = transport === 'udp-multicast' ? await openUdpMulticastSender({ group: MULTICAST_GROUP, port: multicastPort }) : undefined;
+  const radio = transport === 'udp' || transport === 'udp-multicast' ? undefined : await openRadioSender({ partition: partition.name, transport: transport === 'radio-tcp' ? 'tcp' : 'udp' });
+  const fanout: DatagramSender & { readonly sendErrors: number } = udpFanout ?? multicast ?? radio!;
   const add = (address: { port?: number; endpoint?: string }) => (udpFanout !== undefined ? udpFanout.add({ port: address.port! }) : transport === 'radio-udp' ? radio!.add(address.endpoint!) : undefined);
   const workers: Worker[] = [];
+  const repairEncoder = new DatagramEncoder(partition.name, 0, 65507);
   const ready: Promise<void>[] = [];
   const finished: Promise<{ ms: number; repairs: number; repairedEvents: number; datagrams: number; inboxDropped: number; payloadSum: number; delivered: number }>[] = [];
   for (let r = 0; r < receivers; r++) {
     // Workers do not inherit `--import tsx`: register it, then load this file.
     const worker = new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(import.meta.url)}); })`, {
       eval: true,
-      workerData: { partition: partition.name, events, transport, consume, radioEndpoint: radio?.endpoint },
+      workerData: { partition: partition.name, events, transport, consume, radioEndpoint: radio?.endpoint, multicastPort },
     });
     workers.push(worker);
     // The worker's replayer: reads served from the partition, encoded as datagrams (what a remote replayer would send).
     worker.on('message', async (message: { type: string; port?: number } & Partial<ReadRequest>) => {
+      if (message.type === 'read-frames') {
+        // Frames as stored, cut into datagrams (what a remote replayer would send): no decoding.
+        const toSeq = Math.min(message.toSeq ?? published, published);
+        const datagrams: Uint8Array[] = [];
+        const ac = new AbortController();
+        if (toSeq >= (message.fromSeq as number)) {
+          for await (const batch of partition.subscribeSealed({ fromSeq: message.fromSeq, signal: ac.signal })) {
+            repairEncoder.encode(batch.bytes, batch.firstSeq, message.fromSeq as number, datagrams, []);
+            if (batch.lastSeq >= toSeq) ac.abort();
+          }
+        }
+        worker.postMessage({ type: 'read-reply', id: message.id, datagrams }, datagrams.map((d) => d.buffer as ArrayBuffer));
+        return;
+      }
       if (message.type !== 'read') return;
       const toSeq = Math.min(message.toSeq ?? published, published);
       const out: RecordedEvent[] = [];
@@ -96,6 +125,14 @@ if (isMainThread) {
     }));
   }
   await Promise.all(ready);
+  const { Session } = await import('node:inspector/promises');
+  const session = process.env.PROFILE ? new Session() : undefined;
+  if (session) {
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.start');
+  }
+  const cpuAtStart = process.cpuUsage();
   const started = performance.now();
   for (const w of workers) w.postMessage({ type: 'start' });
   const publisher = startBroadcastPublisher({ source: partition, sender: fanout, fromSeq: 1, datagramBytesMax, heartbeatMs: 20 });
@@ -105,6 +142,13 @@ if (isMainThread) {
     if (published >= events && publishedMs === 0) publishedMs = performance.now() - started;
   }, 5);
   const results = await Promise.all(finished);
+  // Every thread of the process (publisher, receivers, replayer): the cost of the broadcast whatever else the machine runs.
+  const cpu = process.cpuUsage(cpuAtStart);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  if (session) {
+    const { profile } = await session.post('Profiler.stop');
+    (await import('node:fs')).writeFileSync(process.env.PROFILE as string, JSON.stringify(profile));
+  }
   const wall = performance.now() - started;
   clearInterval(tick);
   await publisher.stop();
@@ -130,14 +174,26 @@ if (isMainThread) {
   const rates = results.map((r) => r.delivered / (r.ms / 1000));
   console.log(`per receiver: min ${(Math.min(...rates) / 1e6).toFixed(2)} M/s, median ${(rates.sort((a, b) => a - b)[rates.length >> 1] / 1e6).toFixed(2)} M/s; aggregate ${((events * receivers) / (wall / 1000) / 1e6).toFixed(2)} M events/s`);
   // Workers end on their own (their --cpu-prof profiles are written then).
+  console.log(
+    `CPU: ${cpuSeconds.toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)}) = ${((events * receivers) / cpuSeconds / 1e6).toFixed(2)} M receiver-events per CPU-second (all threads)`,
+  );
   await Promise.all(workers.map((w) => new Promise((resolve) => (w.once('exit', resolve), w.postMessage({ type: 'exit' })))));
   await fanout.close();
   await partition.close();
 } else {
   const port = parentPort as MessagePort;
-  const { partition, events, transport, consume, radioEndpoint } = workerData as { partition: string; events: number; transport: Transport; consume: Consume; radioEndpoint?: string };
+  const { partition, events, transport, consume, radioEndpoint, multicastPort } = workerData as {
+    partition: string;
+    events: number;
+    transport: Transport;
+    consume: Consume;
+    radioEndpoint?: string;
+    multicastPort: number;
+  };
   const udp: DatagramReceiver & { readonly port?: number; readonly endpoint?: string } =
-    transport === 'udp'
+    transport === 'udp-multicast'
+      ? await openUdpMulticastReceiver({ group: MULTICAST_GROUP, port: multicastPort, receiveBufferBytes: 4 * 1024 * 1024 })
+      : transport === 'udp'
       ? await openUdpReceiver({ receiveBufferBytes: 4 * 1024 * 1024 })
       : await openDishReceiver({ partitions: [partition], transport: transport === 'radio-tcp' ? 'tcp' : 'udp', connect: radioEndpoint });
   let nextId = 1;
@@ -147,7 +203,21 @@ if (isMainThread) {
     if (m.type === 'read-reply') pending.get(m.id as number)?.(m.datagrams as Uint8Array[]);
     if (m.type === 'start') started = true;
   });
+  const request = (type: string, fromSeq: number, toSeq: number | undefined) => {
+    const id = nextId++;
+    return new Promise<Uint8Array[]>((resolve) => {
+      pending.set(id, resolve);
+      port.postMessage({ type, id, fromSeq, toSeq });
+    }).finally(() => pending.delete(id));
+  };
   const replayer = {
+    async *readFrames(options: { fromSeq: number; toSeq?: number }): AsyncIterable<FrameRun> {
+      if (!started) return;
+      for (const d of await request('read-frames', options.fromSeq, options.toSeq)) {
+        const g = decodeDatagram(d);
+        if (g?.kind === 'data') yield g.run;
+      }
+    },
     async *read(options: { fromSeq?: number; toSeq?: number }): AsyncIterable<RecordedEvent> {
       if (!started) return;
       const id = nextId++;

@@ -10,7 +10,6 @@ import {
   crc32c,
   decodeEventFrameAt,
   readU32,
-  readU53,
 } from '@sluice/framing';
 import type { RecordedEvent } from '@sluice/store';
 
@@ -195,6 +194,25 @@ export class DatagramEncoder {
    * repair it from the replayer. `lastSeq` is the last seq looked at (0 when none).
    */
   encode(bytes: Uint8Array, firstSeq: number, fromSeq: number, out: Uint8Array[], oversized: number[]): number {
+    const parts: Uint8Array[][] = [];
+    const lastSeq = this.encodeParts(bytes, firstSeq, fromSeq, parts, oversized);
+    for (const [head, frames, crc] of parts) {
+      // Each datagram its own ArrayBuffer (not Buffer's shared pool): it may be transferred.
+      const d = new Uint8Array(head.length + frames.length + crc.length);
+      d.set(head, 0);
+      d.set(frames, head.length);
+      d.set(crc, head.length + frames.length);
+      out.push(d);
+    }
+    return lastSeq;
+  }
+
+  /**
+   * Like {@link encode}, but each datagram comes as its parts (header, a view of the frames in
+   * `bytes`, CRC-32C), to be sent gathered (`DatagramSender.sendParts`): the frames are not even
+   * copied. `bytes` must then stay unchanged until the datagrams are sent (sealed batches do).
+   */
+  encodeParts(bytes: Uint8Array, firstSeq: number, fromSeq: number, out: Uint8Array[][], oversized: number[]): number {
     let seq = firstSeq;
     let o = 0;
     let runStart = -1;
@@ -207,12 +225,12 @@ export class DatagramEncoder {
       if (bytes[o + 5] !== KIND_EVENT || n < FRAME_BYTES_MIN || o + n > bytes.length) break; // the marker (or the end)
       if (seq >= fromSeq) {
         if (n > room) {
-          if (runCount > 0) out.push(this.data(bytes, runStart, o, runSeq, runCount));
+          if (runCount > 0) out.push(this.dataParts(bytes, runStart, o, runSeq, runCount));
           runCount = 0;
           oversized.push(seq);
         } else {
           if (runCount > 0 && o + n - runStart > room) {
-            out.push(this.data(bytes, runStart, o, runSeq, runCount));
+            out.push(this.dataParts(bytes, runStart, o, runSeq, runCount));
             runCount = 0;
           }
           if (runCount === 0) {
@@ -226,22 +244,22 @@ export class DatagramEncoder {
       o += n;
       seq++;
     }
-    if (runCount > 0) out.push(this.data(bytes, runStart, o, runSeq, runCount));
+    if (runCount > 0) out.push(this.dataParts(bytes, runStart, o, runSeq, runCount));
     return lastSeq;
   }
 
-  private data(frames: Uint8Array, start: number, end: number, firstSeq: number, count: number): Uint8Array {
-    const total = this.fixed + (end - start);
-    const bytes = Buffer.allocUnsafe(total);
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    let o = writeHeader(view, bytes, KIND_DATA, this.nameBytes, this.session);
+  private dataParts(frames: Uint8Array, start: number, end: number, firstSeq: number, count: number): Uint8Array[] {
+    // Header and CRC in one small allocation (Buffer's pool), the frames as a view.
+    const head = this.fixed - 4;
+    const small = Buffer.allocUnsafe(this.fixed);
+    const view = new DataView(small.buffer, small.byteOffset, small.byteLength);
+    let o = writeHeader(view, small, KIND_DATA, this.nameBytes, this.session);
     view.setFloat64(o, firstSeq, true);
     view.setUint32(o + 8, count, true);
     o += 12;
-    bytes.set(frames.subarray(start, end), o);
-    o += end - start;
-    view.setUint32(o, crc32c(bytes, 0, o), true);
-    return bytes;
+    const crc = crc32c(frames, start, end, crc32c(small, 0, head));
+    view.setUint32(head, crc, true);
+    return [small.subarray(0, head), frames.subarray(start, end), small.subarray(head)];
   }
 }
 
@@ -273,6 +291,41 @@ export function encodeDataDatagrams(
 }
 
 /**
+ * Walks `count` frames from `o`, which must end exactly at `end`: per frame its length, kind,
+ * version, field lengths and seq (the datagram's CRC covered its bytes). The receiver's per-event
+ * work: a handful of byte reads, no allocation.
+ */
+function framesFollow(b: Uint8Array, o: number, end: number, firstSeq: number, count: number): boolean {
+  // Seqs are below 2^53: compared as low and high 32-bit halves, without building a double per frame.
+  let low = firstSeq % 0x1_0000_0000;
+  let high = (firstSeq - low) / 0x1_0000_0000;
+  for (let i = 0; i < count; i++) {
+    if (o + FRAME_BYTES_MIN > end) return false;
+    const n = (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+    if (n < FRAME_BYTES_MIN || o + n > end) return false;
+    const version = b[o + 4];
+    if (b[o + 5] !== KIND_EVENT || version > FORMAT_VERSION || version < FORMAT_VERSION_MIN) return false;
+    if ((b[o + 8] | (b[o + 9] << 8) | (b[o + 10] << 16) | (b[o + 11] << 24)) >>> 0 !== low) return false;
+    if ((b[o + 12] | (b[o + 13] << 8) | (b[o + 14] << 16) | (b[o + 15] << 24)) >>> 0 !== high) return false;
+    const fields =
+      EVENT_HEADER_BYTES +
+      (b[o + 28] | (b[o + 29] << 8)) +
+      (b[o + 30] | (b[o + 31] << 8)) +
+      readU32(b, o + 40) +
+      readU32(b, o + 44) +
+      readU32(b, o + 48) +
+      CRC_BYTES;
+    if (fields !== n) return false;
+    o += n;
+    if (++low === 0x1_0000_0000) {
+      low = 0;
+      high++;
+    }
+  }
+  return o === end;
+}
+
+/**
  * Decodes one datagram, or `undefined` when it is not a valid version-2 broadcast datagram
  * (garbage, torn, bad checksum, frames whose lengths, kinds or seqs do not check out): never
  * throws. A data datagram's frames are a view into `bytes` (zero-copy), not decoded to objects.
@@ -301,19 +354,6 @@ export function decodeDatagram(bytes: Uint8Array): Datagram | undefined {
   o += 12;
   if (!Number.isSafeInteger(firstSeq) || firstSeq < 1 || count === 0 || !Number.isSafeInteger(firstSeq + count)) return undefined;
   const framesStart = o;
-  // Per frame: its length, kind, version, field lengths and seq (the CRC above covered its bytes).
-  for (let i = 0; i < count; i++) {
-    if (o + FRAME_BYTES_MIN > end) return undefined;
-    const n = readU32(bytes, o);
-    if (n < FRAME_BYTES_MIN || o + n > end) return undefined;
-    const version = bytes[o + 4];
-    if (bytes[o + 5] !== KIND_EVENT || version > FORMAT_VERSION || version < FORMAT_VERSION_MIN) return undefined;
-    if (readU53(bytes, o + 8) !== firstSeq + i) return undefined;
-    const fields =
-      EVENT_HEADER_BYTES + (bytes[o + 28] | (bytes[o + 29] << 8)) + (bytes[o + 30] | (bytes[o + 31] << 8)) + readU32(bytes, o + 40) + readU32(bytes, o + 44) + readU32(bytes, o + 48) + CRC_BYTES;
-    if (fields !== n) return undefined;
-    o += n;
-  }
-  if (o !== end) return undefined;
+  if (!framesFollow(bytes, o, end, firstSeq, count)) return undefined;
   return { kind: 'data', partition, session, run: FrameRun.ofFrames(firstSeq, count, bytes.subarray(framesStart, end)) };
 }

@@ -13,6 +13,8 @@ import {
   radioGroupOf,
   RADIO_GROUP_BYTES_MAX,
   RadioDishOptionsError,
+  openUdpMulticastReceiver,
+  openUdpMulticastSender,
   openUdpReceiver,
   openUdpSender,
   startBroadcastPublisher,
@@ -71,6 +73,8 @@ interface Link {
   path(): Promise<DatagramSender>;
 }
 
+let groupsMade = 0;
+
 /** The transports the whole matrix runs against, unchanged: every case below runs once per transport. */
 const transports: ReadonlyArray<{ readonly name: string; link(partition: string): Promise<Link> }> = [
   {
@@ -79,6 +83,16 @@ const transports: ReadonlyArray<{ readonly name: string; link(partition: string)
       const udp = await openUdpReceiver();
       cleanup.push(() => udp.close());
       return { receiver: udp, path: () => openUdpSender({ port: udp.port }) };
+    },
+  },
+  {
+    name: 'UDP multicast',
+    async link() {
+      // A group per receiver, so that each gets its own faulty path (one group reaching all is tested below).
+      const group = `239.255.76.${1 + (groupsMade++ % 250)}`;
+      const udp = await openUdpMulticastReceiver({ group });
+      cleanup.push(() => udp.close());
+      return { receiver: udp, path: () => openUdpMulticastSender({ group, port: udp.port }) };
     },
   },
   {
@@ -134,6 +148,25 @@ describe('broadcast: codec', () => {
     expect(decodeDatagram(flipped)).toBeUndefined();
     expect(decodeDatagram(datagrams[0].subarray(0, 30))).toBeUndefined();
     expect(decodeDatagram(new Uint8Array(100).fill(7))).toBeUndefined();
+  });
+
+  it('UDP multicast: one send reaches every receiver that joined the group, on 127.0.0.1', async () => {
+    const first = await openUdpMulticastReceiver({ group: '239.255.76.251' });
+    const others = [await openUdpMulticastReceiver({ group: '239.255.76.251', port: first.port }), await openUdpMulticastReceiver({ group: '239.255.76.251', port: first.port })];
+    const elsewhere = await openUdpMulticastReceiver({ group: '239.255.76.252', port: first.port });
+    const receivers = [first, ...others];
+    for (const r of [...receivers, elsewhere]) cleanup.push(() => r.close());
+    const got = receivers.map(() => [] as string[]);
+    const arrived = receivers.map((r, i) => new Promise<void>((resolve) => r.onDatagram((d) => (got[i].push(Buffer.from(d).toString()), resolve()))));
+    const strays: string[] = [];
+    elsewhere.onDatagram((d) => strays.push(Buffer.from(d).toString()));
+    const sender = await openUdpMulticastSender({ group: '239.255.76.251', port: first.port });
+    cleanup.push(() => sender.close());
+    sender.send(Buffer.from('hello'));
+    await Promise.all(arrived);
+    expect(got).toEqual([['hello'], ['hello'], ['hello']]);
+    expect(sender.sendErrors).toBe(0);
+    expect(strays).toEqual([]); // bound to its own group's address: another group's datagrams never arrive
   });
 
   it('a receiver takes exactly one of handle and handleFrames', async () => {

@@ -80,29 +80,44 @@ export function startBroadcastPublisher(options: BroadcastPublisherOptions): Bro
   }, heartbeatMs);
   timer.unref();
   let sinceYield = 0;
+  const pause = async () => {
+    // Let the socket drain and same-process receivers run: a burst is not one long task.
+    if (++sinceYield >= 32) {
+      sinceYield = 0;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  };
   const send = async (datagrams: Uint8Array[]) => {
     for (const d of datagrams) {
       sender.send(d);
       stats.datagrams++;
       stats.bytes += d.length;
-      // Let the socket drain and same-process receivers run: a burst is not one long task.
-      if (++sinceYield >= 32) {
-        sinceYield = 0;
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
+      await pause();
+    }
+    datagrams.length = 0;
+  };
+  const sendParts = sender.sendParts?.bind(sender);
+  const sendGathered = async (datagrams: Uint8Array[][]) => {
+    for (const parts of datagrams) {
+      if (sendParts !== undefined) sendParts(parts);
+      else sender.send(Buffer.concat(parts));
+      stats.datagrams++;
+      stats.bytes += parts[0].length + parts[1].length + parts[2].length;
+      await pause();
     }
     datagrams.length = 0;
   };
   const run = async () => {
-    const datagrams: Uint8Array[] = [];
     const oversized: number[] = [];
     if (source.subscribeSealed !== undefined) {
       const encoder = new DatagramEncoder(source.name, session, datagramBytesMax);
+      const gathered: Uint8Array[][] = [];
       for await (const batch of source.subscribeSealed({ fromSeq: lastSent + 1, signal: abort.signal })) {
         if (batch.lastSeq <= lastSent) continue;
         const from = lastSent + 1;
-        encoder.encode(batch.bytes, batch.firstSeq, from, datagrams, oversized);
-        await send(datagrams);
+        // Sealed batch bytes are never modified: the datagrams' frames stay views of them.
+        encoder.encodeParts(batch.bytes, batch.firstSeq, from, gathered, oversized);
+        await sendGathered(gathered);
         stats.oversized += oversized.length;
         oversized.length = 0;
         stats.events += batch.lastSeq - Math.max(from, batch.firstSeq) + 1;
@@ -444,6 +459,7 @@ class Receiver implements BroadcastReceiver {
   }
 
   private async repair(toSeq: number | undefined): Promise<void> {
+    if (this.options.replayer.readFrames !== undefined) return this.repairFrames(toSeq);
     const fromSeq = this.next;
     let chunk: RecordedEvent[] = [];
     let count = 0;
@@ -463,6 +479,36 @@ class Receiver implements BroadcastReceiver {
     if (chunk.length > 0) {
       count += chunk.length;
       await this.deliver(FrameRun.ofEvents(chunk), true);
+    }
+    if (count > 0) {
+      this.stats.repairs++;
+      this.stats.repairedEvents += count;
+    }
+  }
+
+  /** Repairs with frame runs (no event objects on the way): only the replayer's failures are caught, never `handle`'s. */
+  private async repairFrames(toSeq: number | undefined): Promise<void> {
+    const source = this.options.replayer.readFrames?.({ fromSeq: this.next, toSeq });
+    if (source === undefined) return;
+    const runs = source[Symbol.asyncIterator]();
+    let count = 0;
+    try {
+      for (;;) {
+        let step: IteratorResult<FrameRun>;
+        try {
+          step = await runs.next();
+        } catch {
+          break; // The replayer is unavailable: the gap stays open and its timer tries again.
+        }
+        if (step.done) break;
+        const run = step.value;
+        if (run.firstSeq > this.next || run.lastSeq < this.next) break; // not what was asked: the gap stays open
+        const part = run.from(this.next);
+        count += part.length;
+        await this.deliver(part, true);
+      }
+    } finally {
+      await runs.return?.().catch(() => undefined);
     }
     if (count > 0) {
       this.stats.repairs++;

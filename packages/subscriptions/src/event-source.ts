@@ -1,4 +1,5 @@
 import type { RecordedEvent, SealedBatchBytes } from '@sluice/store';
+import type { FrameRun } from './broadcast-codec.js';
 
 /**
  * Where a subscriber reads a partition's committed log. An embedded `Partition` is one as it
@@ -23,6 +24,12 @@ export interface EventSource {
 /** Random access to a partition's log: the replayer that fills gaps and serves full replays. */
 export interface Replayer {
   read(options: { readonly fromSeq?: number; readonly toSeq?: number; readonly maxCount?: number }): AsyncIterable<RecordedEvent>;
+  /**
+   * Optional: the same range as runs of verified, undecoded frames (e.g. broadcast datagrams a
+   * remote replayer sends back). Broadcast receivers repair through it when present, so a repair
+   * costs no event objects either. Runs must be consecutive from `fromSeq`.
+   */
+  readFrames?(options: { readonly fromSeq: number; readonly toSeq?: number }): AsyncIterable<FrameRun>;
 }
 
 /**

@@ -31,7 +31,10 @@ export {
   fanOut,
   injectFaults,
   openUdpFanout,
+  openUdpMulticastReceiver,
+  openUdpMulticastSender,
   openUdpReceiver,
+  UDP_MULTICAST_GROUP_DEFAULT,
   openUdpSender,
   seededRandom,
   type DatagramReceiver,
@@ -39,6 +42,7 @@ export {
   type FaultOptions,
   type FaultStats,
   type UdpFanout,
+  type UdpMulticastOptions,
   type UdpReceiver,
 } from './broadcast-transport.js';
 export {

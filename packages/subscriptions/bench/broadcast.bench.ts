@@ -1,17 +1,24 @@
 // Broadcast fan-out: one publisher, R receivers (worker threads, each its own socket on 127.0.0.1),
 // N committed events of a memory partition broadcast live; lost datagrams are repaired through a
-// replayer that asks the main thread (standing in for the broker's remote replayer).
-// Transports: udp (unicast fan-out: one send per receiver), udp-multicast (one send per datagram, the
-// kernel copies it to each receiver that joined the group on 127.0.0.1), radio-tcp (one RADIO bound, DISHes connect), radio-udp (DISHes
-// bind udp://, one RADIO connects to each; libzmq's UDP engine carries at most 8 KiB per datagram).
-// What each receiver does per event (included in its figure): the datagram's CRC-32C (one native pass
-// over every byte), then per frame its length, kind, version, field lengths and seq (seq order and gaps
-// verified per event), ordering/dedup/gap repair per run of frames. Then the consumer:
+// replayer that asks the main thread (standing in for the broker's remote replayer): it answers
+// with the stored frames cut into datagrams (readFrames), so a repair decodes nothing either.
+// Transports: udp (unicast fan-out: one send per receiver), udp-multicast (one send per datagram,
+// the kernel copies it to each receiver that joined the group on 127.0.0.1), radio-tcp (one RADIO
+// bound, DISHes connect), radio-udp (DISHes bind udp://, one RADIO connects to each; libzmq's UDP
+// engine carries at most 8 KiB per datagram).
+// What each receiver does per event (included in its figure): the datagram's CRC-32C (one native
+// pass over every byte), then per frame its length, kind, version, field lengths and seq (seq order
+// and gaps verified per event), ordering/dedup/gap repair per run of frames. Then the consumer:
 //   consume=frames (default): handleFrames gets the verified frames undecoded and folds them into a
 //     running CRC-32C (native) that must equal the stored log's: the byte-exact check, no objects;
 //   consume=events: handle gets decoded event objects (RecordedEvent, zero-copy payload views) and
 //     sums every payload byte, which must equal the log's sum.
+// Besides wall-clock rates it prints the CPU time of all threads (process.cpuUsage) over the
+// broadcast: receiver-events per CPU-second depend much less on what else the machine runs.
+// THREADS=1 adds each thread's CPU (Linux /proc); PROFILE=<file> writes the main thread's CPU
+// profile of the broadcast phase (node --cpu-prof profiles the workers too).
 // Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000] [transport=udp] [consume=frames]
+import { createRequire } from 'node:module';
 import { Worker, isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { crc32c } from '@sluice/framing';
 import { createMemoryStorage, openPartition, type RecordedEvent } from '@sluice/store';
@@ -32,6 +39,7 @@ import {
   type DatagramSender,
 } from '../src/index.js';
 
+const require = createRequire(import.meta.url);
 type Transport = 'udp' | 'udp-multicast' | 'radio-tcp' | 'radio-udp';
 type Consume = 'frames' | 'events';
 const MULTICAST_GROUP = '239.255.76.66';
@@ -133,6 +141,7 @@ if (isMainThread) {
     await session.post('Profiler.start');
   }
   const cpuAtStart = process.cpuUsage();
+  const threadsAtStart = process.env.THREADS ? threadTicks() : undefined;
   const started = performance.now();
   for (const w of workers) w.postMessage({ type: 'start' });
   const publisher = startBroadcastPublisher({ source: partition, sender: fanout, fromSeq: 1, datagramBytesMax, heartbeatMs: 20 });
@@ -145,6 +154,11 @@ if (isMainThread) {
   // Every thread of the process (publisher, receivers, replayer): the cost of the broadcast whatever else the machine runs.
   const cpu = process.cpuUsage(cpuAtStart);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  if (threadsAtStart) {
+    const now = threadTicks();
+    const rows = [...now].map(([tid, v]) => [tid, v.name, v.ticks - (threadsAtStart.get(tid)?.ticks ?? 0)] as const).filter((r) => r[2] > 0).sort((x, y) => y[2] - x[2]);
+    console.log('thread CPU (ticks of 10 ms):', rows.map(([tid, name, t]) => `${name}${tid === process.pid ? '(main)' : ''}:${t}`).join(' '));
+  }
   if (session) {
     const { profile } = await session.post('Profiler.stop');
     (await import('node:fs')).writeFileSync(process.env.PROFILE as string, JSON.stringify(profile));
@@ -271,4 +285,22 @@ function sealedFramesEnd(bytes: Uint8Array): number {
   let o = 0;
   while (o < bytes.length && bytes[o + 5] === 1) o += bytes[o] | (bytes[o + 1] << 8) | (bytes[o + 2] << 16) | (bytes[o + 3] << 24);
   return o;
+}
+
+/** utime+stime of each thread of this process (Linux), for THREADS=1 runs. */
+function threadTicks(): Map<number, { name: string; ticks: number }> {
+  const fs = require('node:fs') as typeof import('node:fs');
+  const out = new Map<number, { name: string; ticks: number }>();
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    try {
+      const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const name = stat.slice(stat.indexOf('(') + 1, close);
+      const fields = stat.slice(close + 2).split(' ');
+      out.set(Number(tid), { name, ticks: Number(fields[11]) + Number(fields[12]) });
+    } catch {
+      // The thread ended.
+    }
+  }
+  return out;
 }

@@ -345,6 +345,59 @@ describe.each(transports)('broadcast over $name: publisher â†’ faulty network â†
     expect(seen).toEqual(Array.from({ length: p.lastSeq }, (_, i) => i + 1));
     expect(second.stats.repairs).toBeGreaterThan(0);
   }, 60_000);
+
+  it('repairs through the replayer\'s readFrames when it has one (read() only for frames too large for a datagram) and ends with the exact log', async () => {
+    const p = await partition();
+    await fill(p, 300, 4); // history: caught up through readFrames too
+    const link = await transport.link(p.name);
+    const sender = injectFaults(await link.path(), { seed: 17, drop: 0.25, duplicate: 0.1, reorder: 0.2 });
+    cleanup.push(() => sender.close());
+    let runsServed = 0;
+    const oversized = new Set<number>();
+    const servedByRead: number[] = [];
+    // A remote replayer's answer: the stored frames of the range, as datagrams, decoded to runs;
+    // read() only for what no datagram can carry.
+    const replayer = {
+      async *read(options: { fromSeq?: number; toSeq?: number; maxCount?: number }): AsyncIterable<RecordedEvent> {
+        for await (const e of p.read(options)) {
+          servedByRead.push(e.seq);
+          yield e;
+        }
+      },
+      async *readFrames(options: { fromSeq: number; toSeq?: number }): AsyncIterable<FrameRun> {
+        const toSeq = Math.min(options.toSeq ?? p.lastSeq, p.lastSeq);
+        if (toSeq < options.fromSeq) return;
+        const encoder = new DatagramEncoder(p.name, 0, 1400);
+        const datagrams: Uint8Array[] = [];
+        const holes: number[] = [];
+        const ac = new AbortController();
+        for await (const batch of p.subscribeSealed({ fromSeq: options.fromSeq, signal: ac.signal })) {
+          encoder.encode(batch.bytes, batch.firstSeq, options.fromSeq, datagrams, holes);
+          if (batch.lastSeq >= toSeq) ac.abort();
+        }
+        for (const seq of holes) oversized.add(seq);
+        for (const d of datagrams) {
+          const g = decodeDatagram(d);
+          if (g?.kind !== 'data') throw new Error('the replayer encoded a datagram that does not decode');
+          runsServed++;
+          yield g.run; // runs after a hole do not follow: the receiver takes the hole through read()
+        }
+      },
+    };
+    const log: string[] = [];
+    const receiver = startBroadcastReceiver({ partition: p.name, receiver: link.receiver, replayer, gapTimeoutMs: 20, handleFrames: (run) => void log.push(...run.events.map(record)) });
+    cleanup.push(() => receiver.stop());
+    const publisher = startBroadcastPublisher({ source: p, sender, datagramBytesMax: 1400, heartbeatMs: 25 });
+    cleanup.push(() => publisher.stop());
+    await fill(p, 700, 8);
+    await receiver.waitFor(p.lastSeq);
+    expect(log).toEqual(await logOf(p));
+    expect(receiver.stats.repairs).toBeGreaterThan(1);
+    expect(runsServed).toBeGreaterThan(0);
+    // read() served only frames too large for a datagram, one at a time.
+    expect(oversized.size).toBeGreaterThan(0);
+    for (const seq of servedByRead) expect(oversized.has(seq)).toBe(true);
+  }, 60_000);
 });
 
 describe('broadcast: RADIO/DISH groups', () => {

@@ -247,6 +247,9 @@ export function startBroadcastReceiver(options: BroadcastReceiverOptions): Broad
 
 type Inbound = Uint8Array | 'gap-timer';
 
+/** Alternations of frame runs and single events one repair makes before leaving the rest to the gap timer. */
+const REPAIR_ROUNDS_MAX = 1024;
+
 class Receiver implements BroadcastReceiver {
   readonly stats: BroadcastReceiverStats = {
     datagrams: 0,
@@ -459,12 +462,24 @@ class Receiver implements BroadcastReceiver {
   }
 
   private async repair(toSeq: number | undefined): Promise<void> {
-    if (this.options.replayer.readFrames !== undefined) return this.repairFrames(toSeq);
+    if (this.options.replayer.readFrames === undefined) return this.repairEvents(toSeq, undefined);
+    // Frame runs first; where they stop short (a frame too large for any datagram, say) one event
+    // through read(), then runs again. Bounded: the gap's timer picks up whatever is left.
+    for (let round = 0; round < REPAIR_ROUNDS_MAX; round++) {
+      await this.repairFrames(toSeq);
+      if (toSeq !== undefined && this.next > toSeq) return;
+      const before = this.next;
+      await this.repairEvents(toSeq, 1);
+      if (this.next === before) return; // nothing more (the head) or the replayer is down
+    }
+  }
+
+  private async repairEvents(toSeq: number | undefined, maxCount: number | undefined): Promise<void> {
     const fromSeq = this.next;
     let chunk: RecordedEvent[] = [];
     let count = 0;
     try {
-      for await (const event of this.options.replayer.read({ fromSeq, toSeq })) {
+      for await (const event of this.options.replayer.read(maxCount === undefined ? { fromSeq, toSeq } : { fromSeq, toSeq, maxCount })) {
         if (event.seq !== this.next + chunk.length) break;
         chunk.push(event);
         if (chunk.length >= this.batchMax) {

@@ -169,6 +169,27 @@ describe('broadcast: codec', () => {
     expect(strays).toEqual([]); // bound to its own group's address: another group's datagrams never arrive
   });
 
+  it('a handle that throws during a repair ends the receiver with its error (it is not taken for an unavailable replayer)', async () => {
+    const p = await partition();
+    await fill(p, 50, 2); // history: the catch-up is a repair through read()
+    const receiver: DatagramReceiver = { onDatagram: () => undefined, close: async () => undefined };
+    const broken = new Error('projection cannot apply seq 5');
+    let calls = 0;
+    const r = startBroadcastReceiver({
+      partition: p.name,
+      receiver,
+      replayer: p,
+      batchSizeMax: 4,
+      handle: (events) => {
+        calls++;
+        if (events.some((e) => e.seq === 5)) throw broken;
+      },
+    });
+    await expect(r.done).rejects.toBe(broken);
+    expect(calls).toBe(2);
+    expect(r.position).toBe(4);
+  });
+
   it('a receiver takes exactly one of handle and handleFrames', async () => {
     const p = await partition();
     const receiver: DatagramReceiver = { onDatagram: () => undefined, close: async () => undefined };

@@ -474,22 +474,30 @@ class Receiver implements BroadcastReceiver {
     }
   }
 
+  /** Repairs with events from `read()`: only the replayer's failures are caught, never `handle`'s (those end the receiver). */
   private async repairEvents(toSeq: number | undefined, maxCount: number | undefined): Promise<void> {
     const fromSeq = this.next;
+    const events = this.options.replayer.read(maxCount === undefined ? { fromSeq, toSeq } : { fromSeq, toSeq, maxCount })[Symbol.asyncIterator]();
     let chunk: RecordedEvent[] = [];
     let count = 0;
     try {
-      for await (const event of this.options.replayer.read(maxCount === undefined ? { fromSeq, toSeq } : { fromSeq, toSeq, maxCount })) {
-        if (event.seq !== this.next + chunk.length) break;
-        chunk.push(event);
+      for (;;) {
+        let step: IteratorResult<RecordedEvent>;
+        try {
+          step = await events.next();
+        } catch {
+          break; // The replayer is unavailable: the gap stays open and its timer tries again.
+        }
+        if (step.done || step.value.seq !== this.next + chunk.length) break;
+        chunk.push(step.value);
         if (chunk.length >= this.batchMax) {
           count += chunk.length;
           await this.deliver(FrameRun.ofEvents(chunk), true);
           chunk = [];
         }
       }
-    } catch {
-      // The replayer is unavailable: the gap stays open and its timer tries again.
+    } finally {
+      await events.return?.().catch(() => undefined);
     }
     if (chunk.length > 0) {
       count += chunk.length;

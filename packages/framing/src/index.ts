@@ -25,7 +25,7 @@ export {
   readU53,
   NAME_BYTES_MAX,
 } from './layout.js';
-export { SequenceChecker, type SequenceCheckerOptions, type SequenceVerdict } from './sequence-checker.js';
+export { SequenceChecker, type SequenceCheckerOptions, type SequenceRunVerdict, type SequenceVerdict } from './sequence-checker.js';
 export { scanSealedBatches, type BatchSpan, type ScanSealedBatchesOptions, type ScanSealedBatchesResult } from './batch-scan.js';
 export { StreamDecoder, decodeBatches, decodeEventFrameAt, type StreamDecoderOptions } from './stream-decoder.js';
 export type { CommitHeaders, CommitMarker, DecodeReport, EventFrame, SealedBatch, StopReason } from './types.js';

@@ -119,4 +119,30 @@ describe('SequenceChecker', () => {
       { numRuns: 200 },
     );
   });
+
+  it('checkRun counts what check() would say of each seq of the run, and leaves the checker in the same state', () => {
+    let state = 12345;
+    const random = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const byRun = new SequenceChecker({ missingMax: 50 });
+    const bySeq = new SequenceChecker({ missingMax: 50 });
+    let runs = 0;
+    for (let i = 0; i < 2000; i++) {
+      // Runs ahead, behind, overlapping and following the head.
+      const first = Math.max(1, bySeq.nextSeq + Math.floor(random() * 40) - 25);
+      const last = first + Math.floor(random() * 10);
+      const counts = { next: 0, gaps: 0, duplicate: 0, outOfOrder: 0 };
+      for (let s = first; s <= last; s++) {
+        const v = bySeq.check(s);
+        if (v.kind === 'next') counts.next++;
+        else if (v.kind === 'gap') (counts.next++, counts.gaps++);
+        else if (v.kind === 'duplicate') counts.duplicate++;
+        else counts.outOfOrder++;
+      }
+      expect(byRun.checkRun(first, last)).toEqual(counts);
+      expect(byRun.nextSeq).toBe(bySeq.nextSeq);
+      expect(byRun.missingSeqs).toEqual(bySeq.missingSeqs);
+      runs++;
+    }
+    expect(runs).toBe(2000);
+  });
 });

@@ -13,6 +13,7 @@ import {
   StreamDecoder,
   crc32c,
   decodeBatches,
+  decodeEventFrameAt,
   type CommitHeaders,
   type DecodeReport,
   type SealedBatch,
@@ -1099,3 +1100,17 @@ describe('version 1 logs', () => {
 function joinedHex(batches: readonly SealedBatch[]): string {
   return hex(concat(...batches.map((b) => b.bytes)));
 }
+
+describe('decodeEventFrameAt', () => {
+  it('checks the frame CRC unless the caller verified the bytes already (checkCrc false); every other check still runs', () => {
+    const writer = new FrameWriter();
+    writer.appendEvent(7, 1, 2, FLAG_COMMIT_FIRST | FLAG_COMMIT_LAST, 's', 3, 'T', undefined, undefined, new TextEncoder().encode('abc'));
+    const bytes = Uint8Array.from(writer.bytes());
+    expect(decodeEventFrameAt(bytes, 0)).toMatchObject({ seq: 7, streamId: 's', streamVersion: 3, eventType: 'T' });
+    bytes[bytes.length - 1] ^= 1; // the CRC itself
+    expect(decodeEventFrameAt(bytes, 0)).toMatch(/fails its CRC-32C/);
+    expect(decodeEventFrameAt(bytes, 0, DEFAULT_FRAME_BYTES_MAX, false)).toMatchObject({ seq: 7 });
+    bytes[7] = 1; // reserved byte
+    expect(decodeEventFrameAt(bytes, 0, DEFAULT_FRAME_BYTES_MAX, false)).toMatch(/reserved/);
+  });
+});

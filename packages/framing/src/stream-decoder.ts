@@ -574,15 +574,17 @@ export function decodeBatches(bytes: Uint8Array, options: StreamDecoderOptions =
  * CRC-32C, its version and its fields (not the batch digest: that is checked where a batch is
  * read whole). For reads of single frames by position (a stream read through a frame index).
  * Returns the frame, or a sentence saying why the bytes there are not a valid event frame;
- * callers turn that into their own error naming the location.
+ * callers turn that into their own error naming the location. `checkCrc: false` skips the
+ * frame's CRC-32C only for bytes a checksum over a larger range already verified (a broadcast
+ * datagram's CRC covers every frame it carries); every other check still runs.
  */
-export function decodeEventFrameAt(bytes: Uint8Array, offset: number, frameBytesMax = DEFAULT_FRAME_BYTES_MAX): EventFrame | string {
+export function decodeEventFrameAt(bytes: Uint8Array, offset: number, frameBytesMax = DEFAULT_FRAME_BYTES_MAX, checkCrc = true): EventFrame | string {
   if (offset < 0 || offset + 4 > bytes.length) return `offset ${offset} is outside the ${bytes.length} bytes given`;
   const n = readU32(bytes, offset);
   if (n < FRAME_BYTES_MIN || n > frameBytesMax) return `length field ${n} at offset ${offset} is not a frame length`;
   if (offset + n > bytes.length) return `frame of ${n} bytes at offset ${offset} ends past the ${bytes.length} bytes given`;
   const crcAt = offset + n - CRC_BYTES;
-  if (crc32c(bytes, offset, crcAt) !== readU32(bytes, crcAt)) return `frame of ${n} bytes at offset ${offset} fails its CRC-32C`;
+  if (checkCrc && crc32c(bytes, offset, crcAt) !== readU32(bytes, crcAt)) return `frame of ${n} bytes at offset ${offset} fails its CRC-32C`;
   const version = bytes[offset + 4];
   if (version > FORMAT_VERSION || version < FORMAT_VERSION_MIN) return `format version ${version} is not supported by this decoder`;
   if (bytes[offset + 5] !== KIND_EVENT) return `frame at offset ${offset} is not an event frame (kind ${bytes[offset + 5]})`;

@@ -53,7 +53,7 @@ export { LOCK_FILE, WriterLock, locationIdentity, type LocationIdentity } from '
 export { firstBatchEndingAtOrAfter } from './seq-search.js';
 export { checkFrameSeqs } from './frame-seqs.js';
 export type { IndexStatus } from './partition-index.js';
-export type { TailCacheStatus } from './tail-cache.js';
+export type { SealedBatchBytes, TailCacheStatus } from './tail-cache.js';
 export { IndexCorruptError } from './index-table.js';
 export { reindexPartition, type ReindexOptions, type ReindexReport } from './reindex.js';
 export {

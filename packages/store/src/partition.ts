@@ -24,7 +24,7 @@ import {
   WrongExpectedVersionError,
 } from './errors.js';
 import { EMPTY_IDENTITY } from './batch-identity.js';
-import { TailCache, type TailCacheStatus } from './tail-cache.js';
+import { TailCache, type SealedBatchBytes, type TailCacheStatus } from './tail-cache.js';
 import { PartitionIndex, type CommitRecord as IndexedCommit, type IndexStatus, type Resolved } from './partition-index.js';
 import type { BatchIdentity, CommitReliability, PartitionStorage, ReadBatchesOptions, StorageRecovery } from './storage.js';
 import type {
@@ -693,6 +693,60 @@ export class Partition {
       }
     } finally {
       // The cache keeps what it holds (bounded) for the next subscriber; it is no longer filled.
+      this.subscribers--;
+    }
+  }
+
+  /**
+   * Like {@link subscribe}, but hands over each committed batch as its sealed bytes (event
+   * frames, then the marker, exactly as stored: `SealedBatch.bytes`) instead of decoded events,
+   * for relays that forward frames without looking inside them (broadcast publishers). Live
+   * batches come from the tail cache without decoding; older ones from storage, read with the
+   * same checks as {@link read}. A batch may start before `fromSeq` (batches are whole): skip
+   * its frames below it. Never modify `bytes` (shared with other readers).
+   */
+  async *subscribeSealed(options: SubscribeOptions = {}): AsyncGenerator<SealedBatchBytes> {
+    let next = Math.max(1, options.fromSeq ?? 1);
+    const signal = options.signal;
+    this.subscribers++;
+    try {
+      while (!aborted(signal)) {
+        const head = this.durableSeq;
+        if (this.closingOrClosed()) return;
+        if (next <= head) {
+          try {
+            while (next <= head) {
+              const cached = this.tail.findSealed(next);
+              if (cached !== undefined) {
+                next = cached.lastSeq + 1;
+                yield cached;
+                if (aborted(signal)) return;
+                continue;
+              }
+              const cacheFirst = this.tail.firstSeq;
+              const until = cacheFirst > next ? Math.min(head, cacheFirst - 1) : head;
+              const before = next;
+              for await (const batch of this.storage.read(next, until, BELOW_WATERMARK)) {
+                if (batch.lastSeq < next) continue;
+                next = batch.lastSeq + 1;
+                yield batch;
+                if (aborted(signal)) return;
+                if (next > until) break;
+              }
+              if (next === before) {
+                throw new StorageError('Corrupt', `[sluice/store] partition "${this.name}": ${this.storage.kind} storage returned nothing for durable seqs ${next}..${until}`);
+              }
+            }
+          } catch (error) {
+            if (this.closingOrClosed()) return;
+            throw error;
+          }
+          continue;
+        }
+        if (this.state === 'faulted') throw new PartitionFaultedError(this.name, { cause: this.fault });
+        await this.nextCommit(signal);
+      }
+    } finally {
       this.subscribers--;
     }
   }

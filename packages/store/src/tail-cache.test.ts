@@ -1,3 +1,4 @@
+import { decodeBatches } from '@sluice/framing';
 import { describe, expect, it } from 'vitest';
 import { createMemoryStorage } from './memory-storage.js';
 import { openPartition, type Partition } from './partition.js';
@@ -156,5 +157,36 @@ describe('shared tail cache', () => {
 
   it('refuses a bad tailCacheBytes', async () => {
     await expect(openPartition({ storage: createMemoryStorage(), tailCacheBytes: -1 })).rejects.toThrow(/tailCacheBytes must be an integer from 0/);
+  });
+
+  it('subscribeSealed hands over the stored bytes of each batch: history from storage, live batches from the cache undecoded', async () => {
+    const { storage, reads } = countingStorage(createMemoryStorage());
+    const p = await openPartition({ storage, name: 'tail' });
+    await appendCommits(p, 4); // seqs 1..12 before the subscriber: read from storage
+    const expected: string[] = [];
+    const got: string[] = [];
+    const done = (async () => {
+      let chain: Uint8Array | undefined;
+      for await (const batch of p.subscribeSealed({ fromSeq: 5 })) {
+        // The bytes are whole sealed batches: they decode (CRCs and digest checked) to the batch's frames.
+        const { batches, report } = decodeBatches(batch.bytes, { firstSeq: batch.firstSeq, prevDigest: chain });
+        expect(report.reason).toBe('end');
+        expect(batches).toHaveLength(1);
+        expect(batches[0].lastSeq).toBe(batch.lastSeq);
+        chain = batches[0].marker.digest;
+        for (const e of batches[0].frames) if (e.seq >= 5) got.push(`${e.seq}:${e.streamId}:${new TextDecoder().decode(e.payload)}`);
+        if (batch.lastSeq >= 66) break;
+      }
+    })();
+    await settle();
+    const before = reads.length;
+    const decodedBefore = p.tailCacheStatus.decoded;
+    await appendCommits(p, 18); // seqs 13..66, live
+    await done;
+    expect(p.tailCacheStatus.decoded).toBe(decodedBefore); // nobody decoded the live batches
+    for await (const e of p.read({ fromSeq: 5, toSeq: 66 })) expected.push(`${e.seq}:${e.streamId}:${new TextDecoder().decode(e.payload)}`);
+    expect(got).toEqual(expected);
+    expect(reads.slice(before).filter(([from]) => from > 12)).toEqual([]); // live batches: the cache, not storage
+    await p.close();
   });
 });

@@ -36,6 +36,13 @@ export interface CachedBatch {
   readonly lastSeq: number;
 }
 
+/** A committed batch as the writer sealed it: `bytes` are its event frames then its marker, exactly as stored. */
+export interface SealedBatchBytes {
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+  readonly bytes: Uint8Array;
+}
+
 /**
  * The last durable batches of one partition, kept in memory so that its subscribers (many
  * readers following the head) are served without each re-reading and re-decoding storage. A
@@ -108,6 +115,21 @@ export class TailCache {
     const entry = entries[lo];
     this.hits++;
     return { frames: entry.frames ?? this.decode(entry), lastSeq: entry.lastSeq };
+  }
+
+  /** The sealed bytes (event frames, then the marker) of the batch holding `seq`, or undefined when the cache does not hold it. */
+  findSealed(seq: number): SealedBatchBytes | undefined {
+    const entries = this.entries;
+    let lo = this.head;
+    let hi = entries.length;
+    if (lo === hi || seq < entries[lo].firstSeq || seq > entries[hi - 1].lastSeq) return undefined;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (entries[mid].lastSeq < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    this.hits++;
+    return entries[lo];
   }
 
   clear(): void {

@@ -1,37 +1,144 @@
-import { crc32c } from '@sluice/framing';
+import {
+  CRC_BYTES,
+  DEFAULT_FRAME_BYTES_MAX,
+  EVENT_HEADER_BYTES,
+  FORMAT_VERSION,
+  FORMAT_VERSION_MIN,
+  FRAME_BYTES_MIN,
+  FrameWriter,
+  KIND_EVENT,
+  crc32c,
+  decodeEventFrameAt,
+  readU32,
+} from '@sluice/framing';
 import type { RecordedEvent } from '@sluice/store';
 
 /**
- * Datagram format of the broadcast (little-endian), version 1:
+ * Datagram format of the broadcast (little-endian), version 2:
  *
  * ```
- * magic u32 "SLBC" | version u8 | kind u8 (1 data, 2 heartbeat) | nameLen u8 | name utf8
- * | session u32 | data: firstSeq f64 | count u16 | frames...  heartbeat: headSeq f64
+ * magic u32 "SLBC" | version u8 (2) | kind u8 (1 data, 2 heartbeat) | nameLen u8 | name utf8
+ * | session u32 | data: firstSeq f64 | count u32 | frames...  heartbeat: headSeq f64
  * | crc32c u32 over everything before it
- * frame: epoch u32 | timestamp f64 | flags u8 (1 commitFirst, 2 commitLast, 4 headers)
- *        | streamVersion f64 | frameBytes u32 | streamId u16+utf8 | eventType u16+utf8
- *        | [headers u32+json] | metadata u32+bytes | payload u32+bytes
  * ```
  *
- * A frame's seq is `firstSeq + index`: a datagram carries a contiguous seq range. Anything
- * whose checksum, magic, version or lengths do not check out is rejected as a whole
+ * `frames` are `count` event frames of the partition's log exactly as stored (the framing
+ * package's format: length, seq, fields, each frame's own CRC-32C), back to back, seqs
+ * `firstSeq`, `firstSeq + 1`, …: the publisher copies them out of the sealed batch bytes
+ * without decoding or re-encoding them. A receiver checks the datagram's CRC-32C (one native
+ * pass over all its bytes, so every byte of every frame is verified), then walks the frames'
+ * length fields and checks each frame's kind, version, field lengths and seq (seq order within
+ * the datagram is verified per event). Anything that does not check out is rejected as a whole
  * (`decodeDatagram` returns `undefined`), never half-applied: the receiver then repairs the
- * range like any lost datagram.
+ * range like any lost datagram. Events are decoded to objects only when a consumer asks
+ * ({@link FrameRun.events}).
  */
 export const DATAGRAM_MAGIC = 0x43424c53; // "SLBC"
-export const DATAGRAM_VERSION = 1;
+export const DATAGRAM_VERSION = 2;
 export const KIND_DATA = 1;
 export const KIND_HEARTBEAT = 2;
 /** Largest UDP payload over IPv4. */
 export const DATAGRAM_BYTES_LIMIT = 65507;
 
-const FRAME_FIXED_BYTES = 4 + 8 + 1 + 8 + 4 + 2 + 2 + 4 + 4;
-
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/**
+ * A run of consecutive committed events as stored frames, decoded to objects only on demand.
+ * Receivers hand these over whole: a consumer that forwards, stores or checksums frames never
+ * pays for objects; {@link events} decodes them once (and caches the array).
+ */
+export class FrameRun {
+  private decoded: RecordedEvent[] | undefined;
+  private encoded: Uint8Array | undefined;
+
+  private constructor(
+    /** Seq of the first event. */
+    readonly firstSeq: number,
+    /** Number of events. */
+    readonly length: number,
+    frames: Uint8Array | undefined,
+    events: RecordedEvent[] | undefined,
+  ) {
+    this.encoded = frames;
+    this.decoded = events;
+  }
+
+  /** A run over `frames`, `count` verified event frames with seqs `firstSeq`… (not copied). */
+  static ofFrames(firstSeq: number, count: number, frames: Uint8Array): FrameRun {
+    return new FrameRun(firstSeq, count, frames, undefined);
+  }
+
+  /** A run of decoded, consecutive events (e.g. from a replayer); framed only if asked. */
+  static ofEvents(events: RecordedEvent[]): FrameRun {
+    if (events.length === 0) throw new RangeError('[sluice/subscriptions] FrameRun.ofEvents: no events');
+    return new FrameRun(events[0].seq, events.length, undefined, events);
+  }
+
+  /** Seq of the last event. */
+  get lastSeq(): number {
+    return this.firstSeq + this.length - 1;
+  }
+
+  /**
+   * The events' frames back to back (the stored format, each with its CRC-32C). For a run that
+   * came as objects they are encoded on first use (same fields; the bytes may differ from the
+   * stored ones in format version).
+   */
+  get frames(): Uint8Array {
+    this.encoded ??= encodeFrames(this.decoded as RecordedEvent[]);
+    return this.encoded;
+  }
+
+  /** The events as objects, decoded on first use; `payload` and `metadata` are views into the frames. */
+  get events(): RecordedEvent[] {
+    this.decoded ??= decodeFrames(this.encoded as Uint8Array, this.firstSeq, this.length);
+    return this.decoded;
+  }
+
+  /** The part of this run from `seq` on (`firstSeq < seq <= lastSeq`). */
+  from(seq: number): FrameRun {
+    const skip = seq - this.firstSeq;
+    if (skip <= 0) return this;
+    if (skip >= this.length) throw new RangeError(`[sluice/subscriptions] FrameRun.from(${seq}) outside ${this.firstSeq}..${this.lastSeq}`);
+    if (this.decoded !== undefined) return new FrameRun(seq, this.length - skip, undefined, this.decoded.slice(skip));
+    const bytes = this.encoded as Uint8Array;
+    let o = 0;
+    for (let i = 0; i < skip; i++) o += readU32(bytes, o);
+    return new FrameRun(seq, this.length - skip, bytes.subarray(o), undefined);
+  }
+}
+
+function decodeFrames(bytes: Uint8Array, firstSeq: number, count: number): RecordedEvent[] {
+  const events: RecordedEvent[] = new Array(count);
+  let o = 0;
+  for (let i = 0; i < count; i++) {
+    // The datagram's CRC covered these bytes: the frame's own is not computed again.
+    const e = decodeEventFrameAt(bytes, o, DEFAULT_FRAME_BYTES_MAX, false);
+    if (typeof e === 'string') throw new Error(`[sluice/subscriptions] broadcast frame of seq ${firstSeq + i} passed its checksum but does not decode: ${e}`);
+    events[i] = e;
+    o += e.frameBytes;
+  }
+  return events;
+}
+
+function encodeFrames(events: readonly RecordedEvent[]): Uint8Array {
+  let level = false;
+  let bytes = 0;
+  for (const e of events) {
+    if (e.headers?.level !== undefined) level = true;
+    bytes += e.frameBytes;
+  }
+  const writer = new FrameWriter({ initialBytes: Math.max(1024, bytes + 1024), formatVersion: level ? 3 : 2 });
+  for (const e of events) {
+    const flags = (e.commitFirst ? 1 : 0) | (e.commitLast ? 2 : 0);
+    writer.appendEvent(e.seq, e.epoch, e.timestamp, flags, e.streamId, e.streamVersion, e.eventType, e.headers, e.metadata, e.payload);
+  }
+  return Uint8Array.from(writer.bytes());
+}
+
 export type Datagram =
-  | { readonly kind: 'data'; readonly partition: string; readonly session: number; readonly firstSeq: number; readonly events: RecordedEvent[] }
+  | { readonly kind: 'data'; readonly partition: string; readonly session: number; readonly run: FrameRun }
   | { readonly kind: 'heartbeat'; readonly partition: string; readonly session: number; readonly headSeq: number };
 
 function headerBytes(nameBytes: Uint8Array): number {
@@ -44,7 +151,7 @@ function writeHeader(view: DataView, bytes: Uint8Array, kind: number, nameBytes:
   view.setUint8(5, kind);
   view.setUint8(6, nameBytes.length);
   bytes.set(nameBytes, 7);
-  let o = 7 + nameBytes.length;
+  const o = 7 + nameBytes.length;
   view.setUint32(o, session >>> 0, true);
   return o + 4;
 }
@@ -61,28 +168,107 @@ export function encodeHeartbeat(partition: string, session: number, headSeq: num
   return bytes;
 }
 
-interface EncodedFrame {
-  readonly event: RecordedEvent;
-  readonly streamIdBytes: number;
-  readonly eventTypeBytes: number;
-  readonly headers: string | undefined;
-  readonly headersBytes: number;
-  readonly size: number;
-}
+/**
+ * Cuts runs of stored event frames into data datagrams of at most `datagramBytesMax` bytes,
+ * copying the frames as they are (one copy into the datagram, no re-encoding). One per
+ * publisher: the header (partition, session) is built once.
+ */
+export class DatagramEncoder {
+  private readonly nameBytes: Uint8Array;
+  private readonly fixed: number;
 
-function prepare(event: RecordedEvent): EncodedFrame {
-  const streamIdBytes = Buffer.byteLength(event.streamId);
-  const eventTypeBytes = Buffer.byteLength(event.eventType);
-  const headers = event.headers === undefined ? undefined : JSON.stringify(event.headers);
-  const headersBytes = headers === undefined ? 0 : Buffer.byteLength(headers);
-  const size = FRAME_FIXED_BYTES + streamIdBytes + eventTypeBytes + (headers === undefined ? 0 : 4 + headersBytes) + event.metadata.length + event.payload.length;
-  return { event, streamIdBytes, eventTypeBytes, headers, headersBytes, size };
+  constructor(
+    readonly partition: string,
+    readonly session: number,
+    readonly datagramBytesMax: number,
+  ) {
+    this.nameBytes = encoder.encode(partition);
+    this.fixed = headerBytes(this.nameBytes) + 8 + 4 + 4;
+    if (this.fixed + FRAME_BYTES_MIN > datagramBytesMax) throw new RangeError(`[sluice/subscriptions] datagramBytesMax ${datagramBytesMax} cannot hold one frame: raise it`);
+  }
+
+  /**
+   * The datagrams carrying the event frames of `bytes` (frames back to back, seqs `firstSeq`…;
+   * a commit marker ends them, as in a sealed batch) from seq `fromSeq` on. A frame too large
+   * for any datagram is left out (its seq returned in `oversized`): receivers see the hole and
+   * repair it from the replayer. `lastSeq` is the last seq looked at (0 when none).
+   */
+  encode(bytes: Uint8Array, firstSeq: number, fromSeq: number, out: Uint8Array[], oversized: number[]): number {
+    const parts: Uint8Array[][] = [];
+    const lastSeq = this.encodeParts(bytes, firstSeq, fromSeq, parts, oversized);
+    for (const [head, frames, crc] of parts) {
+      // Each datagram its own ArrayBuffer (not Buffer's shared pool): it may be transferred.
+      const d = new Uint8Array(head.length + frames.length + crc.length);
+      d.set(head, 0);
+      d.set(frames, head.length);
+      d.set(crc, head.length + frames.length);
+      out.push(d);
+    }
+    return lastSeq;
+  }
+
+  /**
+   * Like {@link encode}, but each datagram comes as its parts (header, a view of the frames in
+   * `bytes`, CRC-32C), to be sent gathered (`DatagramSender.sendParts`): the frames are not even
+   * copied. `bytes` must then stay unchanged until the datagrams are sent (sealed batches do).
+   */
+  encodeParts(bytes: Uint8Array, firstSeq: number, fromSeq: number, out: Uint8Array[][], oversized: number[]): number {
+    let seq = firstSeq;
+    let o = 0;
+    let runStart = -1;
+    let runSeq = 0;
+    let runCount = 0;
+    let lastSeq = 0;
+    const room = this.datagramBytesMax - this.fixed;
+    while (o + 6 <= bytes.length) {
+      const n = readU32(bytes, o);
+      if (bytes[o + 5] !== KIND_EVENT || n < FRAME_BYTES_MIN || o + n > bytes.length) break; // the marker (or the end)
+      if (seq >= fromSeq) {
+        if (n > room) {
+          if (runCount > 0) out.push(this.dataParts(bytes, runStart, o, runSeq, runCount));
+          runCount = 0;
+          oversized.push(seq);
+        } else {
+          if (runCount > 0 && o + n - runStart > room) {
+            out.push(this.dataParts(bytes, runStart, o, runSeq, runCount));
+            runCount = 0;
+          }
+          if (runCount === 0) {
+            runStart = o;
+            runSeq = seq;
+          }
+          runCount++;
+        }
+        lastSeq = seq;
+      }
+      o += n;
+      seq++;
+    }
+    if (runCount > 0) out.push(this.dataParts(bytes, runStart, o, runSeq, runCount));
+    return lastSeq;
+  }
+
+  private dataParts(frames: Uint8Array, start: number, end: number, firstSeq: number, count: number): Uint8Array[] {
+    // Header and CRC in one small allocation (Buffer's pool), the frames as a view.
+    const head = this.fixed - 4;
+    const small = Buffer.allocUnsafe(this.fixed);
+    const view = new DataView(small.buffer, small.byteOffset, small.byteLength);
+    let o = writeHeader(view, small, KIND_DATA, this.nameBytes, this.session);
+    view.setFloat64(o, firstSeq, true);
+    view.setUint32(o + 8, count, true);
+    o += 12;
+    const crc = crc32c(frames, start, end, crc32c(small, 0, head));
+    view.setUint32(head, crc, true);
+    return [small.subarray(0, head), frames.subarray(start, end), small.subarray(head)];
+  }
 }
 
 /**
- * Splits a contiguous run of committed events into datagrams of at most `datagramBytesMax`
- * bytes each. A single frame too large for any datagram is left out (returned in
- * `oversized`): receivers see the hole and repair it from the replayer.
+ * Splits committed events (decoded objects, e.g. from a remote source) into datagrams of at
+ * most `datagramBytesMax` bytes each, framing them in the stored format first. A single frame
+ * too large for any datagram is left out (returned in `oversized`): receivers see the hole and
+ * repair it from the replayer. Sources that have the stored bytes use {@link DatagramEncoder}
+ * on them instead (no encoding at all).
  */
 export function encodeDataDatagrams(
   partition: string,
@@ -90,171 +276,84 @@ export function encodeDataDatagrams(
   events: readonly RecordedEvent[],
   datagramBytesMax: number,
 ): { datagrams: Uint8Array[]; oversized: number[] } {
-  const nameBytes = encoder.encode(partition);
-  const fixed = headerBytes(nameBytes) + 8 + 2 + 4;
   const datagrams: Uint8Array[] = [];
   const oversized: number[] = [];
-  let run: EncodedFrame[] = [];
-  let runBytes = fixed;
-  const flush = () => {
-    if (run.length === 0) return;
-    datagrams.push(writeData(nameBytes, session, run, runBytes));
-    run = [];
-    runBytes = fixed;
-  };
-  for (const event of events) {
-    const frame = prepare(event);
-    if (fixed + frame.size > datagramBytesMax) {
-      flush();
-      oversized.push(event.seq);
-      continue;
-    }
-    const contiguous = run.length === 0 || run[run.length - 1].event.seq + 1 === event.seq;
-    if (!contiguous || runBytes + frame.size > datagramBytesMax || run.length === 0xffff) flush();
-    run.push(frame);
-    runBytes += frame.size;
+  const enc = new DatagramEncoder(partition, session, datagramBytesMax);
+  // Contiguous runs: a datagram carries consecutive seqs only.
+  for (let start = 0; start < events.length; ) {
+    let end = start + 1;
+    while (end < events.length && events[end].seq === events[end - 1].seq + 1) end++;
+    const run = events.slice(start, end);
+    enc.encode(encodeFrames(run), run[0].seq, run[0].seq, datagrams, oversized);
+    start = end;
   }
-  flush();
   return { datagrams, oversized };
 }
 
-function writeData(nameBytes: Uint8Array, session: number, run: readonly EncodedFrame[], total: number): Uint8Array {
-  const bytes = Buffer.allocUnsafe(total);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let o = writeHeader(view, bytes, KIND_DATA, nameBytes, session);
-  view.setFloat64(o, run[0].event.seq, true);
-  view.setUint16(o + 8, run.length, true);
-  o += 10;
-  for (const f of run) {
-    const e = f.event;
-    view.setUint32(o, e.epoch, true);
-    view.setFloat64(o + 4, e.timestamp, true);
-    view.setUint8(o + 12, (e.commitFirst ? 1 : 0) | (e.commitLast ? 2 : 0) | (f.headers !== undefined ? 4 : 0));
-    view.setFloat64(o + 13, e.streamVersion, true);
-    view.setUint32(o + 21, e.frameBytes, true);
-    o += 25;
-    view.setUint16(o, f.streamIdBytes, true);
-    bytes.write(e.streamId, o + 2, f.streamIdBytes, 'utf8');
-    o += 2 + f.streamIdBytes;
-    view.setUint16(o, f.eventTypeBytes, true);
-    bytes.write(e.eventType, o + 2, f.eventTypeBytes, 'utf8');
-    o += 2 + f.eventTypeBytes;
-    if (f.headers !== undefined) {
-      view.setUint32(o, f.headersBytes, true);
-      bytes.write(f.headers, o + 4, f.headersBytes, 'utf8');
-      o += 4 + f.headersBytes;
+/**
+ * Walks `count` frames from `o`, which must end exactly at `end`: per frame its length, kind,
+ * version, field lengths and seq (the datagram's CRC covered its bytes). The receiver's per-event
+ * work: a handful of byte reads, no allocation.
+ */
+function framesFollow(b: Uint8Array, o: number, end: number, firstSeq: number, count: number): boolean {
+  // Seqs are below 2^53: compared as low and high 32-bit halves, without building a double per frame.
+  let low = firstSeq % 0x1_0000_0000;
+  let high = (firstSeq - low) / 0x1_0000_0000;
+  for (let i = 0; i < count; i++) {
+    if (o + FRAME_BYTES_MIN > end) return false;
+    const n = (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+    if (n < FRAME_BYTES_MIN || o + n > end) return false;
+    const version = b[o + 4];
+    if (b[o + 5] !== KIND_EVENT || version > FORMAT_VERSION || version < FORMAT_VERSION_MIN) return false;
+    if ((b[o + 8] | (b[o + 9] << 8) | (b[o + 10] << 16) | (b[o + 11] << 24)) >>> 0 !== low) return false;
+    if ((b[o + 12] | (b[o + 13] << 8) | (b[o + 14] << 16) | (b[o + 15] << 24)) >>> 0 !== high) return false;
+    const fields =
+      EVENT_HEADER_BYTES +
+      (b[o + 28] | (b[o + 29] << 8)) +
+      (b[o + 30] | (b[o + 31] << 8)) +
+      readU32(b, o + 40) +
+      readU32(b, o + 44) +
+      readU32(b, o + 48) +
+      CRC_BYTES;
+    if (fields !== n) return false;
+    o += n;
+    if (++low === 0x1_0000_0000) {
+      low = 0;
+      high++;
     }
-    view.setUint32(o, e.metadata.length, true);
-    bytes.set(e.metadata, o + 4);
-    o += 4 + e.metadata.length;
-    view.setUint32(o, e.payload.length, true);
-    bytes.set(e.payload, o + 4);
-    o += 4 + e.payload.length;
   }
-  view.setUint32(o, crc32c(bytes, 0, o), true);
-  return bytes;
+  return o === end;
 }
-
-/** Strings of a datagram: the same stream ids and event types repeat, so the last few are reused. */
-class StringCache {
-  private readonly keys: Array<Buffer | undefined> = new Array(64);
-  private readonly values: string[] = new Array(64);
-  read(buf: Buffer, start: number, end: number): string {
-    const len = end - start;
-    if (len > 48) return buf.toString('utf8', start, end);
-    let h = len;
-    for (let i = start; i < end; i++) h = (Math.imul(h, 31) + buf[i]) | 0;
-    const slot = h & 63;
-    const key = this.keys[slot];
-    if (key !== undefined && key.length === len && buf.compare(key, 0, len, start, end) === 0) return this.values[slot];
-    const value = buf.toString('utf8', start, end);
-    this.keys[slot] = Buffer.from(buf.subarray(start, end));
-    this.values[slot] = value;
-    return value;
-  }
-}
-const strings = new StringCache();
 
 /**
- * Decodes one datagram, or `undefined` when it is not a valid version-1 broadcast datagram
- * (garbage, torn, bad checksum): never throws. `payload` and `metadata` are views into
- * `bytes` (zero-copy).
+ * Decodes one datagram, or `undefined` when it is not a valid version-2 broadcast datagram
+ * (garbage, torn, bad checksum, frames whose lengths, kinds or seqs do not check out): never
+ * throws. A data datagram's frames are a view into `bytes` (zero-copy), not decoded to objects.
  */
 export function decodeDatagram(bytes: Uint8Array): Datagram | undefined {
-  try {
-    if (bytes.length < 4 + 3 + 4 + 8 + 4) return undefined;
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    if (view.getUint32(0, true) !== DATAGRAM_MAGIC || view.getUint8(4) !== DATAGRAM_VERSION) return undefined;
-    const end = bytes.length - 4;
-    if (view.getUint32(end, true) !== crc32c(bytes, 0, end)) return undefined;
-    const kind = view.getUint8(5);
-    const nameLen = view.getUint8(6);
-    let o = 7;
-    if (o + nameLen + 4 > end) return undefined;
-    const partition = decoder.decode(bytes.subarray(o, o + nameLen));
-    o += nameLen;
-    const session = view.getUint32(o, true);
-    o += 4;
-    if (kind === KIND_HEARTBEAT) {
-      if (o + 8 !== end) return undefined;
-      return { kind: 'heartbeat', partition, session, headSeq: view.getFloat64(o, true) };
-    }
-    if (kind !== KIND_DATA || o + 10 > end) return undefined;
-    const firstSeq = view.getFloat64(o, true);
-    const count = view.getUint16(o + 8, true);
-    o += 10;
-    if (!Number.isSafeInteger(firstSeq) || firstSeq < 1 || count === 0) return undefined;
-    const events: RecordedEvent[] = new Array(count);
-    for (let i = 0; i < count; i++) {
-      if (o + FRAME_FIXED_BYTES > end) return undefined;
-      const epoch = view.getUint32(o, true);
-      const timestamp = view.getFloat64(o + 4, true);
-      const flags = view.getUint8(o + 12);
-      const streamVersion = view.getFloat64(o + 13, true);
-      const frameBytes = view.getUint32(o + 21, true);
-      o += 25;
-      const idLen = view.getUint16(o, true);
-      if (o + 2 + idLen > end) return undefined;
-      const streamId = strings.read(buf, o + 2, o + 2 + idLen);
-      o += 2 + idLen;
-      const typeLen = view.getUint16(o, true);
-      if (o + 2 + typeLen > end) return undefined;
-      const eventType = strings.read(buf, o + 2, o + 2 + typeLen);
-      o += 2 + typeLen;
-      let headers: RecordedEvent['headers'];
-      if (flags & 4) {
-        const len = view.getUint32(o, true);
-        if (o + 4 + len > end) return undefined;
-        headers = JSON.parse(decoder.decode(bytes.subarray(o + 4, o + 4 + len))) as RecordedEvent['headers'];
-        o += 4 + len;
-      }
-      const metaLen = view.getUint32(o, true);
-      if (o + 4 + metaLen > end) return undefined;
-      const metadata = bytes.subarray(o + 4, o + 4 + metaLen);
-      o += 4 + metaLen;
-      const payLen = view.getUint32(o, true);
-      if (o + 4 + payLen > end) return undefined;
-      const payload = bytes.subarray(o + 4, o + 4 + payLen);
-      o += 4 + payLen;
-      events[i] = {
-        seq: firstSeq + i,
-        epoch,
-        timestamp,
-        commitFirst: (flags & 1) !== 0,
-        commitLast: (flags & 2) !== 0,
-        streamId,
-        streamVersion,
-        eventType,
-        headers,
-        metadata,
-        payload,
-        frameBytes,
-      };
-    }
-    if (o !== end) return undefined;
-    return { kind: 'data', partition, session, firstSeq, events };
-  } catch {
-    return undefined;
+  if (bytes.length < 4 + 3 + 4 + 8 + 4) return undefined;
+  if (readU32(bytes, 0) !== DATAGRAM_MAGIC || bytes[4] !== DATAGRAM_VERSION) return undefined;
+  const end = bytes.length - 4;
+  if (readU32(bytes, end) !== crc32c(bytes, 0, end)) return undefined;
+  const kind = bytes[5];
+  const nameLen = bytes[6];
+  let o = 7;
+  if (o + nameLen + 4 > end) return undefined;
+  const partition = decoder.decode(bytes.subarray(o, o + nameLen));
+  o += nameLen;
+  const session = readU32(bytes, o);
+  o += 4;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (kind === KIND_HEARTBEAT) {
+    if (o + 8 !== end) return undefined;
+    return { kind: 'heartbeat', partition, session, headSeq: view.getFloat64(o, true) };
   }
+  if (kind !== KIND_DATA || o + 12 > end) return undefined;
+  const firstSeq = view.getFloat64(o, true);
+  const count = readU32(bytes, o + 8);
+  o += 12;
+  if (!Number.isSafeInteger(firstSeq) || firstSeq < 1 || count === 0 || !Number.isSafeInteger(firstSeq + count)) return undefined;
+  const framesStart = o;
+  if (!framesFollow(bytes, o, end, firstSeq, count)) return undefined;
+  return { kind: 'data', partition, session, run: FrameRun.ofFrames(firstSeq, count, bytes.subarray(framesStart, end)) };
 }

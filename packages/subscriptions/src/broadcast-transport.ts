@@ -3,6 +3,12 @@ import { createSocket, type Socket } from 'node:dgram';
 /** Where a broadcast publisher puts datagrams (best effort: may drop, duplicate, reorder). */
 export interface DatagramSender {
   send(datagram: Uint8Array): void;
+  /**
+   * Optional: sends one datagram given as parts (their concatenation), gathered by the kernel
+   * (UDP `sendmsg`) without copying them into one buffer first. The parts must stay unchanged
+   * until sent. Publishers use it when present.
+   */
+  sendParts?(parts: readonly Uint8Array[]): void;
   close(): Promise<void>;
 }
 
@@ -58,6 +64,9 @@ export async function openUdpFanout(options: { targets?: readonly { host?: strin
     send(datagram) {
       for (const t of targets.values()) socket.send(datagram, t.port, t.host, onSent);
     },
+    sendParts(parts) {
+      for (const t of targets.values()) socket.send(parts as Uint8Array[], t.port, t.host, onSent);
+    },
     close: () => closeSocket(socket),
   };
 }
@@ -82,6 +91,111 @@ export async function openUdpReceiver(options: { host?: string; port?: number; r
     });
   });
   socket.on('error', () => undefined);
+  try {
+    socket.setRecvBufferSize(options.receiveBufferBytes ?? 8 * 1024 * 1024);
+  } catch {
+    // The kernel's maximum applies.
+  }
+  const port = socket.address().port;
+  return {
+    port,
+    onDatagram(listener) {
+      socket.removeAllListeners('message');
+      socket.on('message', (message: Buffer) => listener(message));
+    },
+    close: () => closeSocket(socket),
+  };
+}
+
+/** Options of {@link openUdpMulticastSender} and {@link openUdpMulticastReceiver}. */
+export interface UdpMulticastOptions {
+  /**
+   * The IPv4 multicast group (one per partition, or per receiver set).
+   * @default '239.255.76.66'
+   */
+  readonly group?: string;
+  /** The UDP port receivers bind (the sender sends to it). Receivers: 0 picks a free one (read back `port`). */
+  readonly port: number;
+  /**
+   * Address of the interface the group is joined on and sent from. The default keeps the traffic
+   * on the loopback interface (one host); give a LAN interface's address to reach other hosts.
+   * @default '127.0.0.1'
+   */
+  readonly interfaceAddress?: string;
+  /**
+   * Multicast TTL: 0 never leaves the host, 1 stays on the local network.
+   * @default 0
+   */
+  readonly ttl?: number;
+  /** @default 4194304 */
+  readonly sendBufferBytes?: number;
+  /** @default 8388608 */
+  readonly receiveBufferBytes?: number;
+}
+
+/** The default multicast group of {@link openUdpMulticastSender} / {@link openUdpMulticastReceiver}. */
+export const UDP_MULTICAST_GROUP_DEFAULT = '239.255.76.66';
+
+/**
+ * UDP multicast sender: one `send` per datagram however many receivers joined the group (the
+ * kernel copies it to each), where {@link openUdpFanout} sends it once per target.
+ */
+export async function openUdpMulticastSender(options: UdpMulticastOptions): Promise<DatagramSender & { readonly sendErrors: number }> {
+  const group = options.group ?? UDP_MULTICAST_GROUP_DEFAULT;
+  const iface = options.interfaceAddress ?? '127.0.0.1';
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(0, iface, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  socket.on('error', () => undefined);
+  socket.setMulticastInterface(iface);
+  socket.setMulticastLoopback(true);
+  socket.setMulticastTTL(options.ttl ?? 0);
+  try {
+    socket.setSendBufferSize(options.sendBufferBytes ?? 4 * 1024 * 1024);
+  } catch {
+    // The kernel's maximum applies.
+  }
+  let sendErrors = 0;
+  const onSent = (error: Error | null) => {
+    if (error) sendErrors++;
+  };
+  const port = options.port;
+  return {
+    get sendErrors() {
+      return sendErrors;
+    },
+    send(datagram) {
+      socket.send(datagram, port, group, onSent);
+    },
+    sendParts(parts) {
+      socket.send(parts as Uint8Array[], port, group, onSent);
+    },
+    close: () => closeSocket(socket),
+  };
+}
+
+/**
+ * A UDP socket that joined a multicast group: bound to the group's address (so it gets that
+ * group's datagrams only) and `port`, shared with the group's other receivers on the host.
+ */
+export async function openUdpMulticastReceiver(options: Omit<UdpMulticastOptions, 'port'> & { readonly port?: number }): Promise<UdpReceiver> {
+  const group = options.group ?? UDP_MULTICAST_GROUP_DEFAULT;
+  const iface = options.interfaceAddress ?? '127.0.0.1';
+  const socket = createSocket({ type: 'udp4', reuseAddr: true });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(options.port ?? 0, group, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  socket.on('error', () => undefined);
+  socket.addMembership(group, iface);
   try {
     socket.setRecvBufferSize(options.receiveBufferBytes ?? 8 * 1024 * 1024);
   } catch {

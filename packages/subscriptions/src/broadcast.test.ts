@@ -1,7 +1,9 @@
+import { crc32c } from '@sluice/framing';
 import { createMemoryStorage, openPartition, type Partition, type RecordedEvent } from '@sluice/store';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   createMemoryCheckpointStore,
+  DatagramEncoder,
   decodeDatagram,
   encodeDataDatagrams,
   fanOut,
@@ -11,6 +13,8 @@ import {
   radioGroupOf,
   RADIO_GROUP_BYTES_MAX,
   RadioDishOptionsError,
+  openUdpMulticastReceiver,
+  openUdpMulticastSender,
   openUdpReceiver,
   openUdpSender,
   startBroadcastPublisher,
@@ -18,6 +22,7 @@ import {
   type BroadcastReceiver,
   type DatagramReceiver,
   type DatagramSender,
+  type FrameRun,
 } from './index.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -68,6 +73,8 @@ interface Link {
   path(): Promise<DatagramSender>;
 }
 
+let groupsMade = 0;
+
 /** The transports the whole matrix runs against, unchanged: every case below runs once per transport. */
 const transports: ReadonlyArray<{ readonly name: string; link(partition: string): Promise<Link> }> = [
   {
@@ -76,6 +83,16 @@ const transports: ReadonlyArray<{ readonly name: string; link(partition: string)
       const udp = await openUdpReceiver();
       cleanup.push(() => udp.close());
       return { receiver: udp, path: () => openUdpSender({ port: udp.port }) };
+    },
+  },
+  {
+    name: 'UDP multicast',
+    async link() {
+      // A group per receiver, so that each gets its own faulty path (one group reaching all is tested below).
+      const group = `239.255.76.${1 + (groupsMade++ % 250)}`;
+      const udp = await openUdpMulticastReceiver({ group });
+      cleanup.push(() => udp.close());
+      return { receiver: udp, path: () => openUdpMulticastSender({ group, port: udp.port }) };
     },
   },
   {
@@ -120,7 +137,7 @@ describe('broadcast: codec', () => {
     for (const d of datagrams) {
       const g = decodeDatagram(d);
       expect(g?.kind).toBe('data');
-      if (g?.kind === 'data') decoded.push(...g.events);
+      if (g?.kind === 'data') decoded.push(...g.run.events);
     }
     // Frames bigger than a datagram are left out for the receivers to repair.
     expect(decoded.length + oversized.length).toBe(events.length);
@@ -132,13 +149,103 @@ describe('broadcast: codec', () => {
     expect(decodeDatagram(datagrams[0].subarray(0, 30))).toBeUndefined();
     expect(decodeDatagram(new Uint8Array(100).fill(7))).toBeUndefined();
   });
+
+  it('UDP multicast: one send reaches every receiver that joined the group, on 127.0.0.1', async () => {
+    const first = await openUdpMulticastReceiver({ group: '239.255.76.251' });
+    const others = [await openUdpMulticastReceiver({ group: '239.255.76.251', port: first.port }), await openUdpMulticastReceiver({ group: '239.255.76.251', port: first.port })];
+    const elsewhere = await openUdpMulticastReceiver({ group: '239.255.76.252', port: first.port });
+    const receivers = [first, ...others];
+    for (const r of [...receivers, elsewhere]) cleanup.push(() => r.close());
+    const got = receivers.map(() => [] as string[]);
+    const arrived = receivers.map((r, i) => new Promise<void>((resolve) => r.onDatagram((d) => (got[i].push(Buffer.from(d).toString()), resolve()))));
+    const strays: string[] = [];
+    elsewhere.onDatagram((d) => strays.push(Buffer.from(d).toString()));
+    const sender = await openUdpMulticastSender({ group: '239.255.76.251', port: first.port });
+    cleanup.push(() => sender.close());
+    sender.send(Buffer.from('hello'));
+    await Promise.all(arrived);
+    expect(got).toEqual([['hello'], ['hello'], ['hello']]);
+    expect(sender.sendErrors).toBe(0);
+    expect(strays).toEqual([]); // bound to its own group's address: another group's datagrams never arrive
+  });
+
+  it('a handle that throws during a repair ends the receiver with its error (it is not taken for an unavailable replayer)', async () => {
+    const p = await partition();
+    await fill(p, 50, 2); // history: the catch-up is a repair through read()
+    const receiver: DatagramReceiver = { onDatagram: () => undefined, close: async () => undefined };
+    const broken = new Error('projection cannot apply seq 5');
+    let calls = 0;
+    const r = startBroadcastReceiver({
+      partition: p.name,
+      receiver,
+      replayer: p,
+      batchSizeMax: 4,
+      handle: (events) => {
+        calls++;
+        if (events.some((e) => e.seq === 5)) throw broken;
+      },
+    });
+    await expect(r.done).rejects.toBe(broken);
+    expect(calls).toBe(2);
+    expect(r.position).toBe(4);
+  });
+
+  it('a receiver takes exactly one of handle and handleFrames', async () => {
+    const p = await partition();
+    const receiver: DatagramReceiver = { onDatagram: () => undefined, close: async () => undefined };
+    expect(() => startBroadcastReceiver({ partition: p.name, receiver, replayer: p })).toThrow(/exactly one of handle/);
+    expect(() => startBroadcastReceiver({ partition: p.name, receiver, replayer: p, handle: () => undefined, handleFrames: () => undefined })).toThrow(/exactly one of handle/);
+  });
+
+  it('carries stored frames as they are; a frame out of seq order is rejected even under a valid checksum; frames decode only on demand', async () => {
+    const p = await partition();
+    await fill(p, 120, 5);
+    const ac = new AbortController();
+    const datagrams: Uint8Array[] = [];
+    const oversized: number[] = [];
+    const stored: Uint8Array[] = [];
+    const encoder = new DatagramEncoder(p.name, 9, 1400);
+    for await (const batch of p.subscribeSealed({ fromSeq: 3, signal: ac.signal })) {
+      encoder.encode(batch.bytes, batch.firstSeq, 3, datagrams, oversized);
+      stored.push(batch.bytes);
+      if (batch.lastSeq >= 120) ac.abort();
+    }
+    const runs = datagrams.map((d) => decodeDatagram(d)).map((g) => (g?.kind === 'data' ? g.run : undefined));
+    expect(runs.every((r) => r !== undefined)).toBe(true);
+    // Each run's bytes occur verbatim in the stored batches (copied, not re-encoded).
+    const haystack = Buffer.concat(stored);
+    for (const r of runs) expect(haystack.indexOf(Buffer.from(r!.frames))).toBeGreaterThanOrEqual(0);
+    const seqs = runs.flatMap((r) => r!.events.map((e) => e.seq));
+    expect(seqs.concat(oversized).sort((a, b) => a - b)).toEqual(Array.from({ length: 118 }, (_, i) => i + 3));
+    const expected = new Map<number, string>();
+    for await (const e of p.read({ fromSeq: 3 })) expected.set(e.seq, record(e));
+    for (const r of runs) for (const e of r!.events) expect(record(e)).toBe(expected.get(e.seq));
+    // A frame whose seq does not follow, in a datagram whose CRC-32C is made valid again: rejected.
+    const multi = datagrams.find((d) => (decodeDatagram(d) as { run: { length: number } }).run.length >= 2)!;
+    const bad = Uint8Array.from(multi);
+    const nameLen = bad[6];
+    const framesAt = 7 + nameLen + 4 + 12;
+    const second = framesAt + (bad[framesAt] | (bad[framesAt + 1] << 8));
+    bad[second + 8] ^= 1; // its seq
+    new DataView(bad.buffer).setUint32(bad.length - 4, crc32c(bad, 0, bad.length - 4), true);
+    expect(decodeDatagram(bad)).toBeUndefined();
+  });
 });
+
+let hostsMade = 0;
 
 describe.each(transports)('broadcast over $name: publisher → faulty network → 8 receivers', (transport) => {
   async function host(p: Partition, fromCheckpoint = 0, options: { gapTimeoutMs?: number; reorderBufferMax?: number } = {}): Promise<Host> {
     const link = await transport.link(p.name);
     const log: string[] = [];
     let expected = fromCheckpoint + 1;
+    const check = (events: RecordedEvent[]) => {
+      for (const e of events) {
+        if (e.seq !== expected) throw new Error(`handed seq ${e.seq}, expected ${expected}`);
+        expected++;
+        log.push(record(e));
+      }
+    };
     const receiver = startBroadcastReceiver({
       partition: p.name,
       receiver: link.receiver,
@@ -146,13 +253,16 @@ describe.each(transports)('broadcast over $name: publisher → faulty network �
       fromCheckpoint,
       gapTimeoutMs: options.gapTimeoutMs ?? 20,
       reorderBufferMax: options.reorderBufferMax ?? 2000,
-      handle: (events) => {
-        for (const e of events) {
-          if (e.seq !== expected) throw new Error(`handed seq ${e.seq}, expected ${expected}`);
-          expected++;
-          log.push(record(e));
-        }
-      },
+      // Every second host takes undecoded frame runs (handleFrames), the others decoded events.
+      ...(hostsMade++ % 2 === 1
+        ? {
+            handleFrames: (run: FrameRun) => {
+              if (run.firstSeq !== expected) throw new Error(`handed run from ${run.firstSeq}, expected ${expected}`);
+              expect(run.events).toHaveLength(run.length);
+              check(run.events);
+            },
+          }
+        : { handle: check }),
     });
     cleanup.push(() => receiver.stop());
     return { link, receiver, log };
@@ -255,6 +365,59 @@ describe.each(transports)('broadcast over $name: publisher → faulty network �
     await second.waitFor(p.lastSeq);
     expect(seen).toEqual(Array.from({ length: p.lastSeq }, (_, i) => i + 1));
     expect(second.stats.repairs).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('repairs through the replayer\'s readFrames when it has one (read() only for frames too large for a datagram) and ends with the exact log', async () => {
+    const p = await partition();
+    await fill(p, 300, 4); // history: caught up through readFrames too
+    const link = await transport.link(p.name);
+    const sender = injectFaults(await link.path(), { seed: 17, drop: 0.25, duplicate: 0.1, reorder: 0.2 });
+    cleanup.push(() => sender.close());
+    let runsServed = 0;
+    const oversized = new Set<number>();
+    const servedByRead: number[] = [];
+    // A remote replayer's answer: the stored frames of the range, as datagrams, decoded to runs;
+    // read() only for what no datagram can carry.
+    const replayer = {
+      async *read(options: { fromSeq?: number; toSeq?: number; maxCount?: number }): AsyncIterable<RecordedEvent> {
+        for await (const e of p.read(options)) {
+          servedByRead.push(e.seq);
+          yield e;
+        }
+      },
+      async *readFrames(options: { fromSeq: number; toSeq?: number }): AsyncIterable<FrameRun> {
+        const toSeq = Math.min(options.toSeq ?? p.lastSeq, p.lastSeq);
+        if (toSeq < options.fromSeq) return;
+        const encoder = new DatagramEncoder(p.name, 0, 1400);
+        const datagrams: Uint8Array[] = [];
+        const holes: number[] = [];
+        const ac = new AbortController();
+        for await (const batch of p.subscribeSealed({ fromSeq: options.fromSeq, signal: ac.signal })) {
+          encoder.encode(batch.bytes, batch.firstSeq, options.fromSeq, datagrams, holes);
+          if (batch.lastSeq >= toSeq) ac.abort();
+        }
+        for (const seq of holes) oversized.add(seq);
+        for (const d of datagrams) {
+          const g = decodeDatagram(d);
+          if (g?.kind !== 'data') throw new Error('the replayer encoded a datagram that does not decode');
+          runsServed++;
+          yield g.run; // runs after a hole do not follow: the receiver takes the hole through read()
+        }
+      },
+    };
+    const log: string[] = [];
+    const receiver = startBroadcastReceiver({ partition: p.name, receiver: link.receiver, replayer, gapTimeoutMs: 20, handleFrames: (run) => void log.push(...run.events.map(record)) });
+    cleanup.push(() => receiver.stop());
+    const publisher = startBroadcastPublisher({ source: p, sender, datagramBytesMax: 1400, heartbeatMs: 25 });
+    cleanup.push(() => publisher.stop());
+    await fill(p, 700, 8);
+    await receiver.waitFor(p.lastSeq);
+    expect(log).toEqual(await logOf(p));
+    expect(receiver.stats.repairs).toBeGreaterThan(1);
+    expect(runsServed).toBeGreaterThan(0);
+    // read() served only frames too large for a datagram, one at a time.
+    expect(oversized.size).toBeGreaterThan(0);
+    for (const seq of servedByRead) expect(oversized.has(seq)).toBe(true);
   }, 60_000);
 });
 

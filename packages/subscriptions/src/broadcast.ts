@@ -1,7 +1,7 @@
 import { SequenceChecker } from '@sluice/framing';
 import type { RecordedEvent } from '@sluice/store';
 import { randomInt } from 'node:crypto';
-import { decodeDatagram, encodeDataDatagrams, encodeHeartbeat } from './broadcast-codec.js';
+import { DatagramEncoder, FrameRun, decodeDatagram, encodeDataDatagrams, encodeHeartbeat } from './broadcast-codec.js';
 import type { DatagramReceiver, DatagramSender } from './broadcast-transport.js';
 import type { CheckpointStore } from './checkpoint-store.js';
 import type { EventSource, Replayer } from './event-source.js';
@@ -55,8 +55,11 @@ export interface BroadcastPublisher {
 
 /**
  * Broadcasts a partition's committed batches as datagrams: each carries the partition name, a
- * contiguous seq range and its frames, checksummed (CRC-32C). Best effort by design: what the
- * network loses, duplicates or reorders, the receivers put right by seq and repair by replay.
+ * contiguous seq range and its event frames as stored, checksummed (CRC-32C). A source with
+ * `subscribeSealed` (an embedded `Partition`) hands over the sealed batch bytes, which are
+ * copied into datagrams as they are: no event is decoded or encoded on the way. Best effort by
+ * design: what the network loses, duplicates or reorders, the receivers put right by seq and
+ * repair by replay.
  */
 export function startBroadcastPublisher(options: BroadcastPublisherOptions): BroadcastPublisher {
   const { source, sender } = options;
@@ -76,22 +79,59 @@ export function startBroadcastPublisher(options: BroadcastPublisherOptions): Bro
     sentSinceTick = false;
   }, heartbeatMs);
   timer.unref();
+  let sinceYield = 0;
+  const pause = async () => {
+    // Let the socket drain and same-process receivers run: a burst is not one long task.
+    if (++sinceYield >= 32) {
+      sinceYield = 0;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  };
+  const send = async (datagrams: Uint8Array[]) => {
+    for (const d of datagrams) {
+      sender.send(d);
+      stats.datagrams++;
+      stats.bytes += d.length;
+      await pause();
+    }
+    datagrams.length = 0;
+  };
+  const sendParts = sender.sendParts?.bind(sender);
+  const sendGathered = async (datagrams: Uint8Array[][]) => {
+    for (const parts of datagrams) {
+      if (sendParts !== undefined) sendParts(parts);
+      else sender.send(Buffer.concat(parts));
+      stats.datagrams++;
+      stats.bytes += parts[0].length + parts[1].length + parts[2].length;
+      await pause();
+    }
+    datagrams.length = 0;
+  };
   const run = async () => {
-    let sinceYield = 0;
+    const oversized: number[] = [];
+    if (source.subscribeSealed !== undefined) {
+      const encoder = new DatagramEncoder(source.name, session, datagramBytesMax);
+      const gathered: Uint8Array[][] = [];
+      for await (const batch of source.subscribeSealed({ fromSeq: lastSent + 1, signal: abort.signal })) {
+        if (batch.lastSeq <= lastSent) continue;
+        const from = lastSent + 1;
+        // Sealed batch bytes are never modified: the datagrams' frames stay views of them.
+        encoder.encodeParts(batch.bytes, batch.firstSeq, from, gathered, oversized);
+        await sendGathered(gathered);
+        stats.oversized += oversized.length;
+        oversized.length = 0;
+        stats.events += batch.lastSeq - Math.max(from, batch.firstSeq) + 1;
+        lastSent = batch.lastSeq;
+        sentSinceTick = true;
+        if (abort.signal.aborted) break;
+      }
+      return;
+    }
     for await (const batch of source.subscribe({ fromSeq: lastSent + 1, signal: abort.signal })) {
       if (batch.length === 0) continue;
-      const { datagrams, oversized } = encodeDataDatagrams(source.name, session, batch, datagramBytesMax);
-      for (const d of datagrams) {
-        sender.send(d);
-        stats.datagrams++;
-        stats.bytes += d.length;
-        // Let the socket drain and same-process receivers run: a burst is not one long task.
-        if (++sinceYield >= 32) {
-          sinceYield = 0;
-          await new Promise<void>((resolve) => setImmediate(resolve));
-        }
-      }
-      stats.oversized += oversized.length;
+      const encoded = encodeDataDatagrams(source.name, session, batch, datagramBytesMax);
+      await send(encoded.datagrams);
+      stats.oversized += encoded.oversized.length;
       stats.events += batch.length;
       lastSent = batch[batch.length - 1].seq;
       sentSinceTick = true;
@@ -124,8 +164,18 @@ export interface BroadcastReceiverOptions {
   readonly receiver: DatagramReceiver;
   /** Where gaps and the catch-up are read from (`partition.read` in process; the broker's replayer remotely). */
   readonly replayer: Replayer;
-  /** Handles events in seq order, each exactly once per run (at-least-once across restarts, like any subscriber). */
-  readonly handle: (events: RecordedEvent[]) => Promise<void> | void;
+  /**
+   * Handles events in seq order, each exactly once per run (at-least-once across restarts,
+   * like any subscriber), decoded to objects. Give this or `handleFrames`.
+   */
+  readonly handle?: (events: RecordedEvent[]) => Promise<void> | void;
+  /**
+   * Like `handle`, but gets each run of consecutive events as it arrived: its stored frames,
+   * verified (datagram CRC-32C over every byte, each frame's kind, lengths and seq), not yet
+   * decoded; `run.events` decodes them on demand. The fast path for consumers that forward or
+   * store frames, or look at a few events only. Give this or `handle`.
+   */
+  readonly handleFrames?: (run: FrameRun) => Promise<void> | void;
   /** With `checkpoints`: the name the position is kept under. */
   readonly subscriber?: string;
   /** Where the position is loaded from at start and saved to every `checkpointEveryFrames` and at stop. */
@@ -194,13 +244,11 @@ export function startBroadcastReceiver(options: BroadcastReceiverOptions): Broad
   return new Receiver(options);
 }
 
-interface Segment {
-  readonly firstSeq: number;
-  readonly lastSeq: number;
-  readonly events: RecordedEvent[];
-}
 
 type Inbound = Uint8Array | 'gap-timer';
+
+/** Alternations of frame runs and single events one repair makes before leaving the rest to the gap timer. */
+const REPAIR_ROUNDS_MAX = 1024;
 
 class Receiver implements BroadcastReceiver {
   readonly stats: BroadcastReceiverStats = {
@@ -222,7 +270,7 @@ class Receiver implements BroadcastReceiver {
   private head = 0;
   private saved = 0;
   private checker = new SequenceChecker();
-  private readonly segments: Segment[] = [];
+  private readonly segments: FrameRun[] = [];
   private bufferedFrames = 0;
   private inbox: Inbound[] = [];
   private wakeLoop: (() => void) | undefined;
@@ -238,7 +286,14 @@ class Receiver implements BroadcastReceiver {
   private readonly batchMax: number;
   private readonly inboxMax: number;
 
+  private readonly handler: (run: FrameRun) => Promise<void> | void;
+
   constructor(private readonly options: BroadcastReceiverOptions) {
+    const { handle, handleFrames } = options;
+    if ((handle === undefined) === (handleFrames === undefined)) {
+      throw new TypeError('[sluice/subscriptions] startBroadcastReceiver: give exactly one of handle (decoded events) and handleFrames (frame runs)');
+    }
+    this.handler = handleFrames ?? ((run) => handle?.(run.events));
     this.reorderMax = options.reorderBufferMax ?? 65536;
     this.gapTimeoutMs = options.gapTimeoutMs ?? 50;
     this.checkpointEvery = options.checkpointEveryFrames ?? 10_000;
@@ -330,41 +385,31 @@ class Receiver implements BroadcastReceiver {
       if (d.headSeq > this.head) this.head = d.headSeq;
       return;
     }
-    const events = d.events;
-    const first = d.firstSeq;
-    const last = first + events.length - 1;
+    const run = d.run;
+    const first = run.firstSeq;
+    const last = run.lastSeq;
     this.classify(first, last);
     if (last > this.head) this.head = last;
     if (last < this.next) return;
     if (first <= this.next) {
-      await this.deliver(first === this.next ? events : events.slice(this.next - first));
+      await this.deliver(run.from(this.next));
       await this.drainSegments();
       return;
     }
-    this.hold({ firstSeq: first, lastSeq: last, events });
+    this.hold(run);
     if (this.bufferedFrames > this.reorderMax) await this.repairToBuffer();
   }
 
   /** Arrival-order classification by the framing package's checker (statistics; delivery is by `next`). */
   private classify(first: number, last: number): void {
-    const c = this.checker;
-    if (first === c.nextSeq) {
-      for (let s = first; s <= last; s++) c.check(s);
-      this.stats.framesNext += last - first + 1;
-      return;
-    }
-    for (let s = first; s <= last; s++) {
-      const v = c.check(s);
-      if (v.kind === 'next') this.stats.framesNext++;
-      else if (v.kind === 'gap') {
-        this.stats.framesNext++;
-        this.stats.gapsDetected++;
-      } else if (v.kind === 'out-of-order') this.stats.framesOutOfOrder++;
-      else this.stats.framesDuplicate++;
-    }
+    const v = this.checker.checkRun(first, last);
+    this.stats.framesNext += v.next;
+    this.stats.gapsDetected += v.gaps;
+    this.stats.framesOutOfOrder += v.outOfOrder;
+    this.stats.framesDuplicate += v.duplicate;
   }
 
-  private hold(segment: Segment): void {
+  private hold(segment: FrameRun): void {
     const s = this.segments;
     let lo = 0;
     let hi = s.length;
@@ -375,15 +420,15 @@ class Receiver implements BroadcastReceiver {
     }
     if (lo < s.length && s[lo].firstSeq === segment.firstSeq && s[lo].lastSeq >= segment.lastSeq) return; // duplicate of one held
     s.splice(lo, 0, segment);
-    this.bufferedFrames += segment.events.length;
+    this.bufferedFrames += segment.length;
   }
 
   private async drainSegments(): Promise<void> {
     const s = this.segments;
     while (s.length > 0 && s[0].firstSeq <= this.next) {
-      const seg = s.shift() as Segment;
-      this.bufferedFrames -= seg.events.length;
-      if (seg.lastSeq >= this.next) await this.deliver(seg.firstSeq === this.next ? seg.events : seg.events.slice(this.next - seg.firstSeq));
+      const seg = s.shift() as FrameRun;
+      this.bufferedFrames -= seg.length;
+      if (seg.lastSeq >= this.next) await this.deliver(seg.from(this.next));
     }
   }
 
@@ -417,25 +462,46 @@ class Receiver implements BroadcastReceiver {
   }
 
   private async repair(toSeq: number | undefined): Promise<void> {
+    if (this.options.replayer.readFrames === undefined) return this.repairEvents(toSeq, undefined);
+    // Frame runs first; where they stop short (a frame too large for any datagram, say) one event
+    // through read(), then runs again. Bounded: the gap's timer picks up whatever is left.
+    for (let round = 0; round < REPAIR_ROUNDS_MAX; round++) {
+      await this.repairFrames(toSeq);
+      if (toSeq !== undefined && this.next > toSeq) return;
+      const before = this.next;
+      await this.repairEvents(toSeq, 1);
+      if (this.next === before) return; // nothing more (the head) or the replayer is down
+    }
+  }
+
+  /** Repairs with events from `read()`: only the replayer's failures are caught, never `handle`'s (those end the receiver). */
+  private async repairEvents(toSeq: number | undefined, maxCount: number | undefined): Promise<void> {
     const fromSeq = this.next;
+    const events = this.options.replayer.read(maxCount === undefined ? { fromSeq, toSeq } : { fromSeq, toSeq, maxCount })[Symbol.asyncIterator]();
     let chunk: RecordedEvent[] = [];
     let count = 0;
     try {
-      for await (const event of this.options.replayer.read({ fromSeq, toSeq })) {
-        if (event.seq !== this.next + chunk.length) break;
-        chunk.push(event);
+      for (;;) {
+        let step: IteratorResult<RecordedEvent>;
+        try {
+          step = await events.next();
+        } catch {
+          break; // The replayer is unavailable: the gap stays open and its timer tries again.
+        }
+        if (step.done || step.value.seq !== this.next + chunk.length) break;
+        chunk.push(step.value);
         if (chunk.length >= this.batchMax) {
           count += chunk.length;
-          await this.deliver(chunk, true);
+          await this.deliver(FrameRun.ofEvents(chunk), true);
           chunk = [];
         }
       }
-    } catch {
-      // The replayer is unavailable: the gap stays open and its timer tries again.
+    } finally {
+      await events.return?.().catch(() => undefined);
     }
     if (chunk.length > 0) {
       count += chunk.length;
-      await this.deliver(chunk, true);
+      await this.deliver(FrameRun.ofEvents(chunk), true);
     }
     if (count > 0) {
       this.stats.repairs++;
@@ -443,13 +509,42 @@ class Receiver implements BroadcastReceiver {
     }
   }
 
-  private async deliver(events: RecordedEvent[], repaired = false): Promise<void> {
-    if (events.length === 0) return;
-    if (repaired) for (const e of events) this.checker.check(e.seq);
-    const result = this.options.handle(events);
+  /** Repairs with frame runs (no event objects on the way): only the replayer's failures are caught, never `handle`'s. */
+  private async repairFrames(toSeq: number | undefined): Promise<void> {
+    const source = this.options.replayer.readFrames?.({ fromSeq: this.next, toSeq });
+    if (source === undefined) return;
+    const runs = source[Symbol.asyncIterator]();
+    let count = 0;
+    try {
+      for (;;) {
+        let step: IteratorResult<FrameRun>;
+        try {
+          step = await runs.next();
+        } catch {
+          break; // The replayer is unavailable: the gap stays open and its timer tries again.
+        }
+        if (step.done) break;
+        const run = step.value;
+        if (run.firstSeq > this.next || run.lastSeq < this.next) break; // not what was asked: the gap stays open
+        const part = run.from(this.next);
+        count += part.length;
+        await this.deliver(part, true);
+      }
+    } finally {
+      await runs.return?.().catch(() => undefined);
+    }
+    if (count > 0) {
+      this.stats.repairs++;
+      this.stats.repairedEvents += count;
+    }
+  }
+
+  private async deliver(run: FrameRun, repaired = false): Promise<void> {
+    if (repaired) this.checker.checkRun(run.firstSeq, run.lastSeq);
+    const result = this.handler(run);
     if (result !== undefined) await result;
-    this.next = events[events.length - 1].seq + 1;
-    this.stats.delivered += events.length;
+    this.next = run.lastSeq + 1;
+    this.stats.delivered += run.length;
     if (this.options.checkpoints && this.position - this.saved >= this.checkpointEvery) await this.save();
     if (this.waiters.length > 0) {
       const position = this.position;

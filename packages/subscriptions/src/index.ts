@@ -26,12 +26,15 @@ export {
   type BroadcastReceiverOptions,
   type BroadcastReceiverStats,
 } from './broadcast.js';
-export { decodeDatagram, encodeDataDatagrams, encodeHeartbeat, type Datagram } from './broadcast-codec.js';
+export { DatagramEncoder, FrameRun, decodeDatagram, encodeDataDatagrams, encodeHeartbeat, type Datagram } from './broadcast-codec.js';
 export {
   fanOut,
   injectFaults,
   openUdpFanout,
+  openUdpMulticastReceiver,
+  openUdpMulticastSender,
   openUdpReceiver,
+  UDP_MULTICAST_GROUP_DEFAULT,
   openUdpSender,
   seededRandom,
   type DatagramReceiver,
@@ -39,6 +42,7 @@ export {
   type FaultOptions,
   type FaultStats,
   type UdpFanout,
+  type UdpMulticastOptions,
   type UdpReceiver,
 } from './broadcast-transport.js';
 export {

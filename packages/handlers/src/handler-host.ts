@@ -148,10 +148,6 @@ interface MergedCommit {
   submitted: boolean;
 }
 
-function sharesId(ids: readonly string[], other: readonly string[]): boolean {
-  for (const id of other) if (ids.includes(id)) return true;
-  return false;
-}
 
 /** A command was decided on a pending state that did not become durable: decide again. */
 class StaleStateError extends Error {
@@ -189,6 +185,9 @@ export class HandlerHost {
   private closed = false;
   /** The commit messages decided in this turn join; submitted at the end of the turn or when full. */
   private building: MergedCommit | undefined;
+  private readonly working = new Map<string, Working>();
+  /** Command ids of {@link building}: a redelivery decided in the same turn must not join it. */
+  private readonly buildingIds = new Set<string>();
   private readonly sends: AddressedCommand[] = [];
   private readonly publishes: Message[] = [];
   private readonly mergeMessagesMax: number;
@@ -297,7 +296,9 @@ export class HandlerHost {
    */
   private tryDecideNow(member: Member): boolean {
     const commands = member.message.commands;
-    const working = new Map<string, Working>();
+    // Synchronous from here to the enqueue: one map serves every message.
+    const working = this.working;
+    working.clear();
     for (let i = 0; i < commands.length; i++) {
       const { recipient, command } = commands[i];
       const definition = this.byCommandType.get(command.type);
@@ -308,7 +309,8 @@ export class HandlerHost {
         continue;
       }
       if (this.locks.isHeld(recipient)) return false;
-      const cached = this.cache.get(recipient);
+      // Without refreshing its recency: an accepted message sets a new entry (most recent) anyway.
+      const cached = this.cache.peek(recipient);
       if (cached === undefined) return false;
       working.set(recipient, { definition, loadedVersion: cached.version, cached, state: cached.state, events: [], changed: false });
     }
@@ -474,10 +476,13 @@ export class HandlerHost {
         building.bytes + idBytes <= this.mergeBytesMax &&
         building.correlationId === message.correlationId &&
         building.causationId === message.causationId &&
-        !sharesId(building.commandIds, commandIds);
+        !this.sharesId(commandIds);
       if (joins) {
         building.members.push(member);
-        for (const id of commandIds) building.commandIds.push(id);
+        for (const id of commandIds) {
+          building.commandIds.push(id);
+          this.buildingIds.add(id);
+        }
         building.bytes += idBytes;
         return building;
       }
@@ -497,6 +502,7 @@ export class HandlerHost {
     // A commit of its own is submitted by the caller once its events are in; others stay open for this turn.
     if (alone || member.alone) return commit;
     this.building = commit;
+    for (const id of commandIds) this.buildingIds.add(id);
     queueMicrotask(() => this.submit(commit));
     return commit;
   }
@@ -518,11 +524,19 @@ export class HandlerHost {
     if (commit === this.building && (commit.events >= this.mergeEventsMax || commit.bytes >= this.mergeBytesMax)) this.submit(commit);
   }
 
+  private sharesId(commandIds: readonly string[]): boolean {
+    for (const id of commandIds) if (this.buildingIds.has(id)) return true;
+    return false;
+  }
+
   /** Hands a commit to the partition; its members settle when it does. */
   private submit(commit: MergedCommit): void {
     if (commit.submitted) return;
     commit.submitted = true;
-    if (this.building === commit) this.building = undefined;
+    if (this.building === commit) {
+      this.building = undefined;
+      this.buildingIds.clear();
+    }
     let written: Promise<CommitResult>;
     try {
       written = Promise.resolve(

@@ -143,8 +143,8 @@ interface MergedCommit {
   events: number;
   /** Event data and command id bytes (the id length in UTF-16 units). */
   bytes: number;
-  /** Aggregates with a snapshot policy: the version before the commit, after it, and the state then. */
-  snapshots: Map<string, { readonly every: number; readonly fromVersion: number; version: number; state: unknown }> | undefined;
+  /** Snapshots the policy asks for once the commit is durable: the stream, the version and the state then. */
+  snapshots: Array<{ readonly streamId: string; readonly version: number; readonly state: unknown }> | undefined;
   submitted: boolean;
 }
 
@@ -425,15 +425,9 @@ export class HandlerHost {
         for (let i = 0; i < count; i++) events[i] = this.event(entity.events[i]);
         version = entity.loadedVersion + count;
         this.addEvents(commit, recipient, entity.loadedVersion, events);
+        // Snapshot policy: this message's events cross a multiple of snapshotEvery.
         const every = entity.definition.snapshotEvery ?? 0;
-        if (every > 0) {
-          const known = (commit.snapshots ??= new Map()).get(recipient);
-          if (known === undefined) commit.snapshots.set(recipient, { every, fromVersion: entity.loadedVersion, version, state: entity.state });
-          else {
-            known.version = version;
-            known.state = entity.state;
-          }
-        }
+        if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) (commit.snapshots ??= []).push({ streamId: recipient, version, state: entity.state });
       } else if (entity.changed) {
         version = entity.loadedVersion + 1;
         this.addEvents(commit, recipient, entity.loadedVersion, [{ type: STATE_EVENT, data: this.serializer.encode(entity.state) }]);
@@ -584,12 +578,16 @@ export class HandlerHost {
       );
     }
     if (commit.snapshots === undefined) return;
-    let seq = result.firstSeq;
-    for (const change of commit.changes) {
-      seq += change.events.length;
-      const snapshot = commit.snapshots.get(change.streamId);
-      if (snapshot === undefined) continue;
-      if (Math.floor(snapshot.version / snapshot.every) > Math.floor(snapshot.fromVersion / snapshot.every)) this.snapshot(change.streamId, snapshot.version, seq - 1, snapshot.state);
+    for (const snapshot of commit.snapshots) {
+      // The seq of the stream's event at the snapshot's version: its change's first seq + the distance.
+      let seq = result.firstSeq;
+      for (const change of commit.changes) {
+        if (change.streamId === snapshot.streamId) {
+          this.snapshot(snapshot.streamId, snapshot.version, seq + (snapshot.version - (change.expectedVersion as number)) - 1, snapshot.state);
+          break;
+        }
+        seq += change.events.length;
+      }
     }
   }
 

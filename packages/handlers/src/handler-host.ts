@@ -181,7 +181,9 @@ export class HandlerHost {
   private readonly locks = new EntityLocks();
   private readonly pendingSnapshots = new Set<Promise<void>>();
   /** Per entity: commits queued and not settled yet, and who waits for them to settle. */
-  private readonly pending = new Map<string, { count: number; waiters: Array<() => void> | undefined }>();
+  private readonly pending = new Map<string, number>();
+  /** Per entity with pending commits: who waits for them to settle (rare: refusals and loads). */
+  private readonly settleWaiters = new Map<string, Array<() => void>>();
   private closed = false;
   /** The commit messages decided in this turn join; submitted at the end of the turn or when full. */
   private building: MergedCommit | undefined;
@@ -621,27 +623,34 @@ export class HandlerHost {
   }
 
   private markPending(id: string): void {
-    const pending = this.pending.get(id);
-    if (pending === undefined) this.pending.set(id, { count: 1, waiters: undefined });
-    else pending.count++;
+    this.pending.set(id, (this.pending.get(id) ?? 0) + 1);
   }
 
   /** A commit settled: its pending states are dropped if it did not apply, then whoever waited for the entities is woken. */
   private settle(entities: readonly string[], failed: boolean): void {
     for (const id of entities) {
       if (failed) this.evict(id);
-      const pending = this.pending.get(id);
-      if (pending === undefined || --pending.count > 0) continue;
+      const count = this.pending.get(id);
+      if (count === undefined) continue;
+      if (count > 1) {
+        this.pending.set(id, count - 1);
+        continue;
+      }
       this.pending.delete(id);
-      if (pending.waiters !== undefined) for (const wake of pending.waiters) wake();
+      const waiters = this.settleWaiters.get(id);
+      if (waiters === undefined) continue;
+      this.settleWaiters.delete(id);
+      for (const wake of waiters) wake();
     }
   }
 
   /** Resolves once the entity's queued commits have settled; undefined when none is queued. */
   private whenSettled(id: string): Promise<void> | undefined {
-    const pending = this.pending.get(id);
-    if (pending === undefined) return undefined;
-    return new Promise((resolve) => (pending.waiters ??= []).push(resolve));
+    if (!this.pending.has(id)) return undefined;
+    let waiters = this.settleWaiters.get(id);
+    if (waiters === undefined) this.settleWaiters.set(id, (waiters = []));
+    const list = waiters;
+    return new Promise((resolve) => list.push(resolve));
   }
 
   /** Drops an entity's cached state (it will be reloaded from the partition once its pending commits settle). */

@@ -152,6 +152,52 @@ describe('HandlerHost: messages decided in one turn share a commit', () => {
     expect(checked.stats).toMatchObject({ snapshotsUsed: 2, snapshotsIgnored: 0, accepted: 2 });
   });
 
+  it('a message whose event cannot be serialized commits nothing, and the messages sharing its turn still commit', async () => {
+    const p = await partition();
+    const picky = {
+      encode: (value: unknown) => {
+        if ((value as { amount?: number }).amount === 13) throw new TypeError('13 cannot be written');
+        return new TextEncoder().encode(JSON.stringify(value));
+      },
+      decode: (bytes: Uint8Array) => JSON.parse(new TextDecoder().decode(bytes)) as unknown,
+    };
+    const host = createHandlerHost({ partition: p, entities: [account], serializer: picky });
+    await Promise.all(['a', 'b', 'c'].map((x) => host.execute(cmd(`open-${x}`, `account-${x}`, { type: 'Open' }))));
+    const bad = { id: 'bad', commands: [{ recipient: 'account-a', command: { type: 'Deposit', amount: 1 } }, { recipient: 'account-b', command: { type: 'Deposit', amount: 13 } }] };
+    const [before, failed, after] = await Promise.allSettled([host.execute(cmd('c1', 'account-c', { type: 'Deposit', amount: 1 })), host.execute(bad), host.execute(cmd('c2', 'account-c', { type: 'Deposit', amount: 2 }))]);
+    expect(before).toMatchObject({ status: 'fulfilled', value: { status: 'accepted' } });
+    expect(failed).toMatchObject({ status: 'rejected', reason: { message: '13 cannot be written' } });
+    expect(after).toMatchObject({ status: 'fulfilled', value: { status: 'accepted' } });
+    expect([await balanceOf(host, p, 'account-a'), await balanceOf(host, p, 'account-b'), await balanceOf(host, p, 'account-c')]).toEqual([0, 0, 3]);
+    // The cache holds no trace of it either.
+    expect(await host.execute(cmd('w-a', 'account-a', { type: 'Withdraw', amount: 1 }))).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 0, asked 1' });
+  });
+
+  it('a shared commit is closed once it holds mergeEventsMax events, each message whole in one commit', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account], mergeEventsMax: 3 });
+    await Promise.all(Array.from({ length: 8 }, (_, i) => host.execute(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }))));
+    const pairs = Array.from({ length: 4 }, (_, i) => ({
+      id: `pair-${i}`,
+      commands: [
+        { recipient: `account-${2 * i}`, command: { type: 'Deposit', amount: 1 } },
+        { recipient: `account-${2 * i + 1}`, command: { type: 'Deposit', amount: 1 } },
+      ],
+    }));
+    const outcomes = await Promise.all(pairs.map((m) => host.execute(m)));
+    // Two messages (4 events) per commit: the second one fills it, the third starts a new one.
+    expect(outcomes.map((o) => o.lastSeq - o.firstSeq + 1)).toEqual([4, 4, 4, 4]);
+    expect(new Set(outcomes.map((o) => o.firstSeq)).size).toBe(2);
+    for (let i = 0; i < 4; i++) {
+      for (const id of [`account-${2 * i}`, `account-${2 * i + 1}`]) {
+        const seqs: number[] = [];
+        for await (const e of p.readStream(id)) if (e.streamVersion === 2) seqs.push(e.seq);
+        expect(seqs[0]).toBeGreaterThanOrEqual(outcomes[i].firstSeq);
+        expect(seqs[0]).toBeLessThanOrEqual(outcomes[i].lastSeq);
+      }
+    }
+  });
+
   it('mergeMessagesMax 1 commits each message on its own; different causation ids never share a commit', async () => {
     const p = await partition();
     const single = createHandlerHost({ partition: p, entities: [account], mergeMessagesMax: 1 });

@@ -82,9 +82,9 @@ export interface HandlerHostOptions {
    * @default 256
    */
   readonly mergeMessagesMax?: number;
-  /** At most this many events in a merged commit. @default 4096 */
+  /** A merged commit is closed once it holds this many events (a message is never split across commits). @default 4096 */
   readonly mergeEventsMax?: number;
-  /** At most about this many bytes (event data and command ids) in a merged commit. @default 1048576 */
+  /** The same for its bytes (event data and command ids). @default 1048576 */
   readonly mergeBytesMax?: number;
   /** Called after a commit is durable and before `execute` resolves (the acknowledgement). Tests use it to crash in between. */
   readonly afterCommit?: (outcome: CommandOutcome) => void;
@@ -232,6 +232,7 @@ export class HandlerHost {
     const commandIds = commandIdsOf(message);
     return new Promise<CommandOutcome>((resolve, reject) => this.run({ message, commandIds, attempt: 0, alone: false, entities: NO_ENTITIES, rejection: undefined, resolve, reject }));
   }
+
   /**
    * Warms the memory cache in one sequential pass over the log: every stream whose id starts
    * with `streamPrefix` is folded with `definition` (an aggregate). Call it before the host
@@ -405,8 +406,9 @@ export class HandlerHost {
     member.rejection = reason;
     const { message } = member;
     const record: RejectionRecord = { messageId: message.id, reason, commands: message.commands, causationId: message.causationId };
+    const events: EventData[] = [{ type: REJECTED_EVENT, data: this.serializer.encode(record) }];
     const commit = this.open(member, true);
-    this.addEvents(commit, REJECTED_STREAM, undefined, [{ type: REJECTED_EVENT, data: this.serializer.encode(record) }]);
+    this.addEvents(commit, REJECTED_STREAM, undefined, events);
     this.submit(commit);
   }
 
@@ -416,42 +418,46 @@ export class HandlerHost {
    * later commands for them are decided on these states.
    */
   private enqueueAccepted(member: Member, working: Map<string, Working>): void {
-    const commit = this.open(member, false);
-    let entities: string[] | undefined;
+    // Everything is encoded before the message joins a commit: a serializer that throws leaves nothing of it queued.
+    const changes: Array<{ readonly streamId: string; readonly expectedVersion: number | undefined; readonly events: EventData[]; readonly entity: Working | undefined }> = [];
     for (const [recipient, entity] of working) {
-      let version: number;
       if (entity.definition.kind === 'aggregate') {
         const count = entity.events.length;
         if (count === 0) continue;
         const events: EventData[] = new Array(count);
         for (let i = 0; i < count; i++) events[i] = this.event(entity.events[i]);
-        version = entity.loadedVersion + count;
-        this.addEvents(commit, recipient, entity.loadedVersion, events);
-        // Snapshot policy: this message's events cross a multiple of snapshotEvery.
-        const every = entity.definition.snapshotEvery ?? 0;
-        if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) (commit.snapshots ??= []).push({ streamId: recipient, version, state: entity.state });
+        changes.push({ streamId: recipient, expectedVersion: entity.loadedVersion, events, entity });
       } else if (entity.changed) {
-        version = entity.loadedVersion + 1;
-        this.addEvents(commit, recipient, entity.loadedVersion, [{ type: STATE_EVENT, data: this.serializer.encode(entity.state) }]);
-      } else {
-        continue;
+        changes.push({ streamId: recipient, expectedVersion: entity.loadedVersion, events: [{ type: STATE_EVENT, data: this.serializer.encode(entity.state) }], entity });
       }
-      // The commit is queued in order: later commands for this entity decide on the state it will make.
-      this.cache.set(recipient, { state: entity.state, version });
-      this.markPending(recipient);
-      (entities ??= []).push(recipient);
     }
     if (this.sends.length > 0 || this.publishes.length > 0) {
       const events: EventData[] = [];
       for (const send of this.sends) events.push({ type: SEND_EVENT, data: this.serializer.encode(send) });
       for (const publish of this.publishes) events.push({ type: PUBLISH_EVENT, data: this.serializer.encode(publish) });
-      this.addEvents(commit, OUTBOX_STREAM, undefined, events);
-    } else if (entities === undefined) {
+      changes.push({ streamId: OUTBOX_STREAM, expectedVersion: undefined, events, entity: undefined });
+    } else if (changes.length === 0) {
       // Accepted without any effect still records the command ids, so a redelivery is recognized.
-      this.addEvents(commit, NOOP_STREAM, undefined, [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: member.message.id }) }]);
+      changes.push({ streamId: NOOP_STREAM, expectedVersion: undefined, events: [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: member.message.id }) }], entity: undefined });
+    }
+    const commit = this.open(member, false);
+    let entities: string[] | undefined;
+    for (const change of changes) {
+      this.addEvents(commit, change.streamId, change.expectedVersion, change.events);
+      const entity = change.entity;
+      if (entity === undefined) continue;
+      const version = entity.loadedVersion + change.events.length;
+      // Snapshot policy: this message's events cross a multiple of snapshotEvery.
+      const every = entity.definition.kind === 'aggregate' ? (entity.definition.snapshotEvery ?? 0) : 0;
+      if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) (commit.snapshots ??= []).push({ streamId: change.streamId, version, state: entity.state });
+      // The commit is queued in order: later commands for this entity decide on the state it will make.
+      this.cache.set(change.streamId, { state: entity.state, version });
+      this.markPending(change.streamId);
+      (entities ??= []).push(change.streamId);
     }
     if (entities !== undefined) member.entities = entities;
-    if (commit !== this.building) this.submit(commit);
+    // A commit of its own, or a full one, goes now (the next message starts a new commit).
+    if (commit !== this.building || commit.events >= this.mergeEventsMax || commit.bytes >= this.mergeBytesMax) this.submit(commit);
   }
 
   /**
@@ -516,8 +522,6 @@ export class HandlerHost {
     else for (const event of events) change.events.push(event);
     commit.events += events.length;
     for (const event of events) commit.bytes += event.data.length;
-    // Full: submit now (the next message starts a new commit).
-    if (commit === this.building && (commit.events >= this.mergeEventsMax || commit.bytes >= this.mergeBytesMax)) this.submit(commit);
   }
 
   private sharesId(commandIds: readonly string[]): boolean {

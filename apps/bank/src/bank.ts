@@ -23,6 +23,7 @@ import {
   type EventSource,
   type ParkedMessage,
   type RemoteEventSource,
+  type CommandMessage,
   type Subscription,
 } from '@sluice/subscriptions';
 import { account, accountId, transferSaga, type AccountCommand } from './domain.js';
@@ -111,13 +112,21 @@ export class Bank {
     return this.send(transferId, from, { type: 'Transfer', transferId, to, amount });
   }
 
-  private async send(id: string, recipient: string, command: AccountCommand): Promise<CommandOutcome> {
-    for (let attempt = 0; ; attempt++) {
+  /** The first attempt costs the router's promise only; a down partition is retried on the slow path. */
+  private send(id: string, recipient: string, command: AccountCommand): Promise<CommandOutcome> {
+    const message = { id, commands: [{ recipient, command }] };
+    return this.router.send(message).catch((error: unknown) => this.resend(message, error));
+  }
+
+  private async resend(message: CommandMessage, first: unknown): Promise<CommandOutcome> {
+    let error = first;
+    for (let attempt = 1; ; attempt++) {
+      if (!isHandlerError(error, 'PARTITION_UNAVAILABLE') || attempt > 200) throw error;
+      await sleep(25);
       try {
-        return await this.router.send({ id, commands: [{ recipient, command }] });
-      } catch (error) {
-        if (!isHandlerError(error, 'PARTITION_UNAVAILABLE') || attempt >= 200) throw error;
-        await sleep(25);
+        return await this.router.send(message);
+      } catch (next) {
+        error = next;
       }
     }
   }

@@ -7,6 +7,11 @@ export class EntityLocks {
   /** Held keys → who waits for each, in order. */
   private readonly held = new Map<string, Array<() => void>>();
 
+  /** True while a message holds or waits for the key. */
+  isHeld(key: string): boolean {
+    return this.held.has(key);
+  }
+
   async run<T>(keys: readonly string[], work: () => Promise<T>): Promise<T> {
     const sorted = keys.length === 1 ? keys : [...keys].sort();
     for (const key of sorted) {

@@ -107,6 +107,113 @@ describe('HandlerHost: pipelined commands on one entity', () => {
   });
 });
 
+describe('HandlerHost: messages decided in one turn share a commit', () => {
+  it('each message keeps its command ids: redelivered alone, together, or mixed with new messages, each applies once', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await Promise.all(Array.from({ length: 20 }, (_, i) => host.execute(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }))));
+    const deposits = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => cmd(`dep-${from + k}`, `account-${(from + k) % 20}`, { type: 'Deposit', amount: 1 }));
+    const first = await Promise.all(deposits(0, 40).map((m) => host.execute(m)));
+    // One commit for the 40 messages (two per account: a stream's events stay contiguous in it).
+    expect(new Set(first.map((o) => o.firstSeq)).size).toBe(1);
+    expect(first[0].lastSeq - first[0].firstSeq + 1).toBe(40);
+    expect(first.every((o) => o.status === 'accepted' && !o.duplicate)).toBe(true);
+    // Every message of the commit redelivered together: one duplicate commit, the original outcome for each.
+    const again = await Promise.all(deposits(0, 40).map((m) => host.execute(m)));
+    expect(again.every((o) => o.status === 'accepted' && o.duplicate && o.firstSeq === first[0].firstSeq)).toBe(true);
+    // Some redelivered, mixed with new ones in one turn: the engine refuses the merged commit, each message goes alone.
+    const mixed = await Promise.all([...deposits(30, 40), ...deposits(40, 60)].map((m) => host.execute(m)));
+    expect(mixed.slice(0, 10).every((o) => o.duplicate)).toBe(true);
+    expect(mixed.slice(10).every((o) => o.status === 'accepted' && !o.duplicate)).toBe(true);
+    // The same message twice in one turn: the second does not join the first's commit, and applies nothing.
+    const [a, b] = await Promise.all([host.execute(cmd('dep-x', 'account-0', { type: 'Deposit', amount: 5 })), host.execute(cmd('dep-x', 'account-0', { type: 'Deposit', amount: 5 }))]);
+    expect([a.duplicate, b.duplicate]).toEqual([false, true]);
+    for (let i = 0; i < 20; i++) expect(await balanceOf(host, p, `account-${i}`)).toBe(3 + (i === 0 ? 5 : 0));
+    // A fresh host (empty cache) agrees with the log.
+    const fresh = createHandlerHost({ partition: p, entities: [account] });
+    const withdrawal = await fresh.execute(cmd('w-all', 'account-0', { type: 'Withdraw', amount: 9 }));
+    expect(withdrawal).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 8, asked 9' });
+  });
+
+  it('a merged commit crossing a snapshot boundary writes the snapshot at the right seq (it is used, not ignored)', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await host.execute(cmd('open-s', 'account-s', { type: 'Open' }));
+    await host.execute(cmd('open-t', 'account-t', { type: 'Open' }));
+    // 1 + 14 events on account-s and 13 on account-t in one commit: both cross version 10.
+    await Promise.all(Array.from({ length: 27 }, (_, i) => host.execute(cmd(`d-${i}`, i % 2 === 0 ? 'account-s' : 'account-t', { type: 'Deposit', amount: 1 }))));
+    await host.close();
+    expect(host.stats.snapshotsWritten).toBe(2);
+    const warnings: string[] = [];
+    const checked = createHandlerHost({ partition: p, entities: [account], onWarning: (w) => warnings.push(w) });
+    await checked.execute(cmd('w-s', 'account-s', { type: 'Withdraw', amount: 14 }));
+    await checked.execute(cmd('w-t', 'account-t', { type: 'Withdraw', amount: 13 }));
+    expect(warnings).toEqual([]);
+    expect(checked.stats).toMatchObject({ snapshotsUsed: 2, snapshotsIgnored: 0, accepted: 2 });
+  });
+
+  it('a message whose event cannot be serialized commits nothing, and the messages sharing its turn still commit', async () => {
+    const p = await partition();
+    const picky = {
+      encode: (value: unknown) => {
+        if ((value as { amount?: number }).amount === 13) throw new TypeError('13 cannot be written');
+        return new TextEncoder().encode(JSON.stringify(value));
+      },
+      decode: (bytes: Uint8Array) => JSON.parse(new TextDecoder().decode(bytes)) as unknown,
+    };
+    const host = createHandlerHost({ partition: p, entities: [account], serializer: picky });
+    await Promise.all(['a', 'b', 'c'].map((x) => host.execute(cmd(`open-${x}`, `account-${x}`, { type: 'Open' }))));
+    const bad = { id: 'bad', commands: [{ recipient: 'account-a', command: { type: 'Deposit', amount: 1 } }, { recipient: 'account-b', command: { type: 'Deposit', amount: 13 } }] };
+    const [before, failed, after] = await Promise.allSettled([host.execute(cmd('c1', 'account-c', { type: 'Deposit', amount: 1 })), host.execute(bad), host.execute(cmd('c2', 'account-c', { type: 'Deposit', amount: 2 }))]);
+    expect(before).toMatchObject({ status: 'fulfilled', value: { status: 'accepted' } });
+    expect(failed).toMatchObject({ status: 'rejected', reason: { message: '13 cannot be written' } });
+    expect(after).toMatchObject({ status: 'fulfilled', value: { status: 'accepted' } });
+    expect([await balanceOf(host, p, 'account-a'), await balanceOf(host, p, 'account-b'), await balanceOf(host, p, 'account-c')]).toEqual([0, 0, 3]);
+    // The cache holds no trace of it either.
+    expect(await host.execute(cmd('w-a', 'account-a', { type: 'Withdraw', amount: 1 }))).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 0, asked 1' });
+  });
+
+  it('a shared commit is closed once it holds mergeEventsMax events, each message whole in one commit', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account], mergeEventsMax: 3 });
+    await Promise.all(Array.from({ length: 8 }, (_, i) => host.execute(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }))));
+    const pairs = Array.from({ length: 4 }, (_, i) => ({
+      id: `pair-${i}`,
+      commands: [
+        { recipient: `account-${2 * i}`, command: { type: 'Deposit', amount: 1 } },
+        { recipient: `account-${2 * i + 1}`, command: { type: 'Deposit', amount: 1 } },
+      ],
+    }));
+    const outcomes = await Promise.all(pairs.map((m) => host.execute(m)));
+    // Two messages (4 events) per commit: the second one fills it, the third starts a new one.
+    expect(outcomes.map((o) => o.lastSeq - o.firstSeq + 1)).toEqual([4, 4, 4, 4]);
+    expect(new Set(outcomes.map((o) => o.firstSeq)).size).toBe(2);
+    for (let i = 0; i < 4; i++) {
+      for (const id of [`account-${2 * i}`, `account-${2 * i + 1}`]) {
+        const seqs: number[] = [];
+        for await (const e of p.readStream(id)) if (e.streamVersion === 2) seqs.push(e.seq);
+        expect(seqs[0]).toBeGreaterThanOrEqual(outcomes[i].firstSeq);
+        expect(seqs[0]).toBeLessThanOrEqual(outcomes[i].lastSeq);
+      }
+    }
+  });
+
+  it('mergeMessagesMax 1 commits each message on its own; different causation ids never share a commit', async () => {
+    const p = await partition();
+    const single = createHandlerHost({ partition: p, entities: [account], mergeMessagesMax: 1 });
+    await Promise.all(Array.from({ length: 5 }, (_, i) => single.execute(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }))));
+    const each = await Promise.all(Array.from({ length: 5 }, (_, i) => single.execute(cmd(`d-${i}`, `account-${i}`, { type: 'Deposit', amount: 1 }))));
+    expect(new Set(each.map((o) => o.firstSeq)).size).toBe(5);
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    const caused = await Promise.all(Array.from({ length: 5 }, (_, i) => host.execute({ ...cmd(`c-${i}`, `account-${i}`, { type: 'Deposit', amount: 1 }), causationId: `cause-${i}` })));
+    expect(new Set(caused.map((o) => o.firstSeq)).size).toBe(5);
+    const heads = new Map<number, string | undefined>();
+    for await (const e of p.read({ fromSeq: caused[0].firstSeq })) if (e.headers !== undefined) heads.set(e.seq, e.headers.causationId);
+    expect([...heads.values()]).toEqual(['cause-0', 'cause-1', 'cause-2', 'cause-3', 'cause-4']);
+    expect(() => createHandlerHost({ partition: p, entities: [account], mergeMessagesMax: 0 })).toThrow(/mergeMessagesMax must be a positive integer/);
+  });
+});
+
 describe('HandlerHost: rejections are remembered', () => {
   it('a rejected command is committed with its reason; a redelivery gets the same answer even after the state changed', async () => {
     const p = await partition();

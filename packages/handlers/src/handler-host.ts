@@ -73,6 +73,19 @@ export interface HandlerHostOptions {
    * @default 'reject'
    */
   readonly onHandlerError?: 'reject' | 'throw';
+  /**
+   * Messages decided in the same turn of the event loop are committed together: one unit of
+   * work holding all their changes and command ids (each message keeps its own command ids,
+   * so a redelivery is still recognized; messages with different correlation or causation ids,
+   * refusals, and a redelivery of a message in the commit being built each get their own
+   * commit). At most this many messages per commit; 1 = one commit per message.
+   * @default 256
+   */
+  readonly mergeMessagesMax?: number;
+  /** A merged commit is closed once it holds this many events (a message is never split across commits). @default 4096 */
+  readonly mergeEventsMax?: number;
+  /** The same for its bytes (event data and command ids). @default 1048576 */
+  readonly mergeBytesMax?: number;
   /** Called after a commit is durable and before `execute` resolves (the acknowledgement). Tests use it to crash in between. */
   readonly afterCommit?: (outcome: CommandOutcome) => void;
   /** Reports problems the host recovers from (an ignored snapshot, a failed snapshot write). */
@@ -91,6 +104,50 @@ export interface HandlerHostStats {
 }
 
 const RETRIES_MAX = 16;
+const NO_ENTITIES: readonly string[] = [];
+
+/** A message on its way: decided, then committed (alone or merged with others), then acknowledged. */
+interface Member {
+  readonly message: CommandMessage;
+  readonly commandIds: readonly string[];
+  /** Decisions so far (retries after a stale state or a conflict). */
+  readonly attempt: number;
+  /** Commit it on its own (a merged commit was refused as a whole). */
+  readonly alone: boolean;
+  /** Entities whose pending cache entries this message set: settled with its commit. */
+  entities: readonly string[];
+  /** The refusal it records, if refused. */
+  rejection: string | undefined;
+  readonly resolve: (outcome: CommandOutcome) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** An entity while a message is decided on it. */
+interface Working {
+  readonly definition: AnyEntityDefinition;
+  readonly loadedVersion: number;
+  /** The cache entry it was loaded from (undefined: loaded from the partition, durable). */
+  readonly cached: CachedEntity | undefined;
+  state: unknown;
+  readonly events: Message[];
+  changed: boolean;
+}
+
+/** One unit of work holding the changes and command ids of one or more messages decided in the same turn. */
+interface MergedCommit {
+  readonly changes: Array<{ streamId: string; expectedVersion?: number; events: EventData[] }>;
+  readonly commandIds: string[];
+  readonly members: Member[];
+  readonly correlationId: string | undefined;
+  readonly causationId: string | undefined;
+  events: number;
+  /** Event data and command id bytes (the id length in UTF-16 units). */
+  bytes: number;
+  /** Snapshots the policy asks for once the commit is durable: the stream, the version and the state then. */
+  snapshots: Array<{ readonly streamId: string; readonly version: number; readonly state: unknown }> | undefined;
+  submitted: boolean;
+}
+
 
 /** A command was decided on a pending state that did not become durable: decide again. */
 class StaleStateError extends Error {
@@ -124,11 +181,26 @@ export class HandlerHost {
   private readonly locks = new EntityLocks();
   private readonly pendingSnapshots = new Set<Promise<void>>();
   /** Per entity: commits queued and not settled yet, and who waits for them to settle. */
-  private readonly pending = new Map<string, { count: number; waiters: Array<() => void> | undefined }>();
+  private readonly pending = new Map<string, number>();
+  /** Per entity with pending commits: who waits for them to settle (rare: refusals and loads). */
+  private readonly settleWaiters = new Map<string, Array<() => void>>();
   private closed = false;
+  /** The commit messages decided in this turn join; submitted at the end of the turn or when full. */
+  private building: MergedCommit | undefined;
+  private readonly working = new Map<string, Working>();
+  /** Command ids of {@link building}: a redelivery decided in the same turn must not join it. */
+  private readonly buildingIds = new Set<string>();
+  private readonly sends: AddressedCommand[] = [];
+  private readonly publishes: Message[] = [];
+  private readonly mergeMessagesMax: number;
+  private readonly mergeEventsMax: number;
+  private readonly mergeBytesMax: number;
 
   constructor(private readonly options: HandlerHostOptions) {
     this.partition = options.partition;
+    this.mergeMessagesMax = positive('mergeMessagesMax', options.mergeMessagesMax ?? 256);
+    this.mergeEventsMax = positive('mergeEventsMax', options.mergeEventsMax ?? 4096);
+    this.mergeBytesMax = positive('mergeBytesMax', options.mergeBytesMax ?? 1024 * 1024);
     this.serializer = options.serializer ?? jsonSerializer;
     this.cache = new EntityCache(options.cacheEntitiesMax ?? 10_000);
     for (const definition of options.entities) {
@@ -153,28 +225,12 @@ export class HandlerHost {
   }
 
   /** Handles a message: one unit of work, all commands or none. Resolves with the (possibly original) outcome once durable. */
-  async execute(message: CommandMessage): Promise<CommandOutcome> {
+  execute(message: CommandMessage): Promise<CommandOutcome> {
     const problem = checkMessage(message);
-    if (problem !== undefined) throw new InvalidMessageError(`[sluice/handlers] partition "${this.partition.name}": ${problem}`);
-    if (this.closed) throw new PartitionUnavailableError(this.partition.name, message.id);
-    const recipients = message.commands.length === 1 ? [message.commands[0].recipient] : [...new Set(message.commands.map((c) => c.recipient))];
+    if (problem !== undefined) return Promise.reject(new InvalidMessageError(`[sluice/handlers] partition "${this.partition.name}": ${problem}`));
+    if (this.closed) return Promise.reject(new PartitionUnavailableError(this.partition.name, message.id));
     const commandIds = commandIdsOf(message);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        // The lock covers load, decide and enqueueing the commit; durability is awaited outside it,
-        // so the next command for the same entity is decided (on the pending state) while this one is written.
-        const durable = await this.locks.run(recipients, () => this.attempt(message, commandIds));
-        const outcome = await durable();
-        this.options.afterCommit?.(outcome);
-        return outcome;
-      } catch (error) {
-        // A command decided on a pending state whose commit turned out a duplicate or failed, or
-        // another writer on the partition: reload and decide again.
-        if (!(error instanceof StaleStateError || isWrongExpectedVersionError(error)) || attempt >= RETRIES_MAX) throw error;
-        this.stats.retries++;
-        for (const id of recipients) this.evict(id);
-      }
-    }
+    return new Promise<CommandOutcome>((resolve, reject) => this.run({ message, commandIds, attempt: 0, alone: false, entities: NO_ENTITIES, rejection: undefined, resolve, reject }));
   }
 
   /**
@@ -220,37 +276,104 @@ export class HandlerHost {
     this.cache.clear();
   }
 
-  /** Under the recipients' locks: loads, decides and enqueues the commit; returns how to await its outcome. */
-  private async attempt(message: CommandMessage, commandIds: readonly string[]): Promise<() => Promise<CommandOutcome>> {
-    interface Working {
-      readonly definition: AnyEntityDefinition;
-      readonly loadedVersion: number;
-      /** The cache entry it was loaded from (undefined: loaded from the partition, durable). */
-      readonly cached: CachedEntity | undefined;
-      state: unknown;
-      readonly events: Message[];
-      changed: boolean;
+  /** Decides a message at once when every recipient is cached and unlocked (no await, no lock), else under the locks. */
+  private run(member: Member): void {
+    try {
+      if (this.tryDecideNow(member)) return;
+    } catch (error) {
+      member.reject(error);
+      return;
     }
-    const working = new Map<string, Working>();
-    const sends: AddressedCommand[] = [];
-    const publishes: Message[] = [];
-    let rejection: string | undefined;
+    const commands = member.message.commands;
+    const recipients = commands.length === 1 ? [commands[0].recipient] : [...new Set(commands.map((c) => c.recipient))];
+    // The lock covers load, decide and enqueueing the commit; durability is awaited outside it,
+    // so the next command for the same entity is decided (on the pending state) while this one is written.
+    this.locks.run(recipients, () => this.decideLocked(member)).catch((error: unknown) => this.fail(member, error, false));
+  }
 
-    for (let i = 0; i < message.commands.length && rejection === undefined; i++) {
+  /**
+   * The fast path: every recipient in the cache and nobody holding its lock, so loading is
+   * synchronous and nothing can interleave. Returns false (nothing done) when the locked path
+   * must take the message: a recipient to load, a lock held, an unknown command type, or a
+   * refusal that must wait for pending commits.
+   */
+  private tryDecideNow(member: Member): boolean {
+    const commands = member.message.commands;
+    // Synchronous from here to the enqueue: one map serves every message.
+    const working = this.working;
+    working.clear();
+    for (let i = 0; i < commands.length; i++) {
+      const { recipient, command } = commands[i];
+      const definition = this.byCommandType.get(command.type);
+      if (definition === undefined) return false;
+      const known = working.get(recipient);
+      if (known !== undefined) {
+        if (known.definition !== definition) return false;
+        continue;
+      }
+      if (this.locks.isHeld(recipient)) return false;
+      // Without refreshing its recency: an accepted message sets a new entry (most recent) anyway.
+      const cached = this.cache.peek(recipient);
+      if (cached === undefined) return false;
+      working.set(recipient, { definition, loadedVersion: cached.version, cached, state: cached.state, events: [], changed: false });
+    }
+    const rejection = this.decideAll(member, working);
+    if (rejection !== undefined) {
+      // A refusal must rest on durable state: with a commit pending for a recipient, the locked path waits for it.
+      for (const recipient of working.keys()) if (this.pending.has(recipient)) return false;
+      this.enqueueRejection(member, rejection);
+      return true;
+    }
+    this.enqueueAccepted(member, working);
+    return true;
+  }
+
+  /** Under the recipients' locks: loads, decides and enqueues the commit. */
+  private async decideLocked(member: Member): Promise<void> {
+    const commands = member.message.commands;
+    const working = new Map<string, Working>();
+    // Load in command order up to the first command that cannot be decided (decideAll refuses it).
+    for (let i = 0; i < commands.length; i++) {
+      const { recipient, command } = commands[i];
+      const definition = this.byCommandType.get(command.type);
+      if (definition === undefined) break;
+      const known = working.get(recipient);
+      if (known !== undefined) {
+        if (known.definition !== definition) break;
+        continue;
+      }
+      const loaded = await this.load(definition, recipient);
+      working.set(recipient, { definition, loadedVersion: loaded.entry.version, cached: loaded.cached ? loaded.entry : undefined, state: loaded.entry.state, events: [], changed: false });
+    }
+    const rejection = this.decideAll(member, working);
+    if (rejection === undefined) {
+      this.enqueueAccepted(member, working);
+      return;
+    }
+    // A refusal must rest on durable state: wait for this entity's pending commits, and decide
+    // again if one of them did not apply (its state was never real).
+    for (const [recipient, entity] of working) {
+      const settled = this.whenSettled(recipient);
+      if (settled !== undefined) await settled;
+      if (entity.cached !== undefined && this.cache.peek(recipient) !== entity.cached) throw new StaleStateError(recipient);
+    }
+    this.enqueueRejection(member, rejection);
+  }
+
+  /** Applies the message's commands in order to the working states; returns the refusal, if any. Fills {@link sends} and {@link publishes}. */
+  private decideAll(member: Member, working: Map<string, Working>): string | undefined {
+    const { message, commandIds } = member;
+    this.sends.length = 0;
+    this.publishes.length = 0;
+    for (let i = 0; i < message.commands.length; i++) {
       const { recipient, command } = message.commands[i];
       const definition = this.byCommandType.get(command.type);
       if (definition === undefined) {
-        rejection = `unknown command type "${command.type}" (partition "${this.partition.name}" handles ${[...this.byCommandType.keys()].join(', ') || 'none'})`;
-        break;
+        return `unknown command type "${command.type}" (partition "${this.partition.name}" handles ${[...this.byCommandType.keys()].join(', ') || 'none'})`;
       }
-      let entity = working.get(recipient);
-      if (entity === undefined) {
-        const loaded = await this.load(definition, recipient);
-        entity = { definition, loadedVersion: loaded.entry.version, cached: loaded.cached ? loaded.entry : undefined, state: loaded.entry.state, events: [], changed: false };
-        working.set(recipient, entity);
-      } else if (entity.definition !== definition) {
-        rejection = `recipient "${recipient}" is addressed as both "${entity.definition.name}" and "${definition.name}"`;
-        break;
+      const entity = working.get(recipient);
+      if (entity === undefined || entity.definition !== definition) {
+        return `recipient "${recipient}" is addressed as both "${entity?.definition.name ?? '?'}" and "${definition.name}"`;
       }
       const context = { recipient, commandId: commandIds[i], version: entity.loadedVersion + entity.events.length };
       let decision: unknown;
@@ -258,13 +381,9 @@ export class HandlerHost {
         decision = definition.kind === 'aggregate' ? definition.decide(entity.state, command, context) : definition.handle(entity.state, command, context);
       } catch (error) {
         if (this.options.onHandlerError === 'throw') throw error;
-        rejection = `handler "${definition.name}" threw on ${command.type}: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`;
-        break;
+        return `handler "${definition.name}" threw on ${command.type}: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`;
       }
-      if (isRejection(decision)) {
-        rejection = decision.rejected;
-        break;
-      }
+      if (isRejection(decision)) return decision.rejected;
       if (definition.kind === 'aggregate') {
         const events = decision as readonly Message[];
         for (const event of events) {
@@ -275,113 +394,267 @@ export class HandlerHost {
         const change = decision as StateChange<unknown>;
         entity.state = change.state;
         entity.changed = true;
-        if (change.send !== undefined) sends.push(...change.send);
-        if (change.publish !== undefined) publishes.push(...change.publish);
+        if (change.send !== undefined) for (const send of change.send) this.sends.push(send);
+        if (change.publish !== undefined) for (const publish of change.publish) this.publishes.push(publish);
       }
     }
+    return undefined;
+  }
 
-    const base = { messageId: message.id, partition: this.partition.name };
-    if (rejection !== undefined) {
-      // A refusal must rest on durable state: wait for this entity's pending commits, and decide
-      // again if one of them did not apply (its state was never real).
-      for (const [recipient, entity] of working) {
-        const settled = this.whenSettled(recipient);
-        if (settled !== undefined) await settled;
-        if (entity.cached !== undefined && this.cache.peek(recipient) !== entity.cached) throw new StaleStateError(recipient);
-      }
-      const reason = rejection;
-      const record: RejectionRecord = { messageId: message.id, reason, commands: message.commands, causationId: message.causationId };
-      const commit = this.partition.commit({
-        changes: [{ streamId: REJECTED_STREAM, events: [{ type: REJECTED_EVENT, data: this.serializer.encode(record) }] }],
-        commandIds,
-        correlationId: message.correlationId,
-        causationId: message.causationId,
-      });
-      return async () => {
-        const result = await commit;
-        if (result.duplicate) return this.original(message.id, result);
-        this.stats.rejected++;
-        return { ...base, status: 'rejected', reason, duplicate: false, firstSeq: result.firstSeq, lastSeq: result.lastSeq };
-      };
-    }
+  /** Queues a refusal: one `$CommandRejected` record, in a commit of its own (its first frame tells a redelivery it was refused). */
+  private enqueueRejection(member: Member, reason: string): void {
+    member.rejection = reason;
+    const { message } = member;
+    const record: RejectionRecord = { messageId: message.id, reason, commands: message.commands, causationId: message.causationId };
+    const events: EventData[] = [{ type: REJECTED_EVENT, data: this.serializer.encode(record) }];
+    const commit = this.open(member, true);
+    this.addEvents(commit, REJECTED_STREAM, undefined, events);
+    this.submit(commit);
+  }
 
-    const changes: StreamChange[] = [];
+  /**
+   * Queues an accepted message's changes into the commit being built (merged with the other
+   * messages decided in this turn), and makes its states the entities' pending cache entries:
+   * later commands for them are decided on these states.
+   */
+  private enqueueAccepted(member: Member, working: Map<string, Working>): void {
+    // Everything is encoded before the message joins a commit: a serializer that throws leaves nothing of it queued.
+    const changes: Array<{ readonly streamId: string; readonly expectedVersion: number | undefined; readonly events: EventData[]; readonly entity: Working | undefined }> = [];
     for (const [recipient, entity] of working) {
       if (entity.definition.kind === 'aggregate') {
-        if (entity.events.length === 0) continue;
-        changes.push({ streamId: recipient, expectedVersion: entity.loadedVersion, events: entity.events.map((e) => this.event(e)) });
+        const count = entity.events.length;
+        if (count === 0) continue;
+        const events: EventData[] = new Array(count);
+        for (let i = 0; i < count; i++) events[i] = this.event(entity.events[i]);
+        changes.push({ streamId: recipient, expectedVersion: entity.loadedVersion, events, entity });
       } else if (entity.changed) {
-        changes.push({ streamId: recipient, expectedVersion: entity.loadedVersion, events: [{ type: STATE_EVENT, data: this.serializer.encode(entity.state) }] });
+        changes.push({ streamId: recipient, expectedVersion: entity.loadedVersion, events: [{ type: STATE_EVENT, data: this.serializer.encode(entity.state) }], entity });
       }
     }
-    if (sends.length > 0 || publishes.length > 0) {
+    if (this.sends.length > 0 || this.publishes.length > 0) {
       const events: EventData[] = [];
-      for (const send of sends) events.push({ type: SEND_EVENT, data: this.serializer.encode(send) });
-      for (const publish of publishes) events.push({ type: PUBLISH_EVENT, data: this.serializer.encode(publish) });
-      changes.push({ streamId: OUTBOX_STREAM, events });
+      for (const send of this.sends) events.push({ type: SEND_EVENT, data: this.serializer.encode(send) });
+      for (const publish of this.publishes) events.push({ type: PUBLISH_EVENT, data: this.serializer.encode(publish) });
+      changes.push({ streamId: OUTBOX_STREAM, expectedVersion: undefined, events, entity: undefined });
+    } else if (changes.length === 0) {
+      // Accepted without any effect still records the command ids, so a redelivery is recognized.
+      changes.push({ streamId: NOOP_STREAM, expectedVersion: undefined, events: [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: member.message.id }) }], entity: undefined });
     }
-    // Accepted without any effect still records the command ids, so a redelivery is recognized.
-    if (changes.length === 0) changes.push({ streamId: NOOP_STREAM, events: [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: message.id }) }] });
-    const commit = this.partition.commit({ changes, commandIds, correlationId: message.correlationId, causationId: message.causationId });
-    // The commit is queued in order: later commands for these entities decide on the states it will make.
-    const entries: Array<[string, CachedEntity]> = [];
+    const commit = this.open(member, false);
+    let entities: string[] | undefined;
     for (const change of changes) {
-      const entity = working.get(change.streamId);
+      this.addEvents(commit, change.streamId, change.expectedVersion, change.events);
+      const entity = change.entity;
       if (entity === undefined) continue;
-      const entry: CachedEntity = { state: entity.state, version: entity.loadedVersion + change.events.length };
-      this.cache.set(change.streamId, entry);
-      entries.push([change.streamId, entry]);
+      const version = entity.loadedVersion + change.events.length;
+      // Snapshot policy: this message's events cross a multiple of snapshotEvery.
+      const every = entity.definition.kind === 'aggregate' ? (entity.definition.snapshotEvery ?? 0) : 0;
+      if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) (commit.snapshots ??= []).push({ streamId: change.streamId, version, state: entity.state });
+      // The commit is queued in order: later commands for this entity decide on the state it will make.
+      this.cache.set(change.streamId, { state: entity.state, version });
+      this.markPending(change.streamId);
+      (entities ??= []).push(change.streamId);
     }
-    for (const [id] of entries) this.markPending(id);
-    return async () => {
-      let result: CommitResult;
-      try {
-        result = await commit;
-      } catch (error) {
-        this.settle(entries, true);
-        throw error;
-      }
-      // A duplicate wrote nothing: the pending states are not real.
-      this.settle(entries, result.duplicate);
-      if (result.duplicate) return this.original(message.id, result);
-      this.stats.accepted++;
-      let seq = result.firstSeq;
-      for (const change of changes) {
-        seq += change.events.length;
-        const entity = working.get(change.streamId);
-        if (entity === undefined || entity.definition.kind !== 'aggregate') continue;
-        const version = entity.loadedVersion + change.events.length;
-        const every = entity.definition.snapshotEvery ?? 0;
-        if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) {
-          this.snapshot(change.streamId, version, seq - 1, entity.state);
+    if (entities !== undefined) member.entities = entities;
+    // A commit of its own, or a full one, goes now (the next message starts a new commit).
+    if (commit !== this.building || commit.events >= this.mergeEventsMax || commit.bytes >= this.mergeBytesMax) this.submit(commit);
+  }
+
+  /**
+   * The commit a message joins: the one being built when the message can share it (same
+   * correlation and causation ids, no command id in common, within the merge limits), else a
+   * new one (the one being built is submitted first: commits keep the order of decisions).
+   */
+  private open(member: Member, alone: boolean): MergedCommit {
+    const { message, commandIds } = member;
+    let idBytes = 0;
+    for (const id of commandIds) idBytes += id.length;
+    const building = this.building;
+    if (building !== undefined) {
+      const joins =
+        !alone &&
+        !member.alone &&
+        building.members.length < this.mergeMessagesMax &&
+        building.bytes + idBytes <= this.mergeBytesMax &&
+        building.correlationId === message.correlationId &&
+        building.causationId === message.causationId &&
+        !this.sharesId(commandIds);
+      if (joins) {
+        building.members.push(member);
+        for (const id of commandIds) {
+          building.commandIds.push(id);
+          this.buildingIds.add(id);
         }
+        building.bytes += idBytes;
+        return building;
       }
-      return { ...base, status: 'accepted', duplicate: false, firstSeq: result.firstSeq, lastSeq: result.lastSeq };
+      this.submit(building);
+    }
+    const commit: MergedCommit = {
+      changes: [],
+      commandIds: [...commandIds],
+      members: [member],
+      correlationId: message.correlationId,
+      causationId: message.causationId,
+      events: 0,
+      bytes: idBytes,
+      snapshots: undefined,
+      submitted: false,
     };
+    // A commit of its own is submitted by the caller once its events are in; others stay open for this turn.
+    if (alone || member.alone) return commit;
+    this.building = commit;
+    for (const id of commandIds) this.buildingIds.add(id);
+    queueMicrotask(() => this.submit(commit));
+    return commit;
+  }
+
+  /** Adds events to a stream's change in the commit (one change per stream: a stream's events stay contiguous). */
+  private addEvents(commit: MergedCommit, streamId: string, expectedVersion: number | undefined, events: EventData[]): void {
+    let change: { streamId: string; expectedVersion?: number; events: EventData[] } | undefined;
+    for (let i = commit.changes.length - 1; i >= 0; i--) {
+      if (commit.changes[i].streamId === streamId) {
+        change = commit.changes[i];
+        break;
+      }
+    }
+    if (change === undefined) commit.changes.push({ streamId, expectedVersion, events });
+    else for (const event of events) change.events.push(event);
+    commit.events += events.length;
+    for (const event of events) commit.bytes += event.data.length;
+  }
+
+  private sharesId(commandIds: readonly string[]): boolean {
+    for (const id of commandIds) if (this.buildingIds.has(id)) return true;
+    return false;
+  }
+
+  /** Hands a commit to the partition; its members settle when it does. */
+  private submit(commit: MergedCommit): void {
+    if (commit.submitted) return;
+    commit.submitted = true;
+    if (this.building === commit) {
+      this.building = undefined;
+      this.buildingIds.clear();
+    }
+    let written: Promise<CommitResult>;
+    try {
+      written = Promise.resolve(
+        this.partition.commit({ changes: commit.changes, commandIds: commit.commandIds, correlationId: commit.correlationId, causationId: commit.causationId }),
+      );
+    } catch (error) {
+      written = Promise.reject(error);
+    }
+    written.then(
+      (result) => this.committed(commit, result),
+      (error: unknown) => {
+        const merged = commit.members.length > 1;
+        for (const member of commit.members) {
+          this.settle(member.entities, true);
+          this.fail(member, error, merged);
+        }
+      },
+    );
+  }
+
+  /** A commit is durable (or a duplicate): every member gets its outcome, and snapshots are taken where the policy says. */
+  private committed(commit: MergedCommit, result: CommitResult): void {
+    const partition = this.partition.name;
+    if (result.duplicate) {
+      // A duplicate wrote nothing: the pending states are not real.
+      for (const member of commit.members) {
+        this.settle(member.entities, true);
+        this.original(member.message.id, result).then(
+          (outcome) => this.acknowledge(member, outcome),
+          (error: unknown) => member.reject(error),
+        );
+      }
+      return;
+    }
+    for (const member of commit.members) {
+      this.settle(member.entities, false);
+      const reason = member.rejection;
+      if (reason === undefined) this.stats.accepted++;
+      else this.stats.rejected++;
+      this.acknowledge(
+        member,
+        reason === undefined
+          ? { messageId: member.message.id, partition, status: 'accepted', duplicate: false, firstSeq: result.firstSeq, lastSeq: result.lastSeq }
+          : { messageId: member.message.id, partition, status: 'rejected', reason, duplicate: false, firstSeq: result.firstSeq, lastSeq: result.lastSeq },
+      );
+    }
+    if (commit.snapshots === undefined) return;
+    for (const snapshot of commit.snapshots) {
+      // The seq of the stream's event at the snapshot's version: its change's first seq + the distance.
+      let seq = result.firstSeq;
+      for (const change of commit.changes) {
+        if (change.streamId === snapshot.streamId) {
+          this.snapshot(snapshot.streamId, snapshot.version, seq + (snapshot.version - (change.expectedVersion as number)) - 1, snapshot.state);
+          break;
+        }
+        seq += change.events.length;
+      }
+    }
+  }
+
+  /** The acknowledgement: `afterCommit`, then `execute` resolves. */
+  private acknowledge(member: Member, outcome: CommandOutcome): void {
+    try {
+      this.options.afterCommit?.(outcome);
+    } catch (error) {
+      member.reject(error);
+      return;
+    }
+    member.resolve(outcome);
+  }
+
+  /**
+   * A message's decision or commit failed. Decided on a pending state whose commit turned out
+   * a duplicate or failed, or another writer on the partition: reload and decide again. A
+   * merged commit the engine refused as a whole (command ids applied before by some of its
+   * messages, or too large): each message is committed on its own.
+   */
+  private fail(member: Member, error: unknown, merged: boolean): void {
+    const code = (error as { code?: unknown } | null)?.code;
+    const alone = merged && (code === 'SLUICE_COMMAND_ID_CONFLICT' || code === 'SLUICE_INVALID_REQUEST');
+    if (!alone && (!(error instanceof StaleStateError || isWrongExpectedVersionError(error)) || member.attempt >= RETRIES_MAX)) {
+      member.reject(error);
+      return;
+    }
+    this.stats.retries++;
+    for (const command of member.message.commands) this.evict(command.recipient);
+    this.run({ ...member, attempt: member.attempt + 1, alone: alone || member.alone, entities: NO_ENTITIES, rejection: undefined });
   }
 
   private markPending(id: string): void {
-    const pending = this.pending.get(id);
-    if (pending === undefined) this.pending.set(id, { count: 1, waiters: undefined });
-    else pending.count++;
+    this.pending.set(id, (this.pending.get(id) ?? 0) + 1);
   }
 
   /** A commit settled: its pending states are dropped if it did not apply, then whoever waited for the entities is woken. */
-  private settle(entries: ReadonlyArray<readonly [string, CachedEntity]>, failed: boolean): void {
-    for (const [id] of entries) {
+  private settle(entities: readonly string[], failed: boolean): void {
+    for (const id of entities) {
       if (failed) this.evict(id);
-      const pending = this.pending.get(id);
-      if (pending === undefined || --pending.count > 0) continue;
+      const count = this.pending.get(id);
+      if (count === undefined) continue;
+      if (count > 1) {
+        this.pending.set(id, count - 1);
+        continue;
+      }
       this.pending.delete(id);
-      if (pending.waiters !== undefined) for (const wake of pending.waiters) wake();
+      const waiters = this.settleWaiters.get(id);
+      if (waiters === undefined) continue;
+      this.settleWaiters.delete(id);
+      for (const wake of waiters) wake();
     }
   }
 
   /** Resolves once the entity's queued commits have settled; undefined when none is queued. */
   private whenSettled(id: string): Promise<void> | undefined {
-    const pending = this.pending.get(id);
-    if (pending === undefined) return undefined;
-    return new Promise((resolve) => (pending.waiters ??= []).push(resolve));
+    if (!this.pending.has(id)) return undefined;
+    let waiters = this.settleWaiters.get(id);
+    if (waiters === undefined) this.settleWaiters.set(id, (waiters = []));
+    const list = waiters;
+    return new Promise((resolve) => list.push(resolve));
   }
 
   /** Drops an entity's cached state (it will be reloaded from the partition once its pending commits settle). */
@@ -492,6 +765,11 @@ export class HandlerHost {
 export function commandIdsOf(message: CommandMessage): string[] {
   if (message.commands.length === 1) return [message.id];
   return message.commands.map((_, i) => `${message.id}/${i}`);
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`[sluice/handlers] ${name} must be a positive integer, got ${value}`);
+  return value;
 }
 
 function checkMessage(message: CommandMessage): string | undefined {

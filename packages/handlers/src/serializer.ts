@@ -4,11 +4,14 @@ export interface Serializer {
   decode(bytes: Uint8Array): unknown;
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-/** The default serializer: UTF-8 JSON. */
+/**
+ * The default serializer: UTF-8 JSON. Encoding goes through `Buffer.from`, whose small
+ * results are slices of a shared pool (no backing store allocated per value, as
+ * `TextEncoder.encode` does): the bytes are copied into the commit, never kept.
+ */
 export const jsonSerializer: Serializer = {
-  encode: (value) => encoder.encode(JSON.stringify(value)),
+  encode: (value) => Buffer.from(JSON.stringify(value) ?? '', 'utf8'),
   decode: (bytes) => JSON.parse(decoder.decode(bytes)),
 };

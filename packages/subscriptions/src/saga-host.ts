@@ -114,10 +114,11 @@ export function startSagaHost(options: SagaHostOptions): Subscription {
       command,
     });
 
-  const deliver = async (event: RecordedEvent, message: CommandMessage): Promise<void> => {
-    let lastError: unknown;
-    for (let attempt = 0; attempt < attemptsMax; attempt++) {
-      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(delayMaxMs, delayMs * 2 ** (attempt - 1))));
+  /** Later attempts to deliver a message whose first attempt failed, then parking. */
+  const redeliver = async (event: RecordedEvent, message: CommandMessage, firstError: unknown): Promise<void> => {
+    let lastError = firstError;
+    for (let attempt = 1; attempt < attemptsMax; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delayMaxMs, delayMs * 2 ** (attempt - 1))));
       try {
         await sender.send(message);
         return;
@@ -128,28 +129,35 @@ export function startSagaHost(options: SagaHostOptions): Subscription {
     await park(event, 'send', new Error(`[sluice/subscriptions] saga "${saga.name}": ${attemptsMax} attempts to deliver ${message.id} failed: ${reasonOf(lastError)}`, { cause: lastError }), message);
   };
 
-  const one = async (event: RecordedEvent): Promise<void> => {
+  // The first attempt costs one promise (the sender's) and its continuation; retries take the slow path.
+  const deliver = (event: RecordedEvent, message: CommandMessage): Promise<unknown> => {
+    let sent: Promise<unknown>;
+    try {
+      sent = sender.send(message);
+    } catch (error) {
+      sent = Promise.reject(error);
+    }
+    return sent.then(undefined, (error: unknown) => redeliver(event, message, error));
+  };
+
+  /** Handles one event: undefined when it needs nothing awaited (no commands), else the delivery (or parking) of its commands. */
+  const one = (event: RecordedEvent): Promise<unknown> | undefined => {
     let decoded: DecodedEvent;
     try {
       decoded = decodeEvent(source.name, event, decode);
     } catch (error) {
-      await park(event, 'decode', error);
-      return;
+      return park(event, 'decode', error);
     }
     let commands: readonly AddressedCommand[] | undefined | void;
     try {
       commands = saga.handle(decoded);
     } catch (error) {
-      await park(event, 'handle', error);
-      return;
+      return park(event, 'handle', error);
     }
-    if (commands === undefined || commands.length === 0) return;
+    if (commands === undefined || commands.length === 0) return undefined;
     const causationId = `${source.name}:${event.seq}`;
-    await Promise.all(
-      commands.map((command, index) =>
-        deliver(event, { id: sagaCommandId(source.name, event.seq, saga.name, index), commands: [command], causationId }),
-      ),
-    );
+    if (commands.length === 1) return deliver(event, { id: sagaCommandId(source.name, event.seq, saga.name, 0), commands: [commands[0]], causationId });
+    return Promise.all(commands.map((command, index) => deliver(event, { id: sagaCommandId(source.name, event.seq, saga.name, index), commands: [command], causationId })));
   };
 
   return startSubscription({
@@ -162,8 +170,13 @@ export function startSagaHost(options: SagaHostOptions): Subscription {
     onGap: options.onGap,
     handleConcurrencyMax: options.handleConcurrencyMax ?? 4,
     // Events of a batch go out concurrently (targets group-commit them); the checkpoint waits for all.
-    handle: async (events) => {
-      await Promise.all(events.map(one));
+    handle: (events) => {
+      const sends: Array<Promise<unknown>> = [];
+      for (const event of events) {
+        const sent = one(event);
+        if (sent !== undefined) sends.push(sent);
+      }
+      return Promise.all(sends).then(() => undefined);
     },
   });
 }

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMemoryStorage, openPartition, type EventData } from './index.js';
+import { MemoryLog, createMemoryStorage, openPartition, type EventData } from './index.js';
 
 const data = new Uint8Array(16);
 const dirs: string[] = [];
@@ -82,6 +82,35 @@ describe('index checkpoints off the main thread', () => {
       expect(p.indexStatus.checkpointsInstalled).toBeGreaterThan(10);
       for (const i of [0, 199, 399]) expect(await p.currentVersion(`s-${i}`)).toBe(unit);
       expect(p.streamCount).toBe(400);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('open replays the log after the last checkpoint without merging tables meanwhile; merges follow once it is open', { timeout: 120_000 }, async () => {
+    const log = new MemoryLog();
+    const indexDirectory = await tempDir();
+    const options = { name: 'replay', indexDirectory, indexCheckpointEvents: 256 };
+    const events: EventData[] = Array.from({ length: 128 }, () => ({ type: 'E', data }));
+    // A log whose last 8,192 events were appended by a partition without the index directory:
+    // the next open with it replays them, checkpointing every 256 events (32 tables to merge).
+    const first = await openPartition({ storage: createMemoryStorage({ log }), ...options });
+    for (let i = 0; i < 16; i++) await first.append({ streamId: `a-${i}`, events });
+    await first.close();
+    const unindexed = await openPartition({ storage: createMemoryStorage({ log }), name: 'replay' });
+    for (let i = 0; i < 64; i++) await unindexed.append({ streamId: `b-${i}`, events });
+    await unindexed.close();
+    const p = await openPartition({ storage: createMemoryStorage({ log }), ...options });
+    try {
+      expect(p.indexStatus.replayedFrames).toBe(64 * 128);
+      expect(p.indexStatus.checkpointsInstalled).toBeGreaterThan(8);
+      // Merges of equal-level tables would have run between those checkpoints, and open waited for them.
+      expect(p.indexStatus.mergesDuringReplay).toBe(0);
+      for (const i of [0, 63]) expect(await p.currentVersion(`b-${i}`)).toBe(128);
+      // Held-back merges start once open is done: the next checkpoint's maintenance runs them.
+      await p.append({ streamId: 'c', events: Array.from({ length: 300 }, () => ({ type: 'E', data })) });
+      while (p.indexStatus.mergesStarted === 0) await turn();
+      expect(p.indexStatus.mergesDuringReplay).toBe(0);
     } finally {
       await p.close();
     }

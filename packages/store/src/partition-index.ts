@@ -63,6 +63,9 @@ export interface IndexStatus {
   readonly checkpointsInstalled: number;
   /** Times appends waited for the checkpoint in flight because the memtable held twice `checkpointEvents`. */
   readonly checkpointWaits: number;
+  /** Table merges started since open, and how many of them while open replayed the log (always 0: open never waits behind a merge). */
+  readonly mergesStarted: number;
+  readonly mergesDuringReplay: number;
   /** Where checkpoint tables are sorted, encoded, written and merged: a worker thread, or inline when none could start. */
   readonly checkpointThread: 'worker' | 'inline';
 }
@@ -122,11 +125,15 @@ export class PartitionIndex<G> {
   private fetchingPartitionDigest = false;
   private durableHead: BatchIdentity = { lastSeq: 0, epoch: 0, digest: ZERO_DIGEST };
   private maintaining: Promise<void> | undefined;
+  /** True while open replays the log after the last checkpoint (merges wait until it is done). */
+  private replaying = false;
   /** The checkpoint in flight: built off the main thread, installed when done. */
   private building: Promise<void> | undefined;
   /** Command ids of the memtable that the checkpoint in flight covers (they leave the Map when it is installed). */
   private frozenCommands = 0;
   private checkpointsStarted = 0;
+  private mergesStarted = 0;
+  private mergesDuringReplay = 0;
   private checkpointsInstalled = 0;
   private backpressured = 0;
   private readonly runner: CheckpointRunner = checkpointRunner();
@@ -166,6 +173,8 @@ export class PartitionIndex<G> {
       lastError: this.lastError,
       busy: this.maintaining !== undefined || this.building !== undefined,
       checkpointsStarted: this.checkpointsStarted,
+      mergesStarted: this.mergesStarted,
+      mergesDuringReplay: this.mergesDuringReplay,
       checkpointsInstalled: this.checkpointsInstalled,
       checkpointWaits: this.backpressured,
       checkpointThread: this.runner.thread,
@@ -192,11 +201,22 @@ export class PartitionIndex<G> {
     const from = this.checkpoint + 1;
     this.replayedFromSeq = from;
     let maxEpoch = this.tables.at(-1)?.table.meta.identity.epoch ?? 0;
-    if (from <= lastSeq) maxEpoch = Math.max(maxEpoch, await this.replay(from, lastSeq));
+    if (from <= lastSeq) {
+      // No merges while open replays: its checkpoints would wait behind a merge of the large
+      // tables (seconds at 20 M events), and open with them. They start once open is done.
+      this.replaying = true;
+      try {
+        maxEpoch = Math.max(maxEpoch, await this.replay(from, lastSeq));
+      } finally {
+        this.replaying = false;
+      }
+    }
     if (this.options.directory !== undefined) {
       // A long replay is checkpointed now, so the next open does not repeat it.
       if (this.memEvents > 0 && this.replayedFrames >= this.options.checkpointEvents / 2) this.flush(recovery.head);
       else this.kick();
+      // Merges held back during the replay: once the background work running now is done.
+      void (this.maintaining ?? Promise.resolve()).then(() => this.kick());
     }
     return maxEpoch;
   }
@@ -784,7 +804,7 @@ export class PartitionIndex<G> {
       }
     }
     // Merges share the runner with checkpoints, which go first: one installed kicks this again.
-    while (!this.closing && this.building === undefined) {
+    while (!this.closing && !this.replaying && this.building === undefined) {
       const i = this.mergeable();
       if (i < 0) return;
       try {
@@ -853,6 +873,8 @@ export class PartitionIndex<G> {
 
   /** Merges tables i and i + 1 (one level) on the runner, then swaps the merged table in. */
   private async merge(i: number): Promise<void> {
+    this.mergesStarted++;
+    if (this.replaying) this.mergesDuringReplay++;
     const a = this.tables[i];
     const b = this.tables[i + 1];
     const meta = this.mergedMeta(a, b);

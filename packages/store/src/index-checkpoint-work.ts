@@ -79,6 +79,20 @@ function merge(job: MergeJob): CheckpointJobResult {
   try {
     b = openRef(job.b, job.where);
     const builder = new TableBuilder(a.meta.streamCount + b.meta.streamCount, a.meta.commandCount + b.meta.commandCount);
+    if (job.path !== undefined) {
+      // Written out as it is merged: memory stays at a block or two, however large the tables.
+      const file = new TableFileWriter(job.path, job.directory as string, job.where);
+      try {
+        for (const _ of mergeTables(a, b, builder, job.commandSeqFloor)) file.write(builder.takeChunks());
+        builder.finish(job.meta);
+        file.write(builder.takeChunks());
+      } catch (error) {
+        file.abort();
+        throw error;
+      }
+      file.finish();
+      return { bytes: undefined, written: true, writeError: undefined };
+    }
     const chunks: Buffer[] = [];
     for (const _ of mergeTables(a, b, builder, job.commandSeqFloor)) chunks.push(...builder.takeChunks());
     builder.finish(job.meta);
@@ -133,38 +147,78 @@ export function indexWriteError(where: string, path: string, directory: string, 
 
 /** Writes a file whole or not at all: tmp file, fsync, rename, fsync of the directory. */
 function writeTableFileSync(path: string, directory: string, chunks: readonly Buffer[], where: string): void {
-  const tmp = `${path}.tmp`;
-  let fd: number | undefined;
-  try {
-    fd = openSync(tmp, 'w');
-    for (const c of chunks) {
-      let done = 0;
-      while (done < c.length) done += writeSync(fd, c, done, c.length - done);
+  const file = new TableFileWriter(path, directory, where);
+  file.write(chunks);
+  file.finish();
+}
+
+/**
+ * A table file written as its chunks come (a `.tmp` file), then made whole at once: fsync,
+ * rename, fsync of the directory. A failure removes the tmp file and throws
+ * {@link indexWriteError}; `abort()` removes it after another failure.
+ */
+class TableFileWriter {
+  private readonly tmp: string;
+  private fd: number | undefined;
+
+  constructor(
+    private readonly path: string,
+    private readonly directory: string,
+    private readonly where: string,
+  ) {
+    this.tmp = `${path}.tmp`;
+    try {
+      this.fd = openSync(this.tmp, 'w');
+    } catch (error) {
+      throw indexWriteError(where, path, directory, error);
     }
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-  } catch (error) {
-    if (fd !== undefined) {
+  }
+
+  write(chunks: readonly Buffer[]): void {
+    try {
+      for (const c of chunks) {
+        let done = 0;
+        while (done < c.length) done += writeSync(this.fd as number, c, done, c.length - done);
+      }
+    } catch (error) {
+      this.abort();
+      throw indexWriteError(this.where, this.path, this.directory, error);
+    }
+  }
+
+  finish(): void {
+    try {
+      fsyncSync(this.fd as number);
+      closeSync(this.fd as number);
+      this.fd = undefined;
+    } catch (error) {
+      this.abort();
+      throw indexWriteError(this.where, this.path, this.directory, error);
+    }
+    renameSync(this.tmp, this.path);
+    const dir = openSync(this.directory, 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+  }
+
+  /** Closes and removes the tmp file (after a failure: the failure is the error to report). */
+  abort(): void {
+    if (this.fd !== undefined) {
       try {
-        closeSync(fd);
+        closeSync(this.fd);
       } catch {
         // Closing a file that failed to write: the write's error is the one to report.
       }
+      this.fd = undefined;
     }
     try {
-      unlinkSync(tmp);
+      unlinkSync(this.tmp);
     } catch {
       // Never created, or already gone.
     }
-    throw indexWriteError(where, path, directory, error);
-  }
-  renameSync(tmp, path);
-  const dir = openSync(directory, 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
   }
 }
 

@@ -103,22 +103,17 @@ export class TailCache {
 
   /** The batch holding `seq`, or undefined when the cache does not hold it. */
   find(seq: number): CachedBatch | undefined {
-    const entries = this.entries;
-    let lo = this.head;
-    let hi = entries.length;
-    if (lo === hi || seq < entries[lo].firstSeq || seq > entries[hi - 1].lastSeq) return undefined;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (entries[mid].lastSeq < seq) lo = mid + 1;
-      else hi = mid;
-    }
-    const entry = entries[lo];
-    this.hits++;
-    return { frames: entry.frames ?? this.decode(entry), lastSeq: entry.lastSeq };
+    const entry = this.entryOf(seq);
+    return entry === undefined ? undefined : { frames: entry.frames ?? this.decode(entry), lastSeq: entry.lastSeq };
   }
 
   /** The sealed bytes (event frames, then the marker) of the batch holding `seq`, or undefined when the cache does not hold it. */
   findSealed(seq: number): SealedBatchBytes | undefined {
+    return this.entryOf(seq);
+  }
+
+  /** The held entry whose batch holds `seq` (counted as a hit), or undefined. */
+  private entryOf(seq: number): Entry | undefined {
     const entries = this.entries;
     let lo = this.head;
     let hi = entries.length;

@@ -5,18 +5,18 @@ import { join } from 'node:path';
 import { openPartition } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { bundleFixture } from './bundle.fixture.js';
+import { bundleChild, type BundledChild } from '@sluice/store-file/testing';
 import { createHandlerHost } from './index.js';
 import { account } from './test-domain.fixture.js';
 
-let child: { script: string; directory: string };
+let child: BundledChild;
 let data: string;
 beforeAll(async () => {
-  child = await bundleFixture(new URL('./crash-child.fixture.ts', import.meta.url));
+  child = await bundleChild(new URL('./crash-child.fixture.ts', import.meta.url), 'handlers-crash');
   data = await mkdtemp(join(tmpdir(), 'sluice-handlers-crash-'));
 });
 afterAll(async () => {
-  await rm(child.directory, { recursive: true, force: true });
+  await child.dispose();
   await rm(data, { recursive: true, force: true });
 });
 

@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { openPartition } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { bundleFixture } from './bundle.fixture.js';
+import { bundleChild, type BundledChild } from '@sluice/store-file/testing';
 import { createStreamCheckpointStore } from './index.js';
 
-let child: { script: string; directory: string };
+let child: BundledChild;
 let data: string;
 const EVENTS = 3000;
 beforeAll(async () => {
-  child = await bundleFixture(new URL('./resume-child.fixture.ts', import.meta.url));
+  child = await bundleChild(new URL('./resume-child.fixture.ts', import.meta.url), 'subscriptions-resume');
   data = await mkdtemp(join(tmpdir(), 'sluice-subscriptions-resume-'));
   const partition = await openPartition({ storage: createFileStorage({ directory: data, fsync: 'none' }), name: 'resume' });
   const appends = [];
@@ -21,7 +21,7 @@ beforeAll(async () => {
   await partition.close();
 });
 afterAll(async () => {
-  await rm(child.directory, { recursive: true, force: true });
+  await child.dispose();
   await rm(data, { recursive: true, force: true });
 });
 

@@ -82,23 +82,27 @@ export interface UdpReceiver extends DatagramReceiver {
 }
 
 export async function openUdpReceiver(options: { host?: string; port?: number; receiveBufferBytes?: number } = {}): Promise<UdpReceiver> {
-  const socket = createSocket('udp4');
+  return bindReceiver(createSocket('udp4'), options.port ?? 0, options.host ?? '127.0.0.1', options.receiveBufferBytes);
+}
+
+/** Binds `socket` to `address`:`port` (then runs `joined`, e.g. a group membership) and receives its datagrams. */
+async function bindReceiver(socket: Socket, port: number, address: string, receiveBufferBytes = 8 * 1024 * 1024, joined?: () => void): Promise<UdpReceiver> {
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject);
-    socket.bind(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+    socket.bind(port, address, () => {
       socket.off('error', reject);
       resolve();
     });
   });
   socket.on('error', () => undefined);
+  joined?.();
   try {
-    socket.setRecvBufferSize(options.receiveBufferBytes ?? 8 * 1024 * 1024);
+    socket.setRecvBufferSize(receiveBufferBytes);
   } catch {
     // The kernel's maximum applies.
   }
-  const port = socket.address().port;
   return {
-    port,
+    port: socket.address().port,
     onDatagram(listener) {
       socket.removeAllListeners('message');
       socket.on('message', (message: Buffer) => listener(message));
@@ -187,29 +191,7 @@ export async function openUdpMulticastReceiver(options: Omit<UdpMulticastOptions
   const group = options.group ?? UDP_MULTICAST_GROUP_DEFAULT;
   const iface = options.interfaceAddress ?? '127.0.0.1';
   const socket = createSocket({ type: 'udp4', reuseAddr: true });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', reject);
-    socket.bind(options.port ?? 0, group, () => {
-      socket.off('error', reject);
-      resolve();
-    });
-  });
-  socket.on('error', () => undefined);
-  socket.addMembership(group, iface);
-  try {
-    socket.setRecvBufferSize(options.receiveBufferBytes ?? 8 * 1024 * 1024);
-  } catch {
-    // The kernel's maximum applies.
-  }
-  const port = socket.address().port;
-  return {
-    port,
-    onDatagram(listener) {
-      socket.removeAllListeners('message');
-      socket.on('message', (message: Buffer) => listener(message));
-    },
-    close: () => closeSocket(socket),
-  };
+  return bindReceiver(socket, options.port ?? 0, group, options.receiveBufferBytes, () => socket.addMembership(group, iface));
 }
 
 function closeSocket(socket: Socket): Promise<void> {

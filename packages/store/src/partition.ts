@@ -660,7 +660,64 @@ export class Partition {
    * the signal aborts or the partition closes (events not yet delivered then are not: resume
    * from your checkpoint after reopening).
    */
-  async *subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent[]> {
+  subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent[]> {
+    return this.follow(options, (next, head) => this.committedSlices(next, head), (events) => events[events.length - 1].seq);
+  }
+
+  /** The committed events `next..head` in batches, each array this subscriber's own. */
+  private async *committedSlices(next: number, head: number): AsyncGenerator<RecordedEvent[]> {
+    for await (const frames of this.committed(next, head)) {
+      // One array per batch and subscriber: the batch's own may be shared with other readers.
+      const from = seqIndex(frames, next);
+      const to = seqIndex(frames, head + 1);
+      if (from >= to) continue;
+      next = frames[to - 1].seq + 1;
+      yield frames.slice(from, to);
+    }
+  }
+
+  /**
+   * Like {@link subscribe}, but hands over each committed batch as its sealed bytes (event
+   * frames, then the marker, exactly as stored: `SealedBatch.bytes`) instead of decoded events,
+   * for relays that forward frames without looking inside them (broadcast publishers). Live
+   * batches come from the tail cache without decoding; older ones from storage, read with the
+   * same checks as {@link read}. A batch may start before `fromSeq` (batches are whole): skip
+   * its frames below it. Never modify `bytes` (shared with other readers).
+   */
+  subscribeSealed(options: SubscribeOptions = {}): AsyncGenerator<SealedBatchBytes> {
+    return this.follow(options, (next, head) => this.committedSealed(next, head), (batch) => batch.lastSeq);
+  }
+
+  /** The committed batches holding `next..head` as sealed bytes: from the tail cache, else from storage. */
+  private async *committedSealed(next: number, head: number): AsyncGenerator<SealedBatchBytes> {
+    while (next <= head) {
+      const cached = this.tail.findSealed(next);
+      if (cached !== undefined) {
+        next = cached.lastSeq + 1;
+        yield cached;
+        continue;
+      }
+      const cacheFirst = this.tail.firstSeq;
+      const until = cacheFirst > next ? Math.min(head, cacheFirst - 1) : head;
+      const before = next;
+      for await (const batch of this.storage.read(next, until, BELOW_WATERMARK)) {
+        if (batch.lastSeq < next) continue;
+        next = batch.lastSeq + 1;
+        yield batch;
+        if (next > until) break;
+      }
+      if (next === before) {
+        throw new StorageError('Corrupt', `[sluice/store] partition "${this.name}": ${this.storage.kind} storage returned nothing for durable seqs ${next}..${until}`);
+      }
+    }
+  }
+
+  /**
+   * What {@link subscribe} and {@link subscribeSealed} share: catch up from `fromSeq` to the
+   * durable head with `catchUp`, then wait for the next commit and go on, until the signal
+   * aborts or the partition closes. Counts as a subscriber meanwhile (the tail cache is filled).
+   */
+  private async *follow<T>(options: SubscribeOptions, catchUp: (next: number, head: number) => AsyncGenerator<T>, lastSeqOf: (item: T) => number): AsyncGenerator<T> {
     let next = Math.max(1, options.fromSeq ?? 1);
     const signal = options.signal;
     // Live subscribers are served the batches just committed from the shared tail cache.
@@ -671,13 +728,9 @@ export class Partition {
         if (this.closingOrClosed()) return;
         if (next <= head) {
           try {
-            for await (const frames of this.committed(next, head)) {
-              // One array per batch and subscriber: the batch's own may be shared with other readers.
-              const from = seqIndex(frames, next);
-              const to = seqIndex(frames, head + 1);
-              if (from >= to) continue;
-              next = frames[to - 1].seq + 1;
-              yield frames.slice(from, to);
+            for await (const item of catchUp(next, head)) {
+              next = lastSeqOf(item) + 1;
+              yield item;
               if (aborted(signal)) return;
             }
           } catch (error) {
@@ -693,60 +746,6 @@ export class Partition {
       }
     } finally {
       // The cache keeps what it holds (bounded) for the next subscriber; it is no longer filled.
-      this.subscribers--;
-    }
-  }
-
-  /**
-   * Like {@link subscribe}, but hands over each committed batch as its sealed bytes (event
-   * frames, then the marker, exactly as stored: `SealedBatch.bytes`) instead of decoded events,
-   * for relays that forward frames without looking inside them (broadcast publishers). Live
-   * batches come from the tail cache without decoding; older ones from storage, read with the
-   * same checks as {@link read}. A batch may start before `fromSeq` (batches are whole): skip
-   * its frames below it. Never modify `bytes` (shared with other readers).
-   */
-  async *subscribeSealed(options: SubscribeOptions = {}): AsyncGenerator<SealedBatchBytes> {
-    let next = Math.max(1, options.fromSeq ?? 1);
-    const signal = options.signal;
-    this.subscribers++;
-    try {
-      while (!aborted(signal)) {
-        const head = this.durableSeq;
-        if (this.closingOrClosed()) return;
-        if (next <= head) {
-          try {
-            while (next <= head) {
-              const cached = this.tail.findSealed(next);
-              if (cached !== undefined) {
-                next = cached.lastSeq + 1;
-                yield cached;
-                if (aborted(signal)) return;
-                continue;
-              }
-              const cacheFirst = this.tail.firstSeq;
-              const until = cacheFirst > next ? Math.min(head, cacheFirst - 1) : head;
-              const before = next;
-              for await (const batch of this.storage.read(next, until, BELOW_WATERMARK)) {
-                if (batch.lastSeq < next) continue;
-                next = batch.lastSeq + 1;
-                yield batch;
-                if (aborted(signal)) return;
-                if (next > until) break;
-              }
-              if (next === before) {
-                throw new StorageError('Corrupt', `[sluice/store] partition "${this.name}": ${this.storage.kind} storage returned nothing for durable seqs ${next}..${until}`);
-              }
-            }
-          } catch (error) {
-            if (this.closingOrClosed()) return;
-            throw error;
-          }
-          continue;
-        }
-        if (this.state === 'faulted') throw new PartitionFaultedError(this.name, { cause: this.fault });
-        await this.nextCommit(signal);
-      }
-    } finally {
       this.subscribers--;
     }
   }

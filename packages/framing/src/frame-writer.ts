@@ -155,15 +155,7 @@ export class FrameWriter {
     payload: Uint8Array,
   ): void {
     if (this.pendingMarker >= 0) throw new RangeError('[sluice/framing] appendEvent() between beginSeal() and completeSeal()');
-    if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidFrameFieldError('seq', `${seq} is not a safe non-negative integer`);
-    const lastSeq = this.unsealedLastSeq >= 0 ? this.unsealedLastSeq : this.sealedLastSeq;
-    if (lastSeq >= 0 && seq !== lastSeq + 1) {
-      throw new InvalidFrameFieldError('seq', `${seq} does not follow ${lastSeq}`);
-    }
-    checkEpochAndTimestamp(epoch, timestamp);
-    if (!Number.isSafeInteger(streamVersion) || streamVersion < 0) {
-      throw new InvalidFrameFieldError('streamVersion', `${streamVersion} is not a safe non-negative integer`);
-    }
+    this.checkNext(seq, epoch, timestamp, streamVersion);
     const meta = metadata ?? EMPTY;
     const fixedBytes = EVENT_HEADER_BYTES + meta.length + payload.length + CRC_BYTES;
     if (fixedBytes > this.frameBytesMax) throw new FrameTooLargeError(fixedBytes, this.frameBytesMax);
@@ -191,24 +183,15 @@ export class FrameWriter {
     if (frameBytes > this.frameBytesMax) throw new FrameTooLargeError(frameBytes, this.frameBytesMax);
 
     writeU32(b, start, frameBytes);
-    b[start + 4] = this.formatVersion;
-    b[start + 5] = KIND_EVENT;
-    b[start + 6] = flags & 3;
-    b[start + 7] = 0;
-    writeU53(b, start + 8, seq);
-    writeU53(b, start + 16, timestamp);
-    writeU32(b, start + 24, epoch);
+    this.stamp(start, flags, seq, timestamp, epoch, streamVersion);
     writeU16(b, start + 28, streamIdBytes);
     writeU16(b, start + 30, eventTypeBytes);
-    writeU53(b, start + 32, streamVersion);
     writeU32(b, start + 40, headersBytes);
     writeU32(b, start + 44, meta.length);
     writeU32(b, start + 48, payload.length);
     writeU32(b, o, crc32c(b, start, o));
     this.position = o + CRC_BYTES;
-    if (this.unsealedFrames === 0) this.unsealedFirstSeq = seq;
-    this.unsealedLastSeq = seq;
-    this.unsealedFrames += 1;
+    this.counted(seq);
   }
 
   /**
@@ -243,13 +226,7 @@ export class FrameWriter {
     if (!withLevel && level !== undefined && level !== '') {
       throw new InvalidFrameFieldError('level', `format version ${FORMAT_VERSION_BASE} cannot record a level: create the writer with formatVersion ${FORMAT_VERSION_LEVEL}`);
     }
-    if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidFrameFieldError('seq', `${seq} is not a safe non-negative integer`);
-    const lastSeq = this.unsealedLastSeq >= 0 ? this.unsealedLastSeq : this.sealedLastSeq;
-    if (lastSeq >= 0 && seq !== lastSeq + 1) throw new InvalidFrameFieldError('seq', `${seq} does not follow ${lastSeq}`);
-    checkEpochAndTimestamp(epoch, timestamp);
-    if (!Number.isSafeInteger(streamVersion) || streamVersion < 0) {
-      throw new InvalidFrameFieldError('streamVersion', `${streamVersion} is not a safe non-negative integer`);
-    }
+    this.checkNext(seq, epoch, timestamp, streamVersion);
     const frameBytes = end - start;
     // A failed assertion is a bug in the caller (it skipped checkFramedEvents), not bad input.
     if (frameBytes < EVENT_HEADER_BYTES + CRC_BYTES || frameBytes !== readU32(source, start)) {
@@ -269,7 +246,30 @@ export class FrameWriter {
     } else {
       b.set(source.subarray(start, end), o);
     }
-    b[o + 4] = this.formatVersion; // frames without headers are laid out alike in versions 2 and 3
+    // Frames without headers are laid out alike in versions 2 and 3.
+    this.stamp(o, flags, seq, timestamp, epoch, streamVersion);
+    const crcAt = o + frameBytes - CRC_BYTES;
+    const bodyBytes = frameBytes - EVENT_HEADER_BYTES - CRC_BYTES;
+    writeU32(b, crcAt, crc32cCombine(crc32c(b, o, o + EVENT_HEADER_BYTES), readU32(b, crcAt), bodyBytes));
+    this.position = o + frameBytes;
+    this.counted(seq);
+  }
+
+  /** Throws {@link InvalidFrameFieldError} unless `seq` follows the last frame and the other fields can be stored. */
+  private checkNext(seq: number, epoch: number, timestamp: number, streamVersion: number): void {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidFrameFieldError('seq', `${seq} is not a safe non-negative integer`);
+    const lastSeq = this.unsealedLastSeq >= 0 ? this.unsealedLastSeq : this.sealedLastSeq;
+    if (lastSeq >= 0 && seq !== lastSeq + 1) throw new InvalidFrameFieldError('seq', `${seq} does not follow ${lastSeq}`);
+    checkEpochAndTimestamp(epoch, timestamp);
+    if (!Number.isSafeInteger(streamVersion) || streamVersion < 0) {
+      throw new InvalidFrameFieldError('streamVersion', `${streamVersion} is not a safe non-negative integer`);
+    }
+  }
+
+  /** Writes the header fields the writer decides (version, kind, flags, seq, timestamp, epoch, stream version) of the event frame at `o`. */
+  private stamp(o: number, flags: number, seq: number, timestamp: number, epoch: number, streamVersion: number): void {
+    const b = this.buffer;
+    b[o + 4] = this.formatVersion;
     b[o + 5] = KIND_EVENT;
     b[o + 6] = flags & 3;
     b[o + 7] = 0;
@@ -277,10 +277,10 @@ export class FrameWriter {
     writeU53(b, o + 16, timestamp);
     writeU32(b, o + 24, epoch);
     writeU53(b, o + 32, streamVersion);
-    const crcAt = o + frameBytes - CRC_BYTES;
-    const bodyBytes = frameBytes - EVENT_HEADER_BYTES - CRC_BYTES;
-    writeU32(b, crcAt, crc32cCombine(crc32c(b, o, o + EVENT_HEADER_BYTES), readU32(b, crcAt), bodyBytes));
-    this.position = o + frameBytes;
+  }
+
+  /** Counts the event frame just written as unsealed. */
+  private counted(seq: number): void {
     if (this.unsealedFrames === 0) this.unsealedFirstSeq = seq;
     this.unsealedLastSeq = seq;
     this.unsealedFrames += 1;
@@ -312,20 +312,11 @@ export class FrameWriter {
     const frameBytes = p + CRC_BYTES - o;
     if (frameBytes > this.frameBytesMax) throw new FrameTooLargeError(frameBytes, this.frameBytesMax);
     writeU32(b, o, frameBytes);
-    b[o + 4] = this.formatVersion;
-    b[o + 5] = KIND_EVENT;
-    b[o + 6] = flags & 3;
-    b[o + 7] = 0;
-    writeU53(b, o + 8, seq);
-    writeU53(b, o + 16, timestamp);
-    writeU32(b, o + 24, epoch);
-    writeU53(b, o + 32, streamVersion);
+    this.stamp(o, flags, seq, timestamp, epoch, streamVersion);
     writeU32(b, o + 40, headersBytes + added);
     writeU32(b, p, crc32c(b, o, p));
     this.position = p + CRC_BYTES;
-    if (this.unsealedFrames === 0) this.unsealedFirstSeq = seq;
-    this.unsealedLastSeq = seq;
-    this.unsealedFrames += 1;
+    this.counted(seq);
   }
 
   /**

@@ -55,6 +55,18 @@ const MEMO_BYTES_MAX = 65_536;
 const MEMO = new Uint32Array(MEMO_BYTES_MAX);
 
 /**
+ * @internal x^(8 × bytes) mod P (reflected), memoised below {@link MEMO_BYTES_MAX}: multiplying
+ * an unconditioned CRC by it appends `bytes` zero bytes. `bytes` must be a safe integer ≥ 0.
+ */
+export function crc32cShiftFactor(bytes: number): number {
+  if (bytes >= MEMO_BYTES_MAX) return shiftFactor(bytes);
+  // 0 is never a factor (x^n mod P is never 0): it marks a length not met yet.
+  let factor = MEMO[bytes];
+  if (factor === 0) MEMO[bytes] = factor = shiftFactor(bytes);
+  return factor;
+}
+
+/**
  * CRC-32C of `A ‖ B`, given `crcA` = CRC-32C of A, `crcB` = CRC-32C of B and `bytesB` = B's
  * length. Costs O(log bytesB) small steps, independent of the data.
  *
@@ -64,14 +76,7 @@ const MEMO = new Uint32Array(MEMO_BYTES_MAX);
 export function crc32cCombine(crcA: number, crcB: number, bytesB: number): number {
   if (!Number.isSafeInteger(bytesB) || bytesB < 0) throw new RangeError(`[sluice/framing] crc32cCombine: length ${bytesB} is not a safe non-negative integer`);
   if (bytesB === 0) return crcA >>> 0;
-  let factor: number;
-  if (bytesB < MEMO_BYTES_MAX) {
-    // 0 is never a factor (x^n mod P is never 0): it marks a length not met yet.
-    factor = MEMO[bytesB];
-    if (factor === 0) MEMO[bytesB] = factor = shiftFactor(bytesB);
-  } else {
-    factor = shiftFactor(bytesB);
-  }
+  const factor = crc32cShiftFactor(bytesB);
   if ((crcA >>> 0) === 0) return crcB >>> 0;
   return (multiplyModP(factor, crcA >>> 0) ^ crcB) >>> 0;
 }

@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { crc32c } from './crc32c.js';
+import { verifyFrameRun } from './crc32c-run.js';
 import {
   CRC_BYTES,
   DEFAULT_FRAME_BYTES_MAX,
@@ -235,6 +236,8 @@ export class StreamDecoder {
     let o = start;
     const end = b.length;
     let region = o; // start of this chunk's bytes not yet fed to the digest
+    // The whole frames of this chunk with one CRC call; frames past `verified` are checked one by one.
+    const verified = verifyFrameRun(b, o, end, this.frameBytesMax);
     while (o < end) {
       if (end - o < 4) {
         this.hashRegion(b, region, o);
@@ -251,7 +254,7 @@ export class StreamDecoder {
         this.carryFilled = end - o;
         return;
       }
-      if (!this.frame(b, o, frameBytes, region, out)) return;
+      if (!this.frame(b, o, frameBytes, region, out, o + frameBytes <= verified)) return;
       o += frameBytes;
       if (this.pending.length === 0) region = o;
     }
@@ -292,11 +295,12 @@ export class StreamDecoder {
   /**
    * Handles one complete frame at b[o, o+n). `regionStart` is where the current batch's not
    * yet hashed bytes start in `b`, or -1 when the frame was completed in a carry buffer.
+   * `crcVerified`: its CRC-32C was already checked with its run ({@link verifyFrameRun}).
    */
-  private frame(b: Uint8Array, o: number, n: number, regionStart: number, out: SealedBatch[]): boolean {
+  private frame(b: Uint8Array, o: number, n: number, regionStart: number, out: SealedBatch[], crcVerified = false): boolean {
     const at = this.consumed;
     const crcAt = o + n - CRC_BYTES;
-    if (crc32c(b, o, crcAt) !== readU32(b, crcAt)) {
+    if (!crcVerified && crc32c(b, o, crcAt) !== readU32(b, crcAt)) {
       this.stop('bad-checksum', at, `frame of ${n} bytes fails its CRC-32C`);
       return false;
     }

@@ -34,11 +34,18 @@ const target = partition.lastSeq;
 
 async function measure(label: string, start: () => { waitFor(seq: number): Promise<void>; stop(): Promise<void> }): Promise<void> {
   const started = performance.now();
+  const cpu = process.cpuUsage();
   const sub = start();
   await sub.waitFor(target);
   const s = (performance.now() - started) / 1000;
+  // The machine is shared: CPU time per event (user + system, this process) is what load does not skew.
+  const used = process.cpuUsage(cpu);
+  const cpuNs = ((used.user + used.system) * 1000) / target;
   await sub.stop();
-  console.log(`${label}: ${target.toLocaleString('en-US')} events in ${s.toFixed(2)} s = ${Math.round(target / s).toLocaleString('en-US')} events/s`);
+  console.log(
+    `${label}: ${target.toLocaleString('en-US')} events in ${s.toFixed(2)} s = ${Math.round(target / s).toLocaleString('en-US')} events/s; ` +
+      `${cpuNs.toFixed(0)} ns CPU/event = ${Math.round(1e9 / cpuNs).toLocaleString('en-US')} events/CPU-s`,
+  );
 }
 
 let count = 0;

@@ -214,6 +214,53 @@ describe('HandlerHost: messages decided in one turn share a commit', () => {
   });
 });
 
+describe('HandlerHost: tracingIn event', () => {
+  const decodeMetadata = (bytes: Uint8Array) => (bytes.length === 0 ? undefined : (JSON.parse(new TextDecoder().decode(bytes)) as unknown));
+
+  it('messages with different causation ids share one commit, each event carrying its message ids as metadata', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account], tracingIn: 'event' });
+    await Promise.all(Array.from({ length: 6 }, (_, i) => host.execute(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }))));
+    const messages = [
+      ...Array.from({ length: 4 }, (_, i) => ({ ...cmd(`c-${i}`, `account-${i}`, { type: 'Deposit', amount: 1 }), causationId: `cause-${i}` })),
+      cmd('plain', 'account-4', { type: 'Deposit', amount: 1 }),
+      { ...cmd('both', 'account-5', { type: 'Deposit', amount: 1 }), correlationId: 'corr-5', causationId: 'cause-5' },
+    ];
+    const outcomes = await Promise.all(messages.map((m) => host.execute(m)));
+    expect(new Set(outcomes.map((o) => o.firstSeq)).size).toBe(1);
+    const seen = new Map<string, unknown>();
+    for await (const e of p.read({ fromSeq: outcomes[0].firstSeq, toSeq: outcomes[0].lastSeq })) {
+      if (e.headers !== undefined) expect([e.headers.causationId, e.headers.correlationId, e.headers.commandIds]).toEqual([undefined, undefined, messages.map((m) => m.id)]);
+      seen.set(e.streamId, decodeMetadata(e.metadata));
+    }
+    expect(Object.fromEntries(seen)).toEqual({
+      'account-0': { causationId: 'cause-0' },
+      'account-1': { causationId: 'cause-1' },
+      'account-2': { causationId: 'cause-2' },
+      'account-3': { causationId: 'cause-3' },
+      'account-4': undefined,
+      'account-5': { correlationId: 'corr-5', causationId: 'cause-5' },
+    });
+    // A redelivery of the whole turn is recognized message by message.
+    const again = await Promise.all(messages.map((m) => host.execute(m)));
+    expect(again.map((o) => [o.status, o.duplicate])).toEqual(messages.map(() => ['accepted', true]));
+    expect(await balanceOf(host, p, 'account-0')).toBe(1);
+  });
+
+  it('messages that share their ids keep them in the commit headers, without metadata', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account], tracingIn: 'event' });
+    await Promise.all(Array.from({ length: 3 }, (_, i) => host.execute(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }))));
+    const outcomes = await Promise.all(Array.from({ length: 3 }, (_, i) => host.execute({ ...cmd(`d-${i}`, `account-${i}`, { type: 'Deposit', amount: 1 }), causationId: 'same' })));
+    expect(new Set(outcomes.map((o) => o.firstSeq)).size).toBe(1);
+    for await (const e of p.read({ fromSeq: outcomes[0].firstSeq, toSeq: outcomes[0].lastSeq })) {
+      if (e.headers !== undefined) expect(e.headers.causationId).toBe('same');
+      expect(e.metadata.length).toBe(0);
+    }
+    expect(() => createHandlerHost({ partition: p, entities: [account], tracingIn: 'frame' as 'event' })).toThrow(/tracingIn must be 'commit' or 'event'/);
+  });
+});
+
 describe('HandlerHost: rejections are remembered', () => {
   it('a rejected command is committed with its reason; a redelivery gets the same answer even after the state changed', async () => {
     const p = await partition();

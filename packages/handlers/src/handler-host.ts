@@ -86,6 +86,17 @@ export interface HandlerHostOptions {
   readonly mergeEventsMax?: number;
   /** The same for its bytes (event data and command ids). @default 1048576 */
   readonly mergeBytesMax?: number;
+  /**
+   * Where a message's correlation and causation ids are recorded. `commit`: in the commit
+   * headers, which hold one of each, so messages with different ids never share a commit (a
+   * saga's commands, one causation id per event, then each cost a commit). `event`: messages
+   * with different ids share commits too; a commit whose messages all carry the same ids
+   * still records them in its headers, one whose messages differ records none there and
+   * every event of each message that has ids carries them as `metadata` (the serializer's
+   * encoding of `{ correlationId?, causationId? }`).
+   * @default 'commit'
+   */
+  readonly tracingIn?: 'commit' | 'event';
   /** Called after a commit is durable and before `execute` resolves (the acknowledgement). Tests use it to crash in between. */
   readonly afterCommit?: (outcome: CommandOutcome) => void;
   /** Reports problems the host recovers from (an ignored snapshot, a failed snapshot write). */
@@ -118,6 +129,8 @@ interface Member {
   entities: readonly string[];
   /** The refusal it records, if refused. */
   rejection: string | undefined;
+  /** Its events in the commit (kept with tracingIn 'event': a commit whose messages' ids differ gives them their ids as metadata). */
+  written: EventData[] | undefined;
   readonly resolve: (outcome: CommandOutcome) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -140,6 +153,8 @@ interface MergedCommit {
   readonly members: Member[];
   readonly correlationId: string | undefined;
   readonly causationId: string | undefined;
+  /** Its messages' correlation or causation ids differ (tracingIn 'event'): the headers hold none, each event its message's. */
+  mixed: boolean;
   events: number;
   /** Event data and command id bytes (the id length in UTF-16 units). */
   bytes: number;
@@ -195,12 +210,16 @@ export class HandlerHost {
   private readonly mergeMessagesMax: number;
   private readonly mergeEventsMax: number;
   private readonly mergeBytesMax: number;
+  private readonly tracingInEvents: boolean;
 
   constructor(private readonly options: HandlerHostOptions) {
     this.partition = options.partition;
     this.mergeMessagesMax = positive('mergeMessagesMax', options.mergeMessagesMax ?? 256);
     this.mergeEventsMax = positive('mergeEventsMax', options.mergeEventsMax ?? 4096);
     this.mergeBytesMax = positive('mergeBytesMax', options.mergeBytesMax ?? 1024 * 1024);
+    const tracingIn = options.tracingIn ?? 'commit';
+    if (tracingIn !== 'commit' && tracingIn !== 'event') throw new RangeError(`[sluice/handlers] tracingIn must be 'commit' or 'event', got ${String(tracingIn)}`);
+    this.tracingInEvents = tracingIn === 'event';
     this.serializer = options.serializer ?? jsonSerializer;
     this.cache = new EntityCache(options.cacheEntitiesMax ?? 10_000);
     for (const definition of options.entities) {
@@ -230,7 +249,7 @@ export class HandlerHost {
     if (problem !== undefined) return Promise.reject(new InvalidMessageError(`[sluice/handlers] partition "${this.partition.name}": ${problem}`));
     if (this.closed) return Promise.reject(new PartitionUnavailableError(this.partition.name, message.id));
     const commandIds = commandIdsOf(message);
-    return new Promise<CommandOutcome>((resolve, reject) => this.run({ message, commandIds, attempt: 0, alone: false, entities: NO_ENTITIES, rejection: undefined, resolve, reject }));
+    return new Promise<CommandOutcome>((resolve, reject) => this.run({ message, commandIds, attempt: 0, alone: false, entities: NO_ENTITIES, rejection: undefined, written: undefined, resolve, reject }));
   }
 
   /**
@@ -441,6 +460,15 @@ export class HandlerHost {
       changes.push({ streamId: NOOP_STREAM, expectedVersion: undefined, events: [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: member.message.id }) }], entity: undefined });
     }
     const commit = this.open(member, false);
+    if (this.tracingInEvents) {
+      // Its own events (addEvents appends later messages' events to a change's array).
+      const written: EventData[] = [];
+      for (const change of changes) for (const event of change.events) written.push(event);
+      member.written = written;
+      // The metadata it may get if the commit turns out mixed counts toward mergeBytesMax.
+      const { correlationId, causationId } = member.message;
+      if (correlationId !== undefined || causationId !== undefined) commit.bytes += written.length * (40 + (correlationId?.length ?? 0) + (causationId?.length ?? 0));
+    }
     let entities: string[] | undefined;
     for (const change of changes) {
       this.addEvents(commit, change.streamId, change.expectedVersion, change.events);
@@ -476,10 +504,10 @@ export class HandlerHost {
         !member.alone &&
         building.members.length < this.mergeMessagesMax &&
         building.bytes + idBytes <= this.mergeBytesMax &&
-        building.correlationId === message.correlationId &&
-        building.causationId === message.causationId &&
+        (this.tracingInEvents || (building.correlationId === message.correlationId && building.causationId === message.causationId)) &&
         !this.sharesId(commandIds);
       if (joins) {
+        if (building.correlationId !== message.correlationId || building.causationId !== message.causationId) building.mixed = true;
         building.members.push(member);
         for (const id of commandIds) {
           building.commandIds.push(id);
@@ -496,6 +524,7 @@ export class HandlerHost {
       members: [member],
       correlationId: message.correlationId,
       causationId: message.causationId,
+      mixed: false,
       events: 0,
       bytes: idBytes,
       snapshots: undefined,
@@ -539,8 +568,11 @@ export class HandlerHost {
     }
     let written: Promise<CommitResult>;
     try {
+      if (commit.mixed) this.traceEvents(commit);
       written = Promise.resolve(
-        this.partition.commit({ changes: commit.changes, commandIds: commit.commandIds, correlationId: commit.correlationId, causationId: commit.causationId }),
+        commit.mixed
+          ? this.partition.commit({ changes: commit.changes, commandIds: commit.commandIds })
+          : this.partition.commit({ changes: commit.changes, commandIds: commit.commandIds, correlationId: commit.correlationId, causationId: commit.causationId }),
       );
     } catch (error) {
       written = Promise.reject(error);
@@ -555,6 +587,17 @@ export class HandlerHost {
         }
       },
     );
+  }
+
+  /** A commit whose messages' tracing ids differ: every event of a message that has them carries them as metadata. */
+  private traceEvents(commit: MergedCommit): void {
+    for (const member of commit.members) {
+      const { correlationId, causationId } = member.message;
+      const written = member.written;
+      if ((correlationId === undefined && causationId === undefined) || written === undefined) continue;
+      const metadata = this.serializer.encode(correlationId === undefined ? { causationId } : causationId === undefined ? { correlationId } : { correlationId, causationId });
+      for (const event of written) (event as { metadata?: Uint8Array }).metadata = metadata;
+    }
   }
 
   /** A commit is durable (or a duplicate): every member gets its outcome, and snapshots are taken where the policy says. */
@@ -623,7 +666,7 @@ export class HandlerHost {
     }
     this.stats.retries++;
     for (const command of member.message.commands) this.evict(command.recipient);
-    this.run({ ...member, attempt: member.attempt + 1, alone: alone || member.alone, entities: NO_ENTITIES, rejection: undefined });
+    this.run({ ...member, attempt: member.attempt + 1, alone: alone || member.alone, entities: NO_ENTITIES, rejection: undefined, written: undefined });
   }
 
   private markPending(id: string): void {

@@ -3,6 +3,7 @@ import { createMemoryCheckpointStore, createMemoryParkingLot, createStreamParkin
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   REJECTED_STREAM,
+  SNAPSHOT_EVENT,
   createHandlerHost,
   createInProcessRouter,
   hashPartitioner,
@@ -196,6 +197,29 @@ describe('HandlerHost: messages decided in one turn share a commit', () => {
         expect(seqs[0]).toBeLessThanOrEqual(outcomes[i].lastSeq);
       }
     }
+  });
+
+  it('the snapshots a merged commit asks for are written in one unit of work, each at the right seq', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    const ids = ['account-x', 'account-y', 'account-z'];
+    await Promise.all(ids.map((id) => host.execute(cmd(`open-${id}`, id, { type: 'Open' }))));
+    // 10 deposits each in one turn: every stream crosses version 10 in the same commit.
+    await Promise.all(Array.from({ length: 30 }, (_, i) => host.execute(cmd(`d-${i}`, ids[i % 3], { type: 'Deposit', amount: 1 }))));
+    await host.close();
+    expect(host.stats.snapshotsWritten).toBe(3);
+    const frames: Array<[string, boolean, boolean]> = [];
+    for await (const e of p.read({})) if (e.eventType === SNAPSHOT_EVENT) frames.push([e.streamId, e.commitFirst, e.commitLast]);
+    expect(frames).toEqual([
+      [snapshotStreamId('account-x'), true, false],
+      [snapshotStreamId('account-y'), false, false],
+      [snapshotStreamId('account-z'), false, true],
+    ]);
+    const warnings: string[] = [];
+    const checked = createHandlerHost({ partition: p, entities: [account], onWarning: (w) => warnings.push(w) });
+    for (const id of ids) expect(await checked.execute(cmd(`w-${id}`, id, { type: 'Withdraw', amount: 10 }))).toMatchObject({ status: 'accepted' });
+    expect(warnings).toEqual([]);
+    expect(checked.stats).toMatchObject({ snapshotsUsed: 3, snapshotsIgnored: 0 });
   });
 
   it('mergeMessagesMax 1 commits each message on its own; different causation ids never share a commit', async () => {

@@ -626,18 +626,43 @@ export class HandlerHost {
           : { messageId: member.message.id, partition, status: 'rejected', reason, duplicate: false, firstSeq: result.firstSeq, lastSeq: result.lastSeq },
       );
     }
-    if (commit.snapshots === undefined) return;
-    for (const snapshot of commit.snapshots) {
-      // The seq of the stream's event at the snapshot's version: its change's first seq + the distance.
-      let seq = result.firstSeq;
-      for (const change of commit.changes) {
-        if (change.streamId === snapshot.streamId) {
-          this.snapshot(snapshot.streamId, snapshot.version, seq + (snapshot.version - (change.expectedVersion as number)) - 1, snapshot.state);
-          break;
-        }
-        seq += change.events.length;
-      }
+    if (commit.snapshots !== undefined) this.snapshotAfter(commit.changes, commit.snapshots, result.firstSeq);
+  }
+
+  /**
+   * Writes the snapshots a durable commit asked for: the latest per stream, all in one unit of
+   * work (or a few, within the merge limits) instead of one append each. The seq of a stream's
+   * event at a version is its change's first seq plus the distance (a stream's events are contiguous).
+   */
+  private snapshotAfter(changes: MergedCommit['changes'], snapshots: NonNullable<MergedCommit['snapshots']>, firstSeq: number): void {
+    const latest = new Map<string, (typeof snapshots)[number]>();
+    for (const snapshot of snapshots) latest.set(snapshot.streamId, snapshot);
+    /** Per stream with a snapshot: seq of its event at version v = base + v. */
+    const base = new Map<string, number>();
+    let seq = firstSeq;
+    for (const change of changes) {
+      if (latest.has(change.streamId)) base.set(change.streamId, seq - (change.expectedVersion as number) - 1);
+      seq += change.events.length;
     }
+    let unit: StreamChange[] = [];
+    let bytes = 0;
+    for (const [id, snapshot] of latest) {
+      let data: Uint8Array;
+      try {
+        data = this.serializer.encode({ version: snapshot.version, seq: (base.get(id) as number) + snapshot.version, state: snapshot.state });
+      } catch (error) {
+        this.options.onWarning?.(`[sluice/handlers] snapshot of "${id}" at version ${snapshot.version} not written (the stream is still complete): ${String(error)}`);
+        continue;
+      }
+      if (unit.length > 0 && (unit.length >= this.mergeEventsMax || bytes + data.length > this.mergeBytesMax)) {
+        this.writeSnapshots(unit);
+        unit = [];
+        bytes = 0;
+      }
+      unit.push({ streamId: snapshotStreamId(id), events: [{ type: SNAPSHOT_EVENT, data }] });
+      bytes += data.length;
+    }
+    if (unit.length > 0) this.writeSnapshots(unit);
   }
 
   /** The acknowledgement: `afterCommit`, then `execute` resolves. */
@@ -790,14 +815,23 @@ export class HandlerHost {
     this.options.onWarning?.(`[sluice/handlers] snapshot of "${id}" ignored, replaying the stream instead: ${why}`);
   }
 
-  private snapshot(id: string, version: number, seq: number, state: unknown): void {
-    const write = this.partition
-      .append({ streamId: snapshotStreamId(id), events: [{ type: SNAPSHOT_EVENT, data: this.serializer.encode({ version, seq, state }) }] })
+  /** One unit of work of snapshots; a failure is a warning (the streams are still complete). */
+  private writeSnapshots(changes: StreamChange[]): void {
+    let committed: Promise<CommitResult>;
+    try {
+      committed = Promise.resolve(this.partition.commit({ changes }));
+    } catch (error) {
+      committed = Promise.reject(error);
+    }
+    const write = committed
       .then(
         () => {
-          this.stats.snapshotsWritten++;
+          this.stats.snapshotsWritten += changes.length;
         },
-        (error: unknown) => this.options.onWarning?.(`[sluice/handlers] snapshot of "${id}" at version ${version} not written (the stream is still complete): ${String(error)}`),
+        (error: unknown) =>
+          this.options.onWarning?.(
+            `[sluice/handlers] ${changes.length === 1 ? `snapshot ${changes[0].streamId}` : `${changes.length} snapshots (${changes[0].streamId}, …)`} not written (the streams are still complete): ${String(error)}`,
+          ),
       )
       .finally(() => this.pendingSnapshots.delete(write));
     this.pendingSnapshots.add(write);

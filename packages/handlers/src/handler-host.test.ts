@@ -199,6 +199,18 @@ describe('HandlerHost: messages decided in one turn share a commit', () => {
     }
   });
 
+  it('messages for the same stream in one turn share one commit, its events in one change', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await Promise.all(['a', 'b'].map((x) => host.execute(cmd(`open-${x}`, `account-${x}`, { type: 'Open' }))));
+    const outcomes = await Promise.all(Array.from({ length: 6 }, (_, i) => host.execute(cmd(`d-${i}`, i % 2 === 0 ? 'account-a' : 'account-b', { type: 'Deposit', amount: 1 }))));
+    expect(new Set(outcomes.map((o) => o.firstSeq)).size).toBe(1);
+    expect(host.stats.retries).toBe(0);
+    const order: string[] = [];
+    for await (const e of p.read({ fromSeq: outcomes[0].firstSeq, toSeq: outcomes[0].lastSeq })) order.push(`${e.streamId}@${e.streamVersion}`);
+    expect(order).toEqual(['account-a@2', 'account-a@3', 'account-a@4', 'account-b@2', 'account-b@3', 'account-b@4']);
+  });
+
   it('the snapshots a merged commit asks for are written in one unit of work, each at the right seq', async () => {
     const p = await partition();
     const host = createHandlerHost({ partition: p, entities: [account] });

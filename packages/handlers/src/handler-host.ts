@@ -149,6 +149,8 @@ interface Working {
 /** One unit of work holding the changes and command ids of one or more messages decided in the same turn. */
 interface MergedCommit {
   readonly changes: Array<{ streamId: string; expectedVersion?: number; events: EventData[] }>;
+  /** Its change of each stream (a scan of {@link changes} per message was quadratic in the messages of a commit). */
+  readonly byStream: Map<string, { streamId: string; expectedVersion?: number; events: EventData[] }>;
   readonly commandIds: string[];
   readonly members: Member[];
   readonly correlationId: string | undefined;
@@ -520,6 +522,7 @@ export class HandlerHost {
     }
     const commit: MergedCommit = {
       changes: [],
+      byStream: new Map(),
       commandIds: [...commandIds],
       members: [member],
       correlationId: message.correlationId,
@@ -540,15 +543,14 @@ export class HandlerHost {
 
   /** Adds events to a stream's change in the commit (one change per stream: a stream's events stay contiguous). */
   private addEvents(commit: MergedCommit, streamId: string, expectedVersion: number | undefined, events: EventData[]): void {
-    let change: { streamId: string; expectedVersion?: number; events: EventData[] } | undefined;
-    for (let i = commit.changes.length - 1; i >= 0; i--) {
-      if (commit.changes[i].streamId === streamId) {
-        change = commit.changes[i];
-        break;
-      }
+    const change = commit.byStream.get(streamId);
+    if (change === undefined) {
+      const added = { streamId, expectedVersion, events };
+      commit.changes.push(added);
+      commit.byStream.set(streamId, added);
+    } else {
+      for (const event of events) change.events.push(event);
     }
-    if (change === undefined) commit.changes.push({ streamId, expectedVersion, events });
-    else for (const event of events) change.events.push(event);
     commit.events += events.length;
     for (const event of events) commit.bytes += event.data.length;
   }

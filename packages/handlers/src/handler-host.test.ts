@@ -211,6 +211,19 @@ describe('HandlerHost: messages decided in one turn share a commit', () => {
     expect(order).toEqual(['account-a@2', 'account-a@3', 'account-a@4', 'account-b@2', 'account-b@3', 'account-b@4']);
   });
 
+  it('a message with many recipients, some addressed twice, applies every command (past the linear look-up of its entities)', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await Promise.all(Array.from({ length: 18 }, (_, i) => host.execute(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }))));
+    const commands = Array.from({ length: 18 }, (_, i) => ({ recipient: `account-${i}`, command: { type: 'Deposit', amount: 1 } }));
+    commands.push({ recipient: 'account-17', command: { type: 'Deposit', amount: 2 } }, { recipient: 'account-0', command: { type: 'Deposit', amount: 3 } });
+    expect(await host.execute({ id: 'many', commands })).toMatchObject({ status: 'accepted' });
+    expect([await balanceOf(host, p, 'account-0'), await balanceOf(host, p, 'account-1'), await balanceOf(host, p, 'account-17')]).toEqual([4, 1, 3]);
+    // The host's own states agree with the log.
+    expect(await host.execute(cmd('w-0', 'account-0', { type: 'Withdraw', amount: 5 }))).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 4, asked 5' });
+    expect(await host.execute(cmd('w-17', 'account-17', { type: 'Withdraw', amount: 3 }))).toMatchObject({ status: 'accepted' });
+  });
+
   it('the snapshots a merged commit asks for are written in one unit of work, each at the right seq', async () => {
     const p = await partition();
     const host = createHandlerHost({ partition: p, entities: [account] });

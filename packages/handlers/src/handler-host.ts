@@ -116,6 +116,8 @@ export interface HandlerHostStats {
 
 const RETRIES_MAX = 16;
 const NO_ENTITIES: readonly string[] = [];
+const NO_MESSAGES: readonly Message[] = [];
+const NO_EVENT_DATA: EventData[] = [];
 
 /** A message on its way: decided, then committed (alone or merged with others), then acknowledged. */
 interface Member {
@@ -142,8 +144,72 @@ interface Working {
   /** The cache entry it was loaded from (undefined: loaded from the partition, durable). */
   readonly cached: CachedEntity | undefined;
   state: unknown;
-  readonly events: Message[];
+  /** The events decided so far: the handler's own array for the first command, a concatenation after more. */
+  events: readonly Message[];
   changed: boolean;
+}
+
+/**
+ * The entities one message is decided on, by recipient. A message has a few: two arrays and a
+ * linear search, indexed by a map only past {@link WORKING_SCAN_MAX} (a Map per message, or its
+ * `clear`, allocates a hash table for every command).
+ */
+class WorkingSet {
+  /** Slots 0..length-1 (the arrays are reused: emptying an array lets go of its backing store, and the next push allocates again). */
+  readonly ids: string[] = [];
+  readonly entities: Array<Working | undefined> = [];
+  length = 0;
+  private index: Map<string, Working> | undefined;
+
+  get(id: string): Working | undefined {
+    if (this.index !== undefined) return this.index.get(id);
+    const ids = this.ids;
+    for (let i = 0; i < this.length; i++) if (ids[i] === id) return this.entities[i];
+    return undefined;
+  }
+
+  set(id: string, entity: Working): void {
+    const i = this.length++;
+    this.ids[i] = id;
+    this.entities[i] = entity;
+    if (this.index !== undefined) this.index.set(id, entity);
+    else if (this.length > WORKING_SCAN_MAX) this.index = new Map(this.ids.slice(0, this.length).map((key, k) => [key, this.entities[k] as Working]));
+  }
+
+  /** Forgets the entities (and lets go of them). */
+  clear(): void {
+    for (let i = 0; i < this.length; i++) this.entities[i] = undefined;
+    this.length = 0;
+    this.index = undefined;
+  }
+}
+
+const WORKING_SCAN_MAX = 16;
+
+/** The changes of one message as it is enqueued: parallel arrays reused from message to message. */
+class ChangeList {
+  readonly streamIds: string[] = [];
+  readonly expectedVersions: Array<number | undefined> = [];
+  readonly events: EventData[][] = [];
+  readonly entities: Array<Working | undefined> = [];
+  length = 0;
+
+  add(streamId: string, expectedVersion: number | undefined, events: EventData[], entity: Working | undefined): void {
+    const i = this.length++;
+    this.streamIds[i] = streamId;
+    this.expectedVersions[i] = expectedVersion;
+    this.events[i] = events;
+    this.entities[i] = entity;
+  }
+
+  /** Forgets the changes (and lets go of their events and entities). */
+  clear(): void {
+    for (let i = 0; i < this.length; i++) {
+      this.events[i] = NO_EVENT_DATA;
+      this.entities[i] = undefined;
+    }
+    this.length = 0;
+  }
 }
 
 /** One unit of work holding the changes and command ids of one or more messages decided in the same turn. */
@@ -204,7 +270,9 @@ export class HandlerHost {
   private closed = false;
   /** The commit messages decided in this turn join; submitted at the end of the turn or when full. */
   private building: MergedCommit | undefined;
-  private readonly working = new Map<string, Working>();
+  private readonly working = new WorkingSet();
+  /** The changes of the message being enqueued (reused). */
+  private readonly changes = new ChangeList();
   /** Command ids of {@link building}: a redelivery decided in the same turn must not join it. */
   private readonly buildingIds = new Set<string>();
   private readonly sends: AddressedCommand[] = [];
@@ -336,12 +404,12 @@ export class HandlerHost {
       // Without refreshing its recency: an accepted message sets a new entry (most recent) anyway.
       const cached = this.cache.peek(recipient);
       if (cached === undefined) return false;
-      working.set(recipient, { definition, loadedVersion: cached.version, cached, state: cached.state, events: [], changed: false });
+      working.set(recipient, { definition, loadedVersion: cached.version, cached, state: cached.state, events: NO_MESSAGES, changed: false });
     }
     const rejection = this.decideAll(member, working);
     if (rejection !== undefined) {
       // A refusal must rest on durable state: with a commit pending for a recipient, the locked path waits for it.
-      for (const recipient of working.keys()) if (this.pending.has(recipient)) return false;
+      for (let i = 0; i < working.length; i++) if (this.pending.has(working.ids[i])) return false;
       this.enqueueRejection(member, rejection);
       return true;
     }
@@ -352,7 +420,7 @@ export class HandlerHost {
   /** Under the recipients' locks: loads, decides and enqueues the commit. */
   private async decideLocked(member: Member): Promise<void> {
     const commands = member.message.commands;
-    const working = new Map<string, Working>();
+    const working = new WorkingSet();
     // Load in command order up to the first command that cannot be decided (decideAll refuses it).
     for (let i = 0; i < commands.length; i++) {
       const { recipient, command } = commands[i];
@@ -364,7 +432,7 @@ export class HandlerHost {
         continue;
       }
       const loaded = await this.load(definition, recipient);
-      working.set(recipient, { definition, loadedVersion: loaded.entry.version, cached: loaded.cached ? loaded.entry : undefined, state: loaded.entry.state, events: [], changed: false });
+      working.set(recipient, { definition, loadedVersion: loaded.entry.version, cached: loaded.cached ? loaded.entry : undefined, state: loaded.entry.state, events: NO_MESSAGES, changed: false });
     }
     const rejection = this.decideAll(member, working);
     if (rejection === undefined) {
@@ -373,7 +441,9 @@ export class HandlerHost {
     }
     // A refusal must rest on durable state: wait for this entity's pending commits, and decide
     // again if one of them did not apply (its state was never real).
-    for (const [recipient, entity] of working) {
+    for (let i = 0; i < working.length; i++) {
+      const recipient = working.ids[i];
+      const entity = working.entities[i] as Working;
       const settled = this.whenSettled(recipient);
       if (settled !== undefined) await settled;
       if (entity.cached !== undefined && this.cache.peek(recipient) !== entity.cached) throw new StaleStateError(recipient);
@@ -382,7 +452,7 @@ export class HandlerHost {
   }
 
   /** Applies the message's commands in order to the working states; returns the refusal, if any. Fills {@link sends} and {@link publishes}. */
-  private decideAll(member: Member, working: Map<string, Working>): string | undefined {
+  private decideAll(member: Member, working: WorkingSet): string | undefined {
     const { message, commandIds } = member;
     this.sends.length = 0;
     this.publishes.length = 0;
@@ -407,10 +477,9 @@ export class HandlerHost {
       if (isRejection(decision)) return decision.rejected;
       if (definition.kind === 'aggregate') {
         const events = decision as readonly Message[];
-        for (const event of events) {
-          entity.state = definition.evolve(entity.state, event);
-          entity.events.push(event);
-        }
+        for (const event of events) entity.state = definition.evolve(entity.state, event);
+        // Read (encoded) before this turn ends, never written to: the handler's array can be kept as it is.
+        entity.events = entity.events.length === 0 ? events : entity.events.concat(events);
       } else {
         const change = decision as StateChange<unknown>;
         entity.state = change.state;
@@ -438,54 +507,61 @@ export class HandlerHost {
    * messages decided in this turn), and makes its states the entities' pending cache entries:
    * later commands for them are decided on these states.
    */
-  private enqueueAccepted(member: Member, working: Map<string, Working>): void {
+  private enqueueAccepted(member: Member, working: WorkingSet): void {
     // Everything is encoded before the message joins a commit: a serializer that throws leaves nothing of it queued.
-    const changes: Array<{ readonly streamId: string; readonly expectedVersion: number | undefined; readonly events: EventData[]; readonly entity: Working | undefined }> = [];
-    for (const [recipient, entity] of working) {
+    // The changes go through reused arrays (this is synchronous): no array or object per change and message.
+    const changes = this.changes;
+    changes.clear();
+    for (let w = 0; w < working.length; w++) {
+      const recipient = working.ids[w];
+      const entity = working.entities[w] as Working;
       if (entity.definition.kind === 'aggregate') {
         const count = entity.events.length;
         if (count === 0) continue;
         const events: EventData[] = new Array(count);
         for (let i = 0; i < count; i++) events[i] = this.event(entity.events[i]);
-        changes.push({ streamId: recipient, expectedVersion: entity.loadedVersion, events, entity });
+        changes.add(recipient, entity.loadedVersion, events, entity);
       } else if (entity.changed) {
-        changes.push({ streamId: recipient, expectedVersion: entity.loadedVersion, events: [{ type: STATE_EVENT, data: this.serializer.encode(entity.state) }], entity });
+        changes.add(recipient, entity.loadedVersion, [{ type: STATE_EVENT, data: this.serializer.encode(entity.state) }], entity);
       }
     }
+    // The entities' changes come first: their stream ids are the message's pending entities.
+    const entityCount = changes.length;
     if (this.sends.length > 0 || this.publishes.length > 0) {
       const events: EventData[] = [];
       for (const send of this.sends) events.push({ type: SEND_EVENT, data: this.serializer.encode(send) });
       for (const publish of this.publishes) events.push({ type: PUBLISH_EVENT, data: this.serializer.encode(publish) });
-      changes.push({ streamId: OUTBOX_STREAM, expectedVersion: undefined, events, entity: undefined });
+      changes.add(OUTBOX_STREAM, undefined, events, undefined);
     } else if (changes.length === 0) {
       // Accepted without any effect still records the command ids, so a redelivery is recognized.
-      changes.push({ streamId: NOOP_STREAM, expectedVersion: undefined, events: [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: member.message.id }) }], entity: undefined });
+      changes.add(NOOP_STREAM, undefined, [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: member.message.id }) }], undefined);
     }
     const commit = this.open(member, false);
     if (this.tracingInEvents) {
       // Its own events (addEvents appends later messages' events to a change's array).
       const written: EventData[] = [];
-      for (const change of changes) for (const event of change.events) written.push(event);
+      for (let c = 0; c < changes.length; c++) for (const event of changes.events[c]) written.push(event);
       member.written = written;
       // The metadata it may get if the commit turns out mixed counts toward mergeBytesMax.
       const { correlationId, causationId } = member.message;
       if (correlationId !== undefined || causationId !== undefined) commit.bytes += written.length * (40 + (correlationId?.length ?? 0) + (causationId?.length ?? 0));
     }
-    let entities: string[] | undefined;
-    for (const change of changes) {
-      this.addEvents(commit, change.streamId, change.expectedVersion, change.events);
-      const entity = change.entity;
+    for (let c = 0; c < changes.length; c++) {
+      const streamId = changes.streamIds[c];
+      const events = changes.events[c];
+      this.addEvents(commit, streamId, changes.expectedVersions[c], events);
+      const entity = changes.entities[c];
       if (entity === undefined) continue;
-      const version = entity.loadedVersion + change.events.length;
+      const version = entity.loadedVersion + events.length;
       // Snapshot policy: this message's events cross a multiple of snapshotEvery.
       const every = entity.definition.kind === 'aggregate' ? (entity.definition.snapshotEvery ?? 0) : 0;
-      if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) (commit.snapshots ??= []).push({ streamId: change.streamId, version, state: entity.state });
+      if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) (commit.snapshots ??= []).push({ streamId, version, state: entity.state });
       // The commit is queued in order: later commands for this entity decide on the state it will make.
-      this.cache.set(change.streamId, { state: entity.state, version });
-      this.markPending(change.streamId);
-      (entities ??= []).push(change.streamId);
+      this.cache.set(streamId, { state: entity.state, version });
+      this.markPending(streamId);
     }
-    if (entities !== undefined) member.entities = entities;
+    if (entityCount > 0) member.entities = changes.streamIds.slice(0, entityCount);
+    changes.clear();
     // A commit of its own, or a full one, goes now (the next message starts a new commit).
     if (commit !== this.building || commit.events >= this.mergeEventsMax || commit.bytes >= this.mergeBytesMax) this.submit(commit);
   }

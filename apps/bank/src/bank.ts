@@ -182,7 +182,8 @@ export class Bank {
     }
     const partition = opened.partition;
     const source: EventSource = opened.kind === 'embedded' ? opened.partition : opened.source;
-    const host = createHandlerHost({ partition, entities: [account], cacheEntitiesMax: 100_000 });
+    // The saga's commands (one causation id each) share commits: their causation ids go into their events' metadata.
+    const host = createHandlerHost({ partition, entities: [account], cacheEntitiesMax: 100_000, tracingIn: 'event' });
     // One sequential pass over the log instead of one storage read per event when accounts load on demand.
     await host.preload(account, 'account-');
     let checkpoints = this.projectionCheckpoints.get(name);

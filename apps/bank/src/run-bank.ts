@@ -45,6 +45,8 @@ export interface RunSummary {
   readonly seconds: number;
   readonly transfersPerSecond: number;
   readonly commandsPerSecond: number;
+  /** CPU time of this process (every thread: user + system) from the first transfer until all settled. */
+  readonly cpuSeconds: number;
   readonly moneyConserved: boolean;
   readonly exactlyOnce: boolean;
   readonly problems: readonly string[];
@@ -111,6 +113,7 @@ async function runOn(options: RunBankOptions, cluster: ClusterProcesses | undefi
       ? new cliProgress.SingleBar({ format: '  transfers [{bar}] {percentage}% | {value}/{total} | {rate}/s', hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic)
       : undefined;
     const started = performance.now();
+    const cpuStarted = process.cpuUsage();
     let refused = 0;
     let accepted = 0;
     const done = () => bank.ledger.settled - settledAtStart + refused;
@@ -157,6 +160,8 @@ async function runOn(options: RunBankOptions, cluster: ClusterProcesses | undefi
     if (failure !== undefined) throw failure;
     await bank.settle(300_000, bar === undefined ? undefined : tick);
     const seconds = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuStarted);
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6;
     if (timer !== undefined) clearInterval(timer);
     tick();
     bar?.stop();
@@ -180,12 +185,13 @@ async function runOn(options: RunBankOptions, cluster: ClusterProcesses | undefi
       seconds,
       transfersPerSecond: transfers / seconds,
       commandsPerSecond: commands / seconds,
+      cpuSeconds,
       moneyConserved,
       exactlyOnce: ledger.anomalies().length === 0 && completed + refunded === accepted,
       problems,
     };
     const f = (n: number) => Math.round(n).toLocaleString('en-US');
-    print(`  ${f(transfers)} transfers in ${seconds.toFixed(2)} s: ${f(summary.transfersPerSecond)} transfers/s end to end, ${f(summary.commandsPerSecond)} commands/s`);
+    print(`  ${f(transfers)} transfers in ${seconds.toFixed(2)} s: ${f(summary.transfersPerSecond)} transfers/s end to end, ${f(summary.commandsPerSecond)} commands/s; ${cpuSeconds.toFixed(2)} CPU-s, ${f((cpuSeconds * 1e6) / transfers)} µs CPU per transfer`);
     print(`  ${f(completed)} completed, ${f(refunded)} compensated (credit refused by a frozen account, refunded), ${f(refused)} refused (insufficient funds)`);
     print(`  ${f(ledger.balances.size)} accounts hold ${f(ledger.total)}: ${moneyConserved ? 'money conserved' : 'MONEY NOT CONSERVED'}; ${f(ledger.transfers.size)} transfers over all runs, ${problems.length === 0 ? 'each completed exactly once' : `${problems.length} PROBLEM(S)`}`);
     for (const problem of problems.slice(0, 10)) print(`  problem: ${problem}`);

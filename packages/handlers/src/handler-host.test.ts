@@ -3,6 +3,7 @@ import { createMemoryCheckpointStore, createMemoryParkingLot, createStreamParkin
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   REJECTED_STREAM,
+  SNAPSHOT_EVENT,
   createHandlerHost,
   createInProcessRouter,
   hashPartitioner,
@@ -198,6 +199,54 @@ describe('HandlerHost: messages decided in one turn share a commit', () => {
     }
   });
 
+  it('messages for the same stream in one turn share one commit, its events in one change', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await Promise.all(['a', 'b'].map((x) => host.execute(cmd(`open-${x}`, `account-${x}`, { type: 'Open' }))));
+    const outcomes = await Promise.all(Array.from({ length: 6 }, (_, i) => host.execute(cmd(`d-${i}`, i % 2 === 0 ? 'account-a' : 'account-b', { type: 'Deposit', amount: 1 }))));
+    expect(new Set(outcomes.map((o) => o.firstSeq)).size).toBe(1);
+    expect(host.stats.retries).toBe(0);
+    const order: string[] = [];
+    for await (const e of p.read({ fromSeq: outcomes[0].firstSeq, toSeq: outcomes[0].lastSeq })) order.push(`${e.streamId}@${e.streamVersion}`);
+    expect(order).toEqual(['account-a@2', 'account-a@3', 'account-a@4', 'account-b@2', 'account-b@3', 'account-b@4']);
+  });
+
+  it('a message with many recipients, some addressed twice, applies every command (past the linear look-up of its entities)', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await Promise.all(Array.from({ length: 18 }, (_, i) => host.execute(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }))));
+    const commands = Array.from({ length: 18 }, (_, i) => ({ recipient: `account-${i}`, command: { type: 'Deposit', amount: 1 } }));
+    commands.push({ recipient: 'account-17', command: { type: 'Deposit', amount: 2 } }, { recipient: 'account-0', command: { type: 'Deposit', amount: 3 } });
+    expect(await host.execute({ id: 'many', commands })).toMatchObject({ status: 'accepted' });
+    expect([await balanceOf(host, p, 'account-0'), await balanceOf(host, p, 'account-1'), await balanceOf(host, p, 'account-17')]).toEqual([4, 1, 3]);
+    // The host's own states agree with the log.
+    expect(await host.execute(cmd('w-0', 'account-0', { type: 'Withdraw', amount: 5 }))).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 4, asked 5' });
+    expect(await host.execute(cmd('w-17', 'account-17', { type: 'Withdraw', amount: 3 }))).toMatchObject({ status: 'accepted' });
+  });
+
+  it('the snapshots a merged commit asks for are written in one unit of work, each at the right seq', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    const ids = ['account-x', 'account-y', 'account-z'];
+    await Promise.all(ids.map((id) => host.execute(cmd(`open-${id}`, id, { type: 'Open' }))));
+    // 10 deposits each in one turn: every stream crosses version 10 in the same commit.
+    await Promise.all(Array.from({ length: 30 }, (_, i) => host.execute(cmd(`d-${i}`, ids[i % 3], { type: 'Deposit', amount: 1 }))));
+    await host.close();
+    expect(host.stats.snapshotsWritten).toBe(3);
+    const frames: Array<[string, boolean, boolean]> = [];
+    for await (const e of p.read({})) if (e.eventType === SNAPSHOT_EVENT) frames.push([e.streamId, e.commitFirst, e.commitLast]);
+    expect(frames).toEqual([
+      [snapshotStreamId('account-x'), true, false],
+      [snapshotStreamId('account-y'), false, false],
+      [snapshotStreamId('account-z'), false, true],
+    ]);
+    const warnings: string[] = [];
+    const checked = createHandlerHost({ partition: p, entities: [account], onWarning: (w) => warnings.push(w) });
+    for (const id of ids) expect(await checked.execute(cmd(`w-${id}`, id, { type: 'Withdraw', amount: 10 }))).toMatchObject({ status: 'accepted' });
+    expect(warnings).toEqual([]);
+    expect(checked.stats).toMatchObject({ snapshotsUsed: 3, snapshotsIgnored: 0 });
+  });
+
   it('mergeMessagesMax 1 commits each message on its own; different causation ids never share a commit', async () => {
     const p = await partition();
     const single = createHandlerHost({ partition: p, entities: [account], mergeMessagesMax: 1 });
@@ -211,6 +260,53 @@ describe('HandlerHost: messages decided in one turn share a commit', () => {
     for await (const e of p.read({ fromSeq: caused[0].firstSeq })) if (e.headers !== undefined) heads.set(e.seq, e.headers.causationId);
     expect([...heads.values()]).toEqual(['cause-0', 'cause-1', 'cause-2', 'cause-3', 'cause-4']);
     expect(() => createHandlerHost({ partition: p, entities: [account], mergeMessagesMax: 0 })).toThrow(/mergeMessagesMax must be a positive integer/);
+  });
+});
+
+describe('HandlerHost: tracingIn event', () => {
+  const decodeMetadata = (bytes: Uint8Array) => (bytes.length === 0 ? undefined : (JSON.parse(new TextDecoder().decode(bytes)) as unknown));
+
+  it('messages with different causation ids share one commit, each event carrying its message ids as metadata', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account], tracingIn: 'event' });
+    await Promise.all(Array.from({ length: 6 }, (_, i) => host.execute(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }))));
+    const messages = [
+      ...Array.from({ length: 4 }, (_, i) => ({ ...cmd(`c-${i}`, `account-${i}`, { type: 'Deposit', amount: 1 }), causationId: `cause-${i}` })),
+      cmd('plain', 'account-4', { type: 'Deposit', amount: 1 }),
+      { ...cmd('both', 'account-5', { type: 'Deposit', amount: 1 }), correlationId: 'corr-5', causationId: 'cause-5' },
+    ];
+    const outcomes = await Promise.all(messages.map((m) => host.execute(m)));
+    expect(new Set(outcomes.map((o) => o.firstSeq)).size).toBe(1);
+    const seen = new Map<string, unknown>();
+    for await (const e of p.read({ fromSeq: outcomes[0].firstSeq, toSeq: outcomes[0].lastSeq })) {
+      if (e.headers !== undefined) expect([e.headers.causationId, e.headers.correlationId, e.headers.commandIds]).toEqual([undefined, undefined, messages.map((m) => m.id)]);
+      seen.set(e.streamId, decodeMetadata(e.metadata));
+    }
+    expect(Object.fromEntries(seen)).toEqual({
+      'account-0': { causationId: 'cause-0' },
+      'account-1': { causationId: 'cause-1' },
+      'account-2': { causationId: 'cause-2' },
+      'account-3': { causationId: 'cause-3' },
+      'account-4': undefined,
+      'account-5': { correlationId: 'corr-5', causationId: 'cause-5' },
+    });
+    // A redelivery of the whole turn is recognized message by message.
+    const again = await Promise.all(messages.map((m) => host.execute(m)));
+    expect(again.map((o) => [o.status, o.duplicate])).toEqual(messages.map(() => ['accepted', true]));
+    expect(await balanceOf(host, p, 'account-0')).toBe(1);
+  });
+
+  it('messages that share their ids keep them in the commit headers, without metadata', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account], tracingIn: 'event' });
+    await Promise.all(Array.from({ length: 3 }, (_, i) => host.execute(cmd(`open-${i}`, `account-${i}`, { type: 'Open' }))));
+    const outcomes = await Promise.all(Array.from({ length: 3 }, (_, i) => host.execute({ ...cmd(`d-${i}`, `account-${i}`, { type: 'Deposit', amount: 1 }), causationId: 'same' })));
+    expect(new Set(outcomes.map((o) => o.firstSeq)).size).toBe(1);
+    for await (const e of p.read({ fromSeq: outcomes[0].firstSeq, toSeq: outcomes[0].lastSeq })) {
+      if (e.headers !== undefined) expect(e.headers.causationId).toBe('same');
+      expect(e.metadata.length).toBe(0);
+    }
+    expect(() => createHandlerHost({ partition: p, entities: [account], tracingIn: 'frame' as 'event' })).toThrow(/tracingIn must be 'commit' or 'event'/);
   });
 });
 

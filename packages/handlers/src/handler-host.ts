@@ -86,6 +86,17 @@ export interface HandlerHostOptions {
   readonly mergeEventsMax?: number;
   /** The same for its bytes (event data and command ids). @default 1048576 */
   readonly mergeBytesMax?: number;
+  /**
+   * Where a message's correlation and causation ids are recorded. `commit`: in the commit
+   * headers, which hold one of each, so messages with different ids never share a commit (a
+   * saga's commands, one causation id per event, then each cost a commit). `event`: messages
+   * with different ids share commits too; a commit whose messages all carry the same ids
+   * still records them in its headers, one whose messages differ records none there and
+   * every event of each message that has ids carries them as `metadata` (the serializer's
+   * encoding of `{ correlationId?, causationId? }`).
+   * @default 'commit'
+   */
+  readonly tracingIn?: 'commit' | 'event';
   /** Called after a commit is durable and before `execute` resolves (the acknowledgement). Tests use it to crash in between. */
   readonly afterCommit?: (outcome: CommandOutcome) => void;
   /** Reports problems the host recovers from (an ignored snapshot, a failed snapshot write). */
@@ -105,6 +116,8 @@ export interface HandlerHostStats {
 
 const RETRIES_MAX = 16;
 const NO_ENTITIES: readonly string[] = [];
+const NO_MESSAGES: readonly Message[] = [];
+const NO_EVENT_DATA: EventData[] = [];
 
 /** A message on its way: decided, then committed (alone or merged with others), then acknowledged. */
 interface Member {
@@ -118,6 +131,8 @@ interface Member {
   entities: readonly string[];
   /** The refusal it records, if refused. */
   rejection: string | undefined;
+  /** Its events in the commit (kept with tracingIn 'event': a commit whose messages' ids differ gives them their ids as metadata). */
+  written: EventData[] | undefined;
   readonly resolve: (outcome: CommandOutcome) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -129,17 +144,85 @@ interface Working {
   /** The cache entry it was loaded from (undefined: loaded from the partition, durable). */
   readonly cached: CachedEntity | undefined;
   state: unknown;
-  readonly events: Message[];
+  /** The events decided so far: the handler's own array for the first command, a concatenation after more. */
+  events: readonly Message[];
   changed: boolean;
+}
+
+/**
+ * The entities one message is decided on, by recipient. A message has a few: two arrays and a
+ * linear search, indexed by a map only past {@link WORKING_SCAN_MAX} (a Map per message, or its
+ * `clear`, allocates a hash table for every command).
+ */
+class WorkingSet {
+  /** Slots 0..length-1 (the arrays are reused: emptying an array lets go of its backing store, and the next push allocates again). */
+  readonly ids: string[] = [];
+  readonly entities: Array<Working | undefined> = [];
+  length = 0;
+  private index: Map<string, Working> | undefined;
+
+  get(id: string): Working | undefined {
+    if (this.index !== undefined) return this.index.get(id);
+    const ids = this.ids;
+    for (let i = 0; i < this.length; i++) if (ids[i] === id) return this.entities[i];
+    return undefined;
+  }
+
+  set(id: string, entity: Working): void {
+    const i = this.length++;
+    this.ids[i] = id;
+    this.entities[i] = entity;
+    if (this.index !== undefined) this.index.set(id, entity);
+    else if (this.length > WORKING_SCAN_MAX) this.index = new Map(this.ids.slice(0, this.length).map((key, k) => [key, this.entities[k] as Working]));
+  }
+
+  /** Forgets the entities (and lets go of them). */
+  clear(): void {
+    for (let i = 0; i < this.length; i++) this.entities[i] = undefined;
+    this.length = 0;
+    this.index = undefined;
+  }
+}
+
+const WORKING_SCAN_MAX = 16;
+
+/** The changes of one message as it is enqueued: parallel arrays reused from message to message. */
+class ChangeList {
+  readonly streamIds: string[] = [];
+  readonly expectedVersions: Array<number | undefined> = [];
+  readonly events: EventData[][] = [];
+  readonly entities: Array<Working | undefined> = [];
+  length = 0;
+
+  add(streamId: string, expectedVersion: number | undefined, events: EventData[], entity: Working | undefined): void {
+    const i = this.length++;
+    this.streamIds[i] = streamId;
+    this.expectedVersions[i] = expectedVersion;
+    this.events[i] = events;
+    this.entities[i] = entity;
+  }
+
+  /** Forgets the changes (and lets go of their events and entities). */
+  clear(): void {
+    for (let i = 0; i < this.length; i++) {
+      this.events[i] = NO_EVENT_DATA;
+      this.entities[i] = undefined;
+    }
+    this.length = 0;
+  }
 }
 
 /** One unit of work holding the changes and command ids of one or more messages decided in the same turn. */
 interface MergedCommit {
   readonly changes: Array<{ streamId: string; expectedVersion?: number; events: EventData[] }>;
+  /** Its change of each stream (a scan of {@link changes} per message was quadratic in the messages of a commit). */
+  readonly byStream: Map<string, { streamId: string; expectedVersion?: number; events: EventData[] }>;
   readonly commandIds: string[];
   readonly members: Member[];
   readonly correlationId: string | undefined;
   readonly causationId: string | undefined;
+  /** Its messages' correlation or causation ids differ (tracingIn 'event'): the headers hold none, each event its message's. */
+  mixed: boolean;
   events: number;
   /** Event data and command id bytes (the id length in UTF-16 units). */
   bytes: number;
@@ -187,7 +270,9 @@ export class HandlerHost {
   private closed = false;
   /** The commit messages decided in this turn join; submitted at the end of the turn or when full. */
   private building: MergedCommit | undefined;
-  private readonly working = new Map<string, Working>();
+  private readonly working = new WorkingSet();
+  /** The changes of the message being enqueued (reused). */
+  private readonly changes = new ChangeList();
   /** Command ids of {@link building}: a redelivery decided in the same turn must not join it. */
   private readonly buildingIds = new Set<string>();
   private readonly sends: AddressedCommand[] = [];
@@ -195,12 +280,16 @@ export class HandlerHost {
   private readonly mergeMessagesMax: number;
   private readonly mergeEventsMax: number;
   private readonly mergeBytesMax: number;
+  private readonly tracingInEvents: boolean;
 
   constructor(private readonly options: HandlerHostOptions) {
     this.partition = options.partition;
     this.mergeMessagesMax = positive('mergeMessagesMax', options.mergeMessagesMax ?? 256);
     this.mergeEventsMax = positive('mergeEventsMax', options.mergeEventsMax ?? 4096);
     this.mergeBytesMax = positive('mergeBytesMax', options.mergeBytesMax ?? 1024 * 1024);
+    const tracingIn = options.tracingIn ?? 'commit';
+    if (tracingIn !== 'commit' && tracingIn !== 'event') throw new RangeError(`[sluice/handlers] tracingIn must be 'commit' or 'event', got ${String(tracingIn)}`);
+    this.tracingInEvents = tracingIn === 'event';
     this.serializer = options.serializer ?? jsonSerializer;
     this.cache = new EntityCache(options.cacheEntitiesMax ?? 10_000);
     for (const definition of options.entities) {
@@ -230,7 +319,7 @@ export class HandlerHost {
     if (problem !== undefined) return Promise.reject(new InvalidMessageError(`[sluice/handlers] partition "${this.partition.name}": ${problem}`));
     if (this.closed) return Promise.reject(new PartitionUnavailableError(this.partition.name, message.id));
     const commandIds = commandIdsOf(message);
-    return new Promise<CommandOutcome>((resolve, reject) => this.run({ message, commandIds, attempt: 0, alone: false, entities: NO_ENTITIES, rejection: undefined, resolve, reject }));
+    return new Promise<CommandOutcome>((resolve, reject) => this.run({ message, commandIds, attempt: 0, alone: false, entities: NO_ENTITIES, rejection: undefined, written: undefined, resolve, reject }));
   }
 
   /**
@@ -315,12 +404,12 @@ export class HandlerHost {
       // Without refreshing its recency: an accepted message sets a new entry (most recent) anyway.
       const cached = this.cache.peek(recipient);
       if (cached === undefined) return false;
-      working.set(recipient, { definition, loadedVersion: cached.version, cached, state: cached.state, events: [], changed: false });
+      working.set(recipient, { definition, loadedVersion: cached.version, cached, state: cached.state, events: NO_MESSAGES, changed: false });
     }
     const rejection = this.decideAll(member, working);
     if (rejection !== undefined) {
       // A refusal must rest on durable state: with a commit pending for a recipient, the locked path waits for it.
-      for (const recipient of working.keys()) if (this.pending.has(recipient)) return false;
+      for (let i = 0; i < working.length; i++) if (this.pending.has(working.ids[i])) return false;
       this.enqueueRejection(member, rejection);
       return true;
     }
@@ -331,7 +420,7 @@ export class HandlerHost {
   /** Under the recipients' locks: loads, decides and enqueues the commit. */
   private async decideLocked(member: Member): Promise<void> {
     const commands = member.message.commands;
-    const working = new Map<string, Working>();
+    const working = new WorkingSet();
     // Load in command order up to the first command that cannot be decided (decideAll refuses it).
     for (let i = 0; i < commands.length; i++) {
       const { recipient, command } = commands[i];
@@ -343,7 +432,7 @@ export class HandlerHost {
         continue;
       }
       const loaded = await this.load(definition, recipient);
-      working.set(recipient, { definition, loadedVersion: loaded.entry.version, cached: loaded.cached ? loaded.entry : undefined, state: loaded.entry.state, events: [], changed: false });
+      working.set(recipient, { definition, loadedVersion: loaded.entry.version, cached: loaded.cached ? loaded.entry : undefined, state: loaded.entry.state, events: NO_MESSAGES, changed: false });
     }
     const rejection = this.decideAll(member, working);
     if (rejection === undefined) {
@@ -352,7 +441,9 @@ export class HandlerHost {
     }
     // A refusal must rest on durable state: wait for this entity's pending commits, and decide
     // again if one of them did not apply (its state was never real).
-    for (const [recipient, entity] of working) {
+    for (let i = 0; i < working.length; i++) {
+      const recipient = working.ids[i];
+      const entity = working.entities[i] as Working;
       const settled = this.whenSettled(recipient);
       if (settled !== undefined) await settled;
       if (entity.cached !== undefined && this.cache.peek(recipient) !== entity.cached) throw new StaleStateError(recipient);
@@ -361,7 +452,7 @@ export class HandlerHost {
   }
 
   /** Applies the message's commands in order to the working states; returns the refusal, if any. Fills {@link sends} and {@link publishes}. */
-  private decideAll(member: Member, working: Map<string, Working>): string | undefined {
+  private decideAll(member: Member, working: WorkingSet): string | undefined {
     const { message, commandIds } = member;
     this.sends.length = 0;
     this.publishes.length = 0;
@@ -386,10 +477,9 @@ export class HandlerHost {
       if (isRejection(decision)) return decision.rejected;
       if (definition.kind === 'aggregate') {
         const events = decision as readonly Message[];
-        for (const event of events) {
-          entity.state = definition.evolve(entity.state, event);
-          entity.events.push(event);
-        }
+        for (const event of events) entity.state = definition.evolve(entity.state, event);
+        // Read (encoded) before this turn ends, never written to: the handler's array can be kept as it is.
+        entity.events = entity.events.length === 0 ? events : entity.events.concat(events);
       } else {
         const change = decision as StateChange<unknown>;
         entity.state = change.state;
@@ -417,45 +507,61 @@ export class HandlerHost {
    * messages decided in this turn), and makes its states the entities' pending cache entries:
    * later commands for them are decided on these states.
    */
-  private enqueueAccepted(member: Member, working: Map<string, Working>): void {
+  private enqueueAccepted(member: Member, working: WorkingSet): void {
     // Everything is encoded before the message joins a commit: a serializer that throws leaves nothing of it queued.
-    const changes: Array<{ readonly streamId: string; readonly expectedVersion: number | undefined; readonly events: EventData[]; readonly entity: Working | undefined }> = [];
-    for (const [recipient, entity] of working) {
+    // The changes go through reused arrays (this is synchronous): no array or object per change and message.
+    const changes = this.changes;
+    changes.clear();
+    for (let w = 0; w < working.length; w++) {
+      const recipient = working.ids[w];
+      const entity = working.entities[w] as Working;
       if (entity.definition.kind === 'aggregate') {
         const count = entity.events.length;
         if (count === 0) continue;
         const events: EventData[] = new Array(count);
         for (let i = 0; i < count; i++) events[i] = this.event(entity.events[i]);
-        changes.push({ streamId: recipient, expectedVersion: entity.loadedVersion, events, entity });
+        changes.add(recipient, entity.loadedVersion, events, entity);
       } else if (entity.changed) {
-        changes.push({ streamId: recipient, expectedVersion: entity.loadedVersion, events: [{ type: STATE_EVENT, data: this.serializer.encode(entity.state) }], entity });
+        changes.add(recipient, entity.loadedVersion, [{ type: STATE_EVENT, data: this.serializer.encode(entity.state) }], entity);
       }
     }
+    // The entities' changes come first: their stream ids are the message's pending entities.
+    const entityCount = changes.length;
     if (this.sends.length > 0 || this.publishes.length > 0) {
       const events: EventData[] = [];
       for (const send of this.sends) events.push({ type: SEND_EVENT, data: this.serializer.encode(send) });
       for (const publish of this.publishes) events.push({ type: PUBLISH_EVENT, data: this.serializer.encode(publish) });
-      changes.push({ streamId: OUTBOX_STREAM, expectedVersion: undefined, events, entity: undefined });
+      changes.add(OUTBOX_STREAM, undefined, events, undefined);
     } else if (changes.length === 0) {
       // Accepted without any effect still records the command ids, so a redelivery is recognized.
-      changes.push({ streamId: NOOP_STREAM, expectedVersion: undefined, events: [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: member.message.id }) }], entity: undefined });
+      changes.add(NOOP_STREAM, undefined, [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: member.message.id }) }], undefined);
     }
     const commit = this.open(member, false);
-    let entities: string[] | undefined;
-    for (const change of changes) {
-      this.addEvents(commit, change.streamId, change.expectedVersion, change.events);
-      const entity = change.entity;
+    if (this.tracingInEvents) {
+      // Its own events (addEvents appends later messages' events to a change's array).
+      const written: EventData[] = [];
+      for (let c = 0; c < changes.length; c++) for (const event of changes.events[c]) written.push(event);
+      member.written = written;
+      // The metadata it may get if the commit turns out mixed counts toward mergeBytesMax.
+      const { correlationId, causationId } = member.message;
+      if (correlationId !== undefined || causationId !== undefined) commit.bytes += written.length * (40 + (correlationId?.length ?? 0) + (causationId?.length ?? 0));
+    }
+    for (let c = 0; c < changes.length; c++) {
+      const streamId = changes.streamIds[c];
+      const events = changes.events[c];
+      this.addEvents(commit, streamId, changes.expectedVersions[c], events);
+      const entity = changes.entities[c];
       if (entity === undefined) continue;
-      const version = entity.loadedVersion + change.events.length;
+      const version = entity.loadedVersion + events.length;
       // Snapshot policy: this message's events cross a multiple of snapshotEvery.
       const every = entity.definition.kind === 'aggregate' ? (entity.definition.snapshotEvery ?? 0) : 0;
-      if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) (commit.snapshots ??= []).push({ streamId: change.streamId, version, state: entity.state });
+      if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) (commit.snapshots ??= []).push({ streamId, version, state: entity.state });
       // The commit is queued in order: later commands for this entity decide on the state it will make.
-      this.cache.set(change.streamId, { state: entity.state, version });
-      this.markPending(change.streamId);
-      (entities ??= []).push(change.streamId);
+      this.cache.set(streamId, { state: entity.state, version });
+      this.markPending(streamId);
     }
-    if (entities !== undefined) member.entities = entities;
+    if (entityCount > 0) member.entities = changes.streamIds.slice(0, entityCount);
+    changes.clear();
     // A commit of its own, or a full one, goes now (the next message starts a new commit).
     if (commit !== this.building || commit.events >= this.mergeEventsMax || commit.bytes >= this.mergeBytesMax) this.submit(commit);
   }
@@ -476,10 +582,10 @@ export class HandlerHost {
         !member.alone &&
         building.members.length < this.mergeMessagesMax &&
         building.bytes + idBytes <= this.mergeBytesMax &&
-        building.correlationId === message.correlationId &&
-        building.causationId === message.causationId &&
+        (this.tracingInEvents || (building.correlationId === message.correlationId && building.causationId === message.causationId)) &&
         !this.sharesId(commandIds);
       if (joins) {
+        if (building.correlationId !== message.correlationId || building.causationId !== message.causationId) building.mixed = true;
         building.members.push(member);
         for (const id of commandIds) {
           building.commandIds.push(id);
@@ -492,10 +598,12 @@ export class HandlerHost {
     }
     const commit: MergedCommit = {
       changes: [],
+      byStream: new Map(),
       commandIds: [...commandIds],
       members: [member],
       correlationId: message.correlationId,
       causationId: message.causationId,
+      mixed: false,
       events: 0,
       bytes: idBytes,
       snapshots: undefined,
@@ -511,15 +619,14 @@ export class HandlerHost {
 
   /** Adds events to a stream's change in the commit (one change per stream: a stream's events stay contiguous). */
   private addEvents(commit: MergedCommit, streamId: string, expectedVersion: number | undefined, events: EventData[]): void {
-    let change: { streamId: string; expectedVersion?: number; events: EventData[] } | undefined;
-    for (let i = commit.changes.length - 1; i >= 0; i--) {
-      if (commit.changes[i].streamId === streamId) {
-        change = commit.changes[i];
-        break;
-      }
+    const change = commit.byStream.get(streamId);
+    if (change === undefined) {
+      const added = { streamId, expectedVersion, events };
+      commit.changes.push(added);
+      commit.byStream.set(streamId, added);
+    } else {
+      for (const event of events) change.events.push(event);
     }
-    if (change === undefined) commit.changes.push({ streamId, expectedVersion, events });
-    else for (const event of events) change.events.push(event);
     commit.events += events.length;
     for (const event of events) commit.bytes += event.data.length;
   }
@@ -539,8 +646,11 @@ export class HandlerHost {
     }
     let written: Promise<CommitResult>;
     try {
+      if (commit.mixed) this.traceEvents(commit);
       written = Promise.resolve(
-        this.partition.commit({ changes: commit.changes, commandIds: commit.commandIds, correlationId: commit.correlationId, causationId: commit.causationId }),
+        commit.mixed
+          ? this.partition.commit({ changes: commit.changes, commandIds: commit.commandIds })
+          : this.partition.commit({ changes: commit.changes, commandIds: commit.commandIds, correlationId: commit.correlationId, causationId: commit.causationId }),
       );
     } catch (error) {
       written = Promise.reject(error);
@@ -555,6 +665,17 @@ export class HandlerHost {
         }
       },
     );
+  }
+
+  /** A commit whose messages' tracing ids differ: every event of a message that has them carries them as metadata. */
+  private traceEvents(commit: MergedCommit): void {
+    for (const member of commit.members) {
+      const { correlationId, causationId } = member.message;
+      const written = member.written;
+      if ((correlationId === undefined && causationId === undefined) || written === undefined) continue;
+      const metadata = this.serializer.encode(correlationId === undefined ? { causationId } : causationId === undefined ? { correlationId } : { correlationId, causationId });
+      for (const event of written) (event as { metadata?: Uint8Array }).metadata = metadata;
+    }
   }
 
   /** A commit is durable (or a duplicate): every member gets its outcome, and snapshots are taken where the policy says. */
@@ -583,18 +704,43 @@ export class HandlerHost {
           : { messageId: member.message.id, partition, status: 'rejected', reason, duplicate: false, firstSeq: result.firstSeq, lastSeq: result.lastSeq },
       );
     }
-    if (commit.snapshots === undefined) return;
-    for (const snapshot of commit.snapshots) {
-      // The seq of the stream's event at the snapshot's version: its change's first seq + the distance.
-      let seq = result.firstSeq;
-      for (const change of commit.changes) {
-        if (change.streamId === snapshot.streamId) {
-          this.snapshot(snapshot.streamId, snapshot.version, seq + (snapshot.version - (change.expectedVersion as number)) - 1, snapshot.state);
-          break;
-        }
-        seq += change.events.length;
-      }
+    if (commit.snapshots !== undefined) this.snapshotAfter(commit.changes, commit.snapshots, result.firstSeq);
+  }
+
+  /**
+   * Writes the snapshots a durable commit asked for: the latest per stream, all in one unit of
+   * work (or a few, within the merge limits) instead of one append each. The seq of a stream's
+   * event at a version is its change's first seq plus the distance (a stream's events are contiguous).
+   */
+  private snapshotAfter(changes: MergedCommit['changes'], snapshots: NonNullable<MergedCommit['snapshots']>, firstSeq: number): void {
+    const latest = new Map<string, (typeof snapshots)[number]>();
+    for (const snapshot of snapshots) latest.set(snapshot.streamId, snapshot);
+    /** Per stream with a snapshot: seq of its event at version v = base + v. */
+    const base = new Map<string, number>();
+    let seq = firstSeq;
+    for (const change of changes) {
+      if (latest.has(change.streamId)) base.set(change.streamId, seq - (change.expectedVersion as number) - 1);
+      seq += change.events.length;
     }
+    let unit: StreamChange[] = [];
+    let bytes = 0;
+    for (const [id, snapshot] of latest) {
+      let data: Uint8Array;
+      try {
+        data = this.serializer.encode({ version: snapshot.version, seq: (base.get(id) as number) + snapshot.version, state: snapshot.state });
+      } catch (error) {
+        this.options.onWarning?.(`[sluice/handlers] snapshot of "${id}" at version ${snapshot.version} not written (the stream is still complete): ${String(error)}`);
+        continue;
+      }
+      if (unit.length > 0 && (unit.length >= this.mergeEventsMax || bytes + data.length > this.mergeBytesMax)) {
+        this.writeSnapshots(unit);
+        unit = [];
+        bytes = 0;
+      }
+      unit.push({ streamId: snapshotStreamId(id), events: [{ type: SNAPSHOT_EVENT, data }] });
+      bytes += data.length;
+    }
+    if (unit.length > 0) this.writeSnapshots(unit);
   }
 
   /** The acknowledgement: `afterCommit`, then `execute` resolves. */
@@ -623,7 +769,7 @@ export class HandlerHost {
     }
     this.stats.retries++;
     for (const command of member.message.commands) this.evict(command.recipient);
-    this.run({ ...member, attempt: member.attempt + 1, alone: alone || member.alone, entities: NO_ENTITIES, rejection: undefined });
+    this.run({ ...member, attempt: member.attempt + 1, alone: alone || member.alone, entities: NO_ENTITIES, rejection: undefined, written: undefined });
   }
 
   private markPending(id: string): void {
@@ -747,14 +893,23 @@ export class HandlerHost {
     this.options.onWarning?.(`[sluice/handlers] snapshot of "${id}" ignored, replaying the stream instead: ${why}`);
   }
 
-  private snapshot(id: string, version: number, seq: number, state: unknown): void {
-    const write = this.partition
-      .append({ streamId: snapshotStreamId(id), events: [{ type: SNAPSHOT_EVENT, data: this.serializer.encode({ version, seq, state }) }] })
+  /** One unit of work of snapshots; a failure is a warning (the streams are still complete). */
+  private writeSnapshots(changes: StreamChange[]): void {
+    let committed: Promise<CommitResult>;
+    try {
+      committed = Promise.resolve(this.partition.commit({ changes }));
+    } catch (error) {
+      committed = Promise.reject(error);
+    }
+    const write = committed
       .then(
         () => {
-          this.stats.snapshotsWritten++;
+          this.stats.snapshotsWritten += changes.length;
         },
-        (error: unknown) => this.options.onWarning?.(`[sluice/handlers] snapshot of "${id}" at version ${version} not written (the stream is still complete): ${String(error)}`),
+        (error: unknown) =>
+          this.options.onWarning?.(
+            `[sluice/handlers] ${changes.length === 1 ? `snapshot ${changes[0].streamId}` : `${changes.length} snapshots (${changes[0].streamId}, …)`} not written (the streams are still complete): ${String(error)}`,
+          ),
       )
       .finally(() => this.pendingSnapshots.delete(write));
     this.pendingSnapshots.add(write);

@@ -119,8 +119,8 @@ function payload(bytes = PAYLOAD_BYTES): Buffer {
 
 /**
  * What a server process used while serving (from ready to SIGTERM). Context switches (all
- * threads: main, libzmq I/O, libuv pool) count the wake-ups a request costs: unlike CPU time
- * they barely move with the machine's load, so they compare runs on a shared machine.
+ * threads: main, libzmq I/O, libuv pool) count the wake-ups a request costs: they move far
+ * less with the machine's load than CPU time does, so they compare runs on a shared machine.
  */
 export interface ServerUsage {
   readonly cpuMs: number;

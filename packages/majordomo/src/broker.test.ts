@@ -35,6 +35,15 @@ describe('MajordomoBroker: binding and options', () => {
     expect(broker.endpoint).not.toMatch(/:\*$|:0$/);
   });
 
+  it('sends on its ROUTER sockets without a readiness check (sendTimeout 0: a ROUTER never blocks)', async () => {
+    // The hot path: with zeromq.js's default (-1), every send first asks libzmq for
+    // ZMQ_EVENTS (a poll() and a getpid() per message sent).
+    const broker = await startBroker({ workerEndpoint: 'tcp://127.0.0.1:*' });
+    const sockets = broker as unknown as { socket: { sendTimeout: number }; workerSocket: { sendTimeout: number } };
+    expect(sockets.socket.sendTimeout).toBe(0);
+    expect(sockets.workerSocket.sendTimeout).toBe(0);
+  });
+
   it('binds port 0 the same way', async () => {
     const broker = await startBroker({ endpoint: 'tcp://127.0.0.1:0' });
     expect(Number(broker.endpoint.split(':').pop())).toBeGreaterThan(0);

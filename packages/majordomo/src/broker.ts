@@ -238,6 +238,10 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
       // replies (plus refusals and MMI answers): ZeroMQ's default of 1000 would drop replies
       // to a client that sends many requests before reading (the guide's async client).
       sendHighWaterMark: Math.min(2 ** 31 - 1, this.options.clientInFlightMax * 2),
+      // A ROUTER never blocks a send (a full or unknown peer pipe drops the message, as
+      // without the timeout), so zeromq.js may skip its readiness check: with the default
+      // (-1) every send first asks libzmq for ZMQ_EVENTS, a poll() and a getpid() each time.
+      sendTimeout: 0,
       ...(context === undefined
         ? {}
         : { context, curveServer: true, curveSecretKey: secretKey ?? null, zapDomain, zapEnforceDomain: true }),

@@ -202,7 +202,10 @@ export class WorkerSession {
 
   private async receiveLoop(socket: zmq.Dealer, epoch: number): Promise<void> {
     try {
-      for await (const frames of socket) {
+      // receive() straight, not `for await` over the socket: its iterator wraps every message
+      // in one more async call and result object.
+      while (!socket.closed) {
+        const frames = await socket.receive();
         if (epoch !== this.epoch) return;
         this.onMessage(frames);
       }

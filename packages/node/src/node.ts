@@ -44,6 +44,16 @@ export interface StartNodeOptions {
    */
   readonly credit?: number;
   /**
+   * Requests per message, each way, on a store service connection with credit (the majordomo
+   * batch extension, its PROTOCOL.md): requests the broker dispatches to one connection in the
+   * same turn travel in one BATCH message, and replies finished in the same turn go back in
+   * one. Fewer messages and wake-ups per request when many clients' requests queue (measured:
+   * about 25 % less CPU per append on node and broker with 256 uncoalesced appends in flight).
+   * A reference RFC 7 broker ignores it. 1 turns it off.
+   * @default 32
+   */
+  readonly batch?: number;
+  /**
    * HEARTBEAT interval to the brokers; must match theirs.
    * @default 2500
    */
@@ -128,6 +138,7 @@ export function nodeDefaults(): Required<Omit<StartNodeOptions, 'config' | 'node
   return {
     concurrency: 8,
     credit: 32,
+    batch: 32,
     heartbeatIntervalMs: 2500,
     heartbeatLiveness: 3,
     reconnectDelayMs: 1000,
@@ -384,6 +395,7 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
   const check = new OptionProblems('node');
   check.integer('concurrency', settings.concurrency, 1, 1024);
   check.integer('credit', settings.credit, 1, 65_535);
+  check.integer('batch', settings.batch, 1, 1024);
   check.integer('heartbeatIntervalMs', settings.heartbeatIntervalMs, 1);
   check.integer('heartbeatLiveness', settings.heartbeatLiveness, 1);
   check.integer('reconnectDelayMs', settings.reconnectDelayMs, 0);
@@ -458,9 +470,9 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
     handlers.push(handler);
     for (const endpoint of config.brokers) {
       // Subscribe requests are long polls, each its own connection's: no credit there.
-      for (const [service, concurrency, credit] of [
-        [config.partitions[partition.name].service, settings.concurrency, settings.credit],
-        [subscribeServiceName(partition.name), settings.subscribeConcurrency, 1],
+      for (const [service, concurrency, credit, batch] of [
+        [config.partitions[partition.name].service, settings.concurrency, settings.credit, settings.batch],
+        [subscribeServiceName(partition.name), settings.subscribeConcurrency, 1, 1],
       ] as const) {
         const worker = new MajordomoWorker({
           ...options.worker,
@@ -469,6 +481,7 @@ export async function startNode(options: StartNodeOptions): Promise<StoreNode> {
           handler: handler.handle,
           concurrency,
           credit,
+          batch,
           heartbeatIntervalMs: settings.heartbeatIntervalMs,
           heartbeatLiveness: settings.heartbeatLiveness,
           reconnectDelayMs: settings.reconnectDelayMs,

@@ -1,6 +1,6 @@
 import { tmpdir } from 'node:os';
 import { expect, it } from 'vitest';
-import { formatBrokerRows, runBrokerBench } from './broker-bench.js';
+import { cpuNote, formatBrokerRows, runBrokerBench, usageBetween } from './broker-bench.js';
 
 // Smoke mode only, servers inline: proves the benchmark runs end to end. No timing assertions.
 it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, async () => {
@@ -24,4 +24,13 @@ it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, a
   const table = formatBrokerRows(rows);
   expect(table.split('\n')).toHaveLength(rows.length + 2);
   expect(table).toMatch(/direct is [\d.]+× this/);
+});
+
+it('reports each server process\'s CPU time and context switches per request', () => {
+  const reading = (cpuUs: number, voluntary: number, involuntary: number) =>
+    ({ ...process.resourceUsage(), userCPUTime: cpuUs, systemCPUTime: cpuUs / 2, voluntaryContextSwitches: voluntary, involuntaryContextSwitches: involuntary });
+  const broker = usageBetween(reading(1_000, 10, 5), reading(201_000, 1_610, 105));
+  expect(broker).toEqual({ cpuMs: 300, contextSwitches: 1_700 });
+  expect(cpuNote(200, { broker, worker: undefined })).toBe('; CPU and context switches per request: broker 1500 µs, 8.5 cs');
+  expect(cpuNote(200, { node: undefined })).toBe('');
 });

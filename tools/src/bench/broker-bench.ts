@@ -117,11 +117,22 @@ function payload(bytes = PAYLOAD_BYTES): Buffer {
 
 // ---- servers, in a child process or inline ----------------------------------------------------
 
+/**
+ * What a server process used while serving (from ready to SIGTERM). Context switches (all
+ * threads: main, libzmq I/O, libuv pool) count the wake-ups a request costs: they move far
+ * less with the machine's load than CPU time does, so they compare runs on a shared machine.
+ */
+export interface ServerUsage {
+  readonly cpuMs: number;
+  /** Voluntary and involuntary context switches (`process.resourceUsage()`). */
+  readonly contextSwitches: number;
+}
+
 interface Server {
   /** What the server printed when ready: its endpoint, when it has one. */
   readonly endpoint: string;
-  /** Stops it; resolves with the CPU milliseconds its process used (undefined inline). */
-  stop(): Promise<number | undefined>;
+  /** Stops it; resolves with what its process used (undefined inline). */
+  stop(): Promise<ServerUsage | undefined>;
 }
 
 interface RoleHandle {
@@ -192,13 +203,13 @@ async function spawnRole(spec: Role): Promise<Server> {
   return {
     endpoint,
     stop: () =>
-      new Promise<number | undefined>((resolve) => {
+      new Promise<ServerUsage | undefined>((resolve) => {
         if (child.exitCode !== null) return resolve(undefined);
         // The server's last line: the CPU time it used while serving. Resolve once it has
         // exited, though: a node still closing (writing its index) races the data folder's removal.
-        let cpuMs: number | undefined;
-        lines.once('line', (line) => (cpuMs = (JSON.parse(line) as { cpuMs: number }).cpuMs));
-        child.once('exit', () => resolve(cpuMs));
+        let usage: ServerUsage | undefined;
+        lines.once('line', (line) => (usage = JSON.parse(line) as ServerUsage));
+        child.once('exit', () => resolve(usage));
         child.kill('SIGTERM');
       }),
   };
@@ -210,12 +221,23 @@ async function startRole(spec: Role, placement: Placement): Promise<Server> {
   return { endpoint: handle.endpoint, stop: () => handle.stop().then(() => undefined) };
 }
 
-/** " µs CPU per request" of each server that ran in its own process. */
-function cpuNote(count: number, servers: Readonly<Record<string, number | undefined>>): string {
-  const parts = Object.entries(servers).flatMap(([name, cpuMs]) =>
-    cpuMs === undefined ? [] : [`${name} ${((cpuMs * 1000) / count).toFixed(0)} µs`],
+/** What a process used between two `process.resourceUsage()` readings. */
+export function usageBetween(before: NodeJS.ResourceUsage, after: NodeJS.ResourceUsage): ServerUsage {
+  const switches = (usage: NodeJS.ResourceUsage): number => usage.voluntaryContextSwitches + usage.involuntaryContextSwitches;
+  return {
+    cpuMs: (after.userCPUTime - before.userCPUTime + after.systemCPUTime - before.systemCPUTime) / 1000,
+    contextSwitches: switches(after) - switches(before),
+  };
+}
+
+/** "µs CPU and context switches per request" of each server that ran in its own process. */
+export function cpuNote(count: number, servers: Readonly<Record<string, ServerUsage | undefined>>): string {
+  const parts = Object.entries(servers).flatMap(([name, usage]) =>
+    usage === undefined
+      ? []
+      : [`${name} ${((usage.cpuMs * 1000) / count).toFixed(0)} µs, ${(usage.contextSwitches / count).toFixed(1)} cs`],
   );
-  return parts.length === 0 ? '' : `; CPU per request: ${parts.join(', ')}`;
+  return parts.length === 0 ? '' : `; CPU and context switches per request: ${parts.join('; ')}`;
 }
 
 // ---- (a) request/reply ------------------------------------------------------------------------
@@ -307,8 +329,8 @@ export async function requestReplyRows(
   try {
     direct = await dealerRoundTrips('direct: DEALER ↔ echo ROUTER', echo.endpoint, (id) => [id, body], (reply) => reply[0], count, window, `${window} in flight`);
   } finally {
-    const cpuMs = await echo.stop();
-    if (direct !== undefined) rows.push({ ...direct, note: `${direct.note}${cpuNote(count, { 'echo server': cpuMs })}` });
+    const usage = await echo.stop();
+    if (direct !== undefined) rows.push({ ...direct, note: `${direct.note}${cpuNote(count, { 'echo server': usage })}` });
   }
   const service = Buffer.from(ECHO_SERVICE);
   for (const workerBatch of workerBatches) {
@@ -379,8 +401,8 @@ async function appendLoad(name: string, append: (n: number, events: EventData[])
 /** A broker and a node serving partition `p1` (file store, fsync per commit), and a store client on them. */
 export interface BenchCluster {
   readonly client: StoreClient;
-  /** Stops client, node and broker; the CPU milliseconds each server process used (undefined inline). */
-  stop(): Promise<{ readonly brokerCpuMs: number | undefined; readonly nodeCpuMs: number | undefined }>;
+  /** Stops client, node and broker; what each server process used (undefined inline). */
+  stop(): Promise<{ readonly broker: ServerUsage | undefined; readonly node: ServerUsage | undefined }>;
 }
 
 /**
@@ -417,9 +439,8 @@ export async function startBenchCluster(directory: string, nodeConcurrency: numb
     client: c,
     async stop() {
       await c.close();
-      const nodeCpuMs = await n.stop();
-      const brokerCpuMs = await broker.stop();
-      return { brokerCpuMs, nodeCpuMs };
+      const node = await n.stop();
+      return { node, broker: await broker.stop() };
     },
   };
 }
@@ -454,7 +475,7 @@ export async function appendRows(directory: string, units: number, unitEvents: n
     );
   } finally {
     const cpu = await cluster.stop();
-    if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(units, { broker: cpu.brokerCpuMs, node: cpu.nodeCpuMs })}` });
+    if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(units, { broker: cpu.broker, node: cpu.node })}` });
   }
   return rows;
 }
@@ -564,10 +585,9 @@ if (isMain) {
   if (values.role !== undefined) {
     // A server process: serve until SIGTERM.
     const server = await runRole(JSON.parse(values.role) as Role);
-    const cpuBefore = process.cpuUsage();
+    const before = process.resourceUsage();
     process.on('SIGTERM', () => {
-      const used = process.cpuUsage(cpuBefore);
-      process.stdout.write(`${JSON.stringify({ cpuMs: (used.user + used.system) / 1000 })}\n`);
+      process.stdout.write(`${JSON.stringify(usageBetween(before, process.resourceUsage()))}\n`);
       void server.stop().then(() => process.exit(0));
     });
     process.stdout.write(`${JSON.stringify({ endpoint: server.endpoint })}\n`);

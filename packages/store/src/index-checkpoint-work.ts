@@ -263,9 +263,9 @@ function sortedOrder(n: number, hi: Uint32Array, lo: Uint32Array, cmp: (a: numbe
 }
 
 
-/** Reads entries from a table's blocks one at a time. */
+/** Reads entries from a table's blocks one at a time (through a DataView: inlined, unlike Buffer's read*LE). */
 class Cursor {
-  private block: Buffer | undefined;
+  private block: DataView | undefined;
   private o = 0;
   hi = 0;
   lo = 0;
@@ -279,20 +279,21 @@ class Cursor {
     this.next();
   }
   next(): void {
-    while (this.block === undefined || this.o >= this.block.length) {
+    while (this.block === undefined || this.o >= this.block.byteLength) {
       const r = this.blocks.next();
       if (r.done === true) {
         this.done = true;
         return;
       }
-      this.block = r.value;
+      // Valid until the next block is asked for (streamCursor): read once, never kept.
+      this.block = new DataView(r.value.buffer, r.value.byteOffset, r.value.byteLength);
       this.o = 0;
     }
     const blk = this.block;
-    this.hi = blk.readUInt32LE(this.o);
-    this.lo = blk.readUInt32LE(this.o + 4);
-    this.a = blk.readDoubleLE(this.o + 8);
-    this.b = this.entryBytes === 24 ? blk.readDoubleLE(this.o + 16) : 0;
+    this.hi = blk.getUint32(this.o, true);
+    this.lo = blk.getUint32(this.o + 4, true);
+    this.a = blk.getFloat64(this.o + 8, true);
+    this.b = this.entryBytes === 24 ? blk.getFloat64(this.o + 16, true) : 0;
     this.o += this.entryBytes;
   }
 }

@@ -430,9 +430,19 @@ export class TableBuilder {
   private readonly sBloom: Uint32Array;
   private readonly cBloom: Uint32Array;
 
-  /** `streamsMax` and `commandsMax` (upper bounds of the entries to come) size the Bloom filters. */
-  constructor(streamsMax: number, commandsMax: number) {
-    this.block = Buffer.allocUnsafe(STREAM_BLOCK_ENTRIES * STREAM_ENTRY_BYTES);
+  /** Where the table goes when it is built in place ({@link TableBuilder.into}); undefined: in chunks. */
+  private readonly out: Buffer | undefined;
+  private outBytes = 0;
+
+  /**
+   * `streamsMax` and `commandsMax` (upper bounds of the entries to come) size the Bloom filters.
+   * With `out` (at least {@link tableBytesMax} of them), the table is written into it in place
+   * instead of in chunks: no chunk is allocated or copied, {@link takeChunks} returns nothing and
+   * {@link byteLength} says how much of `out` the table holds.
+   */
+  constructor(streamsMax: number, commandsMax: number, out?: Buffer) {
+    this.out = out;
+    this.block = out === undefined ? Buffer.allocUnsafe(STREAM_BLOCK_ENTRIES * STREAM_ENTRY_BYTES) : out.subarray(0, STREAM_BLOCK_ENTRIES * STREAM_ENTRY_BYTES);
     this.view = viewOf(this.block);
     this.sBloom = new Uint32Array(bloomWords(streamsMax));
     this.cBloom = new Uint32Array(bloomWords(commandsMax));
@@ -464,7 +474,7 @@ export class TableBuilder {
     if (this.section === 'streams') {
       if (this.blockUsed > 0) this.endBlock(this.sCrc, STREAM_ENTRY_BYTES);
       this.section = 'commands';
-      this.block = Buffer.allocUnsafe(COMMAND_BLOCK_ENTRIES * COMMAND_ENTRY_BYTES);
+      this.block = this.nextBlock(COMMAND_BLOCK_ENTRIES * COMMAND_ENTRY_BYTES);
       this.view = viewOf(this.block);
       this.lastSeq = -1;
     } else if ((cmpHash(hi, lo, this.lastHi, this.lastLo) || seq - this.lastSeq) <= 0) {
@@ -488,10 +498,22 @@ export class TableBuilder {
   private endBlock(crcs: number[], entryBytes: number): void {
     const bytes = this.block.subarray(0, this.blockUsed * entryBytes);
     crcs.push(crc32c(bytes, 0, bytes.length));
-    this.chunks.push(bytes);
-    this.block = Buffer.allocUnsafe(this.block.length);
+    if (this.out === undefined) this.chunks.push(bytes);
+    else this.outBytes += bytes.length;
+    this.block = this.nextBlock(this.block.length);
     this.view = viewOf(this.block);
     this.blockUsed = 0;
+  }
+
+  /** A fresh block: the next `bytes` of `out` when building in place, else a new buffer. */
+  private nextBlock(bytes: number): Buffer {
+    // A block is never written past the entries announced (streamsMax, commandsMax), so a view clamped at the end of `out` is enough.
+    return this.out === undefined ? Buffer.allocUnsafe(bytes) : this.out.subarray(this.outBytes, this.outBytes + bytes);
+  }
+
+  /** Bytes of the table written into `out` so far (all of it after {@link finish}). */
+  get byteLength(): number {
+    return this.outBytes;
   }
 
   /** Chunks written so far (the caller writes them out and drops them). */
@@ -541,6 +563,23 @@ export class TableBuilder {
     t.writeUInt32LE(cBloom.length, 124);
     t.writeUInt32LE(crc32c(cBloom, 0, cBloom.length, crc32c(sBloom, 0, sBloom.length)), 128);
     t.writeUInt32LE(crc32c(t, 0, TRAILER_BYTES - 4), TRAILER_BYTES - 4);
-    this.chunks.push(footer, sBloom, cBloom, t);
+    if (this.out === undefined) {
+      this.chunks.push(footer, sBloom, cBloom, t);
+      return;
+    }
+    for (const c of [footer, sBloom, cBloom, t]) {
+      this.out.set(c, this.outBytes);
+      this.outBytes += c.length;
+    }
   }
+}
+
+/**
+ * The size of a table of at most `streams` stream entries and `commands` command entries (exact
+ * when it holds that many), built by a {@link TableBuilder} constructed with these two counts.
+ */
+export function tableBytesMax(streams: number, commands: number): number {
+  const sb = Math.ceil(streams / STREAM_BLOCK_ENTRIES);
+  const cb = Math.ceil(commands / COMMAND_BLOCK_ENTRIES);
+  return streams * STREAM_ENTRY_BYTES + commands * COMMAND_ENTRY_BYTES + sb * 20 + cb * 12 + 4 * (bloomWords(streams) + bloomWords(commands)) + TRAILER_BYTES;
 }

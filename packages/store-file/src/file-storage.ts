@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { writeSync } from 'node:fs';
 import { appendFile, mkdir, open, readdir, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import {
@@ -46,6 +47,14 @@ export const SEGMENT_BYTES_MAX = 1024 * 1024 * 1024;
 export const SEGMENT_BYTES_MIN = 8192;
 /** The file an operator's truncate below the durable watermark is recorded in. */
 export const OPERATOR_LOG = 'operator.log';
+/**
+ * Batches up to this size are written with a synchronous pwrite on the writer's thread: a small
+ * write only copies into the page cache (a few µs), while a thread-pool round trip costs the
+ * event loop ~25–50 µs of dispatch and wake-up (measured: 300-byte writes, 85 µs wall and 61 µs
+ * CPU each through FileHandle.write). Larger batches go through the pool, so the copy of a big
+ * group overlaps the encoding of the next. The fdatasync always goes through the pool.
+ */
+const SYNC_WRITE_BYTES_MAX = 64 * 1024;
 
 /** Options of {@link createFileStorage}. */
 export interface FileStorageOptions {
@@ -516,7 +525,8 @@ class FileStorage implements PartitionStorage {
         await this.roll();
         current = this.current as Current;
       }
-      await writeFully(current.handle, bytes, this.position);
+      if (bytes.length <= SYNC_WRITE_BYTES_MAX) writeFullySync(current.handle.fd, bytes, this.position);
+      else await writeFully(current.handle, bytes, this.position);
     } catch (error) {
       throw this.fail(error, 'write', this.path(current.segment));
     }
@@ -632,7 +642,8 @@ class FileStorage implements PartitionStorage {
     this.slots.set(target.segment, state);
     state.counter++;
     const slot = encodeSlot({ counter: state.counter, synced: this.synced, acked: this.durable, successor: state.successor, cut: state.cut });
-    await writeFully(target.handle, slot, slotOffset(state.counter));
+    // A slot is a few dozen bytes: written in place, not through the thread pool (SYNC_WRITE_BYTES_MAX).
+    writeFullySync(target.handle.fd, slot, slotOffset(state.counter));
     this.slotDirty.add(target.handle);
   }
 
@@ -1132,6 +1143,12 @@ async function writeFully(handle: FileHandle, bytes: Uint8Array, position: numbe
     const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, position + written);
     written += bytesWritten;
   }
+}
+
+/** {@link writeFully} without the thread pool, for small batches (SYNC_WRITE_BYTES_MAX). */
+function writeFullySync(fd: number, bytes: Uint8Array, position: number): void {
+  let written = 0;
+  while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written, position + written);
 }
 
 export async function syncDirectory(directory: string): Promise<void> {

@@ -1,6 +1,6 @@
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { StorageError } from './errors.js';
-import { BufferSource, FileSource, IndexTable, TableBuilder, type TableMeta } from './index-table.js';
+import { BufferSource, FileSource, IndexTable, TableBuilder, tableBytesMax, type TableMeta } from './index-table.js';
 
 /**
  * The CPU-heavy part of index checkpoints — sorting a frozen memtable into a table, merging two
@@ -66,11 +66,20 @@ function build(job: BuildJob): CheckpointJobResult {
   const m = cHi.length;
   const sOrder = sortedOrder(n, sHi, sLo, (a, b) => sHi[a] - sHi[b] || sLo[a] - sLo[b] || sVer[a] - sVer[b] || sSeq[a] - sSeq[b]);
   const cOrder = sortedOrder(m, cHi, cLo, (a, b) => cHi[a] - cHi[b] || cLo[a] - cLo[b] || cSeq[a] - cSeq[b]);
-  const builder = new TableBuilder(n, m);
+  // An in-memory table is built in place in the shared buffer it is handed over in (no chunks, no concatenation).
+  const shared = job.path === undefined ? new SharedArrayBuffer(tableBytesMax(n, m)) : undefined;
+  const builder = new TableBuilder(n, m, shared === undefined ? undefined : Buffer.from(shared));
   for (const i of sOrder) builder.addStream(sHi[i], sLo[i], sVer[i], sSeq[i]);
   for (const i of cOrder) builder.addCommand(cHi[i], cLo[i], cSeq[i]);
   builder.finish(job.meta);
+  if (shared !== undefined) return { bytes: exactly(shared, builder.byteLength), written: false, writeError: undefined };
   return output(job, builder.takeChunks());
+}
+
+/** `shared` cut to the table's `bytes` (a copy only when the table came out smaller than its bound). */
+function exactly(shared: SharedArrayBuffer, bytes: number): SharedArrayBuffer {
+  if (bytes > shared.byteLength) throw new Error(`[sluice/store] index table builder: ${bytes} bytes written into ${shared.byteLength} (bug)`);
+  return bytes === shared.byteLength ? shared : shared.slice(0, bytes);
 }
 
 function merge(job: MergeJob): CheckpointJobResult {
@@ -78,8 +87,10 @@ function merge(job: MergeJob): CheckpointJobResult {
   let b: IndexTable | undefined;
   try {
     b = openRef(job.b, job.where);
-    const builder = new TableBuilder(a.meta.streamCount + b.meta.streamCount, a.meta.commandCount + b.meta.commandCount);
+    const streams = a.meta.streamCount + b.meta.streamCount;
+    const commands = a.meta.commandCount + b.meta.commandCount;
     if (job.path !== undefined) {
+      const builder = new TableBuilder(streams, commands);
       // Written out as it is merged: memory stays at a block or two, however large the tables.
       const file = new TableFileWriter(job.path, job.directory as string, job.where);
       try {
@@ -93,11 +104,14 @@ function merge(job: MergeJob): CheckpointJobResult {
       file.finish();
       return { bytes: undefined, written: true, writeError: undefined };
     }
-    const chunks: Buffer[] = [];
-    for (const _ of mergeTables(a, b, builder, job.commandSeqFloor)) chunks.push(...builder.takeChunks());
+    // In memory: built in place in a shared buffer sized for every entry (retention may drop commands: then cut to size).
+    const shared = new SharedArrayBuffer(tableBytesMax(streams, commands));
+    const builder = new TableBuilder(streams, commands, Buffer.from(shared));
+    for (const _ of mergeTables(a, b, builder, job.commandSeqFloor)) {
+      // Nothing to write out between steps: the table grows in place.
+    }
     builder.finish(job.meta);
-    chunks.push(...builder.takeChunks());
-    return output(job, chunks);
+    return { bytes: exactly(shared, builder.byteLength), written: false, writeError: undefined };
   } finally {
     a.close();
     b?.close();
@@ -263,9 +277,9 @@ function sortedOrder(n: number, hi: Uint32Array, lo: Uint32Array, cmp: (a: numbe
 }
 
 
-/** Reads entries from a table's blocks one at a time. */
+/** Reads entries from a table's blocks one at a time (through a DataView: inlined, unlike Buffer's read*LE). */
 class Cursor {
-  private block: Buffer | undefined;
+  private block: DataView | undefined;
   private o = 0;
   hi = 0;
   lo = 0;
@@ -279,20 +293,21 @@ class Cursor {
     this.next();
   }
   next(): void {
-    while (this.block === undefined || this.o >= this.block.length) {
+    while (this.block === undefined || this.o >= this.block.byteLength) {
       const r = this.blocks.next();
       if (r.done === true) {
         this.done = true;
         return;
       }
-      this.block = r.value;
+      // Valid until the next block is asked for (streamCursor): read once, never kept.
+      this.block = new DataView(r.value.buffer, r.value.byteOffset, r.value.byteLength);
       this.o = 0;
     }
     const blk = this.block;
-    this.hi = blk.readUInt32LE(this.o);
-    this.lo = blk.readUInt32LE(this.o + 4);
-    this.a = blk.readDoubleLE(this.o + 8);
-    this.b = this.entryBytes === 24 ? blk.readDoubleLE(this.o + 16) : 0;
+    this.hi = blk.getUint32(this.o, true);
+    this.lo = blk.getUint32(this.o + 4, true);
+    this.a = blk.getFloat64(this.o + 8, true);
+    this.b = this.entryBytes === 24 ? blk.getFloat64(this.o + 16, true) : 0;
     this.o += this.entryBytes;
   }
 }

@@ -351,14 +351,23 @@ export class IndexTable {
     }
   }
 
-  /** Reads the stream entries in order, a block at a time (for merging). */
+  /**
+   * Reads the stream entries in order, a block at a time (for merging). A block is valid until
+   * the next one is asked for (a file table reads them into one scratch buffer): a merge reads
+   * each entry once, so no block is copied.
+   */
   *streamCursor(): Generator<Buffer> {
-    for (let b = 0; b < this.sHi.length; b++) yield Buffer.from(this.streamBlock(b));
+    for (let b = 0; b < this.sHi.length; b++) yield this.streamBlock(b);
   }
 
+  /** As {@link streamCursor}, for the command entries. */
   *commandCursor(): Generator<Buffer> {
-    for (let b = 0; b < this.cHi.length; b++) yield Buffer.from(this.commandBlock(b));
+    for (let b = 0; b < this.cHi.length; b++) yield this.commandBlock(b);
   }
+}
+
+function viewOf(b: Uint8Array): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /** Bloom filter words for `entries` entries (0 words: the filter answers "maybe" to everything). */
@@ -403,6 +412,8 @@ function blocks(count: number, per: number): number {
 export class TableBuilder {
   private chunks: Buffer[] = [];
   private block: Buffer;
+  /** `block` as a DataView: its setters are inlined by the optimizing compiler, Buffer's write*LE are calls. */
+  private view: DataView;
   private blockUsed = 0;
   private section: 'streams' | 'commands' = 'streams';
   private readonly sMid: number[] = [];
@@ -419,9 +430,20 @@ export class TableBuilder {
   private readonly sBloom: Uint32Array;
   private readonly cBloom: Uint32Array;
 
-  /** `streamsMax` and `commandsMax` (upper bounds of the entries to come) size the Bloom filters. */
-  constructor(streamsMax: number, commandsMax: number) {
-    this.block = Buffer.allocUnsafe(STREAM_BLOCK_ENTRIES * STREAM_ENTRY_BYTES);
+  /** Where the table goes when it is built in place ({@link TableBuilder.into}); undefined: in chunks. */
+  private readonly out: Buffer | undefined;
+  private outBytes = 0;
+
+  /**
+   * `streamsMax` and `commandsMax` (upper bounds of the entries to come) size the Bloom filters.
+   * With `out` (at least {@link tableBytesMax} of them), the table is written into it in place
+   * instead of in chunks: no chunk is allocated or copied, {@link takeChunks} returns nothing and
+   * {@link byteLength} says how much of `out` the table holds.
+   */
+  constructor(streamsMax: number, commandsMax: number, out?: Buffer) {
+    this.out = out;
+    this.block = out === undefined ? Buffer.allocUnsafe(STREAM_BLOCK_ENTRIES * STREAM_ENTRY_BYTES) : out.subarray(0, STREAM_BLOCK_ENTRIES * STREAM_ENTRY_BYTES);
+    this.view = viewOf(this.block);
     this.sBloom = new Uint32Array(bloomWords(streamsMax));
     this.cBloom = new Uint32Array(bloomWords(commandsMax));
   }
@@ -433,10 +455,11 @@ export class TableBuilder {
     if (this.blockUsed === 0) this.sMid.push(hi, lo, version);
     if (hi !== this.lastHi || lo !== this.lastLo || this.streamCount === 0) bloomAdd(this.sBloom, hi, lo);
     const o = this.blockUsed * STREAM_ENTRY_BYTES;
-    this.block.writeUInt32LE(hi, o);
-    this.block.writeUInt32LE(lo, o + 4);
-    this.block.writeDoubleLE(version, o + 8);
-    this.block.writeDoubleLE(seq, o + 16);
+    const v = this.view;
+    v.setUint32(o, hi, true);
+    v.setUint32(o + 4, lo, true);
+    v.setFloat64(o + 8, version, true);
+    v.setFloat64(o + 16, seq, true);
     this.lastHi = hi;
     this.lastLo = lo;
     this.lastVer = version;
@@ -451,7 +474,8 @@ export class TableBuilder {
     if (this.section === 'streams') {
       if (this.blockUsed > 0) this.endBlock(this.sCrc, STREAM_ENTRY_BYTES);
       this.section = 'commands';
-      this.block = Buffer.allocUnsafe(COMMAND_BLOCK_ENTRIES * COMMAND_ENTRY_BYTES);
+      this.block = this.nextBlock(COMMAND_BLOCK_ENTRIES * COMMAND_ENTRY_BYTES);
+      this.view = viewOf(this.block);
       this.lastSeq = -1;
     } else if ((cmpHash(hi, lo, this.lastHi, this.lastLo) || seq - this.lastSeq) <= 0) {
       throw new Error(`[sluice/store] index table builder: command entries out of order (bug)`);
@@ -459,9 +483,10 @@ export class TableBuilder {
     if (this.blockUsed === 0) this.cMid.push(hi, lo);
     bloomAdd(this.cBloom, hi, lo);
     const o = this.blockUsed * COMMAND_ENTRY_BYTES;
-    this.block.writeUInt32LE(hi, o);
-    this.block.writeUInt32LE(lo, o + 4);
-    this.block.writeDoubleLE(seq, o + 8);
+    const v = this.view;
+    v.setUint32(o, hi, true);
+    v.setUint32(o + 4, lo, true);
+    v.setFloat64(o + 8, seq, true);
     this.lastHi = hi;
     this.lastLo = lo;
     this.lastSeq = seq;
@@ -469,11 +494,26 @@ export class TableBuilder {
     if (++this.blockUsed === COMMAND_BLOCK_ENTRIES) this.endBlock(this.cCrc, COMMAND_ENTRY_BYTES);
   }
 
+  /** Hands the full block over as a chunk (no copy) and starts a fresh one of the same size. */
   private endBlock(crcs: number[], entryBytes: number): void {
-    const bytes = Buffer.from(this.block.subarray(0, this.blockUsed * entryBytes));
+    const bytes = this.block.subarray(0, this.blockUsed * entryBytes);
     crcs.push(crc32c(bytes, 0, bytes.length));
-    this.chunks.push(bytes);
+    if (this.out === undefined) this.chunks.push(bytes);
+    else this.outBytes += bytes.length;
+    this.block = this.nextBlock(this.block.length);
+    this.view = viewOf(this.block);
     this.blockUsed = 0;
+  }
+
+  /** A fresh block: the next `bytes` of `out` when building in place, else a new buffer. */
+  private nextBlock(bytes: number): Buffer {
+    // A block is never written past the entries announced (streamsMax, commandsMax), so a view clamped at the end of `out` is enough.
+    return this.out === undefined ? Buffer.allocUnsafe(bytes) : this.out.subarray(this.outBytes, this.outBytes + bytes);
+  }
+
+  /** Bytes of the table written into `out` so far (all of it after {@link finish}). */
+  get byteLength(): number {
+    return this.outBytes;
   }
 
   /** Chunks written so far (the caller writes them out and drops them). */
@@ -523,6 +563,23 @@ export class TableBuilder {
     t.writeUInt32LE(cBloom.length, 124);
     t.writeUInt32LE(crc32c(cBloom, 0, cBloom.length, crc32c(sBloom, 0, sBloom.length)), 128);
     t.writeUInt32LE(crc32c(t, 0, TRAILER_BYTES - 4), TRAILER_BYTES - 4);
-    this.chunks.push(footer, sBloom, cBloom, t);
+    if (this.out === undefined) {
+      this.chunks.push(footer, sBloom, cBloom, t);
+      return;
+    }
+    for (const c of [footer, sBloom, cBloom, t]) {
+      this.out.set(c, this.outBytes);
+      this.outBytes += c.length;
+    }
   }
+}
+
+/**
+ * The size of a table of at most `streams` stream entries and `commands` command entries (exact
+ * when it holds that many), built by a {@link TableBuilder} constructed with these two counts.
+ */
+export function tableBytesMax(streams: number, commands: number): number {
+  const sb = Math.ceil(streams / STREAM_BLOCK_ENTRIES);
+  const cb = Math.ceil(commands / COMMAND_BLOCK_ENTRIES);
+  return streams * STREAM_ENTRY_BYTES + commands * COMMAND_ENTRY_BYTES + sb * 20 + cb * 12 + 4 * (bloomWords(streams) + bloomWords(commands)) + TRAILER_BYTES;
 }

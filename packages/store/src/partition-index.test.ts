@@ -144,6 +144,19 @@ describe('the index without a directory (in memory)', () => {
     expect(again.duplicate).toBe(false);
     await p.close();
   });
+
+  it('merges in-memory tables from which retention drops command ids into tables of exactly their size: no index error, every lookup still answered', async () => {
+    const errors: Error[] = [];
+    const p = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 8, commandIdRetention: { seqs: 50 }, onIndexError: (e) => errors.push(e), clock });
+    await appendUnits(p, 0, 300);
+    const retry = await p.commit({ changes: [{ streamId: 'z', events: [{ type: 'X', data }] }], commandIds: ['c-299'] });
+    expect(retry.duplicate).toBe(true);
+    expect(await p.commandResult('c-0')).toBeUndefined();
+    await p.close();
+    expect(p.indexStatus.mergesStarted).toBeGreaterThan(0);
+    expect(errors).toEqual([]);
+    expect(p.indexStatus.lastError).toBeUndefined();
+  });
 });
 
 describe('stream reads', () => {

@@ -145,4 +145,51 @@ describe('SequenceChecker', () => {
     }
     expect(runs).toBe(2000);
   });
+
+  it('remembers a gap of a billion seqs as a range: the gap, its repair in pieces and a duplicate of it cost no per-seq work', () => {
+    // With one memory entry per missing seq this would allocate a billion of them (and time out).
+    const c = new SequenceChecker({ missingMax: 2e9 });
+    expect(c.checkRun(1, 10)).toEqual({ next: 10, gaps: 0, duplicate: 0, outOfOrder: 0 });
+    expect(c.checkRun(1e9 + 11, 1e9 + 20)).toEqual({ next: 10, gaps: 1, duplicate: 0, outOfOrder: 0 });
+    // The middle arrives late (splits the range), then the rest, then all of it again.
+    expect(c.checkRun(5e8, 6e8 - 1)).toEqual({ next: 0, gaps: 0, duplicate: 0, outOfOrder: 1e8 });
+    expect(c.checkRun(11, 1e9 + 10)).toEqual({ next: 0, gaps: 0, duplicate: 1e8, outOfOrder: 9e8 });
+    expect(c.missingSeqs).toEqual([]);
+    expect(c.checkRun(1, 1e9 + 30)).toEqual({ next: 10, gaps: 0, duplicate: 1e9 + 20, outOfOrder: 0 });
+  });
+
+  it('checkRun matches a per-seq model with a set of missing seqs, evictions included (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 12 }),
+        fc.array(fc.tuple(fc.integer({ min: 1, max: 80 }), fc.integer({ min: 0, max: 12 })), { maxLength: 60 }),
+        (missingMax, runs) => {
+          const c = new SequenceChecker({ missingMax });
+          // The model: every seq on its own, missing seqs in a set in arrival (= ascending) order.
+          const missing = new Set<number>();
+          let head = 0;
+          for (const [first, length] of runs) {
+            const expected = { next: 0, gaps: 0, duplicate: 0, outOfOrder: 0 };
+            for (let seq = first; seq <= first + length; seq++) {
+              if (seq === head + 1) expected.next++;
+              else if (seq > head + 1) {
+                expected.next++;
+                expected.gaps++;
+                for (let m = Math.max(head + 1, seq - missingMax); m < seq; m++) {
+                  if (missing.size >= missingMax) missing.delete(missing.values().next().value as number);
+                  missing.add(m);
+                }
+              } else if (missing.delete(seq)) expected.outOfOrder++;
+              else expected.duplicate++;
+              head = Math.max(head, seq);
+            }
+            expect(c.checkRun(first, first + length)).toEqual(expected);
+            expect(c.nextSeq).toBe(head + 1);
+            expect(c.missingSeqs).toEqual([...missing].sort((a, b) => a - b));
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
 });

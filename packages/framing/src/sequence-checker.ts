@@ -48,7 +48,14 @@ export interface SequenceCheckerOptions {
  */
 export class SequenceChecker {
   private expected: number;
-  private readonly missing = new Set<number>();
+  /**
+   * The missing seqs as disjoint ascending ranges `starts[i]..ends[i]` (inclusive): a lost
+   * datagram of a thousand events is one range, not a thousand set entries, so a gap, its repair
+   * and late or duplicate runs cost O(log ranges + ranges touched), not O(seqs).
+   */
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  private missingCount = 0;
   private readonly missingMax: number;
 
   constructor(options: SequenceCheckerOptions = {}) {
@@ -63,14 +70,16 @@ export class SequenceChecker {
 
   /** Seqs below {@link nextSeq} not yet received, ascending. */
   get missingSeqs(): number[] {
-    return [...this.missing].sort((a, b) => a - b);
+    const out: number[] = [];
+    for (let i = 0; i < this.starts.length; i++) for (let s = this.starts[i]; s <= this.ends[i]; s++) out.push(s);
+    return out;
   }
 
   /**
    * Checks the contiguous run `firstSeq..lastSeq` (a datagram or batch of consecutive seqs) as
-   * {@link check} would check each seq in turn, and counts the verdicts. A run that follows
-   * the highest seq seen costs O(1), not one verdict per seq: receivers of whole batches check
-   * their order without per-event work.
+   * {@link check} would check each seq in turn, and counts the verdicts, in O(log ranges +
+   * ranges touched) whatever the run's length: receivers of whole batches check their order
+   * (and their repairs, and late or duplicate runs) without per-event work.
    */
   checkRun(firstSeq: number, lastSeq: number): SequenceRunVerdict {
     if (firstSeq === this.expected && lastSeq >= firstSeq) {
@@ -81,20 +90,21 @@ export class SequenceChecker {
     let gaps = 0;
     let duplicate = 0;
     let outOfOrder = 0;
-    for (let seq = firstSeq; seq <= lastSeq; seq++) {
-      if (seq === this.expected) {
-        // The rest of the run follows: one step.
-        next += lastSeq - seq + 1;
-        this.expected = lastSeq + 1;
-        break;
+    // The part below the highest seen: late (it fills missing seqs) or duplicate.
+    const below = Math.min(lastSeq, this.expected - 1);
+    if (firstSeq <= below) {
+      outOfOrder = this.take(firstSeq, below);
+      duplicate = below - firstSeq + 1 - outOfOrder;
+    }
+    // The part from the highest seen on: new, after a gap if it starts beyond the next expected.
+    if (lastSeq >= this.expected) {
+      const from = Math.max(firstSeq, this.expected);
+      if (from > this.expected) {
+        this.openGap(this.expected, from - 1);
+        gaps = 1;
       }
-      const v = this.check(seq);
-      if (v.kind === 'gap') {
-        gaps++;
-        next++;
-      } else if (v.kind === 'next') next++;
-      else if (v.kind === 'duplicate') duplicate++;
-      else outOfOrder++;
+      next = lastSeq - from + 1;
+      this.expected = lastSeq + 1;
     }
     return { next, gaps, duplicate, outOfOrder };
   }
@@ -107,19 +117,84 @@ export class SequenceChecker {
     if (seq > this.expected) {
       const missingFrom = this.expected;
       const missingTo = seq - 1;
-      for (let s = Math.max(missingFrom, missingTo - this.missingMax + 1); s <= missingTo; s++) this.remember(s);
+      this.openGap(missingFrom, missingTo);
       this.expected = seq + 1;
       return { kind: 'gap', seq, missingFrom, missingTo };
     }
-    if (this.missing.delete(seq)) return { kind: 'out-of-order', seq };
+    if (this.take(seq, seq) === 1) return { kind: 'out-of-order', seq };
     return { kind: 'duplicate', seq };
   }
 
-  private remember(seq: number): void {
-    if (this.missing.size >= this.missingMax) {
-      const oldest = this.missing.values().next().value as number;
-      this.missing.delete(oldest);
+  /** Remembers `from..to` (all above every remembered seq) as missing, then forgets the oldest (lowest) beyond `missingMax`. */
+  private openGap(from: number, to: number): void {
+    const lo = Math.max(from, to - this.missingMax + 1);
+    const n = this.starts.length;
+    if (n > 0 && this.ends[n - 1] === lo - 1) this.ends[n - 1] = to;
+    else {
+      this.starts.push(lo);
+      this.ends.push(to);
     }
-    this.missing.add(seq);
+    this.missingCount += to - lo + 1;
+    let excess = this.missingCount - this.missingMax;
+    let drop = 0;
+    while (excess > 0) {
+      const size = this.ends[drop] - this.starts[drop] + 1;
+      if (size > excess) {
+        this.starts[drop] += excess;
+        this.missingCount -= excess;
+        break;
+      }
+      excess -= size;
+      this.missingCount -= size;
+      drop++;
+    }
+    if (drop > 0) {
+      this.starts.splice(0, drop);
+      this.ends.splice(0, drop);
+    }
+  }
+
+  /** Forgets the missing seqs within `from..to` and returns how many there were. */
+  private take(from: number, to: number): number {
+    const { starts, ends } = this;
+    // The first range that ends at or after `from`.
+    let lo = 0;
+    let hi = ends.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (ends[mid] < from) lo = mid + 1;
+      else hi = mid;
+    }
+    let found = 0;
+    let i = lo;
+    let removeFrom = -1;
+    let removeCount = 0;
+    while (i < starts.length && starts[i] <= to) {
+      const s = starts[i];
+      const e = ends[i];
+      const a = Math.max(s, from);
+      const b = Math.min(e, to);
+      found += b - a + 1;
+      if (s < a && e > b) {
+        // Splits the range: its middle arrived.
+        ends[i] = a - 1;
+        starts.splice(i + 1, 0, b + 1);
+        ends.splice(i + 1, 0, e);
+        break;
+      }
+      if (s < a) ends[i] = a - 1;
+      else if (e > b) starts[i] = b + 1;
+      else {
+        if (removeFrom < 0) removeFrom = i;
+        removeCount++;
+      }
+      i++;
+    }
+    if (removeCount > 0) {
+      starts.splice(removeFrom, removeCount);
+      ends.splice(removeFrom, removeCount);
+    }
+    this.missingCount -= found;
+    return found;
   }
 }

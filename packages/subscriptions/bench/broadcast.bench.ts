@@ -16,7 +16,8 @@
 // Besides wall-clock rates it prints the CPU time of all threads (process.cpuUsage) over the
 // broadcast: receiver-events per CPU-second depend much less on what else the machine runs.
 // THREADS=1 adds each thread's CPU (Linux /proc); PROFILE=<file> writes the main thread's CPU
-// profile of the broadcast phase (node --cpu-prof profiles the workers too).
+// profile of the broadcast phase (node --cpu-prof profiles the workers too); PERF_CTL=<fifo> turns
+// `perf record --control=fifo:<fifo> -D -1` on for the broadcast phase only (all threads, kernel too).
 // Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000] [transport=udp] [consume=frames]
 import { createRequire } from 'node:module';
 import { Worker, isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
@@ -140,6 +141,9 @@ if (isMainThread) {
     await session.post('Profiler.enable');
     await session.post('Profiler.start');
   }
+  // PERF_CTL=<fifo>: `perf record --control=fifo:<fifo> -D -1` records the broadcast phase only.
+  const perfCtl = process.env.PERF_CTL ? (await import('node:fs')).openSync(process.env.PERF_CTL, 'w') : undefined;
+  if (perfCtl !== undefined) (await import('node:fs')).writeSync(perfCtl, 'enable\n');
   const cpuAtStart = process.cpuUsage();
   const threadsAtStart = process.env.THREADS ? threadTicks() : undefined;
   const started = performance.now();
@@ -154,6 +158,7 @@ if (isMainThread) {
   // Every thread of the process (publisher, receivers, replayer): the cost of the broadcast whatever else the machine runs.
   const cpu = process.cpuUsage(cpuAtStart);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  if (perfCtl !== undefined) (await import('node:fs')).writeSync(perfCtl, 'disable\n');
   if (threadsAtStart) {
     const now = threadTicks();
     const rows = [...now].map(([tid, v]) => [tid, v.name, v.ticks - (threadsAtStart.get(tid)?.ticks ?? 0)] as const).filter((r) => r[2] > 0).sort((x, y) => y[2] - x[2]);

@@ -313,6 +313,31 @@ describe.each(transports)('broadcast over $name: publisher â†’ faulty network â†
     expect(hosts.some((h) => h.receiver.stats.framesOutOfOrder > 0)).toBe(true);
   }, 60_000);
 
+  it('a publisher behind the partition head announces what it sent, not the head: receivers do not fetch what it is about to send', async () => {
+    // A source 500 commits ahead whose batches have not reached the publisher yet (it is catching up).
+    const stalled = new AbortController();
+    cleanup.push(async () => stalled.abort());
+    const source = {
+      name: 'bc-behind',
+      lastSeq: 500,
+      async *subscribe(options: { signal?: AbortSignal }): AsyncIterable<RecordedEvent[]> {
+        await new Promise<void>((resolve) => options.signal?.addEventListener('abort', () => resolve(), { once: true }));
+      },
+    };
+    let sawBeat!: (headSeq: number) => void;
+    const beat = new Promise<number>((resolve) => (sawBeat = resolve));
+    const sender: DatagramSender = {
+      send(datagram) {
+        const d = decodeDatagram(datagram);
+        if (d?.kind === 'heartbeat') sawBeat(d.headSeq);
+      },
+      close: async () => undefined,
+    };
+    const publisher = startBroadcastPublisher({ source, sender, fromSeq: 101, heartbeatMs: 5 });
+    cleanup.push(() => publisher.stop());
+    expect(await beat).toBe(100);
+  });
+
   it('the publisher going away (its last datagrams lost) and coming back later still ends exact: heartbeats announce the head', async () => {
     const p = await partition();
     const hosts = [];

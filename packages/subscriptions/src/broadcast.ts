@@ -25,8 +25,10 @@ export interface BroadcastPublisherOptions {
    */
   readonly datagramBytesMax?: number;
   /**
-   * When nothing was sent for this long, the publisher announces the partition's head seq,
-   * so receivers notice a lost tail (and commits made while no publisher ran).
+   * When nothing was sent for this long, the publisher announces the last seq it sent (from
+   * the start: `fromSeq - 1`, the partition's head by default), so receivers notice a lost tail
+   * (and commits made while no publisher ran). Not the partition's head while the publisher is
+   * behind it: receivers would fetch from the replayer what the publisher is about to send.
    * @default 100
    */
   readonly heartbeatMs?: number;
@@ -72,7 +74,8 @@ export function startBroadcastPublisher(options: BroadcastPublisherOptions): Bro
   let sentSinceTick = false;
   const timer = setInterval(() => {
     if (!sentSinceTick) {
-      const beat = encodeHeartbeat(source.name, session, Math.max(source.lastSeq, lastSent));
+      // What was sent, not source.lastSeq: commits not sent yet are on their way, not lost.
+      const beat = encodeHeartbeat(source.name, session, lastSent);
       sender.send(beat);
       stats.heartbeats++;
     }

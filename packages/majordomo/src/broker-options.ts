@@ -27,7 +27,8 @@ export interface BrokerOptions {
    * silent before it is taken as dead and its request redelivered. RFC 7 workers like the
    * guide's `mdwrkapi` are single-threaded and send nothing while their handler runs, so
    * heartbeat × liveness would cut off any request slower than that. Workers that heartbeat
-   * while busy (`MajordomoWorker`) are held to heartbeat × liveness as soon as they have.
+   * while busy (`MajordomoWorker`) are held to heartbeat × liveness as soon as they have, and
+   * credit-extension workers always are (the extension requires heartbeats while busy).
    * @default 60000
    */
   readonly busyTimeoutMs?: number;

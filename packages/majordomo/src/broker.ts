@@ -605,10 +605,13 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
   /**
    * Dead when silent for heartbeat × liveness; but a worker holding a request that has never
    * heartbeated while busy (a single-threaded reference worker) gets `busyTimeoutMs` of
-   * silence first, so a slow handler's reply still gets through (issue 10, item 4).
+   * silence first, so a slow handler's reply still gets through (issue 10, item 4). A credit
+   * worker never gets that grace: the extension requires heartbeats while requests are held,
+   * so its silence means it is gone (a worker that reconnected on a new socket right after its
+   * requests were sent would otherwise hold them for busyTimeoutMs).
    */
   private isExpired(worker: WorkerEntry, now: number): boolean {
-    if (worker.inFlight.size > 0 && !worker.heartbeatsWhileBusy) {
+    if (worker.inFlight.size > 0 && !worker.heartbeatsWhileBusy && !worker.tagged) {
       return now >= Math.max(worker.expiresAt, worker.lastHeardAt + this.options.busyTimeoutMs);
     }
     return worker.expiresAt <= now;

@@ -133,6 +133,23 @@ describe('credit extension: broker', () => {
     expect(seen).toEqual(['q0', 'q1', 'q2', 'q3', 'q4', 'q5']);
   });
 
+  it('a credit worker silent from the moment it was sent requests (it reconnected on a new socket) is purged after heartbeat × liveness, not busyTimeoutMs', async () => {
+    // Busy grace of a minute, client timeout of 10 s: only the heartbeat expiry (150 ms) gets
+    // the requests back in time. A MajordomoWorker that gave up on a silent broker closes its
+    // socket and reconnects; requests the broker had just sent to the old one land nowhere.
+    const broker = await startBroker({ ...FAST, busyTimeoutMs: 60_000 });
+    const { socket: gone } = await rawCreditWorker(broker.endpoint, 'echo', 8);
+    const client = startClient({ endpoints: [broker.endpoint], timeoutMs: 10_000, attemptsMax: 1 });
+    const replies = Array.from({ length: 3 }, (_, i) => client.request('echo', [b(`q${i}`)]));
+    for (let i = 0; i < 3; i += 1) await receiveMatching(gone, isRequest);
+    const removed = waitForEvent(broker, 'worker-removed', () => true, 5000);
+    gone.close(); // never heartbeated while busy, never will
+    expect((await removed).reason).toBe('expired');
+    expect(broker.stats()).toMatchObject({ redeliveredRequests: 3, queuedRequests: 3 });
+    await startWorker(broker, { ...FAST, service: 'echo', credit: 8, handler: async (r) => r });
+    expect((await Promise.all(replies)).map(text)).toEqual([['q0'], ['q1'], ['q2']]);
+  });
+
   it('requests delivered deliveriesMax times already are answered with 502 when their credit worker is lost', async () => {
     const broker = await startBroker({ ...FAST, deliveriesMax: 1 });
     const { socket: worker } = await rawCreditWorker(broker.endpoint, 'echo', 8);

@@ -34,6 +34,8 @@ export interface PartitionHandlerStats {
   readonly errors: Readonly<Record<string, number>>;
   /** Requests being handled now. */
   readonly inFlight: number;
+  /** The most requests handled at once since the handler started (a high-water mark of `inFlight`). */
+  readonly inFlightMost: number;
 }
 
 /**
@@ -45,6 +47,7 @@ export interface PartitionHandlerStats {
 export class PartitionHandler {
   private closing = false;
   private inFlight = 0;
+  private inFlightMost = 0;
   private idleWaiters: (() => void)[] = [];
   private readonly counters = { appends: 0, reads: 0, heads: 0 };
   private readonly errors: Record<string, number> = {};
@@ -67,6 +70,7 @@ export class PartitionHandler {
   /** The MDP worker handler: request body frames in, reply body frames out. */
   readonly handle = async (frames: Buffer[]): Promise<Buffer[]> => {
     this.inFlight += 1;
+    if (this.inFlight > this.inFlightMost) this.inFlightMost = this.inFlight;
     try {
       return [await this.reply(frames)];
     } finally {
@@ -91,7 +95,7 @@ export class PartitionHandler {
   }
 
   stats(): PartitionHandlerStats {
-    return { ...this.counters, errors: { ...this.errors }, inFlight: this.inFlight };
+    return { ...this.counters, errors: { ...this.errors }, inFlight: this.inFlight, inFlightMost: this.inFlightMost };
   }
 
   private async reply(frames: Buffer[]): Promise<Buffer> {

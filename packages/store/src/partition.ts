@@ -12,6 +12,7 @@ import {
   readU32,
   type CommitHeaders,
   type EventFrame,
+  type SealedBatch,
 } from '@sluice/framing';
 import {
   CommandIdConflictError,
@@ -579,12 +580,20 @@ export class Partition {
    * with other readers: never modify them.
    */
   private async *committed(fromSeq: number, toSeq: number): AsyncGenerator<readonly EventFrame[]> {
-    let next = fromSeq;
+    for await (const batch of this.durableBatches(fromSeq, toSeq, (seq) => this.tail.find(seq))) yield batch.frames;
+  }
+
+  /**
+   * The durable batches holding `next..toSeq`, each as `cached` gives it while the tail cache
+   * holds it, else as storage reads it (CRCs checked, not digests: {@link BELOW_WATERMARK});
+   * a stored batch has both the frames and the sealed bytes, so it serves either shape.
+   */
+  private async *durableBatches<T extends { readonly lastSeq: number }>(next: number, toSeq: number, cached: (seq: number) => T | undefined): AsyncGenerator<T | SealedBatch> {
     while (next <= toSeq) {
-      const cached = this.tail.find(next);
-      if (cached !== undefined) {
-        yield cached.frames;
-        next = cached.lastSeq + 1;
+      const hit = cached(next);
+      if (hit !== undefined) {
+        next = hit.lastSeq + 1;
+        yield hit;
         continue;
       }
       // Storage up to where the cache starts (it may hold the rest), or to the end.
@@ -593,8 +602,8 @@ export class Partition {
       const before = next;
       for await (const batch of this.storage.read(next, until, BELOW_WATERMARK)) {
         if (batch.lastSeq < next) continue;
-        yield batch.frames;
         next = batch.lastSeq + 1;
+        yield batch;
         if (next > until) break;
       }
       if (next === before) {
@@ -689,27 +698,8 @@ export class Partition {
   }
 
   /** The committed batches holding `next..head` as sealed bytes: from the tail cache, else from storage. */
-  private async *committedSealed(next: number, head: number): AsyncGenerator<SealedBatchBytes> {
-    while (next <= head) {
-      const cached = this.tail.findSealed(next);
-      if (cached !== undefined) {
-        next = cached.lastSeq + 1;
-        yield cached;
-        continue;
-      }
-      const cacheFirst = this.tail.firstSeq;
-      const until = cacheFirst > next ? Math.min(head, cacheFirst - 1) : head;
-      const before = next;
-      for await (const batch of this.storage.read(next, until, BELOW_WATERMARK)) {
-        if (batch.lastSeq < next) continue;
-        next = batch.lastSeq + 1;
-        yield batch;
-        if (next > until) break;
-      }
-      if (next === before) {
-        throw new StorageError('Corrupt', `[sluice/store] partition "${this.name}": ${this.storage.kind} storage returned nothing for durable seqs ${next}..${until}`);
-      }
-    }
+  private committedSealed(next: number, head: number): AsyncGenerator<SealedBatchBytes> {
+    return this.durableBatches(next, head, (seq) => this.tail.findSealed(seq));
   }
 
   /**

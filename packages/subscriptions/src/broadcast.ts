@@ -480,66 +480,42 @@ class Receiver implements BroadcastReceiver {
   /** Repairs with events from `read()`: only the replayer's failures are caught, never `handle`'s (those end the receiver). */
   private async repairEvents(toSeq: number | undefined, maxCount: number | undefined): Promise<void> {
     const fromSeq = this.next;
-    const events = this.options.replayer.read(maxCount === undefined ? { fromSeq, toSeq } : { fromSeq, toSeq, maxCount })[Symbol.asyncIterator]();
     let chunk: RecordedEvent[] = [];
     let count = 0;
-    try {
-      for (;;) {
-        let step: IteratorResult<RecordedEvent>;
-        try {
-          step = await events.next();
-        } catch {
-          break; // The replayer is unavailable: the gap stays open and its timer tries again.
-        }
-        if (step.done || step.value.seq !== this.next + chunk.length) break;
-        chunk.push(step.value);
-        if (chunk.length >= this.batchMax) {
-          count += chunk.length;
-          await this.deliver(FrameRun.ofEvents(chunk), true);
-          chunk = [];
-        }
+    for await (const event of whileReplayerAnswers(this.options.replayer.read(maxCount === undefined ? { fromSeq, toSeq } : { fromSeq, toSeq, maxCount }))) {
+      if (event.seq !== this.next + chunk.length) break;
+      chunk.push(event);
+      if (chunk.length >= this.batchMax) {
+        count += chunk.length;
+        await this.deliver(FrameRun.ofEvents(chunk), true);
+        chunk = [];
       }
-    } finally {
-      await events.return?.().catch(() => undefined);
     }
     if (chunk.length > 0) {
       count += chunk.length;
       await this.deliver(FrameRun.ofEvents(chunk), true);
     }
-    if (count > 0) {
-      this.stats.repairs++;
-      this.stats.repairedEvents += count;
-    }
+    this.countRepair(count);
   }
 
   /** Repairs with frame runs (no event objects on the way): only the replayer's failures are caught, never `handle`'s. */
   private async repairFrames(toSeq: number | undefined): Promise<void> {
     const source = this.options.replayer.readFrames?.({ fromSeq: this.next, toSeq });
     if (source === undefined) return;
-    const runs = source[Symbol.asyncIterator]();
     let count = 0;
-    try {
-      for (;;) {
-        let step: IteratorResult<FrameRun>;
-        try {
-          step = await runs.next();
-        } catch {
-          break; // The replayer is unavailable: the gap stays open and its timer tries again.
-        }
-        if (step.done) break;
-        const run = step.value;
-        if (run.firstSeq > this.next || run.lastSeq < this.next) break; // not what was asked: the gap stays open
-        const part = run.from(this.next);
-        count += part.length;
-        await this.deliver(part, true);
-      }
-    } finally {
-      await runs.return?.().catch(() => undefined);
+    for await (const run of whileReplayerAnswers(source)) {
+      if (run.firstSeq > this.next || run.lastSeq < this.next) break; // not what was asked: the gap stays open
+      const part = run.from(this.next);
+      count += part.length;
+      await this.deliver(part, true);
     }
-    if (count > 0) {
-      this.stats.repairs++;
-      this.stats.repairedEvents += count;
-    }
+    this.countRepair(count);
+  }
+
+  private countRepair(events: number): void {
+    if (events === 0) return;
+    this.stats.repairs++;
+    this.stats.repairedEvents += events;
   }
 
   private async deliver(run: FrameRun, repaired = false): Promise<void> {
@@ -576,5 +552,28 @@ class Receiver implements BroadcastReceiver {
       else w.reject(error ?? new Error(`[sluice/subscriptions] broadcast receiver stopped at ${this.position} before ${w.seq}`));
     }
     this.waiters = [];
+  }
+}
+
+/**
+ * The replayer's items until it ends or fails: a failure ends the repair quietly (the gap stays
+ * open and its timer tries again). Errors thrown by the loop that consumes them (the handler's)
+ * are not caught here: they end the receiver.
+ */
+async function* whileReplayerAnswers<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+  const items = source[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      let step: IteratorResult<T>;
+      try {
+        step = await items.next();
+      } catch {
+        return;
+      }
+      if (step.done) return;
+      yield step.value;
+    }
+  } finally {
+    await items.return?.().catch(() => undefined);
   }
 }

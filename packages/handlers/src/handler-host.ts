@@ -131,7 +131,7 @@ interface Member {
   entities: readonly string[];
   /** The refusal it records, if refused. */
   rejection: string | undefined;
-  /** Its events in the commit (kept with tracingIn 'event': a commit whose messages' ids differ gives them their ids as metadata). */
+  /** Its events in the commit, kept with tracingIn 'event' when it has tracing ids: a commit whose messages' ids differ gives them those ids as metadata. */
   written: EventData[] | undefined;
   readonly resolve: (outcome: CommandOutcome) => void;
   readonly reject: (error: unknown) => void;
@@ -537,14 +537,15 @@ export class HandlerHost {
       changes.add(NOOP_STREAM, undefined, [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: member.message.id }) }], undefined);
     }
     const commit = this.open(member, false);
-    if (this.tracingInEvents) {
-      // Its own events (addEvents appends later messages' events to a change's array).
+    const { correlationId, causationId } = member.message;
+    if (this.tracingInEvents && (correlationId !== undefined || causationId !== undefined)) {
+      // Its own events (addEvents appends later messages' events to a change's array): only a
+      // message with ids needs them, to give them its ids if the commit turns out mixed.
       const written: EventData[] = [];
       for (let c = 0; c < changes.length; c++) for (const event of changes.events[c]) written.push(event);
       member.written = written;
-      // The metadata it may get if the commit turns out mixed counts toward mergeBytesMax.
-      const { correlationId, causationId } = member.message;
-      if (correlationId !== undefined || causationId !== undefined) commit.bytes += written.length * (40 + (correlationId?.length ?? 0) + (causationId?.length ?? 0));
+      // That metadata counts toward mergeBytesMax.
+      commit.bytes += written.length * (40 + (correlationId?.length ?? 0) + (causationId?.length ?? 0));
     }
     for (let c = 0; c < changes.length; c++) {
       const streamId = changes.streamIds[c];
@@ -672,7 +673,7 @@ export class HandlerHost {
     for (const member of commit.members) {
       const { correlationId, causationId } = member.message;
       const written = member.written;
-      if ((correlationId === undefined && causationId === undefined) || written === undefined) continue;
+      if (written === undefined) continue; // no ids (or tracingIn 'commit')
       const metadata = this.serializer.encode(correlationId === undefined ? { causationId } : causationId === undefined ? { correlationId } : { correlationId, causationId });
       for (const event of written) (event as { metadata?: Uint8Array }).metadata = metadata;
     }

@@ -6,6 +6,10 @@
  * - `open`: opens the partition (a fresh storage each time) → `{"op":"open","lastSeq":n}`
  * - `append <commandId>`: commits two events under that command id →
  *   `{"op":"append","id":…,"ok":true,"firstSeq":…,"lastSeq":…,"duplicate":…}` or `"ok":false` with the error
+ * - `append-until-refused <prefix>`: appends `<prefix>-1`, `<prefix>-2`, … one at a time until one is
+ *   refused or 10 s pass → `{"op":"append-until-refused","acknowledged":n,"ok":false,…the refusal}`
+ *   (`"ok":true` if nothing was refused in time): waits for a background failure to surface
+ *   without guessing how long it takes
  * - `read`: reads the whole log → `{"op":"read","lastSeq":n,"commits":[[id,firstSeq,lastSeq],…],"problems":[…]}`
  * - `close`: closes the partition → `{"op":"close","ok":…}`
  * - `exit`
@@ -52,6 +56,28 @@ async function handle(line: string): Promise<void> {
         say({ op: 'append', id, ...failure(error) });
       }
       return;
+    case 'append-until-refused': {
+      if (partition === undefined) {
+        say({ op: verb, ok: false, message: 'not open' });
+        return;
+      }
+      const deadline = Date.now() + 10_000;
+      let acknowledged = 0;
+      while (Date.now() < deadline) {
+        const commandId = `${id}-${acknowledged + 1}`;
+        try {
+          await partition.commit({ commandIds: [commandId], changes: [{ streamId: 'stream-1', events: [0, 1].map((i) => ({ type: `E${i}`, data: payloadOf(commandId) })) }] });
+          acknowledged++;
+          // Let timers (the interval sync) and I/O callbacks run between appends.
+          await new Promise((resolve) => setImmediate(resolve));
+        } catch (error) {
+          say({ op: verb, acknowledged, ...failure(error) });
+          return;
+        }
+      }
+      say({ op: verb, ok: true, acknowledged });
+      return;
+    }
     case 'read': {
       const commits: Array<[string | undefined, number, number]> = [];
       const problems: string[] = [];

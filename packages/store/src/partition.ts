@@ -1139,7 +1139,15 @@ export class Partition {
   }
 
   private settle(group: Group, reliability?: CommitReliability): void {
-    for (const ack of group.acks) ack.resolve(reliability === undefined ? ack.result : { ...ack.result, reliability });
+    if (reliability === undefined) for (const ack of group.acks) ack.resolve(ack.result);
+    else {
+      // The result objects are the group's own (a duplicate waiting on this group shares its
+      // original's): stamp them rather than copy each one.
+      for (const ack of group.acks) {
+        (ack.result as { reliability?: CommitReliability }).reliability = reliability;
+        ack.resolve(ack.result);
+      }
+    }
     group.acks.length = 0;
     group.records.length = 0;
     group.writer.reset();

@@ -1,6 +1,6 @@
 import { createMemoryStorage, openPartition, type RecordedEvent } from '@sluice/store';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createMemoryCheckpointStore, createMemoryParkingLot, decodeJson, startProjection, type DecodedEvent } from './index.js';
 import { JsonRunDecoder } from './json-run.js';
 
@@ -110,5 +110,39 @@ describe('projection host, default JSON decoder', () => {
     } finally {
       await p.close();
     }
+  });
+});
+
+describe('projection host, jsonRunBytesMax', () => {
+  async function project(options: { jsonRunBytesMax?: number }): Promise<{ parses: number; applied: number[] }> {
+    const p = await openPartition({ storage: createMemoryStorage(), name: 'p' });
+    const parse = vi.spyOn(JSON, 'parse');
+    try {
+      await p.append({ streamId: 'account-1', events: Array.from({ length: 100 }, (_, i) => ({ type: 'Deposited', data: utf8.encode(`{"amount":${i}}`) })) });
+      const applied: number[] = [];
+      const host = startProjection({
+        source: p,
+        checkpoints: createMemoryCheckpointStore(),
+        parking: createMemoryParkingLot(),
+        projection: { name: 'sum', apply: (e: DecodedEvent) => void applied.push((e.data as { amount: number }).amount) },
+        ...options,
+      });
+      await host.waitFor(p.lastSeq);
+      await host.stop();
+      return { parses: parse.mock.calls.length, applied };
+    } finally {
+      parse.mockRestore();
+      await p.close();
+    }
+  }
+
+  it('parses 100 small payloads with one call by default, one call each with 0; same events either way; refuses a negative size', async () => {
+    const runs = await project({});
+    const alone = await project({ jsonRunBytesMax: 0 });
+    expect(runs.applied).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(alone.applied).toEqual(runs.applied);
+    expect(runs.parses).toBe(1);
+    expect(alone.parses).toBe(100);
+    expect(() => startProjection({ source: {} as never, checkpoints: createMemoryCheckpointStore(), parking: createMemoryParkingLot(), projection: { name: 'x', apply: () => undefined }, jsonRunBytesMax: -1 })).toThrow(/jsonRunBytesMax must be/);
   });
 });

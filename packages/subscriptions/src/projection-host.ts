@@ -26,6 +26,13 @@ export interface ProjectionHostOptions {
   /** @default JSON */
   readonly decode?: PayloadDecoder;
   /**
+   * With the default JSON decoder: most payload bytes parsed with one `JSON.parse` call (runs
+   * of payloads of at most 64 bytes each, see `JsonRunDecoder`); the size of the host's scratch
+   * buffer. 0 parses every payload alone.
+   * @default 65536
+   */
+  readonly jsonRunBytesMax?: number;
+  /**
    * `park`: an event that cannot be decoded or applied is parked with the reason and the
    * projection goes on; `stop`: the host stops with the error.
    * @default 'park'
@@ -50,7 +57,11 @@ export interface ProjectionHostOptions {
 export function startProjection(options: ProjectionHostOptions): Subscription {
   const { projection, source, parking } = options;
   const decode = options.decode ?? decodeJson;
-  const json = options.decode === undefined ? new JsonRunDecoder() : undefined;
+  const runBytesMax = options.jsonRunBytesMax ?? 65536;
+  if (!Number.isSafeInteger(runBytesMax) || runBytesMax < 0) {
+    throw new RangeError(`[sluice/subscriptions] startProjection: jsonRunBytesMax must be a whole number of bytes ≥ 0 (0 parses each payload alone), got ${runBytesMax}`);
+  }
+  const json = options.decode === undefined && runBytesMax > 0 ? new JsonRunDecoder(runBytesMax, Math.min(64, runBytesMax - 2)) : undefined;
   const stop = options.onError === 'stop';
   const fail = async (event: RecordedEvent, stage: 'decode' | 'handle', error: unknown): Promise<void> => {
     if (stop) throw error;

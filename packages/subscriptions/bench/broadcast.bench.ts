@@ -15,7 +15,7 @@
 //     sums every payload byte, which must equal the log's sum.
 // Besides wall-clock rates it prints the CPU time of all threads (process.cpuUsage) over the
 // broadcast: receiver-events per CPU-second depend much less on what else the machine runs.
-// THREADS=1 adds each thread's CPU (Linux /proc); PROFILE=<file> writes the main thread's CPU
+// THREADS=1 adds each thread's CPU and the minor page faults of the broadcast phase (Linux /proc); PROFILE=<file> writes the main thread's CPU
 // profile of the broadcast phase (node --cpu-prof profiles the workers too); PERF_CTL=<fifo> turns
 // `perf record --control=fifo:<fifo> -D -1` on for the broadcast phase only (all threads, kernel too).
 // Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000] [transport=udp] [consume=frames]
@@ -146,6 +146,7 @@ if (isMainThread) {
   if (perfCtl !== undefined) (await import('node:fs')).writeSync(perfCtl, 'enable\n');
   const cpuAtStart = process.cpuUsage();
   const threadsAtStart = process.env.THREADS ? threadTicks() : undefined;
+  const faultsAtStart = process.env.THREADS ? minorFaults() : 0;
   const started = performance.now();
   for (const w of workers) w.postMessage({ type: 'start' });
   const publisher = startBroadcastPublisher({ source: partition, sender: fanout, fromSeq: 1, datagramBytesMax, heartbeatMs: 20 });
@@ -163,6 +164,7 @@ if (isMainThread) {
     const now = threadTicks();
     const rows = [...now].map(([tid, v]) => [tid, v.name, v.ticks - (threadsAtStart.get(tid)?.ticks ?? 0)] as const).filter((r) => r[2] > 0).sort((x, y) => y[2] - x[2]);
     console.log('thread CPU (ticks of 10 ms):', rows.map(([tid, name, t]) => `${name}${tid === process.pid ? '(main)' : ''}:${t}`).join(' '));
+    console.log(`minor page faults during the broadcast (all threads): ${minorFaults() - faultsAtStart}`);
   }
   if (session) {
     const { profile } = await session.post('Profiler.stop');
@@ -290,6 +292,13 @@ function sealedFramesEnd(bytes: Uint8Array): number {
   let o = 0;
   while (o < bytes.length && bytes[o + 5] === 1) o += bytes[o] | (bytes[o + 1] << 8) | (bytes[o + 2] << 16) | (bytes[o + 3] << 24);
   return o;
+}
+
+/** Minor page faults of the whole process so far (Linux /proc/self/stat), for THREADS=1 runs. */
+function minorFaults(): number {
+  const fs = require('node:fs') as typeof import('node:fs');
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
 }
 
 /** utime+stime of each thread of this process (Linux), for THREADS=1 runs. */

@@ -23,13 +23,18 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 export const decodeJson: PayloadDecoder = (payload) => JSON.parse(utf8.decode(payload));
 
 export function decodeEvent(partition: string, event: RecordedEvent, decode: PayloadDecoder): DecodedEvent {
+  return decodedEvent(partition, event, decode(event.payload, event));
+}
+
+/** @internal `event` with its payload already decoded to `data`. */
+export function decodedEvent(partition: string, event: RecordedEvent, data: unknown): DecodedEvent {
   return {
     partition,
     seq: event.seq,
     streamId: event.streamId,
     streamVersion: event.streamVersion,
     type: event.eventType,
-    data: decode(event.payload, event),
+    data,
     timestamp: event.timestamp,
     commandIds: event.headers?.commandIds,
   };

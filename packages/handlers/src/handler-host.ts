@@ -76,9 +76,10 @@ export interface HandlerHostOptions {
   /**
    * Messages decided in the same turn of the event loop are committed together: one unit of
    * work holding all their changes and command ids (each message keeps its own command ids,
-   * so a redelivery is still recognized; messages with different correlation or causation ids,
-   * refusals, and a redelivery of a message in the commit being built each get their own
-   * commit). At most this many messages per commit; 1 = one commit per message.
+   * so a redelivery is still recognized; a refusal joins too, as a `$CommandRejected` record
+   * naming its message; messages with different correlation or causation ids, and a
+   * redelivery of a message in the commit being built, each get their own commit). At most
+   * this many messages per commit; 1 = one commit per message.
    * @default 256
    */
   readonly mergeMessagesMax?: number;
@@ -495,15 +496,23 @@ export class HandlerHost {
     return undefined;
   }
 
-  /** Queues a refusal: one `$CommandRejected` record, in a commit of its own (its first frame tells a redelivery it was refused). */
+  /**
+   * Queues a refusal: one `$CommandRejected` record naming the message, in the commit being
+   * built like any other message (a redelivery finds its record there by message id).
+   */
   private enqueueRejection(member: Member, reason: string): void {
     member.rejection = reason;
     const { message } = member;
     const record: RejectionRecord = { messageId: message.id, reason, commands: message.commands, causationId: message.causationId };
-    const events: EventData[] = [{ type: REJECTED_EVENT, data: this.serializer.encode(record) }];
-    const commit = this.open(member, true);
-    this.addEvents(commit, undefined, REJECTED_STREAM, undefined, events);
-    this.submit(commit);
+    const rejected: EventData = { type: REJECTED_EVENT, data: this.serializer.encode(record) };
+    const commit = this.open(member);
+    const { correlationId, causationId } = message;
+    if (this.tracingInEvents && (correlationId !== undefined || causationId !== undefined)) {
+      member.written = [rejected];
+      commit.bytes += 40 + (correlationId?.length ?? 0) + (causationId?.length ?? 0);
+    }
+    this.addEvents(commit, undefined, REJECTED_STREAM, undefined, [rejected]);
+    if (commit !== this.building || commit.events >= this.mergeEventsMax || commit.bytes >= this.mergeBytesMax) this.submit(commit);
   }
 
   /**
@@ -540,7 +549,7 @@ export class HandlerHost {
       // Accepted without any effect still records the command ids, so a redelivery is recognized.
       changes.add(NOOP_STREAM, undefined, [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: member.message.id }) }], undefined);
     }
-    const commit = this.open(member, false);
+    const commit = this.open(member);
     const { correlationId, causationId } = member.message;
     if (this.tracingInEvents && (correlationId !== undefined || causationId !== undefined)) {
       // Its own events (addEvents appends later messages' events to a change's array): only a
@@ -583,14 +592,13 @@ export class HandlerHost {
    * correlation and causation ids, no command id in common, within the merge limits), else a
    * new one (the one being built is submitted first: commits keep the order of decisions).
    */
-  private open(member: Member, alone: boolean): MergedCommit {
+  private open(member: Member): MergedCommit {
     const { message, commandIds } = member;
     let idBytes = 0;
     for (const id of commandIds) idBytes += id.length;
     const building = this.building;
     if (building !== undefined) {
       const joins =
-        !alone &&
         !member.alone &&
         building.members.length < this.mergeMessagesMax &&
         building.bytes + idBytes <= this.mergeBytesMax &&
@@ -622,7 +630,7 @@ export class HandlerHost {
       submitted: false,
     };
     // A commit of its own is submitted by the caller once its events are in; others stay open for this turn.
-    if (alone || member.alone) return commit;
+    if (member.alone) return commit;
     this.building = commit;
     for (const id of commandIds) this.buildingIds.add(id);
     queueMicrotask(() => this.submit(commit));
@@ -704,13 +712,16 @@ export class HandlerHost {
     const partition = this.partition.name;
     if (result.duplicate) {
       // A duplicate wrote nothing: the pending states are not real.
-      for (const member of commit.members) {
-        this.settle(commit, member.entities, true);
-        this.original(member.message.id, result).then(
-          (outcome) => this.acknowledge(member, outcome),
-          (error: unknown) => member.reject(error),
-        );
-      }
+      for (const member of commit.members) this.settle(commit, member.entities, true);
+      const members = commit.members;
+      this.originals(members, result).then(
+        (outcomes) => {
+          for (let i = 0; i < members.length; i++) this.acknowledge(members[i], outcomes[i]);
+        },
+        (error: unknown) => {
+          for (const member of members) member.reject(error);
+        },
+      );
       return;
     }
     for (const member of commit.members) {
@@ -832,16 +843,23 @@ export class HandlerHost {
   }
 
   /** The outcome the original delivery of a duplicate got: read from the commit it made. */
-  private async original(messageId: string, result: CommitResult): Promise<CommandOutcome> {
-    this.stats.duplicates++;
-    const base = { messageId, partition: this.partition.name, duplicate: true, firstSeq: result.firstSeq, lastSeq: result.lastSeq };
-    for await (const frame of this.partition.read({ fromSeq: result.firstSeq, toSeq: result.firstSeq })) {
-      if (frame.streamId === REJECTED_STREAM && frame.eventType === REJECTED_EVENT) {
-        const record = this.serializer.decode(frame.payload) as RejectionRecord;
-        return { ...base, status: 'rejected', reason: record.reason };
-      }
+  /**
+   * The outcomes the original deliveries of duplicates got, read from the commit they made
+   * (one read for all of them): a message refused there has a `$CommandRejected` record with
+   * its id and its number of commands (so the same command ids); any other was accepted.
+   */
+  private async originals(members: readonly Member[], result: CommitResult): Promise<CommandOutcome[]> {
+    this.stats.duplicates += members.length;
+    const refusals: RejectionRecord[] = [];
+    for await (const frame of this.partition.read({ fromSeq: result.firstSeq, toSeq: result.lastSeq })) {
+      if (frame.streamId === REJECTED_STREAM && frame.eventType === REJECTED_EVENT) refusals.push(this.serializer.decode(frame.payload) as RejectionRecord);
     }
-    return { ...base, status: 'accepted' };
+    const partition = this.partition.name;
+    return members.map(({ message }): CommandOutcome => {
+      const base = { messageId: message.id, partition, duplicate: true, firstSeq: result.firstSeq, lastSeq: result.lastSeq };
+      const refusal = refusals.find((record) => record.messageId === message.id && record.commands?.length === message.commands.length);
+      return refusal === undefined ? { ...base, status: 'accepted' } : { ...base, status: 'rejected', reason: refusal.reason };
+    });
   }
 
   /** The entity's state: cached (with its slot, refreshed as most recently used), else durable from the partition. */

@@ -324,6 +324,34 @@ describe('HandlerHost: rejections are remembered', () => {
     expect(p.streamVersion(REJECTED_STREAM)).toBe(1);
   });
 
+  it('refusals decided in one turn share the commit with accepted messages; a redelivery of each gets its own original outcome', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await Promise.all(['a', 'b', 'c'].map((x) => host.execute(cmd(`open-${x}`, `account-${x}`, { type: 'Open' }))));
+    await host.execute(cmd('fund-b', 'account-b', { type: 'Deposit', amount: 100 }));
+    const messages = [
+      cmd('w-a', 'account-a', { type: 'Withdraw', amount: 5 }), // refused: balance 0
+      cmd('w-b', 'account-b', { type: 'Withdraw', amount: 5 }), // accepted
+      cmd('w-c', 'account-c', { type: 'Withdraw', amount: 7 }), // refused: balance 0
+      // Same id as a refused one, a different number of commands (so other command ids): accepted.
+      { id: 'w-a', commands: [{ recipient: 'account-b', command: { type: 'Deposit', amount: 1 } }, { recipient: 'account-b', command: { type: 'Deposit', amount: 1 } }] },
+    ];
+    const first = await Promise.all(messages.map((m) => host.execute(m)));
+    expect(first.map((o) => o.status)).toEqual(['rejected', 'accepted', 'rejected', 'accepted']);
+    // One commit: the refusals did not commit on their own.
+    expect(new Set(first.map((o) => o.firstSeq)).size).toBe(1);
+    expect(p.streamVersion(REJECTED_STREAM)).toBe(2);
+    // The accounts change meanwhile: a redelivery still gets the original answer, message by message.
+    await host.execute(cmd('fund-a', 'account-a', { type: 'Deposit', amount: 100 }));
+    const again = await Promise.all(messages.map((m) => host.execute(m)));
+    expect(again.map((o) => [o.status, o.reason, o.duplicate, o.firstSeq])).toEqual(first.map((o) => [o.status, o.reason, true, o.firstSeq]));
+    const fresh = createHandlerHost({ partition: p, entities: [account] });
+    expect(await fresh.execute(messages[1])).toMatchObject({ status: 'accepted', duplicate: true });
+    expect(await fresh.execute(messages[2])).toMatchObject({ status: 'rejected', reason: 'insufficient funds: balance 0, asked 7', duplicate: true });
+    expect(p.streamVersion(REJECTED_STREAM)).toBe(2);
+    expect(await balanceOf(host, p, 'account-b')).toBe(97);
+  });
+
   it('unknown command types and handlers that throw are rejected with a clear reason, and the host keeps processing', async () => {
     const p = await partition();
     const host = createHandlerHost({ partition: p, entities: [account] });

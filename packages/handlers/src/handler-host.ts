@@ -1,6 +1,6 @@
 import { isWrongExpectedVersionError, type CommitResult, type Partition, type StreamChange, type EventData } from '@sluice/store';
 import type { AddressedCommand, CommandMessage } from '@sluice/subscriptions';
-import { EntityCache, type CachedEntity } from './entity-cache.js';
+import { EntitySlots, type EntitySlot } from './entity-slots.js';
 import { EntityLocks } from './entity-locks.js';
 import { InvalidMessageError, PartitionUnavailableError } from './errors.js';
 import { isRejection, type AggregateDefinition, type AnyEntityDefinition, type Message, type StateChange } from './entity.js';
@@ -76,9 +76,10 @@ export interface HandlerHostOptions {
   /**
    * Messages decided in the same turn of the event loop are committed together: one unit of
    * work holding all their changes and command ids (each message keeps its own command ids,
-   * so a redelivery is still recognized; messages with different correlation or causation ids,
-   * refusals, and a redelivery of a message in the commit being built each get their own
-   * commit). At most this many messages per commit; 1 = one commit per message.
+   * so a redelivery is still recognized; a refusal joins too, as a `$CommandRejected` record
+   * naming its message; messages with different correlation or causation ids, and a
+   * redelivery of a message in the commit being built, each get their own commit). At most
+   * this many messages per commit; 1 = one commit per message.
    * @default 256
    */
   readonly mergeMessagesMax?: number;
@@ -115,7 +116,7 @@ export interface HandlerHostStats {
 }
 
 const RETRIES_MAX = 16;
-const NO_ENTITIES: readonly string[] = [];
+const NO_ENTITIES: readonly EntitySlot[] = [];
 const NO_MESSAGES: readonly Message[] = [];
 const NO_EVENT_DATA: EventData[] = [];
 
@@ -128,7 +129,7 @@ interface Member {
   /** Commit it on its own (a merged commit was refused as a whole). */
   readonly alone: boolean;
   /** Entities whose pending cache entries this message set: settled with its commit. */
-  entities: readonly string[];
+  entities: readonly EntitySlot[];
   /** The refusal it records, if refused. */
   rejection: string | undefined;
   /** Its events in the commit, kept with tracingIn 'event' when it has tracing ids: a commit whose messages' ids differ gives them those ids as metadata. */
@@ -141,8 +142,10 @@ interface Member {
 interface Working {
   readonly definition: AnyEntityDefinition;
   readonly loadedVersion: number;
-  /** The cache entry it was loaded from (undefined: loaded from the partition, durable). */
-  readonly cached: CachedEntity | undefined;
+  /** Its slot when its state came from the cache (undefined: loaded from the partition, durable). */
+  readonly slot: EntitySlot | undefined;
+  /** The slot's generation then: a later one means that cached state was dropped (its commit did not apply). */
+  readonly generation: number;
   state: unknown;
   /** The events decided so far: the handler's own array for the first command, a concatenation after more. */
   events: readonly Message[];
@@ -215,8 +218,12 @@ class ChangeList {
 /** One unit of work holding the changes and command ids of one or more messages decided in the same turn. */
 interface MergedCommit {
   readonly changes: Array<{ streamId: string; expectedVersion?: number; events: EventData[] }>;
-  /** Its change of each stream (a scan of {@link changes} per message was quadratic in the messages of a commit). */
-  readonly byStream: Map<string, { streamId: string; expectedVersion?: number; events: EventData[] }>;
+  /**
+   * Its change of each stream other than the entities' (the outbox, refusals): an entity's is
+   * found through its slot. (A scan of {@link changes} per message was quadratic in the
+   * messages of a commit.) Created on first use.
+   */
+  byStream: Map<string, { streamId: string; expectedVersion?: number; events: EventData[] }> | undefined;
   readonly commandIds: string[];
   readonly members: Member[];
   readonly correlationId: string | undefined;
@@ -260,13 +267,10 @@ export class HandlerHost {
   readonly stats: HandlerHostStats = { accepted: 0, rejected: 0, duplicates: 0, snapshotsWritten: 0, snapshotsUsed: 0, snapshotsIgnored: 0, retries: 0 };
   private readonly byCommandType = new Map<string, AnyEntityDefinition>();
   private readonly serializer: Serializer;
-  private readonly cache: EntityCache;
+  /** Per entity: its cached state (LRU, cacheEntitiesMax), its queued commits not settled yet, who waits for them. */
+  private readonly slots: EntitySlots;
   private readonly locks = new EntityLocks();
   private readonly pendingSnapshots = new Set<Promise<void>>();
-  /** Per entity: commits queued and not settled yet, and who waits for them to settle. */
-  private readonly pending = new Map<string, number>();
-  /** Per entity with pending commits: who waits for them to settle (rare: refusals and loads). */
-  private readonly settleWaiters = new Map<string, Array<() => void>>();
   private closed = false;
   /** The commit messages decided in this turn join; submitted at the end of the turn or when full. */
   private building: MergedCommit | undefined;
@@ -291,7 +295,7 @@ export class HandlerHost {
     if (tracingIn !== 'commit' && tracingIn !== 'event') throw new RangeError(`[sluice/handlers] tracingIn must be 'commit' or 'event', got ${String(tracingIn)}`);
     this.tracingInEvents = tracingIn === 'event';
     this.serializer = options.serializer ?? jsonSerializer;
-    this.cache = new EntityCache(options.cacheEntitiesMax ?? 10_000);
+    this.slots = new EntitySlots(options.cacheEntitiesMax ?? 10_000);
     for (const definition of options.entities) {
       for (const type of definition.commandTypes) {
         const other = this.byCommandType.get(type);
@@ -310,7 +314,7 @@ export class HandlerHost {
 
   /** Entities in the memory cache. */
   get cachedEntities(): number {
-    return this.cache.size;
+    return this.slots.size;
   }
 
   /** Handles a message: one unit of work, all commands or none. Resolves with the (possibly original) outcome once durable. */
@@ -331,7 +335,7 @@ export class HandlerHost {
    */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   async preload(definition: AggregateDefinition<any, any, any>, streamPrefix: string): Promise<number> {
-    const states = new Map<string, CachedEntity>();
+    const states = new Map<string, { state: unknown; version: number }>();
     for await (const frame of this.partition.read({})) {
       if (!frame.streamId.startsWith(streamPrefix)) continue;
       let entry = states.get(frame.streamId);
@@ -348,10 +352,10 @@ export class HandlerHost {
     for (const [id, entry] of states) {
       // Only streams nothing was written to meanwhile (the fold is exact up to what it read).
       if ((await this.partition.streamVersion(id)) !== entry.version) continue;
-      this.cache.set(id, entry);
+      this.slots.store(this.slots.slotFor(id), entry.state, entry.version);
       loaded++;
     }
-    return Math.min(loaded, this.cache.entriesMax);
+    return Math.min(loaded, this.slots.entriesMax);
   }
 
   /** Waits for snapshot writes in flight, then refuses new commands. The partition stays open (it is the caller's). */
@@ -362,7 +366,7 @@ export class HandlerHost {
 
   /** Drops every cached entity (the next command reloads from the partition). */
   clearCache(): void {
-    this.cache.clear();
+    this.slots.clear();
   }
 
   /** Decides a message at once when every recipient is cached and unlocked (no await, no lock), else under the locks. */
@@ -401,15 +405,15 @@ export class HandlerHost {
         continue;
       }
       if (this.locks.isHeld(recipient)) return false;
-      // Without refreshing its recency: an accepted message sets a new entry (most recent) anyway.
-      const cached = this.cache.peek(recipient);
-      if (cached === undefined) return false;
-      working.set(recipient, { definition, loadedVersion: cached.version, cached, state: cached.state, events: NO_MESSAGES, changed: false });
+      // Without refreshing its recency: an accepted message stores its new state (most recent) anyway.
+      const slot = this.slots.get(recipient);
+      if (slot === undefined || !slot.cached) return false;
+      working.set(recipient, { definition, loadedVersion: slot.version, slot, generation: slot.generation, state: slot.state, events: NO_MESSAGES, changed: false });
     }
     const rejection = this.decideAll(member, working);
     if (rejection !== undefined) {
       // A refusal must rest on durable state: with a commit pending for a recipient, the locked path waits for it.
-      for (let i = 0; i < working.length; i++) if (this.pending.has(working.ids[i])) return false;
+      for (let i = 0; i < working.length; i++) if ((working.entities[i] as Working).slot!.pending > 0) return false;
       this.enqueueRejection(member, rejection);
       return true;
     }
@@ -432,7 +436,7 @@ export class HandlerHost {
         continue;
       }
       const loaded = await this.load(definition, recipient);
-      working.set(recipient, { definition, loadedVersion: loaded.entry.version, cached: loaded.cached ? loaded.entry : undefined, state: loaded.entry.state, events: NO_MESSAGES, changed: false });
+      working.set(recipient, { definition, loadedVersion: loaded.version, slot: loaded.slot, generation: loaded.generation, state: loaded.state, events: NO_MESSAGES, changed: false });
     }
     const rejection = this.decideAll(member, working);
     if (rejection === undefined) {
@@ -446,7 +450,8 @@ export class HandlerHost {
       const entity = working.entities[i] as Working;
       const settled = this.whenSettled(recipient);
       if (settled !== undefined) await settled;
-      if (entity.cached !== undefined && this.cache.peek(recipient) !== entity.cached) throw new StaleStateError(recipient);
+      const slot = entity.slot;
+      if (slot !== undefined && (!slot.cached || slot.generation !== entity.generation)) throw new StaleStateError(recipient);
     }
     this.enqueueRejection(member, rejection);
   }
@@ -491,15 +496,23 @@ export class HandlerHost {
     return undefined;
   }
 
-  /** Queues a refusal: one `$CommandRejected` record, in a commit of its own (its first frame tells a redelivery it was refused). */
+  /**
+   * Queues a refusal: one `$CommandRejected` record naming the message, in the commit being
+   * built like any other message (a redelivery finds its record there by message id).
+   */
   private enqueueRejection(member: Member, reason: string): void {
     member.rejection = reason;
     const { message } = member;
     const record: RejectionRecord = { messageId: message.id, reason, commands: message.commands, causationId: message.causationId };
-    const events: EventData[] = [{ type: REJECTED_EVENT, data: this.serializer.encode(record) }];
-    const commit = this.open(member, true);
-    this.addEvents(commit, REJECTED_STREAM, undefined, events);
-    this.submit(commit);
+    const rejected: EventData = { type: REJECTED_EVENT, data: this.serializer.encode(record) };
+    const commit = this.open(member);
+    const { correlationId, causationId } = message;
+    if (this.tracingInEvents && (correlationId !== undefined || causationId !== undefined)) {
+      member.written = [rejected];
+      commit.bytes += 40 + (correlationId?.length ?? 0) + (causationId?.length ?? 0);
+    }
+    this.addEvents(commit, undefined, REJECTED_STREAM, undefined, [rejected]);
+    if (commit !== this.building || commit.events >= this.mergeEventsMax || commit.bytes >= this.mergeBytesMax) this.submit(commit);
   }
 
   /**
@@ -536,7 +549,7 @@ export class HandlerHost {
       // Accepted without any effect still records the command ids, so a redelivery is recognized.
       changes.add(NOOP_STREAM, undefined, [{ type: NOOP_EVENT, data: this.serializer.encode({ messageId: member.message.id }) }], undefined);
     }
-    const commit = this.open(member, false);
+    const commit = this.open(member);
     const { correlationId, causationId } = member.message;
     if (this.tracingInEvents && (correlationId !== undefined || causationId !== undefined)) {
       // Its own events (addEvents appends later messages' events to a change's array): only a
@@ -547,21 +560,28 @@ export class HandlerHost {
       // That metadata counts toward mergeBytesMax.
       commit.bytes += written.length * (40 + (correlationId?.length ?? 0) + (causationId?.length ?? 0));
     }
+    const pendingSlots: EntitySlot[] | undefined = entityCount > 0 ? new Array(entityCount) : undefined;
     for (let c = 0; c < changes.length; c++) {
       const streamId = changes.streamIds[c];
       const events = changes.events[c];
-      this.addEvents(commit, streamId, changes.expectedVersions[c], events);
       const entity = changes.entities[c];
-      if (entity === undefined) continue;
+      if (entity === undefined) {
+        this.addEvents(commit, undefined, streamId, changes.expectedVersions[c], events);
+        continue;
+      }
+      // The slot it was decided on, unless that one was released meanwhile (the locked path awaits loads).
+      const slot = entity.slot !== undefined && entity.slot.live ? entity.slot : this.slots.slotFor(streamId);
+      this.addEvents(commit, slot, streamId, changes.expectedVersions[c], events);
       const version = entity.loadedVersion + events.length;
       // Snapshot policy: this message's events cross a multiple of snapshotEvery.
       const every = entity.definition.kind === 'aggregate' ? (entity.definition.snapshotEvery ?? 0) : 0;
       if (every > 0 && Math.floor(version / every) > Math.floor(entity.loadedVersion / every)) (commit.snapshots ??= []).push({ streamId, version, state: entity.state });
       // The commit is queued in order: later commands for this entity decide on the state it will make.
-      this.cache.set(streamId, { state: entity.state, version });
-      this.markPending(streamId);
+      this.slots.store(slot, entity.state, version);
+      slot.pending++;
+      (pendingSlots as EntitySlot[])[c] = slot;
     }
-    if (entityCount > 0) member.entities = changes.streamIds.slice(0, entityCount);
+    if (pendingSlots !== undefined) member.entities = pendingSlots;
     changes.clear();
     // A commit of its own, or a full one, goes now (the next message starts a new commit).
     if (commit !== this.building || commit.events >= this.mergeEventsMax || commit.bytes >= this.mergeBytesMax) this.submit(commit);
@@ -572,14 +592,13 @@ export class HandlerHost {
    * correlation and causation ids, no command id in common, within the merge limits), else a
    * new one (the one being built is submitted first: commits keep the order of decisions).
    */
-  private open(member: Member, alone: boolean): MergedCommit {
+  private open(member: Member): MergedCommit {
     const { message, commandIds } = member;
     let idBytes = 0;
     for (const id of commandIds) idBytes += id.length;
     const building = this.building;
     if (building !== undefined) {
       const joins =
-        !alone &&
         !member.alone &&
         building.members.length < this.mergeMessagesMax &&
         building.bytes + idBytes <= this.mergeBytesMax &&
@@ -599,7 +618,7 @@ export class HandlerHost {
     }
     const commit: MergedCommit = {
       changes: [],
-      byStream: new Map(),
+      byStream: undefined,
       commandIds: [...commandIds],
       members: [member],
       correlationId: message.correlationId,
@@ -611,20 +630,29 @@ export class HandlerHost {
       submitted: false,
     };
     // A commit of its own is submitted by the caller once its events are in; others stay open for this turn.
-    if (alone || member.alone) return commit;
+    if (member.alone) return commit;
     this.building = commit;
     for (const id of commandIds) this.buildingIds.add(id);
     queueMicrotask(() => this.submit(commit));
     return commit;
   }
 
-  /** Adds events to a stream's change in the commit (one change per stream: a stream's events stay contiguous). */
-  private addEvents(commit: MergedCommit, streamId: string, expectedVersion: number | undefined, events: EventData[]): void {
-    const change = commit.byStream.get(streamId);
+  /**
+   * Adds events to a stream's change in the commit (one change per stream: a stream's events
+   * stay contiguous). An entity's change is found through its slot, another stream's through
+   * the commit's map.
+   */
+  private addEvents(commit: MergedCommit, slot: EntitySlot | undefined, streamId: string, expectedVersion: number | undefined, events: EventData[]): void {
+    const change = slot !== undefined ? (slot.changeOf === commit ? slot.change : undefined) : commit.byStream?.get(streamId);
     if (change === undefined) {
       const added = { streamId, expectedVersion, events };
       commit.changes.push(added);
-      commit.byStream.set(streamId, added);
+      if (slot !== undefined) {
+        slot.changeOf = commit;
+        slot.change = added;
+      } else {
+        (commit.byStream ??= new Map()).set(streamId, added);
+      }
     } else {
       for (const event of events) change.events.push(event);
     }
@@ -661,7 +689,7 @@ export class HandlerHost {
       (error: unknown) => {
         const merged = commit.members.length > 1;
         for (const member of commit.members) {
-          this.settle(member.entities, true);
+          this.settle(commit, member.entities, true);
           this.fail(member, error, merged);
         }
       },
@@ -684,17 +712,20 @@ export class HandlerHost {
     const partition = this.partition.name;
     if (result.duplicate) {
       // A duplicate wrote nothing: the pending states are not real.
-      for (const member of commit.members) {
-        this.settle(member.entities, true);
-        this.original(member.message.id, result).then(
-          (outcome) => this.acknowledge(member, outcome),
-          (error: unknown) => member.reject(error),
-        );
-      }
+      for (const member of commit.members) this.settle(commit, member.entities, true);
+      const members = commit.members;
+      this.originals(members, result).then(
+        (outcomes) => {
+          for (let i = 0; i < members.length; i++) this.acknowledge(members[i], outcomes[i]);
+        },
+        (error: unknown) => {
+          for (const member of members) member.reject(error);
+        },
+      );
       return;
     }
     for (const member of commit.members) {
-      this.settle(member.entities, false);
+      this.settle(commit, member.entities, false);
       const reason = member.rejection;
       if (reason === undefined) this.stats.accepted++;
       else this.stats.rejected++;
@@ -773,40 +804,38 @@ export class HandlerHost {
     this.run({ ...member, attempt: member.attempt + 1, alone: alone || member.alone, entities: NO_ENTITIES, rejection: undefined, written: undefined });
   }
 
-  private markPending(id: string): void {
-    this.pending.set(id, (this.pending.get(id) ?? 0) + 1);
-  }
-
   /** A commit settled: its pending states are dropped if it did not apply, then whoever waited for the entities is woken. */
-  private settle(entities: readonly string[], failed: boolean): void {
-    for (const id of entities) {
-      if (failed) this.evict(id);
-      const count = this.pending.get(id);
-      if (count === undefined) continue;
-      if (count > 1) {
-        this.pending.set(id, count - 1);
-        continue;
+  private settle(commit: MergedCommit, entities: readonly EntitySlot[], failed: boolean): void {
+    for (const slot of entities) {
+      // Nothing joins a submitted commit: let go of it.
+      if (slot.changeOf === commit) {
+        slot.changeOf = undefined;
+        slot.change = undefined;
       }
-      this.pending.delete(id);
-      const waiters = this.settleWaiters.get(id);
-      if (waiters === undefined) continue;
-      this.settleWaiters.delete(id);
-      for (const wake of waiters) wake();
+      if (failed) this.slots.drop(slot);
+      if (slot.pending <= 0) throw new Error(`[sluice/handlers] bug: "${slot.id}" settled a commit it had not queued`);
+      if (--slot.pending > 0) continue;
+      const waiters = slot.waiters;
+      if (waiters !== undefined) {
+        slot.waiters = undefined;
+        for (const wake of waiters) wake();
+      }
+      this.slots.release(slot);
     }
   }
 
   /** Resolves once the entity's queued commits have settled; undefined when none is queued. */
   private whenSettled(id: string): Promise<void> | undefined {
-    if (!this.pending.has(id)) return undefined;
-    let waiters = this.settleWaiters.get(id);
-    if (waiters === undefined) this.settleWaiters.set(id, (waiters = []));
-    const list = waiters;
+    const slot = this.slots.get(id);
+    if (slot === undefined || slot.pending === 0) return undefined;
+    const list = (slot.waiters ??= []);
     return new Promise((resolve) => list.push(resolve));
   }
 
   /** Drops an entity's cached state (it will be reloaded from the partition once its pending commits settle). */
   private evict(id: string): void {
-    this.cache.delete(id);
+    const slot = this.slots.get(id);
+    if (slot !== undefined) this.slots.drop(slot);
   }
 
   private event(event: Message): EventData {
@@ -814,28 +843,40 @@ export class HandlerHost {
   }
 
   /** The outcome the original delivery of a duplicate got: read from the commit it made. */
-  private async original(messageId: string, result: CommitResult): Promise<CommandOutcome> {
-    this.stats.duplicates++;
-    const base = { messageId, partition: this.partition.name, duplicate: true, firstSeq: result.firstSeq, lastSeq: result.lastSeq };
-    for await (const frame of this.partition.read({ fromSeq: result.firstSeq, toSeq: result.firstSeq })) {
-      if (frame.streamId === REJECTED_STREAM && frame.eventType === REJECTED_EVENT) {
-        const record = this.serializer.decode(frame.payload) as RejectionRecord;
-        return { ...base, status: 'rejected', reason: record.reason };
-      }
+  /**
+   * The outcomes the original deliveries of duplicates got, read from the commit they made
+   * (one read for all of them): a message refused there has a `$CommandRejected` record with
+   * its id and its number of commands (so the same command ids); any other was accepted.
+   */
+  private async originals(members: readonly Member[], result: CommitResult): Promise<CommandOutcome[]> {
+    this.stats.duplicates += members.length;
+    const refusals: RejectionRecord[] = [];
+    for await (const frame of this.partition.read({ fromSeq: result.firstSeq, toSeq: result.lastSeq })) {
+      if (frame.streamId === REJECTED_STREAM && frame.eventType === REJECTED_EVENT) refusals.push(this.serializer.decode(frame.payload) as RejectionRecord);
     }
-    return { ...base, status: 'accepted' };
+    const partition = this.partition.name;
+    return members.map(({ message }): CommandOutcome => {
+      const base = { messageId: message.id, partition, duplicate: true, firstSeq: result.firstSeq, lastSeq: result.lastSeq };
+      const refusal = refusals.find((record) => record.messageId === message.id && record.commands?.length === message.commands.length);
+      return refusal === undefined ? { ...base, status: 'accepted' } : { ...base, status: 'rejected', reason: refusal.reason };
+    });
   }
 
-  private async load(definition: AnyEntityDefinition, id: string): Promise<{ entry: CachedEntity; cached: boolean }> {
-    const cached = this.cache.get(id);
-    if (cached !== undefined) return { entry: cached, cached: true };
+  /** The entity's state: cached (with its slot, refreshed as most recently used), else durable from the partition. */
+  private async load(definition: AnyEntityDefinition, id: string): Promise<{ state: unknown; version: number; slot: EntitySlot | undefined; generation: number }> {
+    const slot = this.slots.get(id);
+    if (slot !== undefined && slot.cached) {
+      this.slots.touch(slot);
+      return { state: slot.state, version: slot.version, slot, generation: slot.generation };
+    }
     // The partition serves only durable events: let this entity's pending commits settle first.
     const settled = this.whenSettled(id);
     if (settled !== undefined) await settled;
-    return { entry: await this.loadDurable(definition, id), cached: false };
+    const durable = await this.loadDurable(definition, id);
+    return { state: durable.state, version: durable.version, slot: undefined, generation: 0 };
   }
 
-  private async loadDurable(definition: AnyEntityDefinition, id: string): Promise<CachedEntity> {
+  private async loadDurable(definition: AnyEntityDefinition, id: string): Promise<{ state: unknown; version: number }> {
     const version = await this.partition.streamVersion(id);
     let state = definition.initialState(id);
     if (version === 0) return { state, version };

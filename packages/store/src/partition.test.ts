@@ -119,6 +119,21 @@ describe('input that could not round-trip', () => {
   });
 });
 
+describe('a stream named twice in one unit of work', () => {
+  it('is refused in a small unit and in a large one, and the partition keeps serving', async () => {
+    const p = await openPartition({ storage: createMemoryStorage() });
+    const change = (streamId: string) => ({ streamId, events: [{ type: 'E', data }] });
+    await expect(p.commit({ changes: [change('a'), change('a')] })).rejects.toThrow(/stream "a" appears twice in one unit of work/);
+    const large = Array.from({ length: 40 }, (_, i) => change(`s-${i}`));
+    large[37] = change('s-3');
+    await expect(p.commit({ changes: large })).rejects.toThrow(/stream "s-3" appears twice in one unit of work/);
+    expect(p.lastSeq).toBe(0);
+    large[37] = change('s-37');
+    expect((await p.commit({ changes: large })).lastSeq).toBe(40);
+    await p.close();
+  });
+});
+
 describe('close and subscriptions', () => {
   it('returns the same close to every caller, resolved only when storage is released', async () => {
     const log = new MemoryLog();

@@ -1409,6 +1409,9 @@ function wellFormed(s: string): boolean {
   return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
 
+/** Up to this many changes, validateUnit finds a stream named twice by comparing pairs. */
+const SMALL_UNIT_CHANGES = 16;
+
 /**
  * Returns why a unit of work is malformed, or its bytes of event data and metadata. Cheap:
  * runs on every append.
@@ -1418,6 +1421,9 @@ function validateUnit(unit: UnitOfWork, eventsMax: number): string | number {
   let count = 0;
   const changes = unit?.changes;
   if (!Array.isArray(changes) || changes.length === 0) return 'a unit of work needs at least one change';
+  // A stream named twice: compared pairwise in small units, through a set in large ones (a
+  // handler host's merged unit of 256 messages made ~32 k comparisons).
+  const seen = changes.length > SMALL_UNIT_CHANGES ? new Set<string>() : undefined;
   for (let c = 0; c < changes.length; c++) {
     const change: StreamChange = changes[c];
     if (typeof change?.streamId !== 'string' || change.streamId.length === 0) return `change ${c}: streamId must be a non-empty string`;
@@ -1445,8 +1451,13 @@ function validateUnit(unit: UnitOfWork, eventsMax: number): string | number {
       if (e.metadata !== undefined && !(e.metadata instanceof Uint8Array)) return `stream "${change.streamId}" event ${i}: metadata must be a Uint8Array`;
       bytes += e.data.length + (e.metadata?.length ?? 0);
     }
-    for (let d = 0; d < c; d++) {
-      if (changes[d].streamId === change.streamId) return `stream "${change.streamId}" appears twice in one unit of work: merge its events into one change`;
+    if (seen === undefined) {
+      for (let d = 0; d < c; d++) {
+        if (changes[d].streamId === change.streamId) return `stream "${change.streamId}" appears twice in one unit of work: merge its events into one change`;
+      }
+    } else {
+      if (seen.has(change.streamId)) return `stream "${change.streamId}" appears twice in one unit of work: merge its events into one change`;
+      seen.add(change.streamId);
     }
   }
   const ids = unit.commandIds;

@@ -1036,7 +1036,7 @@ export class Partition {
     const result: CommitResult = { firstSeq, lastSeq: seq - 1, streams, timestamp: group.timestamp, duplicate: false };
     group.acks.push({ resolve: pending.resolve, reject: pending.reject, result });
     if (commandIds.length > 0) {
-      const record: CommitRecord = { result, group };
+      const record: CommitRecord = { result, group, commandIds };
       for (const id of commandIds) this.index.noteCommand(id, record);
       group.records.push(record);
     }
@@ -1112,6 +1112,7 @@ export class Partition {
     }
     for (const group of covered) {
       for (const record of group.records) record.group = undefined;
+      this.index.commandsDurable(group.records);
       this.settle(group, reliability);
       this.free.push(group);
       this.groupsInFlight--;

@@ -2,7 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { WorkerCheckpointRunner } from './index-checkpoint-runner.js';
+import type { CheckpointJob } from './index-checkpoint-work.js';
 import {
   MemoryLog,
   createMemoryStorage,
@@ -88,6 +90,24 @@ async function waitPersisted(p: Partition): Promise<void> {
 }
 
 describe('the index without a directory (in memory)', () => {
+  it('hands a checkpoint\'s entries to the checkpoint runner in shared memory (posted to the worker without a copy)', async () => {
+    const run = vi.spyOn(WorkerCheckpointRunner.prototype, 'run');
+    try {
+      const p = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 16, clock });
+      await appendUnits(p, 0, 40);
+      await p.close();
+      const builds = run.mock.calls.map(([job]) => job).filter((job: CheckpointJob) => job.kind === 'build');
+      expect(builds.length).toBeGreaterThan(0);
+      for (const job of builds) {
+        for (const a of [job.sHi, job.sLo, job.sVer, job.sSeq, job.cHi, job.cLo, job.cSeq]) expect(a.buffer).toBeInstanceOf(SharedArrayBuffer);
+        expect(job.sHi.length).toBeGreaterThan(0);
+        expect(job.cHi.length).toBeGreaterThan(0);
+      }
+    } finally {
+      run.mockRestore();
+    }
+  });
+
   it('keeps only the first seq of a durable commit\'s command ids in the memtable: a duplicate reads the original result from the log', async () => {
     const log = new MemoryLog();
     const counted = countingStorage(log);

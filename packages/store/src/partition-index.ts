@@ -663,10 +663,11 @@ export class PartitionIndex<G> {
     if (limit <= this.checkpoint || this.building !== undefined) return false;
     // Entries are in seq order: the durable part is a prefix.
     const n = countAtOrBelow(this.memSeq.subarray(0, this.memEvents), limit);
-    const sHi = this.memHi.slice(0, n);
-    const sLo = this.memLo.slice(0, n);
-    const sVer = this.memVer.slice(0, n);
-    const sSeq = this.memSeq.slice(0, n);
+    // Copied into shared memory: posted to the checkpoint worker without being copied again.
+    const sHi = sharedCopy(this.memHi.subarray(0, n));
+    const sLo = sharedCopy(this.memLo.subarray(0, n));
+    const sVer = sharedCopy(this.memVer.subarray(0, n));
+    const sSeq = sharedCopy(this.memSeq.subarray(0, n));
     const cHiL: number[] = [];
     const cLoL: number[] = [];
     const cSeqL: number[] = [];
@@ -697,9 +698,9 @@ export class PartitionIndex<G> {
       sLo,
       sVer,
       sSeq,
-      cHi: Uint32Array.from(cHiL),
-      cLo: Uint32Array.from(cLoL),
-      cSeq: Float64Array.from(cSeqL),
+      cHi: sharedCopy(Uint32Array.from(cHiL)),
+      cLo: sharedCopy(Uint32Array.from(cLoL)),
+      cSeq: sharedCopy(Float64Array.from(cSeqL)),
     };
     this.checkpointsStarted++;
     this.building = this.runner
@@ -991,6 +992,17 @@ class VersionCache {
       this.young = new Map();
     }
   }
+}
+
+/**
+ * A copy of `a` backed by a SharedArrayBuffer: a checkpoint job's arrays are read, never
+ * written, by the worker, so posting them shares this memory instead of cloning it (a clone
+ * costs a copy on this thread and an allocation and a copy on the worker's).
+ */
+function sharedCopy<T extends Uint32Array | Float64Array>(a: T): T {
+  const copy = new (a.constructor as new (buffer: SharedArrayBuffer) => T)(new SharedArrayBuffer(a.byteLength));
+  copy.set(a);
+  return copy;
 }
 
 function countAtOrBelow(seqs: ArrayLike<number>, limit: number): number {

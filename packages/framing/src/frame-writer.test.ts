@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto';
+import { Hash, createHash } from 'node:crypto';
+import { vi } from 'vitest';
 import { describe, expect, it } from 'vitest';
 import {
   CRC_BYTES,
@@ -327,6 +328,78 @@ describe('FrameWriter hash chain', () => {
     expect(hex(deferred.bytes())).toBe(hex(direct.bytes()));
     expect(hex(deferred.lastDigest)).toBe(hex(direct.lastDigest));
     expect(decodeBatches(deferred.bytes()).report.reason).toBe('end');
+  });
+});
+
+describe('FrameWriter digestWritten (the batch digest fed in steps)', () => {
+  /** Two batches, the second digested in steps at every `step` frames; returns the writer. */
+  function written(step: number | undefined): FrameWriter {
+    const w = new FrameWriter({ initialBytes: 256 });
+    appendSimple(w, 1);
+    w.seal(1, 10);
+    for (let seq = 2; seq <= 40; seq++) {
+      appendSimple(w, seq, new Uint8Array(300).fill(seq));
+      if (step !== undefined && seq % step === 0) w.digestWritten();
+    }
+    w.seal(1, 11);
+    return w;
+  }
+
+  it('seals byte for byte what seal alone writes, across buffer growth and into the next batch', () => {
+    for (const step of [1, 3, 39]) {
+      const whole = written(undefined);
+      const stepped = written(step);
+      expect(hex(stepped.bytes())).toBe(hex(whole.bytes()));
+      expect(hex(stepped.lastDigest)).toBe(hex(whole.lastDigest));
+      // The digest fed in steps is gone after the seal: the next batch starts afresh.
+      appendSimple(stepped, 41);
+      stepped.digestWritten();
+      stepped.seal(1, 12);
+      appendSimple(whole, 41);
+      whole.seal(1, 12);
+      expect(hex(stepped.bytes())).toBe(hex(whole.bytes()));
+      const { report } = decodeBatches(stepped.bytes());
+      expect(report.reason).toBe('end');
+    }
+  });
+
+  it('hashes every byte once: seal() hashes only what came after the last digestWritten()', () => {
+    const w = new FrameWriter();
+    for (let seq = 1; seq <= 20; seq++) appendSimple(w, seq, new Uint8Array(1000));
+    w.digestWritten();
+    appendSimple(w, 21);
+    const update = vi.spyOn(Hash.prototype, 'update');
+    try {
+      w.seal(1, 1);
+      const hashed = update.mock.calls.reduce((n, [data]) => n + (typeof data === 'string' ? data.length : (data as ArrayBufferView).byteLength), 0);
+      // The last frame and the marker's first 64 bytes, not the 20 frames digested before.
+      expect(hashed).toBeLessThan(200);
+    } finally {
+      update.mockRestore();
+    }
+    expect(decodeBatches(w.bytes()).report.reason).toBe('end');
+  });
+
+  it('refuses a rollback into bytes already digested, and beginSeal() digests the whole batch itself', () => {
+    const w = new FrameWriter();
+    appendSimple(w, 1);
+    const before = w.mark();
+    appendSimple(w, 2);
+    w.digestWritten();
+    expect(w.undigestedBytes).toBe(0);
+    expect(() => w.rollback(before, 1, 1)).toThrow(RangeError);
+    const after = w.mark();
+    appendSimple(w, 3);
+    expect(w.undigestedBytes).toBe(w.byteLength - after);
+    w.rollback(after, 2, 2);
+    const toDigest = w.beginSeal(1, 1)!;
+    expect(toDigest.length).toBe(w.byteLength - MARKER_BYTES + MARKER_DIGEST_OFFSET);
+    w.completeSeal(createHash('sha1').update(toDigest).digest());
+    const direct = new FrameWriter();
+    appendSimple(direct, 1);
+    appendSimple(direct, 2);
+    direct.seal(1, 1);
+    expect(hex(w.bytes())).toBe(hex(direct.bytes()));
   });
 });
 

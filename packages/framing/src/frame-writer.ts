@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { crc32c } from './crc32c.js';
 import { crc32cCombine } from './crc32c-combine.js';
 import { FrameTooLargeError, InvalidFrameFieldError } from './errors.js';
@@ -79,6 +79,11 @@ export class FrameWriter {
   // Digest of the last batch this writer sealed (kept across resets): the default previous
   // digest of the next seal, so one writer's consecutive batches chain by themselves.
   private chain: Uint8Array = ZERO_DIGEST;
+  // SHA-1 of the unsealed bytes [sealedPosition, digestedPosition), fed by digestWritten():
+  // the batch digest is then computed while its frames are still in the CPU cache, and seal()
+  // only hashes what came after. Undefined until the first digestWritten() of a batch.
+  private partialDigest: Hash | undefined;
+  private digestedPosition = 0;
 
   constructor(options: FrameWriterOptions = {}) {
     this.frameBytesMax = options.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
@@ -114,6 +119,28 @@ export class FrameWriter {
     this.unsealedLastSeq = -1;
     this.sealedLastSeq = -1;
     this.pendingMarker = -1;
+    this.partialDigest = undefined;
+    this.digestedPosition = 0;
+  }
+
+  /** Bytes written since the last seal and not yet fed to the batch digest by {@link digestWritten}. */
+  get undigestedBytes(): number {
+    return this.partialDigest === undefined ? this.position - this.sealedPosition : this.position - this.digestedPosition;
+  }
+
+  /**
+   * Feeds the frames written since the last seal (or the last call) to the batch's SHA-1 now,
+   * instead of all at once in {@link seal}: a caller that encodes a large batch in slices calls
+   * this after each one, so the digest is computed while the bytes are still in the CPU cache
+   * and seal() only hashes the rest. The bytes fed are final: a later {@link rollback} to a
+   * mark before them throws (take marks after this call).
+   */
+  digestWritten(): void {
+    if (this.pendingMarker >= 0) throw new RangeError('[sluice/framing] digestWritten() between beginSeal() and completeSeal()');
+    const from = this.partialDigest === undefined ? this.sealedPosition : this.digestedPosition;
+    if (this.position === from) return;
+    (this.partialDigest ??= createHash('sha1')).update(this.buffer.subarray(from, this.position));
+    this.digestedPosition = this.position;
   }
 
   /** A position to {@link rollback} to, e.g. to drop a commit that failed half-way. */
@@ -129,6 +156,9 @@ export class FrameWriter {
   rollback(mark: number, frames: number, lastSeq: number): void {
     if (mark < this.sealedPosition || mark > this.position) {
       throw new RangeError(`[sluice/framing] rollback mark ${mark} outside the unsealed range`);
+    }
+    if (this.partialDigest !== undefined && mark < this.digestedPosition) {
+      throw new RangeError(`[sluice/framing] rollback mark ${mark} before bytes already digested (up to ${this.digestedPosition}): take marks after digestWritten()`);
     }
     this.position = mark;
     this.unsealedFrames = frames;
@@ -328,9 +358,13 @@ export class FrameWriter {
    * stored.
    */
   seal(epoch: number, timestamp: number, prevDigest: Uint8Array = this.chain): boolean {
+    // What digestWritten() fed stays valid: beginSeal() writes only after it.
+    const partial = this.partialDigest;
+    const digested = this.digestedPosition;
     const sealed = this.beginSeal(epoch, timestamp, prevDigest);
     if (sealed === undefined) return false;
-    this.completeSeal(createHash('sha1').update(sealed).digest());
+    const digest = partial === undefined ? createHash('sha1').update(sealed) : partial.update(sealed.subarray(digested - this.sealedPosition));
+    this.completeSeal(digest.digest());
     return true;
   }
 
@@ -362,6 +396,8 @@ export class FrameWriter {
     writeU32(b, start + 40, SHA1_BYTES);
     b.set(prevDigest, start + MARKER_PREV_DIGEST_OFFSET);
     this.pendingMarker = start;
+    // The caller digests the returned bytes whole (seal() takes over what digestWritten() fed first).
+    this.partialDigest = undefined;
     this.position = start + MARKER_BYTES;
     this.sealedLastSeq = this.unsealedLastSeq;
     this.unsealedFrames = 0;

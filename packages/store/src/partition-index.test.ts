@@ -2,7 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { WorkerCheckpointRunner } from './index-checkpoint-runner.js';
+import type { CheckpointJob } from './index-checkpoint-work.js';
 import {
   MemoryLog,
   createMemoryStorage,
@@ -88,6 +90,53 @@ async function waitPersisted(p: Partition): Promise<void> {
 }
 
 describe('the index without a directory (in memory)', () => {
+  it('hands a checkpoint\'s entries to the checkpoint runner in shared memory (posted to the worker without a copy)', async () => {
+    const run = vi.spyOn(WorkerCheckpointRunner.prototype, 'run');
+    try {
+      const p = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 16, clock });
+      await appendUnits(p, 0, 40);
+      await p.close();
+      const builds = run.mock.calls.map(([job]) => job).filter((job: CheckpointJob) => job.kind === 'build');
+      expect(builds.length).toBeGreaterThan(0);
+      for (const job of builds) {
+        for (const a of [job.sHi, job.sLo, job.sVer, job.sSeq, job.cHi, job.cLo, job.cSeq]) expect(a.buffer).toBeInstanceOf(SharedArrayBuffer);
+        expect(job.sHi.length).toBeGreaterThan(0);
+        expect(job.cHi.length).toBeGreaterThan(0);
+      }
+    } finally {
+      run.mockRestore();
+    }
+  });
+
+  it('keeps only the first seq of a durable commit\'s command ids in the memtable: a duplicate reads the original result from the log', async () => {
+    const log = new MemoryLog();
+    const counted = countingStorage(log);
+    const p = await openPartition({ storage: counted.storage, clock });
+    const unit = {
+      changes: [
+        { streamId: 'a', events: [{ type: 'A1', data }, { type: 'A2', data }] },
+        { streamId: 'b', events: [{ type: 'B1', data }] },
+      ],
+      commandIds: ['x', 'y'],
+    };
+    await p.append({ streamId: 'z', events: [{ type: 'Z', data }] });
+    const original = await p.commit(unit);
+    counted.reads.length = 0;
+    // In the memtable, durable: answered from the commit's frames, read once.
+    expect(await p.commit({ ...unit, commandIds: ['y'] })).toEqual({ ...original, duplicate: true });
+    expect(counted.reads).toEqual([[2, 2]]);
+    expect(await p.commandResult('x')).toEqual(original);
+    expect(p.lastSeq).toBe(4);
+    // In flight: the duplicate waits for the original's group and gets its result, no read.
+    counted.reads.length = 0;
+    const [first, second] = await Promise.all([p.commit({ ...unit, commandIds: ['w'] }), p.commit({ ...unit, commandIds: ['w'] })]);
+    expect(second).toEqual({ ...first, duplicate: true });
+    expect(first.firstSeq).toBe(5);
+    expect(counted.reads).toEqual([]);
+    expect(await p.commandResult('w')).toEqual(first);
+    await p.close();
+  });
+
   it('moves the memtable into tables at checkpoints: versions, reads, duplicates and commandResult are the same as from the memtable', async () => {
     const log = new MemoryLog();
     const plain = await openPartition({ storage: createMemoryStorage({ log: new MemoryLog() }), indexCheckpointEvents: 1_000_000, clock });

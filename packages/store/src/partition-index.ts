@@ -15,6 +15,8 @@ import type { CommitResult, StreamCommit } from './types.js';
 export interface CommitRecord<G> {
   result: CommitResult;
   group: G | undefined;
+  /** The commit's command ids (the unit's own array): {@link PartitionIndex.commandsDurable} needs them. */
+  readonly commandIds: readonly string[];
 }
 
 /** Options of the partition index (from {@link PartitionOptions}). */
@@ -106,7 +108,13 @@ const ZERO_DIGEST = new Uint8Array(20);
  */
 export class PartitionIndex<G> {
   private streams = new Map<string, MemStream>();
-  private commands = new Map<string, CommitRecord<G>>();
+  /**
+   * Command ids of the memtable: the record while its commit is in flight, then only the
+   * commit's first seq (a durable duplicate reads its result from the log, as a table hit
+   * does): a record, its result, its streams array and their entries are not kept alive and
+   * promoted for every id until the next checkpoint.
+   */
+  private commands = new Map<string, CommitRecord<G> | number>();
   /** The memtable's stream entries in seq order, hashed as they come: a checkpoint sorts a prefix. */
   private memHi = new Uint32Array(1024);
   private memLo = new Uint32Array(1024);
@@ -319,7 +327,6 @@ export class PartitionIndex<G> {
     let expect = from;
     let maxEpoch = 0;
     let commitFirst = 0;
-    let commitStreams: Map<string, StreamCommit> | undefined;
     let commitIds: readonly string[] | undefined;
     for await (const batch of this.storage.read(from, to)) {
       for (const frame of batch.frames) {
@@ -336,22 +343,13 @@ export class PartitionIndex<G> {
         this.noteStream(frame.streamId, frame.streamVersion - 1, frame.seq, 1);
         if (frame.commitFirst) {
           commitFirst = frame.seq;
-          commitStreams = undefined;
           commitIds = frame.headers?.commandIds;
           if (commitIds !== undefined && commitIds.length === 0) commitIds = undefined;
         }
-        if (commitIds !== undefined) {
-          commitStreams ??= new Map();
-          const s = commitStreams.get(frame.streamId);
-          commitStreams.set(frame.streamId, { streamId: frame.streamId, firstVersion: s?.firstVersion ?? frame.streamVersion, version: frame.streamVersion });
-          if (frame.commitLast) {
-            const record: CommitRecord<G> = {
-              result: { firstSeq: commitFirst, lastSeq: frame.seq, streams: [...commitStreams.values()], timestamp: frame.timestamp, duplicate: false },
-              group: undefined,
-            };
-            for (const id of commitIds) this.commands.set(id, record);
-            commitIds = undefined;
-          }
+        if (commitIds !== undefined && frame.commitLast) {
+          // Durable: the first seq is enough (a duplicate reads the commit's result from the log).
+          for (const id of commitIds) this.commands.set(id, commitFirst);
+          commitIds = undefined;
         }
         this.replayedFrames++;
       }
@@ -412,6 +410,18 @@ export class PartitionIndex<G> {
 
   noteCommand(commandId: string, record: CommitRecord<G>): void {
     this.commands.set(commandId, record);
+  }
+
+  /**
+   * The commits of `records` are durable (the engine cleared their groups): their ids keep only
+   * the first seq from now on (see {@link commands}).
+   */
+  commandsDurable(records: readonly CommitRecord<G>[]): void {
+    const commands = this.commands;
+    for (const record of records) {
+      const firstSeq = record.result.firstSeq;
+      for (const id of record.commandIds) if (commands.get(id) === record) commands.set(id, firstSeq);
+    }
   }
 
   /**
@@ -520,7 +530,13 @@ export class PartitionIndex<G> {
    */
   commandNow(commandId: string, resolved?: Resolved<G>): CommitRecord<G> | null | undefined {
     const r = this.commands.get(commandId);
-    if (r !== undefined) return this.retained(r.result.firstSeq) ? r : null;
+    if (r !== undefined) {
+      if (typeof r !== 'number') return this.retained(r.result.firstSeq) ? r : null;
+      if (!this.retained(r)) return null;
+      // A durable commit of the memtable: its result comes from the log (resolveCommand).
+      if (resolved !== undefined && resolved.gen === this.gen) return resolved.commands.get(commandId);
+      return undefined;
+    }
     if (resolved !== undefined && resolved.gen === this.gen) {
       const c = resolved.commands.get(commandId);
       if (c !== undefined) return c;
@@ -537,13 +553,19 @@ export class PartitionIndex<G> {
   async resolveCommand(commandId: string): Promise<CommitRecord<G> | null> {
     const now = this.commandNow(commandId);
     if (now !== undefined) return now;
+    const durable = this.commands.get(commandId);
+    if (typeof durable === 'number') {
+      const commit = await this.commitAt(durable);
+      if (commit.commandIds.includes(commandId)) return { result: commit.result, group: undefined, commandIds: commit.commandIds };
+      throw new StorageError('Corrupt', `${this.where}: command id "${commandId}" names the commit at seq ${durable}, whose frames do not carry it: the log changed under the index; reopen the partition`);
+    }
     this.hash(commandId, this.h);
     const seqs: number[] = [];
     for (let i = this.tables.length - 1; i >= 0; i--) this.tables[i].table.commandSeqs(this.h[0], this.h[1], seqs);
     for (const seq of seqs) {
       if (!this.retained(seq)) continue;
       const commit = await this.commitAt(seq);
-      if (commit.commandIds.includes(commandId)) return { result: commit.result, group: undefined };
+      if (commit.commandIds.includes(commandId)) return { result: commit.result, group: undefined, commandIds: commit.commandIds };
     }
     return null;
   }
@@ -641,19 +663,21 @@ export class PartitionIndex<G> {
     if (limit <= this.checkpoint || this.building !== undefined) return false;
     // Entries are in seq order: the durable part is a prefix.
     const n = countAtOrBelow(this.memSeq.subarray(0, this.memEvents), limit);
-    const sHi = this.memHi.slice(0, n);
-    const sLo = this.memLo.slice(0, n);
-    const sVer = this.memVer.slice(0, n);
-    const sSeq = this.memSeq.slice(0, n);
+    // Copied into shared memory: posted to the checkpoint worker without being copied again.
+    const sHi = sharedCopy(this.memHi.subarray(0, n));
+    const sLo = sharedCopy(this.memLo.subarray(0, n));
+    const sVer = sharedCopy(this.memVer.subarray(0, n));
+    const sSeq = sharedCopy(this.memSeq.subarray(0, n));
     const cHiL: number[] = [];
     const cLoL: number[] = [];
     const cSeqL: number[] = [];
     for (const [id, r] of this.commands) {
-      if (r.group !== undefined || r.result.firstSeq > limit || !this.retained(r.result.firstSeq)) continue;
+      const firstSeq = typeof r === 'number' ? r : r.group === undefined ? r.result.firstSeq : Number.MAX_VALUE;
+      if (firstSeq > limit || !this.retained(firstSeq)) continue;
       this.hash(id, this.h);
       cHiL.push(this.h[0]);
       cLoL.push(this.h[1]);
-      cSeqL.push(r.result.firstSeq);
+      cSeqL.push(firstSeq);
     }
     // Keep the entries above the checkpoint (groups in flight) at the front.
     this.memHi.copyWithin(0, n, this.memEvents);
@@ -674,9 +698,9 @@ export class PartitionIndex<G> {
       sLo,
       sVer,
       sSeq,
-      cHi: Uint32Array.from(cHiL),
-      cLo: Uint32Array.from(cLoL),
-      cSeq: Float64Array.from(cSeqL),
+      cHi: sharedCopy(Uint32Array.from(cHiL)),
+      cLo: sharedCopy(Uint32Array.from(cLoL)),
+      cSeq: sharedCopy(Float64Array.from(cSeqL)),
     };
     this.checkpointsStarted++;
     this.building = this.runner
@@ -724,9 +748,9 @@ export class PartitionIndex<G> {
       }
     }
     this.streams = streams;
-    const commands = new Map<string, CommitRecord<G>>();
+    const commands = new Map<string, CommitRecord<G> | number>();
     for (const [id, r] of this.commands) {
-      if (r.group !== undefined || r.result.firstSeq > limit) commands.set(id, r);
+      if (typeof r === 'number' ? r > limit : r.group !== undefined || r.result.firstSeq > limit) commands.set(id, r);
     }
     this.commands = commands;
     this.tables.push(t);
@@ -968,6 +992,17 @@ class VersionCache {
       this.young = new Map();
     }
   }
+}
+
+/**
+ * A copy of `a` backed by a SharedArrayBuffer: a checkpoint job's arrays are read, never
+ * written, by the worker, so posting them shares this memory instead of cloning it (a clone
+ * costs a copy on this thread and an allocation and a copy on the worker's).
+ */
+function sharedCopy<T extends Uint32Array | Float64Array>(a: T): T {
+  const copy = new (a.constructor as new (buffer: SharedArrayBuffer) => T)(new SharedArrayBuffer(a.byteLength));
+  copy.set(a);
+  return copy;
 }
 
 function countAtOrBelow(seqs: ArrayLike<number>, limit: number): number {

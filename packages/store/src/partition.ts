@@ -1,4 +1,3 @@
-import { createHash, webcrypto } from 'node:crypto';
 import {
   DEFAULT_FRAME_BYTES_MAX,
   FLAG_COMMIT_FIRST,
@@ -262,8 +261,12 @@ const NO_HEADERS: readonly string[] = [];
  */
 const BELOW_WATERMARK: ReadBatchesOptions = { verifyDigests: false };
 const NO_EVENTS: readonly never[] = [];
-/** Groups at least this large are digested off the main thread (a thread-pool round trip costs more for small ones). */
-const ASYNC_DIGEST_BYTES = 64 * 1024;
+/**
+ * Encoded bytes after which the group's digest is fed what was encoded (FrameWriter.digestWritten):
+ * a large group is hashed in steps while its frames are still in the CPU cache, on this thread,
+ * instead of as one copy handed to the thread pool at seal time.
+ */
+const DIGEST_STEP_BYTES = 64 * 1024;
 /** Bytes encoded between yields to the event loop while a write is in flight. */
 const ENCODE_SLICE_BYTES = 64 * 1024;
 
@@ -847,6 +850,7 @@ export class Partition {
       this.queuedBytes -= pending.bytes;
       if (pending.resolveError !== undefined) pending.reject(pending.resolveError);
       else this.encode(pending, group);
+      if (group.writer.undigestedBytes >= DIGEST_STEP_BYTES) group.writer.digestWritten();
     }
     if (this.queueHead === queue.length) {
       if (queue.length > 0) {
@@ -1032,7 +1036,7 @@ export class Partition {
     const result: CommitResult = { firstSeq, lastSeq: seq - 1, streams, timestamp: group.timestamp, duplicate: false };
     group.acks.push({ resolve: pending.resolve, reject: pending.reject, result });
     if (commandIds.length > 0) {
-      const record: CommitRecord = { result, group };
+      const record: CommitRecord = { result, group, commandIds };
       for (const id of commandIds) this.index.noteCommand(id, record);
       group.records.push(record);
     }
@@ -1061,23 +1065,10 @@ export class Partition {
     this.writing = group;
     this.groupsInFlight++;
     const writer = group.writer;
-    const sealed = writer.beginSeal(this.epochValue, group.timestamp, this.headDigest) as Uint8Array;
-    const write = (): Promise<void> => {
-      this.headDigest = writer.lastDigest;
-      return this.storage.write(writer.bytes(), group.firstSeq, group.lastSeq);
-    };
-    let written: Promise<void>;
-    if (sealed.length < ASYNC_DIGEST_BYTES) {
-      writer.completeSeal(createHash('sha1').update(sealed).digest());
-      written = write();
-    } else {
-      // Large groups: hash on the thread pool while this thread encodes the next group.
-      written = webcrypto.subtle.digest('SHA-1', sealed).then((digest) => {
-        writer.completeSeal(new Uint8Array(digest));
-        return write();
-      });
-    }
-    written.then(
+    // Most of a large group's digest was computed as it was encoded (fill): this hashes the rest.
+    writer.seal(this.epochValue, group.timestamp, this.headDigest);
+    this.headDigest = writer.lastDigest;
+    this.storage.write(writer.bytes(), group.firstSeq, group.lastSeq).then(
       () => this.onWritten(group),
       (error: unknown) => this.onWriteFailed(error),
     );
@@ -1121,6 +1112,7 @@ export class Partition {
     }
     for (const group of covered) {
       for (const record of group.records) record.group = undefined;
+      this.index.commandsDurable(group.records);
       this.settle(group, reliability);
       this.free.push(group);
       this.groupsInFlight--;

@@ -1,5 +1,7 @@
-import { describe, expect, it } from 'vitest';
-import { MemoryLog, PartitionFaultedError, createMemoryStorage, openPartition, sameIdentity, type PartitionStorage } from './index.js';
+import { createHash } from 'node:crypto';
+import { FrameWriter, MARKER_BYTES, MARKER_DIGEST_OFFSET } from '@sluice/framing';
+import { describe, expect, it, vi } from 'vitest';
+import { InvalidRequestError, MemoryLog, PartitionFaultedError, createMemoryStorage, openPartition, sameIdentity, type PartitionStorage } from './index.js';
 
 const data = new TextEncoder().encode('x');
 
@@ -72,6 +74,36 @@ describe('several groups in flight', () => {
     }
     expect(sameIdentity(p.head, { lastSeq: 200, epoch: 0, digest: log.batches.at(-1)?.marker.digest as Uint8Array })).toBe(true);
     await p.close();
+  });
+});
+
+describe('the batch digest of large groups', () => {
+  it('is fed in steps as the group is encoded, and every stored batch digest verifies', async () => {
+    const log = new MemoryLog();
+    const stepped = vi.spyOn(FrameWriter.prototype, 'digestWritten');
+    try {
+      const p = await openPartition({ storage: createMemoryStorage({ log }), batchBytesMax: 512 * 1024 });
+      const big = Array.from({ length: 100 }, () => ({ type: 'E', data: new Uint8Array(1000).fill(7) }));
+      // Units of ~100 KiB, several per group; unit 5 fails half-way through its encoding (its
+      // last event type is too long), so the writer rolls back after digested bytes.
+      const bad = [...big.slice(1), { type: 'x'.repeat(70_000), data: new Uint8Array(1) }];
+      const results = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => p.append({ streamId: `s${i % 3}`, events: i === 5 ? bad : big })));
+      expect(results.map((r) => r.status)).toEqual(Array.from({ length: 12 }, (_, i) => (i === 5 ? 'rejected' : 'fulfilled')));
+      expect((results[5] as PromiseRejectedResult).reason).toBeInstanceOf(InvalidRequestError);
+      expect(stepped).toHaveBeenCalled();
+      expect(p.lastSeq).toBe(1100);
+      await p.close();
+    } finally {
+      stepped.mockRestore();
+    }
+    for (const batch of log.batches) {
+      const bytes = batch.bytes;
+      const digested = createHash('sha1').update(bytes.subarray(0, bytes.length - MARKER_BYTES + MARKER_DIGEST_OFFSET)).digest();
+      expect(Buffer.from(batch.marker.digest).equals(digested)).toBe(true);
+    }
+    const reopened = await openPartition({ storage: createMemoryStorage({ log }) });
+    expect(reopened.lastSeq).toBe(1100);
+    await reopened.close();
   });
 });
 

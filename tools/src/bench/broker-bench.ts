@@ -104,6 +104,24 @@
  *   decode + reply encode is ~1.8 µs per request (measured in-process) and the store client's
  *   own work ~5.5 µs per sequential append. The target (≥ 50 % of the in-process rate, i.e.
  *   ≤ 2× its latency) is below what one echo through the broker costs on this machine.
+ * - Where the other rows stand (cluster-path branch, 2026-12-06, load average 9-11, servers as
+ *   processes, CPU per event summed over each process's threads):
+ *   1000 concurrent single appends: client 9.5-13 µs, broker 3.4-6.8 µs, node 18.7-23 µs per
+ *   append (in-process with a command id: 15 µs). The node's samples: store 20 %, framing 4.6 %,
+ *   GC 8.4 %, majordomo 7.2 % (5 % is zeromq.js's native send), the store protocol 2.7 %, the
+ *   node package 2.6 %: the engine's per-commit work is the bound, not the wire. Fewer, larger
+ *   coalesced requests cost less CPU everywhere (appendBatchesInFlightMax 2 / 4 / 8: ~32 / ~36 /
+ *   ~41 µs per append over the three processes) but overlap less when cores are idle; the rate
+ *   varied more between runs (22,000-31,000/s) than between settings, so the default stays 4.
+ *   Batches of 1000 (4 in flight): node 3.8-4.4 µs per event against 2.2 in-process (its main
+ *   thread 1.7-2.0 ms per 1000-event request against 0.9-1.2; appendEncoded's CRC check and
+ *   CRC combination per event, the frame copy, GC), broker 0.7-1.0 µs (mostly its libzmq I/O
+ *   thread moving 2 × 130 KB), client 0.8-1.1 µs; framed (op 7) and append-many (op 5) within
+ *   noise of each other (node 4.4 / 4.4 against 4.0 / 4.3 µs per event).
+ *   Catch-up read through the broker: client and node 57-72 % idle: one page (≤ 1 MiB) is asked
+ *   for ahead of the consumer, and a page costs the node ~27 ms to build at ~4.7 µs per event,
+ *   so the read waits on page round trips; a second page in flight would need the client to
+ *   know where the next page starts before the current one arrives (seq windows).
  * - (b) 146,000-325,000 events/s through broker and node (4 runs; 216,000-325,000 in three),
  *   against 248,000-811,000 in-process: CPU per 100-event append ~125 µs in the broker and
  *   ~250 µs in the node, so on 2 shared cores the bound is CPU, not the disk. Fastpath branch,

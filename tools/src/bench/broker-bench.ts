@@ -118,10 +118,13 @@
  *   CRC combination per event, the frame copy, GC), broker 0.7-1.0 µs (mostly its libzmq I/O
  *   thread moving 2 × 130 KB), client 0.8-1.1 µs; framed (op 7) and append-many (op 5) within
  *   noise of each other (node 4.4 / 4.4 against 4.0 / 4.3 µs per event).
- *   Catch-up read through the broker: client and node 57-72 % idle: one page (≤ 1 MiB) is asked
- *   for ahead of the consumer, and a page costs the node ~27 ms to build at ~4.7 µs per event,
- *   so the read waits on page round trips; a second page in flight would need the client to
- *   know where the next page starts before the current one arrives (seq windows).
+ *   Catch-up read through the broker (200,000 events of 100 B): 49,000-69,000 events/s on the
+ *   first read, which the node serves from the file, 130,000-230,000/s on a second (client
+ *   ~1.2-2 µs per event); client and node 57-72 % idle on the first. Tried: asking for the rest
+ *   of the range in seq windows of the first page's span, 2 or 4 pages in flight instead of 1
+ *   (three alternated runs, load 9-9.7): 82,000-170,000/s against 69,000-232,000/s, and the
+ *   client's CPU per event 3.9-4.8 µs against 1.2-4.4: no gain, not kept. The first read's
+ *   bound is the node reading and re-encoding stored events (~4.7 µs per event).
  * - (b) 146,000-325,000 events/s through broker and node (4 runs; 216,000-325,000 in three),
  *   against 248,000-811,000 in-process: CPU per 100-event append ~125 µs in the broker and
  *   ~250 µs in the node, so on 2 shared cores the bound is CPU, not the disk. Fastpath branch,

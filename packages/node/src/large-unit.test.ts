@@ -14,9 +14,14 @@ describe('a large unit of work through the broker', () => {
   });
 
   it('commits a 20 MB unit (200 events of 100 KB) and reads it back', { timeout: 120_000 }, async () => {
-    const broker = await startBroker(FAST);
+    // Client, broker and node share this process, and the unit's encoding, CRC checks and copy
+    // hold its event loop for hundreds of ms on a loaded machine: with FAST's 150 ms liveness the
+    // broker took the worker for dead and redelivered (failed 2 of 4 runs at load average 10-11).
+    // 5 s of liveness, as a deployment's default 7.5 s, keeps the test about the large unit.
+    const heartbeats = { heartbeatIntervalMs: 250, heartbeatLiveness: 20 };
+    const broker = await startBroker(heartbeats);
     const { config } = await writeConfig(await tempDir(), { brokers: [broker], partitions: ['p1'] });
-    await startStoreNode([broker], { config, nodeName: 'n1', concurrency: 2 });
+    await startStoreNode([broker], { config, nodeName: 'n1', concurrency: 2, ...heartbeats });
     const client = startStoreClient({ brokers: [broker.endpoint], routing: config.routing, timeoutMs: 60_000 });
     const result = await client.append(unit(200, 100 * 1024));
     expect(result).toMatchObject({ firstSeq: 1, lastSeq: 200, duplicate: false });

@@ -1,6 +1,8 @@
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { cpuNote, formatBrokerRows, runBrokerBench, usageBetween } from './broker-bench.js';
+import { cpuNote, formatBrokerRows, runBrokerBench, sequentialTraceRows, usageBetween } from './broker-bench.js';
 
 // Smoke mode only, servers inline: proves the benchmark runs end to end. No timing assertions.
 it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, async () => {
@@ -33,4 +35,31 @@ it('reports each server process\'s CPU time and context switches per request', (
   expect(broker).toEqual({ cpuMs: 300, contextSwitches: 1_700 });
   expect(cpuNote(200, { broker, worker: undefined })).toBe('; CPU and context switches per request: broker 1500 µs, 8.5 cs');
   expect(cpuNote(200, { node: undefined })).toBe('');
+});
+
+// Servers inline (a spawned server runs the built file, which a test run may not have): every
+// socket is in this process, so the records all say "client"; hopBreakdown's own test checks
+// how records of several processes line up.
+it('traces sequential appends through the broker, step by step', { timeout: 120_000 }, async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'sluice-trace-test-'));
+  try {
+    const { rows, hops } = await sequentialTraceRows(directory, 20, 'inline');
+    expect(rows.map((r) => r.name)).toEqual([
+      'in-process partition append',
+      'echo: MajordomoClient → broker → MajordomoWorker',
+      'echo: MajordomoClient → broker → MajordomoWorker',
+      'the same, the handler fdatasyncs a 100-byte write',
+      'the same, the handler appends to an in-process partition',
+      'store client → broker → node',
+    ]);
+    for (const r of rows) expect(r.events).toBe(20);
+    const steps = hops.map((h) => h.step);
+    // The client's send, the broker's forward (recorded here too), the reply, in that order.
+    expect(steps[0]).toBe('client op-start → client send');
+    expect(steps).toContain('client send → client recv');
+    expect(steps.at(-2)).toBe('client recv → client op-end');
+    expect(hops.at(-1)).toMatchObject({ step: 'total', count: 20 });
+  } finally {
+    await rm(directory, { recursive: true, force: true });
+  }
 });

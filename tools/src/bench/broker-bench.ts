@@ -16,6 +16,15 @@
  *   npm run bench:broker                 full run
  *   npm run bench:broker -- --smoke      seconds-long check that it works
  *   --placement processes|inline   --dir PATH (node data; default: OS temp)   --out FILE (JSON rows)
+ *   npm run bench:broker -- --trace-sequential [--count N]   (c) below: where a sequential append's time goes
+ *
+ * (c) `--trace-sequential`: one request at a time, to find where a sequential append through
+ *     the broker spends its time. Rows: an in-process append; an echo through the broker with
+ *     100- and 250-byte bodies; the echo worker's handler doing an fdatasync, or an in-process
+ *     append (a node's work without the store protocol); the store client's appends to a node.
+ *     The last row is traced: every process records its socket sends and receives and the node
+ *     its append, write and sync, in microseconds of the machine's clock, and the breakdown gives
+ *     the median of each step (message-trace.ts).
  *
  * Measured on the 2-core shared machine (load average 4-10 from other work, so rates vary
  * run to run; the CPU-per-request figures are steadier):
@@ -71,6 +80,51 @@
  *   version 3), and framed events used to be decoded and re-encoded there; they are now copied
  *   with the level inserted into the commit's first frame (node CPU per event in batches of
  *   1000: ~5.3 → ~4.8 µs).
+ * - (c) Where a sequential append's time goes (cluster-path branch, 2026-12-06, load average
+ *   7.3-8.3, two runs of 2000 requests per row; p50 ms):
+ *       in-process append 0.37-0.50 | echo 100 B 0.57-0.63 | echo 250 B 0.70-0.79 |
+ *       echo + fdatasync in the handler 1.22-1.46 | echo + in-process append in the handler
+ *       1.98-2.15 | store client → broker → node 2.04-2.49
+ *   and the traced row, median per step (µs): client until send 62-70; client → broker 202-225;
+ *   broker recv → send 35-37 (twice); broker → node 213-226; node until the partition 39-42;
+ *   partition until its write 97-100; write 35-37; fdatasync 537-678; node reply until sent
+ *   42-45; node → broker 192-194; broker → client 187-195; client after the reply 43-48.
+ *   So the "missing" time is not a timer, a batching window or a stray fsync: there is none on
+ *   the path (the worker's reply BATCH and the broker's request BATCH go out at the end of the
+ *   same event-loop turn, 35-45 µs with everything else the process does). It is the hops: four
+ *   messages, each a hand-off from the sender's main thread to its libzmq I/O thread, over TCP,
+ *   to the receiver's I/O thread and then its main thread (~200 µs a hop here, ~140 µs in the
+ *   echo), plus a wake-up of the sender's main thread after each message with a frame over 128
+ *   bytes (zeromq.js sends those without copying and releases them on the main thread: +0.5
+ *   context switches per request in each process, 100 → 250-byte echo +0.07-0.22 ms). An
+ *   fdatasync in the middle of the chain costs more than alone (echo + fdatasync is 0.5-0.7 ms
+ *   over the echo): every thread of the chain sleeps during the disk wait and is woken cold
+ *   afterwards. The store protocol itself (client encoding, node decoding, reply) adds
+ *   0.06-0.35 ms over a plain MajordomoWorker doing the same append; in CPU, the handler's
+ *   decode + reply encode is ~1.8 µs per request (measured in-process) and the store client's
+ *   own work ~5.5 µs per sequential append. The target (≥ 50 % of the in-process rate, i.e.
+ *   ≤ 2× its latency) is below what one echo through the broker costs on this machine.
+ * - Where the other rows stand (cluster-path branch, 2026-12-06, load average 9-11, servers as
+ *   processes, CPU per event summed over each process's threads):
+ *   1000 concurrent single appends: client 9.5-13 µs, broker 3.4-6.8 µs, node 18.7-23 µs per
+ *   append (in-process with a command id: 15 µs). The node's samples: store 20 %, framing 4.6 %,
+ *   GC 8.4 %, majordomo 7.2 % (5 % is zeromq.js's native send), the store protocol 2.7 %, the
+ *   node package 2.6 %: the engine's per-commit work is the bound, not the wire. Fewer, larger
+ *   coalesced requests cost less CPU everywhere (appendBatchesInFlightMax 2 / 4 / 8: ~32 / ~36 /
+ *   ~41 µs per append over the three processes) but overlap less when cores are idle; the rate
+ *   varied more between runs (22,000-31,000/s) than between settings, so the default stays 4.
+ *   Batches of 1000 (4 in flight): node 3.8-4.4 µs per event against 2.2 in-process (its main
+ *   thread 1.7-2.0 ms per 1000-event request against 0.9-1.2; appendEncoded's CRC check and
+ *   CRC combination per event, the frame copy, GC), broker 0.7-1.0 µs (mostly its libzmq I/O
+ *   thread moving 2 × 130 KB), client 0.8-1.1 µs; framed (op 7) and append-many (op 5) within
+ *   noise of each other (node 4.4 / 4.4 against 4.0 / 4.3 µs per event).
+ *   Catch-up read through the broker (200,000 events of 100 B): 49,000-69,000 events/s on the
+ *   first read, which the node serves from the file, 130,000-230,000/s on a second (client
+ *   ~1.2-2 µs per event); client and node 57-72 % idle on the first. Tried: asking for the rest
+ *   of the range in seq windows of the first page's span, 2 or 4 pages in flight instead of 1
+ *   (three alternated runs, load 9-9.7): 82,000-170,000/s against 69,000-232,000/s, and the
+ *   client's CPU per event 3.9-4.8 µs against 1.2-4.4: no gain, not kept. The first read's
+ *   bound is the node reading and re-encoding stored events (~4.7 µs per event).
  * - (b) 146,000-325,000 events/s through broker and node (4 runs; 216,000-325,000 in three),
  *   against 248,000-811,000 in-process: CPU per 100-event append ~125 µs in the broker and
  *   ~250 µs in the node, so on 2 shared cores the bound is CPU, not the disk. Fastpath branch,
@@ -79,7 +133,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -89,11 +143,12 @@ import { createStoreClient, type StoreClient } from '@sluice/client';
 import { loadSluiceConfig } from '@sluice/config';
 import { MajordomoClient, clientRequestFrames, createBroker, createWorker, encodeCorrelation } from '@sluice/majordomo';
 import { locationFactory, startNode } from '@sluice/node';
-import { openPartition, type EventData } from '@sluice/store';
-import { createFileStorage } from '@sluice/store-file';
+import { openPartition, type EventData, type PartitionStorage } from '@sluice/store';
+import { createFileStorage, type FileStorageOptions } from '@sluice/store-file';
 import * as zmq from 'zeromq';
 import type { BenchSystem } from './bench-system.js';
 import { EVENT_TYPE, eventLogSession, type EventLog, type ReadTotals } from './event-log-session.js';
+import { MessageTrace, formatHopBreakdown, hopBreakdown, traceAsyncMethod, traceSockets, type HopStep, type TraceEvent } from './message-trace.js';
 import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
 
 const PAYLOAD_BYTES = 100;
@@ -126,6 +181,8 @@ export interface ServerUsage {
   readonly cpuMs: number;
   /** Voluntary and involuntary context switches (`process.resourceUsage()`). */
   readonly contextSwitches: number;
+  /** What the server recorded, when its role asked for a trace (`trace: true`). */
+  readonly trace?: readonly TraceEvent[];
 }
 
 interface Server {
@@ -137,17 +194,35 @@ interface Server {
 
 interface RoleHandle {
   readonly endpoint: string;
+  /** What the role records, when asked to (`trace: true`). */
+  readonly trace?: MessageTrace;
   stop(): Promise<void>;
 }
 
-type Role =
+/** What the handler of an `append-worker` does per request (see {@link sequentialTraceRows}). */
+export type AppendWorkerWork = 'fdatasync' | 'append';
+
+type Role = (
   | { readonly role: 'echo-router' }
   | { readonly role: 'broker' }
   | { readonly role: 'echo-worker'; readonly broker: string; readonly concurrency: number; readonly credit?: number; readonly batch?: number }
-  | { readonly role: 'node'; readonly config: string; readonly concurrency: number };
+  | { readonly role: 'append-worker'; readonly broker: string; readonly directory: string; readonly work: AppendWorkerWork }
+  | { readonly role: 'node'; readonly config: string; readonly concurrency: number }
+) & {
+  /** Record socket sends and receives (and the node's storage calls) for {@link hopBreakdown}. */
+  readonly trace?: boolean;
+};
 
 /** Runs a server role here; resolves when it serves. */
 async function runRole(spec: Role): Promise<RoleHandle> {
+  if (spec.trace !== true) return runUntracedRole(spec);
+  const trace = new MessageTrace(spec.role === 'echo-worker' || spec.role === 'append-worker' ? 'worker' : spec.role);
+  const untrace = traceSockets(trace);
+  const handle = await runUntracedRole(spec, trace);
+  return { ...handle, trace, stop: () => handle.stop().finally(untrace) };
+}
+
+async function runUntracedRole(spec: Role, trace?: MessageTrace): Promise<RoleHandle> {
   switch (spec.role) {
     case 'echo-router': {
       const router = new zmq.Router({ linger: 0, sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000 });
@@ -182,11 +257,52 @@ async function runRole(spec: Role): Promise<RoleHandle> {
       });
       return { endpoint: '', stop: () => worker.close() };
     }
+    case 'append-worker': {
+      // An MDP worker whose handler does what a node does for one append, without the store
+      // protocol: an fdatasync of a 100-byte write, or an append to an in-process partition.
+      const data = payload();
+      const reply = [Buffer.alloc(64)];
+      const partition = await openPartition({ storage: traced(createFileStorage({ directory: join(spec.directory, 'log'), fsync: 'commit' }), trace), name: 'worker' });
+      const raw = await open(join(spec.directory, 'raw'), 'w+');
+      let n = 0;
+      const handler =
+        spec.work === 'fdatasync'
+          ? async (): Promise<Buffer[]> => {
+              await raw.write(data, 0, data.length, (n++ % 1000) * data.length);
+              trace?.mark('sync-start');
+              await raw.datasync();
+              trace?.mark('sync-end');
+              return reply;
+            }
+          : async (): Promise<Buffer[]> => {
+              await partition.append({ streamId: `stream-${n++ % 1000}`, events: [{ type: 'BenchEvent', data }], commandId: randomUUID() });
+              return reply;
+            };
+      const worker = createWorker({ endpoint: spec.broker, service: ECHO_SERVICE, handler });
+      return {
+        endpoint: '',
+        stop: async () => {
+          await worker.close();
+          await raw.close();
+          await partition.close();
+        },
+      };
+    }
     case 'node': {
-      const node = await startNode({ config: spec.config, concurrency: spec.concurrency, locations: { file: locationFactory('file', createFileStorage) } });
+      const files = (options: FileStorageOptions) => traced(createFileStorage(options), trace);
+      const node = await startNode({ config: spec.config, concurrency: spec.concurrency, locations: { file: locationFactory('file', files) } });
+      if (trace !== undefined) for (const partition of node.partitions.values()) traceAsyncMethod(trace, partition, 'appendEncoded', 'append');
       return { endpoint: '', stop: () => node.close() };
     }
   }
+}
+
+/** The storage, with its writes and syncs marked in `trace` (when given). */
+function traced<S extends PartitionStorage>(storage: S, trace: MessageTrace | undefined): S {
+  if (trace === undefined) return storage;
+  traceAsyncMethod(trace, storage, 'write');
+  traceAsyncMethod(trace, storage, 'sync');
+  return storage;
 }
 
 /** Starts a server role in a child process (this module, with the role as argument). */
@@ -208,8 +324,14 @@ async function spawnRole(spec: Role): Promise<Server> {
         // The server's last line: the CPU time it used while serving. Resolve once it has
         // exited, though: a node still closing (writing its index) races the data folder's removal.
         let usage: ServerUsage | undefined;
-        lines.once('line', (line) => (usage = JSON.parse(line) as ServerUsage));
-        child.once('exit', () => resolve(usage));
+        let trace: TraceEvent[] | undefined;
+        lines.on('line', (line) => {
+          const parsed = JSON.parse(line) as ServerUsage & { readonly events?: TraceEvent[] };
+          if (parsed.events !== undefined) trace = parsed.events;
+          else usage = parsed;
+        });
+        // 'close', not 'exit': the last lines may still be in the pipe when the process exits.
+        child.once('close', () => resolve(usage === undefined ? undefined : { ...usage, ...(trace === undefined ? {} : { trace }) }));
         child.kill('SIGTERM');
       }),
   };
@@ -218,7 +340,14 @@ async function spawnRole(spec: Role): Promise<Server> {
 async function startRole(spec: Role, placement: Placement): Promise<Server> {
   if (placement !== 'inline') return spawnRole(spec);
   const handle = await runRole(spec);
-  return { endpoint: handle.endpoint, stop: () => handle.stop().then(() => undefined) };
+  return {
+    endpoint: handle.endpoint,
+    stop: async () => {
+      await handle.stop();
+      const trace = handle.trace?.take();
+      return trace === undefined ? undefined : { cpuMs: Number.NaN, contextSwitches: Number.NaN, trace };
+    },
+  };
 }
 
 /** What a process used between two `process.resourceUsage()` readings. */
@@ -233,7 +362,7 @@ export function usageBetween(before: NodeJS.ResourceUsage, after: NodeJS.Resourc
 /** "µs CPU and context switches per request" of each server that ran in its own process. */
 export function cpuNote(count: number, servers: Readonly<Record<string, ServerUsage | undefined>>): string {
   const parts = Object.entries(servers).flatMap(([name, usage]) =>
-    usage === undefined
+    usage === undefined || Number.isNaN(usage.cpuMs)
       ? []
       : [`${name} ${((usage.cpuMs * 1000) / count).toFixed(0)} µs, ${(usage.contextSwitches / count).toFixed(1)} cs`],
   );
@@ -409,8 +538,8 @@ export interface BenchCluster {
  * Starts a broker and a node (in their own processes unless `placement` is inline) on
  * `directory`, and a store client with its defaults (coalescing, framed appends).
  */
-export async function startBenchCluster(directory: string, nodeConcurrency: number, placement: Placement, framedAppends = true): Promise<BenchCluster> {
-  const broker = await startRole({ role: 'broker' }, placement);
+export async function startBenchCluster(directory: string, nodeConcurrency: number, placement: Placement, framedAppends = true, trace = false): Promise<BenchCluster> {
+  const broker = await startRole({ role: 'broker', trace }, placement);
   let node: Server | undefined;
   let client: StoreClient | undefined;
   try {
@@ -424,7 +553,7 @@ export async function startBenchCluster(directory: string, nodeConcurrency: numb
         routing: { hash: ['p1'] },
       }),
     );
-    node = await startRole({ role: 'node', config: configPath, concurrency: nodeConcurrency }, placement);
+    node = await startRole({ role: 'node', config: configPath, concurrency: nodeConcurrency, trace }, placement);
     const config = await loadSluiceConfig(configPath);
     client = createStoreClient({ brokers: config.brokers, routing: config.routing, timeoutMs: 30_000, framedAppends });
     await client.head('p1'); // the node serves
@@ -478,6 +607,111 @@ export async function appendRows(directory: string, units: number, unitEvents: n
     if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(units, { broker: cpu.broker, node: cpu.node })}` });
   }
   return rows;
+}
+
+// ---- (c) one request at a time, traced ----------------------------------------------------------
+
+/** Rows of {@link sequentialTraceRows} and the per-step breakdown of its store client row. */
+export interface SequentialTrace {
+  readonly rows: BenchRow[];
+  /** Where the time of one append through client → broker → node goes (median per step). */
+  readonly hops: HopStep[];
+}
+
+/**
+ * (c) One request at a time, `count` of each, to find where the time of a sequential append
+ * through the broker goes: an in-process partition append; an echo through the broker; the
+ * same with a worker whose handler fdatasyncs a write, or appends to an in-process partition
+ * (what a node does, without the store protocol); then the store client's appends to a node,
+ * traced in every process ({@link hopBreakdown}). The echo goes with 100-byte and 250-byte
+ * bodies (an append's request is about 250 bytes), the workers that write with 250. Inline, the servers share this process and its records: the steps then name only
+ * the client (the breakdown is meant for `processes`).
+ */
+export async function sequentialTraceRows(directory: string, count: number, placement: Placement): Promise<SequentialTrace> {
+  const rows: BenchRow[] = [];
+  const data = payload();
+  const sequential = async (name: string, once: (n: number) => Promise<unknown>, note: string, warmUp = true): Promise<BenchRow> => {
+    for (let n = 0; warmUp && n < Math.min(100, count); n++) await once(n);
+    const latencies = new Latencies();
+    const start = performance.now();
+    for (let n = 0; n < count; n++) {
+      const t = performance.now();
+      await once(n);
+      latencies.record(performance.now() - t);
+    }
+    return row(name, count, count * PAYLOAD_BYTES, performance.now() - start, latencies, note);
+  };
+  const local = await openPartition({ storage: createFileStorage({ directory: join(directory, 'local'), fsync: 'commit' }), name: 'local' });
+  try {
+    rows.push(
+      await sequential(
+        'in-process partition append',
+        (n) => local.append({ streamId: `stream-${n % 1000}`, events: [{ type: 'BenchEvent', data }], commandId: randomUUID() }),
+        'file store, fsync per commit, a command id per append',
+      ),
+    );
+  } finally {
+    await local.close();
+  }
+  // zeromq.js sends a frame of more than 128 bytes without copying it, and releases it with a
+  // wake-up of the sender's main thread once sent: the 100-byte echo has none, the 250-byte one
+  // (an append's size) one in the client and one in the broker per request.
+  const workers: [string, number, (broker: string, directory: string) => Role][] = [
+    ['echo: MajordomoClient → broker → MajordomoWorker', 100, (broker) => ({ role: 'echo-worker', broker, concurrency: 1 })],
+    ['echo: MajordomoClient → broker → MajordomoWorker', 250, (broker) => ({ role: 'echo-worker', broker, concurrency: 1 })],
+    ['the same, the handler fdatasyncs a 100-byte write', 250, (broker, dir) => ({ role: 'append-worker', broker, directory: dir, work: 'fdatasync' })],
+    ['the same, the handler appends to an in-process partition', 250, (broker, dir) => ({ role: 'append-worker', broker, directory: dir, work: 'append' })],
+  ];
+  for (const [index, [name, bodyBytes, spec]] of workers.entries()) {
+    const broker = await startRole({ role: 'broker' }, placement);
+    const worker = await startRole(spec(broker.endpoint, await mkdtemp(join(directory, `worker-${index}-`))), placement);
+    let measured: BenchRow | undefined;
+    const client = new MajordomoClient({ endpoints: [broker.endpoint], timeoutMs: 30_000 });
+    const body = [payload(bodyBytes)];
+    try {
+      measured = await sequential(name, () => client.request(ECHO_SERVICE, body), `${bodyBytes}-byte requests, one in flight`);
+    } finally {
+      await client.close();
+      const workerCpu = await worker.stop();
+      const brokerCpu = await broker.stop();
+      if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(count, { broker: brokerCpu, worker: workerCpu })}` });
+    }
+  }
+  // The store client → broker → node, every process traced.
+  const trace = new MessageTrace('client');
+  const untrace = traceSockets(trace);
+  const events: TraceEvent[] = [];
+  try {
+    // Inline, every socket is in this process and the client's records cover them all: the
+    // servers record nothing of their own (their hooks would record each message twice).
+    const cluster = await startBenchCluster(await mkdtemp(join(directory, 'cluster-')), CLUSTER_NODE_CONCURRENCY, placement, true, placement !== 'inline');
+    let measured: BenchRow | undefined;
+    try {
+      const c = cluster.client;
+      for (let n = 0; n < Math.min(100, count); n++) await c.append({ streamId: `warm-${n}`, events: [{ type: 'BenchEvent', data }] });
+      trace.take();
+      measured = await sequential(
+        'store client → broker → node',
+        async (n) => {
+          trace.mark('op-start');
+          await c.append({ streamId: `stream-${n % 1000}`, events: [{ type: 'BenchEvent', data }] });
+          trace.mark('op-end');
+        },
+        'file store, fsync per commit, a command id per append, traced',
+        false, // warmed up above, untraced
+      );
+      events.push(...trace.take());
+    } finally {
+      const cpu = await cluster.stop();
+      if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(count, { broker: cpu.broker, node: cpu.node })}` });
+      // The servers' records start at their start: only the measured requests are cut out (hopBreakdown).
+      events.push(...(cpu.broker?.trace ?? []), ...(cpu.node?.trace ?? []));
+    }
+  } finally {
+    untrace();
+  }
+  const first = events.find((e) => e.process === 'client' && e.what === 'op-start')?.atUs ?? 0;
+  return { rows, hops: hopBreakdown(events.filter((e) => e.atUs >= first)) };
 }
 
 /** Worker connections of the node in the comparison rows (as {@link appendRows} runs it). */
@@ -580,6 +814,8 @@ if (isMain) {
       placement: { type: 'string' },
       dir: { type: 'string' },
       out: { type: 'string' },
+      'trace-sequential': { type: 'boolean' },
+      count: { type: 'string' },
     },
   });
   if (values.role !== undefined) {
@@ -587,10 +823,24 @@ if (isMain) {
     const server = await runRole(JSON.parse(values.role) as Role);
     const before = process.resourceUsage();
     process.on('SIGTERM', () => {
-      process.stdout.write(`${JSON.stringify(usageBetween(before, process.resourceUsage()))}\n`);
-      void server.stop().then(() => process.exit(0));
+      const usage = usageBetween(before, process.resourceUsage());
+      const trace = server.trace === undefined ? '' : `${JSON.stringify({ events: server.trace.take() })}\n`;
+      // Exit once the lines are out: a write to a full pipe finishes later, and exit() would cut it.
+      process.stdout.write(`${trace}${JSON.stringify(usage)}\n`, () => void server.stop().then(() => process.exit(0)));
     });
     process.stdout.write(`${JSON.stringify({ endpoint: server.endpoint })}\n`);
+  } else if (values['trace-sequential'] === true) {
+    const placement = (values.placement ?? 'processes') as Placement;
+    const directory = await mkdtemp(join(values.dir ?? tmpdir(), 'sluice-trace-bench-'));
+    try {
+      const { rows, hops } = await sequentialTraceRows(directory, Number(values.count ?? 2000), placement);
+      console.log(`\nOne request at a time (servers ${placement}), Node ${process.version}\n`);
+      console.log(formatBenchRows(rows));
+      console.log(`\nOne append through store client → broker → node, median per step:\n\n${formatHopBreakdown(hops)}`);
+      if (values.out !== undefined) await writeFile(values.out, JSON.stringify({ rows, hops }, null, 2));
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
   } else {
     const placement = (values.placement ?? 'processes') as Placement;
     const rows = await runBrokerBench({ smoke: values.smoke === true, directory: values.dir ?? tmpdir(), placement });

@@ -57,7 +57,8 @@ async function measure(label: string, start: () => { waitFor(seq: number): Promi
   await sub.stop();
   console.log(
     `${label}: ${target.toLocaleString('en-US')} events in ${s.toFixed(2)} s = ${Math.round(target / s).toLocaleString('en-US')} events/s; ` +
-      `${cpuNs.toFixed(0)} ns CPU/event = ${Math.round(1e9 / cpuNs).toLocaleString('en-US')} events/CPU-s`,
+      `${cpuNs.toFixed(0)} ns CPU/event = ${Math.round(1e9 / cpuNs).toLocaleString('en-US')} events/CPU-s ` +
+      `(user ${((used.user * 1000) / target).toFixed(0)}, system ${((used.system * 1000) / target).toFixed(0)} ns/event)`,
   );
 }
 

@@ -123,6 +123,7 @@ export function startProjection(options: ProjectionHostOptions): Subscription {
 
 /** Reused per batch: where each matching frame's fields are (frame offset, payload range). */
 interface FrameTable {
+  seqs: number[];
   frameAt: number[];
   payloadAt: number[];
   payloadBytes: number[];
@@ -145,20 +146,41 @@ function sealedHandler(
 ): (spans: readonly FrameSpan[]) => Promise<number> {
   const matches = compileFilter(projection.filter);
   const names = new NameCache();
-  const table: FrameTable = { frameAt: [], payloadAt: [], payloadBytes: [], streamIds: [], types: [] };
+  const table: FrameTable = { seqs: [], frameAt: [], payloadAt: [], payloadBytes: [], streamIds: [], types: [] };
   const probe = { streamId: '', eventType: '' };
   return async (spans) => {
     let delivered = 0;
     for (const span of spans) {
       const b = span.bytes;
       let count = 0;
+      // Offsets of the last names decoded, in this span's bytes (-1: none yet).
+      let lastStreamIdAt = 0;
+      let lastStreamIdBytes = -1;
+      let lastTypeAt = 0;
+      let lastTypeBytes = -1;
+      // A span's frames are consecutive seqs (the subscription checked each).
+      let seq = span.lastSeq - span.count;
       for (let o = span.start; o < span.end; o += readU32(b, o)) {
+        seq++;
         const streamIdAt = o + 52;
         const typeAt = streamIdAt + b[o + 28] + (b[o + 29] << 8);
         const payloadAt = typeAt + b[o + 30] + (b[o + 31] << 8) + readU32(b, o + 40) + readU32(b, o + 44);
-        probe.streamId = names.get(b, streamIdAt, typeAt);
-        probe.eventType = names.get(b, typeAt, typeAt + b[o + 30] + (b[o + 31] << 8));
+        const streamIdBytes = typeAt - streamIdAt;
+        const typeBytes = b[o + 30] + (b[o + 31] << 8);
+        // The previous frame's names first (a commit's frames share their stream; types repeat),
+        // compared in place: cheaper than hashing them for the cache.
+        if (streamIdBytes !== lastStreamIdBytes || !sameBytes(b, lastStreamIdAt, streamIdAt, streamIdBytes)) {
+          probe.streamId = names.get(b, streamIdAt, typeAt);
+          lastStreamIdAt = streamIdAt;
+          lastStreamIdBytes = streamIdBytes;
+        }
+        if (typeBytes !== lastTypeBytes || !sameBytes(b, lastTypeAt, typeAt, typeBytes)) {
+          probe.eventType = names.get(b, typeAt, typeAt + typeBytes);
+          lastTypeAt = typeAt;
+          lastTypeBytes = typeBytes;
+        }
         if (!matches(probe)) continue;
+        table.seqs[count] = seq;
         table.frameAt[count] = o;
         table.payloadAt[count] = payloadAt;
         table.payloadBytes[count] = readU32(b, o + 48);
@@ -182,7 +204,7 @@ function sealedHandler(
               const at = table.payloadAt[i];
               data = JSON.parse(utf8.decode(b.subarray(at, at + table.payloadBytes[i])));
             } catch (error) {
-              await fail({ seq: readU53(b, table.frameAt[i] + 8), streamId: table.streamIds[i], eventType: table.types[i] }, 'decode', error);
+              await fail({ seq: table.seqs[i], streamId: table.streamIds[i], eventType: table.types[i] }, 'decode', error);
               continue;
             }
           }
@@ -190,7 +212,7 @@ function sealedHandler(
           const headersBytes = readU32(b, o + 40);
           const decoded: DecodedEvent = {
             partition,
-            seq: readU53(b, o + 8),
+            seq: table.seqs[i],
             streamId: table.streamIds[i],
             streamVersion: readU53(b, o + 32),
             type: table.types[i],
@@ -210,6 +232,12 @@ function sealedHandler(
     }
     return delivered;
   };
+}
+
+/** True when `b[x, x + n)` and `b[y, y + n)` hold the same bytes. */
+function sameBytes(b: Uint8Array, x: number, y: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (b[x + i] !== b[y + i]) return false;
+  return true;
 }
 
 /** The command ids in the commit headers of the frame at `o` (rare: the first frame of a commit that has them). */

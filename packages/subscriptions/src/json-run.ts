@@ -131,15 +131,17 @@ SCANNED[0x2c] = COMMA; // ,
  * continuation bytes are all ≥ 0x80: they never look like the ASCII characters scanned for.
  */
 function copySelfContained(p: Uint8Array, s: number, e: number, b: Uint8Array, at: number): boolean {
-  // Copied byte by byte as it is scanned: payloads are small, and a view per payload for
-  // `set` would cost more than the copy.
+  // Copied byte by byte as it is scanned, in the same pass: payloads are small, and a view per
+  // payload for `set` would cost more than the copy. (A payload refused part way is left half
+  // copied: the caller drops it.)
   const shift = at - s;
-  for (let j = s; j < e; j++) b[j + shift] = p[j];
   let depth = 0;
   let inString = false;
   let blank = true;
   for (let j = s; j < e; j++) {
-    const kind = SCANNED[p[j]];
+    const c = p[j];
+    b[j + shift] = c;
+    const kind = SCANNED[c];
     if (kind === PLAIN) {
       blank = false;
       continue;
@@ -147,7 +149,10 @@ function copySelfContained(p: Uint8Array, s: number, e: number, b: Uint8Array, a
     if (kind === SPACE) continue;
     blank = false;
     if (inString) {
-      if (kind === BACKSLASH) j++; // the escaped character, whatever it is
+      if (kind === BACKSLASH) {
+        // The escaped character, whatever it is: copied, not scanned.
+        if (++j < e) b[j + shift] = p[j];
+      }
       else if (kind === QUOTE) inString = false;
     } else if (kind === QUOTE) inString = true;
     else if (kind === OPEN) depth++;

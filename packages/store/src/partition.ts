@@ -260,6 +260,8 @@ const NO_HEADERS: readonly string[] = [];
  * copies bytes elsewhere verifies it). See `ReadBatchesOptions`.
  */
 const BELOW_WATERMARK: ReadBatchesOptions = { verifyDigests: false };
+/** {@link BELOW_WATERMARK} for readers of sealed bytes only: the same checks, no event objects. */
+const BELOW_WATERMARK_SEALED: ReadBatchesOptions = { verifyDigests: false, frames: false };
 const NO_EVENTS: readonly never[] = [];
 /**
  * Encoded bytes after which the group's digest is fed what was encoded (FrameWriter.digestWritten):
@@ -591,7 +593,12 @@ export class Partition {
    * holds it, else as storage reads it (CRCs checked, not digests: {@link BELOW_WATERMARK});
    * a stored batch has both the frames and the sealed bytes, so it serves either shape.
    */
-  private async *durableBatches<T extends { readonly lastSeq: number }>(next: number, toSeq: number, cached: (seq: number) => T | undefined): AsyncGenerator<T | SealedBatch> {
+  private async *durableBatches<T extends { readonly lastSeq: number }>(
+    next: number,
+    toSeq: number,
+    cached: (seq: number) => T | undefined,
+    readOptions: ReadBatchesOptions = BELOW_WATERMARK,
+  ): AsyncGenerator<T | SealedBatch> {
     while (next <= toSeq) {
       const hit = cached(next);
       if (hit !== undefined) {
@@ -603,7 +610,7 @@ export class Partition {
       const cacheFirst = this.tail.firstSeq;
       const until = cacheFirst > next ? Math.min(toSeq, cacheFirst - 1) : toSeq;
       const before = next;
-      for await (const batch of this.storage.read(next, until, BELOW_WATERMARK)) {
+      for await (const batch of this.storage.read(next, until, readOptions)) {
         if (batch.lastSeq < next) continue;
         next = batch.lastSeq + 1;
         yield batch;
@@ -693,7 +700,9 @@ export class Partition {
    * frames, then the marker, exactly as stored: `SealedBatch.bytes`) instead of decoded events,
    * for relays that forward frames without looking inside them (broadcast publishers). Live
    * batches come from the tail cache without decoding; older ones from storage, read with the
-   * same checks as {@link read}. A batch may start before `fromSeq` (batches are whole): skip
+   * same checks as {@link read} (every frame's CRC-32C, seq order, grouping, the chain) but
+   * without building event objects (`frames: false`); a cached batch's CRCs are checked the
+   * first time a reader takes it. A batch may start before `fromSeq` (batches are whole): skip
    * its frames below it. Never modify `bytes` (shared with other readers).
    */
   subscribeSealed(options: SubscribeOptions = {}): AsyncGenerator<SealedBatchBytes> {
@@ -702,7 +711,7 @@ export class Partition {
 
   /** The committed batches holding `next..head` as sealed bytes: from the tail cache, else from storage. */
   private committedSealed(next: number, head: number): AsyncGenerator<SealedBatchBytes> {
-    return this.durableBatches(next, head, (seq) => this.tail.findSealed(seq));
+    return this.durableBatches(next, head, (seq) => this.tail.findSealed(seq), BELOW_WATERMARK_SEALED);
   }
 
   /**

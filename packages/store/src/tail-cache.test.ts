@@ -2,6 +2,7 @@ import { decodeBatches } from '@sluice/framing';
 import { describe, expect, it } from 'vitest';
 import { createMemoryStorage } from './memory-storage.js';
 import { openPartition, type Partition } from './partition.js';
+import { TailCache } from './tail-cache.js';
 import type { PartitionStorage } from './storage.js';
 import type { RecordedEvent } from './types.js';
 
@@ -157,6 +158,25 @@ describe('shared tail cache', () => {
 
   it('refuses a bad tailCacheBytes', async () => {
     await expect(openPartition({ storage: createMemoryStorage(), tailCacheBytes: -1 })).rejects.toThrow(/tailCacheBytes must be an integer from 0/);
+  });
+
+  it('checks the CRC-32C of every frame of a cached batch before findSealed hands its bytes out (readers of sealed bytes build no frames to check them)', async () => {
+    const p = await openPartition({ storage: createMemoryStorage(), name: 'crc' });
+    await appendCommits(p, 1);
+    let sealed: { firstSeq: number; lastSeq: number; bytes: Uint8Array } | undefined;
+    for await (const batch of p.subscribeSealed({ fromSeq: 1 })) {
+      sealed = { firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, bytes: Uint8Array.from(batch.bytes) };
+      break;
+    }
+    await p.close();
+    const good = new TailCache(1 << 20);
+    good.add(sealed!.firstSeq, sealed!.lastSeq, sealed!.bytes);
+    expect(good.findSealed(sealed!.firstSeq)?.bytes).toEqual(sealed!.bytes);
+    const corrupt = Uint8Array.from(sealed!.bytes);
+    corrupt[60] ^= 0x01; // inside the first frame's stream id
+    const bad = new TailCache(1 << 20);
+    bad.add(sealed!.firstSeq, sealed!.lastSeq, corrupt);
+    expect(() => bad.findSealed(sealed!.firstSeq)).toThrow(/does not check \(bad-checksum/);
   });
 
   it('subscribeSealed hands over the stored bytes of each batch: history from storage, live batches from the cache undecoded', async () => {

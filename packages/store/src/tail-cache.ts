@@ -1,4 +1,4 @@
-import { StreamDecoder, type EventFrame } from '@sluice/framing';
+import { scanSealedBatches, StreamDecoder, type EventFrame } from '@sluice/framing';
 
 /**
  * Estimated bytes of one decoded frame beyond its encoded bytes: the frame object, its payload
@@ -28,6 +28,8 @@ interface Entry {
   readonly cost: number;
   /** Decoded on first use, then shared by every reader. */
   frames: readonly EventFrame[] | undefined;
+  /** True once every frame's CRC-32C was checked (by decoding or by {@link TailCache.findSealed}). */
+  checked: boolean;
 }
 
 /** A batch held by the cache: its frames (shared: never modify the array) and its last seq. */
@@ -92,7 +94,7 @@ export class TailCache {
     const n = this.entries.length;
     if (cost > this.bytesMax || (n > this.head && this.entries[n - 1].lastSeq + 1 !== firstSeq)) this.clear();
     if (cost > this.bytesMax) return;
-    this.entries.push({ firstSeq, lastSeq, bytes, cost, frames: undefined });
+    this.entries.push({ firstSeq, lastSeq, bytes, cost, frames: undefined, checked: false });
     this.held += cost;
     while (this.held > this.bytesMax) this.held -= this.entries[this.head++].cost;
     if (this.head > 1024 && this.head * 2 > this.entries.length) {
@@ -109,7 +111,9 @@ export class TailCache {
 
   /** The sealed bytes (event frames, then the marker) of the batch holding `seq`, or undefined when the cache does not hold it. */
   findSealed(seq: number): SealedBatchBytes | undefined {
-    return this.entryOf(seq);
+    const entry = this.entryOf(seq);
+    if (entry !== undefined && !entry.checked) this.check(entry);
+    return entry;
   }
 
   /** The held entry whose batch holds `seq` (counted as a hit), or undefined. */
@@ -133,6 +137,19 @@ export class TailCache {
     this.held = 0;
   }
 
+  /**
+   * Checks a batch's frames as {@link decode} does (CRC-32C per frame, seq order, grouping,
+   * marker) without decoding them: readers of sealed bytes get the same guarantees as readers
+   * of frames, once per batch whoever asks first.
+   */
+  private check(entry: Entry): void {
+    const scan = scanSealedBatches(entry.bytes, { firstSeq: entry.firstSeq, verifyDigest: false });
+    if (scan.reason !== 'end' || scan.spans.length !== 1 || scan.spans[0].lastSeq !== entry.lastSeq) {
+      throw new Error(`[sluice/store] bug: the tail cache's batch ${entry.firstSeq}..${entry.lastSeq} does not check (${scan.reason}: ${scan.detail})`);
+    }
+    entry.checked = true;
+  }
+
   private decode(entry: Entry): readonly EventFrame[] {
     // The writer's own sealed bytes: their digest was computed, not read back; CRCs are checked.
     const decoder = new StreamDecoder({ firstSeq: entry.firstSeq, verifyDigest: false });
@@ -142,6 +159,7 @@ export class TailCache {
       throw new Error(`[sluice/store] bug: the tail cache's batch ${entry.firstSeq}..${entry.lastSeq} does not decode (${report.reason}: ${report.detail})`);
     }
     this.decoded++;
+    entry.checked = true;
     entry.frames = batches[0].frames;
     return entry.frames;
   }

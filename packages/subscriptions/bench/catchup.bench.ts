@@ -1,5 +1,6 @@
 // Projection catch-up: N events in a file-store partition, then a subscription and a projection read them all.
 // Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/catchup.bench.ts [events=1000000] [dir]
+// ONLY=subscription or ONLY=projection runs that row alone (for `node --cpu-prof`).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,16 +57,18 @@ async function measure(label: string, start: () => { waitFor(seq: number): Promi
   await sub.stop();
   console.log(
     `${label}: ${target.toLocaleString('en-US')} events in ${s.toFixed(2)} s = ${Math.round(target / s).toLocaleString('en-US')} events/s; ` +
-      `${cpuNs.toFixed(0)} ns CPU/event = ${Math.round(1e9 / cpuNs).toLocaleString('en-US')} events/CPU-s`,
+      `${cpuNs.toFixed(0)} ns CPU/event = ${Math.round(1e9 / cpuNs).toLocaleString('en-US')} events/CPU-s ` +
+      `(user ${((used.user * 1000) / target).toFixed(0)}, system ${((used.system * 1000) / target).toFixed(0)} ns/event)`,
   );
 }
 
+const only = process.env.ONLY;
 let count = 0;
-await measure('subscription (frames, no decode)', () =>
+if (only === undefined || only === 'subscription') await measure('subscription (frames, no decode)', () =>
   startSubscription({ subscriber: 'raw', source: partition, checkpoints: createMemoryCheckpointStore(), batchSizeMax: 10_000, handle: (e) => void (count += e.length) }),
 );
 const balances = new Map<string, number>();
-await measure('projection (JSON decode + apply)', () =>
+if (only === undefined || only === 'projection') await measure('projection (JSON decode + apply)', () =>
   startProjection({
     source: partition,
     checkpoints: createMemoryCheckpointStore(),

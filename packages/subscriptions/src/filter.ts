@@ -9,7 +9,7 @@ export interface EventFilter {
 }
 
 /** Compiles a filter into a predicate over frames. */
-export function compileFilter(filter: EventFilter | undefined): (event: RecordedEvent) => boolean {
+export function compileFilter(filter: EventFilter | undefined): (event: Pick<RecordedEvent, 'streamId' | 'eventType'>) => boolean {
   const prefixes = filter?.streamPrefixes;
   const types = filter?.eventTypes === undefined ? undefined : new Set(filter.eventTypes);
   return (event) => {

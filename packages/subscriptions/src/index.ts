@@ -5,7 +5,7 @@ export { checkpointStreamId, createMemoryCheckpointStore, createStreamCheckpoint
 export { createMemoryParkingLot, createStreamParkingLot, parkedStreamId, redriveParked, type ParkedMessage, type ParkingLot, type RedriveReport } from './parking-lot.js';
 export { compileFilter, type EventFilter } from './filter.js';
 export { decodeEvent, decodeJson, type DecodedEvent, type PayloadDecoder } from './decoded-event.js';
-export { startSubscription, type Subscription, type SubscriptionOptions, type SubscriptionStats } from './subscription.js';
+export { startSubscription, type FrameSpan, type Subscription, type SubscriptionOptions, type SubscriptionStats } from './subscription.js';
 export { startProjection, type Projection, type ProjectionHostOptions } from './projection-host.js';
 export {
   sagaCommandId,

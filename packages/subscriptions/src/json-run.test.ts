@@ -29,6 +29,28 @@ function byRuns(decoder: JsonRunDecoder, payloads: readonly Uint8Array[]): Array
   return out;
 }
 
+/** As {@link byRuns} with `parseRanges`: the payloads laid out in one buffer, each between bytes that are not its own. */
+function byRanges(decoder: JsonRunDecoder, payloads: readonly Uint8Array[]): Array<{ ok: true; value: unknown } | { ok: false }> {
+  const bytes = new Uint8Array(payloads.reduce((n, p) => n + p.length + 3, 3)).fill(0x5d); // "]" between payloads: a copy past a range would show
+  const at: number[] = [];
+  const length: number[] = [];
+  let o = 3;
+  for (const p of payloads) {
+    bytes.set(p, o);
+    at.push(o);
+    length.push(p.length);
+    o += p.length + 3;
+  }
+  const out: Array<{ ok: true; value: unknown } | { ok: false }> = [];
+  for (let i = 0; i < payloads.length; ) {
+    const { values, count } = decoder.parseRanges(bytes, at, length, i, payloads.length);
+    expect(count).toBeGreaterThan(0);
+    for (let k = 0; k < count; k++) out.push(values === undefined ? alone(payloads[i + k]) : { ok: true, value: values[k] });
+    i += count;
+  }
+  return out;
+}
+
 // Pieces that are not JSON alone but could make a valid array together if the scan let them in.
 const fragments = ['[1', '2]', '3,4', '2],3', ']1[', '],[', '{"a":1', '}', '"x', 'y"', ',', '1 2', '', ' ', ']', '[', '\\', '"\\"', '"a,b"', '{"k":"]"}', '\uFEFF1', 'nul', 'true,'];
 const payload = fc.oneof(
@@ -45,6 +67,7 @@ describe('JsonRunDecoder', () => {
         const payloads = texts.map((t) => utf8.encode(t));
         const got = byRuns(decoder, payloads);
         expect(got).toEqual(payloads.map(alone));
+        expect(byRanges(decoder, payloads)).toEqual(got);
       }),
       { numRuns: 2000, seed: 20261206 },
     );

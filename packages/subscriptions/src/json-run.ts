@@ -50,13 +50,45 @@ export class JsonRunDecoder {
       if (n > this.payloadBytesMax || o + 1 + n > limit) break;
       const start = o;
       if (count > 0) b[o++] = 0x2c; // ,
-      if (!copySelfContained(p, b, o)) {
+      if (!copySelfContained(p, 0, n, b, o)) {
         o = start;
         break;
       }
       o += n;
       count++;
     }
+    return this.finish(o, count);
+  }
+
+  /**
+   * As {@link parseRun}, for payloads that are ranges of bytes (`bytes[at[i], at[i] + length[i])`
+   * for i in `[from, to)`) instead of event objects: the projection host's sealed-batch path,
+   * which builds no event objects nor payload views.
+   */
+  parseRanges(bytes: Uint8Array, at: readonly number[], length: readonly number[], from: number, to: number): { readonly values: unknown[] | undefined; readonly count: number } {
+    const b = this.scratch;
+    const limit = this.runBytesMax - 1; // room for the closing bracket
+    let o = 0;
+    b[o++] = 0x5b; // [
+    let count = 0;
+    for (let i = from; i < to; i++) {
+      const n = length[i];
+      if (n > this.payloadBytesMax || o + 1 + n > limit) break;
+      const start = o;
+      if (count > 0) b[o++] = 0x2c; // ,
+      if (!copySelfContained(bytes, at[i], at[i] + n, b, o)) {
+        o = start;
+        break;
+      }
+      o += n;
+      count++;
+    }
+    return this.finish(o, count);
+  }
+
+  /** Parses the `count` elements copied into the scratch buffer up to `o`. */
+  private finish(o: number, count: number): { readonly values: unknown[] | undefined; readonly count: number } {
+    const b = this.scratch;
     if (count === 0) return { values: undefined, count: 1 };
     b[o++] = 0x5d; // ]
     let values: unknown;
@@ -92,19 +124,24 @@ SCANNED[0x5d] = CLOSE; // ]
 SCANNED[0x2c] = COMMA; // ,
 
 /**
- * Copies `p` into `b` at `at` and says whether it is self-contained as one array element: it is
+ * Copies `p[s, e)` into `b` at `at` and says whether it is self-contained as one array element: it is
  * not blank, its brackets balance, it does not end inside a string, and it has no comma at its
  * own top level. (One that balances but dips below zero, `]1[`, closes the run's own array: the
  * run then fails to parse as a whole and its events are decoded one by one.) UTF-8 lead and
  * continuation bytes are all ≥ 0x80: they never look like the ASCII characters scanned for.
  */
-function copySelfContained(p: Uint8Array, b: Uint8Array, at: number): boolean {
-  b.set(p, at);
+function copySelfContained(p: Uint8Array, s: number, e: number, b: Uint8Array, at: number): boolean {
+  // Copied byte by byte as it is scanned, in the same pass: payloads are small, and a view per
+  // payload for `set` would cost more than the copy. (A payload refused part way is left half
+  // copied: the caller drops it.)
+  const shift = at - s;
   let depth = 0;
   let inString = false;
   let blank = true;
-  for (let j = 0; j < p.length; j++) {
-    const kind = SCANNED[p[j]];
+  for (let j = s; j < e; j++) {
+    const c = p[j];
+    b[j + shift] = c;
+    const kind = SCANNED[c];
     if (kind === PLAIN) {
       blank = false;
       continue;
@@ -112,7 +149,10 @@ function copySelfContained(p: Uint8Array, b: Uint8Array, at: number): boolean {
     if (kind === SPACE) continue;
     blank = false;
     if (inString) {
-      if (kind === BACKSLASH) j++; // the escaped character, whatever it is
+      if (kind === BACKSLASH) {
+        // The escaped character, whatever it is: copied, not scanned.
+        if (++j < e) b[j + shift] = p[j];
+      }
       else if (kind === QUOTE) inString = false;
     } else if (kind === QUOTE) inString = true;
     else if (kind === OPEN) depth++;

@@ -237,6 +237,110 @@ describe('projection host', () => {
   });
 });
 
+describe('projection host: sealed batches', () => {
+  /** `p` as a source, counting which read path a subscriber takes; `sealed: false` hides `subscribeSealed` (the event-object path). */
+  function counted(p: Partition, sealed: boolean): { source: EventSource; calls: { subscribe: number; subscribeSealed: number } } {
+    const calls = { subscribe: 0, subscribeSealed: 0 };
+    const source: EventSource = {
+      name: p.name,
+      get lastSeq() {
+        return p.lastSeq;
+      },
+      subscribe: (options) => {
+        calls.subscribe++;
+        return p.subscribe(options);
+      },
+      ...(sealed
+        ? {
+            subscribeSealed: (options: { readonly fromSeq?: number; readonly signal?: AbortSignal }) => {
+              calls.subscribeSealed++;
+              return p.subscribeSealed(options);
+            },
+          }
+        : {}),
+    };
+    return { source, calls };
+  }
+
+  function recorder(filter?: { streamPrefixes?: string[]; eventTypes?: string[] }) {
+    const seen: DecodedEvent[] = [];
+    return { seen, projection: { name: 'rec', filter, apply: (e: DecodedEvent) => void seen.push(e) } };
+  }
+
+  async function project(source: EventSource, projection: ReturnType<typeof recorder>['projection'], lastSeq: number, checkpoints = createMemoryCheckpointStore()) {
+    const parking = createMemoryParkingLot();
+    const host = startProjection({ projection, source, checkpoints, parking, batchSizeMax: 7 });
+    await host.waitFor(lastSeq);
+    await host.stop();
+    return { host, parking, checkpoints };
+  }
+
+  it('hands the projection exactly the events the event-object path does: fields, command ids, filter, parked failures, checkpoint', async () => {
+    const p = await partition();
+    await fill(p, 40);
+    await p.append({ streamId: 'account-9', commandId: 'cmd-1', correlationId: 'corr', events: [{ type: 'Deposited', data: json({ amount: 1 }) }, { type: 'Deposited', data: json({ amount: 2 }) }] });
+    await p.append({ streamId: '$internal', events: [{ type: 'Deposited', data: json({ amount: 3 }) }] });
+    await p.append({ streamId: 'account-bad', events: [{ type: 'Deposited', data: new TextEncoder().encode('not json') }] });
+    await p.append({ streamId: 'ledger-1', events: [{ type: 'Opened', data: json({ big: 'x'.repeat(200) }) }] });
+    await fill(p, 40);
+    for (const filter of [undefined, { streamPrefixes: ['account-'], eventTypes: ['Deposited'] }]) {
+      const viaEvents = recorder(filter);
+      const objects = counted(p, false);
+      const a = await project(objects.source, viaEvents.projection, p.lastSeq);
+      const viaSealed = recorder(filter);
+      const sealed = counted(p, true);
+      const b = await project(sealed.source, viaSealed.projection, p.lastSeq);
+      expect(sealed.calls).toEqual({ subscribe: 0, subscribeSealed: 1 });
+      expect(objects.calls).toEqual({ subscribe: 1, subscribeSealed: 0 });
+      expect(viaSealed.seen).toEqual(viaEvents.seen);
+      expect(viaSealed.seen.length).toBe(filter === undefined ? 83 : 43); // the second also sees the event appended by the first
+      expect(viaSealed.seen.find((e) => e.streamId === 'account-9')).toMatchObject({ seq: 41, streamVersion: 1, commandIds: ['cmd-1'], data: { amount: 1 } });
+      expect(b.parking.parked).toEqual(a.parking.parked);
+      expect(b.parking.parked.map((m) => [m.streamId, m.stage])).toEqual([['account-bad', 'decode']]);
+      // Chunk boundaries (so how many checkpoint saves) may differ; every count of events may not.
+      expect({ ...b.host.stats, checkpointsSaved: 0 }).toEqual({ ...a.host.stats, checkpointsSaved: 0 });
+      expect(await b.checkpoints.load('rec')).toBe(p.lastSeq);
+      // Resumed from its checkpoint: only what follows it.
+      await p.append({ streamId: 'account-1', events: [{ type: 'Deposited', data: json({ amount: 5 }) }] });
+      const resumed = recorder(filter);
+      await project(counted(p, true).source, resumed.projection, p.lastSeq, b.checkpoints);
+      expect(resumed.seen.map((e) => e.seq)).toEqual([p.lastSeq]);
+    }
+  });
+
+  it('fills a gap in the sealed batches from the replayer and drops duplicated batches, in seq order', async () => {
+    const p = await partition();
+    // One batch per append (each awaited): drop the batches holding seqs 10 and 30, repeat the one holding 20.
+    for (let i = 0; i < 60; i++) await p.append({ streamId: `account-${i % 3}`, events: [{ type: 'Deposited', data: json({ amount: i }) }] });
+    const source: EventSource = {
+      name: p.name,
+      get lastSeq() {
+        return p.lastSeq;
+      },
+      subscribe: () => {
+        throw new Error('the sealed path should be taken');
+      },
+      async *subscribeSealed(options) {
+        for await (const batch of p.subscribeSealed(options)) {
+          const holds = (seq: number) => batch.firstSeq <= seq && seq <= batch.lastSeq;
+          if (holds(10) || holds(30)) continue;
+          yield batch;
+          if (holds(20)) yield batch;
+        }
+      },
+    };
+    const seen = recorder();
+    const { host } = await (async () => {
+      const host = startProjection({ projection: seen.projection, source, replayer: p, checkpoints: createMemoryCheckpointStore(), parking: createMemoryParkingLot(), batchSizeMax: 7 });
+      await host.waitFor(p.lastSeq);
+      await host.stop();
+      return { host };
+    })();
+    expect(seen.seen.map((e) => e.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    expect(host.stats).toMatchObject({ gapsRepaired: 2, replayedEvents: 2, duplicatesDropped: 1 });
+  });
+});
+
 describe('saga host', () => {
   it('turns events into commands with deterministic ids; a down target is retried, then parked with the reason, and the rest goes on', async () => {
     const p = await partition('src');

@@ -1,5 +1,5 @@
-import { SequenceChecker } from '@sluice/framing';
-import type { RecordedEvent } from '@sluice/store';
+import { KIND_EVENT, readU32, readU53, SequenceChecker } from '@sluice/framing';
+import type { RecordedEvent, SealedBatchBytes } from '@sluice/store';
 import type { CheckpointStore } from './checkpoint-store.js';
 import { SequenceGapError } from './errors.js';
 import type { EventSource, Replayer } from './event-source.js';
@@ -21,6 +21,13 @@ export interface SubscriptionOptions {
   readonly predicate?: (event: RecordedEvent) => boolean;
   /** Handles one batch of matching events, in seq order. A throw stops the subscription (hosts catch per event and park). */
   readonly handle: (events: RecordedEvent[]) => Promise<void> | void;
+  /**
+   * Optional: handles batches as runs of frames in the source's sealed bytes instead of event
+   * objects, when the source has `subscribeSealed` (an embedded `Partition`); the handler
+   * filters itself and returns how many events it delivered. Frames the replayer fills a gap
+   * with still go to `handle`. The projection host uses it to build no event objects.
+   */
+  readonly handleSealed?: (spans: readonly FrameSpan[]) => Promise<number> | number;
   /**
    * Most frames processed between two checkpoint saves (so also most events handed to `handle` at once).
    * @default 1000
@@ -48,6 +55,19 @@ export interface SubscriptionOptions {
    * @default 1
    */
   readonly handleConcurrencyMax?: number;
+}
+
+/**
+ * A run of consecutive event frames in a sealed batch's bytes, `bytes[start, end)`, `count`
+ * frames ending at `lastSeq`: every frame's CRC-32C, the seq order and the grouping were checked
+ * by the source (`Partition.subscribeSealed`), and the sequence checker passed each seq.
+ */
+export interface FrameSpan {
+  readonly bytes: Uint8Array;
+  readonly start: number;
+  readonly end: number;
+  readonly count: number;
+  readonly lastSeq: number;
 }
 
 /** Counters of a running subscription. */
@@ -105,7 +125,8 @@ class SubscriptionRunner implements Subscription {
   private readonly batchSizeMax: number;
   private readonly skippedMax: number;
   private readonly concurrencyMax: number;
-  private handling: Array<{ seq: number; handled: Promise<void>; delivered: boolean }> = [];
+  /** Batches in hand: `handled` resolves to the events delivered. */
+  private handling: Array<{ seq: number; handled: Promise<number> }> = [];
   private waiters: Array<{ seq: number; resolve: () => void; reject: (error: unknown) => void }> = [];
   private failure: unknown;
   private ended = false;
@@ -149,6 +170,18 @@ class SubscriptionRunner implements Subscription {
     this.savedPosition = from;
     const checker = new SequenceChecker({ nextSeq: from + 1 });
     const signal = this.abort.signal;
+    if (this.options.handleSealed !== undefined && source.subscribeSealed !== undefined) {
+      await this.runSealed(checker, from, source.subscribeSealed({ fromSeq: from + 1, signal }));
+    } else {
+      await this.runEvents(checker, from);
+    }
+    await this.drainAll();
+    if (this.positionValue > this.savedPosition) await this.save();
+  }
+
+  private async runEvents(checker: SequenceChecker, from: number): Promise<void> {
+    const { source } = this.options;
+    const signal = this.abort.signal;
     // Small storage batches are gathered while more is already committed (catch-up), up to
     // batchSizeMax; at the head (live) whatever arrived is handled at once.
     let pending: RecordedEvent[] = [];
@@ -164,8 +197,107 @@ class SubscriptionRunner implements Subscription {
       if (signal.aborted) break;
     }
     if (pending.length > 0) await this.process(pending);
-    await this.drainAll();
-    if (this.positionValue > this.savedPosition) await this.save();
+  }
+
+  /**
+   * As {@link runEvents} over sealed bytes: frames are gathered as spans of the batches' bytes
+   * (no event objects), each seq passed through the checker; a gap is filled from the replayer
+   * as event objects for `handle`, in order.
+   */
+  private async runSealed(checker: SequenceChecker, from: number, batches: AsyncIterable<SealedBatchBytes>): Promise<void> {
+    const { source } = this.options;
+    const signal = this.abort.signal;
+    const sizeMax = this.batchSizeMax;
+    let pending: FrameSpan[] = [];
+    let pendingFrames = 0;
+    const flush = async (): Promise<void> => {
+      if (pendingFrames === 0) return;
+      const spans = pending;
+      const frames = pendingFrames;
+      pending = [];
+      pendingFrames = 0;
+      await this.processSealed(spans, frames);
+    };
+    for await (const batch of batches) {
+      const b = batch.bytes;
+      let spanStart = 0;
+      let spanFirst = 0;
+      let spanCount = 0;
+      let o = 0;
+      // Event frames, then the marker (the source checked the layout; the marker ends the walk).
+      while (o < b.length && b[o + 5] === KIND_EVENT) {
+        const n = readU32(b, o);
+        const seq = readU53(b, o + 8);
+        if (seq === checker.nextSeq + spanCount) {
+          if (spanCount === 0) {
+            spanStart = o;
+            spanFirst = seq;
+          }
+          spanCount++;
+          o += n;
+          if (pendingFrames + spanCount >= sizeMax) {
+            this.closeSpan(checker, pending, b, spanStart, o, spanFirst, spanCount);
+            pendingFrames += spanCount;
+            spanCount = 0;
+            await flush();
+          }
+          continue;
+        }
+        if (spanCount > 0) {
+          this.closeSpan(checker, pending, b, spanStart, o, spanFirst, spanCount);
+          pendingFrames += spanCount;
+          spanCount = 0;
+        }
+        o += n;
+        // A batch may start before the seq asked for: its first frames are not duplicates.
+        if (seq <= from) continue;
+        const verdict = checker.check(seq);
+        if (verdict.kind === 'gap') {
+          await flush();
+          const replayed: RecordedEvent[] = [];
+          await this.repair(checker, verdict.missingFrom, verdict.missingTo, replayed);
+          await this.process(replayed);
+        } else if (verdict.kind !== 'next') {
+          this.stats.duplicatesDropped++;
+          continue;
+        }
+        // The checker has passed this frame already: a span of its own.
+        pending.push({ bytes: b, start: o - n, end: o, count: 1, lastSeq: seq });
+        if (++pendingFrames >= sizeMax) await flush();
+      }
+      if (spanCount > 0) {
+        this.closeSpan(checker, pending, b, spanStart, o, spanFirst, spanCount);
+        pendingFrames += spanCount;
+      }
+      if (pendingFrames === 0) continue;
+      if (pendingFrames < sizeMax && pending[pending.length - 1].lastSeq < source.lastSeq && !signal.aborted) continue;
+      await flush();
+      if (this.handling.length > 0 && this.positionValue < source.lastSeq && this.handling[this.handling.length - 1].seq >= source.lastSeq) await this.drainAll();
+      if (signal.aborted) break;
+    }
+    await flush();
+  }
+
+  /** Passes the span's seqs through the checker (they are the next ones) and adds it to `pending`. */
+  private closeSpan(checker: SequenceChecker, pending: FrameSpan[], bytes: Uint8Array, start: number, end: number, firstSeq: number, count: number): void {
+    const verdict = checker.checkRun(firstSeq, firstSeq + count - 1);
+    // The walk only gathers seqs that follow the checker's: anything else is a bug in it.
+    if (verdict.next !== count || verdict.gaps !== 0) throw new Error(`[sluice/subscriptions] bug: frames ${firstSeq}..${firstSeq + count - 1} are not the next seqs`);
+    pending.push({ bytes, start, end, count, lastSeq: firstSeq + count - 1 });
+  }
+
+  /** Hands `spans` (`frames` frames, at most batchSizeMax) to `handleSealed`; the checkpoint follows as for {@link process}. */
+  private async processSealed(spans: FrameSpan[], frames: number): Promise<void> {
+    const handleSealed = this.options.handleSealed as NonNullable<SubscriptionOptions['handleSealed']>;
+    const seq = spans[spans.length - 1].lastSeq;
+    const handled = Promise.resolve(handleSealed(spans)).then((delivered) => {
+      this.stats.delivered += delivered;
+      this.stats.skipped += frames - delivered;
+      return delivered;
+    });
+    handled.catch(() => undefined);
+    this.handling.push({ seq, handled });
+    if (this.handling.length >= this.concurrencyMax) await this.drainOne();
   }
 
   /** Handles `ordered` in chunks of batchSizeMax frames; the checkpoint follows each handled chunk, in order. */
@@ -182,10 +314,11 @@ class SubscriptionRunner implements Subscription {
         if (this.positionValue - this.savedPosition >= this.skippedMax) await this.save();
         continue;
       }
-      const handled = matching.length === 0 ? Promise.resolve() : Promise.resolve(this.options.handle(matching));
+      const delivered = matching.length;
+      const handled = delivered === 0 ? Promise.resolve(0) : Promise.resolve(this.options.handle(matching)).then(() => delivered);
       // Reported in order by drainOne; keep an early failure from being reported as unhandled meanwhile.
       handled.catch(() => undefined);
-      this.handling.push({ seq, handled, delivered: matching.length > 0 });
+      this.handling.push({ seq, handled });
       if (this.handling.length >= this.concurrencyMax) await this.drainOne();
     }
   }
@@ -193,10 +326,10 @@ class SubscriptionRunner implements Subscription {
   /** Waits for the oldest batch in hand; only then does the position (and the checkpoint) pass it. */
   private async drainOne(): Promise<void> {
     const head = this.handling[0];
-    await head.handled;
+    const delivered = await head.handled;
     this.handling.shift();
     this.advance(head.seq);
-    if (head.delivered || this.positionValue - this.savedPosition >= this.skippedMax) await this.save();
+    if (delivered > 0 || this.positionValue - this.savedPosition >= this.skippedMax) await this.save();
   }
 
   private async drainAll(): Promise<void> {

@@ -108,32 +108,51 @@ describe('the index without a directory (in memory)', () => {
     }
   });
 
-  it('keeps only the first seq of a durable commit\'s command ids in the memtable: a duplicate reads the original result from the log', async () => {
-    const log = new MemoryLog();
-    const counted = countingStorage(log);
-    const p = await openPartition({ storage: counted.storage, clock });
-    const unit = {
-      changes: [
-        { streamId: 'a', events: [{ type: 'A1', data }, { type: 'A2', data }] },
-        { streamId: 'b', events: [{ type: 'B1', data }] },
-      ],
-      commandIds: ['x', 'y'],
-    };
-    await p.append({ streamId: 'z', events: [{ type: 'Z', data }] });
-    const original = await p.commit(unit);
+  for (const [cacheMax, reads] of [
+    [undefined, []],
+    [0, [[2, 2]]],
+  ] as const) {
+    it(`keeps only the first seq of a durable commit's command ids in the memtable: a duplicate gets the original result ${cacheMax === 0 ? 'read from the log (commandResultCacheMax 0)' : 'from the recent results, no read'}`, async () => {
+      const log = new MemoryLog();
+      const counted = countingStorage(log);
+      const p = await openPartition({ storage: counted.storage, clock, commandResultCacheMax: cacheMax });
+      const unit = {
+        changes: [
+          { streamId: 'a', events: [{ type: 'A1', data }, { type: 'A2', data }] },
+          { streamId: 'b', events: [{ type: 'B1', data }] },
+        ],
+        commandIds: ['x', 'y'],
+      };
+      await p.append({ streamId: 'z', events: [{ type: 'Z', data }] });
+      const original = await p.commit(unit);
+      counted.reads.length = 0;
+      // In the memtable, durable: answered from the recent results, or from the commit's frames.
+      expect(await p.commit({ ...unit, commandIds: ['y'] })).toEqual({ ...original, duplicate: true });
+      expect(counted.reads).toEqual(reads);
+      expect(await p.commandResult('x')).toEqual(original);
+      expect(p.lastSeq).toBe(4);
+      // In flight: the duplicate waits for the original's group and gets its result, no read.
+      counted.reads.length = 0;
+      const [first, second] = await Promise.all([p.commit({ ...unit, commandIds: ['w'] }), p.commit({ ...unit, commandIds: ['w'] })]);
+      expect(second).toEqual({ ...first, duplicate: true });
+      expect(first.firstSeq).toBe(5);
+      expect(counted.reads).toEqual([]);
+      expect(await p.commandResult('w')).toEqual(first);
+      await p.close();
+    });
+  }
+
+  it('bounds the recent results by commandResultCacheMax: a duplicate of an older commit reads it back', async () => {
+    const counted = countingStorage(new MemoryLog());
+    const p = await openPartition({ storage: counted.storage, clock, commandResultCacheMax: 2 });
+    const results = [];
+    for (let i = 1; i <= 3; i++) results.push(await p.commit({ changes: [{ streamId: `s-${i}`, events: [{ type: 'E', data }] }], commandIds: [`c-${i}`] }));
     counted.reads.length = 0;
-    // In the memtable, durable: answered from the commit's frames, read once.
-    expect(await p.commit({ ...unit, commandIds: ['y'] })).toEqual({ ...original, duplicate: true });
-    expect(counted.reads).toEqual([[2, 2]]);
-    expect(await p.commandResult('x')).toEqual(original);
-    expect(p.lastSeq).toBe(4);
-    // In flight: the duplicate waits for the original's group and gets its result, no read.
-    counted.reads.length = 0;
-    const [first, second] = await Promise.all([p.commit({ ...unit, commandIds: ['w'] }), p.commit({ ...unit, commandIds: ['w'] })]);
-    expect(second).toEqual({ ...first, duplicate: true });
-    expect(first.firstSeq).toBe(5);
+    expect(await p.commit({ changes: [{ streamId: 's-3', events: [{ type: 'E', data }] }], commandIds: ['c-3'] })).toEqual({ ...results[2], duplicate: true });
     expect(counted.reads).toEqual([]);
-    expect(await p.commandResult('w')).toEqual(first);
+    expect(await p.commit({ changes: [{ streamId: 's-1', events: [{ type: 'E', data }] }], commandIds: ['c-1'] })).toEqual({ ...results[0], duplicate: true });
+    expect(counted.reads).toEqual([[1, 1]]);
+    await expect(openPartition({ storage: createMemoryStorage(), commandResultCacheMax: -1 })).rejects.toThrow(/commandResultCacheMax must be an integer from 0 to 1048576/);
     await p.close();
   });
 

@@ -28,6 +28,8 @@ export interface PartitionIndexOptions {
   readonly checkpointEvents: number;
   /** Streams whose version is cached (LRU) beside the memtable. */
   readonly streamCacheMax: number;
+  /** Results of the latest durable commits with command ids kept in memory (a duplicate of one needs no read). */
+  readonly commandResultCacheMax: number;
   /** Command ids older than this many seqs behind the head are forgotten; undefined: never. */
   readonly commandIdRetentionSeqs: number | undefined;
   /** Called with every index error the partition survives (e.g. disk full while writing a table). */
@@ -153,6 +155,8 @@ export class PartitionIndex<G> {
   private readonly hash: Hash64;
   private readonly h = new Uint32Array(2);
   private readonly where: string;
+  /** First seq → command ids and result of the latest durable commits with ids (FIFO, `commandResultCacheMax`). */
+  private readonly recentResults: Map<number, { readonly commandIds: readonly string[]; readonly result: CommitResult }>;
 
   constructor(
     private readonly storage: PartitionStorage,
@@ -160,6 +164,7 @@ export class PartitionIndex<G> {
   ) {
     this.hash = options.hash ?? hash64;
     this.cache = new VersionCache(options.streamCacheMax);
+    this.recentResults = new Map();
     this.where = `[sluice/store] partition "${options.name}" index`;
   }
 
@@ -418,9 +423,17 @@ export class PartitionIndex<G> {
    */
   commandsDurable(records: readonly CommitRecord<G>[]): void {
     const commands = this.commands;
+    const recent = this.recentResults;
+    const max = this.options.commandResultCacheMax;
     for (const record of records) {
       const firstSeq = record.result.firstSeq;
       for (const id of record.commandIds) if (commands.get(id) === record) commands.set(id, firstSeq);
+      if (max > 0) {
+        // The latest durable commits' results: a client's resend after a fail-over (duplicates
+        // of what was just acknowledged) is answered without a read of the log each.
+        recent.set(firstSeq, { commandIds: record.commandIds, result: record.result });
+        if (recent.size > max) recent.delete(recent.keys().next().value as number);
+      }
     }
   }
 
@@ -625,6 +638,8 @@ export class PartitionIndex<G> {
   }
 
   private async commitAt(seq: number): Promise<{ commandIds: readonly string[]; result: CommitResult }> {
+    const recent = this.recentResults.get(seq);
+    if (recent !== undefined) return recent;
     for await (const batch of this.storage.read(seq, seq)) {
       const frames = batch.frames;
       let i = seq - batch.firstSeq;

@@ -121,6 +121,13 @@ export interface PartitionOptions {
    */
   readonly streamCacheMax?: number;
   /**
+   * Results of the latest durable commits that carry command ids, kept in memory so that a
+   * duplicate of one (a client's resend after a fail-over) is answered without reading the log;
+   * older ones are read back from the log (one commit per duplicate). 0 keeps none.
+   * @default 4096
+   */
+  readonly commandResultCacheMax?: number;
+  /**
    * Command ids are remembered forever by default. With `seqs`, an id whose commit is more
    * than that many seqs behind the head is forgotten (a retry after that is applied again).
    * @default undefined (never forgotten)
@@ -187,6 +194,7 @@ export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' |
     clock: Date.now,
     indexCheckpointEvents: 262_144,
     streamCacheMax: 100_000,
+    commandResultCacheMax: 4096,
     indexVerifyOnOpen: 'footer',
     streamReadFramesMax: 512,
     tailCacheBytes: 4 * 1024 * 1024,
@@ -371,6 +379,7 @@ export class Partition {
       directory: options.indexDirectory,
       checkpointEvents: this.options.indexCheckpointEvents,
       streamCacheMax: this.options.streamCacheMax,
+      commandResultCacheMax: this.options.commandResultCacheMax,
       commandIdRetentionSeqs: options.commandIdRetention?.seqs,
       onError: options.onIndexError,
       hash: (options as { indexHash?: (s: string, out: Uint32Array) => void }).indexHash,
@@ -1256,7 +1265,7 @@ function checkOptions(options: PartitionOptions): string[] {
   if (level !== undefined && !(typeof level === 'string' && level.length > 0 && Buffer.byteLength(level) <= LEVEL_NAME_BYTES_MAX)) {
     problems.push(`level must be a reliability level name of 1 to ${LEVEL_NAME_BYTES_MAX} UTF-8 bytes (e.g. "critical"), got ${JSON.stringify(level)}`);
   }
-  const { indexDirectory, indexCheckpointEvents, streamCacheMax, commandIdRetention, onIndexError } = options ?? {};
+  const { indexDirectory, indexCheckpointEvents, streamCacheMax, commandResultCacheMax, commandIdRetention, onIndexError } = options ?? {};
   if (indexDirectory !== undefined && (typeof indexDirectory !== 'string' || indexDirectory.length === 0)) problems.push('indexDirectory must be a non-empty path');
   // The memtable is made of Maps: a checkpoint keeps it far below V8's 2^24 entries.
   if (indexCheckpointEvents !== undefined && !(Number.isSafeInteger(indexCheckpointEvents) && indexCheckpointEvents >= 1 && indexCheckpointEvents <= 4_194_304)) {
@@ -1264,6 +1273,9 @@ function checkOptions(options: PartitionOptions): string[] {
   }
   if (streamCacheMax !== undefined && !(Number.isSafeInteger(streamCacheMax) && streamCacheMax >= 0 && streamCacheMax <= 8_388_608)) {
     problems.push(`streamCacheMax must be an integer from 0 to 8388608, got ${streamCacheMax}`);
+  }
+  if (commandResultCacheMax !== undefined && !(Number.isSafeInteger(commandResultCacheMax) && commandResultCacheMax >= 0 && commandResultCacheMax <= 1_048_576)) {
+    problems.push(`commandResultCacheMax must be an integer from 0 to 1048576, got ${commandResultCacheMax}`);
   }
   const keep = commandIdRetention?.seqs;
   if (keep !== undefined && !(Number.isSafeInteger(keep) && keep >= 1)) problems.push(`commandIdRetention.seqs must be a positive integer, got ${keep}`);

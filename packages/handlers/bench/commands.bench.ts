@@ -1,5 +1,6 @@
 // Command handling on one partition: N deposits over M accounts, K in flight.
 // Run: node --conditions=@sluice/source --import tsx packages/handlers/bench/commands.bench.ts [memory|file] [commands] [accounts] [inFlight]
+// Add --max-semi-space-size=64 to measure a host run as the README recommends (see "Young-generation size").
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -24,7 +24,7 @@ import {
   isValidServiceName,
   parseClientMessage,
 } from './mdp.js';
-import { Outbox, UNBOUNDED_PIPE } from './outbox.js';
+import { Outbox, pipeMessagesMax } from './outbox.js';
 import { frameKey } from './service-registry.js';
 
 /** Options of one {@link MajordomoClient.request} call. */
@@ -297,13 +297,12 @@ export class MajordomoClient extends EventEmitter<ClientEvents> {
     // Sends never wait (sendTimeout 0): zeromq.js then hands each message to libzmq without
     // first asking for ZMQ_EVENTS (a getpid() and a poll() per send; measured: 14 % less client
     // CPU per request, 256 in flight). A send the socket cannot take would fail instead of
-    // waiting, so its pipe has no high-water mark (UNBOUNDED_PIPE): it holds at most the
-    // requests outstanding on this socket (each is sent once per socket; a resend after a
-    // fail-over goes on a new one).
+    // waiting, so its pipe is sized never to fill: it holds at most the requests outstanding on
+    // this socket (each is sent once per socket; a resend after a fail-over goes on a new one).
     const socket = new zmq.Dealer({
       linger: 0,
       sendTimeout: 0,
-      sendHighWaterMark: UNBOUNDED_PIPE,
+      sendHighWaterMark: pipeMessagesMax(this.options.outstandingMax),
       ...this.#curveSocket,
     });
     if (this.#curveSocket !== undefined) {

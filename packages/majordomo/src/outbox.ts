@@ -140,13 +140,10 @@ function isBusy(error: unknown): boolean {
 }
 
 /**
- * The send high-water mark of a DEALER that never waits to send (`sendTimeout: 0`): none (0,
- * unlimited). A send the pipe refused would fail with EAGAIN and the message would be lost,
- * and a finite mark cannot be sized to rule that out: libzmq's writer learns how much its peer
- * read only every low-water mark (half the high-water mark) of messages, so a pipe can refuse
- * a send while it holds half of what the mark says. What the pipe holds is bounded by the
- * caller instead: the client's outstanding requests (`outstandingMax`), the worker's replies to
- * the requests it holds (`credit`) plus `sendQueueMax` control messages, each socket replaced
- * after a fail-over or a silent broker.
+ * The send high-water mark of a DEALER that never waits to send (`sendTimeout: 0`) and hands
+ * libzmq at most `messagesMax` messages the peer has not taken yet: its pipe must hold them
+ * all, or a send fails (EAGAIN) and the message is lost. A margin, capped at libzmq's int.
  */
-export const UNBOUNDED_PIPE = 0;
+export function pipeMessagesMax(messagesMax: number): number {
+  return Math.min(2 ** 31 - 1, messagesMax + 16);
+}

@@ -289,19 +289,3 @@ describe('MajordomoClient: fail-over and retries', () => {
     expect(error).toMatchObject({ code: 'SLUICE_BROKER_TIMEOUT', attempts: 1, timeoutMs: 50 });
   });
 });
-
-describe('MajordomoClient: sends never wait, and never fail for room', () => {
-  it('keeps 3000 requests made before the broker is up (the socket pipe holds outstandingMax) and answers them all', async () => {
-    // Nothing listens yet: every request waits in the socket's pipe, not in the Outbox (whose
-    // bound is 10 here). A pipe smaller than outstandingMax would refuse (sendTimeout 0) or
-    // block, the Outbox drop, and those requests time out.
-    const endpoint = await deadEndpoint();
-    const client = startClient({ endpoints: [endpoint], timeoutMs: 10_000, attemptsMax: 1, outstandingMax: 3000, sendQueueMax: 10 });
-    const replies = Array.from({ length: 3000 }, (_, i) => client.request('echo', [b(`r${i}`)]));
-    const broker = await startBroker({ endpoint });
-    await startWorker(broker, { service: 'echo', credit: 64, handler: echo });
-    const answered = await Promise.all(replies);
-    expect(answered.map((reply) => text(reply)[0])).toEqual(Array.from({ length: 3000 }, (_, i) => `r${i}`));
-    expect(client.stats()).toMatchObject({ timeouts: 0, failovers: 0 });
-  });
-});

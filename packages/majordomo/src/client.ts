@@ -24,7 +24,7 @@ import {
   isValidServiceName,
   parseClientMessage,
 } from './mdp.js';
-import { Outbox, pipeMessagesMax } from './outbox.js';
+import { Outbox } from './outbox.js';
 import { frameKey } from './service-registry.js';
 
 /** Options of one {@link MajordomoClient.request} call. */
@@ -294,17 +294,7 @@ export class MajordomoClient extends EventEmitter<ClientEvents> {
   }
 
   private connect(): [zmq.Dealer, Outbox] {
-    // Sends never wait (sendTimeout 0): zeromq.js then hands each message to libzmq without
-    // first asking for ZMQ_EVENTS (a getpid() and a poll() per send; measured: 14 % less client
-    // CPU per request, 256 in flight). A send the socket cannot take would fail instead of
-    // waiting, so its pipe is sized never to fill: it holds at most the requests outstanding on
-    // this socket (each is sent once per socket; a resend after a fail-over goes on a new one).
-    const socket = new zmq.Dealer({
-      linger: 0,
-      sendTimeout: 0,
-      sendHighWaterMark: pipeMessagesMax(this.options.outstandingMax),
-      ...this.#curveSocket,
-    });
+    const socket = new zmq.Dealer({ linger: 0, ...this.#curveSocket });
     if (this.#curveSocket !== undefined) {
       this.stopWatching = watchHandshakes(socket, {
         succeeded: () => {
@@ -526,4 +516,3 @@ export class MajordomoClient extends EventEmitter<ClientEvents> {
     else pending.resolve(reply ?? []);
   }
 }
-

@@ -138,12 +138,3 @@ function noop(): void {}
 function isBusy(error: unknown): boolean {
   return (error as { code?: unknown } | null)?.code === 'EBUSY';
 }
-
-/**
- * The send high-water mark of a DEALER that never waits to send (`sendTimeout: 0`) and hands
- * libzmq at most `messagesMax` messages the peer has not taken yet: its pipe must hold them
- * all, or a send fails (EAGAIN) and the message is lost. A margin, capped at libzmq's int.
- */
-export function pipeMessagesMax(messagesMax: number): number {
-  return Math.min(2 ** 31 - 1, messagesMax + 16);
-}

@@ -13,7 +13,7 @@ import {
   workerReadyFrames,
   workerReplyFrames,
 } from './mdp.js';
-import { Outbox, pipeMessagesMax } from './outbox.js';
+import { Outbox } from './outbox.js';
 import type { ResolvedWorkerOptions } from './worker-options.js';
 
 /** Why a worker connection was dropped and opened again. */
@@ -141,16 +141,7 @@ export class WorkerSession {
     this.replies = undefined;
     this.replyCount = 0;
     this.accepted = false;
-    // As the client's: sends never wait (sendTimeout 0: no readiness check per send), and the
-    // pipe never fills: it holds at most the replies of the requests held (the credit), READY,
-    // DISCONNECT and the heartbeats sent until a silent broker is given up (2 × liveness); past
-    // that, the Outbox's bound (sendQueueMax) applies as before.
-    const socket = new zmq.Dealer({
-      linger: 0,
-      sendTimeout: 0,
-      sendHighWaterMark: pipeMessagesMax(this.options.credit + this.options.sendQueueMax),
-      ...this.#curveSocket,
-    });
+    const socket = new zmq.Dealer({ linger: 0, ...this.#curveSocket });
     // A refused key or a CURVE mismatch is reported, not acted on: libzmq keeps reconnecting
     // and the heartbeat timeout opens a new socket, so the worker gets in once its key is
     // allowed, without a restart.

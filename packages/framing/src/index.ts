@@ -25,6 +25,7 @@ export {
   readU53,
   NAME_BYTES_MAX,
 } from './layout.js';
+export { firstAtOrAfter } from './seq-search.js';
 export { SequenceChecker, type SequenceCheckerOptions, type SequenceRunVerdict, type SequenceVerdict } from './sequence-checker.js';
 export { scanSealedBatches, type BatchSpan, type ScanSealedBatchesOptions, type ScanSealedBatchesResult } from './batch-scan.js';
 export { StreamDecoder, decodeBatches, decodeEventFrameAt, type StreamDecoderOptions } from './stream-decoder.js';

@@ -1,3 +1,5 @@
+import { firstAtOrAfter } from './seq-search.js';
+
 /** How a seq relates to what a reader expected. */
 export type SequenceVerdict =
   /** Exactly the next seq. */
@@ -157,16 +159,9 @@ export class SequenceChecker {
   /** Forgets the missing seqs within `from..to` and returns how many there were. */
   private take(from: number, to: number): number {
     const { starts, ends } = this;
-    // The first range that ends at or after `from`.
-    let lo = 0;
-    let hi = ends.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (ends[mid] < from) lo = mid + 1;
-      else hi = mid;
-    }
     let found = 0;
-    let i = lo;
+    // From the first range that ends at or after `from`.
+    let i = firstAtOrAfter(ends, from);
     let removeFrom = -1;
     let removeCount = 0;
     while (i < starts.length && starts[i] <= to) {

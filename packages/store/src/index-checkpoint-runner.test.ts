@@ -11,6 +11,7 @@ function job(): BuildJob {
   const sLo = new Uint32Array(n);
   const sVer = new Float64Array(n);
   const sSeq = new Float64Array(n);
+  const sCnt = new Uint32Array(n).fill(1);
   for (let i = 0; i < n; i++) {
     sHi[i] = (i % 10) * 0x1000193;
     sLo[i] = (i % 10) * 7 + 1;
@@ -30,6 +31,7 @@ function job(): BuildJob {
     sLo,
     sVer,
     sSeq,
+    sCnt,
     cHi,
     cLo,
     cSeq,

@@ -1,6 +1,6 @@
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { StorageError } from './errors.js';
-import { BufferSource, FileSource, IndexTable, TableBuilder, tableBytesMax, type TableMeta } from './index-table.js';
+import { BufferSource, COMMAND_ENTRY_BYTES, FileSource, IndexTable, STREAM_ENTRY_BYTES, TableBuilder, tableBytesMax, type TableMeta } from './index-table.js';
 
 /**
  * The CPU-heavy part of index checkpoints — sorting a frozen memtable into a table, merging two
@@ -24,13 +24,18 @@ interface JobBase {
   readonly where: string;
 }
 
-/** Sort the memtable's durable prefix (entries `0..n-1` of the arrays) and the command hashes into a table. */
+/**
+ * Sort the memtable's durable prefix and the command hashes into a table. Stream entry `i` is a
+ * run: `sCnt[i]` events of the stream hashed `(sHi[i], sLo[i])`, ending at version `sVer[i]`
+ * and seq `sSeq[i]`.
+ */
 export interface BuildJob extends JobBase {
   readonly kind: 'build';
   readonly sHi: Uint32Array;
   readonly sLo: Uint32Array;
   readonly sVer: Float64Array;
   readonly sSeq: Float64Array;
+  readonly sCnt: Uint32Array;
   readonly cHi: Uint32Array;
   readonly cLo: Uint32Array;
   readonly cSeq: Float64Array;
@@ -61,7 +66,7 @@ export function runCheckpointJob(job: CheckpointJob): CheckpointJobResult {
 }
 
 function build(job: BuildJob): CheckpointJobResult {
-  const { sHi, sLo, sVer, sSeq, cHi, cLo, cSeq } = job;
+  const { sHi, sLo, sVer, sSeq, sCnt, cHi, cLo, cSeq } = job;
   const n = sHi.length;
   const m = cHi.length;
   const sOrder = sortedOrder(n, sHi, sLo, (a, b) => sHi[a] - sHi[b] || sLo[a] - sLo[b] || sVer[a] - sVer[b] || sSeq[a] - sSeq[b]);
@@ -69,7 +74,7 @@ function build(job: BuildJob): CheckpointJobResult {
   // An in-memory table is built in place in the shared buffer it is handed over in (no chunks, no concatenation).
   const shared = job.path === undefined ? new SharedArrayBuffer(tableBytesMax(n, m)) : undefined;
   const builder = new TableBuilder(n, m, shared === undefined ? undefined : Buffer.from(shared));
-  for (const i of sOrder) builder.addStream(sHi[i], sLo[i], sVer[i], sSeq[i]);
+  for (const i of sOrder) builder.addStream(sHi[i], sLo[i], sVer[i], sSeq[i], sCnt[i]);
   for (const i of cOrder) builder.addCommand(cHi[i], cLo[i], cSeq[i]);
   builder.finish(job.meta);
   if (shared !== undefined) return { bytes: exactly(shared, builder.byteLength), written: false, writeError: undefined };
@@ -285,6 +290,8 @@ class Cursor {
   lo = 0;
   a = 0;
   b = 0;
+  /** A stream run's event count (stream entries only). */
+  n = 0;
   done = false;
   constructor(
     private readonly blocks: Generator<Buffer>,
@@ -307,7 +314,10 @@ class Cursor {
     this.hi = blk.getUint32(this.o, true);
     this.lo = blk.getUint32(this.o + 4, true);
     this.a = blk.getFloat64(this.o + 8, true);
-    this.b = this.entryBytes === 24 ? blk.getFloat64(this.o + 16, true) : 0;
+    if (this.entryBytes === STREAM_ENTRY_BYTES) {
+      this.b = blk.getFloat64(this.o + 16, true);
+      this.n = blk.getUint32(this.o + 24, true);
+    }
     this.o += this.entryBytes;
   }
 }
@@ -323,16 +333,16 @@ function before(x: Cursor, y: Cursor): boolean {
  */
 export function* mergeTables(a: IndexTable, b: IndexTable, builder: TableBuilder, commandSeqFloor: number): Generator<void> {
   let n = 0;
-  const x = new Cursor(a.streamCursor(), 24);
-  const y = new Cursor(b.streamCursor(), 24);
+  const x = new Cursor(a.streamCursor(), STREAM_ENTRY_BYTES);
+  const y = new Cursor(b.streamCursor(), STREAM_ENTRY_BYTES);
   while (!x.done || !y.done) {
     const c = y.done || (!x.done && before(x, y)) ? x : y;
-    builder.addStream(c.hi, c.lo, c.a, c.b);
+    builder.addStream(c.hi, c.lo, c.a, c.b, c.n);
     c.next();
     if (++n % 16384 === 0) yield;
   }
-  const p = new Cursor(a.commandCursor(), 16);
-  const q = new Cursor(b.commandCursor(), 16);
+  const p = new Cursor(a.commandCursor(), COMMAND_ENTRY_BYTES);
+  const q = new Cursor(b.commandCursor(), COMMAND_ENTRY_BYTES);
   while (!p.done || !q.done) {
     const c = q.done || (!p.done && before(p, q)) ? p : q;
     if (c.a > commandSeqFloor) builder.addCommand(c.hi, c.lo, c.a);

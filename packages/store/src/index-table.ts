@@ -4,7 +4,7 @@ import { StorageError } from './errors.js';
 import type { BatchIdentity } from './storage.js';
 
 /**
- * One immutable index table: the stream index `(hash64(streamId), version) → seq` and the
+ * One immutable index table: the stream index `(hash64(streamId), version) → seq`, in runs, and the
  * command-id index `hash64(commandId) → seq of the commit's first frame`, both sorted, for the
  * frames of seqs `fromSeq..toSeq`, bound to the batch identity at `toSeq` and to the
  * partition (the digest of its first batch).
@@ -14,7 +14,9 @@ import type { BatchIdentity } from './storage.js';
  *
  * Layout (little-endian):
  * ```
- * stream entries   N × 24  hashHi u32 · hashLo u32 · version f64 · seq f64   sorted by (hash, version, seq)
+ * stream entries   N × 28  hashHi u32 · hashLo u32 · version f64 · seq f64 · count u32
+ *                          a run: versions version-count+1..version of one stream at seqs seq-count+1..seq,
+ *                          sorted by (hash, version, seq), keyed by their last version and seq
  * command entries  M × 16  hashHi u32 · hashLo u32 · seq f64                 sorted by (hash, seq)
  * footer           per stream block: first key (hi u32, lo u32, version f64) · then per block crc32c u32
  *                  per command block: first key (hi u32, lo u32) · then per block crc32c u32
@@ -25,18 +27,24 @@ import type { BatchIdentity } from './storage.js';
  * binary-searches it, then reads and checks one block (or the few holding one hash). The
  * Bloom filters (loaded on open) answer most misses (new streams, new command ids) without a
  * read.
+ *
+ * Stream entries are runs: the events of one stream at consecutive seqs (an append of 1000 events
+ * to a stream, or single appends to one stream in a row) are one entry, so the index costs per
+ * run, not per event. A run is keyed by its last version: every run holding a version ≥ v sorts
+ * at or after (hash, v), even when two streams share a hash, so a read from version v starts
+ * there and never scans a stream's older runs.
  */
 export const TABLE_MAGIC = 'SLXINDEX';
-export const TABLE_FORMAT = 1;
+export const TABLE_FORMAT = 2;
 export const TABLE_FILE_SUFFIX = '.sxi';
-export const STREAM_ENTRY_BYTES = 24;
+export const STREAM_ENTRY_BYTES = 28;
 export const COMMAND_ENTRY_BYTES = 16;
 export const TRAILER_BYTES = 160;
 /** Bloom filter bits per entry (about 1% false positives with 7 probes), and its cap per table and index. */
 export const BLOOM_BITS_PER_ENTRY = 10;
 export const BLOOM_PROBES = 7;
 export const BLOOM_BYTES_MAX = 64 * 1024 * 1024;
-/** Entries per checksummed block: 3 KiB of stream entries, 4 KiB of command entries. */
+/** Entries per checksummed block: 3.5 KiB of stream entries, 4 KiB of command entries. */
 export const STREAM_BLOCK_ENTRIES = 128;
 export const COMMAND_BLOCK_ENTRIES = 256;
 
@@ -45,7 +53,7 @@ export interface TableMeta {
   readonly level: number;
   readonly streamCount: number;
   readonly commandCount: number;
-  /** Entries with version 1: streams started in this table's seqs (streamCount of the partition sums them). */
+  /** Runs starting at version 1: streams started in this table's seqs (streamCount of the partition sums them). */
   readonly newStreams: number;
   readonly fromSeq: number;
   readonly toSeq: number;
@@ -117,6 +125,11 @@ export class FileSource implements TableSource {
 export interface StreamEntry {
   readonly version: number;
   readonly seq: number;
+}
+
+/** A run of the stream index: versions `version - count + 1..version` at seqs `seq - count + 1..seq`. */
+export interface StreamRun extends StreamEntry {
+  readonly count: number;
 }
 
 /** Compares (hi, lo) hash pairs of unsigned 32-bit halves. */
@@ -296,7 +309,7 @@ export class IndexTable {
     return l - 1;
   }
 
-  /** The entry with the highest version for a hash (the stream's latest version if no other stream shares the hash). */
+  /** The last event of the run with the highest version for a hash (the stream's latest version if no other stream shares the hash). */
   streamLast(hi: number, lo: number): StreamEntry | undefined {
     if (!bloomHas(this.sBloom, hi, lo)) return undefined;
     const b = this.lastStreamBlockAtOrBefore(hi, lo, Number.MAX_VALUE);
@@ -310,10 +323,14 @@ export class IndexTable {
     return undefined;
   }
 
-  /** Every entry for a hash with version ≥ `fromVersion`, ascending by (version, seq). */
-  streamEntries(hi: number, lo: number, fromVersion: number, out: StreamEntry[]): void {
+  /**
+   * Every run for a hash holding a version ≥ `fromVersion`, ascending by (last version, last
+   * seq). Runs of two streams that share the hash interleave (their version ranges may overlap).
+   */
+  streamRuns(hi: number, lo: number, fromVersion: number, out: StreamRun[]): void {
     if (!bloomHas(this.sBloom, hi, lo)) return;
-    // Entries of equal version (a collision) may straddle blocks: start before the version.
+    // Runs ending before fromVersion sort before (hash, fromVersion); runs of equal key (a
+    // collision) may straddle blocks: start at the last block whose first key is below it.
     let b = Math.max(0, this.lastStreamBlockAtOrBefore(hi, lo, fromVersion - 0.5));
     for (; b < this.sHi.length; b++) {
       if (cmpHash(this.sHi[b], this.sLo[b], hi, lo) > 0) return;
@@ -323,8 +340,20 @@ export class IndexTable {
         if (c < 0) continue;
         if (c > 0) return;
         const version = block.readDoubleLE(o + 8);
-        if (version >= fromVersion) out.push({ version, seq: block.readDoubleLE(o + 16) });
+        if (version >= fromVersion) out.push({ version, seq: block.readDoubleLE(o + 16), count: block.readUInt32LE(o + 24) });
       }
+    }
+  }
+
+  /**
+   * Every event for a hash with version ≥ `fromVersion`: the runs of {@link streamRuns},
+   * expanded, each ascending by version (runs of streams that share the hash interleave).
+   */
+  streamEntries(hi: number, lo: number, fromVersion: number, out: StreamEntry[]): void {
+    const runs: StreamRun[] = [];
+    this.streamRuns(hi, lo, fromVersion, runs);
+    for (const r of runs) {
+      for (let v = Math.max(fromVersion, r.version - r.count + 1); v <= r.version; v++) out.push({ version: v, seq: r.seq - (r.version - v) });
     }
   }
 
@@ -448,10 +477,14 @@ export class TableBuilder {
     this.cBloom = new Uint32Array(bloomWords(commandsMax));
   }
 
-  /** Appends a stream entry; entries must come sorted by (hash, version, seq). */
-  addStream(hi: number, lo: number, version: number, seq: number): void {
+  /**
+   * Appends a stream run (`count` events ending at `version` and `seq`); runs must come sorted
+   * by (hash, version, seq).
+   */
+  addStream(hi: number, lo: number, version: number, seq: number, count: number): void {
     const c = cmpHash(hi, lo, this.lastHi, this.lastLo) || version - this.lastVer || seq - this.lastSeq;
     if (this.streamCount > 0 && c <= 0) throw new Error(`[sluice/store] index table builder: stream entries out of order (bug)`);
+    if (!(count >= 1 && count <= version && count <= seq)) throw new Error(`[sluice/store] index table builder: a run of ${count} events ending at version ${version}, seq ${seq} (bug)`);
     if (this.blockUsed === 0) this.sMid.push(hi, lo, version);
     if (hi !== this.lastHi || lo !== this.lastLo || this.streamCount === 0) bloomAdd(this.sBloom, hi, lo);
     const o = this.blockUsed * STREAM_ENTRY_BYTES;
@@ -460,12 +493,13 @@ export class TableBuilder {
     v.setUint32(o + 4, lo, true);
     v.setFloat64(o + 8, version, true);
     v.setFloat64(o + 16, seq, true);
+    v.setUint32(o + 24, count, true);
     this.lastHi = hi;
     this.lastLo = lo;
     this.lastVer = version;
     this.lastSeq = seq;
     this.streamCount++;
-    if (version === 1) this.newStreams++;
+    if (version === count) this.newStreams++;
     if (++this.blockUsed === STREAM_BLOCK_ENTRIES) this.endBlock(this.sCrc, STREAM_ENTRY_BYTES);
   }
 

@@ -83,6 +83,11 @@ async function observe(p: Partition, units: number): Promise<unknown> {
   return { lastSeq: p.lastSeq, streamCount: p.streamCount, streams, commands };
 }
 
+async function waitIdle(p: Partition): Promise<void> {
+  for (let i = 0; i < 1000 && p.indexStatus.busy; i++) await new Promise((r) => setTimeout(r, 5));
+  expect(p.indexStatus.busy).toBe(false);
+}
+
 async function waitPersisted(p: Partition): Promise<void> {
   for (let i = 0; i < 1000 && (p.indexStatus.busy || p.indexStatus.persistedSeq < p.indexStatus.checkpointSeq); i++) await new Promise((r) => setTimeout(r, 5));
   expect(p.indexStatus.busy).toBe(false);
@@ -99,7 +104,7 @@ describe('the index without a directory (in memory)', () => {
       const builds = run.mock.calls.map(([job]) => job).filter((job: CheckpointJob) => job.kind === 'build');
       expect(builds.length).toBeGreaterThan(0);
       for (const job of builds) {
-        for (const a of [job.sHi, job.sLo, job.sVer, job.sSeq, job.cHi, job.cLo, job.cSeq]) expect(a.buffer).toBeInstanceOf(SharedArrayBuffer);
+        for (const a of [job.sHi, job.sLo, job.sVer, job.sSeq, job.sCnt, job.cHi, job.cLo, job.cSeq]) expect(a.buffer).toBeInstanceOf(SharedArrayBuffer);
         expect(job.sHi.length).toBeGreaterThan(0);
         expect(job.cHi.length).toBeGreaterThan(0);
       }
@@ -224,6 +229,140 @@ describe('the index without a directory (in memory)', () => {
     expect(p.indexStatus.mergesStarted).toBeGreaterThan(0);
     expect(errors).toEqual([]);
     expect(p.indexStatus.lastError).toBeUndefined();
+  });
+});
+
+/** Memory storage whose syncs return only once released while held, and which tells when it has taken `n` writes. */
+function gatedStorage(log: MemoryLog): { storage: PartitionStorage; hold(): void; release(): void; written(n: number): Promise<void> } {
+  const inner = createMemoryStorage({ log });
+  let gate: Promise<void> | undefined;
+  let open = (): void => undefined;
+  let writes = 0;
+  const waiters: Array<[number, () => void]> = [];
+  const storage = new Proxy(inner, {
+    get: (target, key) => {
+      if (key === 'write') {
+        return async (bytes: Uint8Array, firstSeq: number, lastSeq: number) => {
+          await target.write(bytes, firstSeq, lastSeq);
+          writes++;
+          for (const [n, resolve] of waiters) if (writes >= n) resolve();
+        };
+      }
+      if (key === 'sync') {
+        return async () => {
+          // Durable at the call (what was written before it), acknowledged once released.
+          const held = gate;
+          const head = await target.sync();
+          await held;
+          return head;
+        };
+      }
+      const value = Reflect.get(target, key) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return {
+    storage,
+    hold: () => {
+      gate = new Promise((resolve) => (open = resolve));
+    },
+    release: () => {
+      gate = undefined;
+      open();
+    },
+    written: (n) => new Promise<void>((resolve) => (writes >= n ? resolve() : waiters.push([n, resolve]))),
+  };
+}
+
+describe('stream runs (events of one stream at consecutive seqs are one index entry)', () => {
+  it('checkpoints a batch of 1000 events to one stream as one entry, and a read from any version finds its seqs', async () => {
+    const run = vi.spyOn(WorkerCheckpointRunner.prototype, 'run');
+    try {
+      const p = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 500, clock });
+      for (let i = 0; i < 4; i++) {
+        await p.append({ streamId: 'big', events: Array.from({ length: 1000 }, () => ({ type: 'E', data })) });
+        await p.append({ streamId: `small-${i}`, events: [{ type: 'S', data }] });
+      }
+      expect(p.indexStatus.tables).toBeGreaterThan(0);
+      const builds = run.mock.calls.map(([job]) => job).filter((job: CheckpointJob) => job.kind === 'build');
+      let entries = 0;
+      let events = 0;
+      for (const job of builds) {
+        if (job.kind !== 'build') continue;
+        entries += job.sCnt.length;
+        for (const c of job.sCnt) events += c;
+      }
+      expect(events).toBeGreaterThanOrEqual(3000);
+      expect(entries).toBeLessThanOrEqual(2 * builds.length + 8);
+      for (const from of [1, 2, 999, 1000, 1001, 2500, 4000]) {
+        const seen: number[] = [];
+        for await (const e of p.readStream('big', { fromVersion: from, maxCount: 3 })) seen.push(e.streamVersion);
+        expect(seen).toEqual([from, from + 1, from + 2].filter((v) => v <= 4000));
+      }
+      expect(await p.currentVersion('big')).toBe(4000);
+      await p.close();
+    } finally {
+      run.mockRestore();
+    }
+  });
+
+  it('splits a run at a checkpoint while the rest of it is in flight: versions and reads stay exact, before and after reopen', async () => {
+    const run = vi.spyOn(WorkerCheckpointRunner.prototype, 'run');
+    try {
+      const log = new MemoryLog();
+      const dir = await tempDir();
+      const gated = gatedStorage(log);
+      const plain = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 1_000_000, clock });
+      const p = await openPartition({ storage: gated.storage, indexDirectory: dir, indexCheckpointEvents: 4, groupsInFlightMax: 2, clock });
+      const events = (n: number) => ({ streamId: 'a', events: Array.from({ length: n }, () => ({ type: 'E', data })) });
+      await p.append(events(3));
+      await plain.append(events(3));
+      // Group 1 (seqs 4-5) waits in its sync while group 2 (seqs 6-7) is written: both extend the
+      // memtable's run of "a" (seqs 1-7). Once group 1 is durable, the checkpoint at seq 5 cuts it.
+      gated.hold();
+      const first = p.append(events(2));
+      await gated.written(2);
+      const second = p.append(events(2));
+      await gated.written(3);
+      gated.release();
+      await Promise.all([first, second]);
+      await plain.append(events(2));
+      await plain.append(events(2));
+      const builds = run.mock.calls.map(([job]) => job).filter((job: CheckpointJob) => job.kind === 'build');
+      expect(builds.length).toBe(1);
+      const cut = builds[0];
+      if (cut.kind !== 'build') throw new Error('unreachable');
+      expect(cut.meta.toSeq).toBe(5);
+      expect([...cut.sVer, ...cut.sSeq, ...cut.sCnt]).toEqual([5, 5, 5]);
+      await waitIdle(p);
+      for (let i = 0; i < 3; i++) {
+        await p.append(events(1));
+        await plain.append(events(1));
+      }
+      const reads = async (q: Partition) => {
+        const out: number[][] = [];
+        for (let from = 1; from <= 11; from++) {
+          const seqs: number[] = [];
+          for await (const e of q.readStream('a', { fromVersion: from })) seqs.push(e.seq);
+          out.push(seqs);
+        }
+        return { version: q.streamVersion('a'), confirmed: await q.currentVersion('a'), out };
+      };
+      const expected = await reads(plain);
+      expect(expected.version).toBe(10);
+      expect(await reads(p)).toEqual(expected);
+      await waitIdle(p);
+      expect(p.indexStatus.checkpointsInstalled).toBeGreaterThan(1);
+      expect(await reads(p)).toEqual(expected);
+      await p.close();
+      const reopened = await openPartition({ storage: createMemoryStorage({ log }), indexDirectory: dir, indexCheckpointEvents: 4, clock });
+      expect(reopened.indexStatus.replayedFrames).toBe(0);
+      expect(await reads(reopened)).toEqual(expected);
+      await reopened.close();
+      await plain.close();
+    } finally {
+      run.mockRestore();
+    }
   });
 });
 

@@ -7,7 +7,7 @@ import { StorageError, type StorageErrorReason } from './errors.js';
 import { hash64, type Hash64 } from './hash64.js';
 import { checkpointRunner, type CheckpointRunner } from './index-checkpoint-runner.js';
 import { indexWriteError, type BuildJob, type CheckpointJobResult, type NewTableMeta, type TableRef } from './index-checkpoint-work.js';
-import { BufferSource, FileSource, IndexTable, TABLE_FILE_SUFFIX, type StreamEntry } from './index-table.js';
+import { BufferSource, FileSource, IndexTable, TABLE_FILE_SUFFIX, type StreamEntry, type StreamRun } from './index-table.js';
 import type { BatchIdentity, PartitionStorage, StorageRecovery } from './storage.js';
 import type { CommitResult, StreamCommit } from './types.js';
 
@@ -76,9 +76,13 @@ export interface IndexStatus {
 
 interface MemStream {
   version: number;
-  /** Version of seqs[0]. */
+  /** The first version the memtable holds (of the first run). */
   firstVersion: number;
-  seqs: number[];
+  /**
+   * The memtable's runs of this stream, in order, as pairs `lastSeq, count`: consecutive versions
+   * from `firstVersion` at seqs `lastSeq - count + 1..lastSeq`.
+   */
+  runs: number[];
 }
 
 interface Table {
@@ -117,11 +121,19 @@ export class PartitionIndex<G> {
    * promoted for every id until the next checkpoint.
    */
   private commands = new Map<string, CommitRecord<G> | number>();
-  /** The memtable's stream entries in seq order, hashed as they come: a checkpoint sorts a prefix. */
+  /**
+   * The memtable's stream runs in seq order, hashed as they come (a checkpoint sorts a prefix):
+   * run `i` is `memCnt[i]` events of one stream ending at version `memVer[i]` and seq `memSeq[i]`.
+   * Events of a stream at consecutive seqs extend its run, so a batch of 1000 events to one
+   * stream is one entry here, in the checkpoint and in the table.
+   */
   private memHi = new Uint32Array(1024);
   private memLo = new Uint32Array(1024);
   private memVer = new Float64Array(1024);
   private memSeq = new Float64Array(1024);
+  private memCnt = new Uint32Array(1024);
+  /** Runs in the memtable arrays (memEvents counts their events). */
+  private memRuns = 0;
   private readonly cache: VersionCache;
   private tables: Table[] = [];
   private memEvents = 0;
@@ -374,25 +386,37 @@ export class PartitionIndex<G> {
   noteStream(streamId: string, base: number, firstSeq: number, count: number): void {
     let m = this.streams.get(streamId);
     if (m === undefined) {
-      m = { version: base, firstVersion: base + 1, seqs: [] };
+      m = { version: base, firstVersion: base + 1, runs: [] };
       this.streams.set(streamId, m);
     }
     if (base === 0) this.memNewStreams++;
-    this.hash(streamId, this.h);
-    const hi = this.h[0];
-    const lo = this.h[1];
-    let at = this.memEvents;
-    if (at + count > this.memSeq.length) this.growMemtable(at + count);
-    for (let i = 0; i < count; i++, at++) {
-      m.seqs.push(firstSeq + i);
-      this.memHi[at] = hi;
-      this.memLo[at] = lo;
-      this.memVer[at] = base + 1 + i;
-      this.memSeq[at] = firstSeq + i;
+    const lastSeq = firstSeq + count - 1;
+    const runs = m.runs;
+    const r = runs.length;
+    const at = this.memRuns - 1;
+    if (r > 0 && runs[r - 2] === firstSeq - 1 && at >= 0 && this.memSeq[at] === firstSeq - 1) {
+      // The stream's previous event is at the seq just before, and the memtable's last run ends
+      // there: that run is this stream's (a seq has one stream). Extend it instead of adding one.
+      runs[r - 2] = lastSeq;
+      runs[r - 1] += count;
+      this.memVer[at] += count;
+      this.memSeq[at] = lastSeq;
+      this.memCnt[at] += count;
+    } else {
+      runs.push(lastSeq, count);
+      this.hash(streamId, this.h);
+      const i = this.memRuns;
+      if (i === this.memSeq.length) this.growMemtable(i + 1);
+      this.memHi[i] = this.h[0];
+      this.memLo[i] = this.h[1];
+      this.memVer[i] = base + count;
+      this.memSeq[i] = lastSeq;
+      this.memCnt[i] = count;
+      this.memRuns = i + 1;
     }
     m.version += count;
     this.memEvents += count;
-    if (firstSeq + count - 1 > this.headSeq) this.headSeq = firstSeq + count - 1;
+    if (lastSeq > this.headSeq) this.headSeq = lastSeq;
   }
 
   /** Events and command ids both count: a unit may carry many ids for few events. */
@@ -411,6 +435,7 @@ export class PartitionIndex<G> {
     this.memLo = grow(this.memLo, (n) => new Uint32Array(n));
     this.memVer = grow(this.memVer, (n) => new Float64Array(n));
     this.memSeq = grow(this.memSeq, (n) => new Float64Array(n));
+    this.memCnt = grow(this.memCnt, (n) => new Uint32Array(n));
   }
 
   noteCommand(commandId: string, record: CommitRecord<G>): void {
@@ -520,10 +545,11 @@ export class PartitionIndex<G> {
       break;
     }
     if (collided) {
-      // Another stream shares the hash: walk every entry for it, newest version first.
+      // Another stream shares the hash: walk its runs, newest first (a run is one stream's, so
+      // the stream's newest run is the first whose last frame is the stream's).
       // (this.tables, not `tables`: a merge may have replaced and closed those while we read.)
-      const entries: StreamEntry[] = [];
-      for (const t of this.tables) t.table.streamEntries(hi, lo, 1, entries);
+      const entries: StreamRun[] = [];
+      for (const t of this.tables) t.table.streamRuns(hi, lo, 1, entries);
       entries.sort((a, b) => b.seq - a.seq);
       for (const e of entries) {
         if ((await this.frameAt(e.seq)).streamId === streamId) {
@@ -611,10 +637,16 @@ export class PartitionIndex<G> {
       out.sort((a, b) => a - b);
     }
     if (m !== undefined) {
-      for (let v = Math.max(fromVersion, m.firstVersion); v <= m.version; v++) {
-        const seq = m.seqs[v - m.firstVersion];
-        if (seq > limitSeq) break;
-        out.push(seq);
+      const runs = m.runs;
+      let v = m.firstVersion;
+      for (let i = 0; i < runs.length; i += 2) {
+        const count = runs[i + 1];
+        const first = runs[i] - count + 1;
+        for (let j = Math.max(0, fromVersion - v); j < count; j++) {
+          if (first + j > limitSeq) return out;
+          out.push(first + j);
+        }
+        v += count;
       }
     }
     return out;
@@ -676,13 +708,26 @@ export class PartitionIndex<G> {
   private flush(cp: BatchIdentity): boolean {
     const limit = cp.lastSeq;
     if (limit <= this.checkpoint || this.building !== undefined) return false;
-    // Entries are in seq order: the durable part is a prefix.
-    const n = countAtOrBelow(this.memSeq.subarray(0, this.memEvents), limit);
+    // Runs are in seq order: the durable part is a prefix, and maybe the first part of the next
+    // run (runs of one stream grow across batch boundaries): it is split at the limit.
+    const n = countAtOrBelow(this.memSeq.subarray(0, this.memRuns), limit);
+    const split = n < this.memRuns && this.memSeq[n] - this.memCnt[n] < limit ? limit - (this.memSeq[n] - this.memCnt[n]) : 0;
+    const k = split > 0 ? n + 1 : n;
     // Copied into shared memory: posted to the checkpoint worker without being copied again.
-    const sHi = sharedCopy(this.memHi.subarray(0, n));
-    const sLo = sharedCopy(this.memLo.subarray(0, n));
-    const sVer = sharedCopy(this.memVer.subarray(0, n));
-    const sSeq = sharedCopy(this.memSeq.subarray(0, n));
+    const sHi = sharedCopy(this.memHi.subarray(0, k));
+    const sLo = sharedCopy(this.memLo.subarray(0, k));
+    const sVer = sharedCopy(this.memVer.subarray(0, k));
+    const sSeq = sharedCopy(this.memSeq.subarray(0, k));
+    const sCnt = sharedCopy(this.memCnt.subarray(0, k));
+    if (split > 0) {
+      // The frozen part ends at the limit; the rest of the run stays (same last version and seq, fewer events).
+      sVer[n] -= this.memCnt[n] - split;
+      sSeq[n] = limit;
+      sCnt[n] = split;
+      this.memCnt[n] -= split;
+    }
+    let frozenEvents = 0;
+    for (let i = 0; i < k; i++) frozenEvents += sCnt[i];
     const cHiL: number[] = [];
     const cLoL: number[] = [];
     const cSeqL: number[] = [];
@@ -694,12 +739,14 @@ export class PartitionIndex<G> {
       cLoL.push(this.h[1]);
       cSeqL.push(firstSeq);
     }
-    // Keep the entries above the checkpoint (groups in flight) at the front.
-    this.memHi.copyWithin(0, n, this.memEvents);
-    this.memLo.copyWithin(0, n, this.memEvents);
-    this.memVer.copyWithin(0, n, this.memEvents);
-    this.memSeq.copyWithin(0, n, this.memEvents);
-    this.memEvents -= n;
+    // Keep the runs above the checkpoint (groups in flight) at the front.
+    this.memHi.copyWithin(0, n, this.memRuns);
+    this.memLo.copyWithin(0, n, this.memRuns);
+    this.memVer.copyWithin(0, n, this.memRuns);
+    this.memSeq.copyWithin(0, n, this.memRuns);
+    this.memCnt.copyWithin(0, n, this.memRuns);
+    this.memRuns -= n;
+    this.memEvents -= frozenEvents;
     this.frozenCommands = cHiL.length;
     const fromSeq = this.checkpoint + 1;
     const path = this.options.directory === undefined ? undefined : this.tablePath(fromSeq, limit);
@@ -713,6 +760,7 @@ export class PartitionIndex<G> {
       sLo,
       sVer,
       sSeq,
+      sCnt,
       cHi: sharedCopy(Uint32Array.from(cHiL)),
       cLo: sharedCopy(Uint32Array.from(cLoL)),
       cSeq: sharedCopy(Float64Array.from(cSeqL)),
@@ -747,20 +795,31 @@ export class PartitionIndex<G> {
       if (result.writeError !== undefined) this.report(new StorageError(result.writeError.reason as StorageErrorReason, result.writeError.message));
     }
     let newStreams = 0;
-    for (let i = 0; i < job.sVer.length; i++) if (job.sVer[i] === 1) newStreams++;
+    for (let i = 0; i < job.sVer.length; i++) if (job.sVer[i] === job.sCnt[i]) newStreams++;
     // Rebuild the Maps with what stays instead of deleting from them (cheaper in V8).
     const streams = new Map<string, MemStream>();
     for (const [id, m] of this.streams) {
-      const c = countAtOrBelow(m.seqs, limit);
-      if (c === m.seqs.length) {
-        this.cacheSet(id, m.version);
-      } else {
-        if (c > 0) {
-          m.seqs = m.seqs.slice(c);
-          m.firstVersion += c;
-        }
-        streams.set(id, m);
+      const runs = m.runs;
+      let i = 0;
+      let gone = 0;
+      while (i < runs.length && runs[i] <= limit) {
+        gone += runs[i + 1];
+        i += 2;
       }
+      if (i === runs.length) {
+        this.cacheSet(id, m.version);
+        continue;
+      }
+      const rest = i > 0 ? runs.slice(i) : runs;
+      const first = rest[0] - rest[1] + 1;
+      if (first <= limit) {
+        // A run split by the checkpoint: its part up to the limit is in the table now.
+        gone += limit - first + 1;
+        rest[1] -= limit - first + 1;
+      }
+      m.runs = rest;
+      m.firstVersion += gone;
+      streams.set(id, m);
     }
     this.streams = streams;
     const commands = new Map<string, CommitRecord<G> | number>();
@@ -776,19 +835,22 @@ export class PartitionIndex<G> {
     this.checkpointsInstalled++;
   }
 
-  /** A checkpoint that failed: its entries go back to the front of the memtable arrays. */
+  /** A checkpoint that failed: its runs go back to the front of the memtable arrays (a split run stays two). */
   private unfreeze(job: BuildJob): void {
     const n = job.sHi.length;
-    if (this.memEvents + n > this.memSeq.length) this.growMemtable(this.memEvents + n);
-    this.memHi.copyWithin(n, 0, this.memEvents);
-    this.memLo.copyWithin(n, 0, this.memEvents);
-    this.memVer.copyWithin(n, 0, this.memEvents);
-    this.memSeq.copyWithin(n, 0, this.memEvents);
+    if (this.memRuns + n > this.memSeq.length) this.growMemtable(this.memRuns + n);
+    this.memHi.copyWithin(n, 0, this.memRuns);
+    this.memLo.copyWithin(n, 0, this.memRuns);
+    this.memVer.copyWithin(n, 0, this.memRuns);
+    this.memSeq.copyWithin(n, 0, this.memRuns);
+    this.memCnt.copyWithin(n, 0, this.memRuns);
     this.memHi.set(job.sHi, 0);
     this.memLo.set(job.sLo, 0);
     this.memVer.set(job.sVer, 0);
     this.memSeq.set(job.sSeq, 0);
-    this.memEvents += n;
+    this.memCnt.set(job.sCnt, 0);
+    this.memRuns += n;
+    for (let i = 0; i < n; i++) this.memEvents += job.sCnt[i];
   }
 
   /**

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { Bank } from './bank.js';
+import { Bank, DEFAULT_TAIL_CACHE_BYTES } from './bank.js';
 import { accountId } from './domain.js';
 import { runBank } from './run-bank.js';
 
@@ -62,3 +62,20 @@ it('transfers across partitions complete exactly once when a partition is closed
     await bank.close();
   }
 }, 60_000);
+
+/** The saga and projection hosts read live batches from each partition's tail cache: the bank sizes it (the store's 4 MiB holds too few bank frames). */
+it('sizes each embedded partition\'s tail cache: 16 MiB by default, tailCacheBytes when given', async () => {
+  const bank = await Bank.open({ dataDirectory: data, partitions: 2, fsync: 'none' });
+  try {
+    expect(DEFAULT_TAIL_CACHE_BYTES).toBe(16 * 1024 * 1024);
+    for (const name of bank.names) expect(bank.partition(name).tailCacheStatus.bytesMax).toBe(DEFAULT_TAIL_CACHE_BYTES);
+  } finally {
+    await bank.close();
+  }
+  const small = await Bank.open({ dataDirectory: data, partitions: 2, fsync: 'none', tailCacheBytes: 1024 * 1024 });
+  try {
+    for (const name of small.names) expect(small.partition(name).tailCacheStatus.bytesMax).toBe(1024 * 1024);
+  } finally {
+    await small.close();
+  }
+});

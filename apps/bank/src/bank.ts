@@ -42,11 +42,24 @@ export interface BankOptions {
   /** Attempts of the saga to deliver a command before it parks it (covers a partition restart). @default 100 */
   readonly sendAttemptsMax?: number;
   /**
+   * Each embedded partition's tail cache of recently committed batches (the partition's
+   * `tailCacheBytes`), read by its saga and projection hosts. A bank frame is ~400 bytes (the
+   * first of a commit carries its ~256 command ids), so the store's default of 4 MiB holds ~10 k
+   * frames: the saga host, a few thousand frames behind under load, fell out of it and read
+   * ~2/3 of the log back from the files. Bounded: partitions × this many bytes. Not used in
+   * cluster mode (the nodes own the partitions).
+   * @default 16777216 (16 MiB)
+   */
+  readonly tailCacheBytes?: number;
+  /**
    * Cluster mode: the partitions are served by nodes behind these brokers (the data folder is
    * theirs); this process reaches them with the client SDK. @default embedded partitions
    */
   readonly brokers?: readonly string[];
 }
+
+/** {@link BankOptions.tailCacheBytes} by default. */
+export const DEFAULT_TAIL_CACHE_BYTES = 16 * 1024 * 1024;
 
 /** A partition as the bank uses it: embedded, or served by a node and reached through the broker. */
 type BankPartition =
@@ -172,6 +185,7 @@ export class Bank {
       const embedded = await openPartition({
         storage: createFileStorage({ directory: join(this.options.dataDirectory, name), fsync: this.options.fsync ?? 'commit' }),
         name,
+        tailCacheBytes: this.options.tailCacheBytes ?? DEFAULT_TAIL_CACHE_BYTES,
       });
       opened = { kind: 'embedded', partition: embedded };
     } else {

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   REJECTED_STREAM,
   SNAPSHOT_EVENT,
+  commandIdsOf,
   createHandlerHost,
   createInProcessRouter,
   hashPartitioner,
@@ -79,6 +80,27 @@ describe('HandlerHost: exactly one effect per command id', () => {
     for await (const f of p.read({ fromSeq: 4 })) frames.push(f);
     expect(frames[0].headers?.commandIds).toEqual(['m1/0', 'm1/1']);
     expect(frames.filter((f) => f.streamId.startsWith('account-'))).toHaveLength(2);
+  });
+
+  it('message ids holding "/" or "%" never share a command id with another message (message "a/0" is not message "a"\'s first command)', async () => {
+    const p = await partition();
+    const host = createHandlerHost({ partition: p, entities: [account] });
+    await host.execute({ id: 'open', commands: [{ recipient: 'account-a', command: { type: 'Open' } }, { recipient: 'account-b', command: { type: 'Open' } }] });
+    const two = await host.execute({ id: 'a', commands: [{ recipient: 'account-a', command: { type: 'Deposit', amount: 1 } }, { recipient: 'account-b', command: { type: 'Deposit', amount: 1 } }] });
+    // Each of these is a new message: unescaped, 'a/0' was a duplicate of 'a' and 'a%2F0' equalled the escape of 'a/0'.
+    const outcomes = [];
+    for (const id of ['a/0', 'a%2F0', 'a/0/1', 'a%252F0']) outcomes.push(await host.execute(cmd(id, 'account-a', { type: 'Deposit', amount: 10 })));
+    expect(two).toMatchObject({ status: 'accepted', duplicate: false });
+    expect(outcomes.map((o) => o.duplicate)).toEqual([false, false, false, false]);
+    expect(await balanceOf(host, p, 'account-a')).toBe(41);
+    // A redelivery of each is still recognized.
+    expect(await host.execute(cmd('a/0', 'account-a', { type: 'Deposit', amount: 10 }))).toMatchObject({ duplicate: true, firstSeq: outcomes[0].firstSeq });
+    expect(await host.execute(cmd('a%2F0', 'account-a', { type: 'Deposit', amount: 10 }))).toMatchObject({ duplicate: true, firstSeq: outcomes[1].firstSeq });
+    expect(await balanceOf(host, p, 'account-a')).toBe(41);
+    expect(commandIdsOf({ id: 'a/0', commands: [{ recipient: 'x', command: { type: 'T' } }] })).toEqual(['a%2F0']);
+    expect(commandIdsOf({ id: 'a%/b', commands: [{ recipient: 'x', command: { type: 'T' } }, { recipient: 'y', command: { type: 'T' } }] })).toEqual(['a%25%2Fb/0', 'a%25%2Fb/1']);
+    // Ids without "/" or "%" are their own escape: logs written before read back the same.
+    expect(commandIdsOf({ id: 'bank-0:17:transfers', commands: [{ recipient: 'x', command: { type: 'T' } }] })).toEqual(['bank-0:17:transfers']);
   });
 });
 

@@ -958,10 +958,27 @@ export class HandlerHost {
   }
 }
 
-/** The command ids a message commits with: its id for one command, `<id>/<index>` for each of several. */
+/**
+ * The command ids a message commits with: its id for one command, `<id>/<index>` for each of
+ * several, where `<id>` is the message id with `%` written `%25` and `/` written `%2F`. An
+ * escaped id holds no `/`, so a one-command id (no `/`) never equals a several-command id
+ * (one `/`, before the index), and two messages never share an id: unescaped, message `a/0`
+ * of one command had the id of message `a`'s first command. An id without `%` or `/` (every
+ * id the saga host, the outbox dispatcher and the bank make) is its own escape: commits
+ * written before this escape are recognized on redelivery as before.
+ */
 export function commandIdsOf(message: CommandMessage): string[] {
-  if (message.commands.length === 1) return [message.id];
-  return message.commands.map((_, i) => `${message.id}/${i}`);
+  const id = escapeMessageId(message.id);
+  if (message.commands.length === 1) return [id];
+  return message.commands.map((_, i) => `${id}/${i}`);
+}
+
+const NEEDS_ESCAPE = /[%/]/;
+
+/** The message id as a command id's prefix: `%` → `%25`, `/` → `%2F` (reversible: `decodeURIComponent`). */
+function escapeMessageId(id: string): string {
+  if (!NEEDS_ESCAPE.test(id)) return id;
+  return id.replace(/%/g, '%25').replace(/\//g, '%2F');
 }
 
 function positive(name: string, value: number): number {

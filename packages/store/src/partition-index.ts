@@ -206,7 +206,7 @@ export class PartitionIndex<G> {
     };
   }
 
-  /** Streams with at least one event (each has exactly one version-1 entry). */
+  /** Streams with at least one event (each has exactly one run starting at version 1: version === count). */
   get streamCount(): number {
     return this.tableNewStreams + this.memNewStreams;
   }

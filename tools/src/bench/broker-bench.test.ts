@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { cpuNote, formatBrokerRows, runBrokerBench, sequentialTraceRows, usageBetween } from './broker-bench.js';
+import { SERVER_MALLOC_TUNABLES, cpuNote, formatBrokerRows, runBrokerBench, sequentialTraceRows, serverEnvironment, usageBetween } from './broker-bench.js';
 
 // Smoke mode only, servers inline: proves the benchmark runs end to end. No timing assertions.
 it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, async () => {
@@ -62,4 +62,13 @@ it('traces sequential appends through the broker, step by step', { timeout: 120_
   } finally {
     await rm(directory, { recursive: true, force: true });
   }
+});
+
+it('spawns servers with the malloc settings the READMEs advise, after none or before the caller\'s own', () => {
+  expect(serverEnvironment({ PATH: '/bin' }, true)).toEqual({ PATH: '/bin', GLIBC_TUNABLES: SERVER_MALLOC_TUNABLES });
+  expect(SERVER_MALLOC_TUNABLES).toMatch(/glibc\.malloc\.mmap_threshold=4194304/);
+  // glibc takes the last value of a tunable: one the caller set wins.
+  expect(serverEnvironment({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=1048576' }, true).GLIBC_TUNABLES).toBe(`${SERVER_MALLOC_TUNABLES}:glibc.malloc.mmap_threshold=1048576`);
+  const env = { PATH: '/bin' };
+  expect(serverEnvironment(env, false)).toBe(env);
 });

@@ -28,12 +28,12 @@ it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, a
   expect(table).toMatch(/direct is [\d.]+× this/);
 });
 
-it('reports each server process\'s CPU time and context switches per request', () => {
-  const reading = (cpuUs: number, voluntary: number, involuntary: number) =>
-    ({ ...process.resourceUsage(), userCPUTime: cpuUs, systemCPUTime: cpuUs / 2, voluntaryContextSwitches: voluntary, involuntaryContextSwitches: involuntary });
-  const broker = usageBetween(reading(1_000, 10, 5), reading(201_000, 1_610, 105));
-  expect(broker).toEqual({ cpuMs: 300, contextSwitches: 1_700 });
-  expect(cpuNote(200, { broker, worker: undefined })).toBe('; CPU and context switches per request: broker 1500 µs, 8.5 cs');
+it('reports each server process\'s CPU time, context switches and page faults per request', () => {
+  const reading = (cpuUs: number, voluntary: number, involuntary: number, faults: number) =>
+    ({ ...process.resourceUsage(), userCPUTime: cpuUs, systemCPUTime: cpuUs / 2, voluntaryContextSwitches: voluntary, involuntaryContextSwitches: involuntary, minorPageFault: faults });
+  const broker = usageBetween(reading(1_000, 10, 5, 100), reading(201_000, 1_610, 105, 8_700));
+  expect(broker).toEqual({ cpuMs: 300, contextSwitches: 1_700, pageFaults: 8_600 });
+  expect(cpuNote(200, { broker, worker: undefined })).toBe('; CPU, context switches and page faults per request: broker 1500 µs, 8.5 cs, 43.0 pf');
   expect(cpuNote(200, { node: undefined })).toBe('');
 });
 

@@ -209,6 +209,13 @@ export interface ServerUsage {
   readonly cpuMs: number;
   /** Voluntary and involuntary context switches (`process.resourceUsage()`). */
   readonly contextSwitches: number;
+  /**
+   * Minor page faults, all threads (`process.resourceUsage().minorPageFault`): each is a page
+   * of fresh memory touched. A large message received into fresh pages costs one per 4 KiB,
+   * which on the shared VM costs about as much CPU as the copy itself (see
+   * {@link SERVER_MALLOC_TUNABLES}).
+   */
+  readonly pageFaults: number;
   /** What the server recorded, when its role asked for a trace (`trace: true`). */
   readonly trace?: readonly TraceEvent[];
 }
@@ -405,7 +412,7 @@ async function startRole(spec: Role, placement: Placement): Promise<Server> {
     stop: async () => {
       await handle.stop();
       const trace = handle.trace?.take();
-      return trace === undefined ? undefined : { cpuMs: Number.NaN, contextSwitches: Number.NaN, trace };
+      return trace === undefined ? undefined : { cpuMs: Number.NaN, contextSwitches: Number.NaN, pageFaults: Number.NaN, trace };
     },
   };
 }
@@ -416,17 +423,18 @@ export function usageBetween(before: NodeJS.ResourceUsage, after: NodeJS.Resourc
   return {
     cpuMs: (after.userCPUTime - before.userCPUTime + after.systemCPUTime - before.systemCPUTime) / 1000,
     contextSwitches: switches(after) - switches(before),
+    pageFaults: after.minorPageFault - before.minorPageFault,
   };
 }
 
-/** "µs CPU and context switches per request" of each server that ran in its own process. */
+/** "µs CPU, context switches and page faults per request" of each server that ran in its own process. */
 export function cpuNote(count: number, servers: Readonly<Record<string, ServerUsage | undefined>>): string {
   const parts = Object.entries(servers).flatMap(([name, usage]) =>
     usage === undefined || Number.isNaN(usage.cpuMs)
       ? []
-      : [`${name} ${((usage.cpuMs * 1000) / count).toFixed(0)} µs, ${(usage.contextSwitches / count).toFixed(1)} cs`],
+      : [`${name} ${((usage.cpuMs * 1000) / count).toFixed(0)} µs, ${(usage.contextSwitches / count).toFixed(1)} cs, ${(usage.pageFaults / count).toFixed(1)} pf`],
   );
-  return parts.length === 0 ? '' : `; CPU and context switches per request: ${parts.join('; ')}`;
+  return parts.length === 0 ? '' : `; CPU, context switches and page faults per request: ${parts.join('; ')}`;
 }
 
 // ---- (a) request/reply ------------------------------------------------------------------------

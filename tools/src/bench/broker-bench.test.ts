@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { SERVER_MALLOC_TUNABLES, cpuNote, formatBrokerRows, runBrokerBench, sequentialTraceRows, serverEnvironment, usageBetween } from './broker-bench.js';
+import { SERVER_MALLOC_TUNABLES, cpuNote, formatBrokerRows, runBrokerBench, sequentialTraceRows, serverEnvironment, sluiceBrokerBenchSystem, usageBetween, useServerMallocTunables } from './broker-bench.js';
 
 // Smoke mode only, servers inline: proves the benchmark runs end to end. No timing assertions.
 it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, async () => {
@@ -71,4 +71,25 @@ it('spawns servers with the malloc settings the READMEs advise, after none or be
   expect(serverEnvironment({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=1048576' }, true).GLIBC_TUNABLES).toBe(`${SERVER_MALLOC_TUNABLES}:glibc.malloc.mmap_threshold=1048576`);
   const env = { PATH: '/bin' };
   expect(serverEnvironment(env, false)).toBe(env);
+});
+
+it('names the malloc settings in the comparison row only when its servers run with them', async () => {
+  const context = (mode: 'smoke' | 'quick') => ({ directory: tmpdir(), mode, installMissing: false, log: () => undefined });
+  expect(sluiceBrokerBenchSystem.configuration).toContain(`GLIBC_TUNABLES=${SERVER_MALLOC_TUNABLES}`);
+  // Nothing is started before a scenario runs: setting up and tearing down is free.
+  const spawned = await sluiceBrokerBenchSystem.setup(context('quick'));
+  expect(spawned.configuration).toBeUndefined();
+  await spawned.teardown();
+  const inline = await sluiceBrokerBenchSystem.setup(context('smoke'));
+  expect(inline.configuration).toMatch(/^store client \(coalescing, framed appends, op 7\) → Majordomo broker/);
+  expect(inline.configuration).not.toContain('GLIBC_TUNABLES');
+  await inline.teardown();
+  useServerMallocTunables(false);
+  try {
+    const defaults = await sluiceBrokerBenchSystem.setup(context('quick'));
+    expect(defaults.configuration).not.toContain('GLIBC_TUNABLES');
+    await defaults.teardown();
+  } finally {
+    useServerMallocTunables(true);
+  }
 });

@@ -146,7 +146,10 @@
  *   faults a message), node 3.10 / 3.80 / 3.23 → 2.90 / 3.34 / 2.77 (its libzmq thread 43 →
  *   25-33 faults a message), events/s within noise (116,000-161,000 → 142,000-160,000), peak
  *   RSS node 115 → 125-135 MB, broker 95 → 97-99 MB; two earlier pairs at load 5.2-5.5: node
- *   3.03 / 3.03 → 2.50 / 2.60, 144,000 / 175,000 → 227,000 / 208,000 events/s. The ~25 faults
+ *   3.03 / 3.03 → 2.50 / 2.60, 144,000 / 175,000 → 227,000 / 208,000 events/s. `npm run bench
+ *   -- --quick --only sluice-file,sluice-broker`, glibc's defaults (load 9-11) then the tunables
+ *   (load 7-9), one run each: batches of 1000 via broker 100,861 events/s (23 % of the embedded
+ *   row's 431,505) → 107,796 (26 % of 416,798); 1000 concurrent appends 15,133 → 19,788. The ~25 faults
  *   a message left are probably heap growth while received messages wait for V8's GC to free
  *   them (zeromq.js hands them over without a copy; not verified). A trim threshold alone
  *   (which also fixes the mmap threshold at 128 KiB) was worse: the client's 1000-event
@@ -828,20 +831,23 @@ export const sluiceBrokerBenchSystem: BenchSystem = brokerBenchSystem('sluice-br
  * appends (op 7): the before/after of the one-encoding fast path, measured in one run.
  */
 export function brokerBenchSystem(id: string, framedAppends: boolean): BenchSystem {
+  const configuration = `store client (coalescing, ${framedAppends ? 'framed appends, op 7' : 'append-many, op 5'}) → Majordomo broker → node (file store) over ZeroMQ on 127.0.0.1, ${CLUSTER_NODE_CONCURRENCY} worker connections, a command id per append`;
   return {
     id,
     label: framedAppends ? 'Sluice via broker' : 'Sluice via broker (append-many, op 5)',
     group: 'sluice',
-    configuration: `store client (coalescing, ${framedAppends ? 'framed appends, op 7' : 'append-many, op 5'}) → Majordomo broker → node (file store) over ZeroMQ on 127.0.0.1, ${CLUSTER_NODE_CONCURRENCY} worker connections, a command id per append; broker and node with GLIBC_TUNABLES=${SERVER_MALLOC_TUNABLES} (node README, "Memory allocator")`,
+    configuration: `${configuration}; broker and node with GLIBC_TUNABLES=${SERVER_MALLOC_TUNABLES} (node README, "Memory allocator")`,
     durability: "the node's file store: fdatasync before the reply",
     async setup(context) {
       const placement: Placement = context.mode === 'smoke' ? 'inline' : 'processes';
-      return eventLogSession({
+      const session = eventLogSession({
         open: async (name) => {
           const directory = await mkdtemp(join(context.directory, `${name}-`));
           return new ClusterEventLog(await startBenchCluster(directory, CLUSTER_NODE_CONCURRENCY, placement, framedAppends));
         },
       });
+      // Servers in this process (smoke), or spawned with glibc's defaults: say so.
+      return placement === 'inline' || !serverMallocTunables ? { ...session, configuration } : session;
     },
   };
 }

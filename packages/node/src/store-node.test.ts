@@ -101,10 +101,15 @@ describe('store service end to end (broker, node, client on 127.0.0.1, file stor
   });
 
   it('pages reads within pageBytesMax and pipelines hundreds of appends', async () => {
-    const broker = await startBroker(FAST);
+    // No append may be sent twice here (each result must not be a duplicate), so nothing may
+    // time out: default heartbeats (a worker silent for 7.5 s, not 150 ms, is given up and its
+    // requests sent again) and a 60 s reply deadline. With the harness's fast heartbeats, 2 of 3
+    // runs failed beside 4 CPU hogs on the 2-core machine: the broker purged the starved node's
+    // workers (workersPurged 9-14) and redelivered their requests, answered as duplicates.
+    const broker = await startBroker();
     const { config } = await writeConfig(await tempDir(), { brokers: [broker], partitions: ['p1'] });
-    const node = await startStoreNode([broker], { config, nodeName: 'n1', concurrency: 8 });
-    const client = startStoreClient({ brokers: [broker.endpoint], routing: config.routing, pageBytesMax: 2048 });
+    const node = await startStoreNode([broker], { config, nodeName: 'n1', concurrency: 8, heartbeatIntervalMs: 2500, heartbeatLiveness: 3 });
+    const client = startStoreClient({ brokers: [broker.endpoint], routing: config.routing, pageBytesMax: 2048, timeoutMs: 60_000 });
 
     const results = await Promise.all(
       Array.from({ length: 400 }, (_, n) =>

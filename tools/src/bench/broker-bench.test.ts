@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { cpuNote, formatBrokerRows, runBrokerBench, sequentialTraceRows, usageBetween } from './broker-bench.js';
+import { SERVER_MALLOC_TUNABLES, cpuNote, formatBrokerRows, runBrokerBench, sequentialTraceRows, serverEnvironment, sluiceBrokerBenchSystem, usageBetween, useServerMallocTunables } from './broker-bench.js';
 
 // Smoke mode only, servers inline: proves the benchmark runs end to end. No timing assertions.
 it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, async () => {
@@ -28,12 +28,12 @@ it('runs every broker benchmark scenario in smoke mode', { timeout: 120_000 }, a
   expect(table).toMatch(/direct is [\d.]+× this/);
 });
 
-it('reports each server process\'s CPU time and context switches per request', () => {
-  const reading = (cpuUs: number, voluntary: number, involuntary: number) =>
-    ({ ...process.resourceUsage(), userCPUTime: cpuUs, systemCPUTime: cpuUs / 2, voluntaryContextSwitches: voluntary, involuntaryContextSwitches: involuntary });
-  const broker = usageBetween(reading(1_000, 10, 5), reading(201_000, 1_610, 105));
-  expect(broker).toEqual({ cpuMs: 300, contextSwitches: 1_700 });
-  expect(cpuNote(200, { broker, worker: undefined })).toBe('; CPU and context switches per request: broker 1500 µs, 8.5 cs');
+it('reports each server process\'s CPU time, context switches and page faults per request', () => {
+  const reading = (cpuUs: number, voluntary: number, involuntary: number, faults: number) =>
+    ({ ...process.resourceUsage(), userCPUTime: cpuUs, systemCPUTime: cpuUs / 2, voluntaryContextSwitches: voluntary, involuntaryContextSwitches: involuntary, minorPageFault: faults });
+  const broker = usageBetween(reading(1_000, 10, 5, 100), reading(201_000, 1_610, 105, 8_700));
+  expect(broker).toEqual({ cpuMs: 300, contextSwitches: 1_700, pageFaults: 8_600 });
+  expect(cpuNote(200, { broker, worker: undefined })).toBe('; CPU, context switches and page faults per request: broker 1500 µs, 8.5 cs, 43.0 pf');
   expect(cpuNote(200, { node: undefined })).toBe('');
 });
 
@@ -61,5 +61,35 @@ it('traces sequential appends through the broker, step by step', { timeout: 120_
     expect(hops.at(-1)).toMatchObject({ step: 'total', count: 20 });
   } finally {
     await rm(directory, { recursive: true, force: true });
+  }
+});
+
+it('spawns servers with the malloc settings the READMEs advise, after none or before the caller\'s own', () => {
+  expect(serverEnvironment({ PATH: '/bin' }, true)).toEqual({ PATH: '/bin', GLIBC_TUNABLES: SERVER_MALLOC_TUNABLES });
+  expect(SERVER_MALLOC_TUNABLES).toMatch(/glibc\.malloc\.mmap_threshold=4194304/);
+  // glibc takes the last value of a tunable: one the caller set wins.
+  expect(serverEnvironment({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=1048576' }, true).GLIBC_TUNABLES).toBe(`${SERVER_MALLOC_TUNABLES}:glibc.malloc.mmap_threshold=1048576`);
+  const env = { PATH: '/bin' };
+  expect(serverEnvironment(env, false)).toBe(env);
+});
+
+it('names the malloc settings in the comparison row only when its servers run with them', async () => {
+  const context = (mode: 'smoke' | 'quick') => ({ directory: tmpdir(), mode, installMissing: false, log: () => undefined });
+  expect(sluiceBrokerBenchSystem.configuration).toContain(`GLIBC_TUNABLES=${SERVER_MALLOC_TUNABLES}`);
+  // Nothing is started before a scenario runs: setting up and tearing down is free.
+  const spawned = await sluiceBrokerBenchSystem.setup(context('quick'));
+  expect(spawned.configuration).toBeUndefined();
+  await spawned.teardown();
+  const inline = await sluiceBrokerBenchSystem.setup(context('smoke'));
+  expect(inline.configuration).toMatch(/^store client \(coalescing, framed appends, op 7\) → Majordomo broker/);
+  expect(inline.configuration).not.toContain('GLIBC_TUNABLES');
+  await inline.teardown();
+  useServerMallocTunables(false);
+  try {
+    const defaults = await sluiceBrokerBenchSystem.setup(context('quick'));
+    expect(defaults.configuration).not.toContain('GLIBC_TUNABLES');
+    await defaults.teardown();
+  } finally {
+    useServerMallocTunables(true);
   }
 });

@@ -11,12 +11,15 @@
  *     appends made in-process on a partition. Target: ≥ 200,000 events/s.
  *
  * By default each server (echo ROUTER, broker, echo worker, node) runs in its own process,
- * as deployed; the clients run in this one. `--placement inline` runs everything here.
+ * as deployed, with the malloc settings the node and broker READMEs advise
+ * ({@link SERVER_MALLOC_TUNABLES}); the clients run in this one. `--placement inline` runs
+ * everything here.
  *
  *   npm run bench:broker                 full run
  *   npm run bench:broker -- --smoke      seconds-long check that it works
  *   --placement processes|inline   --dir PATH (node data; default: OS temp)   --out FILE (JSON rows)
  *   npm run bench:broker -- --trace-sequential [--count N]   (c) below: where a sequential append's time goes
+ *   --malloc-defaults   spawned servers with glibc's malloc defaults, not SERVER_MALLOC_TUNABLES
  *
  * (c) `--trace-sequential`: one request at a time, to find where a sequential append through
  *     the broker spends its time. Rows: an in-process append; an echo through the broker with
@@ -130,6 +133,34 @@
  *   ~250 µs in the node, so on 2 shared cores the bound is CPU, not the disk. Fastpath branch,
  *   2026-12-06 (load 9-14): 98,926 via broker against 219,433 in-process (45 %); CPU per
  *   100-event append broker 50 µs, node 426 µs.
+ * - Batches of 1000 (broker-batches branch, 2026-12-06, 4 in flight, 300,000 events a run,
+ *   load 5-8, CPU per event from /proc per thread around the measured appends only): client
+ *   0.9-1.2 µs (its main thread; encoding ~0.33 µs of it), broker 0.66-0.96 µs (its libzmq I/O
+ *   thread 0.5-0.7: receiving the 177 KB message), node 2.8-3.4 µs (main thread 2.5-2.9, libzmq
+ *   thread 0.55-0.8). perf: ~half of each libzmq thread's time is page faults while recv()
+ *   copies a message into memory malloc just mapped (~43 faults a message: glibc mmaps every
+ *   block over its threshold, and the threshold follows the largest block freed, so messages
+ *   of about one size land on fresh pages again and again). With SERVER_MALLOC_TUNABLES (3
+ *   alternated pairs through spawnRole, load 6.9-7.2): broker 0.83 / 0.90 / 1.07 → 0.63 / 0.70 /
+ *   0.80 µs per event (its libzmq thread 0.50 / 0.67 / 0.77 → 0.40 / 0.47 / 0.50, 31-43 → 22-25
+ *   faults a message), node 3.10 / 3.80 / 3.23 → 2.90 / 3.34 / 2.77 (its libzmq thread 43 →
+ *   25-33 faults a message), events/s within noise (116,000-161,000 → 142,000-160,000), peak
+ *   RSS node 115 → 125-135 MB, broker 95 → 97-99 MB; two earlier pairs at load 5.2-5.5: node
+ *   3.03 / 3.03 → 2.50 / 2.60, 144,000 / 175,000 → 227,000 / 208,000 events/s. `npm run bench
+ *   -- --quick --only sluice-file,sluice-broker`, glibc's defaults (load 9-11) then the tunables
+ *   (load 7-9), one run each: batches of 1000 via broker 100,861 events/s (23 % of the embedded
+ *   row's 431,505) → 107,796 (26 % of 416,798); 1000 concurrent appends 15,133 → 19,788. The ~25 faults
+ *   a message left are probably heap growth while received messages wait for V8's GC to free
+ *   them (zeromq.js hands them over without a copy; not verified). A trim threshold alone
+ *   (which also fixes the mmap threshold at 128 KiB) was worse: the client's 1000-event
+ *   requests then faulted 77 times each. Tried in the client: sizing each request exactly
+ *   (177 KB) instead of an estimate doubled (142 KB, then 284 KB): worse, 21-31 → 47 faults a
+ *   request and 1.0-1.2 → 1.6-1.7 µs per event (an exact size is never under the threshold
+ *   the previous request set), not kept. In-process on this machine, the node's engine path
+ *   (encodeFramedUnit + appendEncoded, 4 in flight) is 2.4-2.5 µs per event against 1.2-1.4 for
+ *   commit: the framed path's CRC check per event and frame copy cost more than the plain
+ *   commit's encoding now; append-many (op 5) through the broker is within noise of op 7
+ *   (node 3.2-3.4 against 3.4-3.5 µs).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -181,6 +212,13 @@ export interface ServerUsage {
   readonly cpuMs: number;
   /** Voluntary and involuntary context switches (`process.resourceUsage()`). */
   readonly contextSwitches: number;
+  /**
+   * Minor page faults, all threads (`process.resourceUsage().minorPageFault`): each is a page
+   * of fresh memory touched. A large message received into fresh pages costs one per 4 KiB,
+   * which on the shared VM costs about as much CPU as the copy itself (see
+   * {@link SERVER_MALLOC_TUNABLES}).
+   */
+  readonly pageFaults: number;
   /** What the server recorded, when its role asked for a trace (`trace: true`). */
   readonly trace?: readonly TraceEvent[];
 }
@@ -305,10 +343,42 @@ function traced<S extends PartitionStorage>(storage: S, trace: MessageTrace | un
   return storage;
 }
 
+/**
+ * The glibc malloc settings spawned servers run with, as the node and broker READMEs advise
+ * for `sluice node` and `sluice broker` ("Memory allocator"): allocations up to 4 MiB come
+ * from malloc's heaps, not a fresh mmap each, and up to 16 MiB freed stays mapped. A request
+ * of 1000 events of 100 bytes is a 177 KB message; with glibc's defaults (mmap above 128 KiB,
+ * a threshold that follows the largest block freed) libzmq receives each into fresh pages in
+ * the broker and the node, ~43 page faults a message, which this VM makes expensive.
+ * Batches of 1000, 3 alternated pairs at load 7: broker 0.83-1.07 → 0.63-0.80 µs CPU per
+ * event, node 3.10-3.80 → 2.77-3.34, their libzmq threads 31-43 → 22-33 faults a message,
+ * node peak RSS 115 → 125-135 MB (figures in this file's header).
+ */
+export const SERVER_MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=16777216';
+
+/** Whether spawned servers get {@link SERVER_MALLOC_TUNABLES} (`--malloc-defaults` turns it off). */
+let serverMallocTunables = true;
+
+/** Spawns servers from now on with {@link SERVER_MALLOC_TUNABLES} (`true`, the default) or with glibc's malloc defaults. */
+export function useServerMallocTunables(on: boolean): void {
+  serverMallocTunables = on;
+}
+
+/**
+ * The environment of a spawned server: `env`, with {@link SERVER_MALLOC_TUNABLES} before any
+ * GLIBC_TUNABLES already set there (glibc takes the last value of a tunable: the caller's win).
+ */
+export function serverEnvironment(env: NodeJS.ProcessEnv, mallocTunables: boolean): NodeJS.ProcessEnv {
+  if (!mallocTunables) return env;
+  const own = env.GLIBC_TUNABLES;
+  return { ...env, GLIBC_TUNABLES: own === undefined || own === '' ? SERVER_MALLOC_TUNABLES : `${SERVER_MALLOC_TUNABLES}:${own}` };
+}
+
 /** Starts a server role in a child process (this module, with the role as argument). */
 async function spawnRole(spec: Role): Promise<Server> {
   const child: ChildProcess = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--role', JSON.stringify(spec)], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: serverEnvironment(process.env, serverMallocTunables),
   });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   const endpoint = await new Promise<string>((resolve, reject) => {
@@ -345,7 +415,7 @@ async function startRole(spec: Role, placement: Placement): Promise<Server> {
     stop: async () => {
       await handle.stop();
       const trace = handle.trace?.take();
-      return trace === undefined ? undefined : { cpuMs: Number.NaN, contextSwitches: Number.NaN, trace };
+      return trace === undefined ? undefined : { cpuMs: Number.NaN, contextSwitches: Number.NaN, pageFaults: Number.NaN, trace };
     },
   };
 }
@@ -356,17 +426,18 @@ export function usageBetween(before: NodeJS.ResourceUsage, after: NodeJS.Resourc
   return {
     cpuMs: (after.userCPUTime - before.userCPUTime + after.systemCPUTime - before.systemCPUTime) / 1000,
     contextSwitches: switches(after) - switches(before),
+    pageFaults: after.minorPageFault - before.minorPageFault,
   };
 }
 
-/** "µs CPU and context switches per request" of each server that ran in its own process. */
+/** "µs CPU, context switches and page faults per request" of each server that ran in its own process. */
 export function cpuNote(count: number, servers: Readonly<Record<string, ServerUsage | undefined>>): string {
   const parts = Object.entries(servers).flatMap(([name, usage]) =>
     usage === undefined || Number.isNaN(usage.cpuMs)
       ? []
-      : [`${name} ${((usage.cpuMs * 1000) / count).toFixed(0)} µs, ${(usage.contextSwitches / count).toFixed(1)} cs`],
+      : [`${name} ${((usage.cpuMs * 1000) / count).toFixed(0)} µs, ${(usage.contextSwitches / count).toFixed(1)} cs, ${(usage.pageFaults / count).toFixed(1)} pf`],
   );
-  return parts.length === 0 ? '' : `; CPU and context switches per request: ${parts.join('; ')}`;
+  return parts.length === 0 ? '' : `; CPU, context switches and page faults per request: ${parts.join('; ')}`;
 }
 
 // ---- (a) request/reply ------------------------------------------------------------------------
@@ -581,7 +652,7 @@ export async function startBenchCluster(directory: string, nodeConcurrency: numb
  */
 export async function appendRows(directory: string, units: number, unitEvents: number, inFlight: number, nodeConcurrency: number, placement: Placement): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  const note = `units of ${unitEvents}, ${inFlight} in flight, fsync per commit, a command id per append`;
+  const note = `units of ${unitEvents}, ${inFlight} in flight, fsync per commit, a command id per append${placement === 'processes' && serverMallocTunables ? ', servers with the READMEs\' GLIBC_TUNABLES' : ''}`;
   const partition = await openPartition({ storage: createFileStorage({ directory: join(directory, 'local'), fsync: 'commit' }), name: 'local' });
   try {
     rows.push(
@@ -760,20 +831,23 @@ export const sluiceBrokerBenchSystem: BenchSystem = brokerBenchSystem('sluice-br
  * appends (op 7): the before/after of the one-encoding fast path, measured in one run.
  */
 export function brokerBenchSystem(id: string, framedAppends: boolean): BenchSystem {
+  const configuration = `store client (coalescing, ${framedAppends ? 'framed appends, op 7' : 'append-many, op 5'}) → Majordomo broker → node (file store) over ZeroMQ on 127.0.0.1, ${CLUSTER_NODE_CONCURRENCY} worker connections, a command id per append`;
   return {
     id,
     label: framedAppends ? 'Sluice via broker' : 'Sluice via broker (append-many, op 5)',
     group: 'sluice',
-    configuration: `store client (coalescing, ${framedAppends ? 'framed appends, op 7' : 'append-many, op 5'}) → Majordomo broker → node (file store) over ZeroMQ on 127.0.0.1, ${CLUSTER_NODE_CONCURRENCY} worker connections, a command id per append`,
+    configuration: `${configuration}; broker and node with GLIBC_TUNABLES=${SERVER_MALLOC_TUNABLES} (node README, "Memory allocator")`,
     durability: "the node's file store: fdatasync before the reply",
     async setup(context) {
       const placement: Placement = context.mode === 'smoke' ? 'inline' : 'processes';
-      return eventLogSession({
+      const session = eventLogSession({
         open: async (name) => {
           const directory = await mkdtemp(join(context.directory, `${name}-`));
           return new ClusterEventLog(await startBenchCluster(directory, CLUSTER_NODE_CONCURRENCY, placement, framedAppends));
         },
       });
+      // Servers in this process (smoke), or spawned with glibc's defaults: say so.
+      return placement === 'inline' || !serverMallocTunables ? { ...session, configuration } : session;
     },
   };
 }
@@ -815,9 +889,11 @@ if (isMain) {
       dir: { type: 'string' },
       out: { type: 'string' },
       'trace-sequential': { type: 'boolean' },
+      'malloc-defaults': { type: 'boolean' },
       count: { type: 'string' },
     },
   });
+  if (values['malloc-defaults'] === true) useServerMallocTunables(false);
   if (values.role !== undefined) {
     // A server process: serve until SIGTERM.
     const server = await runRole(JSON.parse(values.role) as Role);

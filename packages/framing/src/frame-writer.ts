@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { crc32c } from './crc32c.js';
-import { crc32cCombine } from './crc32c-combine.js';
+import { shiftCrc } from './crc32c-run.js';
 import { FrameTooLargeError, InvalidFrameFieldError } from './errors.js';
 import {
   CRC_BYTES,
@@ -280,7 +280,9 @@ export class FrameWriter {
     this.stamp(o, flags, seq, timestamp, epoch, streamVersion);
     const crcAt = o + frameBytes - CRC_BYTES;
     const bodyBytes = frameBytes - EVENT_HEADER_BYTES - CRC_BYTES;
-    writeU32(b, crcAt, crc32cCombine(crc32c(b, o, o + EVENT_HEADER_BYTES), readU32(b, crcAt), bodyBytes));
+    // The frame's CRC from the stamped header's and the client's body CRC (crc32cCombine, with
+    // the shift by the body's length taken from a cached table instead of 32 multiply steps).
+    writeU32(b, crcAt, (shiftCrc(crc32c(b, o, o + EVENT_HEADER_BYTES), bodyBytes) ^ readU32(b, crcAt)) >>> 0);
     this.position = o + frameBytes;
     this.counted(seq);
   }

@@ -9,6 +9,7 @@ import { CommandMemtable } from './command-memtable.js';
 import { checkpointRunner, type CheckpointRunner } from './index-checkpoint-runner.js';
 import { indexWriteError, type BuildJob, type CheckpointJobResult, type NewTableMeta, type TableRef } from './index-checkpoint-work.js';
 import { BufferSource, FileSource, IndexTable, TABLE_FILE_SUFFIX, type StreamEntry } from './index-table.js';
+import { RecentCommits } from './recent-commits.js';
 import type { BatchIdentity, PartitionStorage, StorageRecovery } from './storage.js';
 import type { CommitResult, StreamCommit } from './types.js';
 
@@ -161,7 +162,7 @@ export class PartitionIndex<G> {
   private readonly h = new Uint32Array(2);
   private readonly where: string;
   /** First seq → command ids and result of the latest durable commits with ids (FIFO, `commandResultCacheMax`). */
-  private readonly recentResults: Map<number, { readonly commandIds: readonly string[]; readonly result: CommitResult }>;
+  private readonly recentResults: RecentCommits<CommitRecord<G>>;
 
   constructor(
     private readonly storage: PartitionStorage,
@@ -169,7 +170,7 @@ export class PartitionIndex<G> {
   ) {
     this.hash = options.hash ?? hash64;
     this.cache = new VersionCache(options.streamCacheMax);
-    this.recentResults = new Map();
+    this.recentResults = new RecentCommits(options.commandResultCacheMax);
     this.where = `[sluice/store] partition "${options.name}" index`;
   }
 
@@ -443,16 +444,12 @@ export class PartitionIndex<G> {
   commandsDurable(records: readonly CommitRecord<G>[]): void {
     const commands = this.commands;
     const recent = this.recentResults;
-    const max = this.options.commandResultCacheMax;
     for (const record of records) {
       const firstSeq = record.result.firstSeq;
       commands.durable(record, record.commandIds.length);
-      if (max > 0) {
-        // The latest durable commits' results: a client's resend after a fail-over (duplicates
-        // of what was just acknowledged) is answered without a read of the log each.
-        recent.set(firstSeq, { commandIds: record.commandIds, result: record.result });
-        if (recent.size > max) recent.delete(recent.keys().next().value as number);
-      }
+      // The latest durable commits' results: a client's resend after a fail-over (duplicates
+      // of what was just acknowledged) is answered without a read of the log each.
+      recent.add(firstSeq, record);
     }
   }
 
@@ -582,7 +579,7 @@ export class PartitionIndex<G> {
       // Durable: one of the latest commits' cached results, or the log (resolveCommand).
       const recent = this.recentResults.get(seq);
       if (recent === undefined) unconfirmed = true;
-      else if (recent.commandIds.includes(commandId)) return { result: recent.result, group: undefined, commandIds: recent.commandIds };
+      else if (recent.commandIds.includes(commandId)) return recent;
     }
     if (resolved !== undefined && resolved.gen === this.gen) {
       const c = resolved.commands.get(commandId);

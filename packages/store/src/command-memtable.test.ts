@@ -61,6 +61,29 @@ describe('CommandMemtable', () => {
     ]);
   });
 
+  it('keeps a record only while its entry is in flight: commits made durable one by one while others are added, across the queue\'s compaction', () => {
+    const t = new CommandMemtable<{ k: number }>();
+    const records = Array.from({ length: 5000 }, (_, k) => ({ k }));
+    let durable = 0;
+    for (let k = 0; k < 5000; k++) {
+      // Commit k has k % 3 + 1 ids, all hashing to k.
+      for (let j = 0; j <= k % 3; j++) t.add(k, k, k + 1, records[k]);
+      // Durable commits trail the ones in flight by 700 (then all at the end).
+      while (durable < k - 700 || (k === 4999 && durable < 5000)) {
+        t.durable(records[durable], (durable % 3) + 1);
+        durable++;
+      }
+      if (k % 97 === 0 || k === 4999) {
+        for (const probe of [0, durable - 1, durable, k]) {
+          if (probe < 0 || probe > k) continue;
+          expect(t.find(probe, probe)).toBe((probe % 3) + 1);
+          for (const e of t.hits) expect(t.record(e)).toBe(probe < durable ? undefined : records[probe]);
+        }
+      }
+    }
+    expect(t.durableCount).toBe(t.size);
+  });
+
   it('refuses what would corrupt it: ids out of seq order, durable out of order, dropping ids in flight (bugs, not errors)', () => {
     const t = new CommandMemtable<string>();
     t.add(1, 1, 5, 'a');

@@ -21,7 +21,12 @@ export class CommandMemtable<R> {
   seq: Float64Array;
   /** Entry indices found by the last {@link find}, oldest first (reused: copy before awaiting). */
   readonly hits: number[] = [];
-  private records: Array<R | undefined> = [];
+  /**
+   * Records of the entries in flight (`durableEnd..size-1`), from `inflightHead` on: only those
+   * have one, so durable entries cost no array slot.
+   */
+  private inflight: Array<R | undefined> = [];
+  private inflightHead = 0;
   private count = 0;
   /** Entries below this are durable: their records are gone. */
   private durableEnd = 0;
@@ -56,9 +61,9 @@ export class CommandMemtable<R> {
     this.hi[i] = hi;
     this.lo[i] = lo;
     this.seq[i] = seq;
-    this.records.push(record);
-    this.count = i + 1;
     if (record === undefined) this.durableEnd = i + 1;
+    else this.inflight.push(record);
+    this.count = i + 1;
     this.insert(i);
   }
 
@@ -69,7 +74,7 @@ export class CommandMemtable<R> {
 
   /** The record of entry `i` while its commit is in flight, else undefined. */
   record(i: number): R | undefined {
-    return this.records[i];
+    return i < this.durableEnd ? undefined : this.inflight[this.inflightHead + i - this.durableEnd];
   }
 
   /**
@@ -78,15 +83,26 @@ export class CommandMemtable<R> {
    * next checkpoint). Commits become durable in seq order, so these are the oldest in flight.
    */
   durable(record: R, ids: number): void {
-    const records = this.records;
-    let i = this.durableEnd;
-    const end = i + ids;
-    if (end > this.count) throw new Error(`[sluice/store] command memtable: ${ids} ids made durable with ${this.count - i} in flight (bug)`);
-    for (; i < end; i++) {
-      if (records[i] !== record) throw new Error('[sluice/store] command memtable: commits made durable out of order (bug)');
-      records[i] = undefined;
+    const inflight = this.inflight;
+    const head = this.inflightHead;
+    if (this.durableEnd + ids > this.count) throw new Error(`[sluice/store] command memtable: ${ids} ids made durable with ${this.count - this.durableEnd} in flight (bug)`);
+    for (let k = head; k < head + ids; k++) {
+      if (inflight[k] !== record) throw new Error('[sluice/store] command memtable: commits made durable out of order (bug)');
+      // Not kept alive by the queue's consumed front.
+      inflight[k] = undefined;
     }
-    this.durableEnd = end;
+    this.durableEnd += ids;
+    if (head + ids === inflight.length) {
+      // Nothing left in flight: start the queue again (the common case under group commit).
+      inflight.length = 0;
+      this.inflightHead = 0;
+    } else if (head + ids > 1024 && head + ids > inflight.length / 2) {
+      // Compacted now and then, so the consumed front never holds more than the live part.
+      this.inflight = inflight.slice(head + ids);
+      this.inflightHead = 0;
+    } else {
+      this.inflightHead = head + ids;
+    }
   }
 
   /** Entries whose hash is `hi:lo`, oldest first, into {@link hits}; returns how many. */
@@ -124,7 +140,6 @@ export class CommandMemtable<R> {
     this.hi.copyWithin(0, n, this.count);
     this.lo.copyWithin(0, n, this.count);
     this.seq.copyWithin(0, n, this.count);
-    this.records = this.records.slice(n);
     this.count = rest;
     this.durableEnd -= n;
     this.slots.fill(0);

@@ -46,7 +46,7 @@ describe('CommandMemtable', () => {
     expect(t.hits.map((e) => t.record(e))).toEqual(['r3', 'r13', 'r23', 'r33', 'r43', 'r53', 'r63', 'r73', 'r83', 'r93']);
     expect(t.find(3, 1004)).toBe(0);
     expect(t.find(11, 1011)).toBe(0);
-    for (let i = 0; i < 60; i++) t.durable(records[i], 1);
+    for (let i = 0; i < 60; i++) t.durable(records[i]);
     expect(t.durableCount).toBe(60);
     expect(t.countAtOrBelow(50)).toBe(50);
     t.drop(50);
@@ -66,18 +66,18 @@ describe('CommandMemtable', () => {
     const records = Array.from({ length: 5000 }, (_, k) => ({ k }));
     let durable = 0;
     for (let k = 0; k < 5000; k++) {
-      // Commit k has k % 3 + 1 ids, all hashing to k.
-      for (let j = 0; j <= k % 3; j++) t.add(k, k, k + 1, records[k]);
+      // Commit k has k % 3 + 1 ids, hashing to (k, j), and names its first id twice: noted once.
+      for (let j = 0; j <= k % 3; j++) expect(t.add(k, j, k + 1, records[k])).toBe(true);
+      expect(t.add(k, 0, k + 1, records[k])).toBe(false);
       // Durable commits trail the ones in flight by 700 (then all at the end).
-      while (durable < k - 700 || (k === 4999 && durable < 5000)) {
-        t.durable(records[durable], (durable % 3) + 1);
-        durable++;
-      }
+      while (durable < k - 700 || (k === 4999 && durable < 5000)) t.durable(records[durable++]);
       if (k % 97 === 0 || k === 4999) {
         for (const probe of [0, durable - 1, durable, k]) {
           if (probe < 0 || probe > k) continue;
-          expect(t.find(probe, probe)).toBe((probe % 3) + 1);
-          for (const e of t.hits) expect(t.record(e)).toBe(probe < durable ? undefined : records[probe]);
+          for (let j = 0; j <= probe % 3; j++) {
+            expect(t.find(probe, j)).toBe(1);
+            expect(t.record(t.hits[0])).toBe(probe < durable ? undefined : records[probe]);
+          }
         }
       }
     }
@@ -90,10 +90,10 @@ describe('CommandMemtable', () => {
     expect(() => t.add(2, 2, 4, 'b')).toThrow(/seq 4 noted after 5/);
     expect(() => t.add(2, 2, 6, undefined)).toThrow(/durable id noted after one in flight/);
     t.add(2, 2, 6, 'b');
-    expect(() => t.durable('b', 1)).toThrow(/out of order/);
-    expect(() => t.durable('a', 3)).toThrow(/3 ids made durable with 2 in flight/);
+    expect(() => t.durable('b')).toThrow(/not the oldest in flight/);
+    expect(() => t.durable('c')).toThrow(/not the oldest in flight/);
     expect(() => t.drop(1)).toThrow(/only 0 are durable/);
-    t.durable('a', 1);
+    t.durable('a');
     t.drop(1);
     expect(t.find(2, 2)).toBe(1);
     expect(t.record(t.hits[0])).toBe('b');
@@ -137,6 +137,22 @@ describe('command ids in the memtable, by hash', () => {
       expect([f.firstSeq, f.duplicate]).toEqual([5, false]);
       await reopened.close();
     });
+  }
+
+  for (const [hashing, hash] of [['hash64', undefined], ['every id hashing alike', collide]] as const) {
+  it(`takes units naming one id twice, or two ids hashing alike (${hashing}): each (hash, commit) noted once, so a checkpoint table takes them, and a resend is a duplicate`, async () => {
+    const p = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 8, indexHash: hash, clock } as PartitionOptions);
+    const units = await Promise.all([0, 1, 2].map((i) => p.commit({ changes: [{ streamId: `s-${i}`, events: [{ type: 'E', data }] }], commandIds: [`twice-${i}`, `twice-${i}`] })));
+    // Commits until a checkpoint (built on the worker) has taken the doubled ids into a table.
+    for (let round = 0; round < 1000 && p.indexStatus.checkpointsInstalled === 0; round++) {
+      await p.commit({ changes: [{ streamId: 'fill', events: [{ type: 'E', data }] }], commandIds: [`fill-${round}`, `more-${round}`] });
+    }
+    expect(p.indexStatus.checkpointsInstalled).toBeGreaterThan(0);
+    expect(p.indexStatus.lastError).toBeUndefined();
+    for (let i = 0; i < 3; i++) expect(await p.commit({ changes: [{ streamId: 'x', events: [{ type: 'E', data }] }], commandIds: [`twice-${i}`] })).toEqual({ ...units[i], duplicate: true });
+    expect(await p.commandResult('more-0')).toBeDefined();
+    await p.close();
+  });
   }
 
   it('hashes each command id once on the append path, and never again at a checkpoint (its hash is copied)', async () => {

@@ -51,12 +51,17 @@ export class CommandMemtable<R> {
   /**
    * Notes an id by its hash, for the commit starting at `seq` (not below the last entry's):
    * with the commit's `record` while it is in flight, without one for a durable commit (open's
-   * replay), which only follows other durable entries.
+   * replay), which only follows other durable entries. Returns false when the commit has an
+   * entry of that hash already (an id named twice in one unit, or two of its ids hashing
+   * alike): a table holds each (hash, seq) once, and a hit is confirmed against all the
+   * commit's ids.
    */
-  add(hi: number, lo: number, seq: number, record: R | undefined): void {
+  add(hi: number, lo: number, seq: number, record: R | undefined): boolean {
     const i = this.count;
     if (i > 0 && seq < this.seq[i - 1]) throw new Error(`[sluice/store] command memtable: seq ${seq} noted after ${this.seq[i - 1]} (bug: ids are noted in seq order)`);
     if (record === undefined && this.durableEnd !== i) throw new Error('[sluice/store] command memtable: a durable id noted after one in flight (bug)');
+    // Entries are in seq order: only the commit being noted can hold an equal one.
+    if (i > 0 && this.seq[i - 1] === seq && this.has(hi, lo, seq)) return false;
     if (i === this.hi.length) this.grow();
     this.hi[i] = hi;
     this.lo[i] = lo;
@@ -65,6 +70,7 @@ export class CommandMemtable<R> {
     else this.inflight.push(record);
     this.count = i + 1;
     this.insert(i);
+    return true;
   }
 
   /** Entries `0..durableCount-1` are durable; the rest are in flight. */
@@ -78,19 +84,18 @@ export class CommandMemtable<R> {
   }
 
   /**
-   * The next `ids` entries in flight, which belong to `record`, are durable: they keep only
-   * their hash and seq (the record, its result and its streams are not kept alive until the
-   * next checkpoint). Commits become durable in seq order, so these are the oldest in flight.
+   * The entries of `record`'s commit are durable: they keep only their hash and seq (the
+   * record, its result and its streams are not kept alive until the next checkpoint). Commits
+   * become durable in seq order, so these are the oldest in flight.
    */
-  durable(record: R, ids: number): void {
+  durable(record: R): void {
     const inflight = this.inflight;
     const head = this.inflightHead;
-    if (this.durableEnd + ids > this.count) throw new Error(`[sluice/store] command memtable: ${ids} ids made durable with ${this.count - this.durableEnd} in flight (bug)`);
-    for (let k = head; k < head + ids; k++) {
-      if (inflight[k] !== record) throw new Error('[sluice/store] command memtable: commits made durable out of order (bug)');
-      // Not kept alive by the queue's consumed front.
-      inflight[k] = undefined;
-    }
+    if (head === inflight.length || inflight[head] !== record) throw new Error('[sluice/store] command memtable: a commit made durable is not the oldest in flight (bug)');
+    let k = head;
+    // Not kept alive by the queue's consumed front.
+    for (; k < inflight.length && inflight[k] === record; k++) inflight[k] = undefined;
+    const ids = k - head;
     this.durableEnd += ids;
     if (head + ids === inflight.length) {
       // Nothing left in flight: start the queue again (the common case under group commit).
@@ -144,6 +149,16 @@ export class CommandMemtable<R> {
     this.durableEnd -= n;
     this.slots.fill(0);
     for (let i = 0; i < rest; i++) this.insert(i);
+  }
+
+  private has(hi: number, lo: number, seq: number): boolean {
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let s = slotOf(hi, lo, mask); ; s = (s + 1) & mask) {
+      const e = slots[s];
+      if (e === 0) return false;
+      if (this.seq[e - 1] === seq && this.lo[e - 1] === lo && this.hi[e - 1] === hi) return true;
+    }
   }
 
   private insert(i: number): void {

@@ -123,6 +123,8 @@ export class PartitionIndex<G> {
   private lastCommandId: string | undefined;
   private lastCommandHi = 0;
   private lastCommandLo = 0;
+  /** Table hits of {@link commandNow} (synchronous: one array for every look-up). */
+  private readonly seqScratch: number[] = [];
   /** The memtable's stream entries in seq order, hashed as they come: a checkpoint sorts a prefix. */
   private memHi = new Uint32Array(1024);
   private memLo = new Uint32Array(1024);
@@ -446,7 +448,7 @@ export class PartitionIndex<G> {
     const recent = this.recentResults;
     for (const record of records) {
       const firstSeq = record.result.firstSeq;
-      commands.durable(record, record.commandIds.length);
+      commands.durable(record);
       // The latest durable commits' results: a client's resend after a fail-over (duplicates
       // of what was just acknowledged) is answered without a read of the log each.
       recent.add(firstSeq, record);
@@ -587,7 +589,8 @@ export class PartitionIndex<G> {
     }
     if (unconfirmed) return undefined;
     if (this.tables.length === 0) return null;
-    const seqs: number[] = [];
+    const seqs = this.seqScratch;
+    seqs.length = 0;
     for (let i = this.tables.length - 1; i >= 0; i--) this.tables[i].table.commandSeqs(hi, lo, seqs);
     for (const s of seqs) if (this.retained(s)) return undefined;
     return null;

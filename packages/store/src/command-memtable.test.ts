@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CommandMemtable } from './command-memtable.js';
+import { CommandHashes, CommandMemtable } from './command-memtable.js';
 import { hash64 } from './hash64.js';
 import { CommandIdConflictError, MemoryLog, createMemoryStorage, openPartition, type CommitResult, type PartitionOptions, type PartitionStorage } from './index.js';
 
@@ -100,6 +100,32 @@ describe('CommandMemtable', () => {
   });
 });
 
+describe('CommandHashes', () => {
+  it("hands back a unit's look-up hashes when its ids are noted in order, hashes anything else, and starts over with the next unit", () => {
+    const calls: string[] = [];
+    const hashes = new CommandHashes((s, out) => {
+      calls.push(s);
+      hash64(s, out);
+    });
+    const expected = (s: string): [number, number] => {
+      const out = new Uint32Array(2);
+      hash64(s, out);
+      return [out[0], out[1]];
+    };
+    for (const id of ['a', 'b', 'c']) hashes.lookUp(id);
+    for (const id of ['a', 'b', 'x', 'c']) {
+      hashes.note(id);
+      expect([hashes.hi, hashes.lo]).toEqual(expected(id));
+    }
+    expect(calls).toEqual(['a', 'b', 'c', 'x']);
+    // The next unit's look-up forgets the last unit's ids.
+    hashes.lookUp('d');
+    hashes.note('a');
+    expect([hashes.hi, hashes.lo]).toEqual(expected('a'));
+    expect(calls).toEqual(['a', 'b', 'c', 'x', 'd', 'a']);
+  });
+});
+
 describe('command ids in the memtable, by hash', () => {
   for (const cacheMax of [4096, 0]) {
     const confirmedBy = cacheMax === 0 ? "the commit's frames read from the log (commandResultCacheMax 0)" : "the commit's ids (in flight) or its cached result (durable)";
@@ -165,9 +191,11 @@ describe('command ids in the memtable, by hash', () => {
     const results: CommitResult[] = [];
     for (let wave = 0; wave < 20; wave++) {
       results.push(...(await Promise.all(Array.from({ length: 16 }, (_, i) => p.commit({ changes: [{ streamId: `s-${i}`, events: [{ type: 'E', data }] }], commandIds: [`cmd-${wave}-${i}`] })))));
+      // And units of many ids, as a handler host commits them.
+      await Promise.all(Array.from({ length: 3 }, (_, i) => p.commit({ changes: [{ streamId: `u-${i}`, events: [{ type: 'E', data }] }], commandIds: Array.from({ length: 40 }, (_, k) => `cmd-unit-${wave}-${i}-${k}`) })));
     }
     expect(p.indexStatus.checkpointsInstalled).toBeGreaterThan(2);
-    expect(hashed.size).toBe(320);
+    expect(hashed.size).toBe(320 + 20 * 3 * 40);
     expect([...hashed.values()].every((n) => n === 1)).toBe(true);
     // Still found after the checkpoints (tables) and in the memtable.
     expect(await p.commandResult('cmd-0-0')).toEqual(results[0]);

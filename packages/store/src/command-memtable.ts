@@ -189,3 +189,60 @@ export class CommandMemtable<R> {
 function slotOf(hi: number, lo: number, mask: number): number {
   return (lo ^ Math.imul(hi, 0x9e3779b1)) & mask;
 }
+
+/** Ids a {@link CommandHashes} remembers per unit (beyond that, they are hashed again when noted). */
+const UNIT_HASHES_MAX = 4096;
+
+/**
+ * The 64-bit hashes of the command ids a unit was looked up with, handed back when the same
+ * ids are noted: the engine looks a unit's ids up, then notes them, in the same order, so a
+ * handler host's unit of hundreds of ids is hashed once, not twice. A look-up after a note
+ * starts the next unit. Anything else (an id not where it was looked up) is just hashed again:
+ * the hash is a function of the id, so the memo can only save work, never change an answer.
+ */
+export class CommandHashes {
+  /** The hash of the id last looked up or noted. */
+  hi = 0;
+  lo = 0;
+  private readonly ids: string[] = [];
+  private readonly his = new Uint32Array(UNIT_HASHES_MAX);
+  private readonly los = new Uint32Array(UNIT_HASHES_MAX);
+  private next = 0;
+  private noting = false;
+  private readonly out = new Uint32Array(2);
+
+  constructor(private readonly hash: (s: string, out: Uint32Array) => void) {}
+
+  /** Hashes an id being looked up into {@link hi}/{@link lo}, and remembers it. */
+  lookUp(id: string): void {
+    if (this.noting) {
+      this.ids.length = 0;
+      this.next = 0;
+      this.noting = false;
+    }
+    this.hash(id, this.out);
+    this.hi = this.out[0];
+    this.lo = this.out[1];
+    const n = this.ids.length;
+    if (n < UNIT_HASHES_MAX) {
+      this.ids.push(id);
+      this.his[n] = this.hi;
+      this.los[n] = this.lo;
+    }
+  }
+
+  /** The hash of an id being noted into {@link hi}/{@link lo}: remembered from its look-up, or computed. */
+  note(id: string): void {
+    this.noting = true;
+    const k = this.next;
+    if (k < this.ids.length && this.ids[k] === id) {
+      this.hi = this.his[k];
+      this.lo = this.los[k];
+      this.next = k + 1;
+      return;
+    }
+    this.hash(id, this.out);
+    this.hi = this.out[0];
+    this.lo = this.out[1];
+  }
+}

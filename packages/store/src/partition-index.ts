@@ -5,7 +5,7 @@ import type { EventFrame } from '@sluice/framing';
 import { describeIdentity, identityOf, sameIdentity } from './batch-identity.js';
 import { StorageError, type StorageErrorReason } from './errors.js';
 import { hash64, type Hash64 } from './hash64.js';
-import { CommandMemtable } from './command-memtable.js';
+import { CommandHashes, CommandMemtable } from './command-memtable.js';
 import { checkpointRunner, type CheckpointRunner } from './index-checkpoint-runner.js';
 import { indexWriteError, type BuildJob, type CheckpointJobResult, type NewTableMeta, type TableRef } from './index-checkpoint-work.js';
 import { BufferSource, FileSource, IndexTable, TABLE_FILE_SUFFIX, type StreamEntry } from './index-table.js';
@@ -119,10 +119,8 @@ export class PartitionIndex<G> {
    * candidate until the record's ids, a cached result or the log confirm it.
    */
   private readonly commands = new CommandMemtable<CommitRecord<G>>();
-  /** The last command id hashed by {@link commandNow}: {@link noteCommand} of the same id does not hash it again. */
-  private lastCommandId: string | undefined;
-  private lastCommandHi = 0;
-  private lastCommandLo = 0;
+  /** Hashes of the ids {@link commandNow} looked up: {@link noteCommand} of the same unit does not hash them again. */
+  private readonly commandHashes: CommandHashes;
   /** Table hits of {@link commandNow} (synchronous: one array for every look-up). */
   private readonly seqScratch: number[] = [];
   /** The memtable's stream entries in seq order, hashed as they come: a checkpoint sorts a prefix. */
@@ -171,6 +169,7 @@ export class PartitionIndex<G> {
     private readonly options: PartitionIndexOptions,
   ) {
     this.hash = options.hash ?? hash64;
+    this.commandHashes = new CommandHashes(this.hash);
     this.cache = new VersionCache(options.streamCacheMax);
     this.recentResults = new RecentCommits(options.commandResultCacheMax);
     this.where = `[sluice/store] partition "${options.name}" index`;
@@ -426,17 +425,9 @@ export class PartitionIndex<G> {
 
   /** Records a command id of a commit being encoded (ids are noted in seq order). */
   noteCommand(commandId: string, record: CommitRecord<G>): void {
-    this.hashCommand(commandId);
-    this.commands.add(this.lastCommandHi, this.lastCommandLo, record.result.firstSeq, record);
-  }
-
-  /** Hashes a command id into `lastCommandHi/Lo`, unless it is the id hashed last (a unit's look-up, then its note). */
-  private hashCommand(commandId: string): void {
-    if (commandId === this.lastCommandId) return;
-    this.hash(commandId, this.h);
-    this.lastCommandId = commandId;
-    this.lastCommandHi = this.h[0];
-    this.lastCommandLo = this.h[1];
+    const hashes = this.commandHashes;
+    hashes.note(commandId);
+    this.commands.add(hashes.hi, hashes.lo, record.result.firstSeq, record);
   }
 
   /**
@@ -562,9 +553,9 @@ export class PartitionIndex<G> {
   commandNow(commandId: string, resolved?: Resolved<G>): CommitRecord<G> | null | undefined {
     const mem = this.commands;
     if (mem.size === 0 && this.tables.length === 0) return null;
-    this.hashCommand(commandId);
-    const hi = this.lastCommandHi;
-    const lo = this.lastCommandLo;
+    this.commandHashes.lookUp(commandId);
+    const hi = this.commandHashes.hi;
+    const lo = this.commandHashes.lo;
     // Memtable hits, newest first; each only a candidate until confirmed (64-bit hashes collide).
     let unconfirmed = false;
     const hits = mem.hits;
@@ -600,9 +591,9 @@ export class PartitionIndex<G> {
   async resolveCommand(commandId: string): Promise<CommitRecord<G> | null> {
     const now = this.commandNow(commandId);
     if (now !== undefined) return now;
-    this.hashCommand(commandId);
-    const hi = this.lastCommandHi;
-    const lo = this.lastCommandLo;
+    // commandNow hashed the id (it answers without hashing only when it has no candidates).
+    const hi = this.commandHashes.hi;
+    const lo = this.commandHashes.lo;
     // Durable memtable hits (newest first), then table hits: each confirmed from its commit in the log.
     const seqs: number[] = [];
     const mem = this.commands;

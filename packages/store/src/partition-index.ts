@@ -161,7 +161,7 @@ export class PartitionIndex<G> {
   private readonly hash: Hash64;
   private readonly h = new Uint32Array(2);
   private readonly where: string;
-  /** First seq → command ids and result of the latest durable commits with ids (FIFO, `commandResultCacheMax`). */
+  /** First seq → record (command ids and result) of the latest durable commits with ids (FIFO, `commandResultCacheMax`). */
   private readonly recentResults: RecentCommits<CommitRecord<G>>;
 
   constructor(

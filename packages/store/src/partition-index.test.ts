@@ -739,7 +739,7 @@ describe('stream runs against a model: random units (one or two streams, 1-4 eve
           const log = new MemoryLog();
           const dir = await tempDir();
           const model: Model = new Map();
-          const opts = { indexDirectory: mode === 'memory' ? undefined : dir, indexCheckpointEvents: cpe, groupsInFlightMax: 8, clock, indexHash: hashes[hash], onIndexError: () => undefined } as PartitionOptions;
+          const opts = { indexDirectory: mode === 'memory' ? undefined : dir, indexCheckpointEvents: cpe, groupsInFlightMax: 8, clock, indexHash: hashes[hash], onIndexError: () => undefined } as Omit<PartitionOptions, 'storage'>;
           const p = await openPartition({ ...opts, storage: slowStorage(log, cpe) } as PartitionOptions);
           await drive(p, model, cpe * 7 + failEvery, 150, 6);
           await check(p, model, 'live');

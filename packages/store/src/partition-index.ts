@@ -5,9 +5,11 @@ import type { EventFrame } from '@sluice/framing';
 import { describeIdentity, identityOf, sameIdentity } from './batch-identity.js';
 import { StorageError, type StorageErrorReason } from './errors.js';
 import { hash64, type Hash64 } from './hash64.js';
+import { CommandHashes, CommandMemtable } from './command-memtable.js';
 import { checkpointRunner, type CheckpointRunner } from './index-checkpoint-runner.js';
 import { indexWriteError, type BuildJob, type CheckpointJobResult, type NewTableMeta, type TableRef } from './index-checkpoint-work.js';
 import { BufferSource, FileSource, IndexTable, TABLE_FILE_SUFFIX, type StreamEntry, type StreamRun } from './index-table.js';
+import { RecentCommits } from './recent-commits.js';
 import type { BatchIdentity, PartitionStorage, StorageRecovery } from './storage.js';
 import type { CommitResult, StreamCommit } from './types.js';
 
@@ -115,12 +117,16 @@ const ZERO_DIGEST = new Uint8Array(20);
 export class PartitionIndex<G> {
   private streams = new Map<string, MemStream>();
   /**
-   * Command ids of the memtable: the record while its commit is in flight, then only the
-   * commit's first seq (a durable duplicate reads its result from the log, as a table hit
-   * does): a record, its result, its streams array and their entries are not kept alive and
-   * promoted for every id until the next checkpoint.
+   * Command ids of the memtable by 64-bit hash (no Map entry per id): the record while its
+   * commit is in flight, then only the commit's first seq (a durable duplicate reads its
+   * result from the log, as a table hit does, unless `recentResults` holds it). A hit is a
+   * candidate until the record's ids, a cached result or the log confirm it.
    */
-  private commands = new Map<string, CommitRecord<G> | number>();
+  private readonly commands = new CommandMemtable<CommitRecord<G>>();
+  /** Hashes of the ids {@link commandNow} looked up: {@link noteCommand} of the same unit does not hash them again. */
+  private readonly commandHashes: CommandHashes;
+  /** Table hits of {@link commandNow} (synchronous: one array for every look-up). */
+  private readonly seqScratch: number[] = [];
   /**
    * The memtable's stream runs in seq order, hashed as they come (a checkpoint sorts a prefix):
    * run `i` is `memCnt[i]` events of one stream ending at version `memVer[i]` and seq `memSeq[i]`.
@@ -167,16 +173,17 @@ export class PartitionIndex<G> {
   private readonly hash: Hash64;
   private readonly h = new Uint32Array(2);
   private readonly where: string;
-  /** First seq → command ids and result of the latest durable commits with ids (FIFO, `commandResultCacheMax`). */
-  private readonly recentResults: Map<number, { readonly commandIds: readonly string[]; readonly result: CommitResult }>;
+  /** First seq → record (command ids and result) of the latest durable commits with ids (FIFO, `commandResultCacheMax`). */
+  private readonly recentResults: RecentCommits<CommitRecord<G>>;
 
   constructor(
     private readonly storage: PartitionStorage,
     private readonly options: PartitionIndexOptions,
   ) {
     this.hash = options.hash ?? hash64;
+    this.commandHashes = new CommandHashes(this.hash);
     this.cache = new VersionCache(options.streamCacheMax);
-    this.recentResults = new Map();
+    this.recentResults = new RecentCommits(options.commandResultCacheMax);
     this.where = `[sluice/store] partition "${options.name}" index`;
   }
 
@@ -365,7 +372,10 @@ export class PartitionIndex<G> {
         }
         if (commitIds !== undefined && frame.commitLast) {
           // Durable: the first seq is enough (a duplicate reads the commit's result from the log).
-          for (const id of commitIds) this.commands.set(id, commitFirst);
+          for (const id of commitIds) {
+            this.hash(id, this.h);
+            this.commands.add(this.h[0], this.h[1], commitFirst, undefined);
+          }
           commitIds = undefined;
         }
         this.replayedFrames++;
@@ -438,8 +448,11 @@ export class PartitionIndex<G> {
     this.memCnt = grow(this.memCnt, (n) => new Uint32Array(n));
   }
 
+  /** Records a command id of a commit being encoded (ids are noted in seq order). */
   noteCommand(commandId: string, record: CommitRecord<G>): void {
-    this.commands.set(commandId, record);
+    const hashes = this.commandHashes;
+    hashes.note(commandId);
+    this.commands.add(hashes.hi, hashes.lo, record.result.firstSeq, record);
   }
 
   /**
@@ -449,16 +462,12 @@ export class PartitionIndex<G> {
   commandsDurable(records: readonly CommitRecord<G>[]): void {
     const commands = this.commands;
     const recent = this.recentResults;
-    const max = this.options.commandResultCacheMax;
     for (const record of records) {
       const firstSeq = record.result.firstSeq;
-      for (const id of record.commandIds) if (commands.get(id) === record) commands.set(id, firstSeq);
-      if (max > 0) {
-        // The latest durable commits' results: a client's resend after a fail-over (duplicates
-        // of what was just acknowledged) is answered without a read of the log each.
-        recent.set(firstSeq, { commandIds: record.commandIds, result: record.result });
-        if (recent.size > max) recent.delete(recent.keys().next().value as number);
-      }
+      commands.durable(record);
+      // The latest durable commits' results: a client's resend after a fail-over (duplicates
+      // of what was just acknowledged) is answered without a read of the log each.
+      recent.add(firstSeq, record);
     }
   }
 
@@ -568,22 +577,38 @@ export class PartitionIndex<G> {
    * confirm it.
    */
   commandNow(commandId: string, resolved?: Resolved<G>): CommitRecord<G> | null | undefined {
-    const r = this.commands.get(commandId);
-    if (r !== undefined) {
-      if (typeof r !== 'number') return this.retained(r.result.firstSeq) ? r : null;
-      if (!this.retained(r)) return null;
-      // A durable commit of the memtable: its result comes from the log (resolveCommand).
-      if (resolved !== undefined && resolved.gen === this.gen) return resolved.commands.get(commandId);
-      return undefined;
+    const mem = this.commands;
+    if (mem.size === 0 && this.tables.length === 0) return null;
+    this.commandHashes.lookUp(commandId);
+    const hi = this.commandHashes.hi;
+    const lo = this.commandHashes.lo;
+    // Memtable hits, newest first; each only a candidate until confirmed (64-bit hashes collide).
+    let unconfirmed = false;
+    const hits = mem.hits;
+    for (let k = mem.find(hi, lo) - 1; k >= 0; k--) {
+      const e = hits[k];
+      const record = mem.record(e);
+      if (record !== undefined) {
+        // In flight: the record names the commit's ids.
+        if (record.commandIds.includes(commandId)) return this.retained(record.result.firstSeq) ? record : null;
+        continue;
+      }
+      const seq = mem.seq[e];
+      if (!this.retained(seq)) continue;
+      // Durable: one of the latest commits' cached results, or the log (resolveCommand).
+      const recent = this.recentResults.get(seq);
+      if (recent === undefined) unconfirmed = true;
+      else if (recent.commandIds.includes(commandId)) return recent;
     }
     if (resolved !== undefined && resolved.gen === this.gen) {
       const c = resolved.commands.get(commandId);
       if (c !== undefined) return c;
     }
+    if (unconfirmed) return undefined;
     if (this.tables.length === 0) return null;
-    this.hash(commandId, this.h);
-    const seqs: number[] = [];
-    for (let i = this.tables.length - 1; i >= 0; i--) this.tables[i].table.commandSeqs(this.h[0], this.h[1], seqs);
+    const seqs = this.seqScratch;
+    seqs.length = 0;
+    for (let i = this.tables.length - 1; i >= 0; i--) this.tables[i].table.commandSeqs(hi, lo, seqs);
     for (const s of seqs) if (this.retained(s)) return undefined;
     return null;
   }
@@ -592,15 +617,17 @@ export class PartitionIndex<G> {
   async resolveCommand(commandId: string): Promise<CommitRecord<G> | null> {
     const now = this.commandNow(commandId);
     if (now !== undefined) return now;
-    const durable = this.commands.get(commandId);
-    if (typeof durable === 'number') {
-      const commit = await this.commitAt(durable);
-      if (commit.commandIds.includes(commandId)) return { result: commit.result, group: undefined, commandIds: commit.commandIds };
-      throw new StorageError('Corrupt', `${this.where}: command id "${commandId}" names the commit at seq ${durable}, whose frames do not carry it: the log changed under the index; reopen the partition`);
-    }
-    this.hash(commandId, this.h);
+    // commandNow hashed the id (it answers without hashing only when it has no candidates).
+    const hi = this.commandHashes.hi;
+    const lo = this.commandHashes.lo;
+    // Durable memtable hits (newest first), then table hits: each confirmed from its commit in the log.
     const seqs: number[] = [];
-    for (let i = this.tables.length - 1; i >= 0; i--) this.tables[i].table.commandSeqs(this.h[0], this.h[1], seqs);
+    const mem = this.commands;
+    for (let k = mem.find(hi, lo) - 1; k >= 0; k--) {
+      const e = mem.hits[k];
+      if (mem.record(e) === undefined) seqs.push(mem.seq[e]);
+    }
+    for (let i = this.tables.length - 1; i >= 0; i--) this.tables[i].table.commandSeqs(hi, lo, seqs);
     for (const seq of seqs) {
       if (!this.retained(seq)) continue;
       const commit = await this.commitAt(seq);
@@ -728,16 +755,28 @@ export class PartitionIndex<G> {
     }
     let frozenEvents = 0;
     for (let i = 0; i < k; i++) frozenEvents += sCnt[i];
-    const cHiL: number[] = [];
-    const cLoL: number[] = [];
-    const cSeqL: number[] = [];
-    for (const [id, r] of this.commands) {
-      const firstSeq = typeof r === 'number' ? r : r.group === undefined ? r.result.firstSeq : Number.MAX_VALUE;
-      if (firstSeq > limit || !this.retained(firstSeq)) continue;
-      this.hash(id, this.h);
-      cHiL.push(this.h[0]);
-      cLoL.push(this.h[1]);
-      cSeqL.push(firstSeq);
+    // Command ids are in seq order too, hashed when noted: the durable part is a prefix, copied.
+    const commands = this.commands;
+    const m = commands.countAtOrBelow(limit);
+    if (m > commands.durableCount) throw new Error(`${this.where}: a command id of a commit in flight is at or below the checkpoint at seq ${limit} (bug)`);
+    let cHi = sharedCopy(commands.hi.subarray(0, m));
+    let cLo = sharedCopy(commands.lo.subarray(0, m));
+    let cSeq = sharedCopy(commands.seq.subarray(0, m));
+    if (this.options.commandIdRetentionSeqs !== undefined) {
+      // Ids past retention are left out of the table (they leave the memtable with the rest).
+      let kept = 0;
+      for (let i = 0; i < m; i++) {
+        if (!this.retained(cSeq[i])) continue;
+        cHi[kept] = cHi[i];
+        cLo[kept] = cLo[i];
+        cSeq[kept] = cSeq[i];
+        kept++;
+      }
+      if (kept < m) {
+        cHi = sharedCopy(cHi.subarray(0, kept));
+        cLo = sharedCopy(cLo.subarray(0, kept));
+        cSeq = sharedCopy(cSeq.subarray(0, kept));
+      }
     }
     // Keep the runs above the checkpoint (groups in flight) at the front.
     this.memHi.copyWithin(0, n, this.memRuns);
@@ -747,7 +786,7 @@ export class PartitionIndex<G> {
     this.memCnt.copyWithin(0, n, this.memRuns);
     this.memRuns -= n;
     this.memEvents -= frozenEvents;
-    this.frozenCommands = cHiL.length;
+    this.frozenCommands = m;
     const fromSeq = this.checkpoint + 1;
     const path = this.options.directory === undefined ? undefined : this.tablePath(fromSeq, limit);
     const job: BuildJob = {
@@ -761,9 +800,9 @@ export class PartitionIndex<G> {
       sVer,
       sSeq,
       sCnt,
-      cHi: sharedCopy(Uint32Array.from(cHiL)),
-      cLo: sharedCopy(Uint32Array.from(cLoL)),
-      cSeq: sharedCopy(Float64Array.from(cSeqL)),
+      cHi,
+      cLo,
+      cSeq,
     };
     this.checkpointsStarted++;
     this.building = this.runner
@@ -822,11 +861,8 @@ export class PartitionIndex<G> {
       streams.set(id, m);
     }
     this.streams = streams;
-    const commands = new Map<string, CommitRecord<G> | number>();
-    for (const [id, r] of this.commands) {
-      if (typeof r === 'number' ? r > limit : r.group !== undefined || r.result.firstSeq > limit) commands.set(id, r);
-    }
-    this.commands = commands;
+    // The frozen command ids (a prefix, with any noted since behind it) leave the memtable.
+    this.commands.drop(this.frozenCommands);
     this.tables.push(t);
     this.gen++;
     this.checkpoint = limit;

@@ -205,7 +205,8 @@ export class FrameWriter {
     if (eventTypeBytes > NAME_BYTES_MAX) throw new InvalidFrameFieldError('eventType', `longer than ${NAME_BYTES_MAX} bytes`);
     const headersBytes = headers === undefined ? 0 : writeHeaders(b, o, headers, this.formatVersion >= FORMAT_VERSION_LEVEL);
     o += headersBytes;
-    b.set(meta, o);
+    // Most events have no metadata: a set() of nothing still costs a call (~15 ns per event).
+    if (meta.length > 0) b.set(meta, o);
     o += meta.length;
     b.set(payload, o);
     o += payload.length;

@@ -21,7 +21,8 @@ const POLY = 0x82f63b78;
  */
 const SHIFT_SLOTS = 256;
 const shiftTables = new Int32Array(SHIFT_SLOTS * 128);
-const shiftLengths = new Int32Array(SHIFT_SLOTS).fill(-1);
+// Float64: a length of 2^32 or more must not alias a small one.
+const shiftLengths = new Float64Array(SHIFT_SLOTS).fill(-1);
 const basis = new Int32Array(32);
 
 /** Offset in {@link shiftTables} of the table multiplying by x^(8 × bytes). */

@@ -735,6 +735,14 @@ export class PartitionIndex<G> {
   private flush(cp: BatchIdentity): boolean {
     const limit = cp.lastSeq;
     if (limit <= this.checkpoint || this.building !== undefined) return false;
+    const commands = this.commands;
+    const m = commands.countAtOrBelow(limit);
+    if (m > commands.durableCount) {
+      // The engine checkpoints only at heads it made durable itself (so this is a bug): reported,
+      // and nothing changed, never thrown into the engine's completion path.
+      this.report(new Error(`${this.where}: a command id of a commit in flight is at or below the checkpoint at seq ${limit} (bug): checkpoint skipped`));
+      return false;
+    }
     // Runs are in seq order: the durable part is a prefix, and maybe the first part of the next
     // run (runs of one stream grow across batch boundaries): it is split at the limit.
     const n = countAtOrBelow(this.memSeq.subarray(0, this.memRuns), limit);
@@ -756,9 +764,6 @@ export class PartitionIndex<G> {
     let frozenEvents = 0;
     for (let i = 0; i < k; i++) frozenEvents += sCnt[i];
     // Command ids are in seq order too, hashed when noted: the durable part is a prefix, copied.
-    const commands = this.commands;
-    const m = commands.countAtOrBelow(limit);
-    if (m > commands.durableCount) throw new Error(`${this.where}: a command id of a commit in flight is at or below the checkpoint at seq ${limit} (bug)`);
     let cHi = sharedCopy(commands.hi.subarray(0, m));
     let cLo = sharedCopy(commands.lo.subarray(0, m));
     let cSeq = sharedCopy(commands.seq.subarray(0, m));

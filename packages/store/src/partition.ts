@@ -1123,6 +1123,8 @@ export class Partition {
     this.durableSeq = last.lastSeq;
     this.durable = head;
     const reliability = this.storage.reliability?.(last.lastSeq);
+    // The index checkpoints at what this engine made durable, not past it (a storage may name writes made after the sync started).
+    const upTo: BatchIdentity = head.lastSeq === last.lastSeq ? head : { lastSeq: last.lastSeq, epoch: this.epochValue, digest: Uint8Array.from(last.writer.lastDigest) };
     // Subscribers wake up to these batches: keep them, copied (the writer's buffer is reused;
     // it may be a Buffer, whose slice() is a view, so the copy is made by the constructor).
     if (this.subscribers > 0 && this.tail.enabled) {
@@ -1136,7 +1138,7 @@ export class Partition {
       this.groupsInFlight--;
     }
     // An index checkpoint when the memtable is full (durable entries only).
-    this.index.afterDurable(head);
+    this.index.afterDurable(upTo);
     this.wakeCommitWaiters();
     this.startSync();
     this.drive();

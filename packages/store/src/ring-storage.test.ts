@@ -1,3 +1,4 @@
+import { MARKER_BYTES, readU53 } from '@sluice/framing';
 import { describe, expect, it } from 'vitest';
 import { MemoryLog, createMemoryStorage, createRingStorage, openPartition, type PartitionStorage } from './index.js';
 
@@ -51,6 +52,58 @@ describe('ring location, acknowledge mode', () => {
     void release;
     const reopened = await openPartition({ storage: createMemoryStorage({ log }) });
     expect(reopened.lastSeq).toBe(kept);
+    await reopened.close();
+  });
+
+  it("drains the engine's batches one write each (a marker check), not joined (a full re-verification), while the ring wraps and compacts", async () => {
+    const log = new MemoryLog();
+    const durable = slowDurable(log);
+    const writes: Array<[number, number]> = [];
+    let joined = 0;
+    const counting = new Proxy(durable.storage, {
+      get: (o, k) => {
+        const v = Reflect.get(o, k) as unknown;
+        if (k === 'write') {
+          return (bytes: Uint8Array, first: number, last: number) => {
+            writes.push([first, last]);
+            // One batch: its marker (the last bytes) starts at the write's first seq.
+            if (readU53(bytes, bytes.length - MARKER_BYTES + 8) !== first) joined++;
+            return (v as PartitionStorage['write']).call(o, bytes, first, last);
+          };
+        }
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(o) : v;
+      },
+    });
+    const ring = createRingStorage({ mode: 'acknowledge', durable: counting, capacityBytes: 64 * 1024 });
+    const p = await openPartition({ storage: ring, name: 'drain' });
+    let release = durable.hold();
+    // One append at a time: a batch each, acknowledged from the ring while the disk's syncs are
+    // held, so each drain finds many batches waiting.
+    for (let i = 1; i <= 3000; i++) {
+      await p.append({ streamId: `s-${i % 5}`, events: [{ type: 'E', data: te.encode(`v${i}`) }] });
+      if (i % 100 === 0) {
+        // A sync completes per period, covering what was written when it started: at most two
+        // periods (~30 KB) are undrained, and the 64 KiB ring wraps about seven times.
+        release();
+        release = durable.hold();
+      }
+    }
+    release();
+    await ring.drained();
+    // Every write names one batch of the engine, in order, without a gap.
+    let next = 1;
+    for (const [first, last] of writes) {
+      expect(first).toBe(next);
+      next = last + 1;
+    }
+    expect(next).toBe(3001);
+    expect(joined).toBe(0);
+    expect(writes.length).toBe(3000);
+    await p.close();
+    const reopened = await openPartition({ storage: createMemoryStorage({ log }) });
+    const seen: string[] = [];
+    for await (const e of reopened.read()) seen.push(td.decode(e.payload));
+    expect(seen).toEqual(Array.from({ length: 3000 }, (_, i) => `v${i + 1}`));
     await reopened.close();
   });
 

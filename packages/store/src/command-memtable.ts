@@ -1,3 +1,4 @@
+import { firstAtOrAfter } from '@sluice/framing';
 /**
  * The command ids of a partition's memtable (noted since the last index checkpoint), without a
  * `Map` entry per id: entries are kept in seq order in typed arrays — the id's 64-bit hash
@@ -127,15 +128,8 @@ export class CommandMemtable<R> {
 
   /** How many entries (a prefix) have a seq at or below `limit`. */
   countAtOrBelow(limit: number): number {
-    let lo = 0;
-    let hi = this.count;
-    const seq = this.seq;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (seq[mid] <= limit) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    // Seqs are integers: the entries at or below `limit` end where those from `limit + 1` start.
+    return firstAtOrAfter(this.seq.subarray(0, this.count), limit + 1);
   }
 
   /** Removes the first `n` entries (durable ones, now in a table). */

@@ -1,7 +1,7 @@
 import { unlinkSync } from 'node:fs';
 import { mkdir, open as openFile, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { EventFrame } from '@sluice/framing';
+import { firstAtOrAfter, type EventFrame } from '@sluice/framing';
 import { describeIdentity, identityOf, sameIdentity } from './batch-identity.js';
 import { StorageError, type StorageErrorReason } from './errors.js';
 import { hash64, type Hash64 } from './hash64.js';
@@ -434,6 +434,11 @@ export class PartitionIndex<G> {
     return this.memEvents + this.commands.size >= this.options.checkpointEvents;
   }
 
+  /** The memtable's run columns, in the order of a checkpoint job's (`sHi, sLo, sVer, sSeq, sCnt`). */
+  private memColumns(): [Uint32Array, Uint32Array, Float64Array, Float64Array, Uint32Array] {
+    return [this.memHi, this.memLo, this.memVer, this.memSeq, this.memCnt];
+  }
+
   private growMemtable(needed: number): void {
     const size = Math.max(needed, this.memSeq.length * 2);
     const grow = <T extends Uint32Array | Float64Array>(a: T, make: (n: number) => T): T => {
@@ -745,7 +750,7 @@ export class PartitionIndex<G> {
     }
     // Runs are in seq order: the durable part is a prefix, and maybe the first part of the next
     // run (runs of one stream grow across batch boundaries): it is split at the limit.
-    const n = countAtOrBelow(this.memSeq.subarray(0, this.memRuns), limit);
+    const n = firstAtOrAfter(this.memSeq.subarray(0, this.memRuns), limit + 1);
     const split = n < this.memRuns && this.memSeq[n] - this.memCnt[n] < limit ? limit - (this.memSeq[n] - this.memCnt[n]) : 0;
     const k = split > 0 ? n + 1 : n;
     // Copied into shared memory: posted to the checkpoint worker without being copied again.
@@ -784,11 +789,7 @@ export class PartitionIndex<G> {
       }
     }
     // Keep the runs above the checkpoint (groups in flight) at the front.
-    this.memHi.copyWithin(0, n, this.memRuns);
-    this.memLo.copyWithin(0, n, this.memRuns);
-    this.memVer.copyWithin(0, n, this.memRuns);
-    this.memSeq.copyWithin(0, n, this.memRuns);
-    this.memCnt.copyWithin(0, n, this.memRuns);
+    for (const column of this.memColumns()) column.copyWithin(0, n, this.memRuns);
     this.memRuns -= n;
     this.memEvents -= frozenEvents;
     this.frozenCommands = m;
@@ -880,16 +881,11 @@ export class PartitionIndex<G> {
   private unfreeze(job: BuildJob): void {
     const n = job.sHi.length;
     if (this.memRuns + n > this.memSeq.length) this.growMemtable(this.memRuns + n);
-    this.memHi.copyWithin(n, 0, this.memRuns);
-    this.memLo.copyWithin(n, 0, this.memRuns);
-    this.memVer.copyWithin(n, 0, this.memRuns);
-    this.memSeq.copyWithin(n, 0, this.memRuns);
-    this.memCnt.copyWithin(n, 0, this.memRuns);
-    this.memHi.set(job.sHi, 0);
-    this.memLo.set(job.sLo, 0);
-    this.memVer.set(job.sVer, 0);
-    this.memSeq.set(job.sSeq, 0);
-    this.memCnt.set(job.sCnt, 0);
+    const frozen = [job.sHi, job.sLo, job.sVer, job.sSeq, job.sCnt];
+    this.memColumns().forEach((column, c) => {
+      column.copyWithin(n, 0, this.memRuns);
+      column.set(frozen[c], 0);
+    });
     this.memRuns += n;
     for (let i = 0; i < n; i++) this.memEvents += job.sCnt[i];
   }
@@ -1121,17 +1117,6 @@ function sharedCopy<T extends Uint32Array | Float64Array>(a: T): T {
   const copy = new (a.constructor as new (buffer: SharedArrayBuffer) => T)(new SharedArrayBuffer(a.byteLength));
   copy.set(a);
   return copy;
-}
-
-function countAtOrBelow(seqs: ArrayLike<number>, limit: number): number {
-  let lo = 0;
-  let hi = seqs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (seqs[mid] <= limit) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {

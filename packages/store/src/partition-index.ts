@@ -173,7 +173,7 @@ export class PartitionIndex<G> {
   private readonly hash: Hash64;
   private readonly h = new Uint32Array(2);
   private readonly where: string;
-  /** First seq → record (command ids and result) of the latest durable commits with ids (FIFO, `commandResultCacheMax`). */
+  /** First seq → record (command ids and result) of the latest durable commits with ids (FIFO, `commandResultCacheMax` ids and streams in all). */
   private readonly recentResults: RecentCommits<CommitRecord<G>>;
 
   constructor(
@@ -472,7 +472,8 @@ export class PartitionIndex<G> {
       commands.durable(record);
       // The latest durable commits' results: a client's resend after a fail-over (duplicates
       // of what was just acknowledged) is answered without a read of the log each.
-      recent.add(firstSeq, record);
+      // Weighed by what it holds: its ids and its streams' results.
+      recent.add(firstSeq, record, record.commandIds.length + record.result.streams.length);
     }
   }
 

@@ -123,8 +123,10 @@ export interface PartitionOptions {
   /**
    * Results of the latest durable commits that carry command ids, kept in memory so that a
    * duplicate of one (a client's resend after a fail-over) is answered without reading the log;
-   * older ones are read back from the log (one commit per duplicate). 0 keeps none.
-   * @default 4096
+   * older ones are read back from the log (one commit per duplicate). The bound counts what they
+   * hold: each command id and each stream of a commit counts one (a single-stream append with one
+   * id counts 2; a commit of 200 merged messages, 400). 0 keeps none.
+   * @default 8192
    */
   readonly commandResultCacheMax?: number;
   /**
@@ -194,7 +196,7 @@ export function partitionDefaults(): Required<Omit<PartitionOptions, 'storage' |
     clock: Date.now,
     indexCheckpointEvents: 262_144,
     streamCacheMax: 100_000,
-    commandResultCacheMax: 4096,
+    commandResultCacheMax: 8192,
     indexVerifyOnOpen: 'footer',
     streamReadFramesMax: 512,
     tailCacheBytes: 4 * 1024 * 1024,

@@ -18,7 +18,11 @@
 // THREADS=1 adds each thread's CPU and the minor page faults of the broadcast phase (Linux /proc); PROFILE=<file> writes the main thread's CPU
 // profile of the broadcast phase (node --cpu-prof profiles the workers too); PERF_CTL=<fifo> turns
 // `perf record --control=fifo:<fifo> -D -1` on for the broadcast phase only (all threads, kernel too).
-// Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000] [transport=udp] [consume=frames]
+// Every figure is taken after a warm-up: the first `warmup` events (default 1,000,000) are broadcast
+// and received untimed (each receiver is a fresh isolate that JIT-compiles its hot paths there; in
+// a 1.5-second run that compilation was a tenth of all CPU), then the clock and the CPU counters
+// run over the next `events`.
+// Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000] [transport=udp] [consume=frames] [warmup=200000]
 import { createRequire } from 'node:module';
 import { Worker, isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { crc32c } from '@sluice/framing';
@@ -26,6 +30,7 @@ import { createMemoryStorage, openPartition, type RecordedEvent } from '@sluice/
 import {
   DatagramEncoder,
   decodeDatagram,
+  encodeHeartbeat,
   encodeDataDatagrams,
   type FrameRun,
   openDishReceiver,
@@ -52,7 +57,10 @@ interface ReadRequest {
 }
 
 if (isMainThread) {
-  const events = Number(process.argv[2] ?? 1_000_000);
+  const measured = Number(process.argv[2] ?? 1_000_000);
+  const warmup = Number(process.argv[7] ?? 1_000_000);
+  /** Written and broadcast: the warm-up, then the measured events. */
+  const events = warmup + measured;
   const receivers = Number(process.argv[3] ?? 8);
   const transport = (process.argv[5] ?? 'udp') as Transport;
   const consume = (process.argv[6] ?? 'frames') as Consume;
@@ -96,12 +104,14 @@ if (isMainThread) {
   const workers: Worker[] = [];
   const repairEncoder = new DatagramEncoder(partition.name, 0, 65507);
   const ready: Promise<void>[] = [];
+  /** Each receiver has delivered the warm-up events. */
+  const warm: Promise<void>[] = [];
   const finished: Promise<{ ms: number; repairs: number; repairedEvents: number; datagrams: number; inboxDropped: number; payloadSum: number; delivered: number }>[] = [];
   for (let r = 0; r < receivers; r++) {
     // Workers do not inherit `--import tsx`: register it, then load this file.
     const worker = new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(import.meta.url)}); })`, {
       eval: true,
-      workerData: { partition: partition.name, events, transport, consume, radioEndpoint: radio?.endpoint, multicastPort },
+      workerData: { partition: partition.name, events, warmup, transport, consume, radioEndpoint: radio?.endpoint, multicastPort },
     });
     workers.push(worker);
     // The worker's replayer: reads served from the partition, encoded as datagrams (what a remote replayer would send).
@@ -132,8 +142,27 @@ if (isMainThread) {
       worker.on('message', (m: { type: string }) => m.type === 'done' && resolve(m as never));
       worker.once('error', reject);
     }));
+    warm.push(new Promise((resolve) => worker.on('message', (m: { type: string }) => m.type === 'warm' && resolve())));
   }
   await Promise.all(ready);
+  for (const w of workers) w.postMessage({ type: 'start' });
+  // The warm-up: a first publisher stops once it has sent the warm-up events; every receiver
+  // delivers them; then a second publisher (a restart, as receivers see it) sends the rest.
+  const warmPublisher = startBroadcastPublisher({ source: partition, sender: fanout, fromSeq: 1, datagramBytesMax, heartbeatMs: 20 });
+  await new Promise<void>((resolve) => {
+    const poll = setInterval(() => {
+      published = warmPublisher.lastSent;
+      if (published >= warmup) resolve(clearInterval(poll));
+    }, 1);
+  });
+  await warmPublisher.stop();
+  published = warmPublisher.lastSent;
+  // Paused, it still announces its head (as a publisher with nothing new does): a receiver that
+  // lost the last datagrams of the warm-up learns of them and repairs them.
+  const pausedBeat = setInterval(() => fanout.send(encodeHeartbeat(partition.name, warmPublisher.session, published)), 20);
+  await Promise.all(warm);
+  clearInterval(pausedBeat);
+  // The measured phase: from the moment every receiver has the warm-up events.
   const { Session } = await import('node:inspector/promises');
   const session = process.env.PROFILE ? new Session() : undefined;
   if (session) {
@@ -148,8 +177,8 @@ if (isMainThread) {
   const threadsAtStart = process.env.THREADS ? threadTicks() : undefined;
   const faultsAtStart = process.env.THREADS ? minorFaults() : 0;
   const started = performance.now();
-  for (const w of workers) w.postMessage({ type: 'start' });
-  const publisher = startBroadcastPublisher({ source: partition, sender: fanout, fromSeq: 1, datagramBytesMax, heartbeatMs: 20 });
+  for (const w of workers) w.postMessage({ type: 'go' });
+  const publisher = startBroadcastPublisher({ source: partition, sender: fanout, fromSeq: published + 1, datagramBytesMax, heartbeatMs: 20 });
   let publishedMs = 0;
   const tick = setInterval(() => {
     published = publisher.lastSent;
@@ -185,27 +214,28 @@ if (isMainThread) {
     }
   }
   const expected = consume === 'events' ? expectedSum : expectedCrc;
-  console.log(`${transport}, consume=${consume}: ${events.toLocaleString('en-US')} events, ${receivers} receivers, datagrams ≤ ${datagramBytesMax} B, ${publisher.stats.datagrams} datagrams × ${receivers} sent, ${fanout.sendErrors} send errors`);
-  console.log(`publisher: ${(publisher.stats.events / (wall / 1000) / 1e6).toFixed(2)} M events/s, all sent after ${publishedMs.toFixed(0)} ms, wall ${wall.toFixed(0)} ms`);
+  console.log(`${transport}, consume=${consume}: ${measured.toLocaleString('en-US')} events measured after ${warmup.toLocaleString('en-US')} untimed, ${receivers} receivers, datagrams ≤ ${datagramBytesMax} B, ${warmPublisher.stats.datagrams} + ${publisher.stats.datagrams} datagrams × ${receivers} sent, ${fanout.sendErrors} send errors`);
+  console.log(`publisher: ${(publisher.stats.events / (wall / 1000) / 1e6).toFixed(2)} M events/s (${publisher.stats.events.toLocaleString('en-US')} events), all sent after ${publishedMs === 0 ? '–' : publishedMs.toFixed(0)} ms, wall ${wall.toFixed(0)} ms`);
   for (const [i, r] of results.entries()) {
     console.log(
-      `receiver ${i}: ${(r.delivered / (r.ms / 1000) / 1e6).toFixed(2)} M events/s (${r.ms.toFixed(0)} ms), ${r.datagrams} datagrams, ${r.repairs} repairs / ${r.repairedEvents} events replayed, ${r.inboxDropped} inbox drops, exact=${r.delivered === events && r.payloadSum === expected}`,
+      `receiver ${i}: ${(measured / (r.ms / 1000) / 1e6).toFixed(2)} M events/s (${r.ms.toFixed(0)} ms), ${r.datagrams} datagrams, ${r.repairs} repairs / ${r.repairedEvents} events replayed, ${r.inboxDropped} inbox drops, exact=${r.delivered === events && r.payloadSum === expected}`,
     );
   }
-  const rates = results.map((r) => r.delivered / (r.ms / 1000));
-  console.log(`per receiver: min ${(Math.min(...rates) / 1e6).toFixed(2)} M/s, median ${(rates.sort((a, b) => a - b)[rates.length >> 1] / 1e6).toFixed(2)} M/s; aggregate ${((events * receivers) / (wall / 1000) / 1e6).toFixed(2)} M events/s`);
+  const rates = results.map((r) => measured / (r.ms / 1000));
+  console.log(`per receiver: min ${(Math.min(...rates) / 1e6).toFixed(2)} M/s, median ${(rates.sort((a, b) => a - b)[rates.length >> 1] / 1e6).toFixed(2)} M/s; aggregate ${((measured * receivers) / (wall / 1000) / 1e6).toFixed(2)} M events/s`);
   // Workers end on their own (their --cpu-prof profiles are written then).
   console.log(
-    `CPU: ${cpuSeconds.toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)}) = ${((events * receivers) / cpuSeconds / 1e6).toFixed(2)} M receiver-events per CPU-second (all threads)`,
+    `CPU: ${cpuSeconds.toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)}) = ${((measured * receivers) / cpuSeconds / 1e6).toFixed(2)} M receiver-events per CPU-second (all threads)`,
   );
   await Promise.all(workers.map((w) => new Promise((resolve) => (w.once('exit', resolve), w.postMessage({ type: 'exit' })))));
   await fanout.close();
   await partition.close();
 } else {
   const port = parentPort as MessagePort;
-  const { partition, events, transport, consume, radioEndpoint, multicastPort } = workerData as {
+  const { partition, events, warmup, transport, consume, radioEndpoint, multicastPort } = workerData as {
     partition: string;
     events: number;
+    warmup: number;
     transport: Transport;
     consume: Consume;
     radioEndpoint?: string;
@@ -276,7 +306,11 @@ if (isMainThread) {
         }),
   });
   port.postMessage({ type: 'ready', port: udp.port, endpoint: udp.endpoint });
-  const t0 = await new Promise<number>((resolve) => port.on('message', (m: { type: string }) => m.type === 'start' && resolve(performance.now())));
+  await new Promise<void>((resolve) => port.on('message', (m: { type: string }) => m.type === 'start' && resolve()));
+  const go = new Promise<number>((resolve) => port.on('message', (m: { type: string }) => m.type === 'go' && resolve(performance.now())));
+  await receiver.waitFor(warmup);
+  port.postMessage({ type: 'warm' });
+  const t0 = await go;
   await receiver.waitFor(events);
   const ms = performance.now() - t0;
   const s = receiver.stats;

@@ -13,10 +13,18 @@ interface TransferCounts {
  * The balance projection: balances per account and the life of every transfer, fed by one
  * projection host per partition (accounts live in exactly one partition; a transfer's events
  * are spread over two).
+ *
+ * A transfer is followed until it is done (debited, credited and completed; or debited and
+ * refunded), then forgotten: memory holds the transfers in flight, not every transfer ever
+ * made. An event of a transfer after it was done (a duplicate) starts a new record that can
+ * never be done: {@link anomalies} reports it (a second debit shows as money in transit).
  */
 export class Ledger {
   readonly balances = new Map<string, number>();
+  /** Transfers not done yet (see the class comment). */
   readonly transfers = new Map<string, TransferCounts>();
+  /** Transfers done and forgotten. */
+  done = 0;
   /** Money debited and neither credited nor refunded yet. */
   inTransit = 0;
   opened = 0;
@@ -44,24 +52,28 @@ export class Ledger {
         return;
       case 'TransferDebited':
         this.add(streamId, -event.amount);
-        this.counts(event.transferId, event.amount).debited++;
+        this.track(event.transferId, event.amount).debited++;
+        this.forgetIfDone(event.transferId);
         this.inTransit += event.amount;
         this.debited++;
         return;
       case 'TransferCredited':
         this.add(streamId, event.amount);
-        this.counts(event.transferId, event.amount).credited++;
+        this.track(event.transferId, event.amount).credited++;
+        this.forgetIfDone(event.transferId);
         this.inTransit -= event.amount;
         return;
       case 'TransferRefunded':
         this.add(streamId, event.amount);
-        this.counts(event.transferId, event.amount).refunded++;
+        this.track(event.transferId, event.amount).refunded++;
+        this.forgetIfDone(event.transferId);
         this.inTransit -= event.amount;
         this.refunded++;
         this.settled++;
         return;
       case 'TransferCompleted':
-        this.counts(event.transferId, event.amount).completed++;
+        this.track(event.transferId, event.amount).completed++;
+        this.forgetIfDone(event.transferId);
         this.completed++;
         this.settled++;
         return;
@@ -76,13 +88,17 @@ export class Ledger {
     return sum;
   }
 
-  /** Transfers whose events are not exactly one of: debit + credit + completion, or debit + refund. */
+  /** Transfers seen (done or not). */
+  get transferCount(): number {
+    return this.done + this.transfers.size;
+  }
+
+  /** Transfers whose events are not exactly one of: debit + credit + completion, or debit + refund (once all are projected). */
   anomalies(): string[] {
     const problems: string[] = [];
     for (const [id, t] of this.transfers) {
-      const done = (t.debited === 1 && t.credited === 1 && t.completed === 1 && t.refunded === 0) || (t.debited === 1 && t.credited === 0 && t.completed === 0 && t.refunded === 1);
       const pending = t.debited === 1 && t.completed === 0 && t.refunded === 0 && t.credited <= 1;
-      if (!done && !pending) problems.push(`${id}: debited ${t.debited}, credited ${t.credited}, completed ${t.completed}, refunded ${t.refunded}`);
+      if (!pending) problems.push(`${id}: debited ${t.debited}, credited ${t.credited}, completed ${t.completed}, refunded ${t.refunded}`);
     }
     return problems;
   }
@@ -98,12 +114,26 @@ export class Ledger {
     this.balances.set(account, (this.balances.get(account) ?? 0) + amount);
   }
 
-  private counts(id: string, amount: number): TransferCounts {
+  /** The transfer's record, created on its first event: {@link forgetIfDone} looks at it after the change. */
+  private track(id: string, amount: number): TransferCounts {
     let t = this.transfers.get(id);
     if (t === undefined) {
       t = { amount, debited: 0, credited: 0, completed: 0, refunded: 0 };
       this.transfers.set(id, t);
     }
+    this.tracked = t;
     return t;
+  }
+
+  /** The record {@link track} returned last. */
+  private tracked: TransferCounts | undefined;
+
+  /** Forgets the transfer {@link track} returned last if it is done now. */
+  private forgetIfDone(id: string): void {
+    const t = this.tracked as TransferCounts;
+    if ((t.debited === 1 && t.credited === 1 && t.completed === 1 && t.refunded === 0) || (t.debited === 1 && t.credited === 0 && t.completed === 0 && t.refunded === 1)) {
+      this.transfers.delete(id);
+      this.done++;
+    }
   }
 }

@@ -193,7 +193,7 @@ async function runOn(options: RunBankOptions, cluster: ClusterProcesses | undefi
     const f = (n: number) => Math.round(n).toLocaleString('en-US');
     print(`  ${f(transfers)} transfers in ${seconds.toFixed(2)} s: ${f(summary.transfersPerSecond)} transfers/s end to end, ${f(summary.commandsPerSecond)} commands/s; ${cpuSeconds.toFixed(2)} CPU-s, ${f((cpuSeconds * 1e6) / transfers)} µs CPU per transfer`);
     print(`  ${f(completed)} completed, ${f(refunded)} compensated (credit refused by a frozen account, refunded), ${f(refused)} refused (insufficient funds)`);
-    print(`  ${f(ledger.balances.size)} accounts hold ${f(ledger.total)}: ${moneyConserved ? 'money conserved' : 'MONEY NOT CONSERVED'}; ${f(ledger.transfers.size)} transfers over all runs, ${problems.length === 0 ? 'each completed exactly once' : `${problems.length} PROBLEM(S)`}`);
+    print(`  ${f(ledger.balances.size)} accounts hold ${f(ledger.total)}: ${moneyConserved ? 'money conserved' : 'MONEY NOT CONSERVED'}; ${f(ledger.transferCount)} transfers over all runs, ${problems.length === 0 ? 'each completed exactly once' : `${problems.length} PROBLEM(S)`}`);
     for (const problem of problems.slice(0, 10)) print(`  problem: ${problem}`);
     return summary;
   } finally {

@@ -15,6 +15,7 @@
 //     sums every payload byte, which must equal the log's sum.
 // Besides wall-clock rates it prints the CPU time of all threads (process.cpuUsage) over the
 // broadcast: receiver-events per CPU-second depend much less on what else the machine runs.
+// SLUICE_BENCH_JSON=1 adds one line `@sluice-bench {json}` with the figures (read by `npm run bench`).
 // THREADS=1 adds each thread's CPU and the minor page faults of the broadcast phase (Linux /proc); PROFILE=<file> writes the main thread's CPU
 // profile of the broadcast phase (node --cpu-prof profiles the workers too); PERF_CTL=<fifo> turns
 // `perf record --control=fifo:<fifo> -D -1` on for the broadcast phase only (all threads, kernel too).
@@ -43,6 +44,7 @@ import {
   startBroadcastReceiver,
   type DatagramReceiver,
   type DatagramSender,
+  type EventSource,
 } from '../src/index.js';
 
 const require = createRequire(import.meta.url);
@@ -148,7 +150,21 @@ if (isMainThread) {
   for (const w of workers) w.postMessage({ type: 'start' });
   // The warm-up: a first publisher stops once it has sent the warm-up events; every receiver
   // delivers them; then a second publisher (a restart, as receivers see it) sends the rest.
-  const warmPublisher = startBroadcastPublisher({ source: partition, sender: fanout, fromSeq: 1, datagramBytesMax, heartbeatMs: 20 });
+  // Its source ends with the batch that holds seq `warmup`.
+  const warmSource: EventSource = {
+    name: partition.name,
+    lastSeq: Math.min(partition.lastSeq, warmup),
+    subscribe: () => {
+      throw new Error('the warm-up publisher reads sealed batches');
+    },
+    async *subscribeSealed(options) {
+      for await (const batch of partition.subscribeSealed(options)) {
+        yield batch;
+        if (batch.lastSeq >= warmup) return;
+      }
+    },
+  };
+  const warmPublisher = startBroadcastPublisher({ source: warmSource, sender: fanout, fromSeq: 1, datagramBytesMax, heartbeatMs: 20 });
   await new Promise<void>((resolve) => {
     const poll = setInterval(() => {
       published = warmPublisher.lastSent;
@@ -162,6 +178,9 @@ if (isMainThread) {
   const pausedBeat = setInterval(() => fanout.send(encodeHeartbeat(partition.name, warmPublisher.session, published)), 20);
   await Promise.all(warm);
   clearInterval(pausedBeat);
+  /** The events sent after the warm-up (its last batch may reach past \`warmup\`): what the figures count. */
+  const warmSent = published;
+  const timed = events - warmSent;
   // The measured phase: from the moment every receiver has the warm-up events.
   const { Session } = await import('node:inspector/promises');
   const session = process.env.PROFILE ? new Session() : undefined;
@@ -178,7 +197,7 @@ if (isMainThread) {
   const faultsAtStart = process.env.THREADS ? minorFaults() : 0;
   const started = performance.now();
   for (const w of workers) w.postMessage({ type: 'go' });
-  const publisher = startBroadcastPublisher({ source: partition, sender: fanout, fromSeq: published + 1, datagramBytesMax, heartbeatMs: 20 });
+  const publisher = startBroadcastPublisher({ source: partition, sender: fanout, fromSeq: warmSent + 1, datagramBytesMax, heartbeatMs: 20 });
   let publishedMs = 0;
   const tick = setInterval(() => {
     published = publisher.lastSent;
@@ -214,19 +233,25 @@ if (isMainThread) {
     }
   }
   const expected = consume === 'events' ? expectedSum : expectedCrc;
-  console.log(`${transport}, consume=${consume}: ${measured.toLocaleString('en-US')} events measured after ${warmup.toLocaleString('en-US')} untimed, ${receivers} receivers, datagrams ≤ ${datagramBytesMax} B, ${warmPublisher.stats.datagrams} + ${publisher.stats.datagrams} datagrams × ${receivers} sent, ${fanout.sendErrors} send errors`);
+  console.log(`${transport}, consume=${consume}: ${timed.toLocaleString('en-US')} events measured after ${warmSent.toLocaleString('en-US')} untimed, ${receivers} receivers, datagrams ≤ ${datagramBytesMax} B, ${warmPublisher.stats.datagrams} + ${publisher.stats.datagrams} datagrams × ${receivers} sent, ${fanout.sendErrors} send errors`);
   console.log(`publisher: ${(publisher.stats.events / (wall / 1000) / 1e6).toFixed(2)} M events/s (${publisher.stats.events.toLocaleString('en-US')} events), all sent after ${publishedMs === 0 ? '–' : publishedMs.toFixed(0)} ms, wall ${wall.toFixed(0)} ms`);
   for (const [i, r] of results.entries()) {
     console.log(
-      `receiver ${i}: ${(measured / (r.ms / 1000) / 1e6).toFixed(2)} M events/s (${r.ms.toFixed(0)} ms), ${r.datagrams} datagrams, ${r.repairs} repairs / ${r.repairedEvents} events replayed, ${r.inboxDropped} inbox drops, exact=${r.delivered === events && r.payloadSum === expected}`,
+      `receiver ${i}: ${(timed / (r.ms / 1000) / 1e6).toFixed(2)} M events/s (${r.ms.toFixed(0)} ms), ${r.datagrams} datagrams, ${r.repairs} repairs / ${r.repairedEvents} events replayed, ${r.inboxDropped} inbox drops, exact=${r.delivered === events && r.payloadSum === expected}`,
     );
   }
-  const rates = results.map((r) => measured / (r.ms / 1000));
-  console.log(`per receiver: min ${(Math.min(...rates) / 1e6).toFixed(2)} M/s, median ${(rates.sort((a, b) => a - b)[rates.length >> 1] / 1e6).toFixed(2)} M/s; aggregate ${((measured * receivers) / (wall / 1000) / 1e6).toFixed(2)} M events/s`);
+  const rates = results.map((r) => timed / (r.ms / 1000));
+  const exact = results.every((r) => r.delivered === events && r.payloadSum === expected);
+  console.log(`per receiver: min ${(Math.min(...rates) / 1e6).toFixed(2)} M/s, median ${(rates.sort((a, b) => a - b)[rates.length >> 1] / 1e6).toFixed(2)} M/s; aggregate ${((timed * receivers) / (wall / 1000) / 1e6).toFixed(2)} M events/s`);
   // Workers end on their own (their --cpu-prof profiles are written then).
   console.log(
-    `CPU: ${cpuSeconds.toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)}) = ${((measured * receivers) / cpuSeconds / 1e6).toFixed(2)} M receiver-events per CPU-second (all threads)`,
+    `CPU: ${cpuSeconds.toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)}) = ${((timed * receivers) / cpuSeconds / 1e6).toFixed(2)} M receiver-events per CPU-second (all threads)`,
   );
+  if (process.env.SLUICE_BENCH_JSON === '1') {
+    const sorted = [...rates].sort((x, y) => x - y);
+    const figures = { events: timed, warmup: warmSent, receivers, transport, consume, perReceiverMin: sorted[0], perReceiverMedian: sorted[sorted.length >> 1], cpuSeconds, exact };
+    console.log(`@sluice-bench ${JSON.stringify(figures)}`);
+  }
   await Promise.all(workers.map((w) => new Promise((resolve) => (w.once('exit', resolve), w.postMessage({ type: 'exit' })))));
   await fanout.close();
   await partition.close();

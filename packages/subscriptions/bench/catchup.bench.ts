@@ -1,6 +1,7 @@
 // Projection catch-up: N events in a file-store partition, then a subscription and a projection read them all.
 // Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/catchup.bench.ts [events=1000000] [dir]
 // ONLY=subscription or ONLY=projection runs that row alone (for `node --cpu-prof`).
+// SLUICE_BENCH_JSON=1 adds one line `@sluice-bench {json}` per row (read by `npm run bench`).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +61,7 @@ async function measure(label: string, start: () => { waitFor(seq: number): Promi
       `${cpuNs.toFixed(0)} ns CPU/event = ${Math.round(1e9 / cpuNs).toLocaleString('en-US')} events/CPU-s ` +
       `(user ${((used.user * 1000) / target).toFixed(0)}, system ${((used.system * 1000) / target).toFixed(0)} ns/event)`,
   );
+  if (process.env.SLUICE_BENCH_JSON === '1') console.log(`@sluice-bench ${JSON.stringify({ row: label.split(' ')[0], events: target, seconds: s, perSecond: target / s, cpuNanosEach: cpuNs })}`);
 }
 
 const only = process.env.ONLY;

@@ -51,10 +51,20 @@ it('runs every system through the smoke workload and reports each one', { timeou
   expect(json.meta.mode).toBe('smoke');
   expect(json.targets).toHaveLength(10);
   const report = formatCompareReport(result);
-  const tableLines = report.split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| target'));
-  // results: header, separator, rows; targets: separator, rows (its header is filtered out above).
-  expect(tableLines).toHaveLength(result.rows.length + 2 + 1 + result.targets.length);
+  const tableLines = report.split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| target') && !line.startsWith('| application'));
+  // results: header, separator, rows; targets and applications: separator, rows (their headers are filtered out above).
+  expect(tableLines).toHaveLength(result.rows.length + 2 + 1 + result.targets.length + 1 + result.applications.length);
   expect(report).toMatch(/\| workload \| system \| configuration \| durability \| events\/s \| MB\/s \(payload\) \| p50 ms \| p99 ms \| file store ÷ this \| notes \|/);
+
+  // The application rows ran their packages' bench scripts and read their figures back.
+  expect(result.applications.map((a) => a.id)).toEqual(['commands', 'bank', 'catch-up', 'broadcast']);
+  for (const a of result.applications) {
+    expect(a.status, `${a.id}: ${a.reason ?? ''}`).toBe('ok');
+    expect(a.measured, a.id).toBeGreaterThan(0);
+    expect(a.reason, `${a.id}: exact`).toBeUndefined();
+  }
+  expect(report).toContain('### Applications (same run)');
+  expect(report).toContain('| application | measured | target | met | how |');
 });
 
 it('reports a system that cannot run as skipped, and one whose scenarios throw as failed', { timeout: 60_000 }, async () => {
@@ -74,7 +84,7 @@ it('reports a system that cannot run as skipped, and one whose scenarios throw a
     durability: 'none',
     setup: async () => ({ run: () => Promise.reject(new Error('lost its connection')), teardown: async () => undefined }),
   };
-  const result = await runCompareBench({ mode: 'smoke', directory: tmpdir(), installMissing: false, systems: [notHere, broken] });
+  const result = await runCompareBench({ mode: 'smoke', directory: tmpdir(), installMissing: false, systems: [notHere, broken], apps: false });
   expect(result.rows.filter((r) => r.systemId === 'not-here')).toEqual([expect.objectContaining({ status: 'skipped', reason: 'not installed: install it', workload: 'all' })]);
   const failed = result.rows.filter((r) => r.systemId === 'broken');
   expect(failed).toHaveLength(workload('smoke').length);

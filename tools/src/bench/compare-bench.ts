@@ -12,6 +12,10 @@
  *   --dir PATH                    where data goes (default: the OS temp folder)
  *   --only ID,ID                  run only these systems (ids as in the JSON: sluice-file, sqlite, ...)
  *   --no-install                  report a missing server as skipped instead of installing it
+ *   --no-apps                     leave out the application rows (commands, bank, catch-up, broadcast)
+ *
+ * After the table, the application rows (app-bench.ts) run their packages' bench scripts in the
+ * same run, each with its target.
  */
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -26,7 +30,8 @@ import {
   type BenchSystem,
   type Scenario,
 } from './bench-system.js';
-import { checkTargets, formatCompareTable, formatTargets, withFileStoreRatios, type CompareRow, type TargetCheck } from './compare-report.js';
+import { runAppBenches, type AppBenchRow } from './app-bench.js';
+import { checkTargets, formatApplications, formatCompareTable, formatTargets, withFileStoreRatios, type CompareRow, type TargetCheck } from './compare-report.js';
 import { runCleanups, trackCleanup } from './servers/run-cleanups.js';
 import { BENCH_SYSTEMS } from './systems/registry.js';
 import { PAYLOAD_SIZES, describeScenario, sizeLabel, workload } from './workload.js';
@@ -43,6 +48,8 @@ export interface CompareBenchOptions {
   readonly installMissing?: boolean;
   /** Progress lines. @default nothing */
   readonly log?: (line: string) => void;
+  /** Run the application rows too. @default true */
+  readonly apps?: boolean;
 }
 
 /** Where and how a run happened: numbers from different runs or machines do not compare. */
@@ -63,6 +70,8 @@ export interface CompareResult {
   readonly meta: CompareMeta;
   readonly rows: CompareRow[];
   readonly targets: TargetCheck[];
+  /** Command handling, the bank, projection catch-up and broadcast, with their targets (empty with `apps: false`). */
+  readonly applications: AppBenchRow[];
 }
 
 /**
@@ -89,6 +98,7 @@ export async function runCompareBench(options: CompareBenchOptions = {}): Promis
   await chmod(root, 0o755);
   const rows: CompareRow[] = [];
   const running: RunningSystem[] = [];
+  let applications: AppBenchRow[] = [];
   try {
     for (const system of options.systems ?? BENCH_SYSTEMS) {
       const context: BenchContext = { mode, directory: join(root, system.id), installMissing: options.installMissing ?? true, log: (line) => log(`[${system.id}] ${line}`) };
@@ -107,6 +117,11 @@ export async function runCompareBench(options: CompareBenchOptions = {}): Promis
         system.context.log(`teardown failed: ${(error as Error).message}`);
       }
     }
+  }
+  try {
+    // After the systems are torn down: nothing else of this run competes for the machine.
+    if (options.apps !== false) applications = await runAppBenches({ mode, directory: root, log: (line) => log(`[apps] ${line}`) });
+  } finally {
     forgetRoot();
     await runCleanups();
     await rm(root, { recursive: true, force: true });
@@ -125,6 +140,7 @@ export async function runCompareBench(options: CompareBenchOptions = {}): Promis
     },
     rows: measured,
     targets: PAYLOAD_SIZES.flatMap((size) => checkTargets(measured, sizeLabel(size))),
+    applications,
   };
 }
 
@@ -208,6 +224,7 @@ export function formatCompareReport(result: CompareResult): string {
     '',
     formatTargets(result.targets),
     '',
+    ...(result.applications.length === 0 ? [] : ['### Applications (same run)', '', formatApplications(result.applications), '']),
   ].join('\n');
 }
 
@@ -228,6 +245,7 @@ if (isMain) {
       dir: { type: 'string' },
       only: { type: 'string' },
       'no-install': { type: 'boolean' },
+      'no-apps': { type: 'boolean' },
     },
   });
   const only = values.only?.split(',').map((s) => s.trim());
@@ -252,10 +270,11 @@ if (isMain) {
     directory: values.dir,
     systems: only === undefined ? BENCH_SYSTEMS : BENCH_SYSTEMS.filter((s) => only.includes(s.id)),
     installMissing: values['no-install'] !== true,
+    apps: values['no-apps'] !== true,
     log: (line) => console.error(`[sluice/bench] ${line}`),
   });
   console.log(`\n${formatCompareReport(result)}`);
   if (values.out !== undefined) await writeFile(values.out, `${JSON.stringify(result, null, 2)}\n`);
   const failed = result.rows.filter((r) => r.status === 'failed' && r.group === 'sluice');
-  if (failed.length > 0) process.exitCode = 1;
+  if (failed.length > 0 || result.applications.some((a) => a.status === 'failed')) process.exitCode = 1;
 }

@@ -1,4 +1,5 @@
 import type { SystemGroup } from './bench-system.js';
+import type { AppBenchRow } from './app-bench.js';
 import { formatRate, markdownTable } from './stats.js';
 
 /** The system every ratio is taken against. */
@@ -132,6 +133,20 @@ export function formatTargets(targets: readonly TargetCheck[]): string {
       t.required < 1 ? `≥ ${(t.required * 100).toFixed(0)} %` : `≥ ${t.required}×`,
       t.measured === null ? '–' : t.required < 1 ? `${(t.measured * 100).toFixed(0)} %` : ratio(t.measured),
       t.met === null ? `not measured (${cell(t.reason ?? '')})` : t.met ? 'yes' : 'no',
+    ]),
+  );
+}
+
+/** The application rows: what, measured, target, met, how. */
+export function formatApplications(rows: readonly AppBenchRow[]): string {
+  return markdownTable(
+    ['application', 'measured', 'target', 'met', 'how'],
+    rows.map((r) => [
+      cell(r.what),
+      r.measured === null ? '–' : `${Math.round(r.measured).toLocaleString('en-US')} ${r.unit}`,
+      `≥ ${r.required.toLocaleString('en-US')} ${r.unit}`,
+      r.status === 'failed' ? `failed (${cell(r.reason ?? '')})` : r.met === true ? 'yes' : r.reason !== undefined ? `no (${cell(r.reason)})` : 'no',
+      cell(r.detail),
     ]),
   );
 }

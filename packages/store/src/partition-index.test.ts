@@ -147,6 +147,33 @@ describe('the index without a directory (in memory)', () => {
     });
   }
 
+  it('reads a commit back from the log once for many duplicates of its ids, the latest 64 commits read back kept', async () => {
+    const counted = countingStorage(new MemoryLog());
+    const p = await openPartition({ storage: counted.storage, clock, commandResultCacheMax: 0 });
+    // 70 merged commits of 10 ids each (a restarted sender resends what it sent before).
+    const originals = [];
+    for (let c = 0; c < 70; c++) {
+      const ids = Array.from({ length: 10 }, (_, i) => `c${c}-${i}`);
+      originals.push(await p.commit({ changes: ids.map((id) => ({ streamId: `s-${id}`, events: [{ type: 'E', data }] })), commandIds: ids }));
+    }
+    counted.reads.length = 0;
+    const resend = (c: number, i: number) => p.commit({ changes: [{ streamId: `s-c${c}-${i}`, events: [{ type: 'E', data }] }], commandIds: [`c${c}-${i}`] });
+    // Every id of commit 0, at once and one by one: one read.
+    const first = await Promise.all(Array.from({ length: 5 }, (_, i) => resend(0, i)));
+    for (let i = 5; i < 10; i++) first.push(await resend(0, i));
+    for (const r of first) expect(r).toEqual({ ...originals[0], duplicate: true });
+    expect(counted.reads).toEqual([[1, 1]]);
+    // 64 more commits read back (1..64): commit 0 is still among the latest 64 read, then it is not.
+    for (let c = 1; c <= 63; c++) await resend(c, 0);
+    expect(await resend(0, 3)).toEqual({ ...originals[0], duplicate: true });
+    expect(counted.reads).toHaveLength(64);
+    await resend(64, 0);
+    await resend(0, 4);
+    expect(counted.reads).toHaveLength(66);
+    expect(counted.reads.at(-1)).toEqual([1, 1]);
+    await p.close();
+  });
+
   it('bounds the recent results by commandResultCacheMax: a duplicate of an older commit reads it back', async () => {
     const counted = countingStorage(new MemoryLog());
     const p = await openPartition({ storage: counted.storage, clock, commandResultCacheMax: 2 });

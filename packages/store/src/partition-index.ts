@@ -97,6 +97,8 @@ interface Table {
 /** Buffers of in-memory tables are never merged past this (a Buffer is at most 4 GiB). */
 const MEMORY_TABLE_BYTES_MAX = 1024 * 1024 * 1024;
 const ZERO_DIGEST = new Uint8Array(20);
+/** Commits read back from the log kept for more duplicates of the same commit. */
+const READ_BACK_MAX = 64;
 
 /**
  * The stream and command-id indexes of one partition, as a small log-structured merge tree:
@@ -175,6 +177,9 @@ export class PartitionIndex<G> {
   private readonly where: string;
   /** First seq → record (command ids and result) of the latest durable commits with ids (FIFO, `commandResultCacheMax` ids and streams in all). */
   private readonly recentResults: RecentCommits<CommitRecord<G>>;
+  /** Commits read back from the log by first seq, the latest {@link READ_BACK_MAX} (see {@link commitAt}); cleared when {@link gen} moves. */
+  private readonly readBack = new Map<number, Promise<{ commandIds: readonly string[]; result: CommitResult }>>();
+  private readBackGen = 0;
 
   constructor(
     private readonly storage: PartitionStorage,
@@ -702,9 +707,31 @@ export class PartitionIndex<G> {
     throw new StorageError('Corrupt', `${this.where}: the index names seq ${seq}, which the log does not hold: rebuild the index (reindexPartition / \`sluice reindex\`)`);
   }
 
-  private async commitAt(seq: number): Promise<{ commandIds: readonly string[]; result: CommitResult }> {
+  /**
+   * The commit at `seq` (its first seq), from the recent results or read back from the log. The
+   * latest few read back are kept ({@link READ_BACK_MAX}): the duplicates a restarted sender
+   * resends come from a few merged commits of hundreds of ids each, and reading one commit reads
+   * and decodes its whole batch (up to 1 MiB): 1000 resent saga commands read ~4 commits, not 1000.
+   */
+  private commitAt(seq: number): Promise<{ commandIds: readonly string[]; result: CommitResult }> {
     const recent = this.recentResults.get(seq);
-    if (recent !== undefined) return recent;
+    if (recent !== undefined) return Promise.resolve(recent);
+    if (this.readBackGen !== this.gen) {
+      this.readBack.clear();
+      this.readBackGen = this.gen;
+    }
+    let read = this.readBack.get(seq);
+    if (read === undefined) {
+      read = this.readCommit(seq);
+      if (this.readBack.size >= READ_BACK_MAX) this.readBack.delete(this.readBack.keys().next().value as number);
+      this.readBack.set(seq, read);
+      // A failed read is not remembered.
+      read.catch(() => this.readBack.get(seq) === read && this.readBack.delete(seq));
+    }
+    return read;
+  }
+
+  private async readCommit(seq: number): Promise<{ commandIds: readonly string[]; result: CommitResult }> {
     for await (const batch of this.storage.read(seq, seq)) {
       const frames = batch.frames;
       let i = seq - batch.firstSeq;

@@ -59,7 +59,7 @@ const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuStarted);
 const cpuSeconds = (cpu.user + cpu.system) / 1e6;
 console.log(`handlers: ${commands} commands over ${accounts} accounts, ${inFlightMax} in flight, ${kind}${kind === 'file' ? ` fsync ${fsync}` : ''}: ${seconds.toFixed(2)} s, ${Math.round(commands / seconds).toLocaleString('en-US')} commands/s; ${cpuSeconds.toFixed(2)} CPU-s, ${Math.round(commands / cpuSeconds).toLocaleString('en-US')} commands per CPU-second; ${units - unitsBefore} units of work (${(Math.round(((units - unitsBefore) / commands) * 1e4) / 1e4).toString()} per command), after ${warmup.toLocaleString('en-US')} untimed`);
-if (process.env.SLUICE_BENCH_JSON === '1') console.log(`@sluice-bench ${JSON.stringify({ commands, warmup, seconds, perSecond: commands / seconds, cpuMicrosEach: (cpuSeconds * 1e6) / commands })}`);
+if (process.env.SLUICE_BENCH_JSON === '1') console.log(`@sluice-bench ${JSON.stringify({ commands, accounts, inFlight: inFlightMax, store: kind === 'file' ? `file (fsync ${fsync})` : kind, warmup, seconds, perSecond: commands / seconds, cpuMicrosEach: (cpuSeconds * 1e6) / commands })}`);
 await host.close();
 await partition.close();
 if (directory !== '') await rm(directory, { recursive: true, force: true });

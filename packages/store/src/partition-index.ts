@@ -97,8 +97,10 @@ interface Table {
 /** Buffers of in-memory tables are never merged past this (a Buffer is at most 4 GiB). */
 const MEMORY_TABLE_BYTES_MAX = 1024 * 1024 * 1024;
 const ZERO_DIGEST = new Uint8Array(20);
-/** Commits read back from the log kept for more duplicates of the same commit. */
+/** Commits read back from the log kept for more duplicates of the same commit: at most this many, */
 const READ_BACK_MAX = 64;
+/** holding at most this many command ids and streams in all (the latest one is kept whatever its size). */
+const READ_BACK_WEIGHT_MAX = 65_536;
 
 /**
  * The stream and command-id indexes of one partition, as a small log-structured merge tree:
@@ -177,8 +179,10 @@ export class PartitionIndex<G> {
   private readonly where: string;
   /** First seq → record (command ids and result) of the latest durable commits with ids (FIFO, `commandResultCacheMax` ids and streams in all). */
   private readonly recentResults: RecentCommits<CommitRecord<G>>;
-  /** Commits read back from the log by first seq, the latest {@link READ_BACK_MAX} (see {@link commitAt}); cleared when {@link gen} moves. */
-  private readonly readBack = new Map<number, Promise<{ commandIds: readonly string[]; result: CommitResult }>>();
+  /** Commits read back from the log by first seq, the latest (see {@link commitAt}); cleared when {@link gen} moves. */
+  private readonly readBack = new Map<number, { readonly read: Promise<{ commandIds: readonly string[]; result: CommitResult }>; weight: number }>();
+  /** Command ids and streams of the commits in {@link readBack}, as they were read. */
+  private readBackWeight = 0;
   private readBackGen = 0;
 
   constructor(
@@ -718,17 +722,32 @@ export class PartitionIndex<G> {
     if (recent !== undefined) return Promise.resolve(recent);
     if (this.readBackGen !== this.gen) {
       this.readBack.clear();
+      this.readBackWeight = 0;
       this.readBackGen = this.gen;
     }
-    let read = this.readBack.get(seq);
-    if (read === undefined) {
-      read = this.readCommit(seq);
-      if (this.readBack.size >= READ_BACK_MAX) this.readBack.delete(this.readBack.keys().next().value as number);
-      this.readBack.set(seq, read);
+    const known = this.readBack.get(seq);
+    if (known !== undefined) return known.read;
+    const entry = { read: this.readCommit(seq), weight: 0 };
+    if (this.readBack.size >= READ_BACK_MAX) this.forgetReadBack();
+    this.readBack.set(seq, entry);
+    entry.read.then(
+      (commit) => {
+        if (this.readBack.get(seq) !== entry) return;
+        entry.weight = commit.commandIds.length + commit.result.streams.length;
+        this.readBackWeight += entry.weight;
+        while (this.readBackWeight > READ_BACK_WEIGHT_MAX && this.readBack.size > 1) this.forgetReadBack();
+      },
       // A failed read is not remembered.
-      read.catch(() => this.readBack.get(seq) === read && this.readBack.delete(seq));
-    }
-    return read;
+      () => this.readBack.get(seq) === entry && this.readBack.delete(seq),
+    );
+    return entry.read;
+  }
+
+  /** Forgets the oldest commit read back. */
+  private forgetReadBack(): void {
+    const [oldest, entry] = this.readBack.entries().next().value as [number, { weight: number }];
+    this.readBack.delete(oldest);
+    this.readBackWeight -= entry.weight;
   }
 
   private async readCommit(seq: number): Promise<{ commandIds: readonly string[]; result: CommitResult }> {

@@ -31,7 +31,8 @@ export class RecentCommits<T> {
 
   /** Holds a commit of `weight` (at least 1), evicting the oldest ones until all fit. */
   add(seq: number, item: T, weight: number): void {
-    if (weight < 1) weight = 1;
+    // (NaN included.)
+    if (!(weight >= 1)) weight = 1;
     if (weight > this.max) return;
     while (this.weight + weight > this.max) this.evictOldest();
     // Grows (up to one slot per unit of weight) so that an idle partition holds no empty ring.

@@ -23,7 +23,7 @@
 // and received untimed (each receiver is a fresh isolate that JIT-compiles its hot paths there; in
 // a 1.5-second run that compilation was a tenth of all CPU), then the clock and the CPU counters
 // run over the next `events`.
-// Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000] [transport=udp] [consume=frames] [warmup=200000]
+// Run: node --conditions=@sluice/source --import tsx packages/subscriptions/bench/broadcast.bench.ts [events=1000000] [receivers=8] [datagramBytes=60000] [transport=udp] [consume=frames] [warmup=1000000]
 import { createRequire } from 'node:module';
 import { Worker, isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { crc32c } from '@sluice/framing';
@@ -113,7 +113,7 @@ if (isMainThread) {
     // Workers do not inherit `--import tsx`: register it, then load this file.
     const worker = new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(import.meta.url)}); })`, {
       eval: true,
-      workerData: { partition: partition.name, events, warmup, transport, consume, radioEndpoint: radio?.endpoint, multicastPort },
+      workerData: { partition: partition.name, events, transport, consume, radioEndpoint: radio?.endpoint, multicastPort },
     });
     workers.push(worker);
     // The worker's replayer: reads served from the partition, encoded as datagrams (what a remote replayer would send).
@@ -165,20 +165,20 @@ if (isMainThread) {
     },
   };
   const warmPublisher = startBroadcastPublisher({ source: warmSource, sender: fanout, fromSeq: 1, datagramBytesMax, heartbeatMs: 20 });
-  await new Promise<void>((resolve) => {
-    const poll = setInterval(() => {
-      published = warmPublisher.lastSent;
-      if (published >= warmup) resolve(clearInterval(poll));
-    }, 1);
-  });
+  const warmTick = setInterval(() => (published = warmPublisher.lastSent), 5);
+  // Its source ends: so does it (a failure rejects here).
+  await warmPublisher.done;
+  clearInterval(warmTick);
   await warmPublisher.stop();
   published = warmPublisher.lastSent;
+  // Receivers are warm once they have all of it (its last batch may reach past `warmup`).
+  for (const w of workers) w.postMessage({ type: 'warm-to', seq: published });
   // Paused, it still announces its head (as a publisher with nothing new does): a receiver that
   // lost the last datagrams of the warm-up learns of them and repairs them.
   const pausedBeat = setInterval(() => fanout.send(encodeHeartbeat(partition.name, warmPublisher.session, published)), 20);
   await Promise.all(warm);
   clearInterval(pausedBeat);
-  /** The events sent after the warm-up (its last batch may reach past \`warmup\`): what the figures count. */
+  /** The events sent after the warm-up (its last batch may reach past `warmup`): what the figures count. */
   const warmSent = published;
   const timed = events - warmSent;
   // The measured phase: from the moment every receiver has the warm-up events.
@@ -257,10 +257,9 @@ if (isMainThread) {
   await partition.close();
 } else {
   const port = parentPort as MessagePort;
-  const { partition, events, warmup, transport, consume, radioEndpoint, multicastPort } = workerData as {
+  const { partition, events, transport, consume, radioEndpoint, multicastPort } = workerData as {
     partition: string;
     events: number;
-    warmup: number;
     transport: Transport;
     consume: Consume;
     radioEndpoint?: string;
@@ -333,7 +332,8 @@ if (isMainThread) {
   port.postMessage({ type: 'ready', port: udp.port, endpoint: udp.endpoint });
   await new Promise<void>((resolve) => port.on('message', (m: { type: string }) => m.type === 'start' && resolve()));
   const go = new Promise<number>((resolve) => port.on('message', (m: { type: string }) => m.type === 'go' && resolve(performance.now())));
-  await receiver.waitFor(warmup);
+  const warmTo = await new Promise<number>((resolve) => port.on('message', (m: { type: string; seq?: number }) => m.type === 'warm-to' && resolve(m.seq as number)));
+  await receiver.waitFor(warmTo);
   port.postMessage({ type: 'warm' });
   const t0 = await go;
   await receiver.waitFor(events);

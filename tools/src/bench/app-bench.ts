@@ -45,14 +45,14 @@ const m = (value: unknown): string => `${(n(value) / 1e6).toFixed(2)} M`;
 export const APP_BENCHES: readonly AppBench[] = [
   {
     id: 'commands',
-    what: 'command handling, single partition, embedded (file store, fsync per commit)',
+    what: 'command handling, single partition, embedded',
     unit: 'commands/s',
     required: 100_000,
     script: 'packages/handlers/bench/commands.bench.ts',
     // The handlers README's "Young-generation size".
     nodeFlags: ['--max-semi-space-size=64'],
     args: { smoke: ['memory', '2000', '200', '100', 'none', '1000'], quick: ['file', '200000', '10000', '500', 'commit', '100000'], full: ['file', '1000000', '10000', '500', 'commit', '100000'] },
-    read: ([r]) => (r === undefined ? undefined : { measured: n(r.perSecond), exact: true, detail: `${k(r.commands)} deposits over 10 k accounts, 500 in flight, after ${k(r.warmup)} untimed; ${n(r.cpuMicrosEach).toFixed(1)} µs CPU each` }),
+    read: ([r]) => (r === undefined ? undefined : { measured: n(r.perSecond), exact: true, detail: `${k(r.commands)} deposits over ${k(r.accounts)} accounts, ${String(r.inFlight)} in flight, ${String(r.store)} store, after ${k(r.warmup)} untimed; ${n(r.cpuMicrosEach).toFixed(1)} µs CPU each` }),
   },
   {
     id: 'bank',
@@ -97,6 +97,8 @@ export const APP_BENCHES: readonly AppBench[] = [
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const RESULT = '@sluice-bench ';
+/** A script still running after this long is killed (by its PID) and its row failed. */
+const TIME_LIMIT_MS: Record<BenchMode, number> = { smoke: 120_000, quick: 900_000, full: 3_600_000 };
 
 /** Runs the application benchmarks one after the other; a script that fails is a failed row. */
 export async function runAppBenches(options: { mode: BenchMode; directory: string; log: (line: string) => void; benches?: readonly AppBench[] }): Promise<AppBenchRow[]> {
@@ -104,7 +106,7 @@ export async function runAppBenches(options: { mode: BenchMode; directory: strin
   for (const bench of options.benches ?? APP_BENCHES) {
     const base = { id: bench.id, what: bench.what, unit: bench.unit, required: bench.required };
     try {
-      const lines = await runScript(bench.script, bench.nodeFlags, bench.args[options.mode], options.directory, (line) => options.log(`[${bench.id}] ${line}`));
+      const lines = await runScript(bench.script, bench.nodeFlags, bench.args[options.mode], options.directory, TIME_LIMIT_MS[options.mode], (line) => options.log(`[${bench.id}] ${line}`));
       const read = bench.read(lines);
       if (read === undefined) throw new Error('it printed no figures');
       const met = read.exact ? read.measured >= bench.required : false;
@@ -118,7 +120,7 @@ export async function runAppBenches(options: { mode: BenchMode; directory: strin
 }
 
 /** Runs one script from source (tsx), its temporary data in `directory`; resolves with its JSON lines. */
-function runScript(script: string, nodeFlags: readonly string[], args: readonly string[], directory: string, log: (line: string) => void): Promise<Record<string, unknown>[]> {
+function runScript(script: string, nodeFlags: readonly string[], args: readonly string[], directory: string, timeLimitMs: number, log: (line: string) => void): Promise<Record<string, unknown>[]> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...nodeFlags, '--conditions=@sluice/source', '--import', 'tsx', script, ...args], {
       cwd: ROOT,
@@ -128,19 +130,32 @@ function runScript(script: string, nodeFlags: readonly string[], args: readonly 
     const results: Record<string, unknown>[] = [];
     let tail = '';
     let stderr = '';
+    const take = (line: string): void => {
+      if (line.startsWith(RESULT)) results.push(JSON.parse(line.slice(RESULT.length)) as Record<string, unknown>);
+      else if (line.trim() !== '') log(line);
+    };
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       const lines = (tail + chunk).split('\n');
       tail = lines.pop() ?? '';
-      for (const line of lines) {
-        if (line.startsWith(RESULT)) results.push(JSON.parse(line.slice(RESULT.length)) as Record<string, unknown>);
-        else if (line.trim() !== '') log(line);
-      }
+      for (const line of lines) take(line);
     });
     // Kept short: the last lines say why a script failed.
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-2000)));
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeLimitMs);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    // 'close', not 'exit': the child's output is read to its end.
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      take(tail);
       if (code === 0) resolve(results);
+      else if (timedOut) reject(new Error(`${script} ran past ${timeLimitMs / 1000} s and was stopped`));
       else reject(new Error(`${script} exited with ${signal ?? `code ${code}`}: ${stderr.trim().split('\n').slice(-3).join(' / ')}`));
     });
   });

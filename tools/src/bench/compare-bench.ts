@@ -100,25 +100,25 @@ export async function runCompareBench(options: CompareBenchOptions = {}): Promis
   const running: RunningSystem[] = [];
   let applications: AppBenchRow[] = [];
   try {
-    for (const system of options.systems ?? BENCH_SYSTEMS) {
-      const context: BenchContext = { mode, directory: join(root, system.id), installMissing: options.installMissing ?? true, log: (line) => log(`[${system.id}] ${line}`) };
-      const set = await setUp(system, context);
-      if ('row' in set) rows.push(set.row);
-      else running.push(set);
-    }
-    for (const scenario of workload(mode)) {
-      for (const system of running) rows.push(await runScenario(system, scenario));
-    }
-  } finally {
-    for (const system of running.reverse()) {
-      try {
-        await system.session.teardown();
-      } catch (error) {
-        system.context.log(`teardown failed: ${(error as Error).message}`);
+    try {
+      for (const system of options.systems ?? BENCH_SYSTEMS) {
+        const context: BenchContext = { mode, directory: join(root, system.id), installMissing: options.installMissing ?? true, log: (line) => log(`[${system.id}] ${line}`) };
+        const set = await setUp(system, context);
+        if ('row' in set) rows.push(set.row);
+        else running.push(set);
+      }
+      for (const scenario of workload(mode)) {
+        for (const system of running) rows.push(await runScenario(system, scenario));
+      }
+    } finally {
+      for (const system of running.reverse()) {
+        try {
+          await system.session.teardown();
+        } catch (error) {
+          system.context.log(`teardown failed: ${(error as Error).message}`);
+        }
       }
     }
-  }
-  try {
     // After the systems are torn down: nothing else of this run competes for the machine.
     if (options.apps !== false) applications = await runAppBenches({ mode, directory: root, log: (line) => log(`[apps] ${line}`) });
   } finally {

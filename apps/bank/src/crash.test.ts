@@ -44,7 +44,7 @@ function run(args: string[], killAfterMs?: number): Promise<{ stdout: string; st
     });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
-    child.on('exit', (code, signal) => resolve({ stdout, stderr, code, signal }));
+    child.on('close', (code, signal) => resolve({ stdout, stderr, code, signal }));
   });
 }
 

@@ -28,7 +28,7 @@ function run(args: string[]): Promise<{ stdout: string; signal: NodeJS.Signals |
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     p.on('error', reject);
-    p.on('exit', (code, signal) => resolve({ stdout, stderr, code, signal }));
+    p.on('close', (code, signal) => resolve({ stdout, stderr, code, signal }));
   });
 }
 

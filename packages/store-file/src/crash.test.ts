@@ -63,7 +63,7 @@ function runChild(data: string, first: number, resend: string[], ackTarget: numb
       }
     });
     child.on('error', reject);
-    child.on('exit', (code, signal) => {
+    child.on('close', (code, signal) => {
       if (signal === 'SIGKILL') resolve({ acked, sent });
       else reject(new Error(`crash child exited with ${code ?? signal} before being killed: ${stderr}`));
     });

@@ -233,7 +233,7 @@ describe('writers in another process', () => {
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr.on('data', (d: Buffer) => (out += d.toString()));
       child.on('error', reject);
-      child.on('exit', () => resolve(out.trim()));
+      child.on('close', () => resolve(out.trim()));
     });
 
   /** Zeroes one 4 KiB page of segment 1 in the middle of its data, as a lost write-back leaves it. */

@@ -254,7 +254,7 @@ describe('other processes', () => {
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.on('error', reject);
-      child.on('exit', () => resolve(out.trim()));
+      child.on('close', () => resolve(out.trim()));
     });
 
   it('refuses a second writer in another process', async () => {

@@ -59,7 +59,7 @@ function runChild(args: string[]): Promise<string> {
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`child ${args[0]} exited with ${code}: ${stderr}`))));
+    child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`child ${args[0]} exited with ${code}: ${stderr}`))));
   });
 }
 

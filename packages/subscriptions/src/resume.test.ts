@@ -41,7 +41,7 @@ function run(killAfter: number): Promise<{ seqs: number[]; signal: NodeJS.Signal
       if (seqs.length >= killAfter && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     });
     p.on('error', reject);
-    p.on('exit', (_code, signal) => resolve({ seqs, signal, stderr }));
+    p.on('close', (_code, signal) => resolve({ seqs, signal, stderr }));
   });
 }
 

@@ -147,6 +147,33 @@ describe('the index without a directory (in memory)', () => {
     });
   }
 
+  it("keeps its own copy of a commit's command ids: a caller that reuses its array after commit() hides no in-flight duplicate", async () => {
+    let release!: () => void;
+    const synced = new Promise<void>((resolve) => (release = resolve));
+    const inner = createMemoryStorage();
+    // Syncs wait for the test: the first commit stays in flight while its duplicate comes.
+    const storage = new Proxy(inner, {
+      get: (target, key) => {
+        if (key === 'sync') return async () => (await synced, target.sync());
+        const value = Reflect.get(target, key) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const p = await openPartition({ storage, clock });
+    const unit = { changes: [{ streamId: 's', events: [{ type: 'E', data }] }] };
+    const ids = ['m-1'];
+    const first = p.commit({ ...unit, commandIds: ids });
+    // Encoded and written (a turn of the event loop), not durable.
+    await new Promise((resolve) => setImmediate(resolve));
+    ids[0] = 'm-2';
+    const second = p.commit({ ...unit, commandIds: ['m-1'] });
+    release();
+    const [a, b] = await Promise.all([first, second]);
+    expect(b).toEqual({ ...a, duplicate: true });
+    expect(p.lastSeq).toBe(1);
+    await p.close();
+  });
+
   it('reads a commit back from the log once for many duplicates of its ids, the latest 64 commits read back kept', async () => {
     const counted = countingStorage(new MemoryLog());
     const p = await openPartition({ storage: counted.storage, clock, commandResultCacheMax: 0 });

@@ -17,7 +17,7 @@ import type { CommitResult, StreamCommit } from './types.js';
 export interface CommitRecord<G> {
   result: CommitResult;
   group: G | undefined;
-  /** The commit's command ids (the unit's own array): {@link PartitionIndex.commandsDurable} needs them. */
+  /** The commit's command ids (a copy of the unit's): {@link PartitionIndex.commandsDurable} needs them. */
   readonly commandIds: readonly string[];
 }
 

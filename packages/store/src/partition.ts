@@ -1056,7 +1056,8 @@ export class Partition {
     const result: CommitResult = { firstSeq, lastSeq: seq - 1, streams, timestamp: group.timestamp, duplicate: false };
     group.acks.push({ resolve: pending.resolve, reject: pending.reject, result });
     if (commandIds.length > 0) {
-      const record: CommitRecord = { result, group, commandIds };
+      // Its own copy: the index checks in-flight duplicates against it, and a caller may reuse its array.
+      const record: CommitRecord = { result, group, commandIds: commandIds.slice() };
       for (const id of commandIds) this.index.noteCommand(id, record);
       group.records.push(record);
     }

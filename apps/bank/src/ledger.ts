@@ -52,28 +52,24 @@ export class Ledger {
         return;
       case 'TransferDebited':
         this.add(streamId, -event.amount);
-        this.track(event.transferId, event.amount).debited++;
-        this.forgetIfDone(event.transferId);
+        this.countEvent(event.transferId, event.amount, 'debited');
         this.inTransit += event.amount;
         this.debited++;
         return;
       case 'TransferCredited':
         this.add(streamId, event.amount);
-        this.track(event.transferId, event.amount).credited++;
-        this.forgetIfDone(event.transferId);
+        this.countEvent(event.transferId, event.amount, 'credited');
         this.inTransit -= event.amount;
         return;
       case 'TransferRefunded':
         this.add(streamId, event.amount);
-        this.track(event.transferId, event.amount).refunded++;
-        this.forgetIfDone(event.transferId);
+        this.countEvent(event.transferId, event.amount, 'refunded');
         this.inTransit -= event.amount;
         this.refunded++;
         this.settled++;
         return;
       case 'TransferCompleted':
-        this.track(event.transferId, event.amount).completed++;
-        this.forgetIfDone(event.transferId);
+        this.countEvent(event.transferId, event.amount, 'completed');
         this.completed++;
         this.settled++;
         return;
@@ -114,23 +110,14 @@ export class Ledger {
     this.balances.set(account, (this.balances.get(account) ?? 0) + amount);
   }
 
-  /** The transfer's record, created on its first event: {@link forgetIfDone} looks at it after the change. */
-  private track(id: string, amount: number): TransferCounts {
+  /** Counts one more `event` of a transfer (its record is created on its first), and forgets it once that makes it done. */
+  private countEvent(id: string, amount: number, event: 'debited' | 'credited' | 'completed' | 'refunded'): void {
     let t = this.transfers.get(id);
     if (t === undefined) {
       t = { amount, debited: 0, credited: 0, completed: 0, refunded: 0 };
       this.transfers.set(id, t);
     }
-    this.tracked = t;
-    return t;
-  }
-
-  /** The record {@link track} returned last. */
-  private tracked: TransferCounts | undefined;
-
-  /** Forgets the transfer {@link track} returned last if it is done now. */
-  private forgetIfDone(id: string): void {
-    const t = this.tracked as TransferCounts;
+    t[event]++;
     if ((t.debited === 1 && t.credited === 1 && t.completed === 1 && t.refunded === 0) || (t.debited === 1 && t.credited === 0 && t.completed === 0 && t.refunded === 1)) {
       this.transfers.delete(id);
       this.done++;

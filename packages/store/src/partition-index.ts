@@ -179,11 +179,10 @@ export class PartitionIndex<G> {
   private readonly where: string;
   /** First seq → record (command ids and result) of the latest durable commits with ids (FIFO, `commandResultCacheMax` ids and streams in all). */
   private readonly recentResults: RecentCommits<CommitRecord<G>>;
-  /** Commits read back from the log by first seq, the latest (see {@link commitAt}); cleared when {@link gen} moves. */
+  /** Commits read back from the log by first seq, the latest (see {@link commitAt}): a durable commit never changes while the index is open. */
   private readonly readBack = new Map<number, { readonly read: Promise<{ commandIds: readonly string[]; result: CommitResult }>; weight: number }>();
   /** Command ids and streams of the commits in {@link readBack}, as they were read. */
   private readBackWeight = 0;
-  private readBackGen = 0;
 
   constructor(
     private readonly storage: PartitionStorage,
@@ -720,11 +719,6 @@ export class PartitionIndex<G> {
   private commitAt(seq: number): Promise<{ commandIds: readonly string[]; result: CommitResult }> {
     const recent = this.recentResults.get(seq);
     if (recent !== undefined) return Promise.resolve(recent);
-    if (this.readBackGen !== this.gen) {
-      this.readBack.clear();
-      this.readBackWeight = 0;
-      this.readBackGen = this.gen;
-    }
     const known = this.readBack.get(seq);
     if (known !== undefined) return known.read;
     const entry = { read: this.readCommit(seq), weight: 0 };

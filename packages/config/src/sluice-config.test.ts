@@ -19,7 +19,7 @@ const valid = {
   brokers: ['tcp://127.0.0.1:5555', 'tcp://127.0.0.1:5556'],
   levels: {
     standard: { locations: [{ file: './data/{partition}' }], fsync: 'commit' },
-    fast: { locations: [{ file: { directory: '/var/sluice/{partition}', segmentBytes: 1048576 } }], fsync: 'interval:100ms' },
+    fast: { locations: [{ file: { directory: '/var/sluice/{partition}', segmentBytes: 1048576, preallocate: 'zero-fill' } }], fsync: 'interval:100ms' },
     scratch: { locations: [{ memory: {} }] },
   },
   partitions: { 'bank-1': 'standard', 'bank-2': 'standard', analytics: 'fast', cache: 'scratch' },
@@ -51,7 +51,7 @@ describe('sluice.json', () => {
       fsync: { kind: 'commit' },
     });
     expect(config.partitions.analytics).toMatchObject({
-      location: { kind: 'file', directory: '/var/sluice/analytics', segmentBytes: 1048576 },
+      location: { kind: 'file', directory: '/var/sluice/analytics', segmentBytes: 1048576, preallocate: 'zero-fill' },
       fsync: { kind: 'interval', intervalMs: 100 },
     });
     expect(config.partitions.cache.location).toEqual({ kind: 'memory' });
@@ -72,6 +72,7 @@ describe('sluice.json', () => {
         bad: { locations: [{ file: 5 }], fsync: 'sometimes', ship: [{ azure: 'x' }], alertLagMs: 0, quorum: 2 },
         empty: { locations: [] },
         odd: { locations: [{ Tape: '/dev/st0' }] },
+        holes: { locations: [{ file: { directory: './h/{partition}', preallocate: 'fallocate' } }] },
       },
       partitions: { 'p 1': 'good', p2: 'missing', p3: 42 },
       routing: { hash: ['p2', 'nope'], prefixes: { 'x-': 'gone' }, extra: true },
@@ -86,13 +87,14 @@ describe('sluice.json', () => {
       'brokers: lists the same endpoint twice',
       'levels.bad.quorum: write quorum acknowledgement as "ack": { "quorum": 2 }',
       'levels.bad.fsync: must be "commit", "none" or "interval:<ms>ms" (e.g. "interval:100ms")',
-      'levels.bad.locations[0].file: must be a path, or { "directory": "...", "segmentBytes": 67108864 }',
+      'levels.bad.locations[0].file: must be a path, or { "directory": "...", "segmentBytes": 67108864, "preallocate": "sparse" }',
       "levels.bad.ship[0].azure: must be an object (the backend's options)",
       'levels.bad.alertLagMs: must be at least 1',
       'levels.empty.locations: give at least one location, e.g. [{ "file": "./data/{partition}" }]',
       'levels.odd.locations[0]: a location has exactly one key, its kind: { "file": "./data/{partition}" }, { "memory": {} }, { "lmdb": "./lmdb/{partition}" }, { "azure": { ... } } or { "<kind>": { ... } } (got "Tape")',
+      'levels.holes.locations[0].file.preallocate: must be "sparse" or "zero-fill"',
       'partitions["p 1"]: a partition name is 1-100 letters, digits, ".", "_" or "-", starting with a letter or digit',
-      'partitions.p2: level "missing" is not defined in "levels" (defined: "good", "bad", "empty", "odd")',
+      'partitions.p2: level "missing" is not defined in "levels" (defined: "good", "bad", "empty", "odd", "holes")',
       'partitions.p3: must be the name of a level in "levels"',
       'routing.extra: unknown key: expected one of "hash", "prefixes"',
       'routing.hash[1]: partition "nope" is not defined in "partitions"',

@@ -42,6 +42,8 @@ export interface FileLocationConfig {
   readonly directory: string;
   /** Segment preallocation size; the file store's default when absent. */
   readonly segmentBytes?: number | undefined;
+  /** How segments are preallocated (`"sparse"` or `"zero-fill"`); the file store's default when absent. */
+  readonly preallocate?: 'sparse' | 'zero-fill' | undefined;
 }
 
 /** A partition's log in process memory: lost when the node stops (tests, demos, caches). */
@@ -208,7 +210,11 @@ const objectSchema = (what: string) =>
   );
 const levelNameSchema = v.string('must be the name of a level in "levels"');
 const positiveInteger = v.pipe(v.number('must be a number'), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'));
-const fileObjectSchema = v.object({ directory: v.pipe(v.string('must be a string'), v.minLength(1, 'must not be empty')), segmentBytes: v.optional(positiveInteger) });
+const fileObjectSchema = v.object({
+  directory: v.pipe(v.string('must be a string'), v.minLength(1, 'must not be empty')),
+  segmentBytes: v.optional(positiveInteger),
+  preallocate: v.optional(v.picklist(['sparse', 'zero-fill'], 'must be "sparse" or "zero-fill"')),
+});
 const pathStringSchema = v.pipe(v.string('must be a path'), v.minLength(1, 'must not be empty'));
 
 type Path = readonly (string | number)[];
@@ -416,10 +422,15 @@ function parseLocation(input: unknown, baseDir: string, path: Path, issues: Issu
         const directory = issues.check(pathStringSchema, value, at);
         return directory === undefined ? undefined : { kind: 'file', directory: resolve(baseDir, directory) };
       }
-      const file = issues.check(v.union([pathStringSchema, fileObjectSchema], 'must be a path, or { "directory": "...", "segmentBytes": 67108864 }'), value, at);
-      if (file === undefined || typeof file === 'string') return undefined;
-      issues.unknownKeys(value as Record<string, unknown>, ['directory', 'segmentBytes'], at);
-      return { kind: 'file', directory: resolve(baseDir, file.directory), segmentBytes: file.segmentBytes };
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        issues.add(at, 'must be a path, or { "directory": "...", "segmentBytes": 67108864, "preallocate": "sparse" }');
+        return undefined;
+      }
+      // An object: each of its keys checked on its own, so a bad one is named by its path.
+      issues.unknownKeys(value as Record<string, unknown>, ['directory', 'segmentBytes', 'preallocate'], at);
+      const file = issues.check(fileObjectSchema, value, at);
+      if (file === undefined) return undefined;
+      return { kind: 'file', directory: resolve(baseDir, file.directory), segmentBytes: file.segmentBytes, preallocate: file.preallocate };
     }
     case 'memory': {
       const memory = issues.check(objectSchema('{} (memory storage takes no options)'), value, at);

@@ -188,7 +188,7 @@ describe('a node stopped while its partitions open (issue 13)', () => {
   it('stops preallocating at once, leaves no partial segment, and rejects naming the interruption', async () => {
     const base = await tempDir();
     // The largest segment allowed: zero-filling it takes seconds, the stop must not wait for it.
-    const config = configWith({ file: { directory: './data/{partition}', segmentBytes: 1024 * 1024 * 1024 } }, base);
+    const config = configWith({ file: { directory: './data/{partition}', segmentBytes: 1024 * 1024 * 1024, preallocate: 'zero-fill' } }, base);
     const controller = new AbortController();
     const started = performance.now();
     const starting = startNode({ config, locations: { file: locationFactory('file', createFileStorage) }, signal: controller.signal });

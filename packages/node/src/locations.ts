@@ -60,6 +60,7 @@ export function locationFactory(kind: KnownLocationKind, create: (options: never
         partition: context.partition,
         fsync: context.fsync,
         ...(file.segmentBytes === undefined ? {} : { segmentBytes: file.segmentBytes }),
+        ...(file.preallocate === undefined ? {} : { preallocate: file.preallocate }),
         ...(context.signal === undefined ? {} : { signal: context.signal }),
       });
     };

@@ -576,18 +576,18 @@ describe('limits and interruptions', () => {
     expect(() => createFileStorage({ directory, segmentBytes: SEGMENT_BYTES_MAX })).not.toThrow();
   });
 
-  it('leaves no partial segment behind when preallocation runs out of space (2 MiB tmpfs)', async () => {
+  it('zero-fill: leaves no partial segment behind when preallocation runs out of space (2 MiB tmpfs)', async () => {
     const mnt = join(root, 'small');
     await mkdir(mnt);
     await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
     try {
       const dir = join(mnt, 'p');
-      const error = await refusal(() => createFileStorage({ directory: dir, segmentBytes: 4 * 1024 * 1024 }).open());
+      const error = await refusal(() => createFileStorage({ directory: dir, segmentBytes: 4 * 1024 * 1024, preallocate: 'zero-fill' }).open());
       expect(error.reason).toBe('Full');
       expect(error.message).toMatch(/out of space preallocating a segment of 4194304 bytes .* free at least \d+ bytes .* or lower segmentBytes; the partial segment was removed/);
       expect(await segments(dir)).toEqual([]);
       // A segment that fits, then a roll into one that does not: the write fails as Full, no partial segment.
-      const storage = createFileStorage({ directory: dir, segmentBytes: 1536 * 1024 });
+      const storage = createFileStorage({ directory: dir, segmentBytes: 1536 * 1024, preallocate: 'zero-fill' });
       open_.push(storage);
       await storage.open();
       let failed: unknown;
@@ -606,7 +606,7 @@ describe('limits and interruptions', () => {
       expect(failed).toMatchObject({ reason: 'Full' });
       expect(await segments(dir)).toEqual([segmentName(1)]);
       await storage.close();
-      const again = createFileStorage({ directory: dir, segmentBytes: 1536 * 1024 });
+      const again = createFileStorage({ directory: dir, segmentBytes: 1536 * 1024, preallocate: 'zero-fill' });
       open_.push(again);
       expect(await again.open()).toMatchObject({ lastSeq: head.lastSeq, droppedSeqs: 0 });
       await again.close();
@@ -616,9 +616,47 @@ describe('limits and interruptions', () => {
     }
   });
 
-  it('stops preallocating when the signal aborts during open(), and removes the partial segment', async () => {
+  it('sparse: a disk that fills up under the writer fails the write as Full, and the partition reopens at its last synced batch (2 MiB tmpfs)', async () => {
+    const mnt = join(root, 'small-sparse');
+    await mkdir(mnt);
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+    try {
+      const dir = join(mnt, 'p');
+      // Segments larger than the disk: their size is set, no block is taken until written.
+      const storage = createFileStorage({ directory: dir, segmentBytes: 4 * 1024 * 1024 });
+      open_.push(storage);
+      await storage.open();
+      expect((await stat(join(dir, segmentName(1)))).size).toBe(4 * 1024 * 1024);
+      let failed: unknown;
+      let head = EMPTY_IDENTITY;
+      for (let i = 0; failed === undefined && i < 20_000; i++) {
+        const [b] = chained(head, 1);
+        await storage.write(b.bytes, b.firstSeq, b.lastSeq).then(() => storage.sync()).then(
+          (h) => {
+            head = h;
+          },
+          (e: unknown) => {
+            failed = e;
+          },
+        );
+      }
+      expect(failed).toMatchObject({ reason: 'Full' });
+      expect((failed as Error).message).toMatch(/out of space .*free disk space or move the partition/);
+      expect(head.lastSeq).toBeGreaterThan(1000);
+      await storage.close();
+      const again = createFileStorage({ directory: dir, segmentBytes: 4 * 1024 * 1024 });
+      open_.push(again);
+      expect(await again.open()).toMatchObject({ lastSeq: head.lastSeq, droppedSeqs: 0 });
+      await again.close();
+    } finally {
+      for (const s of open_.splice(0)) await s.close().catch(() => undefined);
+      await run('umount', [mnt]);
+    }
+  });
+
+  it('zero-fill: stops preallocating when the signal aborts during open(), and removes the partial segment', async () => {
     const controller = new AbortController();
-    const storage = createFileStorage({ directory, segmentBytes: SEGMENT_BYTES_MAX, signal: controller.signal });
+    const storage = createFileStorage({ directory, segmentBytes: SEGMENT_BYTES_MAX, preallocate: 'zero-fill', signal: controller.signal });
     const opening = storage.open().then(
       () => undefined,
       (e: unknown) => e,

@@ -35,14 +35,19 @@ async function fill(p: Partition, commits: number, eventsPer = 10, bytes = 100):
 }
 
 describe('segments', () => {
-  it('preallocates segments and rolls to the next one, reading across them after reopening', async () => {
-    let p = await openFile();
+  it.each(['sparse', 'zero-fill'] as const)('%s: preallocates segments and rolls to the next one, reading across them after reopening', async (preallocate) => {
+    let p = await openFile({ preallocate });
+    // The first segment has its full size at once; zero-fill also has its blocks, sparse only the header's.
+    const first = await stat(join(directory, segmentName(1)));
+    expect(first.size).toBe(64 * 1024);
+    if (preallocate === 'zero-fill') expect(first.blocks * 512).toBeGreaterThanOrEqual(64 * 1024);
+    else expect(first.blocks * 512).toBeLessThanOrEqual(SEGMENT_HEADER_BYTES);
     await fill(p, 100); // ~180 KB over 64 KiB segments
     const segments = (await readdir(directory)).filter((n) => n.endsWith('.seg')).sort();
     expect(segments.length).toBeGreaterThanOrEqual(3);
     expect((await stat(join(directory, segments[0]))).size).toBe(64 * 1024);
     await p.close();
-    p = await openFile();
+    p = await openFile({ preallocate });
     expect(p.lastSeq).toBe(1000);
     let seq = 0;
     for await (const e of p.read()) expect(e.seq).toBe(++seq);
@@ -173,6 +178,7 @@ describe('options', () => {
     expect(() => createFileStorage({ directory: '' })).toThrow(StorageError);
     expect(() => createFileStorage({ directory, segmentBytes: 100 })).toThrow(/segmentBytes/);
     expect(() => createFileStorage({ directory, fsync: 'sometimes' as never })).toThrow(/interval:<ms>ms/);
+    expect(() => createFileStorage({ directory, preallocate: 'fallocate' as never })).toThrow(/options\.preallocate must be "sparse" or "zero-fill", got "fallocate"/);
   });
 
   it('reports a missing directory when asked not to create it', async () => {

@@ -67,12 +67,21 @@ export interface FileStorageOptions {
    */
   readonly createDirectory?: boolean;
   /**
-   * Size each segment file is preallocated to (zero-filled ahead of use, so writes never grow
-   * the file and fdatasync has no size change to flush), header included. A batch larger than
-   * a segment gets a segment of its own. At least 8192, at most 1 GiB ({@link SEGMENT_BYTES_MAX}).
+   * Size each segment file is preallocated to (set ahead of use, so writes never grow the file
+   * and fdatasync has no size change to flush), header included. A batch larger than a segment
+   * gets a segment of its own. At least 8192, at most 1 GiB ({@link SEGMENT_BYTES_MAX}).
    * @default 67108864 (64 MiB)
    */
   readonly segmentBytes?: number;
+  /**
+   * How a segment is preallocated: `"sparse"` sets its size (ftruncate) and the file system
+   * allocates blocks as the log reaches them; `"zero-fill"` writes zeros over the whole segment
+   * first, so its space is reserved at the roll (a full disk is reported then, before any commit
+   * needs the space) and a commit's fdatasync never allocates a block, at the price of writing
+   * every byte of the log twice. See the README's "Preallocation" for the figures.
+   * @default "sparse"
+   */
+  readonly preallocate?: PreallocateMode;
   /**
    * When writes are forced to disk: `"commit"` (every sync() is an fdatasync), `"interval:100ms"`
    * (sync() acknowledges what the OS has; a timer fdatasyncs) or `"none"` (only at a segment
@@ -109,9 +118,14 @@ export interface FileStorageOptions {
   readonly signal?: AbortSignal;
 }
 
+/** How segments are preallocated ({@link FileStorageOptions.preallocate}). */
+export type PreallocateMode = 'sparse' | 'zero-fill';
+/** The values {@link FileStorageOptions.preallocate} accepts. */
+export const PREALLOCATE_MODES: readonly PreallocateMode[] = ['sparse', 'zero-fill'];
+
 /** Defaults of {@link FileStorageOptions}. */
-export function fileStorageDefaults(): { createDirectory: boolean; segmentBytes: number; fsync: FsyncPolicy; watermarkFlushMs: number } {
-  return { createDirectory: true, segmentBytes: 64 * 1024 * 1024, fsync: { kind: 'commit' }, watermarkFlushMs: 5 };
+export function fileStorageDefaults(): { createDirectory: boolean; segmentBytes: number; preallocate: PreallocateMode; fsync: FsyncPolicy; watermarkFlushMs: number } {
+  return { createDirectory: true, segmentBytes: 64 * 1024 * 1024, preallocate: 'sparse', fsync: { kind: 'commit' }, watermarkFlushMs: 5 };
 }
 
 const ZEROS = Buffer.alloc(1024 * 1024);
@@ -147,6 +161,7 @@ class FileStorage implements PartitionStorage {
   private readonly directory: string;
   private readonly where: string;
   private readonly segmentBytes: number;
+  private readonly preallocateMode: PreallocateMode;
   private readonly fsync: FsyncPolicy;
   private readonly createDirectory: boolean;
   private readonly partitionOption: string | undefined;
@@ -205,6 +220,14 @@ class FileStorage implements PartitionStorage {
         'Invalid',
         `[sluice/store-file] options.segmentBytes must be an integer from ${SEGMENT_BYTES_MIN} to ${SEGMENT_BYTES_MAX} (1 GiB), got ${options.segmentBytes}: ` +
           `larger segments make preallocation and recovery scans slow; a batch larger than a segment gets a segment of its own anyway`,
+      );
+    }
+    this.preallocateMode = options.preallocate ?? defaults.preallocate;
+    if (!PREALLOCATE_MODES.includes(this.preallocateMode)) {
+      throw new StorageError(
+        'Invalid',
+        `[sluice/store-file] options.preallocate must be "sparse" or "zero-fill", got ${JSON.stringify(options.preallocate)}: ` +
+          `"sparse" (the default) for throughput, "zero-fill" to reserve each segment's space when it is made`,
       );
     }
     try {
@@ -732,8 +755,8 @@ class FileStorage implements PartitionStorage {
   // ── segments ───────────────────────────────────────────────────────────────────────────
 
   /**
-   * Creates (or extends a zero-filled) segment file to `bytes`, zero-filled, synced, with its
-   * directory entry synced. Never leaves a partial file behind: on failure or abort the file
+   * Creates (or extends) a segment file to `bytes` (sparse or zero-filled, per the
+   * `preallocate` option), synced, with its directory entry synced. Never leaves a partial file behind: on failure or abort the file
    * it created is removed (and the directory synced).
    */
   private async preallocate(segment: number, bytes: number, signal: AbortSignal | undefined): Promise<FileHandle> {
@@ -761,19 +784,29 @@ class FileStorage implements PartitionStorage {
     }
   }
 
-  /** Zero-fills `handle` from its size up to `bytes`; on failure shrinks it back. */
+  /**
+   * Extends `handle` from its size up to `bytes`: sets the size (sparse) or writes zeros
+   * (zero-fill); on failure shrinks it back.
+   */
   private async extend(handle: FileHandle, segment: number, bytes: number, signal: AbortSignal | undefined): Promise<void> {
     const path = this.path(segment);
     const size = await fileSize(handle);
     if (size >= bytes) return;
     try {
-      // Zeros past the end never touch data; they only make room ahead of the writer, so its
-      // fdatasyncs never have to allocate blocks or change the file size. Synced a few MiB at a
-      // time so a background preallocation never holds the writer's syncs up for long.
-      for (let p = size; p < bytes; p += ZEROS.length) {
+      // Sparse: the size is set and synced, so a commit's fdatasync never has a size change
+      // to flush; blocks are allocated as the writer reaches them (holes read as zeros).
+      // Zero-fill: zeros past the end never touch data; they make room ahead of the writer,
+      // so its fdatasyncs never allocate blocks either. Synced a few MiB at a time so a
+      // background preallocation never holds the writer's syncs up for long.
+      if (this.preallocateMode === 'sparse') {
         if (signal?.aborted === true || this.closeController.signal.aborted) throw new AbortedError();
-        await handle.write(ZEROS, 0, Math.min(ZEROS.length, bytes - p), p);
-        if ((p / ZEROS.length) % 4 === 3) await handle.datasync();
+        await handle.truncate(bytes);
+      } else {
+        for (let p = size; p < bytes; p += ZEROS.length) {
+          if (signal?.aborted === true || this.closeController.signal.aborted) throw new AbortedError();
+          await handle.write(ZEROS, 0, Math.min(ZEROS.length, bytes - p), p);
+          if ((p / ZEROS.length) % 4 === 3) await handle.datasync();
+        }
       }
       await handle.datasync();
     } catch (error) {

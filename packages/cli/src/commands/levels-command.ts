@@ -78,7 +78,12 @@ function formatFsync(policy: FsyncPolicy): string {
 /** `{ kind, directory }` or `{ kind, ...options }`, secrets hidden. */
 function plain(location: LocationConfig): Record<string, unknown> {
   if (isFileLocation(location)) {
-    return { kind: 'file', directory: location.directory, ...(location.segmentBytes === undefined ? {} : { segmentBytes: location.segmentBytes }) };
+    return {
+      kind: 'file',
+      directory: location.directory,
+      ...(location.segmentBytes === undefined ? {} : { segmentBytes: location.segmentBytes }),
+      ...(location.preallocate === undefined ? {} : { preallocate: location.preallocate }),
+    };
   }
   const options = 'options' in location ? location.options : {};
   return { kind: location.kind, ...Object.fromEntries(Object.entries(options).map(([key, value]) => [key, SECRET_KEYS.has(key) ? '(hidden)' : value])) };

@@ -678,3 +678,16 @@ describe('FrameWriter buffer growth', () => {
     expect(decodeBatches(w.bytes()).report).toMatchObject({ reason: 'end', validBytes: 254 + MARKER_BYTES });
   });
 });
+
+describe('53-bit fields', () => {
+  it('writeU53 stores what readU53 reads back, around every word boundary and up to 2^53 - 1', async () => {
+    const { readU53, writeU53 } = await import('./layout.js');
+    const b = new Uint8Array(8);
+    const values = [0, 1, 0xffffffff, 0x1_0000_0000, 0x1_0000_0001, 1_700_000_000_000, 2 ** 52, Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER];
+    for (const v of values) {
+      writeU53(b, 0, v);
+      expect(readU53(b, 0)).toBe(v);
+      expect(new DataView(b.buffer).getBigUint64(0, true)).toBe(BigInt(v));
+    }
+  });
+});

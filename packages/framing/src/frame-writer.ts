@@ -7,6 +7,7 @@ import {
   DEFAULT_FRAME_BYTES_MAX,
   DIGEST_SHA1,
   EVENT_HEADER_BYTES,
+  FLAG_COMMIT_LAST,
   FORMAT_VERSION_BASE,
   FORMAT_VERSION_LEVEL,
   KIND_EVENT,
@@ -286,6 +287,53 @@ export class FrameWriter {
     writeU32(b, crcAt, (shiftCrc(crc32c(b, o, o + EVENT_HEADER_BYTES), bodyBytes) ^ readU32(b, crcAt)) >>> 0);
     this.position = o + frameBytes;
     this.counted(seq);
+  }
+
+  /**
+   * {@link appendFramed} for the framed events of one commit after its first: copies the
+   * whole run `source[start, end)` at once, then stamps each frame in place (seqs from `seq`,
+   * stream versions from `streamVersion`, no commit flag but `FLAG_COMMIT_LAST` on the run's
+   * last frame when `endsCommit`) and derives each CRC from the body's as appendFramed does.
+   * The frames must carry no commit headers (only a commit's first frame does), and the caller
+   * has checked them with `checkFramedEvents`. Returns how many frames it wrote. Throws like
+   * {@link appendFramed}, writing nothing.
+   */
+  appendFramedRun(seq: number, epoch: number, timestamp: number, streamVersion: number, source: Uint8Array, start: number, end: number, endsCommit: boolean): number {
+    if (this.pendingMarker >= 0) throw new RangeError('[sluice/framing] appendFramedRun() between beginSeal() and completeSeal()');
+    this.checkNext(seq, epoch, timestamp, streamVersion);
+    // Walk the run first: it is written only when every frame can be.
+    let count = 0;
+    for (let p = start; p < end; count++) {
+      const frameBytes = p + 4 <= end ? readU32(source, p) : 0;
+      // A failed assertion is a bug in the caller (it skipped checkFramedEvents), not bad input.
+      if (frameBytes < EVENT_HEADER_BYTES + CRC_BYTES || p + frameBytes > end || readU32(source, p + 40) !== 0) {
+        throw new RangeError(`[sluice/framing] appendFramedRun: [${start}, ${end}) is not a run of framed events without headers`);
+      }
+      if (frameBytes > this.frameBytesMax) throw new FrameTooLargeError(frameBytes, this.frameBytesMax);
+      p += frameBytes;
+    }
+    if (count === 0) return 0;
+    if (!Number.isSafeInteger(seq + count) || !Number.isSafeInteger(streamVersion + count)) {
+      throw new InvalidFrameFieldError('seq', `the run of ${count} frames from seq ${seq} (stream version ${streamVersion}) passes 2^53`);
+    }
+    const bytes = end - start;
+    this.ensure(bytes);
+    const b = this.buffer;
+    const first = this.position;
+    b.set(source.subarray(start, end), first);
+    // Frames without headers are laid out alike in versions 2 and 3.
+    for (let i = 0, o = first; i < count; i++) {
+      const frameBytes = readU32(b, o);
+      this.stamp(o, endsCommit && i === count - 1 ? FLAG_COMMIT_LAST : 0, seq + i, timestamp, epoch, streamVersion + i);
+      const crcAt = o + frameBytes - CRC_BYTES;
+      writeU32(b, crcAt, (shiftCrc(crc32c(b, o, o + EVENT_HEADER_BYTES), frameBytes - EVENT_HEADER_BYTES - CRC_BYTES) ^ readU32(b, crcAt)) >>> 0);
+      o += frameBytes;
+    }
+    this.position = first + bytes;
+    if (this.unsealedFrames === 0) this.unsealedFirstSeq = seq;
+    this.unsealedLastSeq = seq + count - 1;
+    this.unsealedFrames += count;
+    return count;
   }
 
   /** Throws {@link InvalidFrameFieldError} unless `seq` follows the last frame and the other fields can be stored. */

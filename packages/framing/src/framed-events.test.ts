@@ -116,6 +116,55 @@ describe('framed events', () => {
     );
   });
 
+  it('stamped as a first frame plus one run (appendFramedRun), are byte for byte what appendEvent writes, in versions 2 and 3 (property)', () => {
+    const event = fc.record({ type: fc.string({ minLength: 1, maxLength: 20 }).filter(wellFormed), data: fc.uint8Array({ maxLength: 300 }), metadata: fc.option(fc.uint8Array({ maxLength: 50 }), { nil: undefined }) });
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 30 }).filter(wellFormed),
+        fc.array(event, { minLength: 2, maxLength: 8 }),
+        fc.constantFrom(2 as const, 3 as const),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 2 ** 40 }),
+        (streamId, evs, formatVersion, endsCommit, base) => {
+          const level = formatVersion === 3 ? 'critical' : undefined;
+          const last = evs.length - 1;
+          const flags = (i: number): number => (i === 0 ? FLAG_COMMIT_FIRST : 0) | (endsCommit && i === last ? FLAG_COMMIT_LAST : 0);
+          const direct = new FrameWriter({ initialBytes: 256, formatVersion });
+          const first: CommitHeaders = level === undefined ? headers : { ...headers, level };
+          evs.forEach((e, i) => direct.appendEvent(base + 1 + i, 3, 1_700_000_000_000, flags(i), streamId, base + 10 + i, e.type, i === 0 ? first : undefined, e.metadata, e.data));
+          const bytes = framed(streamId, evs, headers);
+          const stamped = new FrameWriter({ initialBytes: 256, formatVersion });
+          const n = bytes.readUInt32LE(0);
+          stamped.appendFramed(base + 1, 3, 1_700_000_000_000, flags(0), base + 10, bytes, 0, n, level);
+          expect(stamped.appendFramedRun(base + 2, 3, 1_700_000_000_000, base + 11, bytes, n, bytes.length, endsCommit)).toBe(last);
+          expect(stamped.unsealedFrameCount).toBe(evs.length);
+          expect(Buffer.from(stamped.bytes()).equals(Buffer.from(direct.bytes()))).toBe(true);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('appendFramedRun writes nothing when a frame of the run cannot be written', () => {
+    const bytes = framed('account-1', events, headers);
+    const first = bytes.readUInt32LE(0);
+    const writer = new FrameWriter({ frameBytesMax: 1 << 22 });
+    writer.appendFramed(1, 1, 5, FLAG_COMMIT_FIRST, 1, bytes, 0, first);
+    const before = Buffer.from(writer.bytes());
+    // The first frame carries the commit headers: not a run.
+    expect(() => writer.appendFramedRun(2, 1, 5, 2, bytes, 0, bytes.length, true)).toThrow(/not a run of framed events without headers/);
+    // A run cut in the middle of a frame.
+    expect(() => writer.appendFramedRun(2, 1, 5, 2, bytes, first, bytes.length - 1, true)).toThrow(/not a run of framed events without headers/);
+    // A seq that does not follow.
+    expect(() => writer.appendFramedRun(5, 1, 5, 2, bytes, first, bytes.length, true)).toThrow(/does not follow/);
+    // A frame over the writer's limit.
+    const small = new FrameWriter({ frameBytesMax: 64 });
+    expect(() => small.appendFramedRun(1, 1, 5, 1, bytes, first, bytes.length, true)).toThrow(FrameTooLargeError);
+    expect(Buffer.from(writer.bytes()).equals(before)).toBe(true);
+    expect(small.byteLength).toBe(0);
+    expect(writer.appendFramedRun(2, 1, 5, 2, bytes, first, bytes.length, true)).toBe(2);
+  });
+
   it('with one flipped body byte are refused as corrupt, naming the event', () => {
     const bytes = Buffer.from(framed('account-1', events, headers));
     const second = bytes.readUInt32LE(0);

@@ -138,7 +138,8 @@ export function writeU16(b: Uint8Array, o: number, v: number): void {
 }
 
 export function writeU53(b: Uint8Array, o: number, v: number): void {
-  const low = v % TWO_32;
-  writeU32(b, o, low);
-  writeU32(b, o + 4, (v - low) / TWO_32);
+  // v < 2^53, so the high word is below 2^21 and `>>> 0` truncates the quotient (no fmod).
+  const high = (v / TWO_32) >>> 0;
+  writeU32(b, o, v - high * TWO_32);
+  writeU32(b, o + 4, high);
 }

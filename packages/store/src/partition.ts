@@ -992,23 +992,12 @@ export class Partition {
         // One change, already framed by the client: copy and stamp (no decode, no re-encode).
         const count = pending.encodedCount as number;
         const base = versions[0];
-        let o = 0;
-        for (let i = 0; i < count; i++) {
-          const frameBytes = readU32(encoded, o);
-          writer.appendFramed(
-            seq,
-            this.epochValue,
-            group.timestamp,
-            (i === 0 ? FLAG_COMMIT_FIRST : 0) | (i === count - 1 ? FLAG_COMMIT_LAST : 0),
-            base + i + 1,
-            encoded,
-            o,
-            o + frameBytes,
-            i === 0 ? this.level : undefined,
-          );
-          o += frameBytes;
-          seq++;
-        }
+        // The first frame alone (it carries the commit's headers, and the level goes into them),
+        // the rest as one run: one copy, then each frame stamped in place.
+        const firstBytes = readU32(encoded, 0);
+        writer.appendFramed(seq, this.epochValue, group.timestamp, FLAG_COMMIT_FIRST | (count === 1 ? FLAG_COMMIT_LAST : 0), base + 1, encoded, 0, firstBytes, this.level);
+        seq++;
+        if (count > 1) seq += writer.appendFramedRun(seq, this.epochValue, group.timestamp, base + 2, encoded, firstBytes, encoded.length, true);
         streams.push({ streamId: changes[0].streamId, firstVersion: base + 1, version: base + count });
       }
       for (let c = 0; encoded === undefined && c <= lastChange; c++) {

@@ -1,7 +1,7 @@
 import type { BenchSystem } from '../bench-system.js';
 import { benchModuleSystem } from './bench-module-system.js';
 import { postgresSystem } from './postgres-system.js';
-import { rawFdatasyncSystem } from './raw-fdatasync-system.js';
+import { rawFdatasyncSyncSystem, rawFdatasyncSystem } from './raw-fdatasync-system.js';
 import { redisSystem } from './redis-system.js';
 import { sluiceFileCommandIdSystem, sluiceFileSystem } from './sluice-file-system.js';
 import { sluiceAzuriteSystem } from './sluice-azurite-system.js';
@@ -46,6 +46,7 @@ export const BENCH_SYSTEMS: readonly BenchSystem[] = [
   sqliteSystem,
   postgresSystem,
   redisSystem,
+  rawFdatasyncSyncSystem,
   rawFdatasyncSystem,
   rawLmdbSystem,
 ];

@@ -87,6 +87,20 @@ export const DIGEST_SHA1 = 1;
 export const SHA1_BYTES = 20;
 
 export const EVENT_HEADER_BYTES = 52;
+/**
+ * Offsets of an event frame's header fields (the table above), for readers that walk frames in
+ * place instead of decoding them (subscriptions, the broadcast codec).
+ */
+export const EVENT_VERSION_AT = 4;
+export const EVENT_KIND_AT = 5;
+export const EVENT_SEQ_AT = 8;
+export const EVENT_TIMESTAMP_AT = 16;
+export const EVENT_STREAM_ID_BYTES_AT = 28;
+export const EVENT_TYPE_BYTES_AT = 30;
+export const EVENT_STREAM_VERSION_AT = 32;
+export const EVENT_HEADERS_BYTES_AT = 40;
+export const EVENT_METADATA_BYTES_AT = 44;
+export const EVENT_PAYLOAD_BYTES_AT = 48;
 export const MARKER_HEADER_BYTES = 44;
 /** Offset of the previous batch's digest in a version 2 marker. */
 export const MARKER_PREV_DIGEST_OFFSET = 44;

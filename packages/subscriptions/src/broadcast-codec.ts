@@ -2,6 +2,14 @@ import {
   CRC_BYTES,
   DEFAULT_FRAME_BYTES_MAX,
   EVENT_HEADER_BYTES,
+  EVENT_HEADERS_BYTES_AT,
+  EVENT_KIND_AT,
+  EVENT_METADATA_BYTES_AT,
+  EVENT_PAYLOAD_BYTES_AT,
+  EVENT_SEQ_AT,
+  EVENT_STREAM_ID_BYTES_AT,
+  EVENT_TYPE_BYTES_AT,
+  EVENT_VERSION_AT,
   FORMAT_VERSION,
   FORMAT_VERSION_MIN,
   FRAME_BYTES_MIN,
@@ -9,6 +17,7 @@ import {
   KIND_EVENT,
   crc32c,
   decodeEventFrameAt,
+  readU16,
   readU32,
 } from '@sluice/framing';
 import type { RecordedEvent } from '@sluice/store';
@@ -303,17 +312,16 @@ function framesFollow(b: Uint8Array, o: number, end: number, firstSeq: number, c
     if (o + FRAME_BYTES_MIN > end) return false;
     const n = (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
     if (n < FRAME_BYTES_MIN || o + n > end) return false;
-    const version = b[o + 4];
-    if (b[o + 5] !== KIND_EVENT || version > FORMAT_VERSION || version < FORMAT_VERSION_MIN) return false;
-    if ((b[o + 8] | (b[o + 9] << 8) | (b[o + 10] << 16) | (b[o + 11] << 24)) >>> 0 !== low) return false;
-    if ((b[o + 12] | (b[o + 13] << 8) | (b[o + 14] << 16) | (b[o + 15] << 24)) >>> 0 !== high) return false;
+    const version = b[o + EVENT_VERSION_AT];
+    if (b[o + EVENT_KIND_AT] !== KIND_EVENT || version > FORMAT_VERSION || version < FORMAT_VERSION_MIN) return false;
+    if (readU32(b, o + EVENT_SEQ_AT) !== low || readU32(b, o + EVENT_SEQ_AT + 4) !== high) return false;
     const fields =
       EVENT_HEADER_BYTES +
-      (b[o + 28] | (b[o + 29] << 8)) +
-      (b[o + 30] | (b[o + 31] << 8)) +
-      readU32(b, o + 40) +
-      readU32(b, o + 44) +
-      readU32(b, o + 48) +
+      readU16(b, o + EVENT_STREAM_ID_BYTES_AT) +
+      readU16(b, o + EVENT_TYPE_BYTES_AT) +
+      readU32(b, o + EVENT_HEADERS_BYTES_AT) +
+      readU32(b, o + EVENT_METADATA_BYTES_AT) +
+      readU32(b, o + EVENT_PAYLOAD_BYTES_AT) +
       CRC_BYTES;
     if (fields !== n) return false;
     o += n;

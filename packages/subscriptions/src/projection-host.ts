@@ -1,4 +1,17 @@
-import { decodeEventFrameAt, readU32, readU53 } from '@sluice/framing';
+import {
+  EVENT_HEADER_BYTES,
+  EVENT_HEADERS_BYTES_AT,
+  EVENT_METADATA_BYTES_AT,
+  EVENT_PAYLOAD_BYTES_AT,
+  EVENT_STREAM_ID_BYTES_AT,
+  EVENT_STREAM_VERSION_AT,
+  EVENT_TIMESTAMP_AT,
+  EVENT_TYPE_BYTES_AT,
+  decodeEventFrameAt,
+  readU16,
+  readU32,
+  readU53,
+} from '@sluice/framing';
 import type { RecordedEvent } from '@sluice/store';
 import type { CheckpointStore } from './checkpoint-store.js';
 import { decodeEvent, decodeJson, decodedEvent, reasonOf, type DecodedEvent, type PayloadDecoder } from './decoded-event.js';
@@ -162,11 +175,11 @@ function sealedHandler(
       let seq = span.lastSeq - span.count;
       for (let o = span.start; o < span.end; o += readU32(b, o)) {
         seq++;
-        const streamIdAt = o + 52;
-        const typeAt = streamIdAt + b[o + 28] + (b[o + 29] << 8);
-        const payloadAt = typeAt + b[o + 30] + (b[o + 31] << 8) + readU32(b, o + 40) + readU32(b, o + 44);
+        const streamIdAt = o + EVENT_HEADER_BYTES;
+        const typeAt = streamIdAt + readU16(b, o + EVENT_STREAM_ID_BYTES_AT);
+        const typeBytes = readU16(b, o + EVENT_TYPE_BYTES_AT);
+        const payloadAt = typeAt + typeBytes + readU32(b, o + EVENT_HEADERS_BYTES_AT) + readU32(b, o + EVENT_METADATA_BYTES_AT);
         const streamIdBytes = typeAt - streamIdAt;
-        const typeBytes = b[o + 30] + (b[o + 31] << 8);
         // The previous frame's names first (a commit's frames share their stream; types repeat),
         // compared in place: cheaper than hashing them for the cache.
         if (streamIdBytes !== lastStreamIdBytes || !sameBytes(b, lastStreamIdAt, streamIdAt, streamIdBytes)) {
@@ -183,7 +196,7 @@ function sealedHandler(
         table.seqs[count] = seq;
         table.frameAt[count] = o;
         table.payloadAt[count] = payloadAt;
-        table.payloadBytes[count] = readU32(b, o + 48);
+        table.payloadBytes[count] = readU32(b, o + EVENT_PAYLOAD_BYTES_AT);
         table.streamIds[count] = probe.streamId;
         table.types[count] = probe.eventType;
         count++;
@@ -209,15 +222,15 @@ function sealedHandler(
             }
           }
           const o = table.frameAt[i];
-          const headersBytes = readU32(b, o + 40);
+          const headersBytes = readU32(b, o + EVENT_HEADERS_BYTES_AT);
           const decoded: DecodedEvent = {
             partition,
             seq: table.seqs[i],
             streamId: table.streamIds[i],
-            streamVersion: readU53(b, o + 32),
+            streamVersion: readU53(b, o + EVENT_STREAM_VERSION_AT),
             type: table.types[i],
             data,
-            timestamp: readU53(b, o + 16),
+            timestamp: readU53(b, o + EVENT_TIMESTAMP_AT),
             commandIds: headersBytes === 0 ? undefined : commandIdsAt(b, o),
           };
           // Awaited only when the projection returns a promise: a tick per event costs more than the rest.

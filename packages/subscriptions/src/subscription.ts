@@ -1,4 +1,4 @@
-import { KIND_EVENT, readU32, readU53, SequenceChecker } from '@sluice/framing';
+import { EVENT_KIND_AT, EVENT_SEQ_AT, KIND_EVENT, readU32, readU53, SequenceChecker } from '@sluice/framing';
 import type { RecordedEvent, SealedBatchBytes } from '@sluice/store';
 import type { CheckpointStore } from './checkpoint-store.js';
 import { SequenceGapError } from './errors.js';
@@ -225,9 +225,9 @@ class SubscriptionRunner implements Subscription {
       let spanCount = 0;
       let o = 0;
       // Event frames, then the marker (the source checked the layout; the marker ends the walk).
-      while (o < b.length && b[o + 5] === KIND_EVENT) {
+      while (o < b.length && b[o + EVENT_KIND_AT] === KIND_EVENT) {
         const n = readU32(b, o);
-        const seq = readU53(b, o + 8);
+        const seq = readU53(b, o + EVENT_SEQ_AT);
         if (seq === checker.nextSeq + spanCount) {
           if (spanCount === 0) {
             spanStart = o;

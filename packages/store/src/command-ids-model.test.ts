@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WorkerCheckpointRunner } from './index-checkpoint-runner.js';
 import type { CheckpointJob } from './index-checkpoint-work.js';
 import { MemoryLog, createMemoryStorage, openPartition, type CommitResult, type Partition, type PartitionOptions, type PartitionStorage } from './index.js';
+import { overrideStorage } from './storage-override.fixture.js';
 
 const data = new TextEncoder().encode('x');
 const clock = (): number => 1_700_000_000_000;
@@ -18,17 +19,11 @@ function rng(seed: number): () => number {
 function slowStorage(log: MemoryLog, seed: number): PartitionStorage {
   const inner = createMemoryStorage({ log });
   const r = rng(seed);
-  return new Proxy(inner, {
-    get: (target, key) => {
-      if (key === 'sync') {
-        return async () => {
-          const head = await target.sync();
-          for (let i = Math.floor(r() * 3); i > 0; i--) await new Promise((res) => setImmediate(res));
-          return head;
-        };
-      }
-      const value = Reflect.get(target, key) as unknown;
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+  return overrideStorage(inner, {
+    sync: async () => {
+      const head = await inner.sync();
+      for (let i = Math.floor(r() * 3); i > 0; i--) await new Promise((res) => setImmediate(res));
+      return head;
     },
   });
 }

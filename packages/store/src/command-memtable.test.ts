@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { CommandHashes, CommandMemtable } from './command-memtable.js';
 import { hash64 } from './hash64.js';
 import { CommandIdConflictError, MemoryLog, createMemoryStorage, openPartition, type CommitResult, type PartitionOptions, type PartitionStorage } from './index.js';
+import { overrideStorage } from './storage-override.fixture.js';
 
 const data = new TextEncoder().encode('x');
 const clock = (): number => 1_700_000_000_000;
@@ -16,16 +17,10 @@ const collide = (_s: string, out: Uint32Array): void => {
 function countingStorage(log: MemoryLog): { storage: PartitionStorage; reads: Array<[number, number]> } {
   const inner = createMemoryStorage({ log });
   const reads: Array<[number, number]> = [];
-  const storage = new Proxy(inner, {
-    get: (target, key) => {
-      if (key === 'read') {
-        return (from: number, to: number) => {
-          reads.push([from, to]);
-          return inner.read(from, to);
-        };
-      }
-      const value = Reflect.get(target, key) as unknown;
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+  const storage = overrideStorage(inner, {
+    read: (from: number, to: number) => {
+      reads.push([from, to]);
+      return inner.read(from, to);
     },
   });
   return { storage, reads };

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryLog, createMemoryStorage, createMirroredStorage, openPartition, type Partition, type PartitionStorage } from './index.js';
+import { overrideStorage } from './storage-override.fixture.js';
 
 const data = new TextEncoder().encode('x');
 const clock = (): number => 1_700_000_000_000;
@@ -12,13 +13,7 @@ afterEach(async () => {
 });
 
 function withSync(inner: PartitionStorage, sync: (t: PartitionStorage) => Promise<unknown>): PartitionStorage {
-  return new Proxy(inner, {
-    get: (target, key) => {
-      if (key === 'sync') return () => sync(target);
-      const value = Reflect.get(target, key) as unknown;
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  return overrideStorage(inner, { sync: () => sync(inner) as ReturnType<PartitionStorage['sync']> });
 }
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 /** A location whose sync returns its own (correct) head two event-loop turns late. */

@@ -14,6 +14,7 @@ import {
   type Partition,
   type PartitionStorage,
 } from './index.js';
+import { overrideStorage } from './storage-override.fixture.js';
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -177,13 +178,7 @@ describe('mirrored storage: bad locations are refused before anything is opened'
   function spy(): { storage: PartitionStorage; opened: () => boolean } {
     let opened = false;
     const inner = createMemoryStorage();
-    const storage = new Proxy(inner, {
-      get: (t, k) => {
-        const v = Reflect.get(t, k) as unknown;
-        if (k === 'open') return () => ((opened = true), inner.open());
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-      },
-    });
+    const storage = overrideStorage(inner, { open: () => ((opened = true), inner.open()) });
     return { storage, opened: () => opened };
   }
 
@@ -265,14 +260,7 @@ describe('mirrored storage: frame reads', () => {
         yield f;
       }
     }
-    return new Proxy(inner, {
-      get: (target, key) => {
-        if (key === 'capabilities') return capabilities;
-        if (key === 'readFrames') return mode.noFrames === true ? undefined : failing;
-        const value = Reflect.get(target, key) as unknown;
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
-    });
+    return overrideStorage(inner, { capabilities, readFrames: mode.noFrames === true ? undefined : failing });
   };
 
   it('has frame reads exactly when every location has them', () => {

@@ -14,6 +14,7 @@ import {
   type PartitionOptions,
   type PartitionStorage,
 } from './index.js';
+import { overrideStorage } from './storage-override.fixture.js';
 
 const data = new TextEncoder().encode('x');
 const clock = (): number => 1_700_000_000_000;
@@ -37,15 +38,7 @@ function countingStorage(log: MemoryLog, options: { frameReads?: boolean } = {})
   };
   // Without frame reads the engine reads streams through batches: what the batch path touches.
   const capabilities = options.frameReads === false ? { ...inner.capabilities, frameReads: false } : inner.capabilities;
-  const storage = new Proxy(inner, {
-    get: (target, key) => {
-      if (key === 'read') return read;
-      if (key === 'capabilities') return capabilities;
-      if (key === 'readFrames' && options.frameReads === false) return undefined;
-      const value = Reflect.get(target, key) as unknown;
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  const storage = overrideStorage(inner, { read, capabilities, ...(options.frameReads === false ? { readFrames: undefined } : {}) });
   return { storage, reads };
 }
 
@@ -152,13 +145,7 @@ describe('the index without a directory (in memory)', () => {
     const synced = new Promise<void>((resolve) => (release = resolve));
     const inner = createMemoryStorage();
     // Syncs wait for the test: the first commit stays in flight while its duplicate comes.
-    const storage = new Proxy(inner, {
-      get: (target, key) => {
-        if (key === 'sync') return async () => (await synced, target.sync());
-        const value = Reflect.get(target, key) as unknown;
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
-    });
+    const storage = overrideStorage(inner, { sync: async () => (await synced, inner.sync()) });
     const p = await openPartition({ storage, clock });
     const unit = { changes: [{ streamId: 's', events: [{ type: 'E', data }] }] };
     const ids = ['m-1'];
@@ -293,26 +280,18 @@ function gatedStorage(log: MemoryLog): { storage: PartitionStorage; hold(): void
   let open = (): void => undefined;
   let writes = 0;
   const waiters: Array<[number, () => void]> = [];
-  const storage = new Proxy(inner, {
-    get: (target, key) => {
-      if (key === 'write') {
-        return async (bytes: Uint8Array, firstSeq: number, lastSeq: number) => {
-          await target.write(bytes, firstSeq, lastSeq);
-          writes++;
-          for (const [n, resolve] of waiters) if (writes >= n) resolve();
-        };
-      }
-      if (key === 'sync') {
-        return async () => {
-          // Durable at the call (what was written before it), acknowledged once released.
-          const held = gate;
-          const head = await target.sync();
-          await held;
-          return head;
-        };
-      }
-      const value = Reflect.get(target, key) as unknown;
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+  const storage = overrideStorage(inner, {
+    write: async (bytes, firstSeq, lastSeq) => {
+      await inner.write(bytes, firstSeq, lastSeq);
+      writes++;
+      for (const [n, resolve] of waiters) if (writes >= n) resolve();
+    },
+    sync: async () => {
+      // Durable at the call (what was written before it), acknowledged once released.
+      const held = gate;
+      const head = await inner.sync();
+      await held;
+      return head;
     },
   });
   return {
@@ -738,17 +717,11 @@ function slowStorage(log: MemoryLog, seed: number): PartitionStorage {
     // Syncs that return a few turns of the event loop late: later groups of a stream are in the memtable when a checkpoint cuts.
     for (let i = Math.floor(r() * 3); i > 0; i--) await new Promise((res) => setImmediate(res));
   };
-  return new Proxy(inner, {
-    get: (target, key) => {
-      if (key === 'sync') {
-        return async () => {
-          const head = await target.sync();
-          await pause();
-          return head;
-        };
-      }
-      const value = Reflect.get(target, key) as unknown;
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+  return overrideStorage(inner, {
+    sync: async () => {
+      const head = await inner.sync();
+      await pause();
+      return head;
     },
   });
 }

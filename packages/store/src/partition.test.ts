@@ -11,6 +11,7 @@ import {
   parseFsyncPolicy,
   type PartitionStorage,
 } from './index.js';
+import { overrideStorage } from './storage-override.fixture.js';
 
 const data = new TextEncoder().encode('x');
 
@@ -23,13 +24,7 @@ function faultyStorage(log: MemoryLog): { storage: PartitionStorage; failNext: (
     await gate;
     return inner.write(held, first, last);
   };
-  const storage = new Proxy(inner, {
-    get: (target, key) => {
-      if (key === 'write') return write;
-      const value = Reflect.get(target, key) as unknown;
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  const storage = overrideStorage(inner, { write });
   // Fails the next write once `release` is called; until then the write hangs in flight.
   const failNext = (error: Error): (() => void) => {
     log.failNext('write', error);

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { FrameWriter, MARKER_BYTES, MARKER_DIGEST_OFFSET } from '@sluice/framing';
 import { describe, expect, it, vi } from 'vitest';
 import { InvalidRequestError, MemoryLog, PartitionFaultedError, createMemoryStorage, openPartition, sameIdentity, type PartitionStorage } from './index.js';
+import { overrideStorage } from './storage-override.fixture.js';
 
 const data = new TextEncoder().encode('x');
 
@@ -12,25 +13,15 @@ function gatedSyncs(log: MemoryLog): { storage: PartitionStorage; writes: () => 
   let syncs = 0;
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
-  const storage = new Proxy(inner, {
-    get: (target, key) => {
-      const value = Reflect.get(target, key) as unknown;
-      if (typeof value !== 'function') return value;
-      const bound = (value as (...a: unknown[]) => Promise<unknown>).bind(target);
-      if (key === 'write') {
-        return (...args: unknown[]) => {
-          writes++;
-          return bound(...args);
-        };
-      }
-      if (key === 'sync') {
-        return async () => {
-          syncs++;
-          await gate;
-          return bound();
-        };
-      }
-      return bound;
+  const storage = overrideStorage(inner, {
+    write: (bytes, firstSeq, lastSeq) => {
+      writes++;
+      return inner.write(bytes, firstSeq, lastSeq);
+    },
+    sync: async () => {
+      syncs++;
+      await gate;
+      return inner.sync();
     },
   });
   return { storage, writes: () => writes, syncs: () => syncs, release: open };

@@ -1,6 +1,7 @@
 import { MARKER_BYTES, readU53 } from '@sluice/framing';
 import { describe, expect, it } from 'vitest';
 import { MemoryLog, createMemoryStorage, createRingStorage, openPartition, type PartitionStorage } from './index.js';
+import { overrideStorage } from './storage-override.fixture.js';
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -10,15 +11,9 @@ function slowDurable(log: MemoryLog): { storage: PartitionStorage; reads: () => 
   const inner = createMemoryStorage({ log });
   let reads = 0;
   let gate: Promise<void> = Promise.resolve();
-  const storage = new Proxy(inner, {
-    get: (o, k) => {
-      const v = Reflect.get(o, k) as unknown;
-      if (typeof v !== 'function') return v;
-      const bound = (v as (...a: unknown[]) => unknown).bind(o);
-      if (k === 'read') return (...a: unknown[]) => (reads++, bound(...a));
-      if (k === 'sync') return async () => (await gate, bound());
-      return bound;
-    },
+  const storage = overrideStorage(inner, {
+    read: (fromSeq, toSeq, options) => (reads++, inner.read(fromSeq, toSeq, options)),
+    sync: async () => (await gate, inner.sync()),
   });
   const hold = (): (() => void) => {
     let release!: () => void;
@@ -60,18 +55,12 @@ describe('ring location, acknowledge mode', () => {
     const durable = slowDurable(log);
     const writes: Array<[number, number]> = [];
     let joined = 0;
-    const counting = new Proxy(durable.storage, {
-      get: (o, k) => {
-        const v = Reflect.get(o, k) as unknown;
-        if (k === 'write') {
-          return (bytes: Uint8Array, first: number, last: number) => {
-            writes.push([first, last]);
-            // One batch: its marker (the last bytes) starts at the write's first seq.
-            if (readU53(bytes, bytes.length - MARKER_BYTES + 8) !== first) joined++;
-            return (v as PartitionStorage['write']).call(o, bytes, first, last);
-          };
-        }
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(o) : v;
+    const counting = overrideStorage(durable.storage, {
+      write: (bytes, first, last) => {
+        writes.push([first, last]);
+        // One batch: its marker (the last bytes) starts at the write's first seq.
+        if (readU53(bytes, bytes.length - MARKER_BYTES + 8) !== first) joined++;
+        return durable.storage.write(bytes, first, last);
       },
     });
     const ring = createRingStorage({ mode: 'acknowledge', durable: counting, capacityBytes: 64 * 1024 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryLog, createMemoryStorage, openPartition, type Partition, type PartitionOptions, type PartitionStorage } from './index.js';
+import { overrideStorage } from './storage-override.fixture.js';
 
 const data = new TextEncoder().encode('x');
 
@@ -17,15 +18,7 @@ function countingStorage(log: MemoryLog, frameReads: boolean): { storage: Partit
     frameCalls.push([...seqs]);
     return (inner.readFrames as NonNullable<PartitionStorage['readFrames']>)(seqs);
   };
-  const storage = new Proxy(inner, {
-    get: (target, key) => {
-      if (key === 'capabilities') return capabilities;
-      if (key === 'read') return read;
-      if (key === 'readFrames') return frameReads ? readFrames : undefined;
-      const value = Reflect.get(target, key) as unknown;
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  const storage = overrideStorage(inner, { capabilities, read, readFrames: frameReads ? readFrames : undefined });
   return { storage, reads, frameCalls };
 }
 

@@ -5,22 +5,17 @@ import { openPartition, type Partition } from './partition.js';
 import { TailCache } from './tail-cache.js';
 import type { PartitionStorage } from './storage.js';
 import type { RecordedEvent } from './types.js';
+import { overrideStorage } from './storage-override.fixture.js';
 
 const te = new TextEncoder();
 
 /** Storage whose batch reads are counted (seqs asked for), everything else passed through. */
 function countingStorage(inner: PartitionStorage): { storage: PartitionStorage; reads: Array<[number, number]> } {
   const reads: Array<[number, number]> = [];
-  const storage = new Proxy(inner, {
-    get(target, key) {
-      if (key === 'read') {
-        return (fromSeq: number, toSeq: number, options?: object) => {
-          reads.push([fromSeq, toSeq]);
-          return target.read(fromSeq, toSeq, options);
-        };
-      }
-      const value = Reflect.get(target, key, target) as unknown;
-      return typeof value === 'function' ? value.bind(target) : value;
+  const storage = overrideStorage(inner, {
+    read: (fromSeq, toSeq, options) => {
+      reads.push([fromSeq, toSeq]);
+      return inner.read(fromSeq, toSeq, options);
     },
   });
   return { storage, reads };

@@ -313,8 +313,10 @@ export class FrameWriter {
       p += frameBytes;
     }
     if (count === 0) return 0;
-    if (!Number.isSafeInteger(seq + count) || !Number.isSafeInteger(streamVersion + count)) {
-      throw new InvalidFrameFieldError('seq', `the run of ${count} frames from seq ${seq} (stream version ${streamVersion}) passes 2^53`);
+    // Compared as MAX - (count - 1): seq + count - 1 would round in doubles past 2^53.
+    if (seq > Number.MAX_SAFE_INTEGER - (count - 1)) throw new InvalidFrameFieldError('seq', `a run of ${count} frames from seq ${seq} passes 2^53 - 1`);
+    if (streamVersion > Number.MAX_SAFE_INTEGER - (count - 1)) {
+      throw new InvalidFrameFieldError('streamVersion', `a run of ${count} frames from stream version ${streamVersion} passes 2^53 - 1`);
     }
     const bytes = end - start;
     this.ensure(bytes);

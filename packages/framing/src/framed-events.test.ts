@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  EVENT_SEQ_AT,
+  EVENT_STREAM_VERSION_AT,
   FLAG_COMMIT_FIRST,
   FLAG_COMMIT_LAST,
   FrameTooLargeError,
@@ -9,6 +11,8 @@ import {
   crc32c,
   decodeBatches,
   framedEventsBytesBound,
+  readU32,
+  readU53,
   writeFramedEvents,
   type CommitHeaders,
   type FramedEventInput,
@@ -160,9 +164,23 @@ describe('framed events', () => {
     // A frame over the writer's limit.
     const small = new FrameWriter({ frameBytesMax: 64 });
     expect(() => small.appendFramedRun(1, 1, 5, 1, bytes, first, bytes.length, true)).toThrow(FrameTooLargeError);
+    // A run whose last stream version would pass 2^53 - 1 (its last seq would not).
+    expect(() => writer.appendFramedRun(2, 1, 5, Number.MAX_SAFE_INTEGER, bytes, first, bytes.length, true)).toThrow(/streamVersion.*passes 2\^53 - 1/);
     expect(Buffer.from(writer.bytes()).equals(before)).toBe(true);
+    expect([writer.byteLength, writer.unsealedFrameCount]).toEqual([before.length, 1]);
     expect(small.byteLength).toBe(0);
     expect(writer.appendFramedRun(2, 1, 5, 2, bytes, first, bytes.length, true)).toBe(2);
+    // Up to the last safe integer exactly: a run ending at seq and stream version 2^53 - 1.
+    const top = new FrameWriter();
+    expect(top.appendFramedRun(Number.MAX_SAFE_INTEGER - 1, 1, 5, Number.MAX_SAFE_INTEGER - 1, bytes, first, bytes.length, true)).toBe(2);
+    const out = top.bytes();
+    const second = readU32(out, 0);
+    expect([readU53(out, EVENT_SEQ_AT), readU53(out, EVENT_STREAM_VERSION_AT), readU53(out, second + EVENT_SEQ_AT), readU53(out, second + EVENT_STREAM_VERSION_AT)]).toEqual([
+      Number.MAX_SAFE_INTEGER - 1,
+      Number.MAX_SAFE_INTEGER - 1,
+      Number.MAX_SAFE_INTEGER,
+      Number.MAX_SAFE_INTEGER,
+    ]);
   });
 
   it('with one flipped body byte are refused as corrupt, naming the event', () => {

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { closeSync, openSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, open, readFile, readdir, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -645,6 +646,64 @@ describe('limits and interruptions', () => {
       expect(head.lastSeq).toBeGreaterThan(1000);
       await storage.close();
       const again = createFileStorage({ directory: dir, segmentBytes: 4 * 1024 * 1024 });
+      open_.push(again);
+      expect(await again.open()).toMatchObject({ lastSeq: head.lastSeq, droppedSeqs: 0 });
+      await again.close();
+    } finally {
+      for (const s of open_.splice(0)) await s.close().catch(() => undefined);
+      await run('umount', [mnt]);
+    }
+  });
+
+  it('sparse: a roll into a full disk fails as Full, leaves no file open and no partial segment, and the partition reopens at its last synced batch (2 MiB tmpfs)', async () => {
+    const mnt = join(root, 'small-roll');
+    await mkdir(mnt);
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+    try {
+      const dir = join(mnt, 'p');
+      // Segments of one 4 KiB data page: the first batch takes the page, later ones fit in it.
+      const storage = createFileStorage({ directory: dir, segmentBytes: 8192 });
+      open_.push(storage);
+      await storage.open();
+      let head = EMPTY_IDENTITY;
+      const append = async (): Promise<unknown> => {
+        const [b] = chained(head, 1);
+        return storage.write(b.bytes, b.firstSeq, b.lastSeq).then(() => storage.sync()).then(
+          (h) => {
+            head = h;
+            return undefined;
+          },
+          (e: unknown) => e,
+        );
+      };
+      expect(await append()).toBeUndefined();
+      // Then the disk fills up: only the blocks the partition already has remain writable.
+      const filler = openSync(join(mnt, 'filler'), 'w');
+      const chunk = Buffer.alloc(4096, 1);
+      try {
+        for (;;) writeSync(filler, chunk);
+      } catch (error) {
+        expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      } finally {
+        closeSync(filler);
+      }
+      let failed: unknown;
+      for (let i = 0; failed === undefined && i < 1000; i++) failed = await append();
+      // The batches that fit the segment's page were written; the roll's header needed a block.
+      expect(head.lastSeq).toBeGreaterThan(2);
+      expect(failed).toMatchObject({ reason: 'Full' });
+      expect(await segments(dir)).toEqual([segmentName(1)]);
+      await storage.close();
+      const openUnder = readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(mnt);
+        } catch {
+          return false;
+        }
+      });
+      expect(openUnder).toEqual([]);
+      await unlink(join(mnt, 'filler'));
+      const again = createFileStorage({ directory: dir, segmentBytes: 8192 });
       open_.push(again);
       expect(await again.open()).toMatchObject({ lastSeq: head.lastSeq, droppedSeqs: 0 });
       await again.close();

@@ -849,7 +849,16 @@ class FileStorage implements PartitionStorage {
     this.next = undefined;
     let handle = await pending?.catch(() => undefined);
     handle ??= await this.preallocate(old.segment + 1, this.segmentBytes, undefined);
-    await this.startSegment(old.segment + 1, handle, this.written);
+    try {
+      await this.startSegment(old.segment + 1, handle, this.written);
+    } catch (error) {
+      // The new segment never started (a sparse one takes its first block here, so a full disk
+      // shows up now): close it and remove it, as the next open would, so no handle is left open.
+      await handle.close().catch(() => undefined);
+      await unlink(this.path(old.segment + 1)).catch(() => undefined);
+      await syncDirectory(this.directory).catch(() => undefined);
+      throw error;
+    }
     await this.markSuccessor(old.segment, old.handle);
     // The old segment is sealed and all of it durable: record its batch table and frame positions.
     this.queueSidecar(old.segment, this.written);

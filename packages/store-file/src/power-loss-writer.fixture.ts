@@ -3,17 +3,17 @@
  * appends commits from several appenders at once, and prints each acknowledged commit on stdout
  * ("ack <commandId> <firstSeq> <lastSeq>"). The parent SIGKILLs it and copies the disk image.
  *
- * argv: <directory> <fsync policy> <segmentBytes> <first command number>
+ * argv: <directory> <fsync policy> <segmentBytes> <first command number> <preallocate>
  */
 import { openPartition } from '@sluice/store';
 import type { FsyncPolicyInput } from '@sluice/store';
 import { createFileStorage } from './index.js';
 
-const [directory, fsync, segmentBytesText, firstText] = process.argv.slice(2);
+const [directory, fsync, segmentBytesText, firstText, preallocate] = process.argv.slice(2);
 const payloadOf = (id: string): Uint8Array => new TextEncoder().encode(`payload-of-${id}`.padEnd(200, '.'));
 
 const partition = await openPartition({
-  storage: createFileStorage({ directory, segmentBytes: Number(segmentBytesText), fsync: fsync as FsyncPolicyInput }),
+  storage: createFileStorage({ directory, segmentBytes: Number(segmentBytesText), fsync: fsync as FsyncPolicyInput, preallocate: preallocate as 'sparse' | 'zero-fill' }),
   name: 'power-loss',
 });
 process.stdout.write(`open ${partition.lastSeq}\n`);

@@ -29,6 +29,7 @@ import { attachImage, createLoopFilesystem, detach, killAtAcksAndSnapshot, relea
  * per policy (cycles, acks, acknowledged commits lost, copies refused), e.g. to see that the
  * lossy policies really lose unsynced commits in the copies.
  */
+type Preallocate = 'sparse' | 'zero-fill';
 const COMMIT_CYCLES = Number(process.env.SLUICE_POWER_CYCLES ?? 20);
 const LOSSY_CYCLES = Math.max(5, Math.ceil(COMMIT_CYCLES / 4));
 const IMAGE_BYTES = 256 * 1024 * 1024;
@@ -84,8 +85,8 @@ type Range = readonly [number, number];
  * process). Every ack the writer printed, also after the kill was sent, came before its death
  * and so before the copy.
  */
-async function killWriterAndCopy(directory: string, fsync: string, first: number, ackTarget: number, copy: string): Promise<Map<string, Range>> {
-  const child = spawn(process.execPath, [writerScript, directory, fsync, String(SEGMENT_BYTES), String(first)], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function killWriterAndCopy(directory: string, fsync: string, first: number, ackTarget: number, copy: string, preallocate: Preallocate): Promise<Map<string, Range>> {
+  const child = spawn(process.execPath, [writerScript, directory, fsync, String(SEGMENT_BYTES), String(first), preallocate], { stdio: ['ignore', 'pipe', 'pipe'] });
   writers.add(child);
   child.on('close', () => writers.delete(child));
   return killAtAcksAndSnapshot(child, ackTarget, disk.image, copy);
@@ -145,8 +146,8 @@ interface PolicyRun {
  * `cycles` power losses of a writer with `fsync`; returns what went wrong (a list, so one run
  * reports every failed cycle, and how often, instead of stopping at the first).
  */
-async function powerCycles(fsync: 'commit' | 'none' | `interval:${number}ms`, cycles: number, seed: number): Promise<PolicyRun> {
-  const name = fsync.replace(/[^a-z0-9]/g, '-');
+async function powerCycles(fsync: 'commit' | 'none' | `interval:${number}ms`, cycles: number, seed: number, preallocate: Preallocate = 'sparse'): Promise<PolicyRun> {
+  const name = `${fsync.replace(/[^a-z0-9]/g, '-')}-${preallocate}`;
   const directory = join(disk.mountPoint, name);
   const everAcked = new Map<string, Range>();
   const run: PolicyRun = { cycles, acked: 0, lost: 0, cyclesWithLoss: 0, refused: 0, problems: [] };
@@ -158,7 +159,7 @@ async function powerCycles(fsync: 'commit' | 'none' | `interval:${number}ms`, cy
     // Mostly short runs (the power goes during the first group commits), some long ones.
     const ackTarget = 1 + Math.floor(random() ** 2 * 600);
     const copyImage = join(scratch, `copy-${name}.img`);
-    const acked = await killWriterAndCopy(directory, fsync, cycle * 1_000_000, ackTarget, copyImage);
+    const acked = await killWriterAndCopy(directory, fsync, cycle * 1_000_000, ackTarget, copyImage, preallocate);
     for (const [id, range] of acked) everAcked.set(id, range);
     run.acked += acked.size;
 
@@ -168,7 +169,7 @@ async function powerCycles(fsync: 'commit' | 'none' | `interval:${number}ms`, cy
       let partition: Partition;
       try {
         partition = await openPartition({
-          storage: createFileStorage({ directory: join(copy.mountPoint, name), fsync, segmentBytes: SEGMENT_BYTES }),
+          storage: createFileStorage({ directory: join(copy.mountPoint, name), fsync, segmentBytes: SEGMENT_BYTES, preallocate }),
           name: `copy-${name}`,
         });
       } catch (error) {
@@ -234,6 +235,14 @@ describe('file store on ext4 survives power loss', () => {
     await report('commit', run);
     expect(run.problems.slice(0, 15), summary('commit', run)).toEqual([]);
     expect(run.acked, 'the writer acknowledged commits').toBeGreaterThan(COMMIT_CYCLES);
+  });
+
+  it(`commit, zero-filled segments: every acknowledged commit survives ${LOSSY_CYCLES} power losses`, { timeout: 60_000 + LOSSY_CYCLES * 6_000 }, async () => {
+    ready();
+    const run = await powerCycles('commit', LOSSY_CYCLES, 4343, 'zero-fill');
+    await report('commit, zero-fill', run);
+    expect(run.problems.slice(0, 15), summary('commit, zero-fill', run)).toEqual([]);
+    expect(run.acked, 'the writer acknowledged commits').toBeGreaterThan(LOSSY_CYCLES);
   });
 
   for (const fsync of ['interval:100ms', 'none'] as const) {

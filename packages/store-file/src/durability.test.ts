@@ -577,106 +577,45 @@ describe('limits and interruptions', () => {
     expect(() => createFileStorage({ directory, segmentBytes: SEGMENT_BYTES_MAX })).not.toThrow();
   });
 
-  it('zero-fill: leaves no partial segment behind when preallocation runs out of space (2 MiB tmpfs)', async () => {
-    const mnt = join(root, 'small');
-    await mkdir(mnt);
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
-    try {
+  it('zero-fill: leaves no partial segment behind when preallocation runs out of space (2 MiB tmpfs)', () =>
+    onSmallTmpfs('small', async (mnt) => {
       const dir = join(mnt, 'p');
       const error = await refusal(() => createFileStorage({ directory: dir, segmentBytes: 4 * 1024 * 1024, preallocate: 'zero-fill' }).open());
       expect(error.reason).toBe('Full');
       expect(error.message).toMatch(/out of space preallocating a segment of 4194304 bytes .* free at least \d+ bytes .* or lower segmentBytes; the partial segment was removed/);
       expect(await segments(dir)).toEqual([]);
       // A segment that fits, then a roll into one that does not: the write fails as Full, no partial segment.
-      const storage = createFileStorage({ directory: dir, segmentBytes: 1536 * 1024, preallocate: 'zero-fill' });
-      open_.push(storage);
-      await storage.open();
-      let failed: unknown;
-      let head = EMPTY_IDENTITY;
-      for (let i = 0; failed === undefined && i < 20_000; i++) {
-        const [b] = chained(head, 1);
-        await storage.write(b.bytes, b.firstSeq, b.lastSeq).then(() => storage.sync()).then(
-          (h) => {
-            head = h;
-          },
-          (e: unknown) => {
-            failed = e;
-          },
-        );
-      }
+      const storage = await openStorage({ directory: dir, segmentBytes: 1536 * 1024, preallocate: 'zero-fill' });
+      const { head, failed } = await appendUntilFailure(storage, EMPTY_IDENTITY);
       expect(failed).toMatchObject({ reason: 'Full' });
       expect(await segments(dir)).toEqual([segmentName(1)]);
       await storage.close();
-      const again = createFileStorage({ directory: dir, segmentBytes: 1536 * 1024, preallocate: 'zero-fill' });
-      open_.push(again);
-      expect(await again.open()).toMatchObject({ lastSeq: head.lastSeq, droppedSeqs: 0 });
+      const again = await openStorage({ directory: dir, segmentBytes: 1536 * 1024, preallocate: 'zero-fill' }, { lastSeq: head.lastSeq, droppedSeqs: 0 });
       await again.close();
-    } finally {
-      for (const s of open_.splice(0)) await s.close().catch(() => undefined);
-      await run('umount', [mnt]);
-    }
-  });
+    }));
 
-  it('sparse: a disk that fills up under the writer fails the write as Full, and the partition reopens at its last synced batch (2 MiB tmpfs)', async () => {
-    const mnt = join(root, 'small-sparse');
-    await mkdir(mnt);
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
-    try {
+  it('sparse: a disk that fills up under the writer fails the write as Full, and the partition reopens at its last synced batch (2 MiB tmpfs)', () =>
+    onSmallTmpfs('small-sparse', async (mnt) => {
       const dir = join(mnt, 'p');
       // Segments larger than the disk: their size is set, no block is taken until written.
-      const storage = createFileStorage({ directory: dir, segmentBytes: 4 * 1024 * 1024 });
-      open_.push(storage);
-      await storage.open();
+      const storage = await openStorage({ directory: dir, segmentBytes: 4 * 1024 * 1024 });
       expect((await stat(join(dir, segmentName(1)))).size).toBe(4 * 1024 * 1024);
-      let failed: unknown;
-      let head = EMPTY_IDENTITY;
-      for (let i = 0; failed === undefined && i < 20_000; i++) {
-        const [b] = chained(head, 1);
-        await storage.write(b.bytes, b.firstSeq, b.lastSeq).then(() => storage.sync()).then(
-          (h) => {
-            head = h;
-          },
-          (e: unknown) => {
-            failed = e;
-          },
-        );
-      }
+      const { head, failed } = await appendUntilFailure(storage, EMPTY_IDENTITY);
       expect(failed).toMatchObject({ reason: 'Full' });
       expect((failed as Error).message).toMatch(/out of space .*free disk space or move the partition/);
       expect(head.lastSeq).toBeGreaterThan(1000);
       await storage.close();
-      const again = createFileStorage({ directory: dir, segmentBytes: 4 * 1024 * 1024 });
-      open_.push(again);
-      expect(await again.open()).toMatchObject({ lastSeq: head.lastSeq, droppedSeqs: 0 });
+      const again = await openStorage({ directory: dir, segmentBytes: 4 * 1024 * 1024 }, { lastSeq: head.lastSeq, droppedSeqs: 0 });
       await again.close();
-    } finally {
-      for (const s of open_.splice(0)) await s.close().catch(() => undefined);
-      await run('umount', [mnt]);
-    }
-  });
+    }));
 
-  it('sparse: a roll into a full disk fails as Full, leaves no file open and no partial segment, and the partition reopens at its last synced batch (2 MiB tmpfs)', async () => {
-    const mnt = join(root, 'small-roll');
-    await mkdir(mnt);
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
-    try {
+  it('sparse: a roll into a full disk fails as Full, leaves no file open and no partial segment, and the partition reopens at its last synced batch (2 MiB tmpfs)', () =>
+    onSmallTmpfs('small-roll', async (mnt) => {
       const dir = join(mnt, 'p');
       // Segments of one 4 KiB data page: the first batch takes the page, later ones fit in it.
-      const storage = createFileStorage({ directory: dir, segmentBytes: 8192 });
-      open_.push(storage);
-      await storage.open();
-      let head = EMPTY_IDENTITY;
-      const append = async (): Promise<unknown> => {
-        const [b] = chained(head, 1);
-        return storage.write(b.bytes, b.firstSeq, b.lastSeq).then(() => storage.sync()).then(
-          (h) => {
-            head = h;
-            return undefined;
-          },
-          (e: unknown) => e,
-        );
-      };
-      expect(await append()).toBeUndefined();
+      const storage = await openStorage({ directory: dir, segmentBytes: 8192 });
+      const first = await appendUntilFailure(storage, EMPTY_IDENTITY, 1);
+      expect(first.failed).toBeUndefined();
       // Then the disk fills up: only the blocks the partition already has remain writable.
       const filler = openSync(join(mnt, 'filler'), 'w');
       const chunk = Buffer.alloc(4096, 1);
@@ -687,10 +626,9 @@ describe('limits and interruptions', () => {
       } finally {
         closeSync(filler);
       }
-      let failed: unknown;
-      for (let i = 0; failed === undefined && i < 1000; i++) failed = await append();
-      // The batches that fit the segment's page were written; the roll's header needed a block.
-      expect(head.lastSeq).toBeGreaterThan(2);
+      // The batches that fit the segment's page are written; the roll's header needs a block.
+      const { head, failed } = await appendUntilFailure(storage, first.head, 1000);
+      expect(head.lastSeq).toBeGreaterThan(first.head.lastSeq + 2);
       expect(failed).toMatchObject({ reason: 'Full' });
       expect(await segments(dir)).toEqual([segmentName(1)]);
       await storage.close();
@@ -703,15 +641,9 @@ describe('limits and interruptions', () => {
       });
       expect(openUnder).toEqual([]);
       await unlink(join(mnt, 'filler'));
-      const again = createFileStorage({ directory: dir, segmentBytes: 8192 });
-      open_.push(again);
-      expect(await again.open()).toMatchObject({ lastSeq: head.lastSeq, droppedSeqs: 0 });
+      const again = await openStorage({ directory: dir, segmentBytes: 8192 }, { lastSeq: head.lastSeq, droppedSeqs: 0 });
       await again.close();
-    } finally {
-      for (const s of open_.splice(0)) await s.close().catch(() => undefined);
-      await run('umount', [mnt]);
-    }
-  });
+    }));
 
   it('zero-fill: stops preallocating when the signal aborts during open(), and removes the partial segment', async () => {
     const controller = new AbortController();
@@ -731,6 +663,42 @@ describe('limits and interruptions', () => {
     expect(p.lastSeq).toBe(0);
   });
 });
+
+/** Runs `test` on a 2 MiB tmpfs mounted for it (a disk that fills up), then closes what it opened and unmounts. */
+async function onSmallTmpfs(name: string, test: (mnt: string) => Promise<void>): Promise<void> {
+  const mnt = join(root, name);
+  await mkdir(mnt);
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+  try {
+    await test(mnt);
+  } finally {
+    for (const s of open_.splice(0)) await s.close().catch(() => undefined);
+    await run('umount', [mnt]);
+  }
+}
+
+/** Opens a file storage (closed by {@link onSmallTmpfs} if the test does not), expecting `recovery` when given. */
+async function openStorage(options: FileStorageOptions, recovery?: object): Promise<PartitionStorage> {
+  const storage = createFileStorage(options);
+  open_.push(storage);
+  const opened = await storage.open();
+  if (recovery !== undefined) expect(opened).toMatchObject(recovery);
+  return storage;
+}
+
+/** Writes and syncs one batch at a time after `head` until one fails or `max` succeeded: the last synced head and the failure. */
+async function appendUntilFailure(storage: PartitionStorage, head: BatchIdentity, max = 20_000): Promise<{ head: BatchIdentity; failed: unknown }> {
+  for (let i = 0; i < max; i++) {
+    const [b] = chained(head, 1);
+    try {
+      await storage.write(b.bytes, b.firstSeq, b.lastSeq);
+      head = await storage.sync();
+    } catch (error) {
+      return { head, failed: error };
+    }
+  }
+  return { head, failed: undefined };
+}
 
 function run(command: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -581,6 +581,7 @@ export class SegmentIndex {
       runs.push({ from: i, to: j, segment, start, end });
       i = j;
     }
+    await this.openHandles(runs.map((run) => run.segment));
     const reads: Array<Promise<Buffer>> = [];
     const startRead = (r: number): void => {
       const run = runs[r];
@@ -618,6 +619,24 @@ export class SegmentIndex {
         }
       }
       reads[r] = EMPTY_READ; // let the buffer go
+    }
+  }
+
+  /**
+   * Opens the read handles of `segments` not open yet (at most `handlesMax`, FRAME_READS_IN_FLIGHT
+   * at a time) before a read walks them: a stream spread over the log touches many segments, and
+   * opening each only when its turn comes costs a thread-pool round trip per segment, one after
+   * the other (a 100-event stream over 55 segments: most of its first read).
+   */
+  private async openHandles(segments: readonly number[]): Promise<void> {
+    const missing = [...new Set(segments)].filter((segment) => !this.handles.has(segment)).slice(0, this.handlesMax);
+    for (let i = 0; i < missing.length; i += FRAME_READS_IN_FLIGHT) {
+      await Promise.all(
+        missing.slice(i, i + FRAME_READS_IN_FLIGHT).map(async (segment) => {
+          await this.handle(segment);
+          this.releaseHandle(segment);
+        }),
+      );
     }
   }
 

@@ -7,6 +7,7 @@ import {
   DEFAULT_FRAME_BYTES_MAX,
   DIGEST_SHA1,
   EVENT_HEADER_BYTES,
+  EVENT_HEADERS_BYTES_AT,
   FLAG_COMMIT_LAST,
   FORMAT_VERSION_BASE,
   FORMAT_VERSION_LEVEL,
@@ -265,7 +266,7 @@ export class FrameWriter {
       throw new RangeError(`[sluice/framing] appendFramed: [${start}, ${end}) is not one framed event`);
     }
     if (frameBytes > this.frameBytesMax) throw new FrameTooLargeError(frameBytes, this.frameBytesMax);
-    if (withLevel && (readU32(source, start + 40) > 0 || (level !== undefined && level !== ''))) {
+    if (withLevel && (readU32(source, start + EVENT_HEADERS_BYTES_AT) > 0 || (level !== undefined && level !== ''))) {
       this.appendFramedWithLevel(seq, epoch, timestamp, flags, streamVersion, source, start, end, level ?? '');
       return;
     }
@@ -278,15 +279,21 @@ export class FrameWriter {
     } else {
       b.set(source.subarray(start, end), o);
     }
-    // Frames without headers are laid out alike in versions 2 and 3.
-    this.stamp(o, flags, seq, timestamp, epoch, streamVersion);
-    const crcAt = o + frameBytes - CRC_BYTES;
-    const bodyBytes = frameBytes - EVENT_HEADER_BYTES - CRC_BYTES;
-    // The frame's CRC from the stamped header's and the client's body CRC (crc32cCombine, with
-    // the shift by the body's length taken from a cached table instead of 32 multiply steps).
-    writeU32(b, crcAt, (shiftCrc(crc32c(b, o, o + EVENT_HEADER_BYTES), bodyBytes) ^ readU32(b, crcAt)) >>> 0);
+    this.stampFramed(o, frameBytes, flags, seq, timestamp, epoch, streamVersion);
     this.position = o + frameBytes;
     this.counted(seq);
+  }
+
+  /**
+   * Stamps the framed event copied to `o` (without headers: laid out alike in versions 2 and 3)
+   * and derives its CRC from the stamped header's and the client's body CRC (crc32cCombine,
+   * with the shift by the body's length taken from a cached table instead of 32 multiply steps).
+   */
+  private stampFramed(o: number, frameBytes: number, flags: number, seq: number, timestamp: number, epoch: number, streamVersion: number): void {
+    const b = this.buffer;
+    this.stamp(o, flags, seq, timestamp, epoch, streamVersion);
+    const crcAt = o + frameBytes - CRC_BYTES;
+    writeU32(b, crcAt, (shiftCrc(crc32c(b, o, o + EVENT_HEADER_BYTES), frameBytes - EVENT_HEADER_BYTES - CRC_BYTES) ^ readU32(b, crcAt)) >>> 0);
   }
 
   /**
@@ -306,7 +313,7 @@ export class FrameWriter {
     for (let p = start; p < end; count++) {
       const frameBytes = p + 4 <= end ? readU32(source, p) : 0;
       // A failed assertion is a bug in the caller (it skipped checkFramedEvents), not bad input.
-      if (frameBytes < EVENT_HEADER_BYTES + CRC_BYTES || p + frameBytes > end || readU32(source, p + 40) !== 0) {
+      if (frameBytes < EVENT_HEADER_BYTES + CRC_BYTES || p + frameBytes > end || readU32(source, p + EVENT_HEADERS_BYTES_AT) !== 0) {
         throw new RangeError(`[sluice/framing] appendFramedRun: [${start}, ${end}) is not a run of framed events without headers`);
       }
       if (frameBytes > this.frameBytesMax) throw new FrameTooLargeError(frameBytes, this.frameBytesMax);
@@ -323,12 +330,9 @@ export class FrameWriter {
     const b = this.buffer;
     const first = this.position;
     b.set(source.subarray(start, end), first);
-    // Frames without headers are laid out alike in versions 2 and 3.
     for (let i = 0, o = first; i < count; i++) {
       const frameBytes = readU32(b, o);
-      this.stamp(o, endsCommit && i === count - 1 ? FLAG_COMMIT_LAST : 0, seq + i, timestamp, epoch, streamVersion + i);
-      const crcAt = o + frameBytes - CRC_BYTES;
-      writeU32(b, crcAt, (shiftCrc(crc32c(b, o, o + EVENT_HEADER_BYTES), frameBytes - EVENT_HEADER_BYTES - CRC_BYTES) ^ readU32(b, crcAt)) >>> 0);
+      this.stampFramed(o, frameBytes, endsCommit && i === count - 1 ? FLAG_COMMIT_LAST : 0, seq + i, timestamp, epoch, streamVersion + i);
       o += frameBytes;
     }
     this.position = first + bytes;

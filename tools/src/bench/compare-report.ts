@@ -81,14 +81,15 @@ export function checkTargets(rows: readonly CompareRow[], size: string): TargetC
   const of = (systemId: string, scenario: string): CompareRow | undefined => rate(rows, systemId, `${size}-${scenario}`);
   const file = (scenario: string): [string, CompareRow | undefined] => ['Sluice file store', of(BASELINE_SYSTEM_ID, scenario)];
   const broker = (scenario: string): [string, CompareRow | undefined] => ['Sluice via broker', of('sluice-broker', scenario)];
-  const diskLimit: [string, CompareRow | undefined] = ['raw write+fdatasync', faster(of('raw-fdatasync-sync', 'batch-1000'), of('raw-fdatasync', 'batch-1000'))];
+  const limit = faster(of('raw-fdatasync-sync', 'batch-1000'), of('raw-fdatasync', 'batch-1000'));
+  const limitName = limit?.status === 'ok' ? ` (${limit.system})` : '';
   const checks: Array<[string, [string, CompareRow | undefined], [string, CompareRow | undefined], number]> = [
     [`${size}, batches of 1000: file store ÷ SQLite FULL`, file('batch-1000'), ['SQLite', of('sqlite', 'batch-1000')], 15],
     [`${size}, batches of 1000: file store ÷ PostgreSQL`, file('batch-1000'), ['PostgreSQL', of('postgresql', 'batch-1000')], 20],
     [`${size}, batches of 1000: file store ÷ Redis appendfsync always`, file('batch-1000'), ['Redis', of('redis', 'batch-1000')], 20],
     [`${size}, batches of 1000: file store ÷ raw write+fdatasync`, file('batch-1000'), ['raw write+fdatasync', of('raw-fdatasync', 'batch-1000')], 0.4],
     [`${size}: 1000 concurrent single-event appends on the file store ÷ SQLite FULL single-event appends`, file('concurrent-1000'), ['SQLite', of('sqlite', 'batch-1')], 50],
-    [`${size}, batches of 1000: file store ÷ the disk's limit (the faster raw row)`, file('batch-1000'), diskLimit, size === '100B' ? 0.6 : 0.5],
+    [`${size}, batches of 1000: file store ÷ the disk's limit, the faster raw row${limitName}`, file('batch-1000'), ['raw write+fdatasync', limit], size === '100B' ? 0.6 : 0.5],
     [`${size}, sequential single-event appends: via broker ÷ file store`, broker('batch-1'), file('batch-1'), 0.5],
     [`${size}, batches of 1000: via broker ÷ file store`, broker('batch-1000'), file('batch-1000'), 0.5],
   ];
@@ -100,8 +101,7 @@ export function checkTargets(rows: readonly CompareRow[], size: string): TargetC
       return { target, measured: null, required, met: null, reason: reason ?? 'not measured' };
     }
     const measured = measuredRow.eventsPerSecond / other.eventsPerSecond;
-    const against = target.includes('the faster raw row') ? `${target} (${other.system})` : target;
-    return { target: against, measured, required, met: measured >= required };
+    return { target, measured, required, met: measured >= required };
   });
 }
 

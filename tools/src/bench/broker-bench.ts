@@ -701,17 +701,7 @@ export interface SequentialTrace {
 export async function sequentialTraceRows(directory: string, count: number, placement: Placement): Promise<SequentialTrace> {
   const rows: BenchRow[] = [];
   const data = payload();
-  const sequential = async (name: string, once: (n: number) => Promise<unknown>, note: string, warmUp = true): Promise<BenchRow> => {
-    for (let n = 0; warmUp && n < Math.min(100, count); n++) await once(n);
-    const latencies = new Latencies();
-    const start = performance.now();
-    for (let n = 0; n < count; n++) {
-      const t = performance.now();
-      await once(n);
-      latencies.record(performance.now() - t);
-    }
-    return row(name, count, count * PAYLOAD_BYTES, performance.now() - start, latencies, note);
-  };
+  const sequential = (name: string, once: (n: number) => Promise<unknown>, note: string, warmUp = true): Promise<BenchRow> => sequentialRow(name, count, once, note, warmUp);
   const local = await openPartition({ storage: createFileStorage({ directory: join(directory, 'local'), fsync: 'commit' }), name: 'local' });
   try {
     rows.push(
@@ -734,19 +724,7 @@ export async function sequentialTraceRows(directory: string, count: number, plac
     ['the same, the handler appends to an in-process partition', 250, (broker, dir) => ({ role: 'append-worker', broker, directory: dir, work: 'append' })],
   ];
   for (const [index, [name, bodyBytes, spec]] of workers.entries()) {
-    const broker = await startRole({ role: 'broker' }, placement);
-    const worker = await startRole(spec(broker.endpoint, await mkdtemp(join(directory, `worker-${index}-`))), placement);
-    let measured: BenchRow | undefined;
-    const client = new MajordomoClient({ endpoints: [broker.endpoint], timeoutMs: 30_000 });
-    const body = [payload(bodyBytes)];
-    try {
-      measured = await sequential(name, () => client.request(ECHO_SERVICE, body), `${bodyBytes}-byte requests, one in flight`);
-    } finally {
-      await client.close();
-      const workerCpu = await worker.stop();
-      const brokerCpu = await broker.stop();
-      if (measured !== undefined) rows.push({ ...measured, note: `${measured.note}${cpuNote(count, { broker: brokerCpu, worker: workerCpu })}` });
-    }
+    rows.push(await sequentialWorkerRow(name, bodyBytes, spec, await mkdtemp(join(directory, `worker-${index}-`)), count, placement));
   }
   // The store client → broker → node, every process traced.
   const trace = new MessageTrace('client');
@@ -783,6 +761,61 @@ export async function sequentialTraceRows(directory: string, count: number, plac
   }
   const first = events.find((e) => e.process === 'client' && e.what === 'op-start')?.atUs ?? 0;
   return { rows, hops: hopBreakdown(events.filter((e) => e.atUs >= first)) };
+}
+
+/** `count` calls of `once`, one at a time, after up to 100 unmeasured ones (`warmUp`): a row of their rate and latencies. */
+async function sequentialRow(name: string, count: number, once: (n: number) => Promise<unknown>, note: string, warmUp = true): Promise<BenchRow> {
+  for (let n = 0; warmUp && n < Math.min(100, count); n++) await once(n);
+  const latencies = new Latencies();
+  const start = performance.now();
+  for (let n = 0; n < count; n++) {
+    const t = performance.now();
+    await once(n);
+    latencies.record(performance.now() - t);
+  }
+  return row(name, count, count * PAYLOAD_BYTES, performance.now() - start, latencies, note);
+}
+
+/** A broker and the worker `spec` names (in `directory`), then `count` sequential requests of `bodyBytes` through a MajordomoClient. */
+async function sequentialWorkerRow(
+  name: string,
+  bodyBytes: number,
+  spec: (broker: string, directory: string) => Role,
+  directory: string,
+  count: number,
+  placement: Placement,
+): Promise<BenchRow> {
+  const broker = await startRole({ role: 'broker' }, placement);
+  const worker = await startRole(spec(broker.endpoint, directory), placement);
+  const client = new MajordomoClient({ endpoints: [broker.endpoint], timeoutMs: 30_000 });
+  const body = [payload(bodyBytes)];
+  let measured: BenchRow;
+  let cpu: Record<string, ServerUsage | undefined>;
+  try {
+    measured = await sequentialRow(name, count, () => client.request(ECHO_SERVICE, body), `${bodyBytes}-byte requests, one in flight`);
+  } finally {
+    await client.close();
+    const workerCpu = await worker.stop();
+    cpu = { broker: await broker.stop(), worker: workerCpu };
+  }
+  return { ...measured, note: `${measured.note}${cpuNote(count, cpu)}` };
+}
+
+/**
+ * The bound of any store behind this broker, one request at a time: MajordomoClient → broker →
+ * a MajordomoWorker whose handler writes 100 bytes and fdatasyncs them before it replies, with
+ * no store code (no encoding, no index, no command id); `count` requests of 250 bytes (an
+ * append's size). The broker and the worker run as `placement` says.
+ */
+export async function echoFdatasyncRow(directory: string, count: number, placement: Placement): Promise<BenchRow> {
+  return sequentialWorkerRow(
+    'echo through the broker, the handler fdatasyncs a 100-byte write',
+    250,
+    (broker, dir) => ({ role: 'append-worker', broker, directory: dir, work: 'fdatasync' }),
+    await mkdtemp(join(directory, 'echo-fdatasync-')),
+    count,
+    placement,
+  );
 }
 
 /** Worker connections of the node in the comparison rows (as {@link appendRows} runs it). */

@@ -15,11 +15,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { createShipper } from '@sluice/shipper';
-import { createMirroredStorage, createRingStorage, openPartition, type Partition, type PartitionStorage } from '@sluice/store';
+import { createMemoryStorage, createMirroredStorage, createRingStorage, openPartition, type Partition, type PartitionStorage } from '@sluice/store';
 import { createAzureStorage } from '@sluice/store-azure';
 import { startAzurite } from '@sluice/store-azure/testing';
 import { createFileStorage } from '@sluice/store-file';
 import { createLmdbStorage } from '@sluice/store-lmdb';
+import { open as openLmdb } from 'lmdb';
 import { pipelinedBatches, rawFdatasync, rawFdatasyncSync } from './store-bench.js';
 import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
 
@@ -67,6 +68,45 @@ async function sequentialCommits(p: Partition, events: number, name: string): Pr
   return row(name, events, events * 100, performance.now() - start, latencies, 'one single-event commit at a time');
 }
 
+/** Bytes of one encoded single-event batch of a 100-byte event, about (frame, batch header, digest). */
+const RAW_LMDB_VALUE_BYTES = 180;
+
+/**
+ * lmdb-js alone, no Sluice code: `concurrency` writers, each committing one pre-encoded value
+ * of {@link RAW_LMDB_VALUE_BYTES} (appended under a rising key) and a 40-byte head record per
+ * transaction, as one store-lmdb write does, each a synchronous commit (data pages fdatasynced,
+ * then the meta page). No mirror with an LMDB location can commit faster than this on the disk.
+ */
+async function rawLmdbCommits(directory: string, concurrency: number, events: number, name: string): Promise<BenchRow> {
+  const env = openLmdb({ path: directory, overlappingSync: false, mapSize: 256 * 1024 * 1024 });
+  const batches = env.openDB<Uint8Array, number>({ name: 'batches', keyEncoding: 'uint32', encoding: 'binary' });
+  const meta = env.openDB<Uint8Array, string>({ name: 'meta', encoding: 'binary' });
+  try {
+    const value = new Uint8Array(RAW_LMDB_VALUE_BYTES).fill(7);
+    const head = new Uint8Array(40).fill(1);
+    const latencies = new Latencies();
+    let next = 0;
+    const start = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < events) {
+          const key = ++next;
+          const t = performance.now();
+          await env.transaction(() => {
+            batches.putSync(key, value, { append: true });
+            meta.putSync('head', head);
+          });
+          latencies.record(performance.now() - t);
+        }
+      }),
+    );
+    const note = concurrency === 1 ? 'one transaction at a time' : `${concurrency} concurrent transactions`;
+    return row(name, events, events * 100, performance.now() - start, latencies, `${note}, a pre-encoded value + a head record each, sync commit: lmdb-js's limit here`);
+  } finally {
+    await env.close();
+  }
+}
+
 export async function runReliabilityBench(smoke: boolean, base: string, only?: string, lagEventsPerSecond?: number): Promise<BenchRow[]> {
   const scale = smoke ? 0.02 : 1;
   const dir = await mkdtemp(join(base, 'sluice-rel-bench-'));
@@ -89,6 +129,8 @@ export async function runReliabilityBench(smoke: boolean, base: string, only?: s
       ['mirror(file, file)', async () => createMirroredStorage({ locations: [await file(), await file()] })],
       ['mirror(file, lmdb)', async () => createMirroredStorage({ locations: [await file(), await lmdb()] })],
       ['ring(acknowledge) → file', async () => createRingStorage({ mode: 'acknowledge', durable: await file(), capacityBytes: 64 << 20 })],
+      // No I/O at all: what the engine's thread does per commit bounds every location, the ring too.
+      [MEMORY, async () => createMemoryStorage()],
     ];
     if (only === undefined || only === 'mirror') {
       // The disk's limits for single-event commits to one and to two files, in the same run.
@@ -96,12 +138,15 @@ export async function runReliabilityBench(smoke: boolean, base: string, only?: s
       rows.push(await rawFdatasync(await fresh(), 1, sequential * 2));
       rows.push(await rawFdatasync(await fresh(), 1, sequential * 2, 100, 2));
       rows.push(await rawFdatasyncSync(await fresh(), 1, sequential * 2, 100, 2));
+      // lmdb-js's own limit for the scenarios that commit one event at a time.
+      rows.push(await rawLmdbCommits(await fresh(), 16, commits / 4, `${RAW_LMDB}: 16 concurrent commits`));
+      rows.push(await rawLmdbCommits(await fresh(), 1, sequential, `${RAW_LMDB}: sequential commits`));
     }
     if (only === 'lag') {
       rows.push(...(await steadyLag(fresh, smoke ? 2 : 12, lagEventsPerSecond)));
       return rows;
     }
-    const chosen = only === 'ship' ? [] : only === 'mirror' ? configs.filter(([name]) => !name.startsWith('ring')) : configs;
+    const chosen = only === 'ship' ? [] : only === 'mirror' ? configs.filter(([name]) => !name.startsWith('ring') && name !== MEMORY) : configs;
     // Scenario by scenario, every configuration back to back: the ratios compare rows measured
     // seconds apart, so a busy moment of the machine skews them less. Printed by configuration.
     const scenarios: Array<(p: Partition, name: string) => Promise<BenchRow>> = [
@@ -133,6 +178,10 @@ export interface ReliabilityVerdict {
   readonly meets: boolean | undefined;
 }
 
+/** The configuration with no I/O (memory storage) and the lmdb-js-alone rows. */
+const MEMORY = 'memory (no I/O)';
+const RAW_LMDB = 'lmdb-js alone';
+
 const SCENARIOS = ['batches of 1000', '1000 concurrent commits', '16 concurrent commits', 'sequential commits'] as const;
 
 /**
@@ -157,7 +206,9 @@ export function reliabilityVerdicts(rows: readonly BenchRow[]): ReliabilityVerdi
   if (raw1 !== undefined && raw2 > 0) verdicts.push({ target: "the disk's own ratio: raw commits to 2 files vs 1 (same run)", figure: `${((raw2 / raw1) * 100).toFixed(0)} %`, meets: undefined });
   ratio('file + LMDB mirrored vs file alone (≥ 60 %)', 'mirror(file, lmdb)', 'file', 0.6);
   ratio('file + LMDB mirrored vs LMDB alone (its slowest location)', 'mirror(file, lmdb)', 'lmdb', undefined);
+  ratio('the bound of any file + LMDB mirror here: lmdb-js alone (no Sluice code) vs file', RAW_LMDB, 'file', undefined);
   ratio('acknowledged from the ring vs durable file (≥ 2×)', 'ring(acknowledge) → file', 'file', 2, true);
+  ratio("the bound of any location here: memory (no I/O) vs durable file, the engine's thread alone", MEMORY, 'file', undefined, true);
   const ship = rows.find((r) => r.name.startsWith('shipper → Azurite'));
   if (ship !== undefined) verdicts.push({ target: 'shipper to Azurite (≥ 50 MB/s of frames)', figure: `${(ship.bytesPerSecond / 1e6).toFixed(1)} MB/s`, meets: ship.bytesPerSecond >= 50e6 });
   for (const r of rows.filter((x) => x.name.startsWith('lag at'))) {

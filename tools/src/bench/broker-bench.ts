@@ -246,6 +246,8 @@ type Role = (
   | { readonly role: 'echo-worker'; readonly broker: string; readonly concurrency: number; readonly credit?: number; readonly batch?: number }
   | { readonly role: 'append-worker'; readonly broker: string; readonly directory: string; readonly work: AppendWorkerWork }
   | { readonly role: 'node'; readonly config: string; readonly concurrency: number }
+  | { readonly role: 'relay' }
+  | { readonly role: 'relay-fdatasync-worker'; readonly relay: string; readonly directory: string }
 ) & {
   /** Record socket sends and receives (and the node's storage calls) for {@link hopBreakdown}. */
   readonly trace?: boolean;
@@ -323,6 +325,59 @@ async function runUntracedRole(spec: Role, trace?: MessageTrace): Promise<RoleHa
           await worker.close();
           await raw.close();
           await partition.close();
+        },
+      };
+    }
+    case 'relay': {
+      // A plain ZeroMQ relay, no Majordomo: clients' DEALERs to a ROUTER, forwarded with the
+      // client's identity to workers through a DEALER, replies back the same way. Its endpoint
+      // is "<clients' endpoint> <workers' endpoint>".
+      const front = new zmq.Router({ linger: 0 });
+      const back = new zmq.Dealer({ linger: 0 });
+      await front.bind('tcp://127.0.0.1:*');
+      await back.bind('tcp://127.0.0.1:*');
+      const forward = async (from: zmq.Router | zmq.Dealer, to: zmq.Router | zmq.Dealer): Promise<void> => {
+        try {
+          for await (const message of from) await to.send(message);
+        } catch {
+          // closed
+        }
+      };
+      const loops = Promise.all([forward(front, back), forward(back, front)]);
+      return {
+        endpoint: `${front.lastEndpoint as string} ${back.lastEndpoint as string}`,
+        stop: async () => {
+          front.close();
+          back.close();
+          await loops;
+        },
+      };
+    }
+    case 'relay-fdatasync-worker': {
+      // Behind a plain relay: writes 100 bytes and fdatasyncs them, then replies (identity kept).
+      const data = payload();
+      const reply = Buffer.alloc(64);
+      const raw = await open(join(spec.directory, 'raw'), 'w+');
+      const socket = new zmq.Dealer({ linger: 0 });
+      socket.connect(spec.relay);
+      let n = 0;
+      const loop = (async () => {
+        try {
+          for await (const [identity] of socket) {
+            await raw.write(data, 0, data.length, (n++ % 1000) * data.length);
+            await raw.datasync();
+            await socket.send([identity, reply]);
+          }
+        } catch {
+          // closed
+        }
+      })();
+      return {
+        endpoint: '',
+        stop: async () => {
+          socket.close();
+          await loop;
+          await raw.close();
         },
       };
     }
@@ -816,6 +871,38 @@ export async function echoFdatasyncRow(directory: string, count: number, placeme
     count,
     placement,
   );
+}
+
+/**
+ * The same bound without any Majordomo code: a DEALER client → a plain ZeroMQ relay (ROUTER ↔
+ * DEALER, in its own process) → a DEALER worker that writes 100 bytes and fdatasyncs them
+ * before replying; `count` sequential 250-byte requests.
+ */
+export async function relayFdatasyncRow(directory: string, count: number, placement: Placement): Promise<BenchRow> {
+  const relay = await startRole({ role: 'relay' }, placement);
+  const [clients, workers] = relay.endpoint.split(' ');
+  const worker = await startRole({ role: 'relay-fdatasync-worker', relay: workers, directory: await mkdtemp(join(directory, 'relay-fdatasync-')) }, placement);
+  const client = new zmq.Dealer({ linger: 0 });
+  client.connect(clients);
+  const body = payload(250);
+  let measured: BenchRow;
+  let cpu: Record<string, ServerUsage | undefined>;
+  try {
+    measured = await sequentialRow(
+      'plain ZeroMQ relay (no Majordomo), the worker fdatasyncs a 100-byte write',
+      count,
+      async () => {
+        await client.send(body);
+        await client.receive();
+      },
+      '250-byte requests, one in flight',
+    );
+  } finally {
+    client.close();
+    const workerCpu = await worker.stop();
+    cpu = { relay: await relay.stop(), worker: workerCpu };
+  }
+  return { ...measured, note: `${measured.note}${cpuNote(count, cpu)}` };
 }
 
 /** Worker connections of the node in the comparison rows (as {@link appendRows} runs it). */

@@ -1,6 +1,6 @@
 import type { BenchSystem } from '../bench-system.js';
 import { benchModuleSystem } from './bench-module-system.js';
-import { brokerEchoFdatasyncSystem } from './broker-echo-system.js';
+import { brokerEchoFdatasyncSystem, relayFdatasyncSystem } from './broker-echo-system.js';
 import { postgresSystem } from './postgres-system.js';
 import { rawFdatasyncSyncSystem, rawFdatasyncSystem } from './raw-fdatasync-system.js';
 import { redisSystem } from './redis-system.js';
@@ -51,4 +51,5 @@ export const BENCH_SYSTEMS: readonly BenchSystem[] = [
   rawFdatasyncSystem,
   rawLmdbSystem,
   brokerEchoFdatasyncSystem,
+  relayFdatasyncSystem,
 ];

@@ -164,7 +164,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -244,14 +244,56 @@ type Role = (
   | { readonly role: 'echo-router' }
   | { readonly role: 'broker' }
   | { readonly role: 'echo-worker'; readonly broker: string; readonly concurrency: number; readonly credit?: number; readonly batch?: number }
-  | { readonly role: 'append-worker'; readonly broker: string; readonly directory: string; readonly work: AppendWorkerWork }
+  | { readonly role: 'append-worker'; readonly broker: string; readonly directory: string; readonly work: AppendWorkerWork; readonly payloadBytes?: number }
   | { readonly role: 'node'; readonly config: string; readonly concurrency: number }
   | { readonly role: 'relay' }
-  | { readonly role: 'relay-fdatasync-worker'; readonly relay: string; readonly directory: string }
+  | { readonly role: 'relay-fdatasync-worker'; readonly relay: string; readonly directory: string; readonly payloadBytes?: number }
 ) & {
   /** Record socket sends and receives (and the node's storage calls) for {@link hopBreakdown}. */
   readonly trace?: boolean;
 };
+
+/** Writes per request of the fdatasync workers: they cycle over this many payload-sized slots. */
+const SCRATCH_SLOTS = 1000;
+
+/**
+ * A file the fdatasync workers write one payload into per request, then fdatasync. Its slots
+ * are zero-filled and synced when it opens, so no request's fdatasync carries a size change or
+ * a block allocation, whatever the run's length (the store's segments are preallocated too).
+ */
+class FdatasyncScratch {
+  private n = 0;
+
+  private constructor(
+    private readonly handle: FileHandle,
+    private readonly data: Buffer,
+    private readonly trace: MessageTrace | undefined,
+  ) {}
+
+  static async open(path: string, payloadBytes: number, trace?: MessageTrace): Promise<FdatasyncScratch> {
+    const handle = await open(path, 'w+');
+    try {
+      const zeros = Buffer.alloc(payloadBytes * SCRATCH_SLOTS);
+      await handle.write(zeros, 0, zeros.length, 0);
+      await handle.datasync();
+      return new FdatasyncScratch(handle, payload(payloadBytes), trace);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  async writeAndSync(): Promise<void> {
+    await this.handle.write(this.data, 0, this.data.length, (this.n++ % SCRATCH_SLOTS) * this.data.length);
+    this.trace?.mark('sync-start');
+    await this.handle.datasync();
+    this.trace?.mark('sync-end');
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
 
 /** Runs a server role here; resolves when it serves. */
 async function runRole(spec: Role): Promise<RoleHandle> {
@@ -299,19 +341,16 @@ async function runUntracedRole(spec: Role, trace?: MessageTrace): Promise<RoleHa
     }
     case 'append-worker': {
       // An MDP worker whose handler does what a node does for one append, without the store
-      // protocol: an fdatasync of a 100-byte write, or an append to an in-process partition.
+      // protocol: an fdatasync of a payload-sized write, or an append to an in-process partition.
       const data = payload();
       const reply = [Buffer.alloc(64)];
       const partition = await openPartition({ storage: traced(createFileStorage({ directory: join(spec.directory, 'log'), fsync: 'commit' }), trace), name: 'worker' });
-      const raw = await open(join(spec.directory, 'raw'), 'w+');
+      const scratch = await FdatasyncScratch.open(join(spec.directory, 'raw'), spec.payloadBytes ?? PAYLOAD_BYTES, trace);
       let n = 0;
       const handler =
         spec.work === 'fdatasync'
           ? async (): Promise<Buffer[]> => {
-              await raw.write(data, 0, data.length, (n++ % 1000) * data.length);
-              trace?.mark('sync-start');
-              await raw.datasync();
-              trace?.mark('sync-end');
+              await scratch.writeAndSync();
               return reply;
             }
           : async (): Promise<Buffer[]> => {
@@ -323,7 +362,7 @@ async function runUntracedRole(spec: Role, trace?: MessageTrace): Promise<RoleHa
         endpoint: '',
         stop: async () => {
           await worker.close();
-          await raw.close();
+          await scratch.close();
           await partition.close();
         },
       };
@@ -354,18 +393,15 @@ async function runUntracedRole(spec: Role, trace?: MessageTrace): Promise<RoleHa
       };
     }
     case 'relay-fdatasync-worker': {
-      // Behind a plain relay: writes 100 bytes and fdatasyncs them, then replies (identity kept).
-      const data = payload();
+      // Behind a plain relay: one payload-sized write and fdatasync per request, then the reply (identity kept).
       const reply = Buffer.alloc(64);
-      const raw = await open(join(spec.directory, 'raw'), 'w+');
+      const scratch = await FdatasyncScratch.open(join(spec.directory, 'raw'), spec.payloadBytes ?? PAYLOAD_BYTES);
       const socket = new zmq.Dealer({ linger: 0 });
       socket.connect(spec.relay);
-      let n = 0;
       const loop = (async () => {
         try {
           for await (const [identity] of socket) {
-            await raw.write(data, 0, data.length, (n++ % 1000) * data.length);
-            await raw.datasync();
+            await scratch.writeAndSync();
             await socket.send([identity, reply]);
           }
         } catch {
@@ -377,7 +413,7 @@ async function runUntracedRole(spec: Role, trace?: MessageTrace): Promise<RoleHa
         stop: async () => {
           socket.close();
           await loop;
-          await raw.close();
+          await scratch.close();
         },
       };
     }
@@ -831,6 +867,26 @@ async function sequentialRow(name: string, count: number, once: (n: number) => P
   return row(name, count, count * PAYLOAD_BYTES, performance.now() - start, latencies, note);
 }
 
+/**
+ * Starts `servers` in order (each gets the endpoints of those before it), runs `use` with all
+ * their endpoints, then stops them in reverse order, each even if another failed: returns
+ * `use`'s result and what each server's process used.
+ */
+async function withServers<T>(
+  servers: ReadonlyArray<readonly [string, (endpoints: readonly string[]) => Promise<Server>]>,
+  use: (endpoints: readonly string[]) => Promise<T>,
+): Promise<{ result: T; usage: Record<string, ServerUsage | undefined> }> {
+  const started: Array<readonly [string, Server]> = [];
+  const usage: Record<string, ServerUsage | undefined> = {};
+  try {
+    for (const [label, start] of servers) started.push([label, await start(started.map(([, server]) => server.endpoint))]);
+    const result = await use(started.map(([, server]) => server.endpoint));
+    return { result, usage };
+  } finally {
+    for (const [label, server] of started.reverse()) usage[label] = await server.stop().catch(() => undefined);
+  }
+}
+
 /** A broker and the worker `spec` names (in `directory`), then `count` sequential requests of `bodyBytes` through a MajordomoClient. */
 async function sequentialWorkerRow(
   name: string,
@@ -840,34 +896,59 @@ async function sequentialWorkerRow(
   count: number,
   placement: Placement,
 ): Promise<BenchRow> {
-  const broker = await startRole({ role: 'broker' }, placement);
-  const worker = await startRole(spec(broker.endpoint, directory), placement);
-  const client = new MajordomoClient({ endpoints: [broker.endpoint], timeoutMs: 30_000 });
-  const body = [payload(bodyBytes)];
-  let measured: BenchRow;
-  let cpu: Record<string, ServerUsage | undefined>;
-  try {
-    measured = await sequentialRow(name, count, () => client.request(ECHO_SERVICE, body), `${bodyBytes}-byte requests, one in flight`);
-  } finally {
-    await client.close();
-    const workerCpu = await worker.stop();
-    cpu = { broker: await broker.stop(), worker: workerCpu };
-  }
-  return { ...measured, note: `${measured.note}${cpuNote(count, cpu)}` };
+  const { result, usage } = await withServers(
+    [
+      ['broker', () => startRole({ role: 'broker' }, placement)],
+      ['worker', ([broker]) => startRole(spec(broker, directory), placement)],
+    ],
+    async ([broker]) => {
+      const client = new MajordomoClient({ endpoints: [broker], timeoutMs: 30_000 });
+      const body = [payload(bodyBytes)];
+      try {
+        return await sequentialRow(name, count, () => client.request(ECHO_SERVICE, body), `${bodyBytes}-byte requests, one in flight`);
+      } finally {
+        await client.close();
+      }
+    },
+  );
+  return { ...result, note: `${result.note}${cpuNote(count, usage)}` };
 }
 
 /**
- * The bound of any store behind this broker, one request at a time: MajordomoClient → broker →
- * a MajordomoWorker whose handler writes 100 bytes and fdatasyncs them before it replies, with
- * no store code (no encoding, no index, no command id); `count` requests of 250 bytes (an
- * append's size). The broker and the worker run as `placement` says.
+ * How long the relay row waits for a reply, as long as the Majordomo client's timeout there: a
+ * relay or worker that dies fails the row. A timer, not the socket's receiveTimeout: with that
+ * option zeromq.js waits for each message in a way that cost ~0.5 ms per request here.
  */
-export async function echoFdatasyncRow(directory: string, count: number, placement: Placement): Promise<BenchRow> {
+const RELAY_REPLY_TIMEOUT_MS = 30_000;
+
+/** `promise`, or a rejection naming `what` after `ms`. */
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`[sluice/bench] ${what} within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Bytes of an append request beyond its payload, about (the store protocol's headers, stream id, type, ids). */
+const APPEND_REQUEST_OVERHEAD_BYTES = 150;
+
+/**
+ * The bound of any store behind this broker, one request at a time: MajordomoClient → broker →
+ * a MajordomoWorker whose handler writes `payloadBytes` and fdatasyncs them before it replies,
+ * with no store code (no encoding, no index, no command id); `count` requests of an append's
+ * size. The broker and the worker run as `placement` says.
+ */
+export async function echoFdatasyncRow(directory: string, count: number, placement: Placement, payloadBytes = PAYLOAD_BYTES): Promise<BenchRow> {
   return sequentialWorkerRow(
-    'echo through the broker, the handler fdatasyncs a 100-byte write',
-    250,
-    (broker, dir) => ({ role: 'append-worker', broker, directory: dir, work: 'fdatasync' }),
-    await mkdtemp(join(directory, 'echo-fdatasync-')),
+    `echo through the broker, the handler fdatasyncs a ${payloadBytes}-byte write`,
+    payloadBytes + APPEND_REQUEST_OVERHEAD_BYTES,
+    (broker, dir) => ({ role: 'append-worker', broker, directory: dir, work: 'fdatasync', payloadBytes }),
+    directory,
     count,
     placement,
   );
@@ -875,34 +956,36 @@ export async function echoFdatasyncRow(directory: string, count: number, placeme
 
 /**
  * The same bound without any Majordomo code: a DEALER client → a plain ZeroMQ relay (ROUTER ↔
- * DEALER, in its own process) → a DEALER worker that writes 100 bytes and fdatasyncs them
- * before replying; `count` sequential 250-byte requests.
+ * DEALER, in its own process) → a DEALER worker that writes `payloadBytes` and fdatasyncs them
+ * before replying; `count` sequential requests of an append's size.
  */
-export async function relayFdatasyncRow(directory: string, count: number, placement: Placement): Promise<BenchRow> {
-  const relay = await startRole({ role: 'relay' }, placement);
-  const [clients, workers] = relay.endpoint.split(' ');
-  const worker = await startRole({ role: 'relay-fdatasync-worker', relay: workers, directory: await mkdtemp(join(directory, 'relay-fdatasync-')) }, placement);
-  const client = new zmq.Dealer({ linger: 0 });
-  client.connect(clients);
-  const body = payload(250);
-  let measured: BenchRow;
-  let cpu: Record<string, ServerUsage | undefined>;
-  try {
-    measured = await sequentialRow(
-      'plain ZeroMQ relay (no Majordomo), the worker fdatasyncs a 100-byte write',
-      count,
-      async () => {
-        await client.send(body);
-        await client.receive();
-      },
-      '250-byte requests, one in flight',
-    );
-  } finally {
-    client.close();
-    const workerCpu = await worker.stop();
-    cpu = { relay: await relay.stop(), worker: workerCpu };
-  }
-  return { ...measured, note: `${measured.note}${cpuNote(count, cpu)}` };
+export async function relayFdatasyncRow(directory: string, count: number, placement: Placement, payloadBytes = PAYLOAD_BYTES): Promise<BenchRow> {
+  const bodyBytes = payloadBytes + APPEND_REQUEST_OVERHEAD_BYTES;
+  const { result, usage } = await withServers(
+    [
+      ['relay', () => startRole({ role: 'relay' }, placement)],
+      ['worker', ([relay]) => startRole({ role: 'relay-fdatasync-worker', relay: relay.split(' ')[1], directory, payloadBytes }, placement)],
+    ],
+    async ([relay]) => {
+      const client = new zmq.Dealer({ linger: 0 });
+      client.connect(relay.split(' ')[0]);
+      const body = payload(bodyBytes);
+      try {
+        return await sequentialRow(
+          `plain ZeroMQ relay (no Majordomo), the worker fdatasyncs a ${payloadBytes}-byte write`,
+          count,
+          async () => {
+            await client.send(body);
+            await withTimeout(client.receive(), RELAY_REPLY_TIMEOUT_MS, 'the relay or its worker sent no reply');
+          },
+          `${bodyBytes}-byte requests, one in flight`,
+        );
+      } finally {
+        client.close();
+      }
+    },
+  );
+  return { ...result, note: `${result.note}${cpuNote(count, usage)}` };
 }
 
 /** Worker connections of the node in the comparison rows (as {@link appendRows} runs it). */

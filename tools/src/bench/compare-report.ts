@@ -39,6 +39,11 @@ export interface TargetCheck {
   readonly required: number;
   readonly met: boolean | null;
   readonly reason?: string;
+  /**
+   * A bound, not a target: what the machine allows with no store code in the way; `met` then
+   * says whether the target it belongs to is reachable here at all.
+   */
+  readonly bound?: boolean;
 }
 
 /** Adds to each measured row the file store's events/s in that scenario divided by the row's. */
@@ -88,7 +93,7 @@ export function checkTargets(rows: readonly CompareRow[], size: string): TargetC
   // The faster of the two ways through ZeroMQ to a worker that only fdatasyncs: via the broker, or a plain relay.
   const hops = faster(of('broker-echo-fdatasync', 'batch-1'), of('relay-fdatasync', 'batch-1'));
   const hopsName = hops?.status === 'ok' ? ` (${hops.system})` : '';
-  const checks: Array<[string, [string, CompareRow | undefined], [string, CompareRow | undefined], number]> = [
+  const checks: Array<[string, [string, CompareRow | undefined], [string, CompareRow | undefined], number, boolean?]> = [
     [`${size}, batches of 1000: file store ÷ SQLite FULL`, file('batch-1000'), ['SQLite', of('sqlite', 'batch-1000')], 15],
     [`${size}, batches of 1000: file store ÷ PostgreSQL`, file('batch-1000'), ['PostgreSQL', of('postgresql', 'batch-1000')], 20],
     [`${size}, batches of 1000: file store ÷ Redis appendfsync always`, file('batch-1000'), ['Redis', of('redis', 'batch-1000')], 20],
@@ -96,18 +101,18 @@ export function checkTargets(rows: readonly CompareRow[], size: string): TargetC
     [`${size}: 1000 concurrent single-event appends on the file store ÷ SQLite FULL single-event appends`, file('concurrent-1000'), ['SQLite', of('sqlite', 'batch-1')], 50],
     [`${size}, batches of 1000: file store ÷ the disk's limit, the faster raw row${limitName}`, file('batch-1000'), ['raw write+fdatasync', limit], size === '100B' ? 0.6 : 0.5],
     [`${size}, sequential single-event appends: via broker ÷ file store`, broker('batch-1'), file('batch-1'), 0.5],
-    [`${size}, sequential: the bound of any store behind the broker here, fdatasync through ZeroMQ hops with no store code${hopsName} ÷ file store`, ['the hops bound', hops], file('batch-1'), 0.5],
+    [`${size}, sequential: its bound here, an fdatasync through the same ZeroMQ hops with no store code${hopsName} ÷ file store`, ['the hops bound', hops], file('batch-1'), 0.5, true],
     [`${size}, batches of 1000: via broker ÷ file store`, broker('batch-1000'), file('batch-1000'), 0.5],
   ];
-  return checks.map(([target, [name, measuredRow], [otherName, other], required]) => {
+  return checks.map(([target, [name, measuredRow], [otherName, other], required, bound]) => {
     const notMeasured = (label: string, r: CompareRow | undefined): string | undefined =>
       r === undefined ? `${label} not in this run` : r.status !== 'ok' || r.eventsPerSecond === undefined ? `${label}: ${r.reason ?? r.status}` : undefined;
     const reason = notMeasured(name, measuredRow) ?? notMeasured(otherName, other);
     if (reason !== undefined || measuredRow?.eventsPerSecond === undefined || other?.eventsPerSecond === undefined) {
-      return { target, measured: null, required, met: null, reason: reason ?? 'not measured' };
+      return { target, measured: null, required, met: null, reason: reason ?? 'not measured', ...(bound === true ? { bound } : {}) };
     }
     const measured = measuredRow.eventsPerSecond / other.eventsPerSecond;
-    return { target, measured, required, met: measured >= required };
+    return { target, measured, required, met: measured >= required, ...(bound === true ? { bound } : {}) };
   });
 }
 
@@ -157,7 +162,13 @@ export function formatTargets(targets: readonly TargetCheck[]): string {
       cell(t.target),
       t.required < 1 ? `≥ ${(t.required * 100).toFixed(0)} %` : `≥ ${t.required}×`,
       t.measured === null ? '–' : t.required < 1 ? `${(t.measured * 100).toFixed(0)} %` : ratio(t.measured),
-      t.met === null ? `not measured (${cell(t.reason ?? '')})` : t.met ? 'yes' : 'no',
+      t.met === null
+        ? `not measured (${cell(t.reason ?? '')})`
+        : t.bound === true
+          ? `a bound: the target above is ${t.met ? 'within' : 'out of'} reach here`
+          : t.met
+            ? 'yes'
+            : 'no',
     ]),
   );
 }

@@ -7,7 +7,7 @@ import { loadBenchModule } from './bench-module-system.js';
 
 const MODULE = 'broker-bench';
 
-type SequentialBoundRow = (directory: string, count: number, placement: 'processes' | 'inline') => Promise<BenchRow>;
+type SequentialBoundRow = (directory: string, count: number, placement: 'processes' | 'inline', payloadBytes: number) => Promise<BenchRow>;
 
 interface SequentialBoundSpec {
   readonly id: string;
@@ -18,8 +18,9 @@ interface SequentialBoundSpec {
 }
 
 /**
- * A bound of the sequential row through the broker: one request at a time through ZeroMQ hops
- * to a worker that writes 100 bytes and fdatasyncs them before replying, with no store code
+ * A bound of the sequential row through the broker: one request at a time (an append's size)
+ * through ZeroMQ hops to a worker that writes the payload into a preallocated file and
+ * fdatasyncs it before replying, with no store code
  * (tools/src/bench/broker-bench.ts). Servers run in their own processes (inline in smoke
  * mode). Only the sequential scenario applies.
  */
@@ -38,14 +39,16 @@ function sequentialBoundSystem(spec: SequentialBoundSpec): BenchSystem {
       return {
         async run(scenario: Scenario): Promise<Measurement | NotApplicable> {
           if (scenario.kind !== 'append' || scenario.batch !== 1 || scenario.concurrent) return { notApplicable: 'a bound of the sequential row only' };
-          const row = await withinTimeLimit(scenario, async (events) => (measure as SequentialBoundRow)(await mkdtemp(join(context.directory, 'bound-')), events, placement));
+          const row = await withinTimeLimit(scenario, async (events) =>
+            (measure as SequentialBoundRow)(await mkdtemp(join(context.directory, 'bound-')), events, placement, scenario.payloadBytes),
+          );
           return {
             events: row.events,
             payloadBytes: row.events * scenario.payloadBytes,
             ms: row.seconds * 1000,
             p50Ms: row.p50Ms,
             p99Ms: row.p99Ms,
-            note: `250-byte requests (an append's size), one in flight; servers ${placement === 'inline' ? 'in this process' : 'in their own processes'}`,
+            note: `${(row.note ?? '').split(';')[0]}; servers ${placement === 'inline' ? 'in this process' : 'in their own processes'}`,
           };
         },
         async teardown() {},
@@ -58,7 +61,7 @@ function sequentialBoundSystem(spec: SequentialBoundSpec): BenchSystem {
 export const brokerEchoFdatasyncSystem: BenchSystem = sequentialBoundSystem({
   id: 'broker-echo-fdatasync',
   label: 'echo + fdatasync via broker',
-  configuration: 'MajordomoClient → Majordomo broker → MajordomoWorker over ZeroMQ on 127.0.0.1; the handler writes 100 bytes and fdatasyncs before replying; no store code',
+  configuration: 'MajordomoClient → Majordomo broker → MajordomoWorker over ZeroMQ on 127.0.0.1; the handler writes the payload and fdatasyncs before replying; no store code',
   measure: 'echoFdatasyncRow',
 });
 
@@ -66,6 +69,6 @@ export const brokerEchoFdatasyncSystem: BenchSystem = sequentialBoundSystem({
 export const relayFdatasyncSystem: BenchSystem = sequentialBoundSystem({
   id: 'relay-fdatasync',
   label: 'fdatasync behind a plain ZeroMQ relay',
-  configuration: 'DEALER → ROUTER↔DEALER relay → DEALER worker over ZeroMQ on 127.0.0.1, no Majordomo code; the worker writes 100 bytes and fdatasyncs before replying',
+  configuration: 'DEALER → ROUTER↔DEALER relay → DEALER worker over ZeroMQ on 127.0.0.1, no Majordomo code; the worker writes the payload and fdatasyncs before replying',
   measure: 'relayFdatasyncRow',
 });

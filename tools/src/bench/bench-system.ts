@@ -6,6 +6,8 @@
  * three-method `EventLog` into a session that runs every scenario the same way.
  */
 
+import type { BenchRow } from './stats.js';
+
 /** Which side of the comparison a system is on. */
 export type SystemGroup = 'sluice' | 'peer' | 'limit';
 
@@ -48,6 +50,11 @@ export interface Measurement {
   readonly p99Ms?: number | undefined;
   /** Anything the reader of the table should know about how this number was made. */
   readonly note?: string | undefined;
+}
+
+/** A {@link BenchRow} of events of `payloadBytes` each as a measurement, with `note` (the row's own unless given). */
+export function measurementOf(row: BenchRow, payloadBytes: number, note: string | undefined = row.note): Measurement {
+  return { events: row.events, payloadBytes: row.events * payloadBytes, ms: row.seconds * 1000, p50Ms: row.p50Ms, p99Ms: row.p99Ms, note };
 }
 
 /** A scenario this system does not do, and why (for example: no concurrent writers). */

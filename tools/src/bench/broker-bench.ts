@@ -180,7 +180,7 @@ import * as zmq from 'zeromq';
 import type { BenchSystem } from './bench-system.js';
 import { EVENT_TYPE, eventLogSession, type EventLog, type ReadTotals } from './event-log-session.js';
 import { MessageTrace, formatHopBreakdown, hopBreakdown, traceAsyncMethod, traceSockets, type HopStep, type TraceEvent } from './message-trace.js';
-import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
+import { Latencies, formatBenchRows, row, timedConcurrently, type BenchRow } from './stats.js';
 
 const PAYLOAD_BYTES = 100;
 const ECHO_SERVICE = 'echo';
@@ -582,20 +582,7 @@ async function dealerRoundTrips(
 async function clientRoundTrips(endpoint: string, count: number, window: number, note: string): Promise<BenchRow> {
   const client = new MajordomoClient({ endpoints: [endpoint], timeoutMs: 30_000, outstandingMax: window * 2, sendQueueMax: window * 2 });
   const body = payload();
-  const latencies = new Latencies();
-  let next = 0;
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: window }, async () => {
-      while (next < count) {
-        next += 1;
-        const t = performance.now();
-        await client.request(ECHO_SERVICE, [body]);
-        latencies.record(performance.now() - t);
-      }
-    }),
-  );
-  const ms = performance.now() - start;
+  const { ms, latencies } = await timedConcurrently(window, count, () => client.request(ECHO_SERVICE, [body]));
   await client.close();
   return row('via broker: MajordomoClient → broker → MajordomoWorker', count, count * PAYLOAD_BYTES, ms, latencies, note);
 }

@@ -22,7 +22,7 @@ import { createFileStorage } from '@sluice/store-file';
 import { createLmdbStorage } from '@sluice/store-lmdb';
 import { open as openLmdb } from 'lmdb';
 import { pipelinedBatches, rawFdatasync, rawFdatasyncSync } from './store-bench.js';
-import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
+import { Latencies, formatBenchRows, row, timedConcurrently, type BenchRow } from './stats.js';
 
 const STREAMS = 10_000;
 let directRow: BenchRow | undefined;
@@ -40,20 +40,8 @@ async function on<T>(storage: PartitionStorage, run: (p: Partition) => Promise<T
 /** `concurrency` appenders of single-event commits: the commit rate group commit reaches. */
 async function concurrentCommits(p: Partition, concurrency: number, events: number, name: string): Promise<BenchRow> {
   const data = new Uint8Array(100).fill(7);
-  const latencies = new Latencies();
-  let next = 0;
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < events) {
-        const n = next++;
-        const t = performance.now();
-        await p.append({ streamId: `stream-${n % STREAMS}`, events: [{ type: 'BenchEvent', data }] });
-        latencies.record(performance.now() - t);
-      }
-    }),
-  );
-  return row(name, events, events * 100, performance.now() - start, latencies, `${concurrency} concurrent single-event commits, fsync per group`);
+  const { ms, latencies } = await timedConcurrently(concurrency, events, (n) => p.append({ streamId: `stream-${n % STREAMS}`, events: [{ type: 'BenchEvent', data }] }));
+  return row(name, events, events * 100, ms, latencies, `${concurrency} concurrent single-event commits, fsync per group`);
 }
 
 async function sequentialCommits(p: Partition, events: number, name: string): Promise<BenchRow> {
@@ -86,24 +74,14 @@ async function rawLmdbCommits(directory: string, concurrency: number, events: nu
     const meta = env.openDB<Uint8Array, string>({ name: 'meta', encoding: 'binary' });
     const value = new Uint8Array(RAW_LMDB_VALUE_BYTES).fill(7);
     const head = new Uint8Array(40).fill(1);
-    const latencies = new Latencies();
-    let next = 0;
-    const start = performance.now();
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < events) {
-          const key = ++next;
-          const t = performance.now();
-          await env.transaction(() => {
-            batches.putSync(key, value, { append: true });
-            meta.putSync('head', head);
-          });
-          latencies.record(performance.now() - t);
-        }
+    const { ms, latencies } = await timedConcurrently(concurrency, events, (n) =>
+      env.transaction(() => {
+        batches.putSync(n + 1, value, { append: true });
+        meta.putSync('head', head);
       }),
     );
     const note = concurrency === 1 ? 'one transaction at a time' : `${concurrency} concurrent transactions`;
-    return row(name, events, events * 100, performance.now() - start, latencies, `${note}, a pre-encoded value + a head record each, sync commit: lmdb-js's limit here`);
+    return row(name, events, events * 100, ms, latencies, `${note}, a pre-encoded value + a head record each, sync commit: lmdb-js's limit here`);
   } finally {
     await env.close();
   }

@@ -31,6 +31,27 @@ export interface BenchRow {
   readonly note?: string;
 }
 
+/**
+ * Runs `once(0)` … `once(count - 1)` from `concurrency` loops at once, each loop starting its
+ * next call when its last one resolves: the wall time and each call's latency.
+ */
+export async function timedConcurrently(concurrency: number, count: number, once: (n: number) => Promise<unknown>): Promise<{ ms: number; latencies: Latencies }> {
+  const latencies = new Latencies();
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        const n = next++;
+        const t = performance.now();
+        await once(n);
+        latencies.record(performance.now() - t);
+      }
+    }),
+  );
+  return { ms: performance.now() - start, latencies };
+}
+
 export function row(name: string, events: number, bytes: number, ms: number, latencies: Latencies, note?: string): BenchRow {
   return {
     name,

@@ -17,7 +17,7 @@ import { FLAG_COMMIT_FIRST, FLAG_COMMIT_LAST, FrameWriter } from '@sluice/framin
 import { createMemoryStorage, openPartition, type EventData, type Partition } from '@sluice/store';
 import { createFileStorage } from '@sluice/store-file';
 import { createLmdbStorage } from '@sluice/store-lmdb';
-import { Latencies, formatBenchRows, row, type BenchRow } from './stats.js';
+import { Latencies, formatBenchRows, row, timedConcurrently, type BenchRow } from './stats.js';
 import { streamReadAmong } from './stream-read-bench.js';
 
 const PAYLOAD_BYTES = 100;
@@ -182,20 +182,7 @@ export async function batchedAppends(directory: string, batch: number, events: n
 export async function concurrentSingles(directory: string, concurrency: number, events: number): Promise<BenchRow> {
   return withPartition(directory, `concurrent-${concurrency}`, async (partition) => {
     const data = payload();
-    const latencies = new Latencies();
-    let next = 0;
-    const start = performance.now();
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < events) {
-          const n = next++;
-          const t = performance.now();
-          await partition.append({ streamId: `stream-${n % STREAMS}`, events: [{ type: 'BenchEvent', data }] });
-          latencies.record(performance.now() - t);
-        }
-      }),
-    );
-    const ms = performance.now() - start;
+    const { ms, latencies } = await timedConcurrently(concurrency, events, (n) => partition.append({ streamId: `stream-${n % STREAMS}`, events: [{ type: 'BenchEvent', data }] }));
     return row(`sluice file store, ${concurrency} concurrent single-event appends`, events, events * PAYLOAD_BYTES, ms, latencies, 'group commit, fsync per group');
   });
 }

@@ -3,6 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   SystemSkippedError,
+  measurementOf,
   type BenchContext,
   type BenchSession,
   type BenchSystem,
@@ -131,7 +132,7 @@ export function exportedSystem(exports: Record<string, unknown>, id: string): Be
 function functionSession(context: BenchContext, spec: BenchModuleSystemSpec, batched: BatchedFunction, concurrent: ConcurrentFunction | undefined): BenchSession {
   const measured = (row: BenchRow, payloadBytes: number): Measurement => {
     if (!(row.events > 0 && row.seconds > 0)) throw new Error(`[sluice/bench] ${spec.module}: ${spec.batched} returned no events; expected a BenchRow from stats.ts`);
-    return { events: row.events, payloadBytes: row.events * payloadBytes, ms: row.seconds * 1000, p50Ms: row.p50Ms, p99Ms: row.p99Ms, note: row.note };
+    return measurementOf(row, payloadBytes);
   };
   const fresh = (): Promise<string> => mkdtemp(join(context.directory, `${spec.id}-`));
   return {

@@ -1,6 +1,6 @@
 import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SystemSkippedError, type BenchSystem, type Measurement, type NotApplicable, type Scenario } from '../bench-system.js';
+import { SystemSkippedError, measurementOf, type BenchSystem, type Measurement, type NotApplicable, type Scenario } from '../bench-system.js';
 import type { BenchRow } from '../stats.js';
 import { withinTimeLimit } from '../within-time-limit.js';
 import { loadBenchModule } from './bench-module-system.js';
@@ -42,14 +42,7 @@ function sequentialBoundSystem(spec: SequentialBoundSpec): BenchSystem {
           const row = await withinTimeLimit(scenario, async (events) =>
             (measure as SequentialBoundRow)(await mkdtemp(join(context.directory, 'bound-')), events, placement, scenario.payloadBytes),
           );
-          return {
-            events: row.events,
-            payloadBytes: row.events * scenario.payloadBytes,
-            ms: row.seconds * 1000,
-            p50Ms: row.p50Ms,
-            p99Ms: row.p99Ms,
-            note: `${(row.note ?? '').split(';')[0]}; servers ${placement === 'inline' ? 'in this process' : 'in their own processes'}`,
-          };
+          return measurementOf(row, scenario.payloadBytes, `${(row.note ?? '').split(';')[0]}; servers ${placement === 'inline' ? 'in this process' : 'in their own processes'}`);
         },
         async teardown() {},
       };

@@ -1,4 +1,4 @@
-import type { BenchSystem, Measurement, NotApplicable, Scenario } from '../bench-system.js';
+import { measurementOf, type BenchSystem, type Measurement, type NotApplicable, type Scenario } from '../bench-system.js';
 import { rawFdatasync, rawFdatasyncSync } from '../store-bench.js';
 import { withinTimeLimit } from '../within-time-limit.js';
 
@@ -32,14 +32,7 @@ function rawSystem(sync: boolean): BenchSystem {
           const events = Math.min(scenario.events, Math.max(scenario.batch, Math.floor(RAW_FILE_BYTES_MAX / frameBytes)));
           const measure = sync ? rawFdatasyncSync : rawFdatasync;
           const row = await withinTimeLimit({ ...scenario, appenders: 1, events }, (n) => measure(context.directory, scenario.batch, n, scenario.payloadBytes));
-          return {
-            events: row.events,
-            payloadBytes: row.events * scenario.payloadBytes,
-            ms: row.seconds * 1000,
-            p50Ms: row.p50Ms,
-            p99Ms: row.p99Ms,
-            note: scenario.appenders > 1 ? 'one write in flight' : undefined,
-          };
+          return measurementOf(row, scenario.payloadBytes, scenario.appenders > 1 ? 'one write in flight' : undefined);
         },
         async teardown() {},
       };

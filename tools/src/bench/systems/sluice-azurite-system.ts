@@ -1,5 +1,6 @@
 import {
   SystemSkippedError,
+  measurementOf,
   type BenchContext,
   type BenchSession,
   type BenchSystem,
@@ -89,14 +90,7 @@ function azuriteSession(connectionString: string, azureBatchedAppends: AzureBatc
       if (scenario.payloadBytes !== PAYLOAD_BYTES) return { notApplicable: `${MODULE}.ts measures ${PAYLOAD_BYTES}-byte payloads only` };
       // Concurrent single-event appenders are `appenders` appends of one event in flight.
       const row = await withinTimeLimit(scenario, (events) => azureBatchedAppends({ connectionString, batch: scenario.batch, events, pipeline: scenario.appenders }));
-      return {
-        events: row.events,
-        payloadBytes: row.events * PAYLOAD_BYTES,
-        ms: row.seconds * 1000,
-        p50Ms: row.p50Ms,
-        p99Ms: row.p99Ms,
-        note: 'expected version "any" (azure-bench.ts)',
-      };
+      return measurementOf(row, PAYLOAD_BYTES, 'expected version "any" (azure-bench.ts)');
     },
     teardown: release,
   };

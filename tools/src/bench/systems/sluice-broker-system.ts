@@ -1,6 +1,6 @@
 import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SystemSkippedError, type BenchSystem, type Measurement, type NotApplicable, type Scenario } from '../bench-system.js';
+import { SystemSkippedError, measurementOf, type BenchSystem, type Measurement, type NotApplicable, type Scenario } from '../bench-system.js';
 import type { BenchRow } from '../stats.js';
 import { withinTimeLimit } from '../within-time-limit.js';
 import { exportedSystem, loadBenchModule, setupExportedSystem } from './bench-module-system.js';
@@ -48,14 +48,7 @@ export const sluiceBrokerSystem: BenchSystem = {
           if (via === undefined) throw new Error(`[sluice/bench] ${MODULE}.ts appendRows returned no "via broker" row (got ${rows.map((r) => r.name).join(', ')})`);
           return via;
         });
-        return {
-          events: row.events,
-          payloadBytes: row.events * PAYLOAD_BYTES,
-          ms: row.seconds * 1000,
-          p50Ms: row.p50Ms,
-          p99Ms: row.p99Ms,
-          note: `expected version "any", streams n % 1000 (${MODULE}.ts); broker and node ${placement === 'inline' ? 'in this process' : 'in their own processes'}`,
-        };
+        return measurementOf(row, PAYLOAD_BYTES, `expected version "any", streams n % 1000 (${MODULE}.ts); broker and node ${placement === 'inline' ? 'in this process' : 'in their own processes'}`);
       },
       async teardown() {},
     };

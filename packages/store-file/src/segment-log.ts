@@ -777,24 +777,15 @@ export function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** {@link readAt} on a file descriptor (through the thread pool). */
-async function readAtFd(fd: number, buffer: Buffer, position: number, where: string): Promise<{ bytesRead: number }> {
-  let total = 0;
-  while (total < buffer.length) {
-    const bytesRead = await new Promise<number>((resolve, reject) =>
-      readFd(fd, buffer, total, buffer.length - total, position + total, (error, n) => (error === null ? resolve(n) : reject(mapFsError(error, where)))),
-    );
-    if (bytesRead === 0) break;
-    total += bytesRead;
-  }
-  return { bytesRead: total };
-}
-
-export async function readAt(handle: FileHandle, buffer: Buffer, position: number, where: string): Promise<{ bytesRead: number }> {
+/**
+ * Fills `buffer` from `position` with `read(offset, length, position)` (bytes read, 0 at the end
+ * of the file) until it is full or the file ends; errors are mapped with `where`.
+ */
+async function readFully(read: (offset: number, length: number, position: number) => Promise<number>, buffer: Buffer, position: number, where: string): Promise<{ bytesRead: number }> {
   let total = 0;
   try {
     while (total < buffer.length) {
-      const { bytesRead } = await handle.read(buffer, total, buffer.length - total, position + total);
+      const bytesRead = await read(total, buffer.length - total, position + total);
       if (bytesRead === 0) break;
       total += bytesRead;
     }
@@ -802,6 +793,20 @@ export async function readAt(handle: FileHandle, buffer: Buffer, position: numbe
     throw mapFsError(error, where);
   }
   return { bytesRead: total };
+}
+
+/** {@link readAt} on a file descriptor (through the thread pool). */
+function readAtFd(fd: number, buffer: Buffer, position: number, where: string): Promise<{ bytesRead: number }> {
+  return readFully(
+    (offset, length, at) => new Promise<number>((resolve, reject) => readFd(fd, buffer, offset, length, at, (error, n) => (error === null ? resolve(n) : reject(error)))),
+    buffer,
+    position,
+    where,
+  );
+}
+
+export function readAt(handle: FileHandle, buffer: Buffer, position: number, where: string): Promise<{ bytesRead: number }> {
+  return readFully(async (offset, length, at) => (await handle.read(buffer, offset, length, at)).bytesRead, buffer, position, where);
 }
 
 const NO_FRAMES: readonly EventFrame[] = Object.freeze([]);

@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { crc32c } from './crc32c.js';
+import { crc32c, nativeFrameCrcs, type NativeFrameCrcs } from './crc32c.js';
 import { shiftCrc } from './crc32c-run.js';
 import { FrameTooLargeError, InvalidFrameFieldError } from './errors.js';
 import {
@@ -45,9 +45,23 @@ export interface FrameWriterOptions {
    * @default 2
    */
   readonly formatVersion?: 2 | 3;
+  /**
+   * @internal `false` checksums every frame as it is written, in JavaScript, even when the
+   * native frame CRC is loaded: for the tests that compare both.
+   */
+  readonly nativeFrameCrcs?: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * Frames whose CRC is left for one native call: {@link FrameWriter.digestWritten},
+ * {@link FrameWriter.seal} and {@link FrameWriter.bytes} checksum them first, and so does the
+ * writer itself when this many are pending (a fixed 16 KiB of offsets per writer).
+ */
+const CRC_BATCH_FRAMES = 4096;
+/** Offsets are kept in a Uint32Array: a frame starting past this is checksummed at once. */
+const CRC_OFFSET_MAX = 0xffff_ffff;
 
 /**
  * Encodes event frames and commit markers straight into one reused buffer.
@@ -86,6 +100,11 @@ export class FrameWriter {
   // only hashes what came after. Undefined until the first digestWritten() of a batch.
   private partialDigest: Hash | undefined;
   private digestedPosition = 0;
+  // Event frames written by appendEvent() whose CRC trailer is still to be written, by one
+  // call to the native frame CRC (flushCrcs()) before any of their bytes are read.
+  private readonly frameCrcs: NativeFrameCrcs | undefined;
+  private readonly crcOffsets: Uint32Array;
+  private crcPending = 0;
 
   constructor(options: FrameWriterOptions = {}) {
     this.frameBytesMax = options.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
@@ -95,6 +114,8 @@ export class FrameWriter {
     }
     this.formatVersion = version;
     this.buffer = Buffer.allocUnsafe(Math.max(options.initialBytes ?? 1024 * 1024, 256));
+    this.frameCrcs = options.nativeFrameCrcs === false ? undefined : nativeFrameCrcs;
+    this.crcOffsets = new Uint32Array(this.frameCrcs === undefined ? 0 : CRC_BATCH_FRAMES);
   }
 
   /** Bytes written since the last reset. */
@@ -109,6 +130,7 @@ export class FrameWriter {
 
   /** A view of everything written since the last reset; valid until the next write or reset. */
   bytes(): Uint8Array {
+    this.flushCrcs();
     return this.buffer.subarray(0, this.position);
   }
 
@@ -123,6 +145,7 @@ export class FrameWriter {
     this.pendingMarker = -1;
     this.partialDigest = undefined;
     this.digestedPosition = 0;
+    this.crcPending = 0;
   }
 
   /** Bytes written since the last seal and not yet fed to the batch digest by {@link digestWritten}. */
@@ -141,6 +164,7 @@ export class FrameWriter {
     if (this.pendingMarker >= 0) throw new RangeError('[sluice/framing] digestWritten() between beginSeal() and completeSeal()');
     const from = this.partialDigest === undefined ? this.sealedPosition : this.digestedPosition;
     if (this.position === from) return;
+    this.flushCrcs();
     (this.partialDigest ??= createHash('sha1')).update(this.buffer.subarray(from, this.position));
     this.digestedPosition = this.position;
   }
@@ -163,6 +187,8 @@ export class FrameWriter {
       throw new RangeError(`[sluice/framing] rollback mark ${mark} before bytes already digested (up to ${this.digestedPosition}): take marks after digestWritten()`);
     }
     this.position = mark;
+    // Frames dropped need no CRC (their offsets are in increasing order).
+    while (this.crcPending > 0 && this.crcOffsets[this.crcPending - 1] >= mark) this.crcPending--;
     this.unsealedFrames = frames;
     this.unsealedLastSeq = frames === 0 ? -1 : lastSeq;
     if (frames === 0) this.unsealedFirstSeq = -1;
@@ -222,7 +248,12 @@ export class FrameWriter {
     writeU32(b, start + 40, headersBytes);
     writeU32(b, start + 44, meta.length);
     writeU32(b, start + 48, payload.length);
-    writeU32(b, o, crc32c(b, start, o));
+    if (this.frameCrcs === undefined || start > CRC_OFFSET_MAX) {
+      writeU32(b, o, crc32c(b, start, o));
+    } else {
+      this.crcOffsets[this.crcPending++] = start;
+      if (this.crcPending === CRC_BATCH_FRAMES) this.flushCrcs();
+    }
     this.position = o + CRC_BYTES;
     this.counted(seq);
   }
@@ -435,6 +466,7 @@ export class FrameWriter {
   beginSeal(epoch: number, timestamp: number, prevDigest: Uint8Array = this.chain): Uint8Array | undefined {
     if (this.unsealedFrames === 0) return undefined;
     if (this.pendingMarker >= 0) throw new RangeError('[sluice/framing] beginSeal() called twice without completeSeal()');
+    this.flushCrcs();
     checkEpochAndTimestamp(epoch, timestamp);
     if (prevDigest.length !== SHA1_BYTES) throw new InvalidFrameFieldError('prevDigest', `a SHA-1 digest has ${SHA1_BYTES} bytes, got ${prevDigest.length}`);
     this.ensure(MARKER_BYTES);
@@ -480,6 +512,13 @@ export class FrameWriter {
   /** Digest of the last batch this writer sealed (20 zero bytes before the first). */
   get lastDigest(): Uint8Array {
     return this.chain;
+  }
+
+  /** Writes the CRC trailers of the frames appendEvent() left pending, in one native call. */
+  private flushCrcs(): void {
+    if (this.crcPending === 0) return;
+    (this.frameCrcs as NativeFrameCrcs).stampFrameCrcs(this.buffer, this.crcOffsets, this.crcPending);
+    this.crcPending = 0;
   }
 
   private ensure(extra: number): void {

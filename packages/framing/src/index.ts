@@ -1,4 +1,4 @@
-export { crc32c, crc32cImplementation, crc32cJs, NATIVE_CRC32C_BYTES_MIN, nativeCrc32c, type NativeCrc32c } from './crc32c.js';
+export { crc32c, crc32cImplementation, crc32cJs, NATIVE_CRC32C_BYTES_MIN, nativeCrc32c, nativeFrameCrcs, type NativeCrc32c, type NativeFrameCrcs } from './crc32c.js';
 export { crc32cCombine } from './crc32c-combine.js';
 export { FramingError, FrameTooLargeError, InvalidFrameFieldError } from './errors.js';
 export { FrameWriter, type FrameWriterOptions } from './frame-writer.js';

@@ -52,6 +52,26 @@ describe('several groups in flight', () => {
     await p.close();
   });
 
+  it('with the disk idle, starts writing after one slice instead of encoding the whole queue first', async () => {
+    const log = new MemoryLog();
+    const sizes: number[] = [];
+    const inner = createMemoryStorage({ log });
+    const storage = overrideStorage(inner, {
+      write: (bytes, firstSeq, lastSeq) => {
+        sizes.push(lastSeq - firstSeq + 1);
+        return inner.write(bytes, firstSeq, lastSeq);
+      },
+    });
+    const p = await openPartition({ storage });
+    // Four appenders of 1000 events (~90 KiB each) queued at once, as after one sync acknowledged them all.
+    const events = Array.from({ length: 1000 }, () => ({ type: 'E', data: new Uint8Array(20) }));
+    await Promise.all(Array.from({ length: 4 }, (_, i) => p.append({ streamId: `s${i}`, events })));
+    // The first group holds the first unit alone (one slice is 64 KiB): the disk starts while the rest is encoded.
+    expect(sizes[0]).toBe(1000);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(4000);
+    await p.close();
+  });
+
   it('chains every batch to the one before it, across reopening', async () => {
     const log = new MemoryLog();
     let p = await openPartition({ storage: createMemoryStorage({ log }), batchBytesMax: 2048 });

@@ -7,7 +7,7 @@
  *   npm run bench:crc -- --smoke    a quick check that it works (CI)
  */
 import { parseArgs } from 'node:util';
-import { crc32c, crc32cImplementation, crc32cJs, nativeCrc32c } from '@sluice/framing';
+import { crc32c, crc32cImplementation, crc32cJs, nativeCrc32c, nativeFrameCrcs } from '@sluice/framing';
 import { markdownTable } from './stats.js';
 
 type Crc = (bytes: Uint8Array, start: number, end: number) => number;
@@ -92,7 +92,42 @@ export function runCrcBench(options: { readonly smoke: boolean }): CrcBenchRow[]
     });
   }
   if (sink === 0.5) console.log(sink); // keeps the results observable
-  return impls.map(([name], k) => ({ implementation: name, mbPerSecond: best[k] }));
+  const rows = impls.map(([name], k) => ({ implementation: name, mbPerSecond: best[k] }));
+  const frames = frameCrcRow(rounds, budgetBytes);
+  return frames === undefined ? rows : [...rows, frames];
+}
+
+/**
+ * What FrameWriter does with the native frame CRC addon: frames of the case's size laid end to
+ * end, their trailers written by one `stampFrameCrcs` call per 256 frames. Whole-array and range
+ * columns hold the same figure (a frame is always a range of the writer's buffer).
+ */
+function frameCrcRow(rounds: number, budgetBytes: number): CrcBenchRow | undefined {
+  const addon = nativeFrameCrcs;
+  if (addon === undefined) return undefined;
+  const best = new Array<number>(CRC_CASES.length * 2).fill(0);
+  CRC_CASES.forEach((c, j) => {
+    const count = Math.max(1, Math.min(256, Math.floor((4 << 20) / c.bytes)));
+    const buffer = new Uint8Array(count * c.bytes);
+    for (let i = 0; i < buffer.length; i++) buffer[i] = (i * 2654435761) >>> 24;
+    const offsets = new Uint32Array(count);
+    const view = new DataView(buffer.buffer);
+    for (let f = 0; f < count; f++) {
+      offsets[f] = f * c.bytes;
+      view.setUint32(f * c.bytes, c.bytes, true);
+    }
+    addon.stampFrameCrcs(buffer, offsets, count);
+    if (view.getUint32(c.bytes - 4, true) !== crc32cJs(buffer, 0, c.bytes - 4)) throw new Error('[sluice/tools] crc-bench: the native frame CRC disagrees with crc32cJs');
+    const iterations = Math.max(1, Math.floor(budgetBytes / buffer.length));
+    for (let round = 0; round < rounds; round++) {
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < iterations; i++) addon.stampFrameCrcs(buffer, offsets, count);
+      const ns = Number(process.hrtime.bigint() - t0);
+      const mb = (iterations * buffer.length * 1e3) / ns;
+      best[j * 2] = best[j * 2 + 1] = Math.max(best[j * 2], mb);
+    }
+  });
+  return { implementation: `native frame CRCs, ${addon.hardware ? 'CRC32 instructions' : 'tables'}, up to 256 frames per call (FrameWriter.appendEvent)`, mbPerSecond: best };
 }
 
 export function formatCrcRows(rows: readonly CrcBenchRow[]): string {

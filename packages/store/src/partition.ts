@@ -837,8 +837,9 @@ export class Partition {
    * rest of the queue is encoded while that group is written and synced. Encoding the whole
    * queue first would leave the disk idle meanwhile. It also keeps a few large appenders in
    * lockstep: one sync acknowledges them all, they all come back at once, and the thread then
-   * waits for that sync with nothing to encode. Measured with 4 appenders of 1000 × 100 B events:
-   * +10-30 % events/s.
+   * waits for that sync with nothing to encode. Measured with 4 appenders of 1000 × 100 B events
+   * on their own: +10-30 % events/s over 3 alternated pairs; in `npm run bench` (2 alternated
+   * pairs), within the run-to-run noise of the disk.
    */
   private drive(): void {
     for (;;) {

@@ -101,8 +101,8 @@ const native = defaultNative();
 /**
  * The CRC-32C of many frames in one native call: `build/sluice_crc32c.node`, compiled from
  * `native/crc32c.c` when the package is installed (SSE 4.2 instructions where the CPU has them).
- * A frame of a 100-byte event costs ~20 ns this way against ~120-160 ns in JavaScript and
- * ~120 ns per call through `@node-rs/crc32`, whose cost is the call itself.
+ * A frame of a 100-byte event costs ~20 ns this way against 140-180 ns in JavaScript and
+ * 120-140 ns per call through `@node-rs/crc32`, whose cost is the call itself.
  */
 export interface NativeFrameCrcs {
   /**

@@ -62,6 +62,7 @@ const EMPTY = new Uint8Array(0);
 const CRC_BATCH_FRAMES = 4096;
 /** Offsets are kept in a Uint32Array: a frame starting past this is checksummed at once. */
 const CRC_OFFSET_MAX = 0xffff_ffff;
+const NO_OFFSETS = new Uint32Array(0);
 
 /**
  * Encodes event frames and commit markers straight into one reused buffer.
@@ -103,7 +104,8 @@ export class FrameWriter {
   // Event frames written by appendEvent() whose CRC trailer is still to be written, by one
   // call to the native frame CRC (flushCrcs()) before any of their bytes are read.
   private readonly frameCrcs: NativeFrameCrcs | undefined;
-  private readonly crcOffsets: Uint32Array;
+  // Allocated at the first deferred frame: short-lived writers that never append pay nothing.
+  private crcOffsets: Uint32Array = NO_OFFSETS;
   private crcPending = 0;
 
   constructor(options: FrameWriterOptions = {}) {
@@ -115,7 +117,6 @@ export class FrameWriter {
     this.formatVersion = version;
     this.buffer = Buffer.allocUnsafe(Math.max(options.initialBytes ?? 1024 * 1024, 256));
     this.frameCrcs = options.nativeFrameCrcs === false ? undefined : nativeFrameCrcs;
-    this.crcOffsets = new Uint32Array(this.frameCrcs === undefined ? 0 : CRC_BATCH_FRAMES);
   }
 
   /** Bytes written since the last reset. */
@@ -251,6 +252,7 @@ export class FrameWriter {
     if (this.frameCrcs === undefined || start > CRC_OFFSET_MAX) {
       writeU32(b, o, crc32c(b, start, o));
     } else {
+      if (this.crcOffsets.length === 0) this.crcOffsets = new Uint32Array(CRC_BATCH_FRAMES);
       this.crcOffsets[this.crcPending++] = start;
       if (this.crcPending === CRC_BATCH_FRAMES) this.flushCrcs();
     }

@@ -63,7 +63,7 @@ describe('several groups in flight', () => {
       },
     });
     const p = await openPartition({ storage });
-    // Four appenders of 1000 events (~90 KiB each) queued at once, as after one sync acknowledged them all.
+    // Four appenders of 1000 events (~77 KiB each) queued at once, as after one sync acknowledged them all.
     const events = Array.from({ length: 1000 }, () => ({ type: 'E', data: new Uint8Array(20) }));
     await Promise.all(Array.from({ length: 4 }, (_, i) => p.append({ streamId: `s${i}`, events })));
     // The first group holds the first unit alone (one slice is 64 KiB): the disk starts while the rest is encoded.

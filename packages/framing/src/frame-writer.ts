@@ -104,7 +104,7 @@ export class FrameWriter {
   // Event frames written by appendEvent() whose CRC trailer is still to be written, by one
   // call to the native frame CRC (flushCrcs()) before any of their bytes are read.
   private readonly frameCrcs: NativeFrameCrcs | undefined;
-  // Allocated at the first deferred frame: short-lived writers that never append pay nothing.
+  // Grown from 64 entries as frames are written (a short-lived writer of a few frames allocates little).
   private crcOffsets: Uint32Array = NO_OFFSETS;
   private crcPending = 0;
 
@@ -252,9 +252,8 @@ export class FrameWriter {
     if (this.frameCrcs === undefined || start > CRC_OFFSET_MAX) {
       writeU32(b, o, crc32c(b, start, o));
     } else {
-      if (this.crcOffsets.length === 0) this.crcOffsets = new Uint32Array(CRC_BATCH_FRAMES);
+      if (this.crcPending === this.crcOffsets.length) this.makeRoomForCrc();
       this.crcOffsets[this.crcPending++] = start;
-      if (this.crcPending === CRC_BATCH_FRAMES) this.flushCrcs();
     }
     this.position = o + CRC_BYTES;
     this.counted(seq);
@@ -514,6 +513,18 @@ export class FrameWriter {
   /** Digest of the last batch this writer sealed (20 zero bytes before the first). */
   get lastDigest(): Uint8Array {
     return this.chain;
+  }
+
+  /** Room for one more pending frame: the offsets grow from 64 to CRC_BATCH_FRAMES entries, then the pending frames are checksummed. */
+  private makeRoomForCrc(): void {
+    const n = this.crcOffsets.length;
+    if (n >= CRC_BATCH_FRAMES) {
+      this.flushCrcs();
+      return;
+    }
+    const grown = new Uint32Array(n === 0 ? 64 : n * 2);
+    grown.set(this.crcOffsets.subarray(0, this.crcPending));
+    this.crcOffsets = grown;
   }
 
   /** Writes the CRC trailers of the frames appendEvent() left pending, in one native call. */

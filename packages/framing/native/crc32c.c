@@ -12,6 +12,11 @@
  *   o + length - 4. The frames must be in ascending order and must not overlap. Throws a
  *   RangeError, writing nothing, when one is shorter than 8 bytes, runs past the buffer or
  *   overlaps the one before it.
+ * verifyFrames(buffer: Uint8Array, start: number, end: number, frameBytesMin: number, frameBytesMax: number): number
+ *   Walks the frames from `start` (each `length` bytes, u32 LE at its start) and returns where the
+ *   run of whole frames whose trailer holds the CRC-32C of the bytes before it ends: at the
+ *   first frame that fails its CRC, has a length outside [frameBytesMin, frameBytesMax], or runs
+ *   past `end`. Reads only, never writes.
  * crc32c(buffer: Uint8Array, start: number, end: number, crc: number): number
  *   CRC-32C of buffer[start, end) continuing from crc (as @sluice/framing's crc32c).
  * hardware: boolean
@@ -174,6 +179,37 @@ bad:
   return NULL;
 }
 
+static napi_value verify_frames(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *data;
+  size_t length;
+  if (argc < 5) return fail(env, "[sluice/framing] native crc32c: verifyFrames(bytes, start, end, frameBytesMin, frameBytesMax)");
+  if (!bytes_of(env, argv[0], &data, &length)) return NULL;
+  int64_t start, end;
+  uint32_t min, max;
+  CHECK(napi_get_value_int64(env, argv[1], &start));
+  CHECK(napi_get_value_int64(env, argv[2], &end));
+  CHECK(napi_get_value_uint32(env, argv[3], &min));
+  CHECK(napi_get_value_uint32(env, argv[4], &max));
+  if (start < 0 || end < start || (uint64_t)end > length) {
+    napi_throw_range_error(env, NULL, "[sluice/framing] native crc32c: range outside the buffer");
+    return NULL;
+  }
+  if (min < 8) min = 8;
+  uint64_t o = (uint64_t)start;
+  while ((uint64_t)end - o >= 4) {
+    uint64_t frame = load32(data + o);
+    if (frame < min || frame > max || frame > (uint64_t)end - o) break;
+    if (crc_range(0, data + o, (size_t)frame - 4) != load32(data + o + frame - 4)) break;
+    o += frame;
+  }
+  napi_value result;
+  CHECK(napi_create_double(env, (double)o, &result));
+  return result;
+}
+
 static napi_value crc32c_range(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -209,6 +245,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   CHECK(napi_create_function(env, "stampFrameCrcs", NAPI_AUTO_LENGTH, stamp_frame_crcs, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "stampFrameCrcs", fn));
+  CHECK(napi_create_function(env, "verifyFrames", NAPI_AUTO_LENGTH, verify_frames, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "verifyFrames", fn));
   CHECK(napi_create_function(env, "crc32c", NAPI_AUTO_LENGTH, crc32c_range, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "crc32c", fn));
   napi_value hw;

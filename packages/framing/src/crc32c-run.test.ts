@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { FRAME_CRC_RESIDUE, shiftCrc, verifyFrameRun } from './crc32c-run.js';
-import { crc32c, crc32cCombine, nativeCrc32c } from './index.js';
+import { FRAME_CRC_RESIDUE, shiftCrc, verifyFrameRun, verifyFrameRunCombined } from './crc32c-run.js';
+import { crc32c, crc32cCombine, nativeCrc32c, nativeFrameCrcs } from './index.js';
 import { FrameWriter } from './frame-writer.js';
-import { DEFAULT_FRAME_BYTES_MAX, FLAG_COMMIT_FIRST, FLAG_COMMIT_LAST, readU32 } from './layout.js';
+import { DEFAULT_FRAME_BYTES_MAX, FLAG_COMMIT_FIRST, FLAG_COMMIT_LAST, FRAME_BYTES_MIN, readU32 } from './layout.js';
 import { decodeBatches } from './stream-decoder.js';
 
 /** Two batches of frames of several lengths (stream ids and payloads vary), as one chunk. */
@@ -27,10 +27,32 @@ function frameStarts(bytes: Uint8Array): number[] {
   return starts;
 }
 
-// Where the native CRC-32C is not loaded, runs are never verified at once: every frame is checked alone.
-const wholeRun = (bytes: Uint8Array, end = bytes.length): number => (nativeCrc32c === undefined ? 0 : end);
+// Where no native CRC-32C is loaded, runs are never verified at once: every frame is checked alone.
+const wholeRun = (bytes: Uint8Array, end = bytes.length): number => (nativeCrc32c === undefined && nativeFrameCrcs === undefined ? 0 : end);
+const wholeRunCombined = (bytes: Uint8Array, end = bytes.length): number => (nativeCrc32c === undefined ? 0 : end);
 
 describe('verifyFrameRun', () => {
+  it('checks each frame through the frame CRC addon when it is loaded, and its run ends at the first damaged frame', () => {
+    const bytes = sampleLog();
+    const starts = frameStarts(bytes);
+    const damaged = Uint8Array.from(bytes);
+    damaged[starts[7] + 60] ^= 1;
+    expect(verifyFrameRun(damaged, 0, damaged.length, DEFAULT_FRAME_BYTES_MAX)).toBe(nativeFrameCrcs !== undefined ? starts[7] : wholeRunCombined(bytes, 0));
+    if (nativeFrameCrcs === undefined) return;
+    // Every prefix of frames, from every frame start.
+    for (const a of starts) {
+      expect(nativeFrameCrcs.verifyFrames(bytes, a, bytes.length, FRAME_BYTES_MIN, DEFAULT_FRAME_BYTES_MAX)).toBe(bytes.length);
+      expect(nativeFrameCrcs.verifyFrames(damaged, a, damaged.length, FRAME_BYTES_MIN, DEFAULT_FRAME_BYTES_MAX)).toBe(a <= starts[7] ? starts[7] : damaged.length);
+    }
+    // Lengths outside the bounds, and a torn last frame, end the walk; reading never writes.
+    expect(nativeFrameCrcs.verifyFrames(bytes, 0, bytes.length, FRAME_BYTES_MIN, readU32(bytes, 0) - 1)).toBe(0);
+    expect(nativeFrameCrcs.verifyFrames(bytes, 0, bytes.length - 1, FRAME_BYTES_MIN, DEFAULT_FRAME_BYTES_MAX)).toBe(starts[starts.length - 1]);
+    const copy = Uint8Array.from(bytes);
+    nativeFrameCrcs.verifyFrames(copy, 0, copy.length, FRAME_BYTES_MIN, DEFAULT_FRAME_BYTES_MAX);
+    expect(copy).toEqual(bytes);
+    expect(() => nativeFrameCrcs?.verifyFrames(bytes, 0, bytes.length + 1, FRAME_BYTES_MIN, DEFAULT_FRAME_BYTES_MAX)).toThrow(RangeError);
+  });
+
   it('every valid frame, whatever its length, has the CRC residue', () => {
     const bytes = sampleLog();
     for (const o of frameStarts(bytes)) expect(crc32c(bytes, o, o + readU32(bytes, o))).toBe(FRAME_CRC_RESIDUE);
@@ -56,7 +78,7 @@ describe('verifyFrameRun', () => {
     for (let at = 0; at < bytes.length; at += 7) {
       const damaged = Uint8Array.from(bytes);
       damaged[at] ^= 0x10;
-      const end = verifyFrameRun(damaged, 0, damaged.length, DEFAULT_FRAME_BYTES_MAX);
+      const end = Math.max(verifyFrameRun(damaged, 0, damaged.length, DEFAULT_FRAME_BYTES_MAX), verifyFrameRunCombined(damaged, 0, damaged.length, DEFAULT_FRAME_BYTES_MAX));
       // A flipped length field may end the walk early; then only the frames before it pass.
       const before = frameStarts(bytes).filter((o) => o + readU32(bytes, o) <= at);
       const passedUpTo = before.length === 0 ? 0 : before[before.length - 1] + readU32(bytes, before[before.length - 1]);
@@ -73,7 +95,8 @@ describe('verifyFrameRun', () => {
     const o = starts[5];
     const damaged = Uint8Array.from(bytes);
     damaged[o + 60] ^= 1; // the payload changes, the stored CRC does not
-    expect(verifyFrameRun(damaged, 0, damaged.length, DEFAULT_FRAME_BYTES_MAX)).toBe(0);
+    expect(verifyFrameRunCombined(damaged, 0, damaged.length, DEFAULT_FRAME_BYTES_MAX)).toBe(0);
+    expect(verifyFrameRun(damaged, 0, damaged.length, DEFAULT_FRAME_BYTES_MAX)).toBe(nativeFrameCrcs !== undefined ? o : 0);
     const { report } = decodeBatches(damaged, { firstSeq: 1 });
     expect(report.reason).toBe('bad-checksum');
     expect(report.offset).toBe(o);
@@ -81,7 +104,7 @@ describe('verifyFrameRun', () => {
 });
 
 describe('verifyFrameRun, damage in several frames', () => {
-  it('verifies nothing when one bit is flipped in each of two frames (property)', () => {
+  it('verifies nothing past the first damaged frame when one bit is flipped in each of two frames (property)', () => {
     const bytes = sampleLog();
     const starts = frameStarts(bytes);
     // Bits inside the frames' bodies (after the length field), so the walk still covers both.
@@ -94,7 +117,8 @@ describe('verifyFrameRun, damage in several frames', () => {
           const o = starts[d.frame];
           damaged[o + 4 + (d.at % (readU32(bytes, o) - 4))] ^= 1 << d.bit;
         }
-        expect(verifyFrameRun(damaged, 0, damaged.length, DEFAULT_FRAME_BYTES_MAX)).toBe(0);
+        expect(verifyFrameRunCombined(damaged, 0, damaged.length, DEFAULT_FRAME_BYTES_MAX)).toBe(0);
+        expect(verifyFrameRun(damaged, 0, damaged.length, DEFAULT_FRAME_BYTES_MAX)).toBe(nativeFrameCrcs !== undefined ? starts[Math.min(a.frame, b.frame)] : 0);
       }),
       { numRuns: 500 },
     );

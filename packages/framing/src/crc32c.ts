@@ -111,6 +111,12 @@ export interface NativeFrameCrcs {
    * into the trailer. Throws a RangeError, writing nothing, when a frame runs past `bytes`.
    */
   stampFrameCrcs(bytes: Uint8Array, offsets: Uint32Array, count: number): void;
+  /**
+   * Walks the frames from `start` and returns where the run of whole frames whose trailer holds
+   * the CRC-32C of their other bytes ends: at the first frame that fails its CRC, has a length
+   * outside `[frameBytesMin, frameBytesMax]` or runs past `end`. Reads only.
+   */
+  verifyFrames(bytes: Uint8Array, start: number, end: number, frameBytesMin: number, frameBytesMax: number): number;
   /** True when it runs on the CPU's CRC-32C instructions, false on tables. */
   readonly hardware: boolean;
 }
@@ -123,7 +129,7 @@ export interface NativeFrameCrcs {
 export function loadNativeFrameCrcs(load: (id: string) => unknown): NativeFrameCrcs | undefined {
   try {
     const mod = load('../build/sluice_crc32c.node') as Partial<NativeFrameCrcs>;
-    if (typeof mod.stampFrameCrcs !== 'function') return undefined;
+    if (typeof mod.stampFrameCrcs !== 'function' || typeof mod.verifyFrames !== 'function') return undefined;
     const check = new Uint8Array(64 + 300);
     for (let i = 0; i < check.length; i++) check[i] = (i * 151 + 7) & 0xff;
     check.set([64, 0, 0, 0], 0);
@@ -131,7 +137,10 @@ export function loadNativeFrameCrcs(load: (id: string) => unknown): NativeFrameC
     mod.stampFrameCrcs(check, Uint32Array.of(0, 64), 2);
     const at = (o: number): number => (check[o] | (check[o + 1] << 8) | (check[o + 2] << 16) | (check[o + 3] << 24)) >>> 0;
     if (at(60) !== crc32cJs(check, 0, 60) || at(360) !== crc32cJs(check, 64, 360)) return undefined;
-    return { stampFrameCrcs: mod.stampFrameCrcs, hardware: mod.hardware === true };
+    if (mod.verifyFrames(check, 0, check.length, 8, 1024) !== check.length) return undefined;
+    check[100] ^= 1;
+    if (mod.verifyFrames(check, 0, check.length, 8, 1024) !== 64) return undefined;
+    return { stampFrameCrcs: mod.stampFrameCrcs, verifyFrames: mod.verifyFrames, hardware: mod.hardware === true };
   } catch {
     return undefined;
   }

@@ -17,8 +17,6 @@
  *   run of whole frames whose trailer holds the CRC-32C of the bytes before it ends: at the
  *   first frame that fails its CRC, has a length outside [frameBytesMin, frameBytesMax], or runs
  *   past `end`. Reads only, never writes.
- * crc32c(buffer: Uint8Array, start: number, end: number, crc: number): number
- *   CRC-32C of buffer[start, end) continuing from crc (as @sluice/framing's crc32c).
  * hardware: boolean
  */
 #include <node_api.h>
@@ -210,28 +208,6 @@ static napi_value verify_frames(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static napi_value crc32c_range(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint8_t *data;
-  size_t length;
-  if (argc < 4) return fail(env, "[sluice/framing] native crc32c: crc32c(bytes, start, end, crc)");
-  if (!bytes_of(env, argv[0], &data, &length)) return NULL;
-  int64_t start, end;
-  uint32_t crc;
-  CHECK(napi_get_value_int64(env, argv[1], &start));
-  CHECK(napi_get_value_int64(env, argv[2], &end));
-  CHECK(napi_get_value_uint32(env, argv[3], &crc));
-  if (start < 0 || end < start || (uint64_t)end > length) {
-    napi_throw_range_error(env, NULL, "[sluice/framing] native crc32c: range outside the buffer");
-    return NULL;
-  }
-  napi_value result;
-  CHECK(napi_create_uint32(env, crc_range(crc, data + start, (size_t)(end - start)), &result));
-  return result;
-}
-
 static void init_once(void) {
   init_tables();
 #ifdef SLUICE_X86
@@ -247,8 +223,6 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "stampFrameCrcs", fn));
   CHECK(napi_create_function(env, "verifyFrames", NAPI_AUTO_LENGTH, verify_frames, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "verifyFrames", fn));
-  CHECK(napi_create_function(env, "crc32c", NAPI_AUTO_LENGTH, crc32c_range, NULL, &fn));
-  CHECK(napi_set_named_property(env, exports, "crc32c", fn));
   napi_value hw;
   CHECK(napi_get_boolean(env, hardware != 0, &hw));
   CHECK(napi_set_named_property(env, exports, "hardware", hw));

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { readU32 } from './layout.js';
 
 /**
  * CRC-32C (Castagnoli, polynomial 0x82F63B78 reflected).
@@ -135,8 +136,7 @@ export function loadNativeFrameCrcs(load: (id: string) => unknown): NativeFrameC
     check.set([64, 0, 0, 0], 0);
     check.set([44, 1, 0, 0], 64);
     mod.stampFrameCrcs(check, Uint32Array.of(0, 64), 2);
-    const at = (o: number): number => (check[o] | (check[o + 1] << 8) | (check[o + 2] << 16) | (check[o + 3] << 24)) >>> 0;
-    if (at(60) !== crc32cJs(check, 0, 60) || at(360) !== crc32cJs(check, 64, 360)) return undefined;
+    if (readU32(check, 60) !== crc32cJs(check, 0, 60) || readU32(check, 360) !== crc32cJs(check, 64, 360)) return undefined;
     if (mod.verifyFrames(check, 0, check.length, 8, 1024) !== check.length) return undefined;
     check[100] ^= 1;
     if (mod.verifyFrames(check, 0, check.length, 8, 1024) !== 64) return undefined;

@@ -120,6 +120,9 @@ const READ_BACK_WEIGHT_MAX = 65_536;
  */
 export class PartitionIndex<G> {
   private streams = new Map<string, MemStream>();
+  /** The memtable entry versionNow found last, and its stream: noteStream usually follows for the same stream. */
+  private foundId: string | undefined;
+  private found: MemStream | undefined;
   /**
    * Command ids of the memtable by 64-bit hash (no Map entry per id): the record while its
    * commit is in flight, then only the commit's first seq (a durable duplicate reads its
@@ -402,7 +405,8 @@ export class PartitionIndex<G> {
 
   /** Records `count` events appended to a stream at seqs `firstSeq..`, its version before them being `base`. */
   noteStream(streamId: string, base: number, firstSeq: number, count: number): void {
-    let m = this.streams.get(streamId);
+    // The engine asked versionNow for this stream just before: skip a second Map lookup.
+    let m = streamId === this.foundId ? this.found : this.streams.get(streamId);
     if (m === undefined) {
       m = { version: base, firstVersion: base + 1, runs: [] };
       this.streams.set(streamId, m);
@@ -522,7 +526,11 @@ export class PartitionIndex<G> {
    */
   versionNow(streamId: string, resolved?: Resolved<G>): number | undefined {
     const m = this.streams.get(streamId);
-    if (m !== undefined) return m.version;
+    if (m !== undefined) {
+      this.foundId = streamId;
+      this.found = m;
+      return m.version;
+    }
     if (resolved !== undefined && resolved.gen === this.gen) {
       const v = resolved.versions.get(streamId);
       if (v !== undefined) return v;
@@ -908,6 +916,8 @@ export class PartitionIndex<G> {
       streams.set(id, m);
     }
     this.streams = streams;
+    this.foundId = undefined;
+    this.found = undefined;
     // The frozen command ids (a prefix, with any noted since behind it) leave the memtable.
     this.commands.drop(this.frozenCommands);
     this.tables.push(t);

@@ -335,6 +335,8 @@ export class Partition {
   /** Filled by {@link ready} for the unit {@link encode} takes next. */
   private readonly changeVersions: number[] = [];
   private readonly commandRecords: Array<CommitRecord | null> = [];
+  /** How many of {@link commandRecords} the unit being encoded filled (the array is reused, not emptied). */
+  private commandRecordCount = 0;
   private nextSeq = 1;
   private durableSeq = 0;
   private durable: BatchIdentity = EMPTY_IDENTITY;
@@ -916,21 +918,24 @@ export class Partition {
     }
     const unit = pending.unit;
     const resolved = pending.resolved;
+    // Filled by index, not emptied (length = 0) and pushed: emptying drops the arrays' storage,
+    // which every append would then allocate again.
     const versions = this.changeVersions;
     const records = this.commandRecords;
-    versions.length = 0;
-    records.length = 0;
     let streams: string[] | undefined;
     let ids: string[] | undefined;
-    for (const change of unit.changes) {
-      const v = this.index.versionNow(change.streamId, resolved);
-      if (v === undefined) (streams ??= []).push(change.streamId);
-      else versions.push(v);
+    const changes = unit.changes;
+    for (let c = 0; c < changes.length; c++) {
+      const v = this.index.versionNow(changes[c].streamId, resolved);
+      if (v === undefined) (streams ??= []).push(changes[c].streamId);
+      else versions[c] = v;
     }
-    for (const id of unit.commandIds ?? NO_HEADERS) {
-      const r = this.index.commandNow(id, resolved);
-      if (r === undefined) (ids ??= []).push(id);
-      else records.push(r);
+    const commandIds = unit.commandIds ?? NO_HEADERS;
+    this.commandRecordCount = commandIds.length;
+    for (let i = 0; i < commandIds.length; i++) {
+      const r = this.index.commandNow(commandIds[i], resolved);
+      if (r === undefined) (ids ??= []).push(commandIds[i]);
+      else records[i] = r;
     }
     if (streams === undefined && ids === undefined) return true;
     pending.resolving = true;
@@ -993,7 +998,8 @@ export class Partition {
         : this.levelHeaders;
     const firstSeq = this.nextSeq;
     let seq = firstSeq;
-    const streams: StreamCommit[] = [];
+    // Sized up front: pushing into [] would allocate room for 17 entries on every append.
+    const streams: StreamCommit[] = new Array<StreamCommit>(changes.length);
     const lastChange = changes.length - 1;
     const encoded = pending.encoded;
     try {
@@ -1007,7 +1013,7 @@ export class Partition {
         writer.appendFramed(seq, this.epochValue, group.timestamp, FLAG_COMMIT_FIRST | (count === 1 ? FLAG_COMMIT_LAST : 0), base + 1, encoded, 0, firstBytes, this.level);
         seq++;
         if (count > 1) seq += writer.appendFramedRun(seq, this.epochValue, group.timestamp, base + 2, encoded, firstBytes, encoded.length, true);
-        streams.push({ streamId: changes[0].streamId, firstVersion: base + 1, version: base + count });
+        streams[0] = { streamId: changes[0].streamId, firstVersion: base + 1, version: base + count };
       }
       for (let c = 0; encoded === undefined && c <= lastChange; c++) {
         const change = changes[c];
@@ -1032,7 +1038,7 @@ export class Partition {
           );
           seq++;
         }
-        streams.push({ streamId: change.streamId, firstVersion: base + 1, version: base + events.length });
+        streams[c] = { streamId: change.streamId, firstVersion: base + 1, version: base + events.length };
       }
     } catch (error) {
       writer.rollback(mark, framesBefore, this.nextSeq - 1);
@@ -1064,8 +1070,10 @@ export class Partition {
   /** The commit the unit's command ids name (from {@link ready}): none, one, or a conflict (different commits). */
   private duplicateOf(): CommitRecord | 'conflict' | undefined {
     const records = this.commandRecords;
+    const count = this.commandRecordCount;
+    if (count === 0) return undefined;
     const first = records[0];
-    for (let i = 1; i < records.length; i++) {
+    for (let i = 1; i < count; i++) {
       const r = records[i];
       if (r !== first && (r === null || first === null || r.result.firstSeq !== first.result.firstSeq)) return 'conflict';
     }
@@ -1481,10 +1489,14 @@ function validateUnit(unit: UnitOfWork, eventsMax: number): string | number {
     if (!Array.isArray(ids)) return 'commandIds must be an array of strings';
     for (const id of ids) if (typeof id !== 'string' || id.length === 0 || !wellFormed(id)) return 'each command id must be a non-empty, well-formed string';
   }
-  for (const [name, value] of [['correlationId', unit.correlationId], ['causationId', unit.causationId]] as const) {
-    if (value !== undefined && (typeof value !== 'string' || !wellFormed(value))) return `${name} must be a well-formed string`;
-  }
+  // Checked one by one, not by looping over [name, value] pairs: those arrays cost ~130 bytes per append.
+  if (!optionalWellFormed(unit.correlationId)) return 'correlationId must be a well-formed string';
+  if (!optionalWellFormed(unit.causationId)) return 'causationId must be a well-formed string';
   return bytes;
+}
+
+function optionalWellFormed(value: unknown): boolean {
+  return value === undefined || (typeof value === 'string' && wellFormed(value));
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

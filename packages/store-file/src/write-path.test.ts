@@ -39,9 +39,11 @@ function batch(writer: FrameWriter, seq: number, events: number, bytes: number):
  * thread-pool write can run until `release` opens their write ends. Deterministic: the test
  * does not race the pool.
  */
+let blockings = 0;
 async function blockThreadPool(): Promise<{ release(): Promise<void> }> {
   const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
-  const fifos = Array.from({ length: threads }, (_, i) => join(directory, `fifo-${i}`));
+  const round = blockings++;
+  const fifos = Array.from({ length: threads }, (_, i) => join(directory, `fifo-${round}-${i}`));
   for (const f of fifos) execFileSync('mkfifo', [f]);
   const readers = fifos.map((f) => open(f, 'r'));
   return {
@@ -69,13 +71,19 @@ describe('file store writes', () => {
       await pool.release();
       await written;
       expect(inFile, 'a small batch is in the file before write() returns').toBe(true);
-      const large = batch(writer, 4, 100, 1024); // > 64 KiB: through the pool
-      await storage.write(large, 4, 103);
+      const large = batch(writer, 4, 200, 1024); // > 128 KiB: through the pool
+      const blocked = await blockThreadPool();
+      const writing = storage.write(large, 4, 203);
+      const at = SEGMENT_HEADER_BYTES + small.length;
+      const before = readFileSync(join(directory, segmentName(1))).subarray(at, at + large.length);
+      await blocked.release();
+      await writing;
+      expect(Buffer.compare(before, large) === 0, 'a large batch waits for the thread pool').toBe(false);
       const head = await storage.sync();
-      expect(head.lastSeq).toBe(103);
+      expect(head.lastSeq).toBe(203);
       const seqs: number[] = [];
-      for await (const b of storage.read(1, 103)) for (const f of b.frames) seqs.push(f.seq);
-      expect(seqs).toEqual(Array.from({ length: 103 }, (_, i) => i + 1));
+      for await (const b of storage.read(1, 203)) for (const f of b.frames) seqs.push(f.seq);
+      expect(seqs).toEqual(Array.from({ length: 203 }, (_, i) => i + 1));
     } finally {
       await storage.close();
     }

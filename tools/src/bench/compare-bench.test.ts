@@ -49,7 +49,7 @@ it('runs every system through the smoke workload and reports each one', { timeou
   const json = JSON.parse(JSON.stringify(result)) as typeof result;
   expect(json.rows).toHaveLength(result.rows.length);
   expect(json.meta.mode).toBe('smoke');
-  expect(json.targets).toHaveLength(18);
+  expect(json.targets).toHaveLength(20);
   // The bound of the sequential row through the broker is measured beside it.
   for (const size of ['100B', '1KiB']) {
     for (const id of ['broker-echo-fdatasync', 'relay-fdatasync']) {
@@ -68,6 +68,12 @@ it('runs every system through the smoke workload and reports each one', { timeou
     const file = result.rows.find((r) => r.systemId === 'sluice-file' && r.scenarioId === `${size}-batch-1000`);
     expect(limit?.target).toContain(`(${fastest.system})`);
     expect(limit?.measured).toBeCloseTo((file?.eventsPerSecond ?? 0) / (fastest.eventsPerSecond ?? 1), 9);
+    // Beside it, its bound: the synchronous loop into a sparse file, against the same limit.
+    const sparse = result.rows.find((r) => r.systemId === 'raw-fdatasync-sync-sparse' && r.scenarioId === `${size}-batch-1000`);
+    expect(sparse?.status, sparse?.reason).toBe('ok');
+    const bound = result.targets.find((t) => t.target.startsWith(`${size}, batches of 1000: its bound here, the same synchronous loop into a sparse file`));
+    expect(bound?.bound).toBe(true);
+    expect(bound?.measured).toBeCloseTo((sparse?.eventsPerSecond ?? 0) / (fastest.eventsPerSecond ?? 1), 9);
   }
   const report = formatCompareReport(result);
   const tableLines = report.split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| target') && !line.startsWith('| application'));
@@ -109,5 +115,5 @@ it('reports a system that cannot run as skipped, and one whose scenarios throw a
   expect(failed).toHaveLength(workload('smoke').length);
   for (const r of failed) expect(r).toMatchObject({ status: 'failed', reason: 'lost its connection' });
   // Without the file store in the run no target can be checked, and each says why.
-  for (const t of result.targets) expect(t).toMatchObject({ met: null, measured: null, reason: expect.stringMatching(/^(Sluice file store|Sluice via broker|the hops bound) not in this run$/) });
+  for (const t of result.targets) expect(t).toMatchObject({ met: null, measured: null, reason: expect.stringMatching(/^(Sluice file store|Sluice via broker|the hops bound|raw writeSync\+fdatasyncSync, sparse file) not in this run$/) });
 });

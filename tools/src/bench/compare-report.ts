@@ -78,7 +78,9 @@ function faster(a: CompareRow | undefined, b: CompareRow | undefined): CompareRo
  *   and raw write+fdatasync (≥ 40 %); 1000 concurrent single-event appends against SQLite's
  *   single-event appends (≥ 50×);
  * - the file store with batches of 1000 against the disk's limit, the higher of the two raw
- *   rows (≥ 60 % at 100 B, ≥ 50 % at 1 KiB: the billion-event partition issue);
+ *   rows (≥ 60 % at 100 B, ≥ 50 % at 1 KiB: the billion-event partition issue), and beside it
+ *   its bound: the synchronous raw loop into a sparse file (fresh blocks, as a growing log
+ *   takes them) against the same limit;
  * - appends through the broker against the embedded file store, sequential and batches of
  *   1000 (≥ 50 %: the cluster packages issue), and beside the sequential one its bound: a worker
  *   with no store code that fdatasyncs each request, through the same broker or a plain ZeroMQ
@@ -100,6 +102,13 @@ export function checkTargets(rows: readonly CompareRow[], size: string): TargetC
     [`${size}, batches of 1000: file store ÷ raw write+fdatasync`, file('batch-1000'), ['raw write+fdatasync', of('raw-fdatasync', 'batch-1000')], 0.4],
     [`${size}: 1000 concurrent single-event appends on the file store ÷ SQLite FULL single-event appends`, file('concurrent-1000'), ['SQLite', of('sqlite', 'batch-1')], 50],
     [`${size}, batches of 1000: file store ÷ the disk's limit, the faster raw row${limitName}`, file('batch-1000'), ['raw write+fdatasync', limit], size === '100B' ? 0.6 : 0.5],
+    [
+      `${size}, batches of 1000: its bound here, the same synchronous loop into a sparse file (fresh blocks at every write, as a growing log takes them) ÷ the disk's limit`,
+      ['raw writeSync+fdatasyncSync, sparse file', of('raw-fdatasync-sync-sparse', 'batch-1000')],
+      ['the disk\'s limit', limit],
+      size === '100B' ? 0.6 : 0.5,
+      true,
+    ],
     [`${size}, sequential single-event appends: via broker ÷ file store`, broker('batch-1'), file('batch-1'), 0.5],
     [`${size}, sequential: its bound here, an fdatasync through the same ZeroMQ hops with no store code${hopsName} ÷ file store`, ['the hops bound', hops], file('batch-1'), 0.5, true],
     [`${size}, batches of 1000: via broker ÷ file store`, broker('batch-1000'), file('batch-1000'), 0.5],

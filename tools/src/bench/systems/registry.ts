@@ -2,7 +2,7 @@ import type { BenchSystem } from '../bench-system.js';
 import { benchModuleSystem } from './bench-module-system.js';
 import { brokerEchoFdatasyncSystem, relayFdatasyncSystem } from './broker-echo-system.js';
 import { postgresSystem } from './postgres-system.js';
-import { rawFdatasyncSyncSystem, rawFdatasyncSystem } from './raw-fdatasync-system.js';
+import { rawFdatasyncSyncSparseSystem, rawFdatasyncSyncSystem, rawFdatasyncSystem } from './raw-fdatasync-system.js';
 import { redisSystem } from './redis-system.js';
 import { sluiceFileCommandIdSystem, sluiceFileSystem } from './sluice-file-system.js';
 import { sluiceAzuriteSystem } from './sluice-azurite-system.js';
@@ -49,6 +49,7 @@ export const BENCH_SYSTEMS: readonly BenchSystem[] = [
   redisSystem,
   rawFdatasyncSyncSystem,
   rawFdatasyncSystem,
+  rawFdatasyncSyncSparseSystem,
   rawLmdbSystem,
   brokerEchoFdatasyncSystem,
   relayFdatasyncSystem,

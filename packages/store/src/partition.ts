@@ -229,15 +229,61 @@ export interface SubscribeOptions {
   readonly signal?: AbortSignal;
 }
 
-interface Ack {
-  readonly resolve: (result: CommitResult) => void;
-  readonly reject: (error: unknown) => void;
-  readonly result: CommitResult;
+/**
+ * The commits a group acknowledges once durable: three parallel arrays and a count, not an
+ * object per commit in an array emptied with `length = 0` (which dropped its storage, so every
+ * group grew it again from nothing). A group is reused, and so are its arrays; settling clears
+ * the entries it used so their promises and results can be collected.
+ */
+class AckList {
+  private readonly resolves: Array<((result: CommitResult) => void) | undefined> = [];
+  private readonly rejects: Array<((error: unknown) => void) | undefined> = [];
+  private readonly results: Array<CommitResult | undefined> = [];
+  length = 0;
+
+  push(resolve: (result: CommitResult) => void, reject: (error: unknown) => void, result: CommitResult): void {
+    const i = this.length++;
+    this.resolves[i] = resolve;
+    this.rejects[i] = reject;
+    this.results[i] = result;
+  }
+
+  /** Resolves every commit with its result (stamped with `reliability` when given), then empties the list. */
+  resolveAll(reliability: CommitReliability | undefined): void {
+    const n = this.length;
+    this.length = 0;
+    for (let i = 0; i < n; i++) {
+      const result = this.results[i] as CommitResult;
+      // The result objects are the group's own (a duplicate waiting on this group shares its
+      // original's): stamp them rather than copy each one.
+      if (reliability !== undefined) (result as { reliability?: CommitReliability }).reliability = reliability;
+      const resolve = this.resolves[i] as (result: CommitResult) => void;
+      this.forget(i);
+      resolve(result);
+    }
+  }
+
+  /** Rejects every commit with `error`, then empties the list. */
+  rejectAll(error: unknown): void {
+    const n = this.length;
+    this.length = 0;
+    for (let i = 0; i < n; i++) {
+      const reject = this.rejects[i] as (error: unknown) => void;
+      this.forget(i);
+      reject(error);
+    }
+  }
+
+  private forget(i: number): void {
+    this.resolves[i] = undefined;
+    this.rejects[i] = undefined;
+    this.results[i] = undefined;
+  }
 }
 
 interface Group {
   readonly writer: FrameWriter;
-  readonly acks: Ack[];
+  readonly acks: AckList;
   /** Command ids first recorded by this group, made durable with it. */
   readonly records: CommitRecord[];
   firstSeq: number;
@@ -453,7 +499,7 @@ export class Partition {
     const group = record.group;
     if (group === undefined) return record.result;
     if (this.state === 'faulted') throw this.notWritable();
-    return new Promise<CommitResult>((resolve, reject) => group.acks.push({ resolve, reject, result: record.result }));
+    return new Promise<CommitResult>((resolve, reject) => group.acks.push(resolve, reject, record.result));
   }
 
   /** Appends events to one stream. Resolves when the commit is durable. */
@@ -816,7 +862,7 @@ export class Partition {
         initialBytes: 1024 * 1024,
         formatVersion: this.level === undefined ? FORMAT_VERSION_BASE : FORMAT_VERSION_LEVEL,
       }),
-      acks: [],
+      acks: new AckList(),
       records: [],
       firstSeq: 0,
       lastSeq: 0,
@@ -972,7 +1018,7 @@ export class Partition {
       if (known !== undefined) {
         const result = known.result.duplicate ? known.result : { ...known.result, duplicate: true };
         if (known.group === undefined) pending.resolve(this.withReliability(result));
-        else known.group.acks.push({ resolve: pending.resolve, reject: pending.reject, result });
+        else known.group.acks.push(pending.resolve, pending.reject, result);
         return;
       }
     }
@@ -1058,7 +1104,7 @@ export class Partition {
     if (group.firstSeq === 0) group.firstSeq = firstSeq;
     group.lastSeq = seq - 1;
     const result: CommitResult = { firstSeq, lastSeq: seq - 1, streams, timestamp: group.timestamp, duplicate: false };
-    group.acks.push({ resolve: pending.resolve, reject: pending.reject, result });
+    group.acks.push(pending.resolve, pending.reject, result);
     if (commandIds.length > 0) {
       // Its own copy: the index checks in-flight duplicates against it, and a caller may reuse its array.
       const record: CommitRecord = { result, group, commandIds: commandIds.slice() };
@@ -1160,16 +1206,7 @@ export class Partition {
   }
 
   private settle(group: Group, reliability?: CommitReliability): void {
-    if (reliability === undefined) for (const ack of group.acks) ack.resolve(ack.result);
-    else {
-      // The result objects are the group's own (a duplicate waiting on this group shares its
-      // original's): stamp them rather than copy each one.
-      for (const ack of group.acks) {
-        (ack.result as { reliability?: CommitReliability }).reliability = reliability;
-        ack.resolve(ack.result);
-      }
-    }
-    group.acks.length = 0;
+    group.acks.resolveAll(reliability);
     group.records.length = 0;
     group.writer.reset();
     group.firstSeq = 0;
@@ -1187,16 +1224,12 @@ export class Partition {
     this.written = [];
     this.syncing = undefined;
     this.groupsInFlight = 0;
-    for (const group of inFlight) {
-      for (const ack of group.acks) ack.reject(cause);
-      group.acks.length = 0;
-    }
-    for (const ack of this.building.acks) ack.reject(faulted);
+    for (const group of inFlight) group.acks.rejectAll(cause);
+    this.building.acks.rejectAll(faulted);
     for (let i = this.queueHead; i < this.queue.length; i++) this.queue[i].reject(faulted);
     this.queue = [];
     this.queueHead = 0;
     this.queuedBytes = 0;
-    this.building.acks.length = 0;
     this.wakeCommitWaiters();
     this.checkDrained();
   }

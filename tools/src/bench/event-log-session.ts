@@ -21,8 +21,9 @@ export interface EventLog {
    * Appends `payloads` as events of type {@link EVENT_TYPE} to `streamId`, which holds
    * `expectedVersion` events before; the system must refuse the append if another write got
    * there first (optimistic concurrency: expected version, unique stream+version, ...).
+   * Resolves once the append is durable; what it resolves to is ignored.
    */
-  append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<void>;
+  append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<unknown>;
   /** Reads every event in commit order, as a catch-up subscriber starting at the beginning. */
   readAll(): Promise<ReadTotals>;
   close(): Promise<void>;

@@ -32,13 +32,14 @@ class PartitionEventLog implements EventLog {
     private readonly commandIds: boolean,
   ) {}
 
-  async append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<void> {
+  /** The partition's own promise, not wrapped in another async function (one promise and one hop less per append). */
+  append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<unknown> {
     let events = this.events.get(payloads);
     if (events === undefined) {
       events = payloads.map((data) => ({ type: EVENT_TYPE, data }));
       this.events.set(payloads, events);
     }
-    await this.partition.append({ streamId, expectedVersion, events, commandId: this.commandIds ? randomUUID() : undefined });
+    return this.partition.append({ streamId, expectedVersion, events, commandId: this.commandIds ? randomUUID() : undefined });
   }
 
   async readAll(): Promise<ReadTotals> {

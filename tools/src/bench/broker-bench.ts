@@ -984,13 +984,13 @@ class ClusterEventLog implements EventLog {
 
   constructor(private readonly cluster: BenchCluster) {}
 
-  async append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<void> {
+  append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<unknown> {
     let events = this.events.get(payloads);
     if (events === undefined) {
       events = payloads.map((data) => ({ type: EVENT_TYPE, data }));
       this.events.set(payloads, events);
     }
-    await this.cluster.client.append({ streamId, expectedVersion, events });
+    return this.cluster.client.append({ streamId, expectedVersion, events });
   }
 
   async readAll(): Promise<ReadTotals> {

@@ -82,22 +82,21 @@ class PostgresEventLog implements EventLog {
     return new PostgresEventLog(pool, table);
   }
 
-  async append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<void> {
+  append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<unknown> {
     let buffers = this.buffers.get(payloads);
     if (buffers === undefined) {
       buffers = payloads.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
       this.buffers.set(payloads, buffers);
     }
     if (buffers.length === 1) {
-      await this.pool.query({
+      return this.pool.query({
         name: `${this.table}_insert_1`,
         text: `INSERT INTO ${this.table} (stream_name, position, type, data) VALUES ($1, $2, $3, $4)`,
         values: [streamId, expectedVersion + 1, EVENT_TYPE, buffers[0]],
       });
-      return;
     }
     const positions = Array.from({ length: buffers.length }, (_, i) => expectedVersion + i + 1);
-    await this.pool.query({
+    return this.pool.query({
       name: `${this.table}_insert_n`,
       text: `INSERT INTO ${this.table} (stream_name, position, type, data)
              SELECT $1, p, $2, d FROM unnest($3::bigint[], $4::bytea[]) AS u(p, d)`,

@@ -93,7 +93,7 @@ class RedisEventLog implements EventLog {
     private readonly prefix: string,
   ) {}
 
-  async append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<void> {
+  append(streamId: string, expectedVersion: number, payloads: readonly Uint8Array[]): Promise<unknown> {
     let buffers = this.buffers.get(payloads);
     if (buffers === undefined) {
       buffers = payloads.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
@@ -101,7 +101,7 @@ class RedisEventLog implements EventLog {
     }
     const key = `${this.prefix}:${streamId}`;
     this.keys.add(key);
-    await this.client.sendCommand(['EVALSHA', this.sha, '1', key, String(expectedVersion), EVENT_TYPE, ...buffers]);
+    return this.client.sendCommand(['EVALSHA', this.sha, '1', key, String(expectedVersion), EVENT_TYPE, ...buffers]);
   }
 
   async readAll(): Promise<ReadTotals> {

@@ -115,4 +115,26 @@ describe('index checkpoints off the main thread', () => {
       await p.close();
     }
   });
+
+  it('a stream the checkpoint takes out of the memtable goes on counting versions from the checkpoint', async () => {
+    const p = await openPartition({ storage: createMemoryStorage(), name: 'retire', indexCheckpointEvents: 8 });
+    try {
+      const one: EventData[] = [{ type: 'E', data }];
+      await p.append({ streamId: 'x', events: one, expectedVersion: 'no-stream' });
+      for (let i = 0; i < 6; i++) await p.append({ streamId: `f-${i}`, events: one });
+      // The memtable's entry for x is the one last looked up when the checkpoint (8 events, x's
+      // among them) installs and moves x out of the memtable: the engine must not go on updating it.
+      await p.append({ streamId: 'x', events: one, expectedVersion: 1 });
+      while (p.indexStatus.checkpointsInstalled === 0) await turn();
+      await p.append({ streamId: 'x', events: one, expectedVersion: 2 });
+      await p.append({ streamId: 'x', events: one, expectedVersion: 3 });
+      expect(await p.currentVersion('x')).toBe(4);
+      await expect(p.append({ streamId: 'x', events: one, expectedVersion: 3 })).rejects.toThrow(/version/i);
+      const versions: number[] = [];
+      for await (const e of p.read()) if (e.streamId === 'x') versions.push(e.streamVersion);
+      expect(versions).toEqual([1, 2, 3, 4]);
+    } finally {
+      await p.close();
+    }
+  });
 });

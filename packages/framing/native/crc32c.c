@@ -111,38 +111,40 @@ static napi_value fail(napi_env env, const char *message) {
     if ((call) != napi_ok) return fail(env, "[sluice/framing] native crc32c: invalid arguments"); \
   } while (0)
 
-static int bytes_of(napi_env env, napi_value value, uint8_t **data, size_t *length) {
+/* The elements of a typed array of `want` type, or 0 with a TypeError saying `message`. */
+static int typed_array_of(napi_env env, napi_value value, napi_typedarray_type want, const char *message, void **data, size_t *count) {
   napi_typedarray_type type;
-  size_t count;
-  void *base;
   napi_value buffer;
   size_t offset;
-  if (napi_get_typedarray_info(env, value, &type, &count, &base, &buffer, &offset) != napi_ok || type != napi_uint8_array) {
-    napi_throw_type_error(env, NULL, "[sluice/framing] native crc32c: expected a Uint8Array");
+  if (napi_get_typedarray_info(env, value, &type, count, data, &buffer, &offset) != napi_ok || type != want) {
+    napi_throw_type_error(env, NULL, message);
     return 0;
   }
-  *data = (uint8_t *)base;
-  *length = count;
   return 1;
 }
 
+/* The call's first `want` arguments, the first of them a Uint8Array: 0 (with an exception) when missing or not. */
+static int args_with_bytes(napi_env env, napi_callback_info info, size_t want, napi_value *argv, const char *usage, uint8_t **data, size_t *length) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    fail(env, "[sluice/framing] native crc32c: invalid arguments");
+    return 0;
+  }
+  if (argc < want) {
+    fail(env, usage);
+    return 0;
+  }
+  return typed_array_of(env, argv[0], napi_uint8_array, "[sluice/framing] native crc32c: expected a Uint8Array", (void **)data, length);
+}
+
 static napi_value stamp_frame_crcs(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   uint8_t *data;
   size_t length;
-  if (argc < 3) return fail(env, "[sluice/framing] native crc32c: stampFrameCrcs(bytes, offsets, count)");
-  if (!bytes_of(env, argv[0], &data, &length)) return NULL;
-  napi_typedarray_type type;
+  if (!args_with_bytes(env, info, 3, argv, "[sluice/framing] native crc32c: stampFrameCrcs(bytes, offsets, count)", &data, &length)) return NULL;
   size_t count;
   void *base;
-  napi_value ab;
-  size_t offset;
-  if (napi_get_typedarray_info(env, argv[1], &type, &count, &base, &ab, &offset) != napi_ok || type != napi_uint32_array) {
-    napi_throw_type_error(env, NULL, "[sluice/framing] native crc32c: offsets must be a Uint32Array");
-    return NULL;
-  }
+  if (!typed_array_of(env, argv[1], napi_uint32_array, "[sluice/framing] native crc32c: offsets must be a Uint32Array", &base, &count)) return NULL;
   uint32_t n;
   if (napi_get_value_uint32(env, argv[2], &n) != napi_ok) return fail(env, "[sluice/framing] native crc32c: count must be a number");
   if (n > count) {
@@ -178,13 +180,10 @@ bad:
 }
 
 static napi_value verify_frames(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   uint8_t *data;
   size_t length;
-  if (argc < 5) return fail(env, "[sluice/framing] native crc32c: verifyFrames(bytes, start, end, frameBytesMin, frameBytesMax)");
-  if (!bytes_of(env, argv[0], &data, &length)) return NULL;
+  if (!args_with_bytes(env, info, 5, argv, "[sluice/framing] native crc32c: verifyFrames(bytes, start, end, frameBytesMin, frameBytesMax)", &data, &length)) return NULL;
   int64_t start, end;
   uint32_t min, max;
   CHECK(napi_get_value_int64(env, argv[1], &start));

@@ -397,6 +397,61 @@ describe('stream runs (events of one stream at consecutive seqs are one index en
       run.mockRestore();
     }
   });
+
+  for (const outcome of ['installed', 'failed'] as const) {
+    it(`while a checkpoint is built, its runs still answer reads and a stream whose run it took whole starts a new one; then the build is ${outcome}`, async () => {
+      const orig = WorkerCheckpointRunner.prototype.run;
+      let gate: () => void = () => undefined;
+      const held = new Promise<void>((resolve) => (gate = resolve));
+      let builds = 0;
+      const run = vi.spyOn(WorkerCheckpointRunner.prototype, 'run').mockImplementation(function (this: WorkerCheckpointRunner, job: CheckpointJob) {
+        if (job.kind !== 'build' || ++builds > 1) return orig.call(this, job);
+        return held.then(() => (outcome === 'failed' ? Promise.reject(new Error('injected')) : orig.call(this, job)));
+      } as typeof orig);
+      try {
+        const plain = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 1_000_000, clock });
+        const p = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 8, clock, onIndexError: () => undefined });
+        const both = async (streamId: string, n: number) => {
+          const events = Array.from({ length: n }, () => ({ type: 'E', data }));
+          await p.append({ streamId, events });
+          await plain.append({ streamId, events });
+        };
+        const reads = async (q: Partition) => {
+          const out: Record<string, number[][]> = {};
+          for (const id of ['a', 'b', 'c']) {
+            out[id] = [];
+            for (let from = 1; from <= q.streamVersion(id) + 1; from++) {
+              const seqs: number[] = [];
+              for await (const e of q.readStream(id, { fromVersion: from })) seqs.push(e.seq);
+              out[id].push(seqs);
+            }
+          }
+          return out;
+        };
+        // Interleaved runs a, b, a, c, b, then a run of "c" that ends at the checkpoint (8 events).
+        for (const [id, n] of [['a', 2], ['b', 1], ['a', 1], ['c', 1], ['b', 1], ['c', 2]] as const) await both(id, n);
+        expect(builds).toBe(1);
+        expect(p.indexStatus.busy).toBe(true);
+        // "c" goes on at the next seq: its memtable run was frozen whole, so this is a run of its own.
+        for (const [id, n] of [['c', 2], ['a', 1], ['b', 2], ['a', 1]] as const) await both(id, n);
+        expect(p.indexStatus.busy).toBe(true);
+        const expected = await reads(plain);
+        expect(await reads(p)).toEqual(expected);
+        gate();
+        await waitIdle(p);
+        expect(p.indexStatus.checkpointsInstalled).toBe(outcome === 'installed' ? 1 : 0);
+        expect(await reads(p)).toEqual(expected);
+        for (const [id, n] of [['c', 1], ['b', 3], ['a', 2]] as const) await both(id, n);
+        await waitIdle(p);
+        expect(await reads(p)).toEqual(await reads(plain));
+        for (const id of ['a', 'b', 'c']) expect(await p.currentVersion(id)).toBe(plain.streamVersion(id));
+        await p.close();
+        await plain.close();
+      } finally {
+        run.mockRestore();
+      }
+    });
+  }
 });
 
 describe('stream reads', () => {

@@ -78,13 +78,14 @@ export interface IndexStatus {
 
 interface MemStream {
   version: number;
-  /** The first version the memtable holds (of the first run). */
-  firstVersion: number;
   /**
-   * The memtable's runs of this stream, in order, as pairs `lastSeq, count`: consecutive versions
-   * from `firstVersion` at seqs `lastSeq - count + 1..lastSeq`.
+   * Id of the stream's newest run in the memtable arrays (run ids count from the partition's
+   * first run: the run at index `i` is `memBase + i`); `memPrev` links it to the one before.
+   * Kept in the typed arrays rather than a JS array per stream: with thousands of streams each
+   * appended to in turn, growing those arrays cost ~20 % of an append's CPU (their storage was
+   * copied by every scavenge).
    */
-  runs: number[];
+  last: number;
 }
 
 interface Table {
@@ -145,8 +146,19 @@ export class PartitionIndex<G> {
   private memVer = new Float64Array(1024);
   private memSeq = new Float64Array(1024);
   private memCnt = new Uint32Array(1024);
+  /** Id of the same stream's previous run, or -1: a stream's runs, newest first, without an array per stream. */
+  private memPrev = new Float64Array(1024);
   /** Runs in the memtable arrays (memEvents counts their events). */
   private memRuns = 0;
+  /** Id of the run at index 0 (runs leave the front when a checkpoint is installed). */
+  private memBase = 0;
+  /**
+   * Runs at the front that the checkpoint in flight covers (they stay in the arrays, answering
+   * reads, until it is installed), and how many events of the run after them it covers too (a
+   * run the checkpoint's seq splits).
+   */
+  private frozenRuns = 0;
+  private frozenSplit = 0;
   private readonly cache: VersionCache;
   private tables: Table[] = [];
   private memEvents = 0;
@@ -408,24 +420,19 @@ export class PartitionIndex<G> {
     // The engine asked versionNow for this stream just before: skip a second Map lookup.
     let m = streamId === this.foundId ? this.found : this.streams.get(streamId);
     if (m === undefined) {
-      m = { version: base, firstVersion: base + 1, runs: [] };
+      m = { version: base, last: -1 };
       this.streams.set(streamId, m);
     }
     if (base === 0) this.memNewStreams++;
     const lastSeq = firstSeq + count - 1;
-    const runs = m.runs;
-    const r = runs.length;
     const at = this.memRuns - 1;
-    if (r > 0 && runs[r - 2] === firstSeq - 1 && at >= 0 && this.memSeq[at] === firstSeq - 1) {
-      // The stream's previous event is at the seq just before, and the memtable's last run ends
-      // there: that run is this stream's (a seq has one stream). Extend it instead of adding one.
-      runs[r - 2] = lastSeq;
-      runs[r - 1] += count;
+    if (at >= this.frozenRuns && m.last === this.memBase + at && this.memSeq[at] === firstSeq - 1) {
+      // The memtable's last run is this stream's and ends at the seq just before: extend it
+      // instead of adding one (not a run the checkpoint in flight took whole).
       this.memVer[at] += count;
       this.memSeq[at] = lastSeq;
       this.memCnt[at] += count;
     } else {
-      runs.push(lastSeq, count);
       this.hash(streamId, this.h);
       const i = this.memRuns;
       if (i === this.memSeq.length) this.growMemtable(i + 1);
@@ -434,6 +441,8 @@ export class PartitionIndex<G> {
       this.memVer[i] = base + count;
       this.memSeq[i] = lastSeq;
       this.memCnt[i] = count;
+      this.memPrev[i] = m.last;
+      m.last = this.memBase + i;
       this.memRuns = i + 1;
     }
     m.version += count;
@@ -446,9 +455,9 @@ export class PartitionIndex<G> {
     return this.memEvents + this.commands.size >= this.options.checkpointEvents;
   }
 
-  /** The memtable's run columns, in the order of a checkpoint job's (`sHi, sLo, sVer, sSeq, sCnt`). */
-  private memColumns(): [Uint32Array, Uint32Array, Float64Array, Float64Array, Uint32Array] {
-    return [this.memHi, this.memLo, this.memVer, this.memSeq, this.memCnt];
+  /** The memtable's run columns (a checkpoint job's `sHi, sLo, sVer, sSeq, sCnt`, then the stream links). */
+  private memColumns(): [Uint32Array, Uint32Array, Float64Array, Float64Array, Uint32Array, Float64Array] {
+    return [this.memHi, this.memLo, this.memVer, this.memSeq, this.memCnt, this.memPrev];
   }
 
   private growMemtable(needed: number): void {
@@ -463,6 +472,7 @@ export class PartitionIndex<G> {
     this.memVer = grow(this.memVer, (n) => new Float64Array(n));
     this.memSeq = grow(this.memSeq, (n) => new Float64Array(n));
     this.memCnt = grow(this.memCnt, (n) => new Uint32Array(n));
+    this.memPrev = grow(this.memPrev, (n) => new Float64Array(n));
   }
 
   /** Records a command id of a commit being encoded (ids are noted in seq order). */
@@ -677,7 +687,16 @@ export class PartitionIndex<G> {
   streamSeqs(streamId: string, fromVersion: number, limitSeq: number): number[] {
     const out: number[] = [];
     const m = this.streams.get(streamId);
-    const tableTo = m === undefined ? Number.MAX_VALUE : m.firstVersion - 1;
+    // The stream's runs in the memtable, newest first (ids below memBase have left it), back to
+    // the one holding `fromVersion`: tables hold only versions below the oldest run's.
+    const runs: number[] = [];
+    let tableTo = Number.MAX_VALUE;
+    for (let id = m === undefined ? -1 : m.last; id >= this.memBase; id = this.memPrev[id - this.memBase]) {
+      const i = id - this.memBase;
+      runs.push(i);
+      tableTo = this.memVer[i] - this.memCnt[i];
+      if (tableTo < fromVersion) break;
+    }
     if (fromVersion <= tableTo && this.tables.length > 0) {
       this.hash(streamId, this.h);
       const entries: StreamEntry[] = [];
@@ -685,17 +704,14 @@ export class PartitionIndex<G> {
       for (const e of entries) if (e.version <= tableTo && e.seq <= limitSeq) out.push(e.seq);
       out.sort((a, b) => a - b);
     }
-    if (m !== undefined) {
-      const runs = m.runs;
-      let v = m.firstVersion;
-      for (let i = 0; i < runs.length; i += 2) {
-        const count = runs[i + 1];
-        const first = runs[i] - count + 1;
-        for (let j = Math.max(0, fromVersion - v); j < count; j++) {
-          if (first + j > limitSeq) return out;
-          out.push(first + j);
-        }
-        v += count;
+    for (let r = runs.length - 1; r >= 0; r--) {
+      const i = runs[r];
+      const count = this.memCnt[i];
+      const first = this.memSeq[i] - count + 1;
+      const firstVersion = this.memVer[i] - count + 1;
+      for (let j = Math.max(0, fromVersion - firstVersion); j < count; j++) {
+        if (first + j > limitSeq) return out;
+        out.push(first + j);
       }
     }
     return out;
@@ -809,11 +825,11 @@ export class PartitionIndex<G> {
     const sSeq = sharedCopy(this.memSeq.subarray(0, k));
     const sCnt = sharedCopy(this.memCnt.subarray(0, k));
     if (split > 0) {
-      // The frozen part ends at the limit; the rest of the run stays (same last version and seq, fewer events).
+      // The frozen part ends at the limit; the rest of the run stays (same last version and
+      // seq, fewer events once the table is installed).
       sVer[n] -= this.memCnt[n] - split;
       sSeq[n] = limit;
       sCnt[n] = split;
-      this.memCnt[n] -= split;
     }
     let frozenEvents = 0;
     for (let i = 0; i < k; i++) frozenEvents += sCnt[i];
@@ -837,9 +853,9 @@ export class PartitionIndex<G> {
         cSeq = sharedCopy(cSeq.subarray(0, kept));
       }
     }
-    // Keep the runs above the checkpoint (groups in flight) at the front.
-    for (const column of this.memColumns()) column.copyWithin(0, n, this.memRuns);
-    this.memRuns -= n;
+    // The frozen runs stay at the front of the arrays until the table is installed.
+    this.frozenRuns = n;
+    this.frozenSplit = split;
     this.memEvents -= frozenEvents;
     this.frozenCommands = m;
     const fromSeq = this.checkpoint + 1;
@@ -890,30 +906,20 @@ export class PartitionIndex<G> {
     }
     let newStreams = 0;
     for (let i = 0; i < job.sVer.length; i++) if (job.sVer[i] === job.sCnt[i]) newStreams++;
-    // Rebuild the Maps with what stays instead of deleting from them (cheaper in V8).
+    // The frozen runs leave the front of the arrays (a split run keeps its part above the limit).
+    const n = this.frozenRuns;
+    if (this.frozenSplit > 0) this.memCnt[n] -= this.frozenSplit;
+    for (const column of this.memColumns()) column.copyWithin(0, n, this.memRuns);
+    this.memRuns -= n;
+    this.memBase += n;
+    this.frozenRuns = 0;
+    this.frozenSplit = 0;
+    // Rebuild the Maps with what stays instead of deleting from them (cheaper in V8): a stream
+    // whose newest run has left is all in the table now.
     const streams = new Map<string, MemStream>();
     for (const [id, m] of this.streams) {
-      const runs = m.runs;
-      let i = 0;
-      let gone = 0;
-      while (i < runs.length && runs[i] <= limit) {
-        gone += runs[i + 1];
-        i += 2;
-      }
-      if (i === runs.length) {
-        this.cacheSet(id, m.version);
-        continue;
-      }
-      const rest = i > 0 ? runs.slice(i) : runs;
-      const first = rest[0] - rest[1] + 1;
-      if (first <= limit) {
-        // A run split by the checkpoint: its part up to the limit is in the table now.
-        gone += limit - first + 1;
-        rest[1] -= limit - first + 1;
-      }
-      m.runs = rest;
-      m.firstVersion += gone;
-      streams.set(id, m);
+      if (m.last < this.memBase) this.cacheSet(id, m.version);
+      else streams.set(id, m);
     }
     this.streams = streams;
     this.foundId = undefined;
@@ -928,17 +934,11 @@ export class PartitionIndex<G> {
     this.checkpointsInstalled++;
   }
 
-  /** A checkpoint that failed: its runs go back to the front of the memtable arrays (a split run stays two). */
+  /** A checkpoint that failed: its runs, still at the front of the memtable arrays, are the memtable's again. */
   private unfreeze(job: BuildJob): void {
-    const n = job.sHi.length;
-    if (this.memRuns + n > this.memSeq.length) this.growMemtable(this.memRuns + n);
-    const frozen = [job.sHi, job.sLo, job.sVer, job.sSeq, job.sCnt];
-    this.memColumns().forEach((column, c) => {
-      column.copyWithin(n, 0, this.memRuns);
-      column.set(frozen[c], 0);
-    });
-    this.memRuns += n;
-    for (let i = 0; i < n; i++) this.memEvents += job.sCnt[i];
+    this.frozenRuns = 0;
+    this.frozenSplit = 0;
+    for (let i = 0; i < job.sCnt.length; i++) this.memEvents += job.sCnt[i];
   }
 
   /**

@@ -445,6 +445,69 @@ describe('stream runs (events of one stream at consecutive seqs are one index en
         await waitIdle(p);
         expect(await reads(p)).toEqual(await reads(plain));
         for (const id of ['a', 'b', 'c']) expect(await p.currentVersion(id)).toBe(plain.streamVersion(id));
+        expect(p.indexStatus.memtableEvents).toBe(p.lastSeq - p.indexStatus.checkpointSeq);
+        await p.close();
+        await plain.close();
+      } finally {
+        run.mockRestore();
+      }
+    });
+
+    it(`while a checkpoint is built, a run it splits answers reads and goes on growing; then the build is ${outcome}`, async () => {
+      const orig = WorkerCheckpointRunner.prototype.run;
+      let gate: () => void = () => undefined;
+      const held = new Promise<void>((resolve) => (gate = resolve));
+      const builds: CheckpointJob[] = [];
+      const run = vi.spyOn(WorkerCheckpointRunner.prototype, 'run').mockImplementation(function (this: WorkerCheckpointRunner, job: CheckpointJob) {
+        if (job.kind !== 'build') return orig.call(this, job);
+        builds.push(job);
+        if (builds.length > 1) return orig.call(this, job);
+        return held.then(() => (outcome === 'failed' ? Promise.reject(new Error('injected')) : orig.call(this, job)));
+      } as typeof orig);
+      try {
+        const gated = gatedStorage(new MemoryLog());
+        const plain = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 1_000_000, clock });
+        const p = await openPartition({ storage: gated.storage, indexCheckpointEvents: 4, groupsInFlightMax: 2, clock, onIndexError: () => undefined });
+        const events = (streamId: string, n: number) => ({ streamId, events: Array.from({ length: n }, () => ({ type: 'E', data })) });
+        const reads = async (q: Partition) => {
+          const out: number[][] = [];
+          for (const id of ['a', 'b']) {
+            for (let from = 1; from <= q.streamVersion(id) + 1; from++) {
+              const seqs: number[] = [];
+              for await (const e of q.readStream(id, { fromVersion: from })) seqs.push(e.seq);
+              out.push(seqs);
+            }
+          }
+          return out;
+        };
+        await p.append(events('a', 3));
+        await plain.append(events('a', 3));
+        // Seqs 4-5 wait in their sync while 6-7 are written: one run of "a" (seqs 1-7) that the
+        // checkpoint at seq 5 splits once 4-5 are durable.
+        gated.hold();
+        const first = p.append(events('a', 2));
+        await gated.written(2);
+        const second = p.append(events('a', 2));
+        await gated.written(3);
+        gated.release();
+        await Promise.all([first, second]);
+        await plain.append(events('a', 2));
+        await plain.append(events('a', 2));
+        expect(builds.map((job) => (job.kind === 'build' ? [job.meta.toSeq, ...job.sCnt] : []))).toEqual([[5, 5]]);
+        expect(p.indexStatus.busy).toBe(true);
+        expect(await reads(p)).toEqual(await reads(plain));
+        // The split run grows at seq 8, then another stream starts.
+        for (const [id, n] of [['a', 1], ['b', 2]] as const) {
+          await p.append(events(id, n));
+          await plain.append(events(id, n));
+        }
+        expect(await reads(p)).toEqual(await reads(plain));
+        gate();
+        await waitIdle(p);
+        expect(p.indexStatus.checkpointsInstalled).toBeGreaterThanOrEqual(outcome === 'installed' ? 1 : 0);
+        expect(await reads(p)).toEqual(await reads(plain));
+        expect(p.indexStatus.memtableEvents).toBe(p.lastSeq - p.indexStatus.checkpointSeq);
+        expect(p.streamVersion('a')).toBe(8);
         await p.close();
         await plain.close();
       } finally {

@@ -795,11 +795,11 @@ export class PartitionIndex<G> {
 
   /**
    * Starts a checkpoint of the memtable's durable part (seqs ≤ `cp.lastSeq`, a batch boundary):
-   * freezes it — its entries are copied out of the memtable arrays, while the Maps keep answering
-   * for them — and hands the sort, the table encoding and (with a directory) the file write to
-   * the checkpoint runner, a worker thread. When the table is built it is installed and the frozen
-   * part leaves the Maps, in one synchronous step, so every lookup sees either the Maps or the
-   * table. At most one checkpoint is in flight: while one is, this returns false and the next
+   * freezes it — its entries are copied into shared memory for the worker, and stay in the
+   * memtable (arrays and Maps), answering lookups and reads — and hands the sort, the table
+   * encoding and (with a directory) the file write to the checkpoint runner, a worker thread.
+   * When the table is built it is installed and the frozen part leaves the memtable, in one
+   * synchronous step, so every lookup sees either the memtable or the table. At most one checkpoint is in flight: while one is, this returns false and the next
    * durable head tries again (and appends wait beyond twice `checkpointEvents`: {@link backpressure}).
    */
   private flush(cp: BatchIdentity): boolean {
@@ -880,7 +880,7 @@ export class PartitionIndex<G> {
       .run(job)
       .then((result) => this.install(job, result))
       .catch((error: unknown) => {
-        // The log is complete without the index: report, and give the frozen entries back to the memtable.
+        // The log is complete without the index: report, and the frozen entries are the memtable's again.
         this.report(error);
         this.unfreeze(job);
       })

@@ -565,14 +565,14 @@ export class Partition {
     };
     // A partition recording its level writes format version 3: the writer inserts the level
     // into the first frame's headers as it copies the frames (FrameWriter.appendFramed).
-    return new Promise<CommitResult>((resolve, reject) => {
-      this.queue.push({ unit, bytes: info.dataBytes, resolve, reject, encoded: frames, encodedCount: info.count });
-      this.queuedBytes += info.dataBytes;
-      if (!this.scheduled) {
-        this.scheduled = true;
-        queueMicrotask(this.pump);
-      }
-    });
+    const promise = new Promise<CommitResult>(this.takeSettlers);
+    this.queue.push({ unit, bytes: info.dataBytes, resolve: this.settleResolve, reject: this.settleReject, encoded: frames, encodedCount: info.count });
+    this.queuedBytes += info.dataBytes;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.pump);
+    }
+    return promise;
   }
 
   /**
@@ -593,15 +593,24 @@ export class Partition {
       );
     }
     if (this.queuedBytes + checked > this.options.queueBytesMax && this.queue.length > this.queueHead) return this.overloaded();
-    return new Promise<CommitResult>((resolve, reject) => {
-      this.queue.push({ unit, bytes: checked, resolve, reject });
-      this.queuedBytes += checked;
-      if (!this.scheduled) {
-        this.scheduled = true;
-        queueMicrotask(this.pump);
-      }
-    });
+    const promise = new Promise<CommitResult>(this.takeSettlers);
+    this.queue.push({ unit, bytes: checked, resolve: this.settleResolve, reject: this.settleReject });
+    this.queuedBytes += checked;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.pump);
+    }
+    return promise;
   }
+
+  // The settling functions of the promise just made: one executor for every append instead of a
+  // closure (and its context) per append. Read right after `new Promise(this.takeSettlers)`.
+  private settleResolve: (result: CommitResult) => void = () => undefined;
+  private settleReject: (error: unknown) => void = () => undefined;
+  private readonly takeSettlers = (resolve: (result: CommitResult) => void, reject: (error: unknown) => void): void => {
+    this.settleResolve = resolve;
+    this.settleReject = reject;
+  };
 
   /**
    * Refuses an append cheaply: an overloaded caller may send millions, so the refusal carries

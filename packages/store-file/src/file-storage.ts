@@ -672,8 +672,10 @@ class FileStorage implements PartitionStorage {
     this.slots.set(target.segment, state);
     state.counter++;
     const slot = encodeSlot({ counter: state.counter, synced: this.synced, acked: this.durable, successor: state.successor, cut: state.cut });
-    // A slot is a few dozen bytes: written in place, not through the thread pool (SYNC_WRITE_BYTES_MAX).
-    writeFullySync(target.handle.fd, slot, slotOffset(state.counter));
+    // Through the thread pool, although a slot is a few dozen bytes: a write on the main thread
+    // waits for the file's lock while the pool writes a large batch into it (measured with 1 KiB
+    // batches of 1000: ~0.45 ms per slot, 9-12 % of the writer's thread).
+    await writeFully(target.handle, slot, slotOffset(state.counter));
     this.slotDirty.add(target.handle);
   }
 

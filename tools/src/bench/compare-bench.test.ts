@@ -3,7 +3,19 @@ import { expect, it } from 'vitest';
 import { SystemSkippedError, type BenchSystem } from './bench-system.js';
 import { formatCompareReport, runCompareBench } from './compare-bench.js';
 import { BENCH_SYSTEMS } from './systems/registry.js';
-import { workload } from './workload.js';
+import { FRAME_OVERHEAD_BYTES, SCENARIO_BYTES_MAX, workload } from './workload.js';
+
+it('caps every append scenario of the full workload at the bytes the limit rows write, so the rows of a scenario write alike', () => {
+  const scenarios = workload('full');
+  for (const s of scenarios) {
+    if (s.kind !== 'append') continue;
+    expect(s.events * (s.payloadBytes + FRAME_OVERHEAD_BYTES), s.id).toBeLessThanOrEqual(SCENARIO_BYTES_MAX);
+  }
+  const events = (id: string) => scenarios.find((s) => s.id === id && s.kind === 'append')?.events;
+  // 1 KiB × 5 M would be 5.5 GB; 100 B batches of 100 stay as they were.
+  expect(events('1KiB-batch-1000')).toBe(Math.floor(SCENARIO_BYTES_MAX / (1024 + FRAME_OVERHEAD_BYTES)));
+  expect(events('100B-batch-100')).toBe(2_000_000);
+});
 
 // Smoke mode only: proves the comparative bench runs end to end and reports every system.
 // Peers that are not installed here are skipped (installMissing: false: no apt-get in tests).

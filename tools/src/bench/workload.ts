@@ -6,6 +6,23 @@ export const PAYLOAD_SIZES: readonly number[] = [100, 1024];
 export const BATCH_APPENDERS = 4;
 /** Appenders of the concurrent single-event scenario. */
 export const CONCURRENT_APPENDERS = 1000;
+/** Bytes of a frame beside its payload, as the bench's 100-byte-stream events encode (about 80). */
+export const FRAME_OVERHEAD_BYTES = 80;
+/**
+ * Encoded bytes an append scenario writes, at most, on every system alike: its events are
+ * capped so that the rows of one scenario write the same volume. The disk of the machine these
+ * figures come from keeps its speed for a burst of a few GB, then slows to about a third (a raw
+ * sparse write + fdatasync loop of 1.1 MB writes: ~720 MB/s for the first 1.7-3.5 GB, then
+ * 230-330 MB/s), and recovers when idle: without the cap, a system writing 5.5 GB (1 KiB ×
+ * 5 M) would be measured in the slow phase while the limit rows beside it (512 MiB, what they
+ * preallocate) were measured in the fast one.
+ */
+export const SCENARIO_BYTES_MAX = 512 * 1024 * 1024;
+
+/** `events` of `payloadBytes` each, capped at {@link SCENARIO_BYTES_MAX} of frames (at least one batch). */
+export function cappedEvents(events: number, payloadBytes: number, batch: number): number {
+  return Math.min(events, Math.max(batch, Math.floor(SCENARIO_BYTES_MAX / (payloadBytes + FRAME_OVERHEAD_BYTES))));
+}
 
 interface ModeSizes {
   /** Events per scenario, by batch size; `concurrent` for the concurrent singles. */
@@ -33,7 +50,8 @@ export function sizeLabel(bytes: number): string {
  * The workload, in the order every system runs it: for each payload size, sequential
  * single-event appends, batches of 100 and of 1000 (4 in flight where the system allows it),
  * 1000 concurrent single-event appenders, then a full catch-up read of the batches-of-1000 log.
- * Every append is one commit to one of 10,000 streams.
+ * Every append is one commit to one of 10,000 streams; no scenario writes more than
+ * {@link SCENARIO_BYTES_MAX} of frames.
  */
 export function workload(mode: BenchMode): Scenario[] {
   const sizes = MODE_SIZES[mode];
@@ -47,7 +65,7 @@ export function workload(mode: BenchMode): Scenario[] {
       batch,
       appenders,
       concurrent: appenders === CONCURRENT_APPENDERS,
-      events,
+      events: cappedEvents(events, payloadBytes, batch),
       timeLimitMs: sizes.timeLimitMs,
     });
     scenarios.push(append('batch-1', 1, 1, sizes.events[1]));

@@ -1,11 +1,7 @@
 import { measurementOf, type BenchSystem, type Measurement, type NotApplicable, type Scenario } from '../bench-system.js';
 import { rawFdatasync, rawFdatasyncSync } from '../store-bench.js';
 import { withinTimeLimit } from '../within-time-limit.js';
-
-/** Bytes one raw scenario may preallocate: keeps 1 KiB × millions of events off the disk. */
-const RAW_FILE_BYTES_MAX = 512 * 1024 * 1024;
-/** Frame bytes per event beyond the payload, roughly (envelope, stream id, type, checksum). */
-const FRAME_OVERHEAD_BYTES = 80;
+import { cappedEvents } from '../workload.js';
 
 /**
  * A raw write limit: pre-encoded frames written with one `write` + `fdatasync` per batch into
@@ -32,8 +28,8 @@ function rawSystem(sync: boolean, sparse = false): BenchSystem {
         async run(scenario: Scenario): Promise<Measurement | NotApplicable> {
           if (scenario.kind === 'catch-up') return { notApplicable: 'a write limit: nothing to read back' };
           if (scenario.concurrent) return { notApplicable: 'one writer: the sequential single-event row is its limit' };
-          const frameBytes = scenario.payloadBytes + FRAME_OVERHEAD_BYTES;
-          const events = Math.min(scenario.events, Math.max(scenario.batch, Math.floor(RAW_FILE_BYTES_MAX / frameBytes)));
+          // The workload caps every scenario's bytes already (SCENARIO_BYTES_MAX, what this preallocates); kept for a scenario made elsewhere.
+          const events = cappedEvents(scenario.events, scenario.payloadBytes, scenario.batch);
           const measure = (n: number) =>
             sync ? rawFdatasyncSync(context.directory, scenario.batch, n, scenario.payloadBytes, 1, sparse ? 'sparse' : 'zero-fill') : rawFdatasync(context.directory, scenario.batch, n, scenario.payloadBytes);
           const row = await withinTimeLimit({ ...scenario, appenders: 1, events }, measure);

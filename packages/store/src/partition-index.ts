@@ -86,6 +86,9 @@ interface MemStream {
    * copied by every scavenge).
    */
   last: number;
+  /** hash64 of the stream id, computed once per stream while it is in the memtable (each new run of it needs it). */
+  hi: number;
+  lo: number;
 }
 
 interface Table {
@@ -420,7 +423,8 @@ export class PartitionIndex<G> {
     // The engine asked versionNow for this stream just before: skip a second Map lookup.
     let m = streamId === this.foundId ? this.found : this.streams.get(streamId);
     if (m === undefined) {
-      m = { version: base, last: -1 };
+      this.hash(streamId, this.h);
+      m = { version: base, last: -1, hi: this.h[0], lo: this.h[1] };
       this.streams.set(streamId, m);
     }
     if (base === 0) this.memNewStreams++;
@@ -433,11 +437,10 @@ export class PartitionIndex<G> {
       this.memSeq[at] = lastSeq;
       this.memCnt[at] += count;
     } else {
-      this.hash(streamId, this.h);
       const i = this.memRuns;
       if (i === this.memSeq.length) this.growMemtable(i + 1);
-      this.memHi[i] = this.h[0];
-      this.memLo[i] = this.h[1];
+      this.memHi[i] = m.hi;
+      this.memLo[i] = m.lo;
       this.memVer[i] = base + count;
       this.memSeq[i] = lastSeq;
       this.memCnt[i] = count;

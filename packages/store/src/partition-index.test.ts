@@ -307,6 +307,21 @@ function gatedStorage(log: MemoryLog): { storage: PartitionStorage; hold(): void
   };
 }
 
+/** Holds the first checkpoint build until `release()`, then runs it (or fails it); later builds run at once. */
+function holdFirstBuild(outcome: 'installed' | 'failed'): { builds: CheckpointJob[]; release: () => void; run: { mockRestore(): void } } {
+  const orig = WorkerCheckpointRunner.prototype.run;
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const builds: CheckpointJob[] = [];
+  const run = vi.spyOn(WorkerCheckpointRunner.prototype, 'run').mockImplementation(function (this: WorkerCheckpointRunner, job: CheckpointJob) {
+    if (job.kind !== 'build') return orig.call(this, job);
+    builds.push(job);
+    if (builds.length > 1) return orig.call(this, job);
+    return held.then(() => (outcome === 'failed' ? Promise.reject(new Error('injected')) : orig.call(this, job)));
+  } as typeof orig);
+  return { builds, release, run };
+}
+
 describe('stream runs (events of one stream at consecutive seqs are one index entry)', () => {
   it('checkpoints a batch of 1000 events to one stream as one entry, and a read from any version finds its seqs', async () => {
     const run = vi.spyOn(WorkerCheckpointRunner.prototype, 'run');
@@ -400,14 +415,7 @@ describe('stream runs (events of one stream at consecutive seqs are one index en
 
   for (const outcome of ['installed', 'failed'] as const) {
     it(`while a checkpoint is built, its runs still answer reads and a stream whose run it took whole starts a new one; then the build is ${outcome}`, async () => {
-      const orig = WorkerCheckpointRunner.prototype.run;
-      let gate: () => void = () => undefined;
-      const held = new Promise<void>((resolve) => (gate = resolve));
-      let builds = 0;
-      const run = vi.spyOn(WorkerCheckpointRunner.prototype, 'run').mockImplementation(function (this: WorkerCheckpointRunner, job: CheckpointJob) {
-        if (job.kind !== 'build' || ++builds > 1) return orig.call(this, job);
-        return held.then(() => (outcome === 'failed' ? Promise.reject(new Error('injected')) : orig.call(this, job)));
-      } as typeof orig);
+      const { builds, release: gate, run } = holdFirstBuild(outcome);
       try {
         const plain = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 1_000_000, clock });
         const p = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 8, clock, onIndexError: () => undefined });
@@ -430,7 +438,7 @@ describe('stream runs (events of one stream at consecutive seqs are one index en
         };
         // Interleaved runs a, b, a, c, b, then a run of "c" that ends at the checkpoint (8 events).
         for (const [id, n] of [['a', 2], ['b', 1], ['a', 1], ['c', 1], ['b', 1], ['c', 2]] as const) await both(id, n);
-        expect(builds).toBe(1);
+        expect(builds.length).toBe(1);
         expect(p.indexStatus.busy).toBe(true);
         // "c" goes on at the next seq: its memtable run was frozen whole, so this is a run of its own.
         for (const [id, n] of [['c', 2], ['a', 1], ['b', 2], ['a', 1]] as const) await both(id, n);
@@ -454,16 +462,7 @@ describe('stream runs (events of one stream at consecutive seqs are one index en
     });
 
     it(`while a checkpoint is built, a run it splits answers reads and goes on growing; then the build is ${outcome}`, async () => {
-      const orig = WorkerCheckpointRunner.prototype.run;
-      let gate: () => void = () => undefined;
-      const held = new Promise<void>((resolve) => (gate = resolve));
-      const builds: CheckpointJob[] = [];
-      const run = vi.spyOn(WorkerCheckpointRunner.prototype, 'run').mockImplementation(function (this: WorkerCheckpointRunner, job: CheckpointJob) {
-        if (job.kind !== 'build') return orig.call(this, job);
-        builds.push(job);
-        if (builds.length > 1) return orig.call(this, job);
-        return held.then(() => (outcome === 'failed' ? Promise.reject(new Error('injected')) : orig.call(this, job)));
-      } as typeof orig);
+      const { builds, release: gate, run } = holdFirstBuild(outcome);
       try {
         const gated = gatedStorage(new MemoryLog());
         const plain = await openPartition({ storage: createMemoryStorage(), indexCheckpointEvents: 1_000_000, clock });

@@ -10,11 +10,13 @@ export const CONCURRENT_APPENDERS = 1000;
 export const FRAME_OVERHEAD_BYTES = 80;
 /**
  * Encoded bytes an append scenario writes, at most, on every system alike: its events are
- * capped so that the rows of one scenario write the same volume. The disk of the machine these
- * figures come from keeps its speed for a burst of a few GB, then slows to about a third (a raw
- * sparse write + fdatasync loop of 1.1 MB writes: ~720 MB/s for the first 1.7-3.5 GB, then
- * 230-330 MB/s), and recovers when idle: without the cap, a system writing 5.5 GB (1 KiB ×
- * 5 M) would be measured in the slow phase while the limit rows beside it (512 MiB, what they
+ * capped so that the rows of one scenario write the same volume. On the machine these figures
+ * come from, durable writes keep their speed for a few GB written by one process, then slow to
+ * about a third (a raw sparse write + fdatasync loop of 1.1 MB writes: ~720 MB/s for the first
+ * 1.7-3.5 GB, then 230-330 MB/s), while a new file written right after is fast again; it looks
+ * like page cache growing into VM memory the host must back first (after touching 8 GB in
+ * another process, no lasting slow phase). Without the cap, a system writing 5.5 GB (1 KiB ×
+ * 5 M) was measured in the slow phase while the limit rows beside it (512 MiB, what they
  * preallocate) were measured in the fast one.
  */
 export const SCENARIO_BYTES_MAX = 512 * 1024 * 1024;

@@ -802,8 +802,9 @@ export class PartitionIndex<G> {
    * memtable (arrays and Maps), answering lookups and reads — and hands the sort, the table
    * encoding and (with a directory) the file write to the checkpoint runner, a worker thread.
    * When the table is built it is installed and the frozen part leaves the memtable, in one
-   * synchronous step, so every lookup sees either the memtable or the table. At most one checkpoint is in flight: while one is, this returns false and the next
-   * durable head tries again (and appends wait beyond twice `checkpointEvents`: {@link backpressure}).
+   * synchronous step, so every lookup sees either the memtable or the table. At most one
+   * checkpoint is in flight: while one is, this returns false and the next durable head tries
+   * again (and appends wait beyond twice `checkpointEvents`: {@link backpressure}).
    */
   private flush(cp: BatchIdentity): boolean {
     const limit = cp.lastSeq;

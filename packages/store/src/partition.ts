@@ -306,7 +306,7 @@ interface Pending {
   resolveError?: unknown;
   /** Framed events of an {@link Partition.appendEncoded} (checked): its one change's events, copied and stamped. */
   readonly encoded?: Uint8Array | undefined;
-  readonly encodedCount?: number;
+  readonly encodedCount?: number | undefined;
 }
 
 const NO_HEADERS: readonly string[] = [];
@@ -565,14 +565,7 @@ export class Partition {
     };
     // A partition recording its level writes format version 3: the writer inserts the level
     // into the first frame's headers as it copies the frames (FrameWriter.appendFramed).
-    const promise = new Promise<CommitResult>(this.takeSettlers);
-    this.queue.push({ unit, bytes: info.dataBytes, resolve: this.settleResolve, reject: this.settleReject, encoded: frames, encodedCount: info.count });
-    this.queuedBytes += info.dataBytes;
-    if (!this.scheduled) {
-      this.scheduled = true;
-      queueMicrotask(this.pump);
-    }
-    return promise;
+    return this.enqueue(unit, info.dataBytes, frames, info.count);
   }
 
   /**
@@ -593,14 +586,22 @@ export class Partition {
       );
     }
     if (this.queuedBytes + checked > this.options.queueBytesMax && this.queue.length > this.queueHead) return this.overloaded();
+    return this.enqueue(unit, checked, undefined, undefined);
+  }
+
+  /** Queues a checked unit (with its framed events for appendEncoded) and schedules the pump. */
+  private enqueue(unit: UnitOfWork, bytes: number, encoded: Uint8Array | undefined, encodedCount: number | undefined): Promise<CommitResult> {
     const promise = new Promise<CommitResult>(this.takeSettlers);
-    this.queue.push({ unit, bytes: checked, resolve: this.settleResolve, reject: this.settleReject });
-    this.queuedBytes += checked;
-    if (!this.scheduled) {
-      this.scheduled = true;
-      queueMicrotask(this.pump);
-    }
+    this.queue.push({ unit, bytes, resolve: this.settleResolve, reject: this.settleReject, encoded, encodedCount });
+    this.queuedBytes += bytes;
+    this.schedulePump();
     return promise;
+  }
+
+  private schedulePump(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(this.pump);
   }
 
   // The settling functions of the promise just made: one executor for every append instead of a
@@ -964,10 +965,7 @@ export class Partition {
       pending.resolving = true;
       void checkpoint.finally(() => {
         pending.resolving = false;
-        if (!this.scheduled) {
-          this.scheduled = true;
-          queueMicrotask(this.pump);
-        }
+        this.schedulePump();
       });
       return false;
     }
@@ -1006,10 +1004,7 @@ export class Partition {
       )
       .finally(() => {
         pending.resolving = false;
-        if (!this.scheduled) {
-          this.scheduled = true;
-          queueMicrotask(this.pump);
-        }
+        this.schedulePump();
       });
     return false;
   }

@@ -1,8 +1,11 @@
 import { tmpdir } from 'node:os';
+import { CRC_BYTES, EVENT_HEADER_BYTES, MARKER_BYTES } from '@sluice/framing';
 import { expect, it } from 'vitest';
 import { SystemSkippedError, type BenchSystem } from './bench-system.js';
 import { formatCompareReport, runCompareBench } from './compare-bench.js';
+import { EVENT_TYPE, STREAMS } from './event-log-session.js';
 import { BENCH_SYSTEMS } from './systems/registry.js';
+import { zeroFillSegmentBytes } from './systems/sluice-file-system.js';
 import { FRAME_OVERHEAD_BYTES, SCENARIO_BYTES_MAX, workload } from './workload.js';
 
 it('caps every append scenario of the full workload at the bytes the limit rows write, so the rows of a scenario write alike', () => {
@@ -18,6 +21,23 @@ it('caps every append scenario of the full workload at the bytes the limit rows 
   // 1 KiB × 5 M would be 5.5 GB; 100 B batches of 100 stay as they were.
   expect(events('1KiB-batch-1000')).toBe(Math.floor(SCENARIO_BYTES_MAX / (1024 + FRAME_OVERHEAD_BYTES)));
   expect(events('100B-batch-100')).toBe(2_000_000);
+});
+
+it('gives the zero-filled row a segment its scenario never fills halfway, where the next one would be zero-filled during the run', () => {
+  // The file store's frame of a bench event (the longest stream id) is within the workload's
+  // frame overhead, with its share of a marker in batches of 100 or more.
+  const frame = EVENT_HEADER_BYTES + `stream-${STREAMS - 1}`.length + EVENT_TYPE.length + CRC_BYTES;
+  expect(frame + MARKER_BYTES / 100).toBeLessThanOrEqual(FRAME_OVERHEAD_BYTES);
+  for (const s of workload('full')) {
+    if (s.kind !== 'append') continue;
+    const segment = zeroFillSegmentBytes(s);
+    expect(segment, s.id).toBeLessThanOrEqual(1024 * 1024 * 1024);
+    // A marker per append, or per group of at least 100 events for the concurrent rows (many
+    // appenders' events share a batch; a run that does start a second segment says so).
+    const perEvent = s.payloadBytes + frame + MARKER_BYTES / (s.concurrent ? 100 : s.batch);
+    // The segment's 4 KiB header, then the frames: never past half of the segment.
+    expect(4096 + s.events * perEvent, s.id).toBeLessThanOrEqual(segment / 2);
+  }
 });
 
 // Smoke mode only: proves the comparative bench runs end to end and reports every system.
@@ -64,7 +84,7 @@ it('runs every system through the smoke workload and reports each one', { timeou
   const json = JSON.parse(JSON.stringify(result)) as typeof result;
   expect(json.rows).toHaveLength(result.rows.length);
   expect(json.meta.mode).toBe('smoke');
-  expect(json.targets).toHaveLength(20);
+  expect(json.targets).toHaveLength(22);
   // The bound of the sequential row through the broker is measured beside it.
   for (const size of ['100B', '1KiB']) {
     for (const id of ['broker-echo-fdatasync', 'relay-fdatasync']) {
@@ -83,6 +103,13 @@ it('runs every system through the smoke workload and reports each one', { timeou
     const file = result.rows.find((r) => r.systemId === 'sluice-file' && r.scenarioId === `${size}-batch-1000`);
     expect(limit?.target).toContain(`(${fastest.system})`);
     expect(limit?.measured).toBeCloseTo((file?.eventsPerSecond ?? 0) / (fastest.eventsPerSecond ?? 1), 9);
+    // The same store on a segment zero-filled before the timer, against the same limit; the
+    // run stayed in its one segment (no note says otherwise).
+    const zeroFilled = result.rows.find((r) => r.systemId === 'sluice-file-zero-fill' && r.scenarioId === `${size}-batch-1000`);
+    expect(zeroFilled?.status, zeroFilled?.reason).toBe('ok');
+    expect(zeroFilled?.note ?? '').not.toMatch(/segments/);
+    const reserved = result.targets.find((t) => t.target.startsWith(`${size}, batches of 1000: file store on a segment zero-filled before the timer`));
+    expect(reserved?.measured).toBeCloseTo((zeroFilled?.eventsPerSecond ?? 0) / (fastest.eventsPerSecond ?? 1), 9);
     // Beside it, its bound: the synchronous loop into a sparse file, against the same limit.
     const sparse = result.rows.find((r) => r.systemId === 'raw-fdatasync-sync-sparse' && r.scenarioId === `${size}-batch-1000`);
     expect(sparse?.status, sparse?.reason).toBe('ok');
@@ -130,5 +157,5 @@ it('reports a system that cannot run as skipped, and one whose scenarios throw a
   expect(failed).toHaveLength(workload('smoke').length);
   for (const r of failed) expect(r).toMatchObject({ status: 'failed', reason: 'lost its connection' });
   // Without the file store in the run no target can be checked, and each says why.
-  for (const t of result.targets) expect(t).toMatchObject({ met: null, measured: null, reason: expect.stringMatching(/^(Sluice file store|Sluice via broker|the hops bound|raw writeSync\+fdatasyncSync, sparse file) not in this run$/) });
+  for (const t of result.targets) expect(t).toMatchObject({ met: null, measured: null, reason: expect.stringMatching(/^(Sluice file store|Sluice file store, zero-filled segment|Sluice via broker|the hops bound|raw writeSync\+fdatasyncSync, sparse file) not in this run$/) });
 });

@@ -4,7 +4,7 @@ import { brokerEchoFdatasyncSystem, relayFdatasyncSystem } from './broker-echo-s
 import { postgresSystem } from './postgres-system.js';
 import { rawFdatasyncSyncSparseSystem, rawFdatasyncSyncSystem, rawFdatasyncSystem } from './raw-fdatasync-system.js';
 import { redisSystem } from './redis-system.js';
-import { sluiceFileCommandIdSystem, sluiceFileSystem } from './sluice-file-system.js';
+import { sluiceFileCommandIdSystem, sluiceFileSystem, sluiceFileZeroFillSystem } from './sluice-file-system.js';
 import { sluiceAzuriteSystem } from './sluice-azurite-system.js';
 import { sluiceBrokerSystem } from './sluice-broker-system.js';
 import { sqliteSystem } from './sqlite-system.js';
@@ -40,6 +40,7 @@ export const rawLmdbSystem = benchModuleSystem({
  */
 export const BENCH_SYSTEMS: readonly BenchSystem[] = [
   sluiceFileSystem,
+  sluiceFileZeroFillSystem,
   sluiceFileCommandIdSystem,
   sluiceLmdbSystem,
   sluiceAzuriteSystem,

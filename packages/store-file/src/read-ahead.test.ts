@@ -73,3 +73,37 @@ describe('batch reads read the next chunk ahead', () => {
     await reader.close();
   });
 });
+
+describe('frame reads', () => {
+  it('hand out frames that stay whole while other frame reads run, interleaved or after', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'sluice-frame-reads-'));
+    dirs.push(directory);
+    const p = await openPartition({ storage: createFileStorage({ directory, segmentBytes: 64 * 1024 }) });
+    // Two streams, ten events per append, alternating: each append of a stream is one small
+    // run of frames (a synchronous read), and a reader stops inside one after its first frame.
+    for (let i = 0; i < 12; i++) {
+      const fill = i % 2 === 0 ? 0xaa : 0xbb;
+      await p.append({ streamId: i % 2 === 0 ? 'a' : 'b', events: Array.from({ length: 10 }, () => ({ type: 'E', data: new Uint8Array(300).fill(fill) })) });
+    }
+    await p.close();
+    const reader = await openFileReader({ directory });
+    const seqsOf = (odd: boolean) => Array.from({ length: 120 }, (_, i) => i + 1).filter((s) => (Math.floor((s - 1) / 10) % 2 === 0) === odd);
+    const seqsA = seqsOf(true);
+    const seqsB = seqsOf(false);
+    const frames = [];
+    // A first read leaves its buffer for the next ones. Then interleaved: one frame of A, all of
+    // B, the rest of A; then another read after.
+    if (reader.readFrames === undefined) throw new Error('the file reader reads frames');
+    for await (const f of reader.readFrames(seqsB)) expect(f.streamId).toBe('b');
+    const readsA = reader.readFrames(seqsA)[Symbol.asyncIterator]();
+    const first = await readsA.next();
+    if (first.done === true) throw new Error('no frame');
+    frames.push(first.value);
+    for await (const f of reader.readFrames(seqsB)) frames.push(f);
+    for (let next = await readsA.next(); next.done !== true; next = await readsA.next()) frames.push(next.value);
+    for await (const f of reader.readFrames(seqsB)) expect(f.payload[0]).toBe(0xbb);
+    expect(frames).toHaveLength(120);
+    for (const f of frames) expect([...new Set(f.payload)], `seq ${f.seq}`).toEqual([f.streamId === 'a' ? 0xaa : 0xbb]);
+    await reader.close();
+  });
+});

@@ -1063,12 +1063,17 @@ class FileStorage implements PartitionStorage {
   }
 
   readFrames(seqs: readonly number[]): AsyncIterable<EventFrame> {
-    const read = async function* (this: FileStorage): AsyncGenerator<EventFrame> {
+    // Checked now, reported when iterated; the index's own generator is handed out, not wrapped
+    // in another (each level of yield* costs every frame a few microseconds on a cold call).
+    try {
       this.assertOpen();
       checkFrameSeqs(seqs, this.durable.lastSeq, this.where);
-      yield* this.index.readFrames(seqs);
-    };
-    return read.call(this);
+    } catch (error) {
+      return (async function* () {
+        throw error;
+      })();
+    }
+    return this.index.readFrames(seqs);
   }
 
   async head(): Promise<BatchIdentity> {

@@ -610,54 +610,45 @@ export class SegmentIndex {
       read.catch(() => undefined); // awaited below, in order
       reads.push(read);
     };
+    // One generator from here to the caller's loop: each level of yield* costs every frame a
+    // few microseconds more on a first, cold call.
     const scratch = this.frameScratch ?? Buffer.allocUnsafe(SYNC_FRAME_READ_BYTES_MAX);
     this.frameScratch = undefined;
     try {
-      yield* this.walkRuns(seqs, runs, reads, startRead, scratch);
+      for (let r = 0; r < runs.length; r++) {
+        while (reads.length < runs.length && reads.length <= r + FRAME_READS_IN_FLIGHT) startRead(reads.length);
+        const { from, to, segment, start, end } = runs[r];
+        const path = this.path(segment);
+        const inScratch = end - start <= SYNC_FRAME_READ_BYTES_MAX;
+        const bytes = inScratch ? this.readRangeSync(segment, start, end, scratch) : await reads[r];
+        let pos = 0;
+        for (let i = from; i < to; i++) {
+          const target = seqs[i];
+          const entry = this.frameOffsets.at(this.frameSeqs.lastAtOrBelow(target)) - start;
+          if (entry > pos) pos = entry;
+          for (;;) {
+            if (pos + 16 > bytes.length) throw frameCorrupt(path, target, start + pos, `the segment ends at offset ${start + bytes.length} before it`);
+            const n = readU32(bytes, pos);
+            const kind = bytes[pos + 5];
+            if (n < 16 || pos + n > bytes.length || (kind !== KIND_EVENT && kind !== KIND_MARKER)) throw frameCorrupt(path, target, start + pos, `no frame starts there (length field ${n}, kind ${kind})`);
+            const seq = kind === KIND_EVENT ? readU53(bytes, pos + 8) : -1;
+            if (seq < target) {
+              pos += n;
+              continue;
+            }
+            if (seq > target) throw frameCorrupt(path, target, start + pos, `the frame there holds seq ${seq}`);
+            // A frame from the scratch buffer is decoded from its own copy: the next read reuses it.
+            const frame = inScratch ? decodeEventFrameAt(Buffer.from(bytes.subarray(pos, pos + n)), 0) : decodeEventFrameAt(bytes, pos);
+            if (typeof frame === 'string') throw frameCorrupt(path, target, start + pos, frame);
+            pos += n;
+            yield frame;
+            break;
+          }
+        }
+        reads[r] = EMPTY_READ; // let the buffer go
+      }
     } finally {
       this.frameScratch = scratch;
-    }
-  }
-
-  /** The frames of `runs` for readFrames: small runs read into `scratch` (frames copied out), larger ones as `reads` has them. */
-  private async *walkRuns(
-    seqs: readonly number[],
-    runs: ReadonlyArray<{ from: number; to: number; segment: number; start: number; end: number }>,
-    reads: Array<Promise<Buffer>>,
-    startRead: (r: number) => void,
-    scratch: Buffer,
-  ): AsyncGenerator<EventFrame> {
-    for (let r = 0; r < runs.length; r++) {
-      while (reads.length < runs.length && reads.length <= r + FRAME_READS_IN_FLIGHT) startRead(reads.length);
-      const { from, to, segment, start, end } = runs[r];
-      const path = this.path(segment);
-      const inScratch = end - start <= SYNC_FRAME_READ_BYTES_MAX;
-      const bytes = inScratch ? this.readRangeSync(segment, start, end, scratch) : await reads[r];
-      let pos = 0;
-      for (let i = from; i < to; i++) {
-        const target = seqs[i];
-        const entry = this.frameOffsets.at(this.frameSeqs.lastAtOrBelow(target)) - start;
-        if (entry > pos) pos = entry;
-        for (;;) {
-          if (pos + 16 > bytes.length) throw frameCorrupt(path, target, start + pos, `the segment ends at offset ${start + bytes.length} before it`);
-          const n = readU32(bytes, pos);
-          const kind = bytes[pos + 5];
-          if (n < 16 || pos + n > bytes.length || (kind !== KIND_EVENT && kind !== KIND_MARKER)) throw frameCorrupt(path, target, start + pos, `no frame starts there (length field ${n}, kind ${kind})`);
-          const seq = kind === KIND_EVENT ? readU53(bytes, pos + 8) : -1;
-          if (seq < target) {
-            pos += n;
-            continue;
-          }
-          if (seq > target) throw frameCorrupt(path, target, start + pos, `the frame there holds seq ${seq}`);
-          // A frame from the scratch buffer is decoded from its own copy: the next read reuses it.
-          const frame = inScratch ? decodeEventFrameAt(Buffer.from(bytes.subarray(pos, pos + n)), 0) : decodeEventFrameAt(bytes, pos);
-          if (typeof frame === 'string') throw frameCorrupt(path, target, start + pos, frame);
-          pos += n;
-          yield frame;
-          break;
-        }
-      }
-      reads[r] = EMPTY_READ; // let the buffer go
     }
   }
 

@@ -1053,12 +1053,7 @@ class FileStorage implements PartitionStorage {
   // ── reads ──────────────────────────────────────────────────────────────────────────────
 
   read(fromSeq: number, toSeq: number, options?: ReadBatchesOptions): AsyncIterable<SealedBatch> {
-    if (this.state !== 'open') {
-      const error = this.closedError();
-      return (async function* () {
-        throw error;
-      })();
-    }
+    if (this.state !== 'open') return failedIteration(this.closedError());
     return this.index.read(fromSeq, Math.min(toSeq, this.durable.lastSeq), options);
   }
 
@@ -1069,9 +1064,7 @@ class FileStorage implements PartitionStorage {
       this.assertOpen();
       checkFrameSeqs(seqs, this.durable.lastSeq, this.where);
     } catch (error) {
-      return (async function* () {
-        throw error;
-      })();
+      return failedIteration(error);
     }
     return this.index.readFrames(seqs);
   }
@@ -1214,4 +1207,11 @@ export async function syncDirectory(directory: string): Promise<void> {
   } finally {
     await dir.close();
   }
+}
+
+/** An iteration that fails with `error` at its first step: a read refused when it is asked for is reported when iterated. */
+function failedIteration<T>(error: unknown): AsyncGenerator<T> {
+  return (async function* () {
+    throw error;
+  })();
 }

@@ -638,7 +638,7 @@ export class SegmentIndex {
             }
             if (seq > target) throw frameCorrupt(path, target, start + pos, `the frame there holds seq ${seq}`);
             // A frame from the scratch buffer is decoded from its own copy: the next read reuses it.
-            const frame = inScratch ? decodeEventFrameAt(Buffer.from(bytes.subarray(pos, pos + n)), 0) : decodeEventFrameAt(bytes, pos);
+            const frame = inScratch ? decodeEventFrameAt(copyOf(bytes, pos, n), 0) : decodeEventFrameAt(bytes, pos);
             if (typeof frame === 'string') throw frameCorrupt(path, target, start + pos, frame);
             pos += n;
             yield frame;
@@ -751,6 +751,13 @@ export class SegmentIndex {
     this.handles.clear();
     await Promise.all(all.map((e) => new Promise<void>((resolve) => closeFd(e.fd, () => resolve()))));
   }
+}
+
+/** `bytes[at, at + n)` in a buffer of its own (small ones from Node's shared pool). */
+function copyOf(bytes: Buffer, at: number, n: number): Buffer {
+  const copy = Buffer.allocUnsafe(n);
+  bytes.copy(copy, 0, at, at + n);
+  return copy;
 }
 
 function frameCorrupt(path: string, seq: number, offset: number, detail: string): StorageError {

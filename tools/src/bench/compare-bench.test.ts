@@ -1,5 +1,6 @@
 import { tmpdir } from 'node:os';
 import { CRC_BYTES, EVENT_HEADER_BYTES, MARKER_BYTES } from '@sluice/framing';
+import { SEGMENT_BYTES_MAX, SEGMENT_HEADER_BYTES } from '@sluice/store-file';
 import { expect, it } from 'vitest';
 import { SystemSkippedError, type BenchSystem } from './bench-system.js';
 import { formatCompareReport, runCompareBench } from './compare-bench.js';
@@ -31,12 +32,12 @@ it('gives the zero-filled row a segment its scenario never fills halfway, where 
   for (const s of workload('full')) {
     if (s.kind !== 'append') continue;
     const segment = zeroFillSegmentBytes(s);
-    expect(segment, s.id).toBeLessThanOrEqual(1024 * 1024 * 1024);
+    expect(segment, s.id).toBeLessThanOrEqual(SEGMENT_BYTES_MAX);
     // A marker per append, or per group of at least 100 events for the concurrent rows (many
     // appenders' events share a batch; a run that does start a second segment says so).
     const perEvent = s.payloadBytes + frame + MARKER_BYTES / (s.concurrent ? 100 : s.batch);
-    // The segment's 4 KiB header, then the frames: never past half of the segment.
-    expect(4096 + s.events * perEvent, s.id).toBeLessThanOrEqual(segment / 2);
+    // The segment's header, then the frames: never past half of the segment.
+    expect(SEGMENT_HEADER_BYTES + s.events * perEvent, s.id).toBeLessThanOrEqual(segment / 2);
   }
 });
 

@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MARKER_BYTES } from '@sluice/framing';
-import { createFileStorage } from '@sluice/store-file';
+import { SEGMENT_BYTES_MAX, createFileStorage } from '@sluice/store-file';
 import type { AppendScenario, BenchSystem } from '../bench-system.js';
 import { eventLogSession } from '../event-log-session.js';
 import { FRAME_OVERHEAD_BYTES } from '../workload.js';
@@ -38,9 +38,6 @@ export const sluiceFileCommandIdSystem: BenchSystem = {
   },
 };
 
-/** The largest segment the file store takes (its `segmentBytes` limit). */
-const SEGMENT_BYTES_MAX = 1024 * 1024 * 1024;
-
 /**
  * The segment size for a scenario on zero-filled segments: twice the scenario's frames and
  * markers (the next segment is preallocated once one is half full, so the run never reaches
@@ -69,10 +66,11 @@ export const sluiceFileZeroFillSystem: BenchSystem = {
   configuration: 'one partition, preallocate: "zero-fill", one segment of twice the scenario\'s bytes (up to 1 GiB) zero-filled before the timer, as the limit row\'s file; group commit, fsync: "commit"',
   durability: 'fdatasync before each append resolves: survives power loss',
   async setup(context) {
+    const directoryOf = (name: string) => join(context.directory, name);
     const session = eventLogSession({
       open: (name, scenario) =>
         openPartitionEventLog(
-          createFileStorage({ directory: join(context.directory, name), fsync: 'commit', preallocate: 'zero-fill', segmentBytes: zeroFillSegmentBytes(scenario) }),
+          createFileStorage({ directory: directoryOf(name), fsync: 'commit', preallocate: 'zero-fill', segmentBytes: zeroFillSegmentBytes(scenario) }),
           name,
         ),
     });
@@ -80,7 +78,8 @@ export const sluiceFileZeroFillSystem: BenchSystem = {
       async run(scenario) {
         const measured = await session.run(scenario);
         if (scenario.kind !== 'append' || !('events' in measured)) return measured;
-        const segments = (await readdir(join(context.directory, scenario.id))).filter((n) => n.endsWith('.seg'));
+        // The session names each scenario's partition after the scenario.
+        const segments = (await readdir(directoryOf(scenario.id))).filter((n) => n.endsWith('.seg'));
         if (segments.length === 1) return measured;
         const note = `${segments.length} segments: the run went past half of its segment, and zero-filling the next one overlapped it`;
         return { ...measured, note: measured.note === undefined ? note : `${measured.note}; ${note}` };
